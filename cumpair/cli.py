@@ -1,0 +1,50 @@
+"""The `cumpair` console command: one entry point for operator tasks.
+
+Each sub-command lives beside the library it drives (`cumpair/<part>/cli.py`, exposing
+`add_parser(subparsers)` which registers the sub-command and sets `func`); this module only
+collects them, importing each lazily so `cumpair demo` never pays for loading torch.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+# sub-command name -> module that registers it
+_COMMANDS: dict[str, str] = {
+    "demo": "cumpair.demo.cli",
+    "specs": "cumpair.vision.cli",
+    "index": "cumpair.index.cli",
+    "reindex": "cumpair.embed.cli",
+    "search": "cumpair.search.cli",
+    "history": "cumpair.search.cli",
+    "serve": "cumpair.search.cli",
+}
+
+
+def build_parser(argv: list[str]) -> argparse.ArgumentParser:
+    """Build the parser, importing only the module of the sub-command being run."""
+    parser = argparse.ArgumentParser(prog="cumpair", description=__doc__.splitlines()[0])
+    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    wanted = next((arg for arg in argv if not arg.startswith("-")), None)
+    modules = [_COMMANDS[wanted]] if wanted in _COMMANDS else sorted(set(_COMMANDS.values()))
+    for module_name in modules:
+        try:
+            module = importlib.import_module(module_name)
+        except ModuleNotFoundError as exc:
+            if exc.name != module_name:
+                raise
+            continue  # a part not built yet registers nothing
+        module.add_parser(subparsers)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    args = build_parser(argv).parse_args(argv)
+    return int(args.func(args) or 0)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""Project-specific `scrapy` commands (COMMANDS_MODULE)."""

@@ -1,0 +1,42 @@
+"""The product item every spider yields, handled everywhere through itemadapter."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from decimal import Decimal
+from typing import Any
+
+
+def utc_now_iso() -> str:
+    """Crawl timestamps are ISO 8601 in UTC so feeds from different hosts sort together."""
+    return datetime.now(UTC).isoformat(timespec="seconds")
+
+
+@dataclass
+class ProductItem:
+    """One shop's offer for one product, as read from its product page.
+
+    `price` is a Decimal (never a float: prices are compared and summed exactly), `currency`
+    an ISO 4217 code, `availability` a schema.org ItemAvailability name (`InStock`, ...), `gtin`
+    the canonical form from `cumpair.identifiers.normalize_gtin` or None when absent/invalid.
+    `images` is filled by the images pipeline, `specs`/`spec_conflicts` by the specs pipeline.
+    """
+
+    shop: str
+    url: str
+    title: str | None = None
+    price: Decimal | None = None
+    currency: str | None = None
+    availability: str | None = None
+    brand: str | None = None
+    model: str | None = None
+    sku: str | None = None
+    gtin: str | None = None
+    description: str | None = None
+    category: str | None = None
+    image_urls: list[str] = field(default_factory=list)
+    images: list[dict[str, Any]] = field(default_factory=list)
+    crawled_at: str = field(default_factory=utc_now_iso)
+    specs: dict[str, Any] | None = None
+    spec_conflicts: list[dict[str, Any]] = field(default_factory=list)

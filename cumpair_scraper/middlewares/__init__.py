@@ -1,0 +1,1 @@
+"""Downloader middlewares: politeness (Retry-After back-off) and challenge pages."""

@@ -1,0 +1,1 @@
+"""Item pipelines: validation, specs from images, embeddings and the product index."""

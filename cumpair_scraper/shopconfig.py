@@ -1,0 +1,141 @@
+"""Shop configuration files: one TOML file per shop describes how to crawl it.
+
+Adding a shop means adding a file (to `cumpair_scraper/shops/` or a directory named in the
+`SHOP_CONFIG_DIRS` setting), never code. Selectors here are the *fallback* used when a product
+page carries no schema.org data; structured data always wins.
+"""
+
+from __future__ import annotations
+
+import re
+import tomllib
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field, replace
+from importlib import resources
+from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
+
+_NAME = re.compile(r"^[a-z][a-z0-9_]*$")
+FIELD_NAMES = frozenset(
+    {
+        "title",
+        "price",
+        "currency",
+        "availability",
+        "brand",
+        "model",
+        "sku",
+        "gtin",
+        "description",
+        "category",
+        "images",
+    }
+)
+
+
+class ShopConfigError(ValueError):
+    """A shop config file is malformed; the message names the file and the problem."""
+
+
+@dataclass(frozen=True)
+class ShopConfig:
+    """How to crawl one shop. See `cumpair_scraper/shops/*.toml` for documented examples."""
+
+    name: str
+    display_name: str
+    start_urls: tuple[str, ...] = ()
+    sitemap_urls: tuple[str, ...] = ()
+    javascript: bool = False
+    wait_for: str | None = None
+    default_currency: str | None = None
+    category_links: str | None = None
+    next_page: str | None = None
+    product_links: str | None = None
+    product_url_pattern: str | None = None
+    fields: dict[str, str] = field(default_factory=dict)
+    availability_map: dict[str, str] = field(default_factory=dict)
+    source: str = ""
+
+    @property
+    def allowed_domains(self) -> list[str]:
+        """Hosts of the start and sitemap URLs: the crawl never leaves them."""
+        return sorted({urlsplit(u).hostname or "" for u in self.start_urls + self.sitemap_urls})
+
+    def rebased(self, base_url: str) -> ShopConfig:
+        """The same shop served from another origin (a staging copy, a test server's port)."""
+        base = urlsplit(base_url)
+        if not base.scheme or not base.netloc:
+            raise ShopConfigError(f"base_url must be an absolute URL, got {base_url!r}")
+
+        def move(url: str) -> str:
+            parts = urlsplit(url)
+            return urlunsplit((base.scheme, base.netloc, parts.path, parts.query, parts.fragment))
+
+        return replace(
+            self,
+            start_urls=tuple(map(move, self.start_urls)),
+            sitemap_urls=tuple(map(move, self.sitemap_urls)),
+        )
+
+
+def parse_shop_config(text: str, source: str) -> ShopConfig:
+    """Parse and validate one config file's text; raise ShopConfigError on any mistake."""
+    try:
+        raw = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ShopConfigError(f"{source}: not valid TOML: {exc}") from exc
+    name = raw.get("name")
+    if not isinstance(name, str) or not _NAME.match(name):
+        raise ShopConfigError(f"{source}: 'name' must match {_NAME.pattern}")
+    start_urls = tuple(raw.get("start_urls", ()))
+    sitemap_urls = tuple(raw.get("sitemap_urls", ()))
+    if not start_urls and not sitemap_urls:
+        raise ShopConfigError(f"{source}: give 'start_urls' or 'sitemap_urls'")
+    links = raw.get("links", {})
+    fields = raw.get("fields", {})
+    unknown = set(fields) - FIELD_NAMES
+    if unknown:
+        raise ShopConfigError(f"{source}: unknown [fields] {sorted(unknown)}")
+    js = raw.get("javascript", {})
+    pattern = links.get("product_url_pattern")
+    if pattern is not None:
+        try:
+            re.compile(pattern)
+        except re.error as exc:
+            raise ShopConfigError(f"{source}: bad product_url_pattern: {exc}") from exc
+    return ShopConfig(
+        name=name,
+        display_name=raw.get("display_name", name),
+        start_urls=start_urls,
+        sitemap_urls=sitemap_urls,
+        javascript=bool(js.get("enabled", False)),
+        wait_for=js.get("wait_for"),
+        default_currency=raw.get("default_currency"),
+        category_links=links.get("category"),
+        next_page=links.get("next_page"),
+        product_links=links.get("product"),
+        product_url_pattern=pattern,
+        fields=dict(fields),
+        availability_map=dict(raw.get("availability", {})),
+        source=source,
+    )
+
+
+def _bundled_files() -> Iterator[tuple[str, str]]:
+    folder = resources.files("cumpair_scraper") / "shops"
+    for entry in sorted(folder.iterdir(), key=lambda e: e.name):
+        if entry.name.endswith(".toml"):
+            yield f"cumpair_scraper/shops/{entry.name}", entry.read_text(encoding="utf-8")
+
+
+def load_shop_configs(extra_dirs: Iterable[str | Path] = ()) -> dict[str, ShopConfig]:
+    """All shop configs: the bundled ones, then those in `extra_dirs` (which may override)."""
+    texts = list(_bundled_files())
+    for folder in extra_dirs:
+        for path in sorted(Path(folder).glob("*.toml")):
+            texts.append((str(path), path.read_text(encoding="utf-8")))
+    configs: dict[str, ShopConfig] = {}
+    for source, text in texts:
+        config = parse_shop_config(text, source)
+        configs[config.name] = config
+    return configs

@@ -1,0 +1,281 @@
+"""Embed crawled products in batches on a background thread, with bounded memory.
+
+The crawl's pipeline calls `BatchEmbedder.submit` from a worker thread for each product; the
+images are decoded and preprocessed right there (in parallel across the caller's threads), and
+one model thread runs full batches (or partial ones after `max_wait` seconds). `submit` blocks
+while `max_pending` inputs wait, so memory stays flat however long the crawl. A broken image
+only loses its own vector: it is reported in `ItemVectors.image_errors`, never raised.
+"""
+
+from __future__ import annotations
+
+import collections
+import logging
+import threading
+import time
+from collections.abc import Sequence
+from concurrent.futures import Future
+from concurrent.futures import wait as wait_futures
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from cumpair.embed.base import EmbedError, ImageInput
+from cumpair.embed.registry import EncoderSet
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class ItemVectors:
+    """The vectors of one submitted product.
+
+    `image_vectors[k]` belongs to the submitted image at `image_positions[k]`; images that could
+    not be embedded are absent and explained in `image_errors` (position -> reason). The main
+    image vector is the first image that embedded (shops list their main photo first); the
+    others are kept so that a photo of any of them finds the product.
+    """
+
+    image_vectors: np.ndarray
+    image_positions: tuple[int, ...]
+    image_errors: dict[int, str]
+    text_vector: np.ndarray | None
+
+    @property
+    def main_image_vector(self) -> np.ndarray | None:
+        return self.image_vectors[0] if len(self.image_positions) else None
+
+
+class BatchEmbedderClosed(EmbedError):
+    """`submit` after `close`."""
+
+
+@dataclass
+class _Item:
+    future: Future
+    key: str | None
+    n_images: int
+    remaining: int
+    vectors: dict[int, np.ndarray] = field(default_factory=dict)
+    errors: dict[int, str] = field(default_factory=dict)
+    text_vector: np.ndarray | None = None
+    failed: bool = False
+
+
+@dataclass
+class _Job:
+    item: _Item
+    position: int  # image position, or -1 for the text
+    payload: object  # prepared pixels (np.ndarray) or the text
+    queued_at: float
+
+
+class BatchEmbedder:
+    """Batches image and text embedding for the crawl; thread-safe; use as a context manager.
+
+    `batch_size`: inputs per model call. `max_wait`: seconds a partial batch may wait for more
+    inputs. `max_pending`: inputs held in memory before `submit` blocks (default 2 batches).
+    """
+
+    def __init__(
+        self,
+        encoders: EncoderSet,
+        *,
+        batch_size: int = 32,
+        max_wait: float = 1.0,
+        max_pending: int | None = None,
+    ) -> None:
+        if batch_size < 1:
+            raise ValueError("batch_size must be at least 1")
+        if max_wait < 0:
+            raise ValueError("max_wait must not be negative")
+        self.encoders = encoders
+        self.batch_size = batch_size
+        self.max_wait = max_wait
+        self.max_pending = max(max_pending or 2 * batch_size, batch_size)
+        self._images: collections.deque[_Job] = collections.deque()
+        self._texts: collections.deque[_Job] = collections.deque()
+        self._outstanding: set[Future] = set()
+        self._cond = threading.Condition()
+        self._flushing = 0
+        self._closed = False
+        self._counts = collections.Counter()
+        self._worker = threading.Thread(target=self._run, name="cumpair-embed", daemon=True)
+        self._worker.start()
+
+    # -- caller side ---------------------------------------------------------------------
+
+    def submit(
+        self,
+        images: Sequence[ImageInput] = (),
+        text: str | None = None,
+        *,
+        key: str | None = None,
+        timeout: float | None = None,
+    ) -> Future[ItemVectors]:
+        """Queue one product's images and text; the future resolves to its `ItemVectors`.
+
+        Decodes the images in the calling thread (run it off the reactor thread) and blocks
+        while the embedder is full. `key` (e.g. the product URL) only labels log messages.
+        Raises `TimeoutError` if there is no room within `timeout` seconds.
+        """
+        if isinstance(images, str | bytes):
+            raise TypeError("images must be a sequence of images, not a single one")
+        item = _Item(future=Future(), key=key, n_images=len(images), remaining=0)
+        prepared: list[tuple[int, np.ndarray]] = []
+        for position, image in enumerate(images):
+            try:
+                prepared.append((position, self.encoders.image.prepare_image(image)))
+            except (ValueError, OSError, TypeError) as exc:  # ImageError is a ValueError
+                item.errors[position] = f"{type(exc).__name__}: {exc}"
+                logger.warning("image %d of %s not embedded: %s", position, key or "item", exc)
+        text = text if text else None
+        item.remaining = len(prepared) + (text is not None)
+        with self._cond:
+            self._counts["image_errors"] += len(item.errors)
+        if item.remaining == 0:
+            item.future.set_result(_result(item, self.encoders.image.dim))
+            return item.future
+        with self._cond:
+            deadline = None if timeout is None else time.monotonic() + timeout
+            while not self._closed and self._pending() + item.remaining > self.max_pending:
+                if self._pending() == 0:
+                    break  # an item larger than max_pending goes through alone
+                left = None if deadline is None else deadline - time.monotonic()
+                if left is not None and left <= 0:
+                    raise TimeoutError(f"embedder still full after {timeout} s")
+                self._cond.wait(left)
+            if self._closed:
+                raise BatchEmbedderClosed("BatchEmbedder is closed")
+            now = time.monotonic()
+            self._images.extend(_Job(item, pos, pixels, now) for pos, pixels in prepared)
+            if text is not None:
+                self._texts.append(_Job(item, -1, text, now))
+            self._outstanding.add(item.future)
+            self._cond.notify_all()
+        return item.future
+
+    def flush(self, timeout: float | None = None) -> None:
+        """Embed everything submitted so far now, without waiting for full batches."""
+        with self._cond:
+            pending = set(self._outstanding)
+            self._flushing += 1
+            self._cond.notify_all()
+        try:
+            wait_futures(pending, timeout=timeout)
+        finally:
+            with self._cond:
+                self._flushing -= 1
+
+    def close(self, timeout: float | None = None) -> None:
+        """Flush, then stop the model thread. Idempotent; later `submit` calls raise."""
+        with self._cond:
+            if self._closed:
+                return
+        self.flush(timeout)
+        with self._cond:
+            self._closed = True
+            self._cond.notify_all()
+        self._worker.join(timeout)
+
+    def stats(self) -> dict[str, int]:
+        """Counters for crawl stats: images, image_errors, texts, batches, batch_errors."""
+        with self._cond:
+            return dict(self._counts)
+
+    def __enter__(self) -> BatchEmbedder:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    # -- model thread ------------------------------------------------------------------
+
+    def _pending(self) -> int:
+        return len(self._images) + len(self._texts)
+
+    def _due(self, queue: collections.deque[_Job], now: float) -> bool:
+        if not queue:
+            return False
+        return (
+            len(queue) >= self.batch_size
+            or self._flushing > 0
+            or self._closed
+            or now - queue[0].queued_at >= self.max_wait
+        )
+
+    def _run(self) -> None:
+        while True:
+            with self._cond:
+                while True:
+                    now = time.monotonic()
+                    images_due = self._due(self._images, now)
+                    texts_due = self._due(self._texts, now)
+                    if images_due or texts_due:
+                        break
+                    if self._closed and not self._pending():
+                        return
+                    oldest = [q[0].queued_at for q in (self._images, self._texts) if q]
+                    self._cond.wait(max(0.0, min(oldest) + self.max_wait - now) if oldest else None)
+                image_jobs = _take(self._images, self.batch_size) if images_due else []
+                text_jobs = _take(self._texts, self.batch_size) if texts_due else []
+            if image_jobs:
+                self._embed(image_jobs, self._embed_images)
+            if text_jobs:
+                self._embed(text_jobs, self._embed_texts)
+            with self._cond:
+                self._cond.notify_all()  # room for blocked submitters
+
+    def _embed_images(self, jobs: list[_Job]) -> np.ndarray:
+        return self.encoders.image.embed_prepared(np.stack([job.payload for job in jobs]))
+
+    def _embed_texts(self, jobs: list[_Job]) -> np.ndarray:
+        return self.encoders.text.encode_texts([job.payload for job in jobs])
+
+    def _embed(self, jobs: list[_Job], run) -> None:
+        try:
+            vectors = run(jobs)
+        except Exception as exc:  # a model failure fails this batch's items, not the crawl
+            logger.exception("embedding a batch of %d inputs failed", len(jobs))
+            with self._cond:
+                self._counts["batch_errors"] += 1
+                failed = {id(job.item): job.item for job in jobs if not job.item.failed}
+                for item in failed.values():
+                    item.failed = True
+                    self._outstanding.discard(item.future)
+            for item in failed.values():  # outside the lock: callbacks run here
+                item.future.set_exception(exc)
+            return
+        kind = "texts" if jobs[0].position < 0 else "images"
+        finished: list[_Item] = []
+        with self._cond:
+            self._counts["batches"] += 1
+            self._counts[kind] += len(jobs)
+            for job, vector in zip(jobs, vectors, strict=True):
+                item = job.item
+                if job.position < 0:
+                    item.text_vector = vector
+                else:
+                    item.vectors[job.position] = vector
+                item.remaining -= 1
+                if item.remaining == 0 and not item.failed:
+                    self._outstanding.discard(item.future)
+                    finished.append(item)
+        for item in finished:
+            item.future.set_result(_result(item, self.encoders.image.dim))
+
+
+def _take(queue: collections.deque[_Job], n: int) -> list[_Job]:
+    return [queue.popleft() for _ in range(min(n, len(queue)))]
+
+
+def _result(item: _Item, dim: int) -> ItemVectors:
+    positions = tuple(sorted(item.vectors))
+    rows = [item.vectors[p] for p in positions]
+    vectors = np.stack(rows) if rows else np.zeros((0, dim), dtype=np.float32)
+    return ItemVectors(
+        image_vectors=vectors,
+        image_positions=positions,
+        image_errors=dict(item.errors),
+        text_vector=item.text_vector,
+    )

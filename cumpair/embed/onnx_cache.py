@@ -1,0 +1,41 @@
+"""Export a PyTorch module to ONNX once, atomically, and reuse the file afterwards.
+
+Several crawler processes may start at the same time; a file lock makes exactly one of them
+export while the others wait, and the export lands under its final name only when complete.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+
+from filelock import FileLock
+
+logger = logging.getLogger(__name__)
+
+
+def cached_onnx(path: Path, export: Callable[[Path], None], *, lock_timeout: float = 600) -> Path:
+    """Return `path`, calling `export(tmp_path)` first if it does not exist yet.
+
+    `export` writes a complete ONNX file to the temporary path it is given (and may check it);
+    the file is then renamed into place, so a reader never sees a half-written model.
+    """
+    if path.is_file():
+        return path
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with FileLock(str(path) + ".lock", timeout=lock_timeout):
+        if path.is_file():  # another process exported while we waited
+            return path
+        fd, tmp_name = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
+        os.close(fd)
+        tmp = Path(tmp_name)
+        try:
+            logger.info("exporting ONNX model to %s (once; reused afterwards)", path)
+            export(tmp)
+            os.replace(tmp, path)
+        finally:
+            tmp.unlink(missing_ok=True)
+    return path

@@ -1,0 +1,60 @@
+"""Inference runtimes shared by the encoders: ONNX Runtime sessions and PyTorch thread setup.
+
+Threads are always set explicitly: the defaults of both runtimes oversubscribe a small shared
+machine (ONNX Runtime spins one thread per core per session, torch uses every core).
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+
+from cumpair.embed.base import EmbedError
+
+logger = logging.getLogger(__name__)
+
+Backend = Literal["onnx", "torch"]
+BACKENDS: tuple[str, ...] = ("auto", "onnx", "torch")
+
+
+def check_backend(backend: str) -> None:
+    if backend not in BACKENDS:
+        raise ValueError(f"unknown inference backend {backend!r}; expected one of {BACKENDS}")
+
+
+def set_torch_threads(threads: int) -> None:
+    """Set torch's intra-op threads (process-wide: torch has no per-model setting)."""
+    import torch
+
+    if torch.get_num_threads() != threads:
+        torch.set_num_threads(threads)
+
+
+class OnnxSession:
+    """One ONNX Runtime session on the CPU with a fixed thread count.
+
+    `run` is safe to call from several threads at once (ONNX Runtime guarantees it).
+    """
+
+    def __init__(self, path: Path, threads: int) -> None:
+        import onnxruntime as ort
+
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = threads
+        options.inter_op_num_threads = 1
+        options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        try:
+            self._session = ort.InferenceSession(
+                str(path), sess_options=options, providers=["CPUExecutionProvider"]
+            )
+        except Exception as exc:  # onnxruntime raises its own untyped errors
+            raise EmbedError(f"cannot open ONNX model {path}: {exc}") from exc
+        self.input_names = [item.name for item in self._session.get_inputs()]
+        self.path = path
+
+    def run(self, inputs: dict[str, np.ndarray]) -> np.ndarray:
+        return self._session.run(None, inputs)[0]

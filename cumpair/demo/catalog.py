@@ -1,0 +1,610 @@
+"""The demo shops' catalog: true products and the offers four shops make for them.
+
+Everything is generated from a seed, so the same seed gives the same products, offers, prices
+and defects on every machine; tests and benchmarks use it as ground truth. Building renders no
+images (see `images.py`), so a 100 000-product catalog builds in seconds.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import random
+import warnings
+from collections import defaultdict
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from decimal import Decimal
+from pathlib import Path
+
+from stdnum import ean
+
+SHOPS: tuple[str, ...] = ("northwind", "bluepeak", "cornerstore", "nebula")
+SHOP_HOSTS: dict[str, str] = {
+    "northwind": "127.0.0.21",
+    "bluepeak": "127.0.0.22",
+    "cornerstore": "127.0.0.23",
+    "nebula": "127.0.0.24",
+}
+DEFECT_KINDS: tuple[str, ...] = ("broken_jsonld", "missing_price", "bad_price", "bad_gtin")
+# broken JSON-LD only makes sense where JSON-LD is the markup; nebula serves clean JSON only.
+DEFECT_SHOPS: dict[str, tuple[str, ...]] = {
+    "broken_jsonld": ("northwind",),
+    "missing_price": ("northwind", "bluepeak", "cornerstore"),
+    "bad_price": ("northwind", "bluepeak", "cornerstore"),
+    "bad_gtin": ("northwind", "bluepeak", "cornerstore"),
+}
+PRICE_DEFECTS = frozenset({"missing_price", "bad_price"})
+AVAILABILITIES: tuple[str, ...] = ("InStock", "OutOfStock", "PreOrder")
+CLIPART_ROOT = Path(os.environ.get("CUMPAIR_CLIPART_DIR", "/usr/share/openclipart/png"))
+
+
+class CatalogError(ValueError):
+    """The catalog cannot be built as asked (bad arguments, clip-art not installed)."""
+
+
+@dataclass(frozen=True)
+class Material:
+    name: str
+    percent: int
+
+
+@dataclass(frozen=True)
+class Category:
+    """A product category: where its pictures come from and which specs its products carry."""
+
+    slug: str
+    title: str
+    clipart_dirs: tuple[str, ...]
+    names: tuple[str, ...]
+    brands: tuple[str, ...]
+    price_range: tuple[int, int]
+    size_mm: tuple[int, int]
+    weight_g: tuple[int, int]
+    materials: tuple[str, ...]
+    specs: tuple[str, ...] = ()  # subset of power_w, voltage_v, volume_ml, storage_gb
+
+
+CATEGORIES: tuple[Category, ...] = (
+    Category(
+        "power-tools",
+        "Power Tools",
+        ("tools",),
+        (
+            "Cordless Drill",
+            "Impact Driver",
+            "Angle Grinder",
+            "Jigsaw",
+            "Circular Saw",
+            "Rotary Hammer",
+            "Heat Gun",
+            "Orbital Sander",
+        ),
+        ("Acme", "Voltra", "Kestrel", "Ironbark"),
+        (39, 349),
+        (80, 450),
+        (600, 4500),
+        ("steel", "ABS plastic", "aluminium", "rubber"),
+        ("power_w", "voltage_v"),
+    ),
+    Category(
+        "computer-hardware",
+        "Computer Hardware",
+        ("computer/hardware", "computer/connectors", "computer/network"),
+        (
+            "External SSD",
+            "USB Flash Drive",
+            "Portable Hard Drive",
+            "Network Attached Storage",
+            "Memory Card",
+            "Docking Station",
+        ),
+        ("Norden", "Bytewise", "Corvid", "Helix"),
+        (12, 499),
+        (20, 300),
+        (10, 2500),
+        ("aluminium", "polycarbonate", "ABS plastic", "copper"),
+        ("storage_gb", "power_w"),
+    ),
+    Category(
+        "electronics",
+        "Electronics",
+        ("electronics", "electronics/battery", "electronics/bulb", "office/telephone"),
+        ("Desk Lamp", "Battery Pack", "LED Bulb", "Cordless Phone", "Travel Charger", "Smart Plug"),
+        ("Lumio", "Voltra", "Sparrow", "Quanta"),
+        (6, 189),
+        (40, 350),
+        (40, 1800),
+        ("ABS plastic", "glass", "aluminium", "silicone"),
+        ("power_w", "voltage_v"),
+    ),
+    Category(
+        "office",
+        "Office Supplies",
+        ("office",),
+        (
+            "Desk Organizer",
+            "Stapler",
+            "Letter Tray",
+            "Hole Punch",
+            "Document Folder",
+            "Desk Calendar",
+            "Pen Holder",
+        ),
+        ("Papyra", "Stationix", "Norden", "Quillon"),
+        (3, 79),
+        (60, 420),
+        (50, 2200),
+        ("steel", "recycled paper", "polypropylene", "bamboo", "cardboard"),
+        (),
+    ),
+    Category(
+        "kitchen",
+        "Kitchen & Pantry",
+        (
+            "food",
+            "food/beverages",
+            "food/fruit",
+            "food/vegetables",
+            "food/dairy",
+            "food/desserts",
+            "food/breads_and_carbs",
+            "containers",
+        ),
+        (
+            "Insulated Bottle",
+            "Storage Jar",
+            "Lunch Box",
+            "Travel Mug",
+            "Serving Bowl",
+            "Snack Container",
+        ),
+        ("Culina", "Harvest & Co", "Ferro", "Bellweather"),
+        (5, 89),
+        (70, 320),
+        (90, 1500),
+        ("stainless steel", "glass", "bamboo", "silicone", "ceramic"),
+        ("volume_ml",),
+    ),
+    Category(
+        "sports-leisure",
+        "Sports & Leisure",
+        (
+            "recreation/sports",
+            "recreation/toys",
+            "recreation/music",
+            "recreation/games",
+            "tools/toys",
+            "education",
+        ),
+        (
+            "Training Ball",
+            "Camping Lantern",
+            "Board Game",
+            "Yoga Mat",
+            "Practice Guitar",
+            "Jump Rope",
+        ),
+        ("Kestrel", "Trailhead", "Pinewood", "Solano"),
+        (8, 229),
+        (100, 900),
+        (80, 3500),
+        ("polyester", "cotton", "rubber", "wood", "nylon"),
+        (),
+    ),
+)
+CATEGORY_BY_SLUG: dict[str, Category] = {category.slug: category for category in CATEGORIES}
+# Names webcolors and the colour extractor know, so printed colours are checkable.
+COLORS: tuple[str, ...] = (
+    "black",
+    "white",
+    "silver",
+    "gray",
+    "red",
+    "blue",
+    "green",
+    "orange",
+    "yellow",
+    "navy",
+)
+
+
+@dataclass(frozen=True)
+class DemoProduct:
+    """The true product behind the offers; its specs are what labels print."""
+
+    product_id: str
+    brand: str
+    model: str
+    gtin: str
+    category: str
+    name: str
+    dimensions_mm: tuple[int, int, int]
+    weight_g: int
+    materials: tuple[Material, ...]
+    colors: tuple[str, ...]
+    clipart: str
+    volume_ml: int | None = None
+    storage_gb: int | None = None
+    power_w: int | None = None
+    voltage_v: int | None = None
+
+
+@dataclass(frozen=True)
+class DemoOffer:
+    """One shop's listing of a product, worded, priced and marked up the shop's way.
+
+    `gtin_printed` is the GTIN exactly as the shop prints it (None when the shop prints none:
+    matching such offers needs images or titles); `defect` names a deliberately malformed page.
+    """
+
+    shop: str
+    product: DemoProduct = field(repr=False)
+    item_id: str
+    sku: str
+    title: str
+    price: Decimal
+    currency: str
+    availability: str
+    description: str
+    url_path: str
+    image_names: tuple[str, str]
+    gtin_printed: str | None
+    defect: str | None = None
+
+    @property
+    def product_id(self) -> str:
+        return self.product.product_id
+
+    @property
+    def photo_name(self) -> str:
+        return self.image_names[0]
+
+    @property
+    def label_name(self) -> str:
+        return self.image_names[1]
+
+    def to_json(self) -> dict:
+        """The offer as one JSON-ready record (export format; `product_id` is the ground truth)."""
+        printed_price = None if self.defect in ("missing_price", "bad_price") else str(self.price)
+        return {
+            "shop": self.shop,
+            "product_id": self.product_id,
+            "sku": self.sku,
+            "title": self.title,
+            "price": printed_price,
+            "currency": self.currency,
+            "availability": self.availability,
+            "brand": self.product.brand,
+            "model": self.product.model,
+            "gtin": self.gtin_printed,
+            "category": self.product.category,
+            "description": self.description,
+            "url": self.url_path,
+            "images": [f"/images/{name}" for name in self.image_names],
+            "defect": self.defect,
+        }
+
+
+@dataclass(frozen=True)
+class Catalog:
+    """All products and offers of one seed, with the look-ups the server and tests need."""
+
+    seed: int
+    products: list[DemoProduct]
+    offers: list[DemoOffer]
+
+    @functools.cached_property
+    def products_by_id(self) -> dict[str, DemoProduct]:
+        return {product.product_id: product for product in self.products}
+
+    @functools.cached_property
+    def _by_shop(self) -> dict[str, list[DemoOffer]]:
+        by_shop: dict[str, list[DemoOffer]] = {shop: [] for shop in SHOPS}
+        for offer in self.offers:
+            by_shop[offer.shop].append(offer)
+        return by_shop
+
+    @functools.cached_property
+    def _by_item(self) -> dict[tuple[str, str], DemoOffer]:
+        return {(offer.shop, offer.item_id): offer for offer in self.offers}
+
+    @functools.cached_property
+    def _by_image(self) -> dict[tuple[str, str], DemoOffer]:
+        return {(o.shop, name): o for o in self.offers for name in o.image_names}
+
+    def offers_by_shop(self, shop: str) -> list[DemoOffer]:
+        """Offers of `shop` in catalog order (the order category pages list them)."""
+        if shop not in SHOPS:
+            raise KeyError(f"unknown shop {shop!r}; shops are {', '.join(SHOPS)}")
+        return self._by_shop[shop]
+
+    def offer(self, shop: str, item_id: str) -> DemoOffer | None:
+        """The offer `shop` lists under its own id `item_id`, or None."""
+        return self._by_item.get((shop, item_id))
+
+    def offer_for_image(self, shop: str, name: str) -> DemoOffer | None:
+        return self._by_image.get((shop, name))
+
+    def offers_for_product(self, product_id: str) -> list[DemoOffer]:
+        return [offer for offer in self.offers if offer.product_id == product_id]
+
+    def category_offers(self, shop: str, slug: str) -> list[DemoOffer]:
+        return [o for o in self.offers_by_shop(shop) if o.product.category == slug]
+
+    def categories(self, shop: str) -> list[Category]:
+        """Categories in which `shop` lists at least one offer, in catalog order."""
+        used = {offer.product.category for offer in self.offers_by_shop(shop)}
+        return [category for category in CATEGORIES if category.slug in used]
+
+    def valid_offers(self, shop: str | None = None) -> list[DemoOffer]:
+        """Offers whose pages are well formed: a crawler must yield each as a complete item."""
+        offers = self.offers if shop is None else self.offers_by_shop(shop)
+        return [offer for offer in offers if offer.defect is None]
+
+    def expected_items(self, shop: str | None = None) -> list[DemoOffer]:
+        """Offers a correct crawler yields as items: all but those with no usable price.
+
+        broken_jsonld pages still show title and price in HTML and bad_gtin only nulls the
+        GTIN, so those are items too; missing_price and bad_price pages must be dropped.
+        """
+        offers = self.offers if shop is None else self.offers_by_shop(shop)
+        return [offer for offer in offers if offer.defect not in PRICE_DEFECTS]
+
+    def defective_offers(self, kind: str | None = None) -> list[DemoOffer]:
+        if kind is not None and kind not in DEFECT_KINDS:
+            raise KeyError(f"unknown defect {kind!r}; defects are {', '.join(DEFECT_KINDS)}")
+        return [o for o in self.offers if o.defect and (kind is None or o.defect == kind)]
+
+
+def _clipart_ok(path: Path) -> bool:
+    """Keep pictures big and detailed enough to look like a product photo when framed."""
+    from PIL import Image  # header only: no pixels are decoded here
+
+    if "_bw" in path.stem or path.stat().st_size < 6000:
+        return False  # black-and-white twins and near-empty icons
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            with Image.open(path) as image:
+                width, height = image.size
+    except (OSError, Image.DecompressionBombError):
+        return False
+    return (
+        min(width, height) >= 150
+        and max(width, height) <= 1600
+        and (max(width, height) / min(width, height) < 2.2)
+    )
+
+
+@functools.cache
+def clipart_pool(slug: str) -> tuple[str, ...]:
+    """Sorted clip-art paths usable for `slug` (each path in at most one category)."""
+    taken: set[str] = set()
+    for category in CATEGORIES:
+        files: list[str] = []
+        for sub in category.clipart_dirs:
+            directory = CLIPART_ROOT / sub
+            if not directory.is_dir():
+                continue
+            for path in sorted(directory.glob("*.png")):
+                if str(path) not in taken and _clipart_ok(path):
+                    files.append(str(path))
+                    taken.add(str(path))
+        if category.slug == slug:
+            if not files:
+                raise CatalogError(
+                    f"no clip-art for category {slug!r} under {CLIPART_ROOT} "
+                    "(install Debian's openclipart-png or set CUMPAIR_CLIPART_DIR)"
+                )
+            return tuple(files)
+    raise KeyError(f"unknown category {slug!r}")
+
+
+def _gtin(rng: random.Random, leading_zero: bool) -> str:
+    body = ("0" if leading_zero else str(rng.randint(1, 9))) + f"{rng.randrange(10**11):011d}"
+    return body + ean.calc_check_digit(body)
+
+
+def _model(index: int, rng: random.Random) -> str:
+    # Two letters then a number, unique per product index (the letter pair encodes the index).
+    letters = "ABCDEFGHJKLMNPRSTVWXZ"
+    high, low = divmod(index, 900)
+    prefix = letters[(high // len(letters)) % len(letters)] + letters[high % len(letters)]
+    if high >= len(letters) ** 2:
+        prefix += str(high // len(letters) ** 2)
+    suffix = rng.choice(("", "", "", "X", "S", "Pro"))
+    return f"{prefix}-{100 + low}{suffix}"
+
+
+def _make_product(index: int, rng: random.Random, pictures: dict[str, list[str]]) -> DemoProduct:
+    category = CATEGORIES[index % len(CATEGORIES)]
+    pool = pictures[category.slug]
+    clipart = pool[(index // len(CATEGORIES)) % len(pool)]
+    low, high = category.size_mm
+    dims = sorted((rng.randint(low // 5, high // 5) * 5 for _ in range(3)), reverse=True)
+    weight = rng.randint(*category.weight_g)
+    weight = round(weight, -1) if weight < 1000 else round(weight / 50) * 50
+    names = rng.sample(category.materials, rng.choice((1, 2, 2)))
+    if len(names) == 1:
+        materials: tuple[Material, ...] = (Material(names[0], 100),)
+    else:
+        share = rng.choice((60, 70, 75, 80, 90))
+        materials = (Material(names[0], share), Material(names[1], 100 - share))
+    colors = tuple(rng.sample(COLORS, rng.choice((1, 1, 2))))
+    specs: dict[str, int] = {}
+    name = rng.choice(category.names)
+    if "voltage_v" in category.specs:
+        specs["voltage_v"] = rng.choice(
+            (12, 18, 20, 36) if category.slug == "power-tools" else (5, 12, 230)
+        )
+    if "power_w" in category.specs:
+        specs["power_w"] = rng.choice((5, 10, 18, 25, 40, 60, 400, 650, 900, 1200, 1800))
+    if "storage_gb" in category.specs:
+        specs["storage_gb"] = rng.choice((32, 64, 128, 256, 512, 1000, 2000, 4000))
+    if "volume_ml" in category.specs:
+        specs["volume_ml"] = rng.choice((250, 350, 500, 750, 1000, 1500, 2000))
+    return DemoProduct(
+        product_id=f"P{index:06d}",
+        brand=rng.choice(category.brands),
+        model=_model(index, rng),
+        gtin=_gtin(rng, leading_zero=rng.random() < 0.3),
+        category=category.slug,
+        name=name,
+        dimensions_mm=(dims[0], dims[1], dims[2]),
+        weight_g=weight,
+        materials=materials,
+        colors=colors,
+        clipart=clipart,
+        **specs,
+    )
+
+
+def key_spec(product: DemoProduct, spaced: bool = False) -> str:
+    """The spec a shop puts in its title: voltage, capacity or colour."""
+    unit_gap = " " if spaced else ""
+    if product.voltage_v is not None:
+        return f"{product.voltage_v}{unit_gap}V"
+    if product.storage_gb is not None:
+        return f"{product.storage_gb}{unit_gap}GB"
+    if product.volume_ml is not None:
+        return f"{product.volume_ml}{unit_gap}ml"
+    return product.colors[0]
+
+
+def _title(shop: str, p: DemoProduct) -> str:
+    if shop == "northwind":
+        return f"{p.brand.upper()} {p.model} {p.name} {key_spec(p)}"
+    if shop == "bluepeak":
+        return f"{p.name} {p.model} by {p.brand}, {key_spec(p, spaced=True)}"
+    if shop == "cornerstore":
+        return f"{p.brand} {p.name} ({p.model}) - {key_spec(p, spaced=True)}"
+    return f"{p.brand} {p.name} {p.model}"
+
+
+def _description(shop: str, p: DemoProduct) -> str:
+    material = " and ".join(m.name for m in p.materials)
+    color = " / ".join(p.colors)
+    if shop == "northwind":
+        return f"The {p.brand} {p.model} {p.name.lower()} in {color}, made of {material}."
+    if shop == "bluepeak":
+        return f"{p.name} by {p.brand}. Finish: {color}. Built from {material}."
+    if shop == "cornerstore":
+        return f"{p.brand} {p.model}: a dependable {p.name.lower()} ({material}, {color})."
+    return f"{p.name} from {p.brand}, model {p.model}. Colour {color}; {material}."
+
+
+def _price(base: Decimal, rng: random.Random) -> Decimal:
+    value = base * Decimal(str(rng.uniform(0.95, 1.06)))
+    if value >= 20:
+        return Decimal(int(value)) + rng.choice((Decimal("0.99"), Decimal("0.49"), Decimal("0.00")))
+    return value.quantize(Decimal("0.01"))
+
+
+def _item_ids(shop: str, number: int) -> tuple[str, str, str]:
+    """(item_id, sku, url path) for the shop's `number`-th listing."""
+    if shop == "northwind":
+        sku = f"NW-{100000 + number}"
+        return sku, sku, f"/p/{sku}.html"
+    if shop == "bluepeak":
+        item = str(5000 + number)
+        return item, f"BP{item}-{number % 7}", f"/products/{item}"
+    if shop == "cornerstore":
+        item = str(200 + number)
+        return item, f"CS-{item}", f"/item.php?id={item}"
+    item = f"n{number:05d}"
+    return item, f"NEB-{number:05d}", f"/item/{item}"
+
+
+def _printed_gtin(shop: str, product: DemoProduct, rng: random.Random) -> str | None:
+    if rng.random() < 0.05:
+        return None  # some shops print no GTIN: matching must use images and titles
+    if shop == "bluepeak" and product.gtin.startswith("0"):
+        return product.gtin[1:]  # UPC-A, as US-facing shops print it
+    return product.gtin
+
+
+def build_catalog(n_products: int = 80, seed: int = 7, defects_per_kind: int = 2) -> Catalog:
+    """Generate `n_products` products and their 2-4 offers each, deterministically from `seed`.
+
+    Products beyond the clip-art pool of a category reuse its pictures (large benchmark
+    catalogs only; the default catalog draws every product from a different picture).
+    """
+    if not isinstance(n_products, int) or n_products < 1:
+        raise CatalogError(f"n_products must be a positive integer, got {n_products!r}")
+    if defects_per_kind < 0:
+        raise CatalogError(f"defects_per_kind must be >= 0, got {defects_per_kind!r}")
+    rng = random.Random(seed)
+    pictures = {c.slug: list(clipart_pool(c.slug)) for c in CATEGORIES}
+    for pool in pictures.values():
+        rng.shuffle(pool)
+    products = [_make_product(i, rng, pictures) for i in range(n_products)]
+
+    load = dict.fromkeys(SHOPS, 0)
+    offers: list[DemoOffer] = []
+    for product in products:
+        category = CATEGORY_BY_SLUG[product.category]
+        base = Decimal(rng.randint(*category.price_range)) + Decimal("0.99")
+        count = rng.choices((2, 3, 4), weights=(35, 40, 25))[0]
+        # Least-loaded shops first (random tie-break) keeps every shop's share balanced.
+        chosen = sorted(SHOPS, key=lambda shop: (load[shop], rng.random()))[:count]
+        for shop in sorted(chosen, key=SHOPS.index):
+            load[shop] += 1
+            item_id, sku, path = _item_ids(shop, load[shop])
+            extension = "jpg" if shop in ("northwind", "cornerstore") else "png"
+            offers.append(
+                DemoOffer(
+                    shop=shop,
+                    product=product,
+                    item_id=item_id,
+                    sku=sku,
+                    title=_title(shop, product),
+                    price=_price(base, rng),
+                    currency="EUR",
+                    availability=rng.choices(AVAILABILITIES, weights=(80, 12, 8))[0],
+                    description=_description(shop, product),
+                    url_path=path,
+                    image_names=(f"{item_id}-photo.{extension}", f"{item_id}-label.png"),
+                    gtin_printed=_printed_gtin(shop, product, rng),
+                )
+            )
+    _place_defects(offers, rng, defects_per_kind)
+    return Catalog(seed=seed, products=products, offers=offers)
+
+
+def _place_defects(offers: list[DemoOffer], rng: random.Random, per_kind: int) -> None:
+    """Mark `per_kind` offers per defect kind, in shops where that defect makes sense."""
+    from dataclasses import replace
+
+    taken: set[int] = set()
+    for kind in DEFECT_KINDS:
+        candidates = [
+            i
+            for i, offer in enumerate(offers)
+            if offer.shop in DEFECT_SHOPS[kind]
+            and i not in taken
+            # a wrong check digit needs a printed EAN-13 to be wrong in
+            and (kind != "bad_gtin" or len(offer.gtin_printed or "") == 13)
+        ]
+        if len(candidates) < per_kind:
+            raise CatalogError(f"catalog too small for {per_kind} {kind} defects")
+        for i in rng.sample(candidates, per_kind):
+            taken.add(i)
+            offer = offers[i]
+            printed = offer.gtin_printed
+            if kind == "bad_gtin" and printed:
+                printed = printed[:-1] + str((int(printed[-1]) + 1) % 10)
+            offers[i] = replace(offer, defect=kind, gtin_printed=printed)
+
+
+def iter_export_records(catalog: Catalog) -> Iterator[dict]:
+    """One JSON-ready record per offer, in catalog order (see `DemoOffer.to_json`)."""
+    for offer in catalog.offers:
+        yield offer.to_json()
+
+
+def offers_per_product(catalog: Catalog) -> dict[str, int]:
+    counts: dict[str, int] = defaultdict(int)
+    for offer in catalog.offers:
+        counts[offer.product_id] += 1
+    return dict(counts)

@@ -1,0 +1,134 @@
+"""`cumpair demo ...`: serve the demo shops, export a catalog, write label evaluation sets.
+
+Registered by `cumpair.cli` through `add_parser`; also runnable as `python -m cumpair.demo`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import signal
+import sys
+import threading
+import time
+from pathlib import Path
+
+log = logging.getLogger("cumpair.demo")
+
+
+def _positive(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
+    return value
+
+
+def add_parser(subparsers: argparse._SubParsersAction) -> None:
+    """Register `demo` and its sub-commands on the `cumpair` parser."""
+    demo = subparsers.add_parser("demo", help="the bundled demo shops")
+    commands = demo.add_subparsers(dest="demo_command", metavar="ACTION", required=True)
+
+    serve = commands.add_parser("serve", help="serve the four demo shops until interrupted")
+    serve.add_argument("--port", type=_positive, default=8070)
+    serve.add_argument("--products", type=_positive, default=80)
+    serve.add_argument("--seed", type=int, default=7)
+    serve.add_argument(
+        "--rate-limit-every",
+        type=_positive,
+        default=None,
+        help="answer every Nth request of a host with 429",
+    )
+    serve.add_argument("--retry-after", type=int, default=1)
+    serve.add_argument("--challenge", choices=("first", "solve"), default=None)
+    serve.add_argument(
+        "--challenge-shops",
+        default=None,
+        help="comma-separated shops that challenge (default: all)",
+    )
+    serve.set_defaults(func=serve_command)
+
+    export = commands.add_parser("export", help="write the catalog's offers as JSON lines")
+    export.add_argument("--products", type=_positive, default=80)
+    export.add_argument("--seed", type=int, default=7)
+    export.add_argument("--out", type=Path, required=True, help="file to write ('-': stdout)")
+    export.set_defaults(func=export_command)
+
+    labels = commands.add_parser("labels", help="write label PNGs plus truth.json")
+    labels.add_argument("--out", type=Path, required=True)
+    labels.add_argument("--limit", type=_positive, default=None)
+    labels.add_argument("--products", type=_positive, default=80)
+    labels.add_argument("--seed", type=int, default=7)
+    labels.set_defaults(func=labels_command)
+
+
+def serve_command(args: argparse.Namespace) -> int:
+    from cumpair.demo.catalog import SHOPS, build_catalog
+    from cumpair.demo.server import DemoServer, DemoServerError
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
+    shops = (
+        tuple(s.strip() for s in args.challenge_shops.split(",")) if args.challenge_shops else None
+    )
+    try:
+        server = DemoServer(
+            build_catalog(args.products, args.seed),
+            port=args.port,
+            rate_limit_every=args.rate_limit_every,
+            retry_after=args.retry_after,
+            challenge=args.challenge,
+            challenge_shops=shops,
+        ).start()
+    except DemoServerError as exc:
+        print(f"cumpair demo serve: {exc}", file=sys.stderr)
+        return 2
+    stop = threading.Event()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, lambda *_: stop.set())
+    for shop in SHOPS:
+        count = len(server.catalog.offers_by_shop(shop))
+        log.info("%-12s %s/  (%d products)", shop, server.base_url(shop), count)
+    log.info("serving; Ctrl-C to stop")
+    try:
+        while not stop.wait(0.5):
+            pass
+    finally:
+        server.stop()
+    log.info("stopped after %d requests", len(server.hits))
+    return 0
+
+
+def export_command(args: argparse.Namespace) -> int:
+    from cumpair.demo.catalog import build_catalog, iter_export_records
+
+    started = time.perf_counter()
+    catalog = build_catalog(args.products, args.seed)
+    out = sys.stdout if str(args.out) == "-" else args.out.open("w", encoding="utf-8")
+    try:
+        count = 0
+        for record in iter_export_records(catalog):
+            out.write(json.dumps(record, ensure_ascii=False) + "\n")
+            count += 1
+    finally:
+        if out is not sys.stdout:
+            out.close()
+    elapsed = time.perf_counter() - started
+    print(f"wrote {count} offers of {args.products} products in {elapsed:.1f}s", file=sys.stderr)
+    return 0
+
+
+def labels_command(args: argparse.Namespace) -> int:
+    from cumpair.demo.catalog import build_catalog
+    from cumpair.demo.images import write_label_set
+
+    catalog = build_catalog(args.products, args.seed)
+    truth = write_label_set(catalog, args.out, limit=args.limit)
+    print(f"wrote {len(truth)} labels and truth.json to {args.out}", file=sys.stderr)
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m cumpair.demo")
+    add_parser(parser.add_subparsers(dest="command", required=True))
+    args = parser.parse_args(["demo", *(sys.argv[1:] if argv is None else argv)])
+    return int(args.func(args) or 0)

@@ -1,0 +1,57 @@
+"""Shared fixtures: the bundled demo shops (started once per session, and on spare ports)."""
+
+from __future__ import annotations
+
+import socket
+from collections.abc import Callable, Iterator
+
+import pytest
+
+from cumpair.demo.catalog import SHOP_HOSTS
+from cumpair.demo.server import DEFAULT_PORT, DemoServer, DemoServerError
+
+
+@pytest.fixture(scope="session")
+def demo_server() -> Iterator[DemoServer]:
+    """The four demo shops with the default catalog on port 8070, for the whole session."""
+    server = DemoServer(port=DEFAULT_PORT)
+    try:
+        server.start()
+    except DemoServerError as exc:
+        pytest.fail(f"demo shops cannot start on port {DEFAULT_PORT}: {exc}", pytrace=False)
+    yield server
+    server.stop()
+
+
+def _free_port() -> int:
+    """A port currently free on every shop address (the kernel picks it on the first one)."""
+    for _ in range(20):
+        with socket.socket() as probe:
+            probe.bind((SHOP_HOSTS["northwind"], 0))
+            port = probe.getsockname()[1]
+        if port == DEFAULT_PORT:
+            continue
+        try:
+            for host in SHOP_HOSTS.values():
+                with socket.socket() as other:
+                    other.bind((host, port))
+        except OSError:
+            continue
+        return port
+    raise RuntimeError("no port free on all demo shop addresses")
+
+
+@pytest.fixture
+def demo_server_factory() -> Iterator[Callable[..., DemoServer]]:
+    """Start demo shops with misbehaviour options on a spare port; stopped after the test."""
+    started: list[DemoServer] = []
+
+    def start(**options: object) -> DemoServer:
+        options.setdefault("port", _free_port())
+        server = DemoServer(**options).start()  # type: ignore[arg-type]
+        started.append(server)
+        return server
+
+    yield start
+    for server in started:
+        server.stop()

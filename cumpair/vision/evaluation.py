@@ -1,0 +1,93 @@
+"""Per-field precision/recall of extracted specs against ground truth (spec output contract).
+
+Shared by the tests (which assert F1 floors) and bench/bench_specs.py (which prints the
+table), so both score exactly the same way. A wrong value counts as a false positive and a
+false negative; numbers match within 0.5 % (or 0.6 absolute, for rounded unit conversions).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+FIELDS: tuple[str, ...] = (
+    "dimensions_mm", "weight_g", "volume_ml", "storage_gb", "power_w", "voltage_v",
+    "materials", "colors", "brand", "model", "sku", "gtin",
+)  # fmt: skip
+
+
+@dataclass(slots=True)
+class FieldScore:
+    tp: int = 0
+    fp: int = 0
+    fn: int = 0
+
+    @property
+    def precision(self) -> float:
+        return self.tp / (self.tp + self.fp) if self.tp + self.fp else 1.0
+
+    @property
+    def recall(self) -> float:
+        return self.tp / (self.tp + self.fn) if self.tp + self.fn else 1.0
+
+    @property
+    def f1(self) -> float:
+        p, r = self.precision, self.recall
+        return 2 * p * r / (p + r) if p + r else 0.0
+
+
+@dataclass(slots=True)
+class Scores:
+    fields: dict[str, FieldScore] = field(default_factory=lambda: {f: FieldScore() for f in FIELDS})
+    mistakes: list[tuple[str, str, Any, Any]] = field(default_factory=list)
+
+    def add(self, case_id: str, predicted: Mapping[str, Any], truth: Mapping[str, Any]) -> None:
+        for name in FIELDS:
+            want, got = truth.get(name), predicted.get(name)
+            want = None if want in (None, [], "") else want
+            got = None if got in (None, [], "") else got
+            score = self.fields[name]
+            if want is None and got is None:
+                continue
+            if want is not None and got is not None and values_match(name, got, want):
+                score.tp += 1
+                continue
+            if got is not None:
+                score.fp += 1
+            if want is not None:
+                score.fn += 1
+            self.mistakes.append((case_id, name, got, want))
+
+    def table(self) -> str:
+        lines = [f"{'field':<14} {'prec':>6} {'recall':>6} {'f1':>6} {'tp':>4} {'fp':>4} {'fn':>4}"]
+        for name, s in self.fields.items():
+            lines.append(
+                f"{name:<14} {s.precision:6.3f} {s.recall:6.3f} {s.f1:6.3f} "
+                f"{s.tp:4d} {s.fp:4d} {s.fn:4d}"
+            )
+        return "\n".join(lines)
+
+
+def values_match(name: str, got: Any, want: Any) -> bool:
+    if name == "dimensions_mm":
+        return len(got) == len(want) and all(_close(g, w) for g, w in zip(got, want, strict=True))
+    if name == "materials":
+        return _materials(got) == _materials(want)
+    if name == "colors":
+        return {c.lower() for c in got} == {c.lower() for c in want}
+    if isinstance(want, int | float) and not isinstance(want, bool):
+        return isinstance(got, int | float) and _close(got, want)
+    return str(got).casefold().strip() == str(want).casefold().strip()
+
+
+def _close(got: float, want: float) -> bool:
+    return math.isclose(float(got), float(want), rel_tol=0.005, abs_tol=0.6)
+
+
+def _materials(items: Iterable[Mapping[str, Any]]) -> set[tuple[str, float | None]]:
+    return {
+        (str(m["name"]).lower(), None if m.get("percent") is None else float(m["percent"]))
+        for m in items
+    }

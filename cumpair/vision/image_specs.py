@@ -1,0 +1,80 @@
+"""Specifications of one product image: OCR through the fallback chain, then the text
+patterns of `cumpair.vision.specs`, plus the photo's dominant colours.
+
+A label's headline (a short line at the top printed clearly larger than the body text) is
+read as the brand when no labelled brand exists: shop labels print the brand that way.
+"""
+
+from __future__ import annotations
+
+import statistics
+from dataclasses import dataclass
+
+from cumpair.vision.color import dominant_colors
+from cumpair.vision.images import ImageSource, load_image
+from cumpair.vision.ocr import recognize
+from cumpair.vision.ocr_types import OcrOptions, OcrResult, OcrWord
+from cumpair.vision.specs import Specs, extract_specs
+
+HEADLINE_RATIO = 1.3  # headline words are at least this much taller than the median word
+
+
+@dataclass(frozen=True, slots=True)
+class ImageSpecs:
+    """What one image yielded: the specs and the OCR result they came from."""
+
+    specs: Specs
+    ocr: OcrResult
+
+
+def extract_image_specs(
+    image: ImageSource,
+    *,
+    ocr_options: OcrOptions | None = None,
+    colors: int = 3,
+) -> Specs:
+    """OCR `image`, extract specs from its text and add its dominant colours.
+
+    Raises `ImageError` for unusable images; an image without text yields colours only.
+    """
+    return read_image_specs(image, ocr_options=ocr_options, colors=colors).specs
+
+
+def read_image_specs(
+    image: ImageSource, *, ocr_options: OcrOptions | None = None, colors: int = 3
+) -> ImageSpecs:
+    """Like `extract_image_specs`, also returning the OCR result (engine, confidence)."""
+    rgb = load_image(image)  # decode once; OCR and colours share the pixels
+    ocr = recognize(rgb, ocr_options)
+    specs = extract_specs(ocr.text)
+    if specs.brand is None:
+        headline = headline_text(ocr)
+        if headline:
+            specs.brand = headline
+            specs.note("brand", headline)
+    if colors:
+        specs.dominant_colors = dominant_colors(rgb, k=colors)
+    return ImageSpecs(specs, ocr)
+
+
+def headline_text(ocr: OcrResult) -> str | None:
+    """The first text line when it is 1-3 words printed clearly larger than the rest."""
+    if len(ocr.words) < 3:
+        return None
+    heights = [_height(word) for word in ocr.words]
+    median = statistics.median(heights)
+    first_line = ocr.text.split("\n", 1)[0].strip()
+    words = first_line.split()
+    if not 1 <= len(words) <= 3 or ":" in first_line:
+        return None
+    first_words = ocr.words[: len(words)]
+    if " ".join(w.text for w in first_words) != first_line:
+        return None  # engines that report whole lines: the first "word" is the line
+    if min(_height(w) for w in first_words) < HEADLINE_RATIO * median:
+        return None
+    return first_line if any(ch.isalpha() for ch in first_line) else None
+
+
+def _height(word: OcrWord) -> float:
+    ys = [point[1] for point in word.box]
+    return max(ys) - min(ys)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import socket
 from collections.abc import Callable, Iterator
 
@@ -13,12 +14,16 @@ from cumpair.demo.server import DEFAULT_PORT, DemoServer, DemoServerError
 
 @pytest.fixture(scope="session")
 def demo_server() -> Iterator[DemoServer]:
-    """The four demo shops with the default catalog on port 8070, for the whole session."""
-    server = DemoServer(port=DEFAULT_PORT)
+    """The four demo shops with the default catalog on port 8070, for the whole session.
+
+    CUMPAIR_DEMO_PORT picks another port, so two test sessions can run side by side.
+    """
+    port = int(os.environ.get("CUMPAIR_DEMO_PORT", DEFAULT_PORT))
+    server = DemoServer(port=port)
     try:
         server.start()
     except DemoServerError as exc:
-        pytest.fail(f"demo shops cannot start on port {DEFAULT_PORT}: {exc}", pytrace=False)
+        pytest.fail(f"demo shops cannot start: {exc}", pytrace=False)
     yield server
     server.stop()
 

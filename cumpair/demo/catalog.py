@@ -377,10 +377,20 @@ def _clipart_ok(path: Path) -> bool:
     )
 
 
+_ARTICLES = frozenset({"a", "an", "another", "the", "old", "new", "simple", "blue", "red", "green"})
+
+
+def _subject(path: Path) -> str:
+    """What a picture shows, from its file name: 'an_apple_01' and 'apple_bw' are both apple."""
+    words = [w for w in path.stem.lower().replace("-", "_").split("_") if w.isalpha()]
+    words = [w for w in words if w not in _ARTICLES] or words or [path.stem]
+    return words[0].rstrip("s")
+
+
 @functools.cache
 def clipart_pool(slug: str) -> tuple[str, ...]:
     """Sorted clip-art paths usable for `slug` (each path in at most one category)."""
-    taken: set[str] = set()
+    subjects: set[str] = set()
     for category in CATEGORIES:
         files: list[str] = []
         for sub in category.clipart_dirs:
@@ -388,9 +398,12 @@ def clipart_pool(slug: str) -> tuple[str, ...]:
             if not directory.is_dir():
                 continue
             for path in sorted(directory.glob("*.png")):
-                if str(path) not in taken and _clipart_ok(path):
+                # One picture per subject: two magnifiers would be two products that image
+                # search cannot tell apart, which is not what the demo means to test.
+                subject = _subject(path)
+                if subject not in subjects and _clipart_ok(path):
                     files.append(str(path))
-                    taken.add(str(path))
+                    subjects.add(subject)
         if category.slug == slug:
             if not files:
                 raise CatalogError(
@@ -548,8 +561,13 @@ def build_catalog(n_products: int = 80, seed: int = 7, defects_per_kind: int = 2
         count = rng.choices((2, 3, 4), weights=(35, 40, 25))[0]
         # Least-loaded shops first (random tie-break) keeps every shop's share balanced.
         chosen = sorted(SHOPS, key=lambda shop: (load[shop], rng.random()))[:count]
+        prices: set[Decimal] = set()
         for shop in sorted(chosen, key=SHOPS.index):
             load[shop] += 1
+            price = _price(base, rng)
+            while price in prices:  # shops never agree to the cent: prices must be comparable
+                price += Decimal("0.50")
+            prices.add(price)
             item_id, sku, path = _item_ids(shop, load[shop])
             extension = "jpg" if shop in ("northwind", "cornerstore") else "png"
             offers.append(
@@ -559,7 +577,7 @@ def build_catalog(n_products: int = 80, seed: int = 7, defects_per_kind: int = 2
                     item_id=item_id,
                     sku=sku,
                     title=_title(shop, product),
-                    price=_price(base, rng),
+                    price=price,
                     currency="EUR",
                     availability=rng.choices(AVAILABILITIES, weights=(80, 12, 8))[0],
                     description=_description(shop, product),

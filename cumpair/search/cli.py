@@ -1,0 +1,195 @@
+"""The `cumpair search`, `cumpair history` and `cumpair serve` sub-commands (and search_index.py).
+
+`add_parser(subparsers)` registers all three; each opens the store read-only, so they run beside
+a crawl that is writing it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from decimal import Decimal, InvalidOperation
+from pathlib import Path
+
+DEFAULT_INDEX = "index_data"
+
+
+def _price(text: str) -> Decimal:
+    try:
+        value = Decimal(text)
+    except InvalidOperation as exc:
+        raise argparse.ArgumentTypeError(f"not a price: {text!r}") from exc
+    if not value.is_finite() or value < 0:
+        raise argparse.ArgumentTypeError(f"not a price: {text!r}")
+    return value
+
+
+def _positive(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError("must be at least 1")
+    return value
+
+
+def _common(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--index", default=DEFAULT_INDEX, help="store directory (index_data)")
+    parser.add_argument(
+        "--encoders", default="auto", choices=("auto", "offline", "clip"),
+        help="encoders the index was built with (auto: CLIP if its weights are here)",
+    )  # fmt: skip
+
+
+def add_search_arguments(parser: argparse.ArgumentParser) -> None:
+    """The arguments of `cumpair search` (shared with search_index.py)."""
+    query = parser.add_mutually_exclusive_group()
+    query.add_argument("--image", metavar="PATH", help="find the product in this photo")
+    query.add_argument("--text", help="find products matching this text")
+    query.add_argument("--gtin", metavar="DIGITS", help="find the product with this GTIN/EAN/UPC")
+    parser.add_argument("-k", type=_positive, default=5, help="products to show (5)")
+    parser.add_argument(
+        "--shop", action="append", help="only offers of this shop (repeat for several)"
+    )
+    parser.add_argument("--max-price", type=_price, help="only offers at or below this price")
+    parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    parser.add_argument("--explain", action="store_true", help="show why offers were grouped")
+    parser.add_argument("--no-ocr", action="store_true", help="do not OCR photo queries")
+    parser.add_argument(
+        "--regroup", action="store_true", help="regroup every offer into products first"
+    )
+    _common(parser)
+
+
+def add_parser(subparsers: argparse._SubParsersAction) -> None:
+    """Register `search`, `history` and `serve` on the `cumpair` command."""
+    search = subparsers.add_parser("search", help="find a product by photo, text or GTIN")
+    add_search_arguments(search)
+    search.set_defaults(func=run_search)
+
+    history = subparsers.add_parser("history", help="price history of a product or offer URL")
+    history.add_argument("reference", help="product id (a number) or an offer's URL")
+    history.add_argument("--json", action="store_true")
+    _common(history)
+    history.set_defaults(func=run_history)
+
+    serve = subparsers.add_parser("serve", help="HTTP API and upload page over the index")
+    serve.add_argument("--host", default="127.0.0.1")
+    serve.add_argument("--port", type=int, default=8080)
+    serve.add_argument("--no-ocr", action="store_true", help="do not OCR photo queries")
+    _common(serve)
+    serve.set_defaults(func=run_serve)
+
+
+def open_service(args: argparse.Namespace, *, regroup: bool = False):
+    """The store (read-only), the grouping and a `SearchService` over them."""
+    from cumpair.index import ProductStore
+    from cumpair.search.products import ProductGroups
+    from cumpair.search.service import SearchService
+
+    path = Path(args.index)
+    if not (path / "meta.sqlite").exists():
+        raise SystemExit(f"cumpair: no index at {path} (crawl first, or pass --index)")
+    store = ProductStore.open(path, readonly=True)
+    if regroup:
+        from cumpair.search.store_scan import first_vectors, scan_offers
+
+        with ProductGroups.open(path) as groups:
+            products, offers = groups.regroup(scan_offers(store), first_vectors(store))
+        print(f"regrouped {offers} offers into {products} products", file=sys.stderr)
+    groups = ProductGroups.open(path, readonly=not regroup and (path / "products.sqlite").exists())
+    kind = args.encoders
+
+    def encoders():
+        from cumpair.embed import load_encoders
+
+        return load_encoders(kind)
+
+    return SearchService(store, groups, encoder_loader=encoders, ocr=not args.no_ocr)
+
+
+def run_search(args: argparse.Namespace) -> int:
+    from cumpair.search.formatting import format_results
+    from cumpair.search.service import QueryError
+    from cumpair.vision.images import ImageError
+
+    if not (args.image or args.text or args.gtin) and not args.regroup:
+        print("cumpair search: give --image, --text or --gtin", file=sys.stderr)
+        return 2
+    service = open_service(args, regroup=args.regroup)
+    if not (args.image or args.text or args.gtin):
+        return 0
+    options = {
+        "k": args.k,
+        "shops": tuple(args.shop) if args.shop else None,
+        "max_price": args.max_price,
+        "explain": args.explain,
+    }
+    try:
+        if args.image:
+            response = service.search_image(args.image, **options)
+        elif args.text:
+            response = service.search_text(args.text, **options)
+        else:
+            response = service.search_gtin(args.gtin, **options)
+    except (QueryError, ImageError) as exc:
+        print(f"cumpair search: {exc}", file=sys.stderr)
+        return 2
+    if args.json:
+        print(json.dumps(response.to_dict(), indent=2))
+    else:
+        print(format_results(response), end="")
+    return 0
+
+
+def run_history(args: argparse.Namespace) -> int:
+    from cumpair.search.formatting import format_history
+    from cumpair.search.service import QueryError
+
+    service = open_service(args)
+    try:
+        rows = service.history(args.reference)
+    except QueryError as exc:
+        print(f"cumpair history: {exc}", file=sys.stderr)
+        return 2
+    if args.json:
+        data = [
+            {
+                "offer_id": record.id,
+                "shop": record.shop,
+                "url": record.url,
+                "title": record.title,
+                "history": [
+                    {
+                        "seen_at": p.seen_at.isoformat(),
+                        "price": None if p.price is None else str(p.price),
+                        "currency": p.currency,
+                        "availability": p.availability,
+                    }
+                    for p in history
+                ],
+            }
+            for record, history in rows
+        ]
+        print(json.dumps(data, indent=2))
+    else:
+        print(format_history(rows), end="")
+    return 0
+
+
+def run_serve(args: argparse.Namespace) -> int:
+    from aiohttp import web
+
+    from cumpair.search.server import create_app
+
+    service = open_service(args)
+    web.run_app(create_app(service), host=args.host, port=args.port)
+    return 0
+
+
+def main_search(argv: list[str] | None = None) -> int:
+    """search_index.py: the same as `cumpair search`."""
+    parser = argparse.ArgumentParser(
+        prog="search_index.py", description="Find a product by photo, text or GTIN"
+    )
+    add_search_arguments(parser)
+    return run_search(parser.parse_args(argv))

@@ -1,0 +1,139 @@
+"""`cumpair serve`: the search service over HTTP, keeping models and the index warm.
+
+JSON API: ``GET/POST /search`` (``text``, ``gtin`` or an uploaded ``image``; ``k``, ``shop``,
+``max_price``, ``explain``), ``GET /products/{id}``, ``GET /health``; ``GET /`` is a page where
+a person uploads a photo and sees the comparison table. Queries run in worker threads so one
+slow photo never stalls the event loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from decimal import Decimal, InvalidOperation
+from importlib import resources
+from typing import Any
+
+from aiohttp import web
+
+from cumpair.search.service import QueryError, SearchService
+
+logger = logging.getLogger(__name__)
+
+SERVICE = web.AppKey("service", SearchService)
+MAX_UPLOAD_BYTES = 20 * 1024 * 1024
+MAX_K = 50
+
+
+def _options(params: Any) -> dict[str, Any]:
+    try:
+        k = int(params.get("k", 5))
+    except ValueError as exc:
+        raise QueryError("k must be an integer") from exc
+    if not 1 <= k <= MAX_K:
+        raise QueryError(f"k must be between 1 and {MAX_K}")
+    max_price = params.get("max_price") or None
+    if max_price is not None:
+        try:
+            max_price = Decimal(max_price)
+        except InvalidOperation as exc:
+            raise QueryError(f"max_price {max_price!r} is not a number") from exc
+        if not max_price.is_finite() or max_price < 0:
+            raise QueryError("max_price must be a non-negative number")
+    shops = tuple(s for value in params.getall("shop", []) for s in value.split(",") if s)
+    return {
+        "k": k,
+        "shops": shops or None,
+        "max_price": max_price,
+        "explain": params.get("explain", "") in ("1", "true", "yes", "on"),
+    }
+
+
+def _bad_request(message: str) -> web.Response:
+    return web.json_response({"error": message}, status=400)
+
+
+async def search(request: web.Request) -> web.Response:
+    service = request.app[SERVICE]
+    params = request.query
+    image: bytes | None = None
+    if request.method == "POST":
+        form = await request.post()
+        params = form.copy()
+        params.extend(request.query)
+        upload = form.get("image")
+        if isinstance(upload, web.FileField):
+            image = upload.file.read()
+        elif upload is not None:
+            return _bad_request("image must be an uploaded file")
+    try:
+        options = _options(params)
+        if image is not None:
+            response = await asyncio.to_thread(service.search_image, image, **options)
+        elif params.get("text"):
+            response = await asyncio.to_thread(service.search_text, params["text"], **options)
+        elif params.get("gtin"):
+            response = await asyncio.to_thread(service.search_gtin, params["gtin"], **options)
+        else:
+            return _bad_request("give text, gtin or an uploaded image")
+    except QueryError as exc:
+        return _bad_request(str(exc))
+    except ValueError as exc:  # cumpair.vision.images.ImageError: not an image, too large...
+        return _bad_request(f"unusable image: {exc}")
+    return web.json_response(response.to_dict())
+
+
+async def product(request: web.Request) -> web.Response:
+    service = request.app[SERVICE]
+    try:
+        product_id = int(request.match_info["product_id"])
+    except ValueError:
+        return _bad_request("product id must be an integer")
+    explain = request.query.get("explain", "") in ("1", "true", "yes", "on")
+    try:
+        view = await asyncio.to_thread(service.product, product_id, explain=explain)
+    except QueryError as exc:
+        return web.json_response({"error": str(exc)}, status=404)
+    return web.json_response(view.to_dict())
+
+
+async def health(request: web.Request) -> web.Response:
+    service = request.app[SERVICE]
+    products, offers = await asyncio.to_thread(service.groups.count)
+    return web.json_response(
+        {
+            "status": "ok",
+            "products": products,
+            "grouped_offers": offers,
+            "models_loaded": service.encoders_loaded,
+            "store": await asyncio.to_thread(service.store.health),
+        }
+    )
+
+
+async def page(request: web.Request) -> web.Response:
+    html = resources.files("cumpair.search").joinpath("static/index.html").read_text()
+    return web.Response(text=html, content_type="text/html")
+
+
+async def _warm(app: web.Application) -> None:
+    """Load the encoders before the first query so it is as fast as the next ones."""
+    service = app[SERVICE]
+    try:
+        await asyncio.to_thread(lambda: service.encoders)
+    except Exception:  # a broken model must not stop /health from saying so
+        logger.exception("could not load the encoders")
+
+
+def create_app(service: SearchService, *, warm: bool = True) -> web.Application:
+    """The aiohttp application over `service` (`warm` loads models at startup)."""
+    app = web.Application(client_max_size=MAX_UPLOAD_BYTES)
+    app[SERVICE] = service
+    app.router.add_get("/", page)
+    app.router.add_route("GET", "/search", search)
+    app.router.add_route("POST", "/search", search)
+    app.router.add_get("/products/{product_id}", product)
+    app.router.add_get("/health", health)
+    if warm:
+        app.on_startup.append(_warm)
+    return app

@@ -1,0 +1,307 @@
+"""Answer queries: a photo, a text or a GTIN in, products with every shop's offer out.
+
+One `SearchService` per process holds the store, the grouping and the encoders (loaded on the
+first query that needs them, once); the CLI builds one per run, `cumpair serve` one for its
+lifetime. Photo queries are OCR'd too: a GTIN, model code or brand read from the photo lifts the
+products that carry it.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from decimal import Decimal
+from typing import Any
+
+import numpy as np
+
+from cumpair.identifiers import normalize_gtin
+from cumpair.index.records import SearchFilters
+from cumpair.search.features import canonical_code, model_codes
+from cumpair.search.products import ProductGroups
+from cumpair.search.ranking import ProductHit, QueryFacts, rank_products, rerank
+from cumpair.search.store_scan import find_by_url, space_specs
+from cumpair.search.views import ProductView, cheapest_first, key_specs, offer_view
+
+logger = logging.getLogger(__name__)
+
+OVERSAMPLE = 5  # offers fetched per product asked for: a product holds up to ~4 offers
+_DIGITS = re.compile(r"\d[\d\s-]{6,16}\d")
+
+
+class QueryError(ValueError):
+    """A query that cannot be answered as asked (no input, bad GTIN, unknown product)."""
+
+
+@dataclass
+class SearchResponse:
+    """What a query found; `facts` are what OCR read from a photo query."""
+
+    query: dict[str, Any]
+    products: list[ProductView]
+    facts: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "query": self.query,
+            "facts": self.facts,
+            "products": [p.to_dict() for p in self.products],
+        }
+
+
+def facts_from_text(text: str) -> QueryFacts:
+    """GTINs, model codes and brand stated in `text` (a query string or OCR of a photo)."""
+    from cumpair.vision.specs import extract_specs
+
+    specs = extract_specs(text)
+    gtin = specs.gtin
+    if gtin is None:
+        for match in _DIGITS.finditer(text):
+            gtin = normalize_gtin(match.group(0))
+            if gtin:
+                break
+    models = set(model_codes(text))
+    if specs.model and len(canonical_code(specs.model)) >= 3:
+        models.add(canonical_code(specs.model))
+    brand = " ".join(specs.brand.lower().split()) if specs.brand else None
+    return QueryFacts(gtin=gtin, models=frozenset(models), brand=brand)
+
+
+class SearchService:
+    """Queries over one `ProductStore` and its `ProductGroups`."""
+
+    def __init__(
+        self,
+        store: Any,
+        groups: ProductGroups,
+        *,
+        encoder_loader: Callable[[], Any] | None = None,
+        ocr: bool = True,
+    ) -> None:
+        self.store = store
+        self.groups = groups
+        self.ocr = ocr
+        self._encoder_loader = encoder_loader or _default_encoders
+        self._encoders: Any = None
+        self._lock = threading.Lock()
+
+    @property
+    def encoders(self) -> Any:
+        """The encoder set, loaded on first use and checked against the store's spaces."""
+        with self._lock:
+            if self._encoders is None:
+                encoders = self._encoder_loader()
+                _check_spaces(self.store, encoders)
+                self._encoders = encoders
+            return self._encoders
+
+    @property
+    def encoders_loaded(self) -> bool:
+        return self._encoders is not None
+
+    # ------------------------------------------------------------------ queries
+    def search_image(
+        self,
+        image: Any,
+        *,
+        k: int = 5,
+        shops: tuple[str, ...] | None = None,
+        max_price: Decimal | None = None,
+        explain: bool = False,
+    ) -> SearchResponse:
+        """Products whose photos look like `image` (path, bytes or PIL image), re-ranked by OCR."""
+        from cumpair.vision.images import load_image
+
+        picture = load_image(image)  # ImageError on bad input, before any model loads
+        vector = self.encoders.image.encode_images([picture])
+        hits = self._vector_hits("image", vector, k, shops, max_price)
+        facts = self._read_photo(picture) if self.ocr else QueryFacts()
+        ranked = self._with_facts(rank_products(hits, self._products_of(hits)), facts)
+        query = {"image": True, "k": k, "shops": shops, "max_price": _money(max_price)}
+        return self._respond(query, ranked, k, shops, max_price, explain, facts)
+
+    def search_text(
+        self,
+        text: str,
+        *,
+        k: int = 5,
+        shops: tuple[str, ...] | None = None,
+        max_price: Decimal | None = None,
+        explain: bool = False,
+    ) -> SearchResponse:
+        """Products whose text matches `text`; a GTIN or model code in it is matched exactly."""
+        if not text or not text.strip():
+            raise QueryError("the text query is empty")
+        encoders = self.encoders
+        hits = self._vector_hits("text", encoders.text.encode_texts([text]), k, shops, max_price)
+        if encoders.text_to_image is not None:  # CLIP: a text query searches photos too
+            photo = encoders.text_to_image.encode_texts([text])
+            hits += self._vector_hits("image", photo, k, shops, max_price)
+        facts = facts_from_text(text)
+        ranked = self._with_facts(rank_products(hits, self._products_of(hits)), facts)
+        query = {"text": text, "k": k, "shops": shops, "max_price": _money(max_price)}
+        return self._respond(query, ranked, k, shops, max_price, explain, facts)
+
+    def search_gtin(
+        self,
+        gtin: str,
+        *,
+        k: int = 5,
+        shops: tuple[str, ...] | None = None,
+        max_price: Decimal | None = None,
+        explain: bool = False,
+    ) -> SearchResponse:
+        """The product(s) carrying `gtin` (any of EAN-13, UPC-A, GTIN-14 forms)."""
+        canonical = normalize_gtin(gtin)
+        if canonical is None:
+            raise QueryError(f"{gtin!r} is not a valid GTIN (length or check digit)")
+        ranked = [
+            ProductHit(pid, 1.0, 0, [f"GTIN {canonical}"])
+            for pid in self.groups.products_with_gtin(canonical)
+        ]
+        query = {"gtin": canonical, "k": k, "shops": shops, "max_price": _money(max_price)}
+        return self._respond(query, ranked, k, shops, max_price, explain, QueryFacts())
+
+    def product(self, product_id: int, *, explain: bool = False) -> ProductView:
+        """One product with all its offers, cheapest first."""
+        view = self._product_view(ProductHit(product_id, 0.0, 0), None, None, explain)
+        if view is None:
+            raise QueryError(f"no product {product_id}")
+        view.score = None
+        return view
+
+    def history(self, reference: str) -> list[tuple[Any, list[Any]]]:
+        """(offer record, price history) for a product id or an offer URL, cheapest first."""
+        reference = reference.strip()
+        if reference.isdigit():
+            offer_ids = self.groups.offers_of(int(reference))
+        else:
+            offer_ids = self.groups.offers_with_url(reference) or find_by_url(self.store, reference)
+        if not offer_ids:
+            raise QueryError(f"no product or offer URL {reference!r} in the index")
+        records = self.store.get_offers(offer_ids)
+        rows = [(records[i], self.store.price_history(i)) for i in offer_ids if i in records]
+        return sorted(rows, key=lambda row: (row[0].price is None, row[0].price or 0))
+
+    # ------------------------------------------------------------------ internals
+    def _vector_hits(self, space, vectors, k, shops, max_price) -> list[tuple[int, float]]:
+        filters = None
+        if shops or max_price is not None:
+            filters = SearchFilters(shops=tuple(shops) if shops else None, max_price=max_price)
+        found = self.store.search(space, np.asarray(vectors), k=k * OVERSAMPLE, filters=filters)
+        return [(hit.offer_id, hit.score) for hit in found[0]]
+
+    def _products_of(self, hits: list[tuple[int, float]]) -> dict[int, int]:
+        return self.groups.product_of(offer_id for offer_id, _ in hits)
+
+    def _read_photo(self, picture: Any) -> QueryFacts:
+        from cumpair.vision.ocr import OcrUnavailableError, recognize
+
+        try:
+            text = recognize(picture).text
+        except OcrUnavailableError as exc:
+            logger.warning("photo query not OCR'd: %s", exc)
+            return QueryFacts()
+        return facts_from_text(text) if text.strip() else QueryFacts()
+
+    def _with_facts(self, ranked: list[ProductHit], facts: QueryFacts) -> list[ProductHit]:
+        """Add products the facts name exactly (even if no vector found them), then re-rank."""
+        if not facts:
+            return ranked
+        present = {hit.product_id for hit in ranked}
+        exact = self.groups.products_with_gtin(facts.gtin) if facts.gtin else []
+        for code in sorted(facts.models):
+            exact += self.groups.products_with_model(code)
+        for product_id in exact:
+            if product_id not in present:
+                ranked.append(ProductHit(product_id, 0.0, 0))
+                present.add(product_id)
+        known = [h.product_id for h in ranked if h.product_id > 0]
+        return rerank(ranked, facts, self.groups.identity_facts(known))
+
+    def _respond(self, query, ranked, k, shops, max_price, explain, facts) -> SearchResponse:
+        products = []
+        for hit in ranked:
+            view = self._product_view(hit, shops, max_price, explain)
+            if view is not None:
+                products.append(view)
+            if len(products) == k:
+                break
+        read = {
+            "gtin": facts.gtin,
+            "models": sorted(facts.models),
+            "brand": facts.brand,
+        }
+        return SearchResponse(query, products, {k_: v for k_, v in read.items() if v})
+
+    def _product_view(self, hit, shops, max_price, explain) -> ProductView | None:
+        if hit.product_id > 0:
+            product = self.groups.product(hit.product_id)
+            if product is None:
+                return None
+            offer_ids = self.groups.offers_of(hit.product_id)
+        else:  # an offer not grouped yet stands alone
+            product, offer_ids = None, [-hit.product_id]
+        records = self.store.get_offers(offer_ids)
+        views = []
+        for offer_id, record in records.items():
+            if shops and record.shop not in shops:
+                continue
+            if max_price is not None and (record.price is None or record.price > max_price):
+                continue
+            explanation = None
+            if explain:
+                membership = self.groups.membership(offer_id)
+                explanation = (
+                    {"rule": "ungrouped"}
+                    if membership is None
+                    else {
+                        "rule": membership.rule,
+                        "score": round(membership.score, 4),
+                        "matched_offer": membership.matched_offer,
+                        **membership.evidence,
+                    }
+                )
+            views.append(offer_view(record, self.store.price_history(offer_id), explanation))
+        if not views:
+            return None
+        first = records[min(records)]
+        return ProductView(
+            product_id=hit.product_id,
+            title=product.title if product else first.title,
+            brand=product.brand if product else first.brand,
+            model=product.model if product else first.model,
+            gtin=product.gtin if product else first.gtin,
+            specs=key_specs(records.values()),
+            offers=cheapest_first(views),
+            score=hit.score,
+            reasons=list(hit.reasons),
+        )
+
+
+def _money(value: Decimal | None) -> str | None:
+    return None if value is None else str(value)
+
+
+def _default_encoders() -> Any:
+    from cumpair.embed import load_encoders
+
+    return load_encoders("auto")
+
+
+def _check_spaces(store: Any, encoders: Any) -> None:
+    """Refuse to query a space with vectors of another encoder (scores would be noise)."""
+    specs = space_specs(store)
+    for space, info in (("image", encoders.image_info), ("text", encoders.text_info)):
+        spec = specs.get(space)
+        if spec is not None and (spec.encoder.casefold(), spec.dim) != (
+            info.name.casefold(),
+            info.dim,
+        ):
+            raise QueryError(
+                f"the index's {space} space was built with {spec.encoder} ({spec.dim}-d) but "
+                f"the loaded encoder is {info.name} ({info.dim}-d): choose matching --encoders"
+            )

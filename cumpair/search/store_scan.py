@@ -1,0 +1,52 @@
+"""Read a whole `ProductStore` for a regroup pass: every offer and its first vector per space.
+
+`ProductStore` answers look-ups by id and vector searches; regrouping needs a full scan, which it
+has no call for yet, so this reads the store's SQLite file read-only through the store's own
+`cumpair.index.metadata` helpers (WAL: never blocks a crawl writing meanwhile).
+"""
+
+from __future__ import annotations
+
+import contextlib
+from typing import Any
+
+import numpy as np
+
+from cumpair.index import metadata
+from cumpair.index.records import OfferRecord, split_vector_id
+from cumpair.index.store import DB_NAME
+
+
+def scan_offers(store: Any) -> list[OfferRecord]:
+    """All offers of `store`, by id."""
+    with contextlib.closing(metadata.connect(store.path / DB_NAME, readonly=True)) as conn:
+        ids = [r[0] for r in conn.execute("SELECT id FROM offers ORDER BY id")]
+        records = metadata.get_offers(conn, ids)
+    return [records[i] for i in ids if i in records]
+
+
+def first_vectors(store: Any) -> dict[str, dict[int, np.ndarray]]:
+    """Per space, each offer's first vector (ordinal 0: its main photo, or its text)."""
+    out: dict[str, dict[int, np.ndarray]] = {}
+    with contextlib.closing(metadata.connect(store.path / DB_NAME, readonly=True)) as conn:
+        for space, spec in metadata.space_specs(conn).items():
+            vectors: dict[int, np.ndarray] = {}
+            for ids, matrix in metadata.iter_vectors(conn, space, spec.dim):
+                for vid, row in zip(ids.tolist(), matrix, strict=True):
+                    offer_id, ordinal = split_vector_id(vid)
+                    if ordinal == 0:
+                        vectors[offer_id] = row / max(float(np.linalg.norm(row)), 1e-12)
+            out[space] = vectors
+    return out
+
+
+def find_by_url(store: Any, url: str) -> list[int]:
+    """Offer ids whose URL is `url` (any shop)."""
+    with contextlib.closing(metadata.connect(store.path / DB_NAME, readonly=True)) as conn:
+        return [r[0] for r in conn.execute("SELECT id FROM offers WHERE url = ?", (url,))]
+
+
+def space_specs(store: Any) -> dict[str, Any]:
+    """The vector spaces recorded in the store (name -> `SpaceSpec`)."""
+    with contextlib.closing(metadata.connect(store.path / DB_NAME, readonly=True)) as conn:
+        return metadata.space_specs(conn)

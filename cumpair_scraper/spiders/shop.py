@@ -83,10 +83,12 @@ class ShopSpider(scrapy.Spider):
         """A home or category page: follow categories, the next page and product links."""
         if not isinstance(response, TextResponse):
             return
+        # Product links first: when a broad listing selector also matches them, the duplicate
+        # filter then keeps the product callback.
         for selector, callback in (
+            (self.shop.product_links, self.parse_product),
             (self.shop.category_links, self.parse_listing),
             (self.shop.next_page, self.parse_listing),
-            (self.shop.product_links, self.parse_product),
         ):
             if not selector:
                 continue

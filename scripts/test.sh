@@ -1,0 +1,9 @@
+#!/usr/bin/env bash
+# The test command: installs everything (scripts/install.sh), checks style, runs every test
+# (slow and integration ones included; the servers they need are started by the tests).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bash scripts/install.sh
+python3 -m ruff check .
+python3 -m ruff format --check .
+exec python3 -m pytest -m "" -p no:cacheprovider "$@"

@@ -1,0 +1,112 @@
+"""Real crawls of the four demo shops, compared field by field with the shops' own catalog."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from decimal import Decimal
+from pathlib import Path
+
+import pytest
+
+from cumpair.identifiers import normalize_gtin
+
+ROOT = Path(__file__).resolve().parents[1]
+SHOPS = ("northwind", "bluepeak", "cornerstore", "nebula")
+DROPPING_DEFECTS = {"missing_price", "bad_price"}
+
+pytestmark = [pytest.mark.slow, pytest.mark.integration]
+
+
+def run_scrapy(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+    """Run the `scrapy` command as an operator would, from the project directory."""
+    return subprocess.run(
+        [sys.executable, "-m", "scrapy", *args],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+
+
+@pytest.fixture(scope="module")
+def crawl(demo_server, tmp_path_factory):
+    """One `scrapy crawlall` of every demo shop; yields (items by shop, log text, hits)."""
+    out = tmp_path_factory.mktemp("crawl")
+    demo_server.reset_hits()
+    result = run_scrapy(
+        "crawlall",
+        "--feeds-dir",
+        str(out / "feeds"),
+        "-s",
+        f"INDEX_DATA_DIR={out / 'data'}",
+        "-s",
+        f"LOG_FILE={out / 'crawl.log'}",
+        cwd=out,
+    )
+    log = (out / "crawl.log").read_text() if (out / "crawl.log").exists() else ""
+    assert result.returncode == 0, result.stdout + result.stderr + log[-5000:]
+    items = {
+        shop: [
+            json.loads(line) for line in (out / "feeds" / f"{shop}.jsonl").read_text().splitlines()
+        ]
+        for shop in SHOPS
+    }
+    return items, log, list(demo_server.hits), result.stdout
+
+
+@pytest.mark.parametrize("shop", SHOPS)
+def test_crawl_yields_every_valid_offer_exactly_once(crawl, demo_server, shop):
+    items, _, _, _ = crawl
+    catalog = demo_server.catalog
+    expected = {
+        demo_server.base_url(shop) + offer.url_path: offer
+        for offer in catalog.offers_by_shop(shop)
+        if offer.defect not in DROPPING_DEFECTS
+    }
+    urls = [item["url"] for item in items[shop]]
+    assert len(urls) == len(set(urls)) == len(expected)
+    assert set(urls) == set(expected)
+
+
+@pytest.mark.parametrize("shop", SHOPS)
+def test_crawled_fields_match_the_catalog(crawl, demo_server, shop):
+    items, _, _, _ = crawl
+    base = demo_server.base_url(shop)
+    offers = {base + offer.url_path: offer for offer in demo_server.catalog.offers_by_shop(shop)}
+    for item in items[shop]:
+        offer = offers[item["url"]]
+        assert item["shop"] == shop
+        assert item["title"] == " ".join(offer.title.split())
+        assert Decimal(item["price"]) == offer.price
+        assert item["currency"] == offer.currency
+        if offer.defect == "broken_jsonld":
+            assert item["gtin"] is None  # only title and price are in the visible HTML
+            continue
+        expected_gtin = None if offer.defect == "bad_gtin" else normalize_gtin(offer.gtin_printed)
+        assert item["gtin"] == expected_gtin
+        assert item["image_urls"][0] == base + "/images/" + offer.photo_name
+        assert len(item["images"]) == len(item["image_urls"])  # downloaded by the pipeline
+        assert item["availability"] == offer.availability
+        assert item["brand"] == offer.product.brand
+        assert item["model"] == offer.product.model
+        assert item["sku"] == offer.sku
+
+
+def test_crawl_never_fetches_robots_disallowed_paths(crawl):
+    _, _, hits, _ = crawl
+    assert {hit.shop for hit in hits} == set(SHOPS)
+    assert not [hit for hit in hits if hit.path.startswith("/private/")]
+
+
+def test_malformed_pages_are_logged_drops_not_crashes(crawl, demo_server):
+    _, log, _, stdout = crawl
+    catalog = demo_server.catalog
+    for offer in catalog.offers:
+        if offer.defect in DROPPING_DEFECTS:
+            assert offer.url_path in log  # a logged drop with its URL
+    assert "Traceback" not in log
+    assert "not a valid GTIN" in log
+    assert "json-ld" in log
+    assert "finish=finished" in stdout

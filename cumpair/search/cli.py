@@ -104,7 +104,7 @@ def open_service(args: argparse.Namespace, *, regroup: bool = False):
 
         return load_encoders(kind)
 
-    return SearchService(store, groups, encoder_loader=encoders, ocr=not args.no_ocr)
+    return SearchService(store, groups, encoder_loader=encoders, ocr=not getattr(args, "no_ocr", False))
 
 
 def run_search(args: argparse.Namespace) -> int:

@@ -44,7 +44,7 @@ def indexed(tmp_path, catalog):
 
 
 def test_offers_are_grouped_as_they_are_added(indexed):
-    store, groups, ids = indexed
+    _store, groups, ids = indexed
     truth = {offer_id: offer.product_id for offer_id, offer in ids.items()}
     scores = pairwise_scores(groups.product_of(ids), truth)
     assert scores.f1 >= 0.95, scores
@@ -89,7 +89,7 @@ def test_an_offer_with_a_new_gtin_leaves_its_old_product(indexed, catalog):
 
 
 def test_search_by_gtin_lists_offers_cheapest_first_with_price_history(indexed, catalog):
-    store, groups, ids = indexed
+    store, groups, _ids = indexed
     service = SearchService(store, groups, encoder_loader=_no_models)
     product = max(catalog.products, key=lambda p: len(catalog.offers_for_product(p.product_id)))
     response = service.search_gtin(product.gtin)
@@ -109,7 +109,8 @@ def test_search_by_gtin_lists_offers_cheapest_first_with_price_history(indexed, 
 def test_search_filters_by_shop_and_max_price(indexed, catalog):
     store, groups, _ = indexed
     service = SearchService(store, groups, encoder_loader=_no_models)
-    product = next(p for p in catalog.products if len(catalog.offers_for_product(p.product_id)) >= 3)
+    offers_of = catalog.offers_for_product
+    product = next(p for p in catalog.products if len(offers_of(p.product_id)) >= 3)
     all_offers = service.search_gtin(product.gtin).products[0].offers
     cheapest = all_offers[0]
     only = service.search_gtin(product.gtin, shops=(cheapest.shop,)).products[0].offers
@@ -160,7 +161,7 @@ def test_assigning_an_unknown_offer_is_an_error(indexed):
 
 
 def test_cli_search_by_gtin_prints_a_comparison_table(indexed, catalog, capsys):
-    store, groups, _ = indexed
+    store, _groups, _ = indexed
     product = max(catalog.products, key=lambda p: len(catalog.offers_for_product(p.product_id)))
     store.flush()
     code = cumpair_main(["search", "--index", str(store.path), "--gtin", product.gtin, "--explain"])

@@ -125,7 +125,7 @@ def test_animated_gif_yields_its_first_frame():
     data = io.BytesIO()
     frames[0].save(data, "GIF", save_all=True, append_images=frames[1:], duration=100)
     loaded = load_image(data.getvalue())
-    red, green, blue = loaded.getpixel((8, 8))
+    _red, green, blue = loaded.getpixel((8, 8))
     assert blue > 200 and green < 50
 
 

@@ -62,6 +62,8 @@ BACKGROUND_TOLERANCE = 4  # per-channel step allowed between neighbouring backgr
 MIN_BACKGROUND_REGION = 0.01  # a border region smaller than this is part of the product
 MIN_FOREGROUND = 0.02  # below this the photo is all "background": analyse every pixel
 MERGE_DELTA_E = 8.0  # clusters closer than this look like one colour
+HALO_DELTA_E = 20.0  # edge pixels this close to the background colour belong to it
+
 MAX_SAMPLES = 6000
 
 
@@ -135,7 +137,25 @@ def background_mask(rgb: np.ndarray) -> np.ndarray:
         mask |= region
         if area >= MIN_BACKGROUND_REGION * height * width:
             background |= region[1:-1, 1:-1].astype(bool)
+    if background.any() and not background.all():
+        background |= _halo(rgb, background)
     return background
+
+
+def _halo(rgb: np.ndarray, background: np.ndarray) -> np.ndarray:
+    """Anti-aliased edge pixels: next to the background and still close to its colour.
+
+    The flood stops where the blend towards the product begins; without this a light rim
+    around every product is reported as a colour of its own.
+    """
+    ring = cv2.dilate(background.astype(np.uint8), np.ones((3, 3), np.uint8), iterations=2)
+    ring = ring.astype(bool) & ~background
+    if not ring.any():
+        return ring
+    lab = _rgb_to_lab(rgb.reshape(-1, 3).astype(np.float64)).reshape(rgb.shape)
+    reference = lab[background].mean(axis=0)
+    distance = np.linalg.norm(lab - reference, axis=2)
+    return ring & (distance < HALO_DELTA_E)
 
 
 def _thumbnail(image):  # PIL in, PIL out

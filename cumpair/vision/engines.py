@@ -37,8 +37,8 @@ class OcrEngine(ABC):
 
     name: str
 
-    def modes(self, shape: tuple[int, ...]) -> tuple[str, ...]:
-        """Engine-specific reading modes worth trying for an image of this shape."""
+    def modes(self, text_lines: int) -> tuple[str, ...]:
+        """Engine-specific reading modes worth trying, given a rough count of text lines."""
         return ("",)
 
     @abstractmethod
@@ -86,9 +86,8 @@ class TesseractEngine(OcrEngine):
         finally:
             self._pool.put(api)
 
-    def modes(self, shape: tuple[int, ...]) -> tuple[str, ...]:
-        height, width = shape[:2]
-        if width >= 2.5 * height and height <= 200:  # one line: captchas, banners
+    def modes(self, text_lines: int) -> tuple[str, ...]:
+        if text_lines == 1:  # captchas, banners: a single line, then a single word
             return ("psm7", "psm8")
         return ("psm6", "psm11")  # uniform block (labels), then sparse text
 
@@ -105,6 +104,9 @@ class TesseractEngine(OcrEngine):
             api.SetVariable("tessedit_char_whitelist", whitelist or "")
             api.SetImage(Image.fromarray(image))
             api.Recognize()
+            if not api.GetUTF8Text().strip():  # the iterator raises on an empty page
+                api.Clear()
+                return words
             iterator = api.GetIterator()
             level = tesserocr.RIL.WORD
             line_index = -1

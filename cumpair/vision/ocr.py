@@ -25,7 +25,7 @@ from cumpair.vision.engines import (
 )
 from cumpair.vision.images import ImageSource, load_image
 from cumpair.vision.ocr_types import CharacterSet, OcrOptions, OcrResult, OcrWord
-from cumpair.vision.preprocess import Variant, plan_variants
+from cumpair.vision.preprocess import Variant, measure, plan_variants
 
 __all__ = ["CharacterSet", "OcrOptions", "OcrResult", "OcrWord", "recognize"]
 
@@ -55,7 +55,8 @@ def recognize(image: ImageSource, options: OcrOptions | None = None) -> OcrResul
     if options.language.lower() not in LANGUAGE_ALIASES:
         raise ValueError(f"language {options.language!r} is not installed (only English)")
     rgb = load_image(image)
-    variants = plan_variants(rgb)
+    stats = measure(rgb)
+    variants = plan_variants(rgb, stats)
     whitelist = _engine_whitelist(options)
 
     attempts: list[tuple[str, str, float]] = []
@@ -68,7 +69,7 @@ def recognize(image: ImageSource, options: OcrOptions | None = None) -> OcrResul
             logger.warning("OCR engine %s skipped: %s", engine_name, exc)
             unavailable.append(engine_name)
             continue
-        for variant, mode in _schedule(variants, engine.modes(variants[0].image.shape), options):
+        for variant, mode in _schedule(variants, engine.modes(stats.text_lines), options):
             raw = engine.read(variant.image, mode=mode, whitelist=whitelist)
             label = f"{variant.name}/{mode}" if mode else variant.name
             result = _answer(raw, variant, engine_name, label, options)

@@ -1,0 +1,164 @@
+"""Fill `specs` and `spec_conflicts` of each item from its page text and downloaded images.
+
+Runs after the images pipeline. OCR and colour analysis are CPU-bound, so they run in a
+bounded thread pool off the reactor thread; a broken image, a missing file or a slow read is
+logged and counted (`specs/image_errors`) and the item goes on without that image.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from concurrent.futures import Future, ThreadPoolExecutor
+from functools import partial
+from pathlib import Path
+from typing import Any, Self
+
+from itemadapter import ItemAdapter
+from scrapy import signals
+from scrapy.crawler import Crawler
+from scrapy.exceptions import NotConfigured
+from twisted.internet import defer
+
+from cumpair.vision.image_specs import read_image_specs
+from cumpair.vision.images import ImageError
+from cumpair.vision.merge import merge_specs, page_specs
+from cumpair.vision.ocr import OcrUnavailableError
+from cumpair.vision.ocr_types import OcrOptions
+from cumpair.vision.specs import Specs, extract_specs
+from cumpair_scraper.pipelines.images import images_store_path
+
+logger = logging.getLogger(__name__)
+
+DEFAULTS: dict[str, Any] = {
+    "SPECS_ENABLED": True,
+    "SPECS_OCR_ENGINES": ["tesseract", "rapidocr"],
+    "SPECS_OCR_MAX_VARIANTS": 2,
+    "SPECS_MIN_CONFIDENCE": 0.80,
+    "SPECS_MAX_WORKERS": 2,
+    "SPECS_MAX_IMAGES_PER_ITEM": 2,
+    "SPECS_DOMINANT_COLORS": 3,
+    "SPECS_IMAGE_TIMEOUT": 60.0,
+}
+
+
+class SpecsPipeline:
+    """Extract specs from title/description and images; page facts win over image facts."""
+
+    def __init__(self, crawler: Crawler) -> None:
+        settings = crawler.settings
+        if not settings.getbool("SPECS_ENABLED", DEFAULTS["SPECS_ENABLED"]):
+            raise NotConfigured("SPECS_ENABLED is off")
+        self.crawler = crawler
+        self.stats = crawler.stats
+        self.images_store = images_store_path(settings)
+        self.options = OcrOptions(
+            engines=tuple(settings.getlist("SPECS_OCR_ENGINES", DEFAULTS["SPECS_OCR_ENGINES"])),
+            min_confidence=settings.getfloat(
+                "SPECS_MIN_CONFIDENCE", DEFAULTS["SPECS_MIN_CONFIDENCE"]
+            ),
+            max_variants=settings.getint(
+                "SPECS_OCR_MAX_VARIANTS", DEFAULTS["SPECS_OCR_MAX_VARIANTS"]
+            ),
+        )
+        self.max_images = settings.getint(
+            "SPECS_MAX_IMAGES_PER_ITEM", DEFAULTS["SPECS_MAX_IMAGES_PER_ITEM"]
+        )
+        self.colors = settings.getint("SPECS_DOMINANT_COLORS", DEFAULTS["SPECS_DOMINANT_COLORS"])
+        self.timeout = settings.getfloat("SPECS_IMAGE_TIMEOUT", DEFAULTS["SPECS_IMAGE_TIMEOUT"])
+        workers = settings.getint("SPECS_MAX_WORKERS", DEFAULTS["SPECS_MAX_WORKERS"])
+        if workers < 1:
+            raise ValueError("SPECS_MAX_WORKERS must be at least 1")
+        self.workers = workers
+        self.executor = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="cumpair-specs")
+
+    @classmethod
+    def from_crawler(cls, crawler: Crawler) -> Self:
+        pipeline = cls(crawler)
+        crawler.signals.connect(pipeline.spider_opened, signal=signals.spider_opened)
+        crawler.signals.connect(pipeline.spider_closed, signal=signals.spider_closed)
+        return pipeline
+
+    def spider_opened(self) -> None:
+        logger.info("specs: OCR engines %s, %d worker(s)", ", ".join(self.options.engine_order),
+                    self.workers)  # fmt: skip
+
+    def spider_closed(self) -> None:
+        # Reads still running finish on their own (each is bounded by SPECS_IMAGE_TIMEOUT);
+        # waiting here would block the reactor thread.
+        self.executor.shutdown(wait=False, cancel_futures=True)
+
+    async def process_item(self, item: Any) -> Any:
+        adapter = ItemAdapter(item)
+        text = "\n".join(str(adapter.get(k) or "") for k in ("title", "description"))
+        page = page_specs(
+            extract_specs(text),
+            brand=adapter.get("brand"),
+            model=adapter.get("model"),
+            gtin=adapter.get("gtin"),
+        )
+        images: list[tuple[str | None, Specs]] = []
+        for index, result in enumerate((adapter.get("images") or [])[: self.max_images]):
+            specs = await self._read(result, colors=self.colors if index == 0 else 0)
+            if specs is not None:
+                images.append((result.get("url"), specs))
+        merged, conflicts = merge_specs(page, images)
+        adapter["specs"] = merged
+        adapter["spec_conflicts"] = [c.to_dict() for c in conflicts]
+        self.stats.inc_value("specs/items")
+        if conflicts:
+            self.stats.inc_value("specs/conflicts", len(conflicts))
+        return item
+
+    async def _read(self, result: dict[str, Any], colors: int) -> Specs | None:
+        """Read one downloaded image in the pool; None (logged, counted) when it fails."""
+        path = self.images_store / str(result.get("path") or "")
+        if not result.get("path"):
+            return self._image_failed(result, "no downloaded file")
+        work = partial(read_image_specs, Path(path), ocr_options=self.options, colors=colors)
+        try:
+            outcome = await self._in_pool(work)
+        except (ImageError, OSError, OcrUnavailableError) as exc:
+            return self._image_failed(result, f"{type(exc).__name__}: {exc}")
+        except (TimeoutError, defer.TimeoutError):
+            return self._image_failed(result, f"no answer within {self.timeout:g} s")
+        self.stats.inc_value("specs/images_read")
+        self.stats.inc_value(f"specs/ocr_engine/{outcome.ocr.engine}")
+        return outcome.specs
+
+    async def _in_pool(self, work: partial) -> Any:
+        """Run `work` in the bounded pool and await it without blocking the reactor.
+
+        On the asyncio reactor (the project's) this is a plain asyncio future; on another
+        Twisted reactor the future is bridged to a Deferred, which Scrapy can await.
+        """
+        future: Future = self.executor.submit(work)
+        try:
+            asyncio.get_running_loop()
+        except RuntimeError:
+            return await self._as_deferred(future)
+        return await asyncio.wait_for(asyncio.wrap_future(future), self.timeout)
+
+    def _as_deferred(self, future: Future) -> defer.Deferred:
+        from twisted.internet import reactor
+
+        deferred: defer.Deferred = defer.Deferred(lambda _: future.cancel())
+
+        def fire(done: Future) -> None:
+            if deferred.called:
+                return
+            if done.cancelled():
+                deferred.cancel()
+            elif done.exception() is not None:
+                deferred.errback(done.exception())
+            else:
+                deferred.callback(done.result())
+
+        future.add_done_callback(lambda done: reactor.callFromThread(fire, done))
+        deferred.addTimeout(self.timeout, reactor)
+        return deferred
+
+    def _image_failed(self, result: dict[str, Any], reason: str) -> None:
+        logger.warning("specs: skipped image %s (%s)", result.get("url"), reason)
+        self.stats.inc_value("specs/image_errors")
+        return None

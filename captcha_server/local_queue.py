@@ -8,6 +8,7 @@ task retried up to `max_attempts`.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import multiprocessing
 import os
@@ -37,6 +38,7 @@ class LocalQueue:
         self.workers = workers
         self.stats_ = Stats()
         self._records: dict[str, TaskRecord] = {}
+        self._done: dict[str, asyncio.Event] = {}
         self._pool: ProcessPoolExecutor | None = None
         self._jobs: set[asyncio.Task[None]] = set()
         self._janitor: asyncio.Task[None] | None = None
@@ -74,6 +76,7 @@ class LocalQueue:
         if pending >= self.settings.max_pending:
             raise QueueFull
         self._records[record.id] = record
+        self._done[record.id] = asyncio.Event()
         self.stats_.incr("submitted")
         job = asyncio.create_task(self._run(record, image))
         self._jobs.add(job)
@@ -110,12 +113,19 @@ class LocalQueue:
         record.solution = solution
         record.finished = time.time()
         record.state = State.UNSOLVABLE if solution.error else State.DONE
+        self._done.pop(record.id, asyncio.Event()).set()
         self.stats_.incr("unsolvable" if solution.error else "solved")
         if solution.solve_s:
             self.stats_.observe(solution.engine, solution.solve_s)
 
     async def get(self, task_id: str) -> TaskRecord | None:
         return self._records.get(task_id)
+
+    async def wait(self, task_id: str, timeout_s: float) -> None:
+        event = self._done.get(task_id)
+        if event is not None:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(event.wait(), timeout_s)
 
     async def report(self, task_id: str, report: Report) -> str:
         record = self._records[task_id]
@@ -136,6 +146,7 @@ class LocalQueue:
                 since = r.finished if r.final and r.finished else r.created
                 if now - since > ttl:
                     del self._records[task_id]
+                    self._done.pop(task_id, None)
 
     def _alive(self) -> int:
         # ProcessPoolExecutor has no public view of its processes; this is read-only.

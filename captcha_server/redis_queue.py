@@ -8,6 +8,7 @@ returned to a client survives a Redis crash or restart. Tasks expire after `task
 
 from __future__ import annotations
 
+import asyncio
 import json
 import time
 from dataclasses import dataclass
@@ -149,6 +150,20 @@ class RedisQueue:
         except redis.RedisError as exc:
             raise QueueUnavailable(str(exc)) from exc
         return record_from_hash(task_id, h) if h else None
+
+    async def wait(self, task_id: str, timeout_s: float) -> None:
+        """Poll the task's state (5 ms growing to 20 ms) until final or timed out."""
+        deadline = time.monotonic() + timeout_s
+        delay = 0.005
+        while time.monotonic() < deadline:
+            try:
+                state = await self._c().hget(self.keys.task(task_id), "state")
+            except redis.RedisError:
+                state = None  # unreachable for now: keep waiting until the deadline
+            if state in (b"done", b"unsolvable"):
+                return
+            await asyncio.sleep(min(delay, max(0.0, deadline - time.monotonic())))
+            delay = min(delay * 1.5, 0.02)
 
     async def report(self, task_id: str, report: Report) -> str:
         try:

@@ -5,7 +5,6 @@ The v1, v2 and native handlers only translate their wire format to these calls a
 
 from __future__ import annotations
 
-import asyncio
 import dataclasses
 import time
 from collections import Counter
@@ -87,16 +86,10 @@ class Service:
             raise CaptchaError("REPORT_NOT_RECORDED")
 
     async def wait(self, key: str, task_id: str, timeout_s: float) -> TaskRecord | None:
-        """Poll until the task is final or `timeout_s` passes (then the last seen record)."""
-        deadline = time.monotonic() + timeout_s
-        delay = 0.002
-        record = None
-        while True:
-            record = await self.lookup(key, task_id)
-            if (record is not None and record.final) or time.monotonic() >= deadline:
-                return record
-            await asyncio.sleep(min(delay, max(0.0, deadline - time.monotonic())))
-            delay = min(delay * 1.5, 0.02)
+        """The task once final, or as it stands after `timeout_s` (None if unreachable)."""
+        await self.lookup(key, task_id)  # ownership and id checks first
+        await self.queue.wait(task_id, timeout_s)
+        return await self.lookup(key, task_id)
 
     async def stats(self) -> dict[str, Any]:
         try:

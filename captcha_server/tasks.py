@@ -76,6 +76,9 @@ class TaskQueue(Protocol):
 
     async def get(self, task_id: str) -> TaskRecord | None: ...
 
+    async def wait(self, task_id: str, timeout_s: float) -> None:
+        """Return when the task is final or after `timeout_s`, whichever comes first."""
+
     async def report(self, task_id: str, report: Report) -> str:
         """Record a good/bad report: "recorded", "duplicate" or "not_finished"."""
 

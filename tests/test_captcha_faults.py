@@ -85,6 +85,33 @@ def test_task_held_by_a_killed_worker_is_solved_by_another(tmp_path):
         result = server.post("/getTaskResult", json={"clientKey": KEY, "taskId": int(task_id)})
         assert result.json()["solveCount"] == 2  # claimed twice: the dead worker, then a live one
         assert server.get("/stats", params={"key": KEY}).json()["retried"] >= 1
+        ttl = client.ttl(Keys().task(task_id))
+        assert 0 < ttl <= 900  # finished tasks expire after the result TTL
+
+
+def test_task_whose_workers_keep_dying_ends_unsolvable_after_max_attempts(tmp_path):
+    limits = ("--visibility-timeout", "1", "--max-attempts", "1")
+    with captcha_server(tmp_path, backend="redis", n_workers=0, server_args=limits) as server:
+        hanging = subprocess.Popen(
+            [sys.executable, "-c", HANGING_WORKER, "--redis", server.redis.url, *ENGINES, *limits],
+            cwd=ROOT,
+            env=_env(),
+            stderr=subprocess.DEVNULL,
+        )
+        try:
+            task_id = submit(server, "7KX4P")
+            client = redis.Redis(port=server.redis.port)
+            deadline = time.monotonic() + 60
+            while client.hget(Keys().task(task_id), "state") != b"processing":
+                assert time.monotonic() < deadline, "hanging worker never claimed the task"
+                time.sleep(0.05)
+            hanging.send_signal(signal.SIGKILL)
+            hanging.wait(timeout=10)
+        finally:
+            stop(hanging)
+        server.workers.append(start_worker(server.redis.url, *limits))
+        assert answers(server, [task_id], 90) == ["ERROR_CAPTCHA_UNSOLVABLE"]
+        assert client.hget(Keys().task(task_id), "image") is None  # image dropped once final
 
 
 def test_killing_one_of_two_workers_mid_run_loses_no_task(tmp_path):

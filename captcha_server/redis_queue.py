@@ -9,6 +9,7 @@ returned to a client survives a Redis crash or restart. Tasks expire after `task
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import time
 from dataclasses import dataclass
@@ -56,6 +57,10 @@ class Keys:
     def worker(self, worker_id: str) -> str:
         return f"{self.prefix}:worker:{worker_id}"
 
+    @property
+    def done(self) -> str:
+        return f"{self.prefix}:done"
+
 
 def record_from_hash(task_id: str, h: dict[bytes, bytes]) -> TaskRecord:
     def s(name: str, default: str = "") -> str:
@@ -82,10 +87,11 @@ def reap(client: redis.Redis, keys: Keys, settings: QueueSettings) -> tuple[int,
     """Requeue tasks of workers that went silent (sync; used by workers)."""
     requeued, failed = client.eval(
         redis_scripts.REAP,
-        3,
+        4,
         keys.processing,
         keys.pending,
         keys.stats,
+        keys.done,
         time.time(),
         settings.visibility_timeout_s,
         settings.max_attempts,
@@ -104,16 +110,37 @@ class RedisQueue:
         self.settings = settings
         self.keys = Keys(prefix)
         self.client: aioredis.Redis | None = None
-        self._started = time.time()
+        self._waiters: dict[str, asyncio.Event] = {}
+        self._listener: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
         self.client = aioredis.Redis.from_url(
             self.url, socket_timeout=5, socket_connect_timeout=2, health_check_interval=10
         )
+        self._listener = asyncio.create_task(self._listen())
 
     async def close(self) -> None:
+        if self._listener is not None:
+            self._listener.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._listener
         if self.client is not None:
             await self.client.aclose()
+
+    async def _listen(self) -> None:
+        """Wake local waiters when a worker announces a finished task; resubscribe after
+        Redis restarts (waiters poll meanwhile)."""
+        while True:
+            try:
+                pubsub = self._c().pubsub()
+                await pubsub.subscribe(self.keys.done)
+                async for message in pubsub.listen():
+                    if message["type"] == "message":
+                        event = self._waiters.get(message["data"].decode())
+                        if event is not None:
+                            event.set()
+            except (redis.RedisError, OSError):
+                await asyncio.sleep(0.5)
 
     def _c(self) -> aioredis.Redis:
         assert self.client is not None, "RedisQueue.start() was not awaited"
@@ -152,18 +179,23 @@ class RedisQueue:
         return record_from_hash(task_id, h) if h else None
 
     async def wait(self, task_id: str, timeout_s: float) -> None:
-        """Poll the task's state (5 ms growing to 20 ms) until final or timed out."""
+        """Until the task is final: woken by the done channel, re-checked every 0.25 s."""
         deadline = time.monotonic() + timeout_s
-        delay = 0.005
-        while time.monotonic() < deadline:
-            try:
-                state = await self._c().hget(self.keys.task(task_id), "state")
-            except redis.RedisError:
-                state = None  # unreachable for now: keep waiting until the deadline
-            if state in (b"done", b"unsolvable"):
-                return
-            await asyncio.sleep(min(delay, max(0.0, deadline - time.monotonic())))
-            delay = min(delay * 1.5, 0.02)
+        event = self._waiters.setdefault(task_id, asyncio.Event())
+        try:
+            while True:
+                try:
+                    state = await self._c().hget(self.keys.task(task_id), "state")
+                except redis.RedisError:
+                    state = None  # unreachable for now: keep waiting until the deadline
+                left = deadline - time.monotonic()
+                if state in (b"done", b"unsolvable") or left <= 0:
+                    return
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(event.wait(), min(left, 0.25))
+                event.clear()
+        finally:
+            self._waiters.pop(task_id, None)
 
     async def report(self, task_id: str, report: Report) -> str:
         try:

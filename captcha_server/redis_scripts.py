@@ -2,7 +2,9 @@
 
 Layout under a prefix P: `P:task:<id>` hash (state, options, image, attempts, lease_until, ...),
 `P:pending` and `P:processing` lists (a reliable queue: BLMOVE pending -> processing), `P:stats`
-hash, `P:lat:<engine>` latency samples, `P:worker:<id>` heartbeats with a TTL.
+hash, `P:lat:<engine>` latency samples, `P:worker:<id>` heartbeats with a TTL, and the pub/sub
+channel `P:done` on which finished task ids are announced (waiters also poll, so a lost
+message only costs latency).
 """
 
 from __future__ import annotations
@@ -23,9 +25,9 @@ redis.call('HDEL', KEYS[1], 'orphan_since')
 return n
 """
 
-# KEYS: task, processing, pending, stats. ARGV: id, state, solution_json, finished, result_ttl.
-# The first result wins; a late duplicate (after a lease expired and another worker took the
-# task) is dropped. Returns 1 if recorded.
+# KEYS: task, processing, pending, stats, done channel. ARGV: id, state, solution_json, finished,
+# result_ttl. The first result wins; a late duplicate (after a lease expired and another worker
+# took the task) is dropped. Publishes the id on the done channel. Returns 1 if recorded.
 FINISH = """
 redis.call('LREM', KEYS[2], 0, ARGV[1])
 if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
@@ -36,12 +38,13 @@ redis.call('HSET', KEYS[1], 'state', ARGV[2], 'solution', ARGV[3], 'finished', A
 redis.call('HDEL', KEYS[1], 'image', 'lease_until')
 redis.call('EXPIRE', KEYS[1], ARGV[5])
 redis.call('HINCRBY', KEYS[4], ARGV[2] == 'done' and 'solved' or 'unsolvable', 1)
+redis.call('PUBLISH', KEYS[5], ARGV[1])
 return 1
 """
 
-# KEYS: processing, pending, stats. ARGV: now, visibility_s, max_attempts, task_prefix,
-# result_ttl, unsolvable_json. Requeues tasks whose worker stopped renewing its lease, or ends
-# them as unsolvable after max_attempts. Returns {requeued, failed}.
+# KEYS: processing, pending, stats, done channel. ARGV: now, visibility_s, max_attempts,
+# task_prefix, result_ttl, unsolvable_json. Requeues tasks whose worker stopped renewing its
+# lease, or ends them as unsolvable after max_attempts. Returns {requeued, failed}.
 REAP = """
 local now = tonumber(ARGV[1])
 local requeued, failed = 0, 0
@@ -73,6 +76,7 @@ for _, id in ipairs(redis.call('LRANGE', KEYS[1], 0, -1)) do
         redis.call('HDEL', k, 'image')
         redis.call('EXPIRE', k, ARGV[5])
         redis.call('HINCRBY', KEYS[3], 'unsolvable', 1)
+        redis.call('PUBLISH', KEYS[4], id)
         failed = failed + 1
       else
         redis.call('HSET', k, 'state', 'pending')

@@ -133,11 +133,12 @@ class Worker:
             try:
                 recorded = self.client.eval(
                     redis_scripts.FINISH,
-                    4,
+                    5,
                     self.keys.task(task_id),
                     self.keys.processing,
                     self.keys.pending,
                     self.keys.stats,
+                    self.keys.done,
                     task_id,
                     state,
                     json.dumps(result),

@@ -53,10 +53,14 @@ def make_item(offer, images: list[str], **fields) -> ProductItem:
         "description": f"{product.name}. Colour: {', '.join(product.colors)}.",
         "image_urls": [f"http://127.0.0.21:8070/images/{name}" for name in images],
         "images": [
-            {"url": f"http://127.0.0.21:8070/images/{n}", "path": f"full/{n}",
-             "checksum": "x", "status": "downloaded"}
-            for n in images
-        ],  # fmt: skip
+            {
+                "url": f"http://127.0.0.21:8070/images/{name}",
+                "path": f"full/{name}",
+                "checksum": "x",
+                "status": "downloaded",
+            }
+            for name in images
+        ],
     }
     values.update(fields)
     return ProductItem(**values)

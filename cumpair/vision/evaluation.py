@@ -7,10 +7,14 @@ false negative; numbers match within 0.5 % (or 0.6 absolute, for rounded unit co
 
 from __future__ import annotations
 
+import io
 import math
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
+
+import numpy as np
+from PIL import Image, ImageFilter
 
 FIELDS: tuple[str, ...] = (
     "dimensions_mm", "weight_g", "volume_ml", "storage_gb", "power_w", "voltage_v",
@@ -91,3 +95,18 @@ def _materials(items: Iterable[Mapping[str, Any]]) -> set[tuple[str, float | Non
         (str(m["name"]).lower(), None if m.get("percent") is None else float(m["percent"]))
         for m in items
     }
+
+
+def simulate_photo(image: Image.Image, seed: int) -> Image.Image:
+    """A rendered label as a phone would capture it: tilted up to 4 degrees, downscaled to
+    75 %, slightly blurred, with sensor noise and JPEG quality 55. Deterministic per seed."""
+    rng = np.random.default_rng(seed)
+    image = image.rotate(
+        float(rng.uniform(-4, 4)), Image.Resampling.BICUBIC, expand=True, fillcolor=(235, 235, 230)
+    )
+    image = image.resize((int(image.width * 0.75), int(image.height * 0.75)), Image.BILINEAR)
+    image = image.filter(ImageFilter.GaussianBlur(0.6))
+    noisy = np.asarray(image).astype(np.float32) + rng.normal(0, 10, (image.height, image.width, 1))
+    buffer = io.BytesIO()
+    Image.fromarray(np.clip(noisy, 0, 255).astype(np.uint8)).save(buffer, "JPEG", quality=55)
+    return Image.open(io.BytesIO(buffer.getvalue())).convert("RGB")

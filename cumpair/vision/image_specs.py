@@ -7,6 +7,7 @@ read as the brand when no labelled brand exists: shop labels print the brand tha
 
 from __future__ import annotations
 
+import math
 import statistics
 from dataclasses import dataclass
 
@@ -76,5 +77,9 @@ def headline_text(ocr: OcrResult) -> str | None:
 
 
 def _height(word: OcrWord) -> float:
-    ys = [point[1] for point in word.box]
-    return max(ys) - min(ys)
+    """Glyph height from the box's left and right edges, so a tilted line is not 'tall'."""
+    if len(word.box) != 4:
+        ys = [point[1] for point in word.box]
+        return max(ys) - min(ys)
+    (x0, y0), (x1, y1), (x2, y2), (x3, y3) = word.box
+    return (math.hypot(x3 - x0, y3 - y0) + math.hypot(x2 - x1, y2 - y1)) / 2

@@ -33,7 +33,7 @@ class ImageStats:
     scale: float
     skew_degrees: float
     noise_sigma: float
-    text_lines: int  # rough count of ink bands; picks Tesseract's single-line mode
+    text_lines: int  # rough count of ink bands (0 = unknown); picks Tesseract's line mode
 
 
 @dataclass(slots=True)
@@ -127,21 +127,25 @@ def plan_variants(image: Image.Image, stats: ImageStats | None = None) -> list[V
 
 
 def count_text_lines(gray: np.ndarray) -> int:
-    """Count horizontal ink bands: rows where dark pixels exceed 1 % of the width.
+    """Count horizontal ink bands: rows where dark pixels exceed 3 % of the width.
 
     Bands thinner than 4 % of the image (noise lines, dots) are ignored. Only used to tell a
     one-line image (captcha, banner) from a block of text, so rough is fine.
     """
-    _, ink = cv2.threshold(gray, 0, 1, cv2.THRESH_BINARY_INV + cv2.THRESH_OTSU)
+    smoothed = cv2.medianBlur(gray, 3)  # sensor noise must not fill every row with "ink"
+    _, ink = cv2.threshold(smoothed, 0, 1, cv2.THRESH_BINARY_INV + cv2.THRESH_OTSU)
     if ink.mean() > 0.5:
         ink = 1 - ink
-    rows = ink.sum(axis=1) > 0.01 * gray.shape[1]
-    min_band = max(3, int(0.04 * gray.shape[0]))
+    height = gray.shape[0]
+    rows = ink.sum(axis=1) > 0.03 * gray.shape[1]  # frames and rules stay below 3 %
+    min_band = max(3, int(0.04 * height))
     lines, run = 0, 0
     for has_ink in np.append(rows, False):
         if has_ink:
             run += 1
             continue
+        if run > 0.6 * height:
+            return 0  # one band over most of the image: not a line, so unknown
         if run >= min_band:
             lines += 1
         run = 0

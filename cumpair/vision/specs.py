@@ -227,11 +227,11 @@ def _unit_pattern(units: str, *, flags: int = re.IGNORECASE, after: str = "") ->
     )
 
 
-# "Ib" is how OCR engines read a sans-serif "lb"; no other unit is spelled that way. A bare
+# "Ib"/"ib" is how OCR engines read a sans-serif "lb"; no other unit is spelled that way. A bare
 # capital "G" is accepted here and filtered later (5G is not five grams).
 _WEIGHT_RE = re.compile(
     rf"(?<![\w.,])(?P<n>{_NUM})\s*"
-    r"(?P<u>(?i:kgs?|kilo(?:gram)?s?|grams?|gr|mg|lbs?|pounds?|oz|ounces?)|g|G|Ibs?)"
+    r"(?P<u>(?i:kgs?|kilo(?:gram)?s?|grams?|gr|mg|lbs?|pounds?|oz|ounces?)|g|G|[Ii]bs?)"
     r"(?![\w/²³])"
 )
 _VOLUME_RE = _unit_pattern(

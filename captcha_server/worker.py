@@ -16,6 +16,7 @@ import logging
 import os
 import signal
 import socket
+import sys
 import threading
 import time
 import uuid
@@ -160,6 +161,16 @@ class Worker:
                 delay = min(delay * 2, 1.0)
 
 
+def healthy_here(url: str, prefix: str = "captcha") -> bool:
+    """Whether a worker on this host has a live heartbeat in Redis."""
+    try:
+        client = redis.Redis.from_url(url, socket_timeout=2, socket_connect_timeout=2)
+        pattern = Keys(prefix).worker(f"{socket.gethostname()}-*")
+        return any(True for _ in client.scan_iter(match=pattern, count=100))
+    except redis.RedisError:
+        return False
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m captcha_server.worker", description=__doc__)
     parser.add_argument("--redis", required=True, help="redis://host:port/db")
@@ -170,8 +181,15 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument(
         "--engines", type=parse_engines, help="engines to load at start (tasks name their own)"
     )
+    parser.add_argument(
+        "--healthcheck",
+        action="store_true",
+        help="exit 0 if a worker on this host is heartbeating, else 1 (container health checks)",
+    )
     parser.add_argument("--log-level", default="INFO")
     args = parser.parse_args(argv)
+    if args.healthcheck:
+        sys.exit(0 if healthy_here(args.redis, args.prefix) else 1)
     logging.basicConfig(level=args.log_level, format="%(asctime)s %(name)s %(message)s")
     settings = QueueSettings(
         visibility_timeout_s=args.visibility_timeout,

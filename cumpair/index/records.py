@@ -1,0 +1,193 @@
+"""Typed records that cross the product-store API: space specs, options, offers, hits, errors.
+
+Plain dataclasses only; nothing here touches FAISS or SQLite, so callers (the Scrapy pipeline,
+the search service) can build and inspect them without opening a store.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from decimal import Decimal
+from typing import Any, Literal
+
+# A vector id packs (offer id, image ordinal): ``offer_id << ORDINAL_BITS | ordinal``.
+ORDINAL_BITS = 8
+MAX_VECTORS_PER_OFFER = 1 << ORDINAL_BITS
+
+
+def vector_id(offer_id: int, ordinal: int) -> int:
+    """The FAISS id of the `ordinal`-th vector of an offer (stable across flushes and rebuilds)."""
+    if not 0 <= ordinal < MAX_VECTORS_PER_OFFER:
+        raise ValueError(f"ordinal {ordinal} outside 0..{MAX_VECTORS_PER_OFFER - 1}")
+    return (offer_id << ORDINAL_BITS) | ordinal
+
+
+def split_vector_id(vid: int) -> tuple[int, int]:
+    """Inverse of `vector_id`: (offer id, ordinal)."""
+    return vid >> ORDINAL_BITS, vid & (MAX_VECTORS_PER_OFFER - 1)
+
+
+class StoreError(Exception):
+    """Base class of every error the product store raises on purpose."""
+
+
+class EncoderMismatchError(StoreError):
+    """A space was opened with another encoder, version or dimension than it was built with."""
+
+
+class StoreLockedError(StoreError):
+    """Another process holds the writer lock of this store directory."""
+
+
+class ReadOnlyStoreError(StoreError):
+    """A mutating call was made on a store opened with ``readonly=True``."""
+
+
+class InvalidVectorError(StoreError, ValueError):
+    """Vectors with the wrong shape, dimension, dtype, or non-finite values."""
+
+
+class InvalidOfferError(StoreError, ValueError):
+    """An offer record missing required fields or holding values that cannot be stored exactly."""
+
+
+class UnknownSpaceError(StoreError, KeyError):
+    """A vector space name the store was not opened with."""
+
+
+@dataclass(frozen=True)
+class SpaceSpec:
+    """One named vector space: its dimension and the encoder that produced its vectors.
+
+    ``normalize`` L2-normalises vectors on add and queries on search, so inner-product scores
+    are cosine similarities in [-1, 1] (what the duplicate threshold is expressed in).
+    """
+
+    dim: int
+    encoder: str
+    version: str = ""
+    normalize: bool = True
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.dim, int) or self.dim <= 0:
+            raise ValueError(f"SpaceSpec.dim must be a positive int, got {self.dim!r}")
+        if not self.encoder:
+            raise ValueError("SpaceSpec.encoder must name the encoder")
+
+
+@dataclass(frozen=True)
+class StoreOptions:
+    """Every tunable of the store; the Scrapy settings ``CUMPAIR_INDEX_*`` map 1:1 onto these."""
+
+    flush_interval_s: float = 300.0  # maybe_flush() writes snapshots at most this often
+    backups_keep: int = 3  # older snapshot generations kept per space (fallback on corruption)
+    upgrade_threshold: int = 100_000  # live vectors in a space before Flat -> IVF-PQ
+    retrain_growth: float = 4.0  # re-train IVF-PQ once a space grew this much past its training
+    recall_target: float = 0.95  # nprobe is tuned until recall@recall_k reaches this
+    recall_k: int = 10
+    max_code_bytes: int = 48  # PQ bytes per vector (m); the 8-byte id comes on top
+    use_opq: bool = (
+        False  # OPQ rotation: minutes of training on 2 cores; refine already hits recall
+    )
+    refine_k_factor: int = 4  # exact re-ranking of k*factor IVF-PQ candidates; 0 disables
+    duplicate_threshold: float | None = 0.995  # cosine; None disables near-duplicate merging
+    duplicate_space: str = "image"
+    background_upgrade: bool = True  # build IVF-PQ on a worker thread, swap when ready
+    lock_timeout_s: float = 10.0  # wait for another writer process before StoreLockedError
+    reader_refresh_s: float = 5.0  # read-only stores look for newer data this often
+    synchronous: Literal["NORMAL", "FULL"] = "NORMAL"  # FULL also survives power loss
+    multi_vector_oversample: int = 4  # extra candidates when offers hold several vectors
+
+    def __post_init__(self) -> None:
+        if self.flush_interval_s < 0 or self.backups_keep < 0 or self.upgrade_threshold < 1:
+            raise ValueError("flush_interval_s, backups_keep >= 0 and upgrade_threshold >= 1")
+        if not 0 < self.recall_target <= 1:
+            raise ValueError("recall_target must be in (0, 1]")
+        if self.duplicate_threshold is not None and not -1 <= self.duplicate_threshold <= 1:
+            raise ValueError("duplicate_threshold is a cosine similarity in [-1, 1] or None")
+        if self.synchronous not in ("NORMAL", "FULL"):
+            raise ValueError("synchronous must be 'NORMAL' or 'FULL'")
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+@dataclass
+class OfferRecord:
+    """One offer: a shop selling something at a URL. ``id`` and the seen dates are set by the store.
+
+    ``price`` is a Decimal stored exactly (as text); ``specs`` is the spec output contract dict.
+    ``seen_at`` is when the crawler saw the page (default: now, UTC).
+    """
+
+    shop: str
+    url: str
+    title: str = ""
+    price: Decimal | None = None
+    currency: str | None = None
+    availability: str | None = None
+    brand: str | None = None
+    model: str | None = None
+    sku: str | None = None
+    gtin: str | None = None
+    category: str | None = None
+    image_paths: tuple[str, ...] = ()
+    image_urls: tuple[str, ...] = ()
+    specs: dict[str, Any] = field(default_factory=dict)
+    seen_at: datetime | None = None
+    id: int | None = None
+    first_seen: datetime | None = None
+    last_seen: datetime | None = None
+    product_id: int | None = None
+
+
+@dataclass(frozen=True)
+class PricePoint:
+    """One row of an offer's price history (appended on every crawl of the offer)."""
+
+    price: Decimal | None
+    currency: str | None
+    availability: str | None
+    seen_at: datetime
+
+
+@dataclass(frozen=True)
+class UpsertResult:
+    """What `ProductStore.upsert` did.
+
+    ``matched_by``: ``"new"`` (inserted), ``"url"`` (same shop+URL), ``"gtin"`` (same GTIN in the
+    same shop) or ``"vector"`` (near-identical vector of an offer of the same shop).
+    """
+
+    offer_id: int
+    matched_by: Literal["new", "url", "gtin", "vector"]
+    price_changed: bool
+    vectors_added: int
+    vectors_removed: int
+
+    @property
+    def created(self) -> bool:
+        return self.matched_by == "new"
+
+
+@dataclass(frozen=True)
+class Hit:
+    """A search result: the offer, its best score over its vectors, and which vector scored it."""
+
+    offer_id: int
+    score: float
+    ordinal: int = 0
+
+
+@dataclass(frozen=True)
+class SearchFilters:
+    """Restrict a search to offers matching every given field (None = no restriction)."""
+
+    shops: tuple[str, ...] | None = None
+    currency: str | None = None
+    availability: str | None = None
+    category: str | None = None
+    min_price: Decimal | None = None
+    max_price: Decimal | None = None

@@ -1,0 +1,948 @@
+"""ProductStore: offers and their vectors, durable on disk, searchable while a crawl writes.
+
+Durability model (what a ``kill -9`` leaves): every `upsert`/`remove` commits its offer rows and
+raw vectors to SQLite (WAL) before it returns, stamped with a sequence number. FAISS files are
+snapshots taken by `flush` (temp file, fsync, rename, then a SQLite row makes it current). Opening
+loads the newest verifiable snapshot and replays the rows newer than it, so a reopened store holds
+*everything whose upsert returned* — not only the last flush. Corrupt or truncated snapshots fall
+back to older ones (``backups_keep``) or to a rebuild from SQLite, recorded in `health`.
+
+Usage (the Scrapy pipeline calls `upsert` per item, `maybe_flush` on its own pace, `close` when the
+spider closes)::
+
+    spaces = {"image": SpaceSpec(1280, "efficientnet-lite0", "1"),
+              "text": SpaceSpec(384, "all-MiniLM-L6-v2", "1")}
+    with ProductStore.open("index_data", spaces, StoreOptions()) as store:
+        result = store.upsert(offer, {"image": image_vectors, "text": text_vector})
+        hits = store.search("image", query_vectors, k=10)   # list per query of Hit(offer_id, ...)
+        offers = store.get_offers(h.offer_id for h in hits[0])
+
+Concurrency: one writer process per directory (file lock); inside it any number of threads or
+asyncio tasks (`asearch`) may search while one thread writes. A Flat space turns into IVF-PQ past
+``upgrade_threshold`` on a worker thread that builds aside and swaps the finished index in.
+Read-only stores (``readonly=True``, other processes) replay new rows every ``reader_refresh_s``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import sqlite3
+import threading
+import time
+from collections import deque
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime
+from decimal import Decimal, InvalidOperation
+from pathlib import Path
+from typing import Any
+
+import faiss
+import numpy as np
+
+from cumpair.index import ivf, metadata, snapshots
+from cumpair.index.ivf import IndexParams
+from cumpair.index.locks import RWLock, WriterLock
+from cumpair.index.records import (
+    MAX_VECTORS_PER_OFFER,
+    ORDINAL_BITS,
+    EncoderMismatchError,
+    Hit,
+    InvalidOfferError,
+    InvalidVectorError,
+    OfferRecord,
+    PricePoint,
+    ReadOnlyStoreError,
+    SearchFilters,
+    SpaceSpec,
+    StoreError,
+    StoreOptions,
+    UnknownSpaceError,
+    UpsertResult,
+    utcnow,
+    vector_id,
+)
+
+log = logging.getLogger(__name__)
+
+DB_NAME = "meta.sqlite"
+_DUPLICATE_CANDIDATES = 8
+_EXACT_FILTERED = 20_000  # filtered IVF-PQ searches with fewer allowed vectors go exact
+
+
+@dataclass
+class _Space:
+    """In-memory state of one vector space (the index object is swapped, never half-built)."""
+
+    name: str
+    spec: SpaceSpec
+    index: faiss.Index
+    params: IndexParams
+    applied_seq: int = 0  # the index reflects every committed op up to this sequence number
+    snapshot: metadata.SnapshotRow | None = None
+    dirty: bool = True  # changed since its snapshot
+    multi_vector: bool = False  # some offer holds more than one vector here
+    lock: RWLock = field(default_factory=RWLock)
+    latencies: deque = field(default_factory=lambda: deque(maxlen=4096))
+    upgrade_thread: threading.Thread | None = None
+    upgrade_error: str | None = None
+
+
+@dataclass
+class _Ops:
+    """Index changes of one transaction: ids to remove first, then vectors to add."""
+
+    drop: set[int] = field(default_factory=set)
+    add: dict[int, np.ndarray] = field(default_factory=dict)
+
+
+class ProductStore:
+    """FAISS + SQLite store of offers; see the module docstring for the contract."""
+
+    def __init__(self, path: Path, options: StoreOptions, readonly: bool) -> None:
+        # use ProductStore.open(); __init__ only sets fields
+        self.path = path
+        self.options = options
+        self.readonly = readonly
+        self._spaces: dict[str, _Space] = {}
+        self._write_lock = threading.RLock()
+        self._flush_lock = threading.Lock()
+        self._local = threading.local()
+        self._read_conns: list[sqlite3.Connection] = []
+        self._conns_lock = threading.Lock()
+        self._writer_lock: WriterLock | None = None
+        self._conn: sqlite3.Connection | None = None
+        self._last_flush: float = time.monotonic()
+        self._last_flush_at: str | None = None
+        self._last_flush_s: float | None = None
+        self._last_refresh = time.monotonic()
+        self._recoveries: list[dict[str, Any]] = []
+        self._closed = False
+
+    # ------------------------------------------------------------------ opening and closing
+    @classmethod
+    def open(
+        cls,
+        path: str | os.PathLike[str] = "index_data",
+        spaces: Mapping[str, SpaceSpec] | None = None,
+        options: StoreOptions | None = None,
+        *,
+        readonly: bool = False,
+    ) -> ProductStore:
+        """Open (or create) the store at `path`.
+
+        `spaces` declares the vector spaces and their encoders; a space already on disk with
+        another encoder, version or dimension raises `EncoderMismatchError`. ``None`` opens the
+        spaces recorded on disk (what the CLI does). A writer takes the directory's file lock
+        (`StoreLockedError` after ``lock_timeout_s``); ``readonly=True`` takes no lock.
+        """
+        store = cls(Path(path), options or StoreOptions(), readonly)
+        try:
+            store._open(dict(spaces) if spaces is not None else None)
+        except BaseException:
+            store._release()
+            raise
+        return store
+
+    def _open(self, wanted: dict[str, SpaceSpec] | None) -> None:
+        db_path = self.path / DB_NAME
+        if self.readonly:
+            if not db_path.exists():
+                raise StoreError(f"no product store at {self.path} ({DB_NAME} missing)")
+            self._conn = metadata.connect(db_path, readonly=True)
+            if self._conn.execute("PRAGMA user_version").fetchone()[0] == 0:
+                raise StoreError(f"{db_path} has not been initialised by a writer yet")
+        else:
+            self.path.mkdir(parents=True, exist_ok=True)
+            self._writer_lock = WriterLock(self.path)
+            self._writer_lock.acquire(self.options.lock_timeout_s)
+            self._conn = metadata.connect(
+                db_path, readonly=False, synchronous=self.options.synchronous
+            )
+            metadata.migrate(self._conn)
+        recorded = metadata.space_specs(self._conn)
+        specs = recorded if wanted is None else wanted
+        for name, spec in specs.items():
+            if not isinstance(spec, SpaceSpec):
+                raise TypeError(f"space {name!r}: expected SpaceSpec, got {type(spec).__name__}")
+            old = recorded.get(name)
+            if old is not None and old != spec:
+                raise EncoderMismatchError(
+                    f"space {name!r} in {self.path} holds {old.encoder} {old.version!r} "
+                    f"dim={old.dim} normalize={old.normalize}; opened with {spec.encoder} "
+                    f"{spec.version!r} dim={spec.dim} normalize={spec.normalize}. Re-embed into "
+                    "a new store (cumpair reindex) instead of mixing vector spaces."
+                )
+            if old is None:
+                if self.readonly:
+                    raise UnknownSpaceError(f"space {name!r} does not exist in {self.path}")
+                with self._transaction():
+                    metadata.add_space(self._conn, name, spec, utcnow().isoformat())
+        for name in specs:
+            self._spaces[name] = self._load_space(name, specs[name])
+        if not self.readonly:
+            self._sweep_orphans()
+        self._last_refresh = time.monotonic()
+
+    def _load_space(self, name: str, spec: SpaceSpec) -> _Space:
+        """Newest good snapshot + replay of newer rows; fall back and record it when corrupt."""
+        conn = self._conn
+        conn.execute("BEGIN")
+        try:
+            purged = metadata.state(conn, "purged_seq")
+            seq = metadata.state(conn, "seq")
+            space = None
+            failures = []
+            for snap in metadata.snapshots(conn, name):
+                if snap.seq < purged:
+                    failures.append(f"{snap.file}: older than the last compaction")
+                    continue
+                try:
+                    index = snapshots.load(self.path, snap.file, snap.sha256, snap.size)
+                except snapshots.SnapshotCorruptError as exc:
+                    failures.append(str(exc))
+                    continue
+                if index.d != spec.dim:
+                    failures.append(f"{snap.file}: dimension {index.d} != {spec.dim}")
+                    continue
+                params = IndexParams.from_dict(snap.params)
+                space = _Space(name, spec, index, params, snap.seq, snap, dirty=False)
+                break
+            if space is None:
+                space = _Space(name, spec, ivf.new_flat(spec.dim), IndexParams(), 0)
+            self._replay(space, seq)
+            space.multi_vector = self._has_multi_vector(name)
+        finally:
+            conn.execute("COMMIT")
+        if failures:
+            used = space.snapshot.file if space.snapshot else "a rebuild from SQLite"
+            event = {"space": name, "failed": failures, "used": used}
+            log.warning("product store %s: recovered space %r: %s", self.path, name, event)
+            self._recoveries.append({"at": utcnow().isoformat(), **event})
+            if not self.readonly:
+                with self._transaction():
+                    metadata.record_event(conn, utcnow().isoformat(), "recovery", event)
+                space.dirty = True
+        return space
+
+    def _replay(self, space: _Space, seq: int) -> None:
+        drop, add_ids, vectors = metadata.changes_since(
+            self._conn, space.name, space.applied_seq, space.spec.dim
+        )
+        if len(drop):
+            space.index.remove_ids(faiss.IDSelectorBatch(drop))
+        if len(add_ids):
+            space.index.add_with_ids(vectors, add_ids)
+        if len(drop) or len(add_ids):
+            space.dirty = True
+        space.applied_seq = seq
+
+    def _has_multi_vector(self, name: str) -> bool:
+        row = self._conn.execute(
+            "SELECT 1 FROM vectors WHERE space = ? AND ordinal > 0 LIMIT 1", (name,)
+        ).fetchone()
+        return row is not None
+
+    def _sweep_orphans(self) -> None:
+        """Delete files of flushes that never committed (killed between rename and commit)."""
+        live = {s.file for name in self._spaces for s in metadata.snapshots(self._conn, name)}
+        for entry in self.path.iterdir():
+            orphan = entry.suffix == ".faiss" and entry.name not in live
+            if orphan or (entry.name.startswith(".") and entry.name.endswith(".tmp")):
+                with contextlib.suppress(OSError):
+                    entry.unlink()
+
+    def close(self) -> None:
+        """Finish a running upgrade, flush (writers), release connections and the file lock."""
+        if self._closed:
+            return
+        try:
+            if not self.readonly:
+                for space in self._spaces.values():
+                    thread = space.upgrade_thread
+                    if thread is not None:
+                        thread.join()
+                self.flush()
+        finally:
+            self._release()
+
+    def _release(self) -> None:
+        self._closed = True
+        with self._conns_lock:
+            for conn in self._read_conns:
+                conn.close()
+            self._read_conns.clear()
+        if self._conn is not None:
+            self._conn.close()
+            self._conn = None
+        if self._writer_lock is not None:
+            self._writer_lock.release()
+
+    def __enter__(self) -> ProductStore:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # ------------------------------------------------------------------ writing
+    def upsert(
+        self, offer: OfferRecord, vectors: Mapping[str, np.ndarray] | None = None
+    ) -> UpsertResult:
+        """Add or update one offer and its vectors (per space: ``(n, d)`` images or ``(d,)``).
+
+        Duplicates update the existing offer instead of adding one, in this order:
+        same shop+URL; same GTIN in the same shop (the URL is updated to the new one); a vector
+        in ``duplicate_space`` whose cosine with the offer's first vector there is at least
+        ``duplicate_threshold`` and that belongs to an offer of the *same shop* whose GTIN does
+        not contradict this one (the existing URL is kept). Every call appends a price-history
+        row. Vectors given for a space replace the offer's vectors there (unchanged ones are not
+        re-indexed); spaces left out keep theirs. Durable when it returns.
+        """
+        return self.upsert_many([(offer, vectors or {})])[0]
+
+    def upsert_many(
+        self, items: Iterable[tuple[OfferRecord, Mapping[str, np.ndarray]]]
+    ) -> list[UpsertResult]:
+        """`upsert` for a batch in one transaction (much faster for bulk loads).
+
+        Within a batch, near-duplicate detection only sees offers indexed before the batch.
+        """
+        self._require_writer()
+        prepared = [(self._check_offer(o), self._check_vectors(v)) for o, v in items]
+        if not prepared:
+            return []
+        with self._write_lock:
+            ops: dict[str, _Ops] = {name: _Ops() for name in self._spaces}
+            with self._transaction():
+                seq = metadata.state(self._conn, "seq") + 1
+                results = [self._upsert_one(o, v, seq, ops) for o, v in prepared]
+                metadata.set_state(self._conn, "seq", seq)
+            self._apply(ops, seq)
+        self._schedule_upgrades()
+        return results
+
+    def _upsert_one(
+        self, offer: OfferRecord, vectors: dict[str, np.ndarray], seq: int, ops: dict[str, _Ops]
+    ) -> UpsertResult:
+        conn = self._conn
+        seen = offer.seen_at
+        matched = "url"
+        offer_id = metadata.find_offer(conn, offer.shop, offer.url)
+        if offer_id is None and offer.gtin:
+            matched = "gtin"
+            offer_id = metadata.find_offer_by_gtin(conn, offer.shop, offer.gtin)
+        if offer_id is None:
+            matched = "vector"
+            offer_id = self._find_duplicate(offer, vectors)
+        price_changed = False
+        if offer_id is None:
+            matched = "new"
+            offer_id = metadata.insert_offer(conn, offer, seen)
+        else:
+            old = metadata.current_price(conn, offer_id)
+            new = (None if offer.price is None else str(offer.price), offer.currency)
+            price_changed = _price_key(old) != _price_key(new)
+            metadata.update_offer(conn, offer_id, offer, seen, keep_url=matched == "vector")
+        metadata.append_price(conn, offer_id, offer, seen)
+        added = removed = 0
+        for name, matrix in vectors.items():
+            space_ops = ops[name]
+            existing = metadata.offer_vectors(conn, name, offer_id)
+            for ordinal, row in enumerate(matrix):
+                blob = row.tobytes()
+                if existing.get(ordinal) == blob:
+                    continue
+                vid = vector_id(offer_id, ordinal)
+                metadata.put_vector(conn, name, vid, offer_id, ordinal, seq, blob)
+                if ordinal in existing:
+                    space_ops.drop.add(vid)
+                space_ops.add[vid] = row
+                added += 1
+            for ordinal in existing:
+                if ordinal >= len(matrix):
+                    vid = vector_id(offer_id, ordinal)
+                    metadata.drop_vector(conn, name, vid, seq)
+                    space_ops.drop.add(vid)
+                    space_ops.add.pop(vid, None)
+                    removed += 1
+        return UpsertResult(offer_id, matched, price_changed, added, removed)
+
+    def _find_duplicate(self, offer: OfferRecord, vectors: dict[str, np.ndarray]) -> int | None:
+        threshold = self.options.duplicate_threshold
+        name = self.options.duplicate_space
+        if threshold is None or name not in vectors or not len(vectors[name]):
+            return None
+        space = self._spaces[name]
+        if space.index.ntotal == 0:
+            return None
+        hits = self._search_space(space, vectors[name][:1], _DUPLICATE_CANDIDATES, None)[0]
+        close = [h.offer_id for h in hits if h.score >= threshold]
+        if not close:
+            return None
+        candidates = metadata.get_offers(self._conn, close)
+        for offer_id in close:
+            other = candidates.get(offer_id)
+            if other is None or other.shop != offer.shop:
+                continue
+            if offer.gtin and other.gtin and offer.gtin != other.gtin:
+                continue
+            return offer_id
+        return None
+
+    def remove(self, offer_id: int) -> bool:
+        """Delete an offer, its price history and its vectors; False when it did not exist."""
+        self._require_writer()
+        with self._write_lock:
+            ops: dict[str, _Ops] = {name: _Ops() for name in self._spaces}
+            with self._transaction():
+                if not metadata.get_offers(self._conn, [offer_id]):
+                    return False
+                seq = metadata.state(self._conn, "seq") + 1
+                rows = self._conn.execute(
+                    "SELECT space, vector_id FROM vectors WHERE offer_id = ?", (offer_id,)
+                ).fetchall()
+                for name, vid in rows:
+                    metadata.drop_vector(self._conn, name, vid, seq)
+                    if name in ops:
+                        ops[name].drop.add(vid)
+                self._conn.execute("DELETE FROM offers WHERE id = ?", (offer_id,))
+                metadata.set_state(self._conn, "seq", seq)
+            self._apply(ops, seq)
+        return True
+
+    def _apply(self, ops: dict[str, _Ops], seq: int) -> None:
+        """Mirror a committed transaction into the in-memory indexes (brief exclusive lock)."""
+        for name, space_ops in ops.items():
+            space = self._spaces[name]
+            if space_ops.drop or space_ops.add:
+                ids = np.fromiter(space_ops.add, dtype=np.int64, count=len(space_ops.add))
+                with space.lock.write():
+                    if space_ops.drop:
+                        drop = np.fromiter(space_ops.drop, dtype=np.int64)
+                        space.index.remove_ids(faiss.IDSelectorBatch(drop))
+                    if len(ids):
+                        space.index.add_with_ids(np.stack(list(space_ops.add.values())), ids)
+                    space.dirty = True
+                if len(ids) and np.any(ids & (MAX_VECTORS_PER_OFFER - 1)):
+                    space.multi_vector = True
+            space.applied_seq = seq
+
+    @contextlib.contextmanager
+    def _transaction(self):
+        conn = self._conn
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            yield conn
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+        conn.execute("COMMIT")
+
+    # ------------------------------------------------------------------ validation
+    def _require_writer(self) -> None:
+        if self._closed:
+            raise StoreError("the product store is closed")
+        if self.readonly:
+            raise ReadOnlyStoreError(f"{self.path} was opened read-only")
+
+    def _check_offer(self, offer: OfferRecord) -> OfferRecord:
+        if not isinstance(offer, OfferRecord):
+            raise InvalidOfferError(f"expected OfferRecord, got {type(offer).__name__}")
+        for name in ("shop", "url"):
+            value = getattr(offer, name)
+            if not isinstance(value, str) or not value.strip():
+                raise InvalidOfferError(f"offer.{name} must be a non-empty string, got {value!r}")
+        price = offer.price
+        if price is not None:
+            if isinstance(price, float):
+                raise InvalidOfferError("offer.price must be a Decimal (floats are inexact)")
+            try:
+                price = Decimal(str(price)) if not isinstance(price, Decimal) else price
+            except InvalidOperation:
+                raise InvalidOfferError(f"offer.price {offer.price!r} is not a number") from None
+            if not price.is_finite() or price < 0:
+                raise InvalidOfferError(f"offer.price must be finite and >= 0, got {price}")
+        currency = offer.currency
+        if currency is not None and not (
+            isinstance(currency, str) and len(currency) == 3 and currency.isalpha()
+        ):
+            raise InvalidOfferError(f"offer.currency must be an ISO 4217 code, got {currency!r}")
+        try:
+            metadata.offer_row_values(replace(offer, price=price))
+        except (TypeError, ValueError) as exc:
+            raise InvalidOfferError(f"offer fields cannot be stored: {exc}") from exc
+        seen = offer.seen_at or utcnow()
+        if not isinstance(seen, datetime):
+            raise InvalidOfferError(f"offer.seen_at must be a datetime, got {seen!r}")
+        seen = seen.replace(tzinfo=UTC) if seen.tzinfo is None else seen.astimezone(UTC)
+        return replace(
+            offer,
+            price=price,
+            currency=None if currency is None else currency.upper(),
+            seen_at=seen,
+            image_paths=tuple(offer.image_paths),
+            image_urls=tuple(offer.image_urls),
+        )
+
+    def _check_vectors(self, vectors: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+        if not isinstance(vectors, Mapping):
+            raise InvalidVectorError("vectors must map a space name to an array")
+        checked = {}
+        for name, value in vectors.items():
+            space = self._space(name)
+            matrix = self._as_matrix(space, value, what=f"vectors[{name!r}]")
+            if len(matrix) > MAX_VECTORS_PER_OFFER:
+                raise InvalidVectorError(
+                    f"vectors[{name!r}]: {len(matrix)} vectors, at most {MAX_VECTORS_PER_OFFER}"
+                )
+            checked[name] = matrix
+        return checked
+
+    def _as_matrix(self, space: _Space, value: Any, what: str) -> np.ndarray:
+        try:
+            matrix = np.array(value, dtype=np.float32, copy=True)
+        except (TypeError, ValueError) as exc:
+            raise InvalidVectorError(f"{what}: not a numeric array ({exc})") from None
+        if matrix.ndim == 1:
+            matrix = matrix.reshape(1, -1)
+        dim = space.spec.dim
+        if matrix.ndim != 2 or (matrix.size and matrix.shape[1] != dim):
+            raise InvalidVectorError(f"{what}: shape {np.shape(value)}, expected (n, {dim})")
+        matrix = matrix.reshape(-1, dim)
+        if not np.isfinite(matrix).all():
+            raise InvalidVectorError(f"{what}: contains NaN or infinity")
+        if space.spec.normalize and len(matrix):
+            norms = np.linalg.norm(matrix, axis=1)
+            if (norms == 0).any():
+                raise InvalidVectorError(f"{what}: zero vector cannot be normalised")
+            matrix /= norms[:, None]
+        return np.ascontiguousarray(matrix)
+
+    def _space(self, name: str) -> _Space:
+        try:
+            return self._spaces[name]
+        except KeyError:
+            raise UnknownSpaceError(
+                f"unknown vector space {name!r}; store has {sorted(self._spaces)}"
+            ) from None
+
+    # ------------------------------------------------------------------ reading
+    def search(
+        self,
+        space: str,
+        queries: np.ndarray,
+        k: int = 10,
+        filters: SearchFilters | None = None,
+    ) -> list[list[Hit]]:
+        """Best `k` offers per query row (``(nq, d)`` or ``(d,)``), best score per offer first.
+
+        Thread-safe; never blocks on flushes or upgrades (only on the brief index swaps/adds).
+        """
+        if self._closed:
+            raise StoreError("the product store is closed")
+        if not isinstance(k, int) or k < 1:
+            raise ValueError(f"k must be a positive int, got {k!r}")
+        if self.readonly and time.monotonic() - self._last_refresh >= self.options.reader_refresh_s:
+            self.refresh()
+        state = self._space(space)
+        matrix = self._as_matrix(state, queries, what="queries")
+        return self._search_space(state, matrix, k, filters)
+
+    async def asearch(
+        self, space: str, queries: np.ndarray, k: int = 10, filters: SearchFilters | None = None
+    ) -> list[list[Hit]]:
+        """`search` for asyncio code: runs in a worker thread so the event loop stays free."""
+        return await asyncio.to_thread(self.search, space, queries, k, filters)
+
+    def _search_space(
+        self, space: _Space, matrix: np.ndarray, k: int, filters: SearchFilters | None
+    ) -> list[list[Hit]]:
+        started = time.perf_counter()
+        allowed = None
+        if filters is not None:
+            allowed = metadata.filtered_vector_ids(self._read_conn(), space.name, filters)
+            if not len(allowed):
+                return [[] for _ in range(len(matrix))]
+        fetch = k * self.options.multi_vector_oversample if space.multi_vector else k
+        if allowed is not None and space.params.kind == "ivfpq" and len(allowed) <= _EXACT_FILTERED:
+            # A selective filter leaves too few candidates in the probed lists: search the
+            # allowed vectors exactly instead (they are few, and their raw vectors are on disk).
+            scores, ids = _exact_search(
+                matrix, allowed, self._lookup(space), min(fetch, len(allowed))
+            )
+            results = [_best_per_offer(s, i, k) for s, i in zip(scores, ids, strict=True)]
+            space.latencies.append(time.perf_counter() - started)
+            return results
+        with space.lock.read():
+            index, params = space.index, space.params
+            fetch = max(1, min(fetch, index.ntotal))
+            refine = params.kind == "ivfpq" and params.k_factor > 0
+            wanted = fetch * params.k_factor if refine else fetch
+            scores, ids = ivf.search(index, params, matrix, wanted, allowed)
+        if refine:  # exact re-ranking reads SQLite; done outside the lock
+            scores, ids = ivf.rerank(matrix, ids, self._lookup(space), fetch)
+        results = [_best_per_offer(s, i, k) for s, i in zip(scores, ids, strict=True)]
+        space.latencies.append(time.perf_counter() - started)
+        return results
+
+    def _lookup(self, space: _Space) -> ivf.VectorLookup:
+        conn = self._read_conn()
+
+        def lookup(ids: np.ndarray) -> np.ndarray:
+            found = metadata.fetch_vectors(conn, space.name, ids, space.spec.dim)
+            out = np.zeros((len(ids), space.spec.dim), dtype=np.float32)
+            for row, vid in enumerate(ids.tolist()):
+                vec = found.get(vid)
+                if vec is not None:
+                    out[row] = vec
+            return out
+
+        return lookup
+
+    def _read_conn(self) -> sqlite3.Connection:
+        """A read-only SQLite connection per thread (WAL readers never block the writer)."""
+        conn = getattr(self._local, "conn", None)
+        if conn is None:
+            conn = metadata.connect(self.path / DB_NAME, readonly=True)
+            self._local.conn = conn
+            with self._conns_lock:
+                self._read_conns.append(conn)
+        return conn
+
+    def get_offers(self, ids: Iterable[int]) -> dict[int, OfferRecord]:
+        """Offer records by id (ids that do not exist are absent from the result)."""
+        return metadata.get_offers(self._read_conn(), ids)
+
+    def price_history(self, offer_id: int) -> list[PricePoint]:
+        """Every recorded (price, currency, availability, seen_at) of an offer, oldest first."""
+        return metadata.price_history(self._read_conn(), offer_id)
+
+    def count(self, space: str) -> int:
+        """Vectors currently searchable in `space`."""
+        return int(self._space(space).index.ntotal)
+
+    def refresh(self) -> None:
+        """Read-only stores: pick up rows another process committed, and newer index types."""
+        with self._write_lock:
+            self._last_refresh = time.monotonic()
+            conn = self._conn
+            conn.execute("BEGIN")
+            try:
+                seq = metadata.state(conn, "seq")
+                purged = metadata.state(conn, "purged_seq")
+                newest = {n: metadata.snapshots(conn, n)[:1] for n in self._spaces}
+            finally:
+                conn.execute("COMMIT")
+            for name, space in list(self._spaces.items()):
+                snap = newest[name][0] if newest[name] else None
+                rebuilt = snap is not None and (
+                    space.snapshot is None
+                    or (snap.index_type, snap.params.get("factory"))
+                    != (
+                        space.snapshot.index_type,
+                        space.snapshot.params.get("factory"),
+                    )
+                )
+                if rebuilt or space.applied_seq < purged:
+                    fresh = self._load_space(name, space.spec)
+                    fresh.latencies = space.latencies
+                    with space.lock.write():
+                        self._spaces[name] = fresh
+                elif seq > space.applied_seq:
+                    conn.execute("BEGIN")
+                    try:
+                        with space.lock.write():
+                            self._replay(space, metadata.state(conn, "seq"))
+                    finally:
+                        conn.execute("COMMIT")
+
+    # ------------------------------------------------------------------ persistence
+    def maybe_flush(self) -> bool:
+        """Flush if ``flush_interval_s`` passed since the last flush (cheap to call per item)."""
+        if time.monotonic() - self._last_flush < self.options.flush_interval_s:
+            return False
+        self.flush()
+        return True
+
+    def flush(self) -> int:
+        """Write a snapshot of every changed space; returns how many files were written.
+
+        The index is copied in memory under a shared lock; the file write and fsync run with no
+        lock held, and the snapshot becomes current only when its SQLite row commits.
+        """
+        self._require_writer()
+        with self._flush_lock:
+            started = time.perf_counter()
+            pending = []
+            with self._write_lock:
+                seq = metadata.state(self._conn, "seq")
+                generation = metadata.state(self._conn, "generation") + 1
+                for space in self._spaces.values():
+                    if not space.dirty and space.snapshot is not None:
+                        continue
+                    with space.lock.read():
+                        data = snapshots.serialize(space.index)
+                        params = space.params
+                    space.dirty = False
+                    pending.append((space, data, params))
+            if not pending:
+                self._mark_flushed(started)
+                return 0
+            stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S%fZ")
+            rows = []
+            try:
+                for space, data, params in pending:
+                    name = snapshots.snapshot_name(space.name, generation, stamp)
+                    written = snapshots.write_atomic(self.path, name, data)
+                    rows.append(
+                        metadata.SnapshotRow(
+                            space.name,
+                            generation,
+                            written.name,
+                            seq,
+                            written.sha256,
+                            written.size,
+                            params.kind,
+                            params.to_dict(),
+                            utcnow().isoformat(),
+                        )
+                    )
+                with self._write_lock, self._transaction():
+                    for row in rows:
+                        metadata.add_snapshot(self._conn, row)
+                    metadata.set_state(self._conn, "generation", generation)
+            except BaseException:
+                for space, _, _ in pending:
+                    space.dirty = True
+                raise
+            for row, (space, _, _) in zip(rows, pending, strict=True):
+                space.snapshot = row
+            self._prune_backups()
+            self._mark_flushed(started)
+            return len(rows)
+
+    def _mark_flushed(self, started: float) -> None:
+        self._last_flush = time.monotonic()
+        self._last_flush_at = utcnow().isoformat()
+        self._last_flush_s = round(time.perf_counter() - started, 4)
+
+    def _prune_backups(self) -> None:
+        """Keep the current snapshot plus ``backups_keep`` older ones per space."""
+        doomed = []
+        with self._write_lock, self._transaction():
+            for name in self._spaces:
+                for old in metadata.snapshots(self._conn, name)[1 + self.options.backups_keep :]:
+                    metadata.delete_snapshot(self._conn, name, old.generation)
+                    doomed.append(old.file)
+        for file in doomed:  # rows first: a kill here leaves orphans, swept on the next open
+            with contextlib.suppress(OSError):
+                (self.path / file).unlink()
+
+    def compact(self) -> dict[str, int]:
+        """Flush, drop tombstones of removed ids, and give SQLite's free pages back to the disk."""
+        self._require_writer()
+        before = _dir_size(self.path)
+        self.flush()
+        with self._write_lock:
+            with self._transaction():
+                seq = metadata.state(self._conn, "seq")
+                purged = self._conn.execute("DELETE FROM tombstones WHERE seq <= ?", (seq,))
+                metadata.set_state(self._conn, "purged_seq", seq)
+            dropped = purged.rowcount
+            self._conn.execute("VACUUM")
+            self._conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        self._sweep_orphans()
+        after = _dir_size(self.path)
+        return {"tombstones_dropped": dropped, "bytes_before": before, "bytes_after": after}
+
+    # ------------------------------------------------------------------ scaling
+    def _schedule_upgrades(self) -> None:
+        for space in self._spaces.values():
+            if space.upgrade_thread is not None or space.upgrade_error is not None:
+                continue
+            if not ivf.needs_ivfpq(space.params, space.index.ntotal, self.options):
+                continue
+            if self.options.background_upgrade:
+                thread = threading.Thread(
+                    target=self._upgrade_logged, args=(space,), name=f"upgrade-{space.name}"
+                )
+                space.upgrade_thread = thread
+                thread.start()
+            else:
+                self._upgrade(space)
+
+    def _upgrade_logged(self, space: _Space) -> None:
+        try:
+            self._upgrade(space)
+        except Exception as exc:  # a failed build must not kill the crawl: report it in health
+            log.exception("product store %s: upgrade of %r failed", self.path, space.name)
+            space.upgrade_error = f"{type(exc).__name__}: {exc}"
+        finally:
+            space.upgrade_thread = None
+
+    def _upgrade(self, space: _Space) -> None:
+        """Build IVF-PQ aside from the rows at one sequence number, replay newer rows, swap."""
+        conn = metadata.connect(self.path / DB_NAME, readonly=True)
+        try:
+            conn.execute("BEGIN")
+            base_seq = metadata.state(conn, "seq")
+            batches = list(metadata.iter_vectors(conn, space.name, space.spec.dim))
+            conn.execute("COMMIT")
+        finally:
+            conn.close()
+        if not batches:
+            return
+        ids = np.concatenate([b[0] for b in batches])
+        vectors = np.concatenate([b[1] for b in batches])
+        del batches
+        index, params = ivf.build_and_tune(vectors, ids, self.options)
+        del vectors
+        with self._write_lock:
+            seq = metadata.state(self._conn, "seq")
+            shadow = _Space(space.name, space.spec, index, params, base_seq)
+            self._replay(shadow, seq)
+            with space.lock.write():
+                space.index, space.params = shadow.index, shadow.params
+                space.applied_seq = seq
+                space.dirty = True
+            with self._transaction():
+                event = {"space": space.name, **params.to_dict()}
+                metadata.record_event(self._conn, utcnow().isoformat(), "upgrade", event)
+        log.info("product store %s: %r is now %s", self.path, space.name, params.factory)
+        self.flush()
+
+    def wait_for_upgrades(self, timeout: float | None = None) -> None:
+        """Block until background upgrades finish (tests, `optimize`, shutdown)."""
+        for space in self._spaces.values():
+            thread = space.upgrade_thread
+            if thread is not None:
+                thread.join(timeout)
+
+    def optimize(self) -> dict[str, str]:
+        """Upgrade/re-train every space that has outgrown its index now, then flush."""
+        self._require_writer()
+        self.wait_for_upgrades()
+        done = {}
+        for space in self._spaces.values():
+            space.upgrade_error = None
+            if ivf.needs_ivfpq(space.params, space.index.ntotal, self.options):
+                self._upgrade(space)
+            done[space.name] = space.params.factory
+        self.flush()
+        return done
+
+    # ------------------------------------------------------------------ health
+    def health(self) -> dict[str, Any]:
+        """Counts, index parameters, flush and recovery state, files, memory and latencies."""
+        conn = self._read_conn()
+        seq = metadata.state(conn, "seq")
+        spaces = {}
+        for name, space in self._spaces.items():
+            snaps = metadata.snapshots(conn, name)
+            base = space.snapshot.seq if space.snapshot else 0
+            pending = conn.execute(
+                "SELECT (SELECT COUNT(*) FROM vectors WHERE space = ? AND seq > ?)"
+                " + (SELECT COUNT(*) FROM tombstones WHERE space = ? AND seq > ?)",
+                (name, base, name, base),
+            ).fetchone()[0]
+            spaces[name] = {
+                "dim": space.spec.dim,
+                "encoder": space.spec.encoder,
+                "encoder_version": space.spec.version,
+                "vectors": int(space.index.ntotal),
+                "index_type": space.params.kind,
+                "index": space.params.to_dict(),
+                "index_bytes_per_vector": _bytes_per_vector(space),
+                "measured_recall": space.params.recall,
+                "pending_unflushed": int(pending),
+                "snapshot": snaps[0].file if snaps else None,
+                "backups": [s.file for s in snaps[1:]],
+                "upgrading": space.upgrade_thread is not None,
+                "upgrade_error": space.upgrade_error,
+                "search_latency_ms": _percentiles(space.latencies),
+            }
+        files = {p.name: p.stat().st_size for p in sorted(self.path.iterdir()) if p.is_file()}
+        recovery = (
+            self._recoveries[-1] if self._recoveries else metadata.last_event(conn, "recovery")
+        )
+        return {
+            "path": str(self.path),
+            "readonly": self.readonly,
+            "schema_version": metadata.SCHEMA_VERSION,
+            "generation": metadata.state(conn, "generation"),
+            "seq": seq,
+            "offers": conn.execute("SELECT COUNT(*) FROM offers").fetchone()[0],
+            "price_points": conn.execute("SELECT COUNT(*) FROM price_history").fetchone()[0],
+            "last_flush_at": self._last_flush_at,
+            "last_flush_s": self._last_flush_s,
+            "flush_interval_s": self.options.flush_interval_s,
+            "spaces": spaces,
+            "files": files,
+            "disk_bytes": sum(files.values()),
+            "memory_rss_bytes": _rss_bytes(),
+            "last_recovery": recovery,
+            "last_upgrade": metadata.last_event(conn, "upgrade"),
+        }
+
+
+def _price_key(value: tuple[str | None, str | None]) -> tuple[Decimal | None, str | None]:
+    price, currency = value
+    return (None if price is None else Decimal(price), currency)
+
+
+def _best_per_offer(scores: np.ndarray, ids: np.ndarray, k: int) -> list[Hit]:
+    hits: list[Hit] = []
+    seen: set[int] = set()
+    mask = (1 << ORDINAL_BITS) - 1
+    for score, vid in zip(scores.tolist(), ids.tolist(), strict=True):
+        if vid < 0:
+            continue
+        offer_id = vid >> ORDINAL_BITS
+        if offer_id in seen:
+            continue
+        seen.add(offer_id)
+        hits.append(Hit(offer_id, float(score), vid & mask))
+        if len(hits) == k:
+            break
+    return hits
+
+
+def _exact_search(
+    queries: np.ndarray, allowed: np.ndarray, lookup: ivf.VectorLookup, k: int
+) -> tuple[np.ndarray, np.ndarray]:
+    vectors = lookup(allowed)
+    scores, rows = faiss.knn(queries, vectors, k, metric=faiss.METRIC_INNER_PRODUCT)
+    return scores, np.where(rows >= 0, allowed[np.maximum(rows, 0)], -1)
+
+
+def _percentiles(samples: deque) -> dict[str, float | int]:
+    if not samples:
+        return {"count": 0}
+    values = np.array(samples) * 1000
+    p50, p95, p99 = np.percentile(values, [50, 95, 99])
+    return {"count": len(values), "p50": round(p50, 3), "p95": round(p95, 3), "p99": round(p99, 3)}
+
+
+def _bytes_per_vector(space: _Space) -> float | None:
+    n = space.index.ntotal
+    if not n:
+        return None
+    if space.params.kind == "flat":
+        return float(space.spec.dim * 4 + 8)
+    invlists = faiss.extract_index_ivf(space.index).invlists
+    return float(invlists.code_size + 8)  # PQ code + 64-bit id in its inverted list
+
+
+def _rss_bytes() -> int | None:
+    try:
+        with open("/proc/self/statm") as fh:
+            return int(fh.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+    except (OSError, ValueError):
+        return None
+
+
+def _dir_size(path: Path) -> int:
+    return sum(p.stat().st_size for p in path.iterdir() if p.is_file())

@@ -4,10 +4,12 @@ Bounded: visibility timeout 2 s, every wait has a deadline."""
 
 from __future__ import annotations
 
+import os
 import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytest
 import redis
@@ -141,3 +143,42 @@ def test_redis_killed_and_restarted_mid_run_loses_no_acknowledged_task(tmp_path)
         server.redis.start()
         assert answers(server, ids, 120) == WORDS
         assert server.get("/health").status_code == 200
+
+
+def _pool_processes(pid: int) -> list[int]:
+    """Children of the server started by multiprocessing's spawn (the OCR pool)."""
+    children = (Path(f"/proc/{pid}/task/{pid}/children").read_text()).split()
+    return [
+        int(c)
+        for c in children
+        if b"multiprocessing.spawn" in Path(f"/proc/{c}/cmdline").read_bytes()
+        and b"resource_tracker" not in Path(f"/proc/{c}/cmdline").read_bytes()
+    ]
+
+
+def test_local_pool_process_killed_mid_task_is_replaced_and_the_task_retried(tmp_path):
+    with captcha_server(tmp_path, backend="local") as server:
+        # An impossible min_len keeps the chain busy long enough to kill it mid-task.
+        slow = {"key": KEY, "method": "base64", "body": b64(text_png("7KX4P")), "min_len": "20"}
+        task_id = server.post("/in.php", data=slow).text[3:]
+        [pool_pid] = _pool_processes(server.proc.pid)
+        time.sleep(0.2)
+        os.kill(pool_pid, signal.SIGKILL)
+        assert answers(server, [task_id], 120) == ["ERROR_CAPTCHA_UNSOLVABLE"]
+        result = server.post("/getTaskResult", json={"clientKey": KEY, "taskId": int(task_id)})
+        assert result.json()["errorId"] == 12
+        assert server.get("/stats", params={"key": KEY}).json()["retried"] == 1
+        # The pool was replaced: a new task is solved and health is green again.
+        assert answers(server, [submit(server, "40721")], 120) == ["40721"]
+        assert server.get("/health").json()["workers_alive"] == 1
+
+
+def test_per_key_rate_limit_answers_max_user_turn(tmp_path):
+    limited = ("--rate", "0.01", "--burst", "2")
+    with captcha_server(tmp_path, backend="local", server_args=limited) as server:
+        form = {"key": KEY, "method": "base64", "body": b64(text_png("7KX4P"))}
+        answers_ = [server.post("/in.php", data=form).text for _ in range(3)]
+        assert [a.startswith("OK|") for a in answers_] == [True, True, False]
+        assert answers_[2] == "MAX_USER_TURN"
+        other = server.post("/in.php", data={**form, "key": "B" * 32})
+        assert other.text.startswith("OK|")  # the limit is per key

@@ -346,6 +346,18 @@ def test_native_async_job_and_specs(server):
     assert (job["specs"]["voltage_v"], job["specs"]["power_w"]) == (230, 1200)
 
 
+def test_native_sync_call_that_times_out_answers_504_with_a_job_to_poll(server):
+    auth = {"Authorization": f"Bearer {KEY}", "Content-Type": "image/png"}
+    r = server.post("/v1/ocr", params={"timeout": "0", "min_len": "20"}, data=PNG, headers=auth)
+    assert r.status_code == 504 and r.json()["state"] == "pending"
+    for _ in range(600):
+        job = server.get(f"/v1/jobs/{r.json()['id']}", headers=auth).json()
+        if job["state"] not in ("pending", "processing"):
+            break
+        time.sleep(0.1)
+    assert job == {"id": r.json()["id"], "state": "unsolvable", "error": "ERROR_CAPTCHA_UNSOLVABLE"}
+
+
 def test_native_errors_use_http_status(server):
     auth = {"Authorization": f"Bearer {KEY}"}
     assert (

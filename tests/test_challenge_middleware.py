@@ -59,6 +59,8 @@ def crawl(tmp_path: Path, urls: list[str], **settings) -> tuple[list[dict], dict
         cwd=ROOT, env=_env(), capture_output=True, text=True, timeout=300,
     )  # fmt: skip
     assert proc.returncode == 0 and out.exists(), proc.stderr[-4000:]
+    assert "Unclosed client session" not in proc.stderr  # the OCR client is closed with the spider
+    assert "Traceback" not in proc.stderr, proc.stderr[-4000:]
     data = json.loads(out.read_text())
     return data["items"], data["stats"]
 

@@ -113,3 +113,24 @@ def test_unit_conversion_rejects_mismatched_dimensions():
         convert(1, "kg", "mm")
     with pytest.raises(ValueError):
         convert(1, "parsec", "mm")
+
+
+def test_demo_shop_page_texts_never_contradict_the_catalog():
+    """Every fact read from the 227 demo titles/descriptions agrees with the true product."""
+    from cumpair.demo.catalog import build_catalog
+    from cumpair.demo.images import label_lines
+    from cumpair.vision.evaluation import values_match
+
+    checked = 0
+    for offer in build_catalog().offers:
+        page = offer.to_json()
+        found = extract_specs(f"{page['title']}\n{page['description']}").to_dict()
+        found.pop("raw", None)
+        truth = label_lines(offer)[1]
+        # Descriptions name materials without shares: compare names only.
+        truth["materials"] = [{"name": m["name"], "percent": None} for m in truth["materials"]]
+        for name, value in found.items():
+            assert name in truth, (name, value, page["title"])
+            assert values_match(name, value, truth[name]), (name, value, truth[name])
+            checked += 1
+    assert checked > 500

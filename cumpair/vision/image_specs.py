@@ -64,11 +64,18 @@ def headline_text(ocr: OcrResult) -> str | None:
         return None
     heights = [_height(word) for word in ocr.words]
     median = statistics.median(heights)
-    first_line = ocr.text.split("\n", 1)[0].strip()
+    lines = ocr.text.split("\n")
+    skipped_words = 0
+    # Specks at a label's frame come out as one-character lines ("I", "|"): skip them.
+    while lines and sum(ch.isalnum() for ch in lines[0]) <= 1:
+        skipped_words += len(lines.pop(0).split())
+    if not lines:
+        return None
+    first_line = lines[0].strip()
     words = first_line.split()
     if not 1 <= len(words) <= 3 or ":" in first_line:
         return None
-    first_words = ocr.words[: len(words)]
+    first_words = ocr.words[skipped_words : skipped_words + len(words)]
     if " ".join(w.text for w in first_words) != first_line:
         return None  # engines that report whole lines: the first "word" is the line
     if min(_height(w) for w in first_words) < HEADLINE_RATIO * median:

@@ -109,14 +109,17 @@ _LABELS: dict[str, tuple[str, ...]] = {
 _CUES = frozenset({"available in", "made of", "made from", "crafted from", "built from"})
 # Labels whose separator may be missing ("Model ABC-123", "EAN 4006381333931").
 _LOOSE_LABELS = {"model", "sku", "gtin", "colors"}
+_ABBREVIATIONS = {"no", "nr", "wt"}  # "Model No.", "Art.-Nr.", "Net Wt."
 _LABEL_FIELD = {label: f for f, labels in _LABELS.items() for label in labels}
 _label_alternation = "|".join(
-    re.escape(label).replace(r"\ ", r"[\s.\-]*") + r"\.?"
+    re.escape(label).replace(r"\ ", r"[\s.\-]*")
+    + (r"\.?" if label.split()[-1] in _ABBREVIATIONS else "")
     for label in sorted(_LABEL_FIELD, key=len, reverse=True)
 )
 _LABEL_RE = re.compile(
     rf"(?<![\w])(?P<label>{_label_alternation})(?![\w])\s*(?:\((?P<unit>[^)]{{1,12}})\))?"
-    r"\s*(?P<sep>[:;#=]|-(?=\s))?\s*",
+    # OCR turns a colon into ";" or "." ("Capacity. 500 ml"): a dot counts before a number.
+    r"\s*(?P<sep>[:;#=]|-(?=\s)|\.(?=\s*\d))?\s*",
     re.IGNORECASE,
 )
 
@@ -166,8 +169,8 @@ def _normal_label(label: str) -> str:
 
 def _is_label(match: re.Match[str], line: str) -> bool:
     label = _normal_label(match.group("label"))
-    if match.group("sep") or label in _CUES:
-        return True
+    if match.group("sep") or label in _CUES or match.group("label").endswith("."):
+        return True  # "Net Wt. 2 kg": an abbreviation's dot marks a label as well as a colon
     # Without a separator a label only counts when it starts the line or follows punctuation,
     # so "the model is light" is not a model field.
     before = line[: match.start()].rstrip()
@@ -237,6 +240,10 @@ _WEIGHT_RE = re.compile(
 _VOLUME_RE = _unit_pattern(
     r"fl\.?\s*oz|millilit(?:er|re)s?|lit(?:er|re)s?|ltr|gallons?|gal|ml|cl|dl|l"
 )
+# OCR reads "ml" as "mi"/"mI"; only trusted inside a field labelled Capacity/Volume/Contents,
+# where "500 mi" cannot mean miles.
+_OCR_VOLUME_RE = _unit_pattern(r"m[iI1]", flags=0)
+_OCR_UNIT_FIXES = {"volume_ml": (_OCR_VOLUME_RE, "ml")}
 _STORAGE_RE = _unit_pattern(r"TB|GB|MB", after=r"(?!\s*/\s*s)")
 _POWER_RE = _unit_pattern(r"kW|watts?|W", flags=0, after=r"(?!\s*[x*])")
 _VOLTAGE_RE = _unit_pattern(r"kV|mV|volts?|V", flags=0)
@@ -319,6 +326,14 @@ def _extract_quantity(
         quantities = _storage_candidates(text, quantities, fields)
     if name == "weight_g":
         quantities = [q for q in quantities if _is_product_weight(text, q, fields)]
+    if not quantities and name in _OCR_UNIT_FIXES:
+        pattern, unit = _OCR_UNIT_FIXES[name]
+        for f in fields:
+            match = pattern.fullmatch(f.value.strip()) if f.name == name else None
+            if match:
+                numbers = [parse_number(n) for n in re.findall(_NUM, match.group("n"))]
+                value = convert(max(numbers), unit, target)
+                quantities.append(_Quantity(value, unit, f.start, f.end, f.value))
     chosen = _pick(quantities, fields, name)
     if chosen is not None:
         setattr(specs, name, _round(chosen.value))
@@ -368,7 +383,7 @@ def _round(value: float) -> float:
 
 _BY_BRAND_RE = re.compile(
     r"(?<![\w])(?P<verb>\w+\s+)?(?:by|from)[ \t]+"
-    r"(?P<brand>[A-Z][\w&'.\-]*[A-Za-z0-9](?:[ \t]+[A-Z][\w&'\-]*[A-Za-z0-9]){0,2})"
+    r"(?P<brand>[A-Z][\w&'.\-]*[A-Za-z0-9](?:[ \t]+(?:&[ \t]+)?[A-Z][\w&'\-]*[A-Za-z0-9]){0,2})"
 )
 # "Sold by Amazon" names a seller, "shipped from Berlin" a place: not brands.
 _NOT_BRAND_VERBS = frozenset(

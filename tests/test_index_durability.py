@@ -57,7 +57,7 @@ def test_unflushed_upserts_survive_reopen_by_replay(tmp_path):
 def test_flush_keeps_n_timestamped_backups_and_writes_nothing_when_clean(tmp_path):
     rng = np.random.default_rng(2)
     path = tmp_path / "s"
-    with ProductStore.open(path, SPACES, StoreOptions(backups_keep=2, duplicate_threshold=None)) as store:
+    with ProductStore.open(path, SPACES, StoreOptions(backups_keep=2)) as store:
         for round_ in range(5):
             fill(store, rng, round_ * 10, 10)
             assert store.flush() == 1
@@ -140,7 +140,8 @@ from decimal import Decimal
 from cumpair.index import OfferRecord, ProductStore, SpaceSpec, StoreOptions
 path, start = sys.argv[1], int(sys.argv[2])
 rng = np.random.default_rng(start)
-store = ProductStore.open(path, {"image": SpaceSpec(64, "t", "1")}, StoreOptions(backups_keep=2, duplicate_threshold=None))
+options = StoreOptions(backups_keep=2, duplicate_threshold=None)
+store = ProductStore.open(path, {"image": SpaceSpec(64, "t", "1")}, options)
 i = start
 while True:
     n = 5000 if i == 0 else 50  # a few MB of index, so flushes take long enough to be hit

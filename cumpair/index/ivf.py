@@ -167,27 +167,37 @@ def tune_nprobe(
 ) -> IndexParams:
     """Smallest nprobe whose recall@k (vs exact search) on sampled queries meets the target.
 
-    Queries are stored vectors with small noise, so they are not trivially their own nearest
-    neighbour; ground truth is an exact search over all vectors.
+    Leave-one-out: queries are stored vectors (the real distribution), and each query's own id
+    is dropped from both the exact and the approximate results before comparing.
     """
     rng = np.random.default_rng(seed)
-    k = min(options.recall_k, len(vectors))
+    k = min(options.recall_k, len(vectors) - 1)
     pick = rng.choice(len(vectors), min(n_queries, len(vectors)), replace=False)
-    queries = vectors[pick] + rng.normal(0, 0.02, (len(pick), vectors.shape[1])).astype(np.float32)
-    faiss.normalize_L2(queries)
-    _, truth = faiss.knn(queries, vectors, k, metric=faiss.METRIC_INNER_PRODUCT)
-    truth_ids = ids[truth]
+    queries = vectors[pick]
+    _, truth = faiss.knn(queries, vectors, k + 1, metric=faiss.METRIC_INNER_PRODUCT)
+    truth_ids = _without_self(ids[truth], ids[pick], k)
     lookup = array_lookup(ids, vectors)
     nprobe, recall = params.nlist, 0.0
     probe = 1
     while probe <= params.nlist:
-        _, found = search(index, params, queries, k, lookup=lookup, nprobe=probe)
-        recall = recall_at_k(found, truth_ids)
+        _, found = search(index, params, queries, k + 1, lookup=lookup, nprobe=probe)
+        recall = recall_at_k(_without_self(found, ids[pick], k), truth_ids)
         if recall >= options.recall_target:
             nprobe = probe
             break
         probe *= 2
     return replace(params, nprobe=min(nprobe, params.nlist), recall=round(recall, 4), recall_k=k)
+
+
+def _without_self(found: np.ndarray, self_ids: np.ndarray, k: int) -> np.ndarray:
+    """Drop each row's own id (or its last entry when absent) so rows hold k neighbours."""
+    rows = []
+    for row, own in zip(found, self_ids, strict=True):
+        kept = row[row != own]
+        rows.append(
+            kept[:k] if len(kept) >= k else np.pad(kept, (0, k - len(kept)), constant_values=-1)
+        )
+    return np.array(rows)
 
 
 def recall_at_k(found: np.ndarray, truth: np.ndarray) -> float:

@@ -35,6 +35,9 @@ def _positive(text: str) -> int:
 def _common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--index", default=DEFAULT_INDEX, help="store directory (index_data)")
     parser.add_argument(
+        "--images", metavar="DIR", help="where crawled photos are (default: INDEX/images)"
+    )
+    parser.add_argument(
         "--encoders", default="auto", choices=("auto", "offline", "clip"),
         help="encoders the index was built with (auto: CLIP if its weights are here)",
     )  # fmt: skip
@@ -104,7 +107,13 @@ def open_service(args: argparse.Namespace, *, regroup: bool = False):
 
         return load_encoders(kind)
 
-    return SearchService(store, groups, encoder_loader=encoders, ocr=not getattr(args, "no_ocr", False))
+    return SearchService(
+        store,
+        groups,
+        encoder_loader=encoders,
+        ocr=not getattr(args, "no_ocr", False),
+        images_root=args.images,
+    )
 
 
 def run_search(args: argparse.Namespace) -> int:

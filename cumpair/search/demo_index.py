@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from datetime import datetime
 from decimal import Decimal
+from pathlib import Path
 from typing import Any
 
 from cumpair.identifiers import normalize_gtin
@@ -78,12 +79,26 @@ def index_demo_offers(
     vectors: Sequence[dict[str, Any]] | None = None,
     *,
     seen_at: datetime | None = None,
+    write_photos: bool = False,
 ) -> dict[int, Any]:
-    """Upsert `offers` and group each as the pipeline does; returns store offer id -> offer."""
+    """Upsert `offers` and group each as the pipeline does; returns store offer id -> offer.
+
+    `write_photos` saves each offer's photo under ``<store>/images/full/`` as the images
+    pipeline does, with `image_paths` relative to ``<store>/images``.
+    """
     by_id = {}
     for n, offer in enumerate(offers):
         offer_vectors = vectors[n] if vectors is not None else {}
-        result = store.upsert(demo_offer_record(offer, seen_at=seen_at), offer_vectors)
+        record = demo_offer_record(offer, seen_at=seen_at)
+        if write_photos:
+            from cumpair.demo.images import render_product_photo
+
+            relative = f"full/{offer.shop}-{offer.photo_name.rsplit('.', 1)[0]}.png"
+            target = Path(store.path) / "images" / relative
+            target.parent.mkdir(parents=True, exist_ok=True)
+            render_product_photo(offer).save(target)
+            record.image_paths = (relative,)
+        result = store.upsert(record, offer_vectors)
         groups.assign(store, result.offer_id, offer_vectors)
         by_id[result.offer_id] = offer
     return by_id

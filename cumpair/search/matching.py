@@ -11,13 +11,15 @@ Rules, in order, each recorded in `PairEvidence.rule` so `--explain` can show it
    image-embedding cosine and brand agreement, over the signals both offers have, must reach
    `MatchConfig.threshold`.
 
-Threshold and weights were chosen on data (`bench/eval_matching.py`, demo catalogs seeds 7 and
-11, GTINs and model codes hidden so only rule 4 decides): with MiniLM text vectors and
-EfficientNet-Lite0 image vectors, same-product pairs score >= 0.80 (5th percentile 0.86) and
-different-product pairs <= 0.78 (99.9th percentile 0.68); F1 is flat at its maximum between
-0.74 and 0.80, so the default 0.77 sits in the middle of that plateau. Image cosine gets a small
-weight because the shops' backdrops dominate EfficientNet features: across shops, different
-products' photos are as similar as the same product's (median 0.87 vs 0.89).
+Threshold and weights were chosen on data (`bench/eval_matching.py`: demo catalogs seed 7 with
+80 products and seed 11 with 300, GTINs and model rules switched off so only rule 4 decides;
+MiniLM text vectors, EfficientNet-Lite0 image vectors). Pairwise F1 of the grouping by
+threshold, seed 7 / seed 11: 0.60 -> 0.992 / 0.975, 0.74 -> 0.992 / 0.982, 0.77 -> 0.992 /
+0.982, 0.80 -> 0.985 / 0.982, 0.85 -> 0.917 / 0.975, 0.90 -> 0.610 / 0.841. The default 0.77
+sits inside the plateau both catalogs share (0.74-0.80). Image cosine gets a small weight because
+the shops' backdrops dominate EfficientNet features: across shops, photos of different products
+are nearly as similar as photos of the same one (median cosine 0.87 vs 0.89). With every rule on,
+F1 is 1.000 on both catalogs (GTIN alone: 0.937, since some shops print none).
 """
 
 from __future__ import annotations

@@ -14,6 +14,7 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from decimal import Decimal
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -29,6 +30,10 @@ from cumpair.search.views import ProductView, cheapest_first, key_specs, offer_v
 logger = logging.getLogger(__name__)
 
 OVERSAMPLE = 5  # offers fetched per product asked for: a product holds up to ~4 offers
+# A photo query is read once by the most accurate engine on photographed text, not the whole
+# fallback chain: most product photos carry no text, and each engine tried costs a second.
+PHOTO_OCR_ENGINES = ("rapidocr",)
+VERIFY_CANDIDATES = 50  # photo hits re-ranked by keypoint matching (see `verify`)
 _DIGITS = re.compile(r"\d[\d\s-]{6,16}\d")
 
 
@@ -80,10 +85,17 @@ class SearchService:
         *,
         encoder_loader: Callable[[], Any] | None = None,
         ocr: bool = True,
+        images_root: str | Path | None = None,
+        verify_candidates: int = VERIFY_CANDIDATES,
     ) -> None:
+        """`images_root`: where offers' `image_paths` live (default: the store's ``images``);
+        `verify_candidates`: photo hits checked by keypoint matching (0 turns it off)."""
         self.store = store
         self.groups = groups
         self.ocr = ocr
+        self.images_root = Path(images_root) if images_root else Path(store.path) / "images"
+        self.verify_candidates = verify_candidates
+        self._verifier = None
         self._encoder_loader = encoder_loader or _default_encoders
         self._encoders: Any = None
         self._lock = threading.Lock()
@@ -117,7 +129,10 @@ class SearchService:
 
         picture = load_image(image)  # ImageError on bad input, before any model loads
         vector = self.encoders.image.encode_images([picture])
-        hits = self._vector_hits("image", vector, k, shops, max_price)
+        hits = self._vector_hits(
+            "image", vector, max(k, self.verify_candidates // OVERSAMPLE), shops, max_price
+        )
+        hits = self._verify(picture, hits)
         facts = self._read_photo(picture) if self.ocr else QueryFacts()
         ranked = self._with_facts(rank_products(hits, self._products_of(hits)), facts)
         query = {"image": True, "k": k, "shops": shops, "max_price": _money(max_price)}
@@ -194,14 +209,34 @@ class SearchService:
         found = self.store.search(space, np.asarray(vectors), k=k * OVERSAMPLE, filters=filters)
         return [(hit.offer_id, hit.score) for hit in found[0]]
 
+    def _verify(self, picture: Any, hits: list[tuple[int, float]]) -> list[tuple[int, float]]:
+        """Re-rank photo hits by keypoint matches with the offers' photos on disk."""
+        if not self.verify_candidates or not hits:
+            return hits
+        from cumpair.search.verify import GeometricVerifier, resolve_photo, verified_hits
+
+        with self._lock:
+            if self._verifier is None:
+                self._verifier = GeometricVerifier()
+        verifier = self._verifier
+        records = self.store.get_offers(o for o, _ in hits[: self.verify_candidates])
+
+        def features_of(offer_id: int):
+            path = resolve_photo(records.get(offer_id), self.images_root)
+            return None if path is None else verifier.features_of_file(path)
+
+        query = verifier.features(picture)
+        return verified_hits(verifier, query, hits, features_of, self.verify_candidates)
+
     def _products_of(self, hits: list[tuple[int, float]]) -> dict[int, int]:
         return self.groups.product_of(offer_id for offer_id, _ in hits)
 
     def _read_photo(self, picture: Any) -> QueryFacts:
         from cumpair.vision.ocr import OcrUnavailableError, recognize
+        from cumpair.vision.ocr_types import OcrOptions
 
         try:
-            text = recognize(picture).text
+            text = recognize(picture, OcrOptions(engines=PHOTO_OCR_ENGINES, max_variants=1)).text
         except OcrUnavailableError as exc:
             logger.warning("photo query not OCR'd: %s", exc)
             return QueryFacts()

@@ -1,0 +1,138 @@
+"""Query latency of `cumpair search` (encoding included) at growing index sizes.
+
+For each size it indexes the demo catalog's real offers (real photos and text, real encoders)
+plus filler offers whose vectors are perturbed copies of the real ones (so the index has the
+real data's geometry without encoding 10^6 photos), then times photo and text queries through
+`SearchService` (encode, FAISS search, keypoint check, grouping, price views) and, in the same
+run, the baseline: encoding plus an exact NumPy scan of the same vectors with no product view.
+
+    python3 bench/bench_search.py                        # 10^4 offers (a few minutes)
+    python3 bench/bench_search.py --sizes 10000 100000 1000000   # the issue's sizes
+"""
+
+from __future__ import annotations
+
+import argparse
+import random
+import sys
+import tempfile
+import time
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from cumpair.demo.catalog import build_catalog
+from cumpair.demo.images import render_product_photo
+from cumpair.embed import load_encoders
+from cumpair.index import ProductStore, SpaceSpec, StoreOptions
+from cumpair.search.augment import photo_query
+from cumpair.search.demo_index import demo_offer_record, demo_vectors, index_demo_offers
+from cumpair.search.products import ProductGroups
+from cumpair.search.service import SearchService
+
+BATCH = 2000
+
+
+def percentiles(samples: list[float]) -> tuple[float, float]:
+    ms = np.array(samples) * 1000
+    return float(np.percentile(ms, 50)), float(np.percentile(ms, 99))
+
+
+def fill(store, catalog, vectors, total: int, rng: np.random.Generator) -> None:
+    """Add filler offers until the store holds `total` offers."""
+    base = [demo_offer_record(o) for o in catalog.offers]
+    missing = total - len(base)
+    done = 0
+    while done < missing:
+        items = []
+        for _ in range(min(BATCH, missing - done)):
+            n = int(rng.integers(len(base)))
+            record = replace(base[n], url=f"{base[n].url}?filler={done}", gtin=None)
+            noisy = {}
+            for space, row in vectors[n].items():
+                v = row[0] + rng.normal(0, 0.5 / np.sqrt(row.shape[1]), row.shape[1])
+                noisy[space] = (v / np.linalg.norm(v)).astype(np.float32)[None, :]
+            items.append((record, noisy))
+            done += 1
+        store.upsert_many(items)
+
+
+def baseline_scan(matrix: np.ndarray, query: np.ndarray, k: int) -> np.ndarray:
+    scores = matrix @ query
+    top = np.argpartition(-scores, k)[:k]
+    return top[np.argsort(-scores[top])]
+
+
+def run_size(total, catalog, encoders, vectors, photo_queries, text_queries, args) -> None:
+    rng = np.random.default_rng(total)
+    with tempfile.TemporaryDirectory(prefix="bench-search-") as tmp:
+        spaces = {
+            "image": SpaceSpec(encoders.image.dim, encoders.image.name, encoders.image.version),
+            "text": SpaceSpec(encoders.text.dim, encoders.text.name, encoders.text.version),
+        }
+        options = StoreOptions(duplicate_threshold=None, background_upgrade=False)
+        started = time.perf_counter()
+        store = ProductStore.open(tmp, spaces, options)
+        groups = ProductGroups.open(tmp)
+        index_demo_offers(store, groups, catalog.offers, vectors, write_photos=True)
+        fill(store, catalog, vectors, total, rng)
+        store.flush()
+        build_s = time.perf_counter() - started
+        service = SearchService(store, groups, encoder_loader=lambda: encoders, ocr=args.ocr)
+        matrices = {}
+        from cumpair.search.store_scan import first_vectors
+
+        for space, by_offer in first_vectors(store).items():
+            matrices[space] = np.stack(list(by_offer.values()))
+        print(f"\n{total:,} offers indexed in {build_s:.0f}s ({store.count('image'):,} photos)")
+        print(f"{'query':<7} {'path':<38} {'p50 ms':>8} {'p99 ms':>8}")
+        for kind, queries in (("photo", photo_queries), ("text", text_queries)):
+            ours, base = [], []
+            for query in queries:
+                t0 = time.perf_counter()
+                if kind == "photo":
+                    service.search_image(query, k=args.k)
+                else:
+                    service.search_text(query, k=args.k)
+                ours.append(time.perf_counter() - t0)
+                t0 = time.perf_counter()
+                if kind == "photo":
+                    vector = encoders.image.encode_images([query])[0]
+                else:
+                    vector = encoders.text.encode_texts([query])[0]
+                baseline_scan(matrices["image" if kind == "photo" else "text"], vector, args.k)
+                base.append(time.perf_counter() - t0)
+            (b50, b99), (o50, o99) = percentiles(base), percentiles(ours)
+            print(f"{kind:<7} {'baseline: encode + NumPy exact scan':<38} {b50:8.1f} {b99:8.1f}")
+            print(f"{kind:<7} {'cumpair search (full product view)':<38} {o50:8.1f} {o99:8.1f}")
+            print(f"{kind:<7} {'ratio ours/baseline':<38} {o50 / b50:8.2f} {o99 / b99:8.2f}")
+        groups.close()
+        store.close()
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--sizes", type=int, nargs="+", default=[10_000])
+    parser.add_argument("--products", type=int, default=60, help="real demo products")
+    parser.add_argument("--queries", type=int, default=30, help="queries per kind")
+    parser.add_argument("-k", type=int, default=5)
+    parser.add_argument("--ocr", action="store_true", help="OCR photo queries too")
+    args = parser.parse_args(argv)
+    catalog = build_catalog(n_products=args.products, seed=7)
+    encoders = load_encoders("offline")
+    vectors = demo_vectors(catalog.offers, encoders)
+    rnd = random.Random(1)
+    picks = rnd.sample(catalog.offers, min(args.queries, len(catalog.offers)))
+    photo_queries = [photo_query(render_product_photo(o), n)[0] for n, o in enumerate(picks)]
+    text_queries = [f"{o.product.brand} {o.product.name.lower()}" for o in picks]
+    print(f"{encoders.describe()}; OCR on photo queries: {'on' if args.ocr else 'off'}")
+    for total in args.sizes:
+        run_size(total, catalog, encoders, vectors, photo_queries, text_queries, args)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

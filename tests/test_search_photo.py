@@ -1,0 +1,158 @@
+"""Photo and text queries end to end with the real encoders, OCR and a headless Chromium."""
+
+from __future__ import annotations
+
+import io
+from decimal import Decimal
+
+import pytest
+
+from cumpair.demo.catalog import build_catalog
+from cumpair.demo.images import render_label, render_product_photo
+from cumpair.index import ProductStore, SpaceSpec, StoreOptions
+from cumpair.search.augment import photo_query
+from cumpair.search.demo_index import demo_vectors, index_demo_offers
+from cumpair.search.products import ProductGroups
+from cumpair.search.service import SearchService
+
+pytestmark = pytest.mark.slow
+
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
+
+
+@pytest.fixture(scope="module")
+def encoders():
+    from cumpair.embed import load_encoders
+
+    return load_encoders("offline")
+
+
+@pytest.fixture(scope="module")
+def catalog():
+    return build_catalog(n_products=24, seed=13)
+
+
+@pytest.fixture(scope="module")
+def indexed(tmp_path_factory, catalog, encoders):
+    path = tmp_path_factory.mktemp("index")
+    spaces = {
+        "image": SpaceSpec(encoders.image.dim, encoders.image.name, encoders.image.version),
+        "text": SpaceSpec(encoders.text.dim, encoders.text.name, encoders.text.version),
+    }
+    store = ProductStore.open(path, spaces, StoreOptions(duplicate_threshold=None))
+    groups = ProductGroups.open(path)
+    vectors = demo_vectors(catalog.offers, encoders)
+    ids = index_demo_offers(store, groups, catalog.offers, vectors, write_photos=True)
+    yield store, groups, ids
+    groups.close()
+    store.close()
+
+
+@pytest.fixture(scope="module")
+def service(indexed, encoders):
+    store, groups, _ = indexed
+    loads = []
+
+    def loader():
+        loads.append(1)
+        return encoders
+
+    service = SearchService(store, groups, encoder_loader=loader)
+    service.loads = loads
+    return service
+
+
+def test_transformed_shop_photos_find_their_product(service, catalog, indexed):
+    _, groups, ids = indexed
+    product_of_offer = {o.product_id: groups.product_of([i])[i] for i, o in ids.items()}
+    offers = catalog.offers[::6]
+    found = 0
+    for n, offer in enumerate(offers):
+        image, _ = photo_query(render_product_photo(offer), seed=n)
+        response = service.search_image(image, k=5)
+        found += response.products[0].product_id == product_of_offer[offer.product_id]
+    assert found / len(offers) >= 0.8
+
+
+def test_a_label_photo_is_read_and_its_gtin_ranks_the_product_first(service, catalog, indexed):
+    _, groups, ids = indexed
+    offer_id, offer = next((i, o) for i, o in ids.items() if o.gtin_printed and not o.defect)
+    label, truth = render_label(offer)
+    response = service.search_image(label, k=3)
+    assert response.facts.get("gtin") == truth["gtin"]
+    top = response.products[0]
+    assert top.product_id == groups.product_of([offer_id])[offer_id]
+    assert any("read from the photo" in reason for reason in top.reasons)
+
+
+def test_text_query_with_a_model_number_finds_the_product(service, catalog, indexed):
+    _, groups, ids = indexed
+    offer_id, offer = next(iter(ids.items()))
+    product = offer.product
+    response = service.search_text(f"{product.name} {product.model}", k=3)
+    assert response.products[0].product_id == groups.product_of([offer_id])[offer_id]
+
+
+def test_text_query_by_words_alone_finds_the_product_in_the_top_results(service, indexed):
+    _, groups, ids = indexed
+    offer_id, offer = next(iter(ids.items()))
+    product = offer.product
+    response = service.search_text(f"{product.brand} {product.name.lower()}", k=5)
+    wanted = groups.product_of([offer_id])[offer_id]
+    assert wanted in [p.product_id for p in response.products]
+
+
+def test_text_search_respects_max_price(service):
+    response = service.search_text("cordless drill", k=5, max_price=Decimal("50"))
+    assert all(o.price <= 50 for p in response.products for o in p.offers)
+
+
+def test_models_load_once_per_service(service):
+    service.search_text("lamp")
+    service.search_text("stapler")
+    assert len(service.loads) == 1
+
+
+@pytest.mark.integration
+async def test_upload_page_shows_the_comparison_table_in_chromium(service, catalog, tmp_path):
+    from aiohttp import web
+    from playwright.async_api import async_playwright
+
+    from cumpair.search.server import create_app
+
+    offer = next(o for o in catalog.offers if len(catalog.offers_for_product(o.product_id)) >= 3)
+    photo = tmp_path / "query.jpg"
+    buffer = io.BytesIO()
+    photo_query(render_product_photo(offer), seed=1)[0].save(buffer, "JPEG")
+    photo.write_bytes(buffer.getvalue())
+
+    runner = web.AppRunner(create_app(service, warm=False))
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = site._server.sockets[0].getsockname()[1]
+    try:
+        async with async_playwright() as pw:
+            browser = await pw.chromium.launch(
+                executable_path="/usr/bin/chromium", args=CHROMIUM_ARGS
+            )
+            page = await browser.new_page()
+            await page.goto(f"http://127.0.0.1:{port}/")
+            await page.set_input_files("#image", str(photo))
+            await page.click("#go")
+            await page.wait_for_selector("section.product table.offers tr.offer", timeout=60_000)
+            first = page.locator("section.product").first
+            assert offer.product.model in (await first.inner_text())
+            prices = await first.locator("tr.offer td:nth-child(2)").all_inner_texts()
+            values = [Decimal(p.split()[0]) for p in prices]
+            assert len(values) >= 3 and values == sorted(values)
+            await browser.close()
+    finally:
+        await runner.cleanup()

@@ -37,7 +37,29 @@ RETRY_AFTER_MAX = 300.0
 DOWNLOADER_MIDDLEWARES = {
     "scrapy.downloadermiddlewares.retry.RetryMiddleware": None,
     "cumpair_scraper.middlewares.retry_after.RetryAfterMiddleware": 550,
+    # Above the retry middleware, so challenge pages are seen (and backed off) first.
+    "cumpair_scraper.middlewares.challenge.ChallengeMiddleware": 560,
 }
+
+# --- Challenge pages (middlewares/challenge.py) -------------------------------------------------
+# By default a challenge backs the host off and is recorded; it is never solved. Only hosts the
+# operator lists here (their own or partner shops) get their challenge image read by our OCR.
+# Third-party challenges (reCAPTCHA, hCaptcha, Turnstile) are never attempted.
+CHALLENGE_ENABLED = True
+CHALLENGE_STATUS_CODES = [403, 429, 503]
+# CSS selectors, or `title:<regex>` matched against the page title.
+CHALLENGE_MARKERS = ["form img.captcha", r"title:security check|are you (a )?(human|robot)"]
+CHALLENGE_MAX_RETRIES = 3
+CHALLENGE_BACKOFF_BASE = 5.0  # seconds, doubled per retry
+CHALLENGE_BACKOFF_MAX = 300.0
+CAPTCHA_AUTHORIZED_HOSTS: list[str] = []
+CAPTCHA_SERVER_URL = ""  # a 2captcha-protocol server (captcha_server/); empty = in-process OCR
+CAPTCHA_API_KEY = ""
+CAPTCHA_SOLVE_ATTEMPTS = 2
+CAPTCHA_SOLVE_TIMEOUT = 60.0
+CAPTCHA_POLL_INTERVAL = 0.5
+CAPTCHA_IMAGE_SELECTOR = "img.captcha"
+CAPTCHA_ANSWER_FIELD = "answer"
 
 # --- JavaScript shops (scrapy-playwright with Debian's Chromium) -------------------------------
 # Only requests with meta["playwright"] (shops whose config says javascript) use the browser.
@@ -68,6 +90,8 @@ PLAYWRIGHT_DEFAULT_NAVIGATION_TIMEOUT = 30_000
 ITEM_PIPELINES = {
     "cumpair_scraper.pipelines.validate.ValidationPipeline": 100,
     "cumpair_scraper.pipelines.images.ProductImagesPipeline": 200,
+    "cumpair_scraper.pipelines.specs.SpecsPipeline": 300,
+    "cumpair_scraper.pipelines.index.IndexPipeline": 400,
 }
 # Unset: images go to <INDEX_DATA_DIR>/images (see pipelines/images.py).
 IMAGES_STORE = None
@@ -75,6 +99,35 @@ IMAGES_URLS_FIELD = "image_urls"
 IMAGES_RESULT_FIELD = "images"
 IMAGES_MIN_WIDTH = 32
 IMAGES_MIN_HEIGHT = 32
+
+# --- Specifications from page text and images (pipelines/specs.py) ---------------------------
+SPECS_ENABLED = True
+SPECS_OCR_ENGINES = ["tesseract", "rapidocr"]  # fallback chain order (easyocr also available)
+SPECS_OCR_MAX_VARIANTS = 2  # preprocessing variants tried per engine
+SPECS_MIN_CONFIDENCE = 0.80  # below this an OCR result falls through to the next engine
+SPECS_MAX_WORKERS = 2  # threads running OCR; bounds the images in flight
+SPECS_MAX_IMAGES_PER_ITEM = 2
+SPECS_DOMINANT_COLORS = 3
+SPECS_IMAGE_TIMEOUT = 60.0  # seconds before one image is given up (the item goes on)
+
+# --- Embeddings and the product index (pipelines/index.py) ------------------------------------
+INDEX_ENABLED = True
+INDEX_WORKERS = 4  # threads that embed and write; bounds the items in flight in this stage
+INDEX_FLUSH_INTERVAL = 300.0  # seconds between index snapshots during a crawl (and at close)
+INDEX_BACKUPS_KEEP = 3  # older snapshots kept to recover from a corrupt file
+INDEX_UPGRADE_THRESHOLD = 100_000  # vectors in a space before exact Flat becomes IVF-PQ
+INDEX_RECALL_TARGET = 0.95  # recall@10 the IVF-PQ nprobe is tuned for
+# Cosine above which a same-shop vector is taken for the same offer; 0 turns it off.
+INDEX_DUPLICATE_THRESHOLD = 0.995
+# auto: CLIP when its weights are on disk, else the offline EfficientNet-Lite0 + MiniLM encoders.
+EMBED_ENCODERS = "auto"
+EMBED_CLIP_MODEL = "ViT-B-32"
+EMBED_CLIP_PRETRAINED = "laion2b_s34b_b79k"  # a tag (hub download when online) or a local file
+EMBED_BACKEND = "auto"  # onnx or torch for the offline encoders; auto = the faster (ONNX)
+EMBED_THREADS = 0  # 0 = one per core
+EMBED_MODEL_DIR = None  # ONNX exports; None = <INDEX_DATA_DIR>/models
+EMBED_BATCH_SIZE = 32
+EMBED_MAX_WAIT = 1.0  # seconds a partial batch waits for more items
 
 FEED_EXPORT_ENCODING = "utf-8"
 LOG_LEVEL = "INFO"

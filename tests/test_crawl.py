@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from cumpair.identifiers import normalize_gtin
+from cumpair.index import ProductStore
 
 ROOT = Path(__file__).resolve().parents[1]
 SHOPS = ("northwind", "bluepeak", "cornerstore", "nebula")
@@ -53,12 +54,12 @@ def crawl(demo_server, tmp_path_factory):
         ]
         for shop in SHOPS
     }
-    return items, log, list(demo_server.hits), result.stdout
+    return items, log, list(demo_server.hits), result.stdout, out / "data"
 
 
 @pytest.mark.parametrize("shop", SHOPS)
 def test_crawl_yields_every_valid_offer_exactly_once(crawl, demo_server, shop):
-    items, _, _, _ = crawl
+    items, *_ = crawl
     catalog = demo_server.catalog
     expected = {
         demo_server.base_url(shop) + offer.url_path: offer
@@ -72,7 +73,7 @@ def test_crawl_yields_every_valid_offer_exactly_once(crawl, demo_server, shop):
 
 @pytest.mark.parametrize("shop", SHOPS)
 def test_crawled_fields_match_the_catalog(crawl, demo_server, shop):
-    items, _, _, _ = crawl
+    items, *_ = crawl
     base = demo_server.base_url(shop)
     offers = {base + offer.url_path: offer for offer in demo_server.catalog.offers_by_shop(shop)}
     for item in items[shop]:
@@ -95,13 +96,13 @@ def test_crawled_fields_match_the_catalog(crawl, demo_server, shop):
 
 
 def test_crawl_never_fetches_robots_disallowed_paths(crawl):
-    _, _, hits, _ = crawl
+    _, _, hits, *_ = crawl
     assert {hit.shop for hit in hits} == set(SHOPS)
     assert not [hit for hit in hits if hit.path.startswith("/private/")]
 
 
 def test_malformed_pages_are_logged_drops_not_crashes(crawl, demo_server):
-    _, log, _, stdout = crawl
+    _, log, _, stdout, _ = crawl
     catalog = demo_server.catalog
     for offer in catalog.offers:
         if offer.defect in DROPPING_DEFECTS:
@@ -110,3 +111,18 @@ def test_malformed_pages_are_logged_drops_not_crashes(crawl, demo_server):
     assert "not a valid GTIN" in log
     assert "json-ld" in log
     assert "finish=finished" in stdout
+
+
+def test_every_crawled_offer_is_indexed_with_vectors_and_specs(crawl):
+    items, _, _, _, data = crawl
+    crawled = [item for shop_items in items.values() for item in shop_items]
+    with ProductStore.open(data, readonly=True) as store:
+        health = store.health()
+        assert health["offers"] == len(crawled)
+        assert health["spaces"]["text"]["vectors"] == len(crawled)
+        # every offer has its photo and label embedded
+        assert health["spaces"]["image"]["vectors"] == sum(len(i["images"]) for i in crawled)
+    for item in crawled:
+        assert isinstance(item["specs"], dict)
+    labelled = [item for item in crawled if item["specs"].get("dimensions_mm")]
+    assert len(labelled) > 0.9 * len(crawled)

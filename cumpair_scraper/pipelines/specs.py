@@ -71,6 +71,8 @@ class SpecsPipeline:
             raise ValueError("SPECS_MAX_WORKERS must be at least 1")
         self.workers = workers
         self.executor = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="cumpair-specs")
+        self.workers = workers
+        self._slots: asyncio.Semaphore | None = None
 
     @classmethod
     def from_crawler(cls, crawler: Crawler) -> Self:
@@ -132,12 +134,16 @@ class SpecsPipeline:
         On the asyncio reactor (the project's) this is a plain asyncio future; on another
         Twisted reactor the future is bridged to a Deferred, which Scrapy can await.
         """
-        future: Future = self.executor.submit(work)
         try:
             asyncio.get_running_loop()
         except RuntimeError:
-            return await self._as_deferred(future)
-        return await asyncio.wait_for(asyncio.wrap_future(future), self.timeout)
+            return await self._as_deferred(self.executor.submit(work))
+        # Wait for a free worker first, so the timeout measures the work, not the queue.
+        if self._slots is None:
+            self._slots = asyncio.Semaphore(self.workers)
+        async with self._slots:
+            future: Future = self.executor.submit(work)
+            return await asyncio.wait_for(asyncio.wrap_future(future), self.timeout)
 
     def _as_deferred(self, future: Future) -> defer.Deferred:
         from twisted.internet import reactor

@@ -1,0 +1,177 @@
+"""Embed each offer and put it in the product index, without stalling the crawl.
+
+Items are embedded in batches by `cumpair.embed.BatchEmbedder` and written to the
+`cumpair.index.ProductStore` under INDEX_DATA_DIR from a bounded thread pool, so the reactor
+never runs model or disk work. One store is opened per process and shared by every spider in
+it (`scrapy crawlall` runs all shops in one process; the store allows one writer process).
+A broken image loses its vector, never the item.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Self
+
+from itemadapter import ItemAdapter
+from scrapy import signals
+from scrapy.crawler import Crawler
+from scrapy.exceptions import NotConfigured
+from scrapy.settings import BaseSettings
+
+from cumpair.embed import BatchEmbedder, EncoderSet, load_encoders, product_text
+from cumpair.index import OfferRecord, ProductStore, SpaceSpec, StoreOptions
+from cumpair_scraper.pipelines.images import images_store_path
+
+logger = logging.getLogger(__name__)
+
+
+def encoders_from_settings(settings: BaseSettings) -> EncoderSet:
+    """The encoders the settings ask for (loaded once per process by `load_encoders`)."""
+    return load_encoders(
+        settings.get("EMBED_ENCODERS"),
+        clip_model=settings.get("EMBED_CLIP_MODEL"),
+        clip_pretrained=settings.get("EMBED_CLIP_PRETRAINED"),
+        backend=settings.get("EMBED_BACKEND"),
+        threads=settings.getint("EMBED_THREADS") or None,
+        model_dir=settings.get("EMBED_MODEL_DIR") or Path(settings["INDEX_DATA_DIR"]) / "models",
+    )
+
+
+def store_options_from_settings(settings: BaseSettings) -> StoreOptions:
+    return StoreOptions(
+        flush_interval_s=settings.getfloat("INDEX_FLUSH_INTERVAL"),
+        backups_keep=settings.getint("INDEX_BACKUPS_KEEP"),
+        upgrade_threshold=settings.getint("INDEX_UPGRADE_THRESHOLD"),
+        recall_target=settings.getfloat("INDEX_RECALL_TARGET"),
+        duplicate_threshold=settings.getfloat("INDEX_DUPLICATE_THRESHOLD") or None,
+    )
+
+
+@dataclass
+class _SharedStore:
+    store: ProductStore
+    users: int
+
+
+_stores: dict[Path, _SharedStore] = {}
+_stores_lock = threading.Lock()
+
+
+def _acquire_store(path: Path, encoders: EncoderSet, options: StoreOptions) -> ProductStore:
+    spaces = {
+        "image": SpaceSpec(
+            encoders.image_info.dim, encoders.image_info.name, encoders.image_info.version
+        ),
+        "text": SpaceSpec(
+            encoders.text_info.dim, encoders.text_info.name, encoders.text_info.version
+        ),
+    }
+    with _stores_lock:
+        shared = _stores.get(path)
+        if shared is None:
+            shared = _stores[path] = _SharedStore(ProductStore.open(path, spaces, options), 0)
+        shared.users += 1
+        return shared.store
+
+
+def _release_store(path: Path) -> None:
+    with _stores_lock:
+        shared = _stores[path]
+        shared.users -= 1
+        if shared.users == 0:
+            del _stores[path]
+            shared.store.close()  # flushes
+
+
+class IndexPipeline:
+    """Last pipeline: vectors for the offer's images and text, then an upsert into the store.
+
+    Settings: INDEX_ENABLED, INDEX_DATA_DIR, INDEX_WORKERS (threads doing embedding and
+    writes), INDEX_FLUSH_INTERVAL, INDEX_BACKUPS_KEEP, INDEX_UPGRADE_THRESHOLD,
+    INDEX_RECALL_TARGET, INDEX_DUPLICATE_THRESHOLD, EMBED_ENCODERS (auto/offline/clip),
+    EMBED_CLIP_MODEL, EMBED_CLIP_PRETRAINED, EMBED_BACKEND, EMBED_THREADS, EMBED_MODEL_DIR,
+    EMBED_BATCH_SIZE, EMBED_MAX_WAIT.
+    """
+
+    def __init__(self, crawler: Crawler):
+        settings = crawler.settings
+        if not settings.getbool("INDEX_ENABLED"):
+            raise NotConfigured("INDEX_ENABLED is off")
+        self.crawler = crawler
+        self.stats = crawler.stats
+        self.path = Path(settings["INDEX_DATA_DIR"]).resolve()
+        self.images_dir = images_store_path(settings)
+        self.executor = ThreadPoolExecutor(settings.getint("INDEX_WORKERS"), "cumpair-index")
+        self.encoders = encoders_from_settings(settings)
+        logger.info("Indexing into %s with %s", self.path, self.encoders.describe())
+        self.embedder = BatchEmbedder(
+            self.encoders,
+            batch_size=settings.getint("EMBED_BATCH_SIZE"),
+            max_wait=settings.getfloat("EMBED_MAX_WAIT"),
+        )
+        self.store = _acquire_store(self.path, self.encoders, store_options_from_settings(settings))
+        crawler.signals.connect(self.spider_closed, signal=signals.spider_closed)
+
+    @classmethod
+    def from_crawler(cls, crawler: Crawler) -> Self:
+        return cls(crawler)
+
+    async def process_item(self, item: Any) -> Any:
+        loop = asyncio.get_running_loop()
+        await loop.run_in_executor(self.executor, self._index, item)
+        return item
+
+    def _index(self, item: Any) -> None:
+        """Worker thread: embed (batched with other items) and upsert one offer."""
+        adapter = ItemAdapter(item)
+        paths = [self.images_dir / image["path"] for image in adapter.get("images") or []]
+        vectors = self.embedder.submit(
+            [str(p) for p in paths], product_text(adapter), key=adapter.get("url")
+        ).result()
+        for position, reason in vectors.image_errors.items():
+            self.stats.inc_value("index/image_errors")
+            logger.warning(
+                "%s: image %s has no vector: %s", adapter.get("url"), paths[position].name, reason
+            )
+        record = OfferRecord(
+            shop=adapter["shop"],
+            url=adapter["url"],
+            title=adapter.get("title") or "",
+            price=adapter.get("price"),
+            currency=adapter.get("currency"),
+            availability=adapter.get("availability"),
+            brand=adapter.get("brand"),
+            model=adapter.get("model"),
+            sku=adapter.get("sku"),
+            gtin=adapter.get("gtin"),
+            category=adapter.get("category"),
+            image_paths=tuple(str(p) for p in paths),
+            image_urls=tuple(adapter.get("image_urls") or ()),
+            specs=adapter.get("specs") or {},
+        )
+        space_vectors = {}
+        if len(vectors.image_positions):
+            space_vectors["image"] = vectors.image_vectors
+        if vectors.text_vector is not None:
+            space_vectors["text"] = vectors.text_vector
+        result = self.store.upsert(record, space_vectors)
+        self.stats.inc_value(f"index/upsert/{result.matched_by}")
+        if result.price_changed:
+            self.stats.inc_value("index/price_changed")
+        self.store.maybe_flush()
+
+    def spider_closed(self) -> None:
+        """Embed what is still queued, flush the index, release the store."""
+        try:
+            self.embedder.close()
+            self.executor.shutdown(wait=True)
+            self.store.flush()
+            for name, value in self.embedder.stats().items():
+                self.stats.set_value(f"index/embed/{name}", value)
+        finally:
+            _release_store(self.path)

@@ -129,7 +129,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--queries", type=int, default=150, help="photo queries")
     parser.add_argument("--no-images", action="store_true", help="group without image vectors")
-    parser.add_argument("--verify", type=int, default=50, help="photo hits checked by keypoints")
+    parser.add_argument("--verify", type=int, default=100, help="photo hits checked by keypoints")
     args = parser.parse_args(argv)
     catalog = build_catalog(n_products=args.products, seed=args.seed)
     encoders = load_encoders("offline")

@@ -33,7 +33,7 @@ OVERSAMPLE = 5  # offers fetched per product asked for: a product holds up to ~4
 # A photo query is read once by the most accurate engine on photographed text, not the whole
 # fallback chain: most product photos carry no text, and each engine tried costs a second.
 PHOTO_OCR_ENGINES = ("rapidocr",)
-VERIFY_CANDIDATES = 50  # photo hits re-ranked by keypoint matching (see `verify`)
+VERIFY_CANDIDATES = 100  # photo hits re-ranked by keypoint matching (see `verify`)
 _DIGITS = re.compile(r"\d[\d\s-]{6,16}\d")
 
 

@@ -18,7 +18,7 @@ import cv2
 import numpy as np
 from PIL import Image
 
-MAX_FEATURES = 1000
+MAX_FEATURES = 500
 RATIO = 0.8  # Lowe's ratio test
 REPROJECTION_PX = 8.0
 MIN_INLIERS = 12  # fewer agreeing matches than this is chance, not the same object

@@ -87,7 +87,7 @@ def format_product(view: ProductView, rank: int | None = None, base_url: str = "
         f"    {len(view.offers)} offer(s), lowest price seen {_money(view.lowest_price, currency)}"
     )
     for reason in view.reasons:
-        lines.append(f"    ranked up: {reason}")
+        lines.append(f"    matched: {reason}")
     rows = [
         (
             o.shop,

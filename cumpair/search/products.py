@@ -118,14 +118,20 @@ class ProductGroups:
         self.close()
 
     # ------------------------------------------------------------------ reading
+    def _rows(self, sql: str, params: Iterable[Any] = ()) -> list[tuple]:
+        """All rows of a query, read under the lock: `cumpair serve` reads from many threads."""
+        with self._lock:
+            return self._conn.execute(sql, tuple(params)).fetchall()
+
     def product(self, product_id: int) -> Product | None:
-        row = self._conn.execute(
+        row = self._rows(
             "SELECT id, title, brand, model, gtin FROM products WHERE id = ?", (product_id,)
-        ).fetchone()
+        )
+        row = row[0] if row else None
         return None if row is None else Product(*row)
 
     def offers_of(self, product_id: int) -> list[int]:
-        rows = self._conn.execute(
+        rows = self._rows(
             "SELECT offer_id FROM members WHERE product_id = ? ORDER BY offer_id", (product_id,)
         )
         return [r[0] for r in rows]
@@ -136,28 +142,29 @@ class ProductGroups:
         for start in range(0, len(ids), 900):
             chunk = ids[start : start + 900]
             marks = ",".join("?" * len(chunk))
-            rows = self._conn.execute(
+            rows = self._rows(
                 f"SELECT offer_id, product_id FROM members WHERE offer_id IN ({marks})", chunk
             )
             out.update((int(o), int(p)) for o, p in rows)
         return out
 
     def membership(self, offer_id: int) -> Membership | None:
-        row = self._conn.execute(
+        row = self._rows(
             "SELECT offer_id, product_id, rule, score, matched_offer, evidence FROM members"
             " WHERE offer_id = ?",
             (offer_id,),
-        ).fetchone()
+        )
+        row = row[0] if row else None
         return None if row is None else Membership(*row[:5], json.loads(row[5]))
 
     def products_with_gtin(self, gtin: str) -> list[int]:
-        rows = self._conn.execute(
+        rows = self._rows(
             "SELECT DISTINCT product_id FROM members WHERE gtin = ? ORDER BY product_id", (gtin,)
         )
         return [r[0] for r in rows]
 
     def products_with_model(self, code: str) -> list[int]:
-        rows = self._conn.execute(
+        rows = self._rows(
             "SELECT DISTINCT m.product_id FROM model_codes c JOIN members m USING (offer_id)"
             " WHERE c.code = ? ORDER BY m.product_id",
             (code,),
@@ -165,7 +172,7 @@ class ProductGroups:
         return [r[0] for r in rows]
 
     def offers_with_url(self, url: str) -> list[int]:
-        rows = self._conn.execute("SELECT offer_id FROM members WHERE url = ?", (url,))
+        rows = self._rows("SELECT offer_id FROM members WHERE url = ?", (url,))
         return [r[0] for r in rows]
 
     def identity_facts(self, product_ids: Iterable[int]) -> dict[int, tuple[set, set, set]]:
@@ -173,7 +180,7 @@ class ProductGroups:
         out: dict[int, tuple[set, set, set]] = {}
         for pid in product_ids:
             gtins, models, brands = set(), set(), set()
-            for gtin, brand, codes in self._conn.execute(
+            for gtin, brand, codes in self._rows(
                 "SELECT gtin, brand, models FROM members WHERE product_id = ?", (pid,)
             ):
                 if gtin:
@@ -186,8 +193,8 @@ class ProductGroups:
 
     def count(self) -> tuple[int, int]:
         """(products, grouped offers)."""
-        products = self._conn.execute("SELECT COUNT(*) FROM products").fetchone()[0]
-        offers = self._conn.execute("SELECT COUNT(*) FROM members").fetchone()[0]
+        products = self._rows("SELECT COUNT(*) FROM products")[0][0]
+        offers = self._rows("SELECT COUNT(*) FROM members")[0][0]
         return int(products), int(offers)
 
     def _features(self, offer_ids: Iterable[int]) -> dict[int, OfferFeatures]:
@@ -196,7 +203,7 @@ class ProductGroups:
         for start in range(0, len(ids), 900):
             chunk = ids[start : start + 900]
             marks = ",".join("?" * len(chunk))
-            for oid, shop, title, gtin, brand, models, specs in self._conn.execute(
+            for oid, shop, title, gtin, brand, models, specs in self._rows(
                 "SELECT offer_id, shop, title, gtin, brand, models, specs FROM members"
                 f" WHERE offer_id IN ({marks})",
                 chunk,

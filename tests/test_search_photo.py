@@ -89,7 +89,7 @@ def test_a_label_photo_is_read_and_its_gtin_ranks_the_product_first(service, cat
     assert response.facts.get("gtin") == truth["gtin"]
     top = response.products[0]
     assert top.product_id == groups.product_of([offer_id])[offer_id]
-    assert any("read from the photo" in reason for reason in top.reasons)
+    assert any("read from the query" in reason for reason in top.reasons)
 
 
 def test_text_query_with_a_model_number_finds_the_product(service, catalog, indexed):

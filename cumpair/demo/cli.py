@@ -61,6 +61,18 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     labels.add_argument("--seed", type=int, default=7)
     labels.set_defaults(func=labels_command)
 
+    photo = commands.add_parser(
+        "photo", help="write a shopper's photo of a demo product (a query for `cumpair search`)"
+    )
+    photo.add_argument("--out", type=Path, required=True, help="JPEG file to write")
+    photo.add_argument("--shop", default="bluepeak", help="whose product photo to start from")
+    photo.add_argument(
+        "--product", default=None, help="product id (default: the first sold by 3+ shops)"
+    )
+    photo.add_argument("--seed", type=int, default=7, help="catalog seed")
+    photo.add_argument("--shot", type=int, default=1, help="seed of the photo's distortions")
+    photo.set_defaults(func=photo_command)
+
 
 def serve_command(args: argparse.Namespace) -> int:
     from cumpair.demo.catalog import SHOPS, build_catalog
@@ -124,6 +136,32 @@ def labels_command(args: argparse.Namespace) -> int:
     catalog = build_catalog(args.products, args.seed)
     truth = write_label_set(catalog, args.out, limit=args.limit)
     print(f"wrote {len(truth)} labels and truth.json to {args.out}", file=sys.stderr)
+    return 0
+
+
+def photo_command(args: argparse.Namespace) -> int:
+    """A shop photo re-shot as a shopper would (crop, tilt, blur, JPEG, light), with the truth."""
+    from cumpair.demo.catalog import build_catalog
+    from cumpair.demo.images import render_product_photo
+    from cumpair.search.augment import photo_query
+
+    catalog = build_catalog(seed=args.seed)
+    offers = [o for o in catalog.offers if o.shop == args.shop]
+    if args.product:
+        offers = [o for o in offers if o.product_id == args.product]
+    else:
+        offers = [o for o in offers if len(catalog.offers_for_product(o.product_id)) >= 3]
+    if not offers:
+        print(f"no such product at {args.shop}", file=sys.stderr)
+        return 1
+    offer = offers[0]
+    image, applied = photo_query(render_product_photo(offer), seed=args.shot)
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    image.save(args.out, "JPEG", quality=85)
+    print(
+        f"wrote {args.out}: {offer.product.brand} {offer.product.model} ({offer.product_id}), "
+        f"{args.shop}'s photo with {', '.join(applied)}"
+    )
     return 0
 
 

@@ -69,12 +69,12 @@ def rerank(
         gtins, models, brands = product_facts.get(hit.product_id, (set(), set(), set()))
         if facts.gtin and facts.gtin in gtins:
             hit.score += GTIN_BONUS
-            hit.reasons.append(f"GTIN {facts.gtin} read from the photo")
+            hit.reasons.append(f"GTIN {facts.gtin} read from the query")
         shared = sorted(facts.models & models)
         if shared:
             hit.score += MODEL_BONUS
-            hit.reasons.append(f"model {shared[0]} read from the photo")
+            hit.reasons.append(f"model {shared[0]} read from the query")
         if facts.brand and facts.brand in brands:
             hit.score += BRAND_BONUS
-            hit.reasons.append(f"brand {facts.brand} read from the photo")
+            hit.reasons.append(f"brand {facts.brand} read from the query")
     return sorted(ranked, key=lambda h: (-h.score, h.product_id))

@@ -144,7 +144,7 @@ class RapidOcrEngine(OcrEngine):
             raise EngineUnavailableError("rapidocr is not installed") from exc
         self._engine = RapidOCR(
             params={
-                "Global.log_level": "warning",
+                "Global.log_level": "error",  # "no text found" is an answer, not a warning
                 "Global.use_cls": False,
                 "Det.limit_type": "max",
                 "Det.limit_side_len": 960,

@@ -25,6 +25,8 @@ from scrapy.settings import BaseSettings
 
 from cumpair.embed import BatchEmbedder, EncoderSet, load_encoders, product_text
 from cumpair.index import OfferRecord, ProductStore, SpaceSpec, StoreOptions
+from cumpair.search.products import ProductGroups
+from cumpair.search.store_scan import first_vectors, scan_offers
 from cumpair_scraper.pipelines.images import images_store_path
 
 logger = logging.getLogger(__name__)
@@ -54,7 +56,10 @@ def store_options_from_settings(settings: BaseSettings) -> StoreOptions:
 
 @dataclass
 class _SharedStore:
+    """The store and its product grouping, shared by the spiders of one process."""
+
     store: ProductStore
+    groups: ProductGroups
     users: int
 
 
@@ -62,7 +67,7 @@ _stores: dict[Path, _SharedStore] = {}
 _stores_lock = threading.Lock()
 
 
-def _acquire_store(path: Path, encoders: EncoderSet, options: StoreOptions) -> ProductStore:
+def _acquire_store(path: Path, encoders: EncoderSet, options: StoreOptions) -> _SharedStore:
     spaces = {
         "image": SpaceSpec(
             encoders.image_info.dim, encoders.image_info.name, encoders.image_info.version
@@ -74,18 +79,30 @@ def _acquire_store(path: Path, encoders: EncoderSet, options: StoreOptions) -> P
     with _stores_lock:
         shared = _stores.get(path)
         if shared is None:
-            shared = _stores[path] = _SharedStore(ProductStore.open(path, spaces, options), 0)
+            store = ProductStore.open(path, spaces, options)
+            shared = _stores[path] = _SharedStore(store, ProductGroups.open(path), 0)
         shared.users += 1
-        return shared.store
+        return shared
 
 
 def _release_store(path: Path) -> None:
+    """The last spider out regroups every offer (merging products that late offers joined),
+    then flushes and closes."""
     with _stores_lock:
         shared = _stores[path]
         shared.users -= 1
-        if shared.users == 0:
-            del _stores[path]
-            shared.store.close()  # flushes
+        if shared.users:
+            return
+        del _stores[path]
+    try:
+        shared.store.flush()
+        products, offers = shared.groups.regroup(
+            scan_offers(shared.store), first_vectors(shared.store)
+        )
+        logger.info("Grouped %d offers into %d products", offers, products)
+    finally:
+        shared.groups.close()
+        shared.store.close()
 
 
 class IndexPipeline:
@@ -114,7 +131,8 @@ class IndexPipeline:
             batch_size=settings.getint("EMBED_BATCH_SIZE"),
             max_wait=settings.getfloat("EMBED_MAX_WAIT"),
         )
-        self.store = _acquire_store(self.path, self.encoders, store_options_from_settings(settings))
+        shared = _acquire_store(self.path, self.encoders, store_options_from_settings(settings))
+        self.store, self.groups = shared.store, shared.groups
         crawler.signals.connect(self.spider_closed, signal=signals.spider_closed)
 
     @classmethod
@@ -161,16 +179,17 @@ class IndexPipeline:
             space_vectors["text"] = vectors.text_vector
         result = self.store.upsert(record, space_vectors)
         self.stats.inc_value(f"index/upsert/{result.matched_by}")
+        membership = self.groups.assign(self.store, result.offer_id, space_vectors)
+        self.stats.inc_value(f"index/grouped_by/{membership.rule}")
         if result.price_changed:
             self.stats.inc_value("index/price_changed")
         self.store.maybe_flush()
 
     def spider_closed(self) -> None:
-        """Embed what is still queued, flush the index, release the store."""
+        """Embed what is still queued, release the store (the last spider flushes and regroups)."""
         try:
             self.embedder.close()
             self.executor.shutdown(wait=True)
-            self.store.flush()
             for name, value in self.embedder.stats().items():
                 self.stats.set_value(f"index/embed/{name}", value)
         finally:

@@ -1,0 +1,74 @@
+"""``cumpair reindex``: rebuild a product store's vectors with the current encoders.
+
+Thin over `cumpair.embed.reindex.reindex`; models and FAISS load only when the command runs, and
+a store a crawl is writing is refused before any model loads.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+
+def add_parser(subparsers: argparse._SubParsersAction) -> None:
+    from cumpair.embed.registry import KINDS
+
+    parser = subparsers.add_parser(
+        "reindex",
+        help="re-embed a product store with the current encoders (keeps records and prices)",
+        description=(
+            "Re-embed every offer's stored photos and text with the current encoders into a new "
+            "store, keeping records and price history, regroup products, then swap the new "
+            "store in (the old one is kept as <path>.old-<timestamp>) unless --out is given."
+        ),
+    )
+    parser.add_argument("--path", default="index_data", help="store directory (index_data)")
+    parser.add_argument(
+        "--out", metavar="DIR", help="write the new store here and leave --path untouched"
+    )
+    parser.add_argument("--encoders", choices=KINDS, default="auto", help="encoder kind (auto)")
+    parser.add_argument("--clip-model", default=None, help="open_clip model name")
+    parser.add_argument(
+        "--clip-pretrained", default=None, help="open_clip pretrained tag or checkpoint file"
+    )
+    parser.add_argument("--batch-size", type=int, default=32, help="inputs per model call (32)")
+    parser.add_argument(
+        "--images", metavar="DIR", help="where relative photo paths live (default: PATH/images)"
+    )
+    parser.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from cumpair.embed.base import EmbedError
+    from cumpair.embed.reindex import reindex
+    from cumpair.index import StoreError
+
+    if args.batch_size < 1:
+        print("cumpair reindex: --batch-size must be at least 1", file=sys.stderr)
+        return 2
+    try:
+        report = reindex(
+            args.path,
+            lambda: _load_encoders(args),
+            out=args.out,
+            images_root=args.images,
+            batch_size=args.batch_size,
+        )
+    except (StoreError, EmbedError) as exc:
+        print(f"cumpair reindex: {exc}", file=sys.stderr)
+        return 1
+    print(report.summary())
+    return 0
+
+
+def _load_encoders(args: argparse.Namespace):
+    from cumpair.embed.clip import DEFAULT_CLIP_MODEL, DEFAULT_CLIP_PRETRAINED
+    from cumpair.embed.registry import load_encoders
+
+    return load_encoders(
+        args.encoders,
+        clip_model=args.clip_model or DEFAULT_CLIP_MODEL,
+        clip_pretrained=args.clip_pretrained or DEFAULT_CLIP_PRETRAINED,
+        model_dir=Path(args.path) / "models",  # as the crawl's default (INDEX_DATA_DIR/models)
+    )

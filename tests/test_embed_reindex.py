@@ -1,0 +1,201 @@
+"""`cumpair reindex`: a store built with an old encoder is rebuilt with the current encoders.
+
+Real store, real offline encoders (PyTorch backend: no ONNX export in a temporary directory),
+real demo photos; the old store's vectors are random ones of a made-up "old" encoder.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from cumpair.cli import main as cumpair_main
+from cumpair.demo.catalog import build_catalog
+from cumpair.demo.images import render_product_photo
+from cumpair.embed import load_encoders
+from cumpair.embed.reindex import ReindexError, reindex, spaces_for
+from cumpair.index import EncoderMismatchError, ProductStore, SpaceSpec, StoreLockedError
+from cumpair.search.demo_index import demo_offer_record
+from cumpair.search.products import ProductGroups
+
+pytestmark = pytest.mark.slow
+
+OLD_SPACES = {
+    "image": SpaceSpec(8, "old-image-encoder", "0"),
+    "text": SpaceSpec(8, "old-text-encoder", "0"),
+}
+T0 = datetime(2026, 1, 1, 12, 0, tzinfo=UTC)
+N_PHOTOS = 5  # offers with a good photo; two more have a missing and a broken one
+
+
+@pytest.fixture(scope="module")
+def encoders():
+    return load_encoders("offline", backend="torch", threads=2)
+
+
+def _distinct_offers(n: int):
+    """`n` offers of different products (different pictures)."""
+    seen, picked = set(), []
+    for offer in build_catalog(n_products=12, seed=3).offers:
+        if offer.product.clipart not in seen:
+            seen.add(offer.product.clipart)
+            picked.append(offer)
+        if len(picked) == n:
+            return picked
+    raise AssertionError("catalog too small")
+
+
+def build_old_store(root: Path) -> dict:
+    """A store written by an "old" encoder, with photos on disk and two price points per offer.
+
+    Returns what the rebuilt store must reproduce: url -> (record fields, history, photo).
+    """
+    path = root / "index_data"
+    images = path / "images" / "full"
+    images.mkdir(parents=True)
+    rng = np.random.default_rng(0)
+    offers = _distinct_offers(N_PHOTOS + 2)
+    expected = {}
+    with ProductStore.open(path, OLD_SPACES) as store:
+        for n, offer in enumerate(offers):
+            photo = render_product_photo(offer)
+            name = f"{offer.shop}-{n}.png"
+            if n == N_PHOTOS:  # listed but gone from disk
+                image_path = "full/missing.png"
+            elif n == N_PHOTOS + 1:  # on disk but not an image
+                (images / name).write_bytes(b"not a picture")
+                image_path = f"full/{name}"
+            else:
+                photo.save(images / name)
+                # the pipeline stores paths relative to IMAGES_STORE or absolute ones: both
+                image_path = str(images / name) if n == 0 else f"full/{name}"
+            for step, price in enumerate((offer.price, offer.price + Decimal("1.50"))):
+                record = demo_offer_record(offer, price=price, seen_at=T0 + timedelta(days=step))
+                record.image_paths = (image_path,)
+                vectors = {
+                    "image": rng.normal(size=(1, 8)).astype(np.float32),
+                    "text": rng.normal(size=8).astype(np.float32),
+                }
+                offer_id = store.upsert(record, vectors).offer_id
+            expected[offer_id] = {
+                "record": store.get_offers([offer_id])[offer_id],
+                "history": store.price_history(offer_id),
+                "photo": photo if n < N_PHOTOS else None,
+            }
+    return {"path": path, "offers": expected}
+
+
+def _fields(record) -> dict:
+    return dataclasses.asdict(record)
+
+
+@pytest.fixture(scope="module")
+def rebuilt(tmp_path_factory, encoders):
+    old = build_old_store(tmp_path_factory.mktemp("reindex"))
+    report = reindex(old["path"], encoders, batch_size=4)
+    return old, report
+
+
+def test_rebuilt_store_opens_with_current_encoders_and_not_with_the_old_one(rebuilt, encoders):
+    old, report = rebuilt
+    with ProductStore.open(old["path"], spaces_for(encoders), readonly=True) as store:
+        assert store.count("image") == N_PHOTOS
+        assert store.count("text") == len(old["offers"])
+    with pytest.raises(EncoderMismatchError):
+        ProductStore.open(old["path"], OLD_SPACES, readonly=True)
+    assert report.old_spaces == OLD_SPACES
+    assert report.new_spaces == spaces_for(encoders)
+    assert report.vectors == {"image": N_PHOTOS, "text": len(old["offers"])}
+
+
+def test_records_and_price_history_survive_reindex(rebuilt):
+    old, report = rebuilt
+    with ProductStore.open(old["path"], readonly=True) as store:
+        for offer_id, want in old["offers"].items():
+            got = store.get_offers([offer_id])[offer_id]
+            assert _fields(got) == _fields(want["record"])
+            assert store.price_history(offer_id) == want["history"]
+            assert len(want["history"]) == 2
+    assert report.offers == len(old["offers"])
+    assert report.price_points == 2 * len(old["offers"])
+    assert report.offers_renumbered == 0
+
+
+def test_missing_and_broken_photos_lose_only_their_vector(rebuilt):
+    _, report = rebuilt
+    assert (report.images_missing, report.images_unreadable) == (1, 1)
+    assert report.offers_without_text == 0
+    summary = report.summary()
+    assert "1 missing, 1 unreadable" in summary
+    assert "old-image-encoder@0 (8-d) -> efficientnet-lite0" in summary
+
+
+def test_photo_of_an_offer_finds_it_in_the_rebuilt_store(rebuilt, encoders):
+    old, _ = rebuilt
+    with ProductStore.open(old["path"], readonly=True) as store:
+        for offer_id, want in old["offers"].items():
+            if want["photo"] is None:
+                continue
+            width, height = want["photo"].size
+            query = want["photo"].crop((width // 10, height // 10, width, height))  # reframed
+            hits = store.search("image", encoders.image.encode_images([query]), k=3)[0]
+            assert hits[0].offer_id == offer_id
+
+
+def test_old_store_is_kept_as_backup_and_photos_follow_the_new_one(rebuilt):
+    old, report = rebuilt
+    backup = report.backup
+    assert backup is not None and backup.name.startswith("index_data.old-")
+    with ProductStore.open(backup, readonly=True) as store:
+        assert store.count("image") == N_PHOTOS + 2  # the old random vectors, untouched
+    for root in (old["path"], backup):
+        assert sorted(p.name for p in (root / "images" / "full").iterdir()) == sorted(
+            p.name for p in (backup / "images" / "full").iterdir()
+        )
+    leftovers = [p.name for p in old["path"].parent.iterdir() if ".reindex-" in p.name]
+    assert leftovers == []
+
+
+def test_products_are_regrouped_beside_the_rebuilt_store(rebuilt):
+    old, report = rebuilt
+    with ProductGroups.open(old["path"], readonly=True) as groups:
+        products, offers = groups.count()
+    assert offers == len(old["offers"])
+    assert products == report.products >= 1
+
+
+def test_out_dir_gets_the_new_store_and_leaves_the_old_one_alone(tmp_path, encoders):
+    old = build_old_store(tmp_path)
+    out = tmp_path / "rebuilt"
+    report = reindex(old["path"], encoders, out=out)
+    assert report.backup is None and report.store == out
+    with ProductStore.open(old["path"], OLD_SPACES, readonly=True) as store:
+        assert store.count("image") == N_PHOTOS + 2
+    with ProductStore.open(out, spaces_for(encoders), readonly=True) as store:
+        assert store.count("image") == N_PHOTOS
+    assert (out / "images" / "full").is_dir()
+    with pytest.raises(ReindexError, match="not empty"):
+        reindex(old["path"], encoders, out=out)
+
+
+def test_store_held_by_a_crawl_is_refused_before_loading_models(tmp_path, capsys):
+    old = build_old_store(tmp_path)
+    with ProductStore.open(old["path"], OLD_SPACES):  # the crawl's writer
+        code = cumpair_main(["reindex", "--path", str(old["path"]), "--encoders", "offline"])
+        with pytest.raises(StoreLockedError):
+            reindex(old["path"], lambda: pytest.fail("models loaded for a locked store"))
+    assert code == 1
+    assert "held by another writer" in capsys.readouterr().err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["index_data"]
+
+
+def test_missing_store_is_a_clear_error(tmp_path, capsys):
+    code = cumpair_main(["reindex", "--path", str(tmp_path / "nothing")])
+    assert code == 1
+    assert "no product store" in capsys.readouterr().err
+    assert not (tmp_path / "nothing").exists()

@@ -31,6 +31,7 @@ from cumpair.demo.images import label_lines, photo_bytes, render_label, render_p
 from cumpair.demo.pages import PAGE_SIZE, category_url
 from cumpair.demo.server import DemoServer, DemoServerError
 from cumpair.identifiers import normalize_gtin
+from cumpair_scraper.settings import PLAYWRIGHT_LAUNCH_OPTIONS
 
 
 @dataclass
@@ -533,17 +534,8 @@ def test_nebula_renders_products_in_headless_chromium(demo_server):
     offer = demo_server.catalog.offers_by_shop("nebula")[3]
     base = demo_server.base_url("nebula")
     with sync_api.sync_playwright() as playwright:
-        browser = playwright.chromium.launch(
-            executable_path="/usr/bin/chromium",
-            args=[
-                "--no-sandbox",
-                "--disable-gpu",
-                "--disable-background-networking",
-                "--disable-component-update",
-                "--disable-sync",
-                "--no-first-run",
-            ],
-        )
+        # The same browser the crawl uses (Debian's Chromium, offline-friendly flags).
+        browser = playwright.chromium.launch(**PLAYWRIGHT_LAUNCH_OPTIONS)
         try:
             page = browser.new_page()
             page.goto(base + offer.url_path)

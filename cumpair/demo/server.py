@@ -30,6 +30,10 @@ STATIC_DIR = Path(__file__).with_name("static")
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
+# Which shop an aiohttp application serves (one application per shop address).
+SHOP_KEY = web.AppKey("shop", str)
+
+
 class DemoServerError(RuntimeError):
     """The demo shops cannot start (address in use, bad option)."""
 
@@ -180,7 +184,7 @@ class DemoServer:
 
     def _make_app(self, shop: str) -> web.Application:
         app = web.Application(middlewares=[self._record_middleware, self._rate_limit_middleware])
-        app["shop"] = shop
+        app[SHOP_KEY] = shop
         routes = [
             web.get("/", self._home),
             web.get("/robots.txt", self._robots),
@@ -227,7 +231,7 @@ class DemoServer:
             raise
         finally:
             hit = Hit(
-                request.app["shop"],
+                request.app[SHOP_KEY],
                 request.method,
                 request.path_qs,
                 status,
@@ -240,7 +244,7 @@ class DemoServer:
     async def _rate_limit_middleware(
         self, request: web.Request, handler: Handler
     ) -> web.StreamResponse:
-        state = self._state[request.app["shop"]]
+        state = self._state[request.app[SHOP_KEY]]
         state.requests += 1
         if self.rate_limit_every and state.requests % self.rate_limit_every == 0:
             return web.Response(
@@ -251,7 +255,7 @@ class DemoServer:
         return await handler(request)
 
     def _shop(self, request: web.Request) -> str:
-        return request.app["shop"]
+        return request.app[SHOP_KEY]
 
     @staticmethod
     def _html(text: str, status: int = 200) -> web.Response:

@@ -10,8 +10,9 @@ back to older ones (``backups_keep``) or to a rebuild from SQLite, recorded in `
 Usage (the Scrapy pipeline calls `upsert` per item, `maybe_flush` on its own pace, `close` when the
 spider closes)::
 
-    spaces = {"image": SpaceSpec(1280, "efficientnet-lite0", "1"),
-              "text": SpaceSpec(384, "all-MiniLM-L6-v2", "1")}
+    image, text = encoders.image_info, encoders.text_info   # from cumpair.embed.load_encoders
+    spaces = {"image": SpaceSpec(image.dim, image.name, image.version),
+              "text": SpaceSpec(text.dim, text.name, text.version)}
     with ProductStore.open("index_data", spaces, StoreOptions()) as store:
         result = store.upsert(offer, {"image": image_vectors, "text": text_vector})
         hits = store.search("image", query_vectors, k=10)   # list per query of Hit(offer_id, ...)

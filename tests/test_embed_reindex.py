@@ -19,7 +19,13 @@ from cumpair.demo.catalog import build_catalog
 from cumpair.demo.images import render_product_photo
 from cumpair.embed import load_encoders
 from cumpair.embed.reindex import ReindexError, reindex, spaces_for
-from cumpair.index import EncoderMismatchError, ProductStore, SpaceSpec, StoreLockedError
+from cumpair.index import (
+    EncoderMismatchError,
+    OfferRecord,
+    ProductStore,
+    SpaceSpec,
+    StoreLockedError,
+)
 from cumpair.search.demo_index import demo_offer_record
 from cumpair.search.products import ProductGroups
 
@@ -58,6 +64,7 @@ def build_old_store(root: Path) -> dict:
     path = root / "index_data"
     images = path / "images" / "full"
     images.mkdir(parents=True)
+    (path / ".gitkeep").touch()
     rng = np.random.default_rng(0)
     offers = _distinct_offers(N_PHOTOS + 2)
     expected = {}
@@ -157,6 +164,7 @@ def test_old_store_is_kept_as_backup_and_photos_follow_the_new_one(rebuilt):
         assert sorted(p.name for p in (root / "images" / "full").iterdir()) == sorted(
             p.name for p in (backup / "images" / "full").iterdir()
         )
+    assert (old["path"] / ".gitkeep").is_file() and (backup / ".gitkeep").is_file()
     leftovers = [p.name for p in old["path"].parent.iterdir() if ".reindex-" in p.name]
     assert leftovers == []
 
@@ -199,3 +207,18 @@ def test_missing_store_is_a_clear_error(tmp_path, capsys):
     assert code == 1
     assert "no product store" in capsys.readouterr().err
     assert not (tmp_path / "nothing").exists()
+
+
+def test_offers_that_would_merge_stop_the_rebuild_and_leave_the_store_alone(tmp_path, encoders):
+    # A crawl can leave two offers of one shop with the same GTIN (the first got its GTIN
+    # later); replaying them through upsert would fold the second into the first.
+    path = tmp_path / "index_data"
+    with ProductStore.open(path, OLD_SPACES) as store:
+        store.upsert(OfferRecord(shop="s", url="http://s/a", title="Kettle", seen_at=T0))
+        store.upsert(OfferRecord(shop="s", url="http://s/b", title="Kettle", gtin="4006381333931"))
+        store.upsert(OfferRecord(shop="s", url="http://s/a", title="Kettle", gtin="4006381333931"))
+    with pytest.raises(ReindexError, match="would merge"):
+        reindex(path, encoders)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["index_data"]
+    with ProductStore.open(path, OLD_SPACES, readonly=True) as store:
+        assert len(store.get_offers([1, 2])) == 2

@@ -7,6 +7,7 @@ a store a crawl is writing is refused before any model loads.
 from __future__ import annotations
 
 import argparse
+import logging
 import sys
 from pathlib import Path
 
@@ -47,6 +48,7 @@ def run(args: argparse.Namespace) -> int:
     if args.batch_size < 1:
         print("cumpair reindex: --batch-size must be at least 1", file=sys.stderr)
         return 2
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
     try:
         report = reindex(
             args.path,

@@ -29,6 +29,7 @@ from cumpair.index import OfferRecord, PricePoint, ProductStore, SpaceSpec, Stor
 from cumpair.index.locks import WriterLock
 from cumpair.index.records import StoreOptions
 from cumpair.index.store import DB_NAME
+from cumpair.search.products import DB_NAME as GROUPS_DB_NAME
 from cumpair.search.products import ProductGroups
 from cumpair.search.store_scan import first_vectors, scan_offers, space_specs
 
@@ -172,7 +173,7 @@ def reindex(
     finally:
         lock.release()
     report.seconds = time.monotonic() - started
-    logger.info("%s", report.summary())
+    logger.info("reindex of %s done: %d offers in %.1f s", source, report.offers, report.seconds)
     return report
 
 
@@ -323,11 +324,29 @@ def _chunks(records: Sequence[OfferRecord], size: int) -> Iterable[Sequence[Offe
 
 
 def _carry_directories(source: Path, build: Path) -> None:
-    """Give the new store the old one's sub-directories (photos, ONNX exports) as hard links,
-    so photo paths keep resolving after the swap and the backup stays complete too."""
+    """Give the new store everything of the old directory that is not the store itself (photos,
+    ONNX exports, a .gitkeep) as hard links, so photo paths keep resolving after the swap and
+    the backup stays complete too."""
     for entry in source.iterdir():
-        if entry.is_dir() and not entry.is_symlink() and not (build / entry.name).exists():
-            shutil.copytree(entry, build / entry.name, symlinks=True, copy_function=_link_or_copy)
+        dest = build / entry.name
+        if _store_owned(entry.name) or dest.exists() or dest.is_symlink():
+            continue
+        if entry.is_symlink():
+            os.symlink(os.readlink(entry), dest)
+        elif entry.is_dir():
+            shutil.copytree(entry, dest, symlinks=True, copy_function=_link_or_copy)
+        elif entry.is_file():
+            _link_or_copy(str(entry), str(dest))
+
+
+def _store_owned(name: str) -> bool:
+    """Files the store and the product grouping write (the rebuild made its own)."""
+    return (
+        name.startswith((DB_NAME, GROUPS_DB_NAME))
+        or name.endswith(".faiss")
+        or name in ("store.lock", "writer.json")
+        or (name.startswith(".") and name.endswith(".tmp"))
+    )
 
 
 def _link_or_copy(src: str, dst: str) -> None:

@@ -28,6 +28,7 @@ from cumpair.index import (
 )
 from cumpair.search.demo_index import demo_offer_record
 from cumpair.search.products import ProductGroups
+from cumpair.search.store_scan import space_specs
 
 pytestmark = pytest.mark.slow
 
@@ -79,8 +80,12 @@ def build_old_store(root: Path) -> dict:
                 image_path = f"full/{name}"
             else:
                 photo.save(images / name)
-                # the pipeline stores paths relative to IMAGES_STORE or absolute ones: both
-                image_path = str(images / name) if n == 0 else f"full/{name}"
+                # paths as the pipeline stores them (absolute, or relative to IMAGES_STORE),
+                # and one from a store that was moved from another place
+                image_path = {
+                    0: str(images / name),
+                    1: f"/elsewhere/index_data/images/full/{name}",
+                }.get(n, f"full/{name}")
             for step, price in enumerate((offer.price, offer.price + Decimal("1.50"))):
                 record = demo_offer_record(offer, price=price, seen_at=T0 + timedelta(days=step))
                 record.image_paths = (image_path,)
@@ -198,7 +203,7 @@ def test_store_held_by_a_crawl_is_refused_before_loading_models(tmp_path, capsys
         with pytest.raises(StoreLockedError):
             reindex(old["path"], lambda: pytest.fail("models loaded for a locked store"))
     assert code == 1
-    assert "held by another writer" in capsys.readouterr().err
+    assert "is being written by another process" in capsys.readouterr().err
     assert sorted(p.name for p in tmp_path.iterdir()) == ["index_data"]
 
 
@@ -222,3 +227,43 @@ def test_offers_that_would_merge_stop_the_rebuild_and_leave_the_store_alone(tmp_
     assert sorted(p.name for p in tmp_path.iterdir()) == ["index_data"]
     with ProductStore.open(path, OLD_SPACES, readonly=True) as store:
         assert len(store.get_offers([1, 2])) == 2
+
+
+def test_cli_reindexes_into_a_clip_store_from_a_local_checkpoint(tmp_path, capsys):
+    import json
+
+    import open_clip
+    import torch
+
+    tiny = "cumpair-reindex-tiny-clip"
+    config = tmp_path / f"{tiny}.json"
+    config.write_text(
+        json.dumps(
+            {
+                "embed_dim": 32,
+                "vision_cfg": {"image_size": 32, "layers": 1, "width": 32, "patch_size": 16,
+                               "head_width": 16},
+                "text_cfg": {"context_length": 77, "vocab_size": 49408, "width": 32,
+                             "heads": 2, "layers": 1},
+            }
+        )
+    )  # fmt: skip
+    open_clip.add_model_config(config)
+    torch.manual_seed(0)
+    checkpoint = tmp_path / "tiny.pt"
+    torch.save(open_clip.create_model(tiny).state_dict(), checkpoint)
+    old = build_old_store(tmp_path)
+    out = tmp_path / "clip_store"
+    code = cumpair_main(
+        ["reindex", "--path", str(old["path"]), "--out", str(out), "--encoders", "clip",
+         "--clip-model", tiny, "--clip-pretrained", str(checkpoint),
+         "--clip-model-config", str(config), "--batch-size", "3"]
+    )  # fmt: skip
+    assert code == 0
+    printed = capsys.readouterr().out
+    assert f"-> clip-{tiny}@sha256-" in printed and "1 missing, 1 unreadable" in printed
+    with ProductStore.open(out, readonly=True) as store:
+        specs = {name: (spec.encoder, spec.dim) for name, spec in space_specs(store).items()}
+        assert specs == {"image": (f"clip-{tiny}", 32), "text": (f"clip-{tiny}", 32)}
+        assert store.count("image") == N_PHOTOS
+        assert store.count("text") == len(old["offers"])

@@ -33,6 +33,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "--clip-pretrained", default=None, help="open_clip pretrained tag or checkpoint file"
     )
+    parser.add_argument(
+        "--clip-model-config", metavar="JSON", help="register a custom open_clip architecture"
+    )
     parser.add_argument("--batch-size", type=int, default=32, help="inputs per model call (32)")
     parser.add_argument(
         "--images", metavar="DIR", help="where relative photo paths live (default: PATH/images)"
@@ -72,5 +75,6 @@ def _load_encoders(args: argparse.Namespace):
         args.encoders,
         clip_model=args.clip_model or DEFAULT_CLIP_MODEL,
         clip_pretrained=args.clip_pretrained or DEFAULT_CLIP_PRETRAINED,
+        clip_model_config=args.clip_model_config,
         model_dir=Path(args.path) / "models",  # as the crawl's default (INDEX_DATA_DIR/models)
     )

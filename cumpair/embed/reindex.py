@@ -25,7 +25,14 @@ import numpy as np
 from cumpair.embed.batch import BatchEmbedder, ItemVectors
 from cumpair.embed.registry import EncoderSet
 from cumpair.embed.text import product_text
-from cumpair.index import OfferRecord, PricePoint, ProductStore, SpaceSpec, StoreError
+from cumpair.index import (
+    OfferRecord,
+    PricePoint,
+    ProductStore,
+    SpaceSpec,
+    StoreError,
+    StoreLockedError,
+)
 from cumpair.index.locks import WriterLock
 from cumpair.index.records import StoreOptions
 from cumpair.index.store import DB_NAME
@@ -151,7 +158,13 @@ def reindex(
     images = Path(images_root) if images_root is not None else source / "images"
 
     lock = WriterLock(source)
-    lock.acquire(lock_timeout_s)  # StoreLockedError while a crawl writes
+    try:
+        lock.acquire(lock_timeout_s)
+    except StoreLockedError:
+        raise StoreLockedError(
+            f"{source} is being written by another process ({lock.owner()}), e.g. a crawl; "
+            "run reindex when it has finished"
+        ) from None
     try:
         encoder_set = encoders() if callable(encoders) else encoders
         created = not build.exists()
@@ -303,12 +316,17 @@ def _replay(record: OfferRecord, history: Sequence[PricePoint]) -> Iterator[Offe
 
 def _resolve_image(name: str, images: Path) -> str | None:
     """A stored photo path on disk: as stored (absolute or relative to the working directory),
-    else relative to `images`."""
+    else relative to `images`, else its longest tail found under `images` (a store moved from
+    another directory or machine: ``/old/place/images/full/<sha1>.jpg`` -> ``full/<sha1>.jpg``).
+    """
     path = Path(name)
     if path.is_file():
         return str(path)
-    if not path.is_absolute() and (images / path).is_file():
-        return str(images / path)
+    parts = path.parts[1:] if path.is_absolute() else path.parts
+    for start in range(len(parts)):
+        candidate = images.joinpath(*parts[start:])
+        if candidate.is_file():
+            return str(candidate)
     return None
 
 

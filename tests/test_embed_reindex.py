@@ -7,12 +7,15 @@ real demo photos; the old store's vectors are random ones of a made-up "old" enc
 from __future__ import annotations
 
 import dataclasses
+import json
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
 
 import numpy as np
+import open_clip
 import pytest
+import torch
 
 from cumpair.cli import main as cumpair_main
 from cumpair.demo.catalog import build_catalog
@@ -230,12 +233,7 @@ def test_offers_that_would_merge_stop_the_rebuild_and_leave_the_store_alone(tmp_
 
 
 def test_cli_reindexes_into_a_clip_store_from_a_local_checkpoint(tmp_path, capsys):
-    import json
-
-    import open_clip
-    import torch
-
-    tiny = "cumpair-reindex-tiny-clip"
+    tiny = "cumpair-reindex-tiny-clip"  # a small random open_clip model in a local checkpoint
     config = tmp_path / f"{tiny}.json"
     config.write_text(
         json.dumps(

@@ -10,7 +10,9 @@ about to be replaced. Plain library: never imports Scrapy.
 
 from __future__ import annotations
 
+import ctypes
 import dataclasses
+import errno
 import logging
 import os
 import shutil
@@ -44,6 +46,7 @@ logger = logging.getLogger(__name__)
 
 #: Offers embedded and written per store transaction: bounds memory on large stores.
 CHUNK_OFFERS = 256
+_AT_FDCWD, _RENAME_EXCHANGE = -100, 2  # <fcntl.h>, <linux/fs.h>
 #: Failure messages kept for the summary (the counts are always complete).
 MAX_FAILURE_EXAMPLES = 10
 
@@ -375,8 +378,15 @@ def _link_or_copy(src: str, dst: str) -> None:
 
 
 def _swap(source: Path, build: Path, stamp: str) -> Path:
-    """Move `source` aside and `build` into its place; undo the first rename if the second fails."""
+    """Put `build` in place of `source` and move the old store aside; returns where it went.
+
+    On Linux the two directories are exchanged in one step (``renameat2(RENAME_EXCHANGE)``), so
+    `source` is never missing; elsewhere two renames, the first undone if the second fails.
+    """
     backup = _free_name(source, f"old-{stamp}")
+    if _exchange(source, build):
+        os.rename(build, backup)  # `build` now names the old store
+        return backup
     os.rename(source, backup)
     try:
         os.rename(build, source)
@@ -384,6 +394,22 @@ def _swap(source: Path, build: Path, stamp: str) -> Path:
         os.rename(backup, source)
         raise
     return backup
+
+
+def _exchange(a: Path, b: Path) -> bool:
+    """Atomically exchange two paths; False where the platform or file system cannot."""
+    try:
+        renameat2 = ctypes.CDLL(None, use_errno=True).renameat2
+    except (OSError, AttributeError):
+        return False
+    renameat2.argtypes = [ctypes.c_int, ctypes.c_char_p, ctypes.c_int, ctypes.c_char_p]
+    renameat2.argtypes += [ctypes.c_uint]
+    if renameat2(_AT_FDCWD, os.fsencode(a), _AT_FDCWD, os.fsencode(b), _RENAME_EXCHANGE) == 0:
+        return True
+    err = ctypes.get_errno()
+    if err in (errno.EINVAL, errno.ENOSYS, errno.EOPNOTSUPP):
+        return False
+    raise OSError(err, os.strerror(err), str(a), None, str(b))
 
 
 def _free_name(source: Path, suffix: str) -> Path:

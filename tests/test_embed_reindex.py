@@ -197,6 +197,8 @@ def test_out_dir_gets_the_new_store_and_leaves_the_old_one_alone(tmp_path, encod
     assert (out / "images" / "full").is_dir()
     with pytest.raises(ReindexError, match="not empty"):
         reindex(old["path"], encoders, out=out)
+    with pytest.raises(ReindexError, match="outside the store"):
+        reindex(old["path"], encoders, out=old["path"] / "rebuilt")
 
 
 def test_store_held_by_a_crawl_is_refused_before_loading_models(tmp_path, capsys):

@@ -139,7 +139,8 @@ def reindex(
     directory) and `path` is left as it was. `encoders` may be a loader, called once the lock is
     held, so a locked store is refused before any model loads. Photo paths in records are used
     as stored (absolute, or relative to the working directory), else relative to `images_root`
-    (default ``<path>/images``). A missing or unreadable photo loses only its vector.
+    (default ``<path>/images``), else by the longest tail of their path found there. A missing
+    or unreadable photo loses only its vector.
 
     Raises `StoreLockedError` when a crawl holds the store, `ReindexError` when the store or
     the output directory is unusable; the old store is untouched when anything fails.
@@ -151,8 +152,8 @@ def reindex(
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
     target = Path(out) if out is not None else None
     if target is not None:
-        if target.resolve() == source.resolve():
-            raise ReindexError("--out must differ from the store being reindexed")
+        if target.resolve() == source.resolve() or source.resolve() in target.resolve().parents:
+            raise ReindexError(f"the output directory {target} must be outside the store {source}")
         if target.exists() and (not target.is_dir() or any(target.iterdir())):
             raise ReindexError(f"output directory {target} exists and is not empty")
         build = target
@@ -173,7 +174,7 @@ def reindex(
         created = not build.exists()
         try:
             report = _rebuild(source, build, encoder_set, images, batch_size, chunk_offers)
-            _carry_directories(source, build)
+            _carry_files(source, build)
         except BaseException:
             if created:
                 shutil.rmtree(build, ignore_errors=True)
@@ -344,7 +345,7 @@ def _chunks(records: Sequence[OfferRecord], size: int) -> Iterable[Sequence[Offe
         yield records[start : start + size]
 
 
-def _carry_directories(source: Path, build: Path) -> None:
+def _carry_files(source: Path, build: Path) -> None:
     """Give the new store everything of the old directory that is not the store itself (photos,
     ONNX exports, a .gitkeep) as hard links, so photo paths keep resolving after the swap and
     the backup stays complete too."""

@@ -30,13 +30,7 @@ def build_parser(argv: list[str]) -> argparse.ArgumentParser:
     wanted = next((arg for arg in argv if not arg.startswith("-")), None)
     modules = [_COMMANDS[wanted]] if wanted in _COMMANDS else sorted(set(_COMMANDS.values()))
     for module_name in modules:
-        try:
-            module = importlib.import_module(module_name)
-        except ModuleNotFoundError as exc:
-            if exc.name != module_name:
-                raise
-            continue  # a part not built yet registers nothing
-        module.add_parser(subparsers)
+        importlib.import_module(module_name).add_parser(subparsers)
     return parser
 
 

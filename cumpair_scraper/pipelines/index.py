@@ -24,7 +24,8 @@ from scrapy.exceptions import NotConfigured
 from scrapy.settings import BaseSettings
 
 from cumpair.embed import BatchEmbedder, EncoderSet, load_encoders, product_text
-from cumpair.index import OfferRecord, ProductStore, SpaceSpec, StoreOptions
+from cumpair.embed.reindex import spaces_for
+from cumpair.index import OfferRecord, ProductStore, StoreOptions
 from cumpair.search.products import ProductGroups
 from cumpair.search.store_scan import first_vectors, scan_offers
 from cumpair_scraper.pipelines.images import images_store_path
@@ -68,18 +69,10 @@ _stores_lock = threading.Lock()
 
 
 def _acquire_store(path: Path, encoders: EncoderSet, options: StoreOptions) -> _SharedStore:
-    spaces = {
-        "image": SpaceSpec(
-            encoders.image_info.dim, encoders.image_info.name, encoders.image_info.version
-        ),
-        "text": SpaceSpec(
-            encoders.text_info.dim, encoders.text_info.name, encoders.text_info.version
-        ),
-    }
     with _stores_lock:
         shared = _stores.get(path)
         if shared is None:
-            store = ProductStore.open(path, spaces, options)
+            store = ProductStore.open(path, spaces_for(encoders), options)
             shared = _stores[path] = _SharedStore(store, ProductGroups.open(path), 0)
         shared.users += 1
         return shared

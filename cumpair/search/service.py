@@ -87,14 +87,18 @@ class SearchService:
         ocr: bool = True,
         images_root: str | Path | None = None,
         verify_candidates: int = VERIFY_CANDIDATES,
+        query_views: bool = True,
     ) -> None:
         """`images_root`: where offers' `image_paths` live (default: the store's ``images``);
-        `verify_candidates`: photo hits checked by keypoint matching (0 turns it off)."""
+        `verify_candidates`: photo hits checked by keypoint matching (0 turns it off);
+        `query_views`: embed several framings of a photo query (about 17x the model work of
+        one photo, for recall on tilted and cluttered photos) rather than the photo alone."""
         self.store = store
         self.groups = groups
         self.ocr = ocr
         self.images_root = Path(images_root) if images_root else Path(store.path) / "images"
         self.verify_candidates = verify_candidates
+        self.query_views = query_views
         self._verifier = None
         self._encoder_loader = encoder_loader or _default_encoders
         self._encoders: Any = None
@@ -125,13 +129,20 @@ class SearchService:
         explain: bool = False,
     ) -> SearchResponse:
         """Products whose photos look like `image` (path, bytes or PIL image), re-ranked by OCR."""
+        from cumpair.embed.query import best_over_views, embed_query
         from cumpair.vision.images import load_image
 
         picture = load_image(image)  # ImageError on bad input, before any model loads
-        vector = self.encoders.image.encode_images([picture])
-        hits = self._vector_hits(
-            "image", vector, max(k, self.verify_candidates // OVERSAMPLE), shops, max_price
-        )
+        per_offer = max(k, self.verify_candidates // OVERSAMPLE)
+        if self.query_views:
+            # One query, several framings of it (turned, centre crops, windows): per offer the
+            # best view's score, as `cumpair.embed.query` explains.
+            views, vectors = embed_query(self.encoders.image, picture)
+            found = self._vector_hit_lists("image", vectors, per_offer, shops, max_price)
+            hits = best_over_views(found, views)
+        else:
+            vector = self.encoders.image.encode_images([picture])
+            hits = self._vector_hits("image", vector, per_offer, shops, max_price)
         hits = self._verify(picture, hits)
         facts = self._read_photo(picture) if self.ocr else QueryFacts()
         ranked = self._with_facts(rank_products(hits, self._products_of(hits)), facts)
@@ -203,11 +214,17 @@ class SearchService:
 
     # ------------------------------------------------------------------ internals
     def _vector_hits(self, space, vectors, k, shops, max_price) -> list[tuple[int, float]]:
+        return self._vector_hit_lists(space, vectors[:1], k, shops, max_price)[0]
+
+    def _vector_hit_lists(
+        self, space, vectors, k, shops, max_price
+    ) -> list[list[tuple[int, float]]]:
+        """(offer id, score) hits of each query vector (row of `vectors`)."""
         filters = None
         if shops or max_price is not None:
             filters = SearchFilters(shops=tuple(shops) if shops else None, max_price=max_price)
         found = self.store.search(space, np.asarray(vectors), k=k * OVERSAMPLE, filters=filters)
-        return [(hit.offer_id, hit.score) for hit in found[0]]
+        return [[(hit.offer_id, hit.score) for hit in row] for row in found]
 
     def _verify(self, picture: Any, hits: list[tuple[int, float]]) -> list[tuple[int, float]]:
         """Re-rank photo hits by keypoint matches with the offers' photos on disk."""

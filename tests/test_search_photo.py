@@ -13,7 +13,7 @@ from cumpair.index import ProductStore, SpaceSpec, StoreOptions
 from cumpair.search.augment import photo_query
 from cumpair.search.demo_index import demo_vectors, index_demo_offers
 from cumpair.search.products import ProductGroups
-from cumpair.search.service import SearchService
+from cumpair.search.service import VERIFY_CANDIDATES, SearchService
 
 pytestmark = pytest.mark.slow
 
@@ -79,6 +79,92 @@ def test_transformed_shop_photos_find_their_product(service, catalog, indexed):
         response = service.search_image(image, k=5)
         found += response.products[0].product_id == product_of_offer[offer.product_id]
     assert found / len(offers) >= 0.8
+
+
+@pytest.fixture(scope="module")
+def one_photo_per_product(tmp_path_factory, catalog, encoders):
+    """A service over one shop's offer per product: queries come from another shop's photo."""
+    path = tmp_path_factory.mktemp("one-photo")
+    spaces = {
+        "image": SpaceSpec(encoders.image.dim, encoders.image.name, encoders.image.version),
+        "text": SpaceSpec(encoders.text.dim, encoders.text.name, encoders.text.version),
+    }
+    store = ProductStore.open(path, spaces, StoreOptions(duplicate_threshold=None))
+    groups = ProductGroups.open(path)
+    firsts = [catalog.offers_for_product(p.product_id)[0] for p in catalog.products]
+    ids = index_demo_offers(
+        store, groups, firsts, demo_vectors(firsts, encoders), write_photos=True
+    )
+    product_ids = {o.product_id: groups.product_of([i])[i] for i, o in ids.items()}
+    yield SearchService(store, groups, encoder_loader=lambda: encoders, ocr=False), product_ids
+    groups.close()
+    store.close()
+
+
+def _cross_shop_queries(catalog):
+    """Per product, its second shop's photo as a shopper would take it (fixed seeds), with the
+    product cut out of its clip-art so one query in three lands on a new background."""
+    from PIL import Image
+
+    queries = []
+    for n, product in enumerate(catalog.products):
+        offer = catalog.offers_for_product(product.product_id)[1]
+        with Image.open(offer.product.clipart) as art:
+            subject = art.convert("RGBA")
+        subject = subject.crop(subject.getchannel("A").getbbox())
+        image, _ = photo_query(render_product_photo(offer), seed=100 + n, subject=subject)
+        queries.append((offer.product_id, image))
+    return queries
+
+
+def test_another_shops_transformed_photo_finds_the_product_first(one_photo_per_product, catalog):
+    service, product_ids = one_photo_per_product
+    queries = _cross_shop_queries(catalog)
+    found = sum(
+        service.search_image(image, k=1).products[0].product_id == product_ids[truth]
+        for truth, image in queries
+    )
+    assert found / len(queries) >= 0.9
+
+
+def _in_a_busy_scene(photo, n):
+    """The photo shrunk into one of scikit-image's real photos, as if held up in a room."""
+    import random
+
+    from PIL import Image
+    from skimage import data
+
+    rng = random.Random(n)
+    scene = Image.fromarray((data.coffee, data.astronaut, data.chelsea)[n % 3]()).resize((720, 720))
+    side = rng.randint(300, 420)
+    corner = (rng.randint(0, 720 - side), rng.randint(0, 720 - side))
+    scene.paste(photo.resize((side, side)), corner)
+    return scene
+
+
+def test_multi_view_query_finds_more_products_in_busy_scenes_than_the_photo_alone(
+    one_photo_per_product, catalog
+):
+    """Without keypoints to lean on, windows of a cluttered scene find the product where the
+    photo's own vector (framed on the scene's largest smooth region) often does not."""
+    service, product_ids = one_photo_per_product
+    seconds = [catalog.offers_for_product(p.product_id)[1] for p in catalog.products]
+    queries = [
+        (offer.product_id, _in_a_busy_scene(render_product_photo(offer), n))
+        for n, offer in enumerate(seconds)
+    ]
+    found = {}
+    try:
+        service.verify_candidates = 0
+        for views in (False, True):
+            service.query_views = views
+            found[views] = sum(
+                service.search_image(image, k=1).products[0].product_id == product_ids[truth]
+                for truth, image in queries
+            )
+    finally:
+        service.query_views, service.verify_candidates = True, VERIFY_CANDIDATES
+    assert found[True] > found[False]
 
 
 def test_a_label_photo_is_read_and_its_gtin_ranks_the_product_first(service, catalog, indexed):

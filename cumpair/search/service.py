@@ -2,8 +2,9 @@
 
 One `SearchService` per process holds the store, the grouping and the encoders (loaded on the
 first query that needs them, once); the CLI builds one per run, `cumpair serve` one for its
-lifetime. Photo queries are OCR'd too: a GTIN, model code or brand read from the photo lifts the
-products that carry it.
+lifetime. A photo query is embedded in several framings (`cumpair.embed.query`: turned, centre
+crops, windows of a cluttered scene), its best hits checked by keypoints (`verify`), and OCR'd
+too: a GTIN, model code or brand read from the photo lifts the products that carry it.
 """
 
 from __future__ import annotations

@@ -88,7 +88,10 @@ def evaluate_photos(catalog, encoders, queries: int, seed: int, verify: int) -> 
     product_ids = sorted({o.product_id for o in offers})
     product_number = {pid: n for n, pid in enumerate(product_ids)}
     photos = [render_product_photo(o) for o in offers]
-    vectors = encoders.image.encode_images(photos)
+    # In batches: one call over every photo holds all their activations at once.
+    vectors = np.concatenate(
+        [encoders.image.encode_images(photos[i : i + 32]) for i in range(0, len(photos), 32)]
+    )
     index = faiss.IndexFlatIP(vectors.shape[1])
     index.add(vectors)
     verifier = GeometricVerifier()

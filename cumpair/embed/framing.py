@@ -125,6 +125,8 @@ def _object_mask(pixels: np.ndarray) -> np.ndarray | None:
     parts, count = ndimage.label(mask)
     sizes = ndimage.sum_labels(mask, parts, np.arange(1, count + 1))
     keep = np.flatnonzero(sizes >= max(0.05 * sizes.max(), 0.002 * mask.size)) + 1
+    if not len(keep):  # only specks (a textured backdrop with nothing on it): no object
+        return None
     return np.isin(parts, keep)
 
 

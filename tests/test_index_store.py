@@ -118,6 +118,16 @@ def test_near_identical_image_in_same_shop_is_a_duplicate_but_not_across_shops(s
     assert c.created and d.created
 
 
+def test_same_photo_with_a_different_text_is_not_a_duplicate(store, rng):
+    """Two products shot alike in one shop stay apart when their text vectors differ."""
+    image, text = unit(rng, 1, 16), unit(rng, 8)
+    a = store.upsert(offer(url="http://n/1"), {"image": image, "text": text})
+    same = store.upsert(offer(url="http://n/1b"), {"image": image, "text": text})
+    other = store.upsert(offer(url="http://n/2"), {"image": image, "text": unit(rng, 8)})
+    assert same.offer_id == a.offer_id and same.matched_by == "vector"
+    assert other.created
+
+
 def test_near_duplicate_detection_can_be_disabled(tmp_path, rng):
     image = unit(rng, 1, 16)
     options = StoreOptions(duplicate_threshold=None)

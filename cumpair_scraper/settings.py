@@ -117,8 +117,10 @@ INDEX_FLUSH_INTERVAL = 300.0  # seconds between index snapshots during a crawl (
 INDEX_BACKUPS_KEEP = 3  # older snapshots kept to recover from a corrupt file
 INDEX_UPGRADE_THRESHOLD = 100_000  # vectors in a space before exact Flat becomes IVF-PQ
 INDEX_RECALL_TARGET = 0.95  # recall@10 the IVF-PQ nprobe is tuned for
-# Cosine above which a same-shop vector is taken for the same offer; 0 turns it off.
-INDEX_DUPLICATE_THRESHOLD = 0.999
+# Cosine at or above which a same-shop offer with a near-identical photo AND text is taken for the
+# same offer (re-encoded photos of one product measured >= 0.9979; two products shot alike up to
+# 0.9990, but their texts differ). 0 turns the rule off.
+INDEX_DUPLICATE_THRESHOLD = 0.995
 # auto: CLIP when its weights are on disk, else the offline EfficientNet-Lite0 + MiniLM encoders.
 EMBED_ENCODERS = "auto"
 EMBED_CLIP_MODEL = "ViT-B-32"

@@ -24,13 +24,23 @@ import numpy as np
 from cumpair.index import OfferRecord, ProductStore, SpaceSpec, StoreOptions
 
 
-def clustered(n: int, dim: int, seed: int = 0, clusters: int = 1000) -> np.ndarray:
+def clustered(n: int, dim: int, seed: int = 0, clusters: int = 1000, intrinsic: int = 32):
+    """Unit vectors shaped like real embeddings: clustered, with a low intrinsic dimension.
+
+    A mixture of `clusters` Gaussians in an `intrinsic`-d latent space, mapped into `dim`
+    dimensions by a fixed random linear map, plus a little isotropic noise. (Isotropic noise in
+    all 512 dimensions would make every point of a cluster almost equidistant from the others,
+    a nearest-neighbour problem without an answer that no real encoder produces.)
+    """
     rng = np.random.default_rng(seed)
-    centres = rng.standard_normal((clusters, dim), dtype=np.float32)
+    basis = np.random.default_rng(1234).standard_normal((intrinsic, dim), dtype=np.float32)
+    centres = rng.standard_normal((clusters, intrinsic), dtype=np.float32)
     out = np.empty((n, dim), dtype=np.float32)
     for start in range(0, n, 100_000):
         m = min(100_000, n - start)
-        x = centres[rng.integers(0, clusters, m)] + 0.6 * rng.standard_normal((m, dim), np.float32)
+        z = centres[rng.integers(0, clusters, m)]
+        z += 0.5 * rng.standard_normal((m, intrinsic), np.float32)
+        x = z @ basis + 0.3 * rng.standard_normal((m, dim), np.float32)
         out[start : start + m] = x / np.linalg.norm(x, axis=1, keepdims=True)
     return out
 
@@ -87,7 +97,7 @@ def bench_overhead(n: int, dim: int, nq: int, root: Path) -> None:
     row("search, one at a time (QPS)", raw_single, store_single, "q/s")
 
 
-def bench_ivfpq(n: int, dim: int, nq: int, root: Path) -> None:
+def bench_ivfpq(n: int, dim: int, nq: int, root: Path, opq: bool | None, refine: int) -> None:
     print(f"\n== IVF-PQ at {n} x {dim} ({nq} queries, recall@10 vs exact)")
     data, queries = np.split(clustered(n + nq, dim), [n])
     flat = faiss.IndexFlatIP(dim)
@@ -96,7 +106,10 @@ def bench_ivfpq(n: int, dim: int, nq: int, root: Path) -> None:
     _, truth = flat.search(queries, 10)
     exact_qps = nq / (time.perf_counter() - t)
     del flat
-    options = StoreOptions(upgrade_threshold=n, background_upgrade=False, duplicate_threshold=None)
+    options = StoreOptions(
+        upgrade_threshold=n, background_upgrade=False, duplicate_threshold=None,
+        use_opq=opq, refine_k_factor=refine,
+    )  # fmt: skip
     path = root / "ivfpq"
     with ProductStore.open(path, {"image": SpaceSpec(dim, "bench")}, options) as store:
         t = time.perf_counter()
@@ -180,6 +193,14 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--full", action="store_true", help="issue sizes (10^5; 10^6 x 512)")
     parser.add_argument("--only", choices=["overhead", "ivfpq", "soak"])
+    parser.add_argument(
+        "--opq", choices=["auto", "on", "off"], default="auto",
+        help="OPQ rotation before PQ (auto: the store's default for the size)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--refine", type=int, default=StoreOptions().refine_k_factor,
+        help="exact re-ranking of k*REFINE IVF-PQ candidates (default: the store's)",
+    )  # fmt: skip
     args = parser.parse_args()
     n_over, n_ivf, dim_ivf = (100_000, 1_000_000, 512) if args.full else (20_000, 100_000, 128)
     with tempfile.TemporaryDirectory() as tmp:
@@ -187,7 +208,8 @@ def main() -> None:
         if args.only in (None, "overhead"):
             bench_overhead(n_over, 512 if args.full else 128, 1000, root)
         if args.only in (None, "ivfpq"):
-            bench_ivfpq(n_ivf, dim_ivf, 1000, root)
+            opq = {"auto": None, "on": True, "off": False}[args.opq]
+            bench_ivfpq(n_ivf, dim_ivf, 1000, root, opq, args.refine)
         if args.only in (None, "soak"):
             bench_soak(30 if args.full else 10, 64, root)
 

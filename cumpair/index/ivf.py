@@ -66,7 +66,8 @@ def choose_ivfpq(n: int, dim: int, options: StoreOptions) -> IndexParams:
         nlist //= 2
     nbits = 8 if n >= 39 * 256 else max(4, int(math.log2(n / 39)))
     m = max(d for d in range(1, min(dim, options.max_code_bytes) + 1) if dim % d == 0)
-    opq = options.use_opq and m > 1
+    wants_opq = n >= options.opq_from if options.use_opq is None else options.use_opq
+    opq = wants_opq and m > 1
     factory = (f"OPQ{m}," if opq else "") + f"IVF{nlist},PQ{m}x{nbits}"
     return IndexParams(
         kind="ivfpq",

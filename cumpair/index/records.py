@@ -87,10 +87,11 @@ class StoreOptions:
     recall_target: float = 0.95  # nprobe is tuned until recall@recall_k reaches this
     recall_k: int = 10
     max_code_bytes: int = 48  # PQ bytes per vector (m); the 8-byte id comes on top
-    use_opq: bool = (
-        False  # OPQ rotation: minutes of training on 2 cores; refine already hits recall
-    )
-    refine_k_factor: int = 4  # exact re-ranking of k*factor IVF-PQ candidates; 0 disables
+    # OPQ rotation before PQ: None = from `opq_from` vectors on. At 10^6 x 512 it lifted
+    # recall@10 from 0.81 (PQ alone, even probing every list) to 0.97 (bench_index.py --full).
+    use_opq: bool | None = None
+    opq_from: int = 100_000
+    refine_k_factor: int = 16  # exact re-ranking of k*factor IVF-PQ candidates; 0 disables
     duplicate_threshold: float | None = 0.995  # cosine; None disables near-duplicate merging
     duplicate_space: str = "image"
     background_upgrade: bool = True  # build IVF-PQ on a worker thread, swap when ready

@@ -14,17 +14,9 @@ from cumpair.search.augment import photo_query
 from cumpair.search.demo_index import demo_vectors, index_demo_offers
 from cumpair.search.products import ProductGroups
 from cumpair.search.service import VERIFY_CANDIDATES, SearchService
+from cumpair_scraper.settings import PLAYWRIGHT_LAUNCH_OPTIONS
 
 pytestmark = pytest.mark.slow
-
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
 
 
 @pytest.fixture(scope="module")
@@ -226,9 +218,7 @@ async def test_upload_page_shows_the_comparison_table_in_chromium(service, catal
     port = site._server.sockets[0].getsockname()[1]
     try:
         async with async_playwright() as pw:
-            browser = await pw.chromium.launch(
-                executable_path="/usr/bin/chromium", args=CHROMIUM_ARGS
-            )
+            browser = await pw.chromium.launch(**PLAYWRIGHT_LAUNCH_OPTIONS)
             page = await browser.new_page()
             await page.goto(f"http://127.0.0.1:{port}/")
             await page.set_input_files("#image", str(photo))

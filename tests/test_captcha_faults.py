@@ -62,26 +62,33 @@ def answers(server, ids: list[str], deadline_s: float) -> list[str]:
         time.sleep(0.2)
 
 
+def submit_to_a_worker_killed_mid_task(server, worker_args: tuple[str, ...]) -> str:
+    """Submit a task, let a worker that never finishes claim it, SIGKILL that worker."""
+    hanging = subprocess.Popen(
+        [sys.executable, "-c", HANGING_WORKER, "--redis", server.redis.url, *ENGINES, *worker_args],
+        cwd=ROOT,
+        env=_env(),
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        task_id = submit(server, "7KX4P")
+        client = redis.Redis(port=server.redis.port)
+        deadline = time.monotonic() + 60
+        while client.hget(Keys().task(task_id), "state") != b"processing":
+            assert time.monotonic() < deadline, "hanging worker never claimed the task"
+            time.sleep(0.05)
+        assert f"-{hanging.pid}-".encode() in client.hget(Keys().task(task_id), "worker")
+        hanging.send_signal(signal.SIGKILL)
+        hanging.wait(timeout=10)
+    finally:
+        stop(hanging)
+    return task_id
+
+
 def test_task_held_by_a_killed_worker_is_solved_by_another(tmp_path):
     with captcha_server(tmp_path, backend="redis", n_workers=0, server_args=FAST) as server:
-        hanging = subprocess.Popen(
-            [sys.executable, "-c", HANGING_WORKER, "--redis", server.redis.url, *ENGINES, *FAST],
-            cwd=ROOT,
-            env=_env(),
-            stderr=subprocess.DEVNULL,
-        )
-        try:
-            task_id = submit(server, "7KX4P")
-            client = redis.Redis(port=server.redis.port)
-            deadline = time.monotonic() + 60
-            while client.hget(Keys().task(task_id), "state") != b"processing":
-                assert time.monotonic() < deadline, "hanging worker never claimed the task"
-                time.sleep(0.05)
-            assert f"-{hanging.pid}-".encode() in client.hget(Keys().task(task_id), "worker")
-            hanging.send_signal(signal.SIGKILL)
-            hanging.wait(timeout=10)
-        finally:
-            stop(hanging)
+        task_id = submit_to_a_worker_killed_mid_task(server, FAST)
+        client = redis.Redis(port=server.redis.port)
         server.workers += [start_worker(server.redis.url, *FAST) for _ in range(2)]
         assert answers(server, [task_id], 90) == ["7KX4P"]
         result = server.post("/getTaskResult", json={"clientKey": KEY, "taskId": int(task_id)})
@@ -94,23 +101,8 @@ def test_task_held_by_a_killed_worker_is_solved_by_another(tmp_path):
 def test_task_whose_workers_keep_dying_ends_unsolvable_after_max_attempts(tmp_path):
     limits = ("--visibility-timeout", "1", "--max-attempts", "1")
     with captcha_server(tmp_path, backend="redis", n_workers=0, server_args=limits) as server:
-        hanging = subprocess.Popen(
-            [sys.executable, "-c", HANGING_WORKER, "--redis", server.redis.url, *ENGINES, *limits],
-            cwd=ROOT,
-            env=_env(),
-            stderr=subprocess.DEVNULL,
-        )
-        try:
-            task_id = submit(server, "7KX4P")
-            client = redis.Redis(port=server.redis.port)
-            deadline = time.monotonic() + 60
-            while client.hget(Keys().task(task_id), "state") != b"processing":
-                assert time.monotonic() < deadline, "hanging worker never claimed the task"
-                time.sleep(0.05)
-            hanging.send_signal(signal.SIGKILL)
-            hanging.wait(timeout=10)
-        finally:
-            stop(hanging)
+        task_id = submit_to_a_worker_killed_mid_task(server, limits)
+        client = redis.Redis(port=server.redis.port)
         server.workers.append(start_worker(server.redis.url, *limits))
         assert answers(server, [task_id], 90) == ["ERROR_CAPTCHA_UNSOLVABLE"]
         assert client.hget(Keys().task(task_id), "image") is None  # image dropped once final

@@ -28,7 +28,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from cumpair.demo.catalog import build_catalog
 from cumpair.demo.images import render_product_photo
 from cumpair.embed import load_encoders
-from cumpair.index import ProductStore, SpaceSpec, StoreOptions
+from cumpair.embed.reindex import spaces_for
+from cumpair.index import ProductStore, StoreOptions
 from cumpair.search.augment import photo_query
 from cumpair.search.demo_index import demo_offer_record, demo_vectors, index_demo_offers
 from cumpair.search.products import ProductGroups
@@ -70,10 +71,7 @@ def baseline_scan(matrix: np.ndarray, query: np.ndarray, k: int) -> np.ndarray:
 def run_size(total, catalog, encoders, vectors, photo_queries, text_queries, args) -> None:
     rng = np.random.default_rng(total)
     with tempfile.TemporaryDirectory(prefix="bench-search-") as tmp:
-        spaces = {
-            "image": SpaceSpec(encoders.image.dim, encoders.image.name, encoders.image.version),
-            "text": SpaceSpec(encoders.text.dim, encoders.text.name, encoders.text.version),
-        }
+        spaces = spaces_for(encoders)
         options = StoreOptions(duplicate_threshold=None, background_upgrade=False)
         started = time.perf_counter()
         store = ProductStore.open(tmp, spaces, options)

@@ -9,7 +9,8 @@ import pytest
 
 from cumpair.demo.catalog import build_catalog
 from cumpair.demo.images import render_label, render_product_photo
-from cumpair.index import ProductStore, SpaceSpec, StoreOptions
+from cumpair.embed.reindex import spaces_for
+from cumpair.index import ProductStore, StoreOptions
 from cumpair.search.augment import photo_query
 from cumpair.search.demo_index import demo_vectors, index_demo_offers
 from cumpair.search.products import ProductGroups
@@ -34,10 +35,7 @@ def catalog():
 @pytest.fixture(scope="module")
 def indexed(tmp_path_factory, catalog, encoders):
     path = tmp_path_factory.mktemp("index")
-    spaces = {
-        "image": SpaceSpec(encoders.image.dim, encoders.image.name, encoders.image.version),
-        "text": SpaceSpec(encoders.text.dim, encoders.text.name, encoders.text.version),
-    }
+    spaces = spaces_for(encoders)
     store = ProductStore.open(path, spaces, StoreOptions(duplicate_threshold=None))
     groups = ProductGroups.open(path)
     vectors = demo_vectors(catalog.offers, encoders)
@@ -77,10 +75,7 @@ def test_transformed_shop_photos_find_their_product(service, catalog, indexed):
 def one_photo_per_product(tmp_path_factory, catalog, encoders):
     """A service over one shop's offer per product: queries come from another shop's photo."""
     path = tmp_path_factory.mktemp("one-photo")
-    spaces = {
-        "image": SpaceSpec(encoders.image.dim, encoders.image.name, encoders.image.version),
-        "text": SpaceSpec(encoders.text.dim, encoders.text.name, encoders.text.version),
-    }
+    spaces = spaces_for(encoders)
     store = ProductStore.open(path, spaces, StoreOptions(duplicate_threshold=None))
     groups = ProductGroups.open(path)
     firsts = [catalog.offers_for_product(p.product_id)[0] for p in catalog.products]

@@ -1,21 +1,23 @@
 """The SQLite half of the product store: offers, price history, raw vectors and the op sequence.
 
 SQLite is the store's source of truth and its write-ahead log: every upsert/remove commits the
-offer rows *and* the raw vectors in one transaction stamped with a sequence number, so FAISS files
+offer rows *and* the vector rows in one transaction stamped with a sequence number, so FAISS files
 are only snapshots that can be rebuilt or brought up to date by replaying rows with a newer
-``seq``. Schema changes go through `MIGRATIONS` (append a step; never edit an applied one).
+``seq``. A vector row points at its raw float32 values in the space's append-only log file
+(vectorlog.py), written before the commit. Schema changes go through `MIGRATIONS` (append a step;
+never edit an applied one).
 """
 
 from __future__ import annotations
 
 import json
 import sqlite3
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 
@@ -25,10 +27,65 @@ from cumpair.index.records import (
     SearchFilters,
     SpaceSpec,
 )
+from cumpair.index.vectorlog import VectorLog, log_name
 
-# Each step runs once, in order; PRAGMA user_version records how many ran. Other parts (issue 6
-# product grouping) extend the schema by appending a step here.
-MIGRATIONS: list[str] = [
+Migration = str | Callable[[sqlite3.Connection, Path], None]
+
+
+def _move_vectors_to_logs(conn: sqlite3.Connection, directory: Path) -> None:
+    """Schema 2: raw vectors leave SQLite for one append-only log file per space.
+
+    Runs inside the migration's transaction; the log files are written before it commits, and a
+    kill before the commit leaves the old schema in place to migrate again (files overwritten).
+    """
+    for statement in _split_sql(
+        """
+        CREATE TABLE vector_logs (
+            space TEXT PRIMARY KEY, file TEXT NOT NULL, rows INTEGER NOT NULL);
+        CREATE TABLE vectors_v2 (
+            space TEXT NOT NULL, vector_id INTEGER NOT NULL, offer_id INTEGER NOT NULL,
+            ordinal INTEGER NOT NULL, seq INTEGER NOT NULL, row INTEGER NOT NULL,
+            PRIMARY KEY (space, vector_id))
+        """
+    ):
+        conn.execute(statement)
+    for space, dim in conn.execute("SELECT name, dim FROM spaces").fetchall():
+        name = log_name(space, 1)
+        log = VectorLog(directory / name, int(dim), writable=True)
+        rows = 0
+        try:
+            cursor = conn.execute(
+                "SELECT vector_id, offer_id, ordinal, seq, vec FROM vectors WHERE space = ?"
+                " ORDER BY vector_id",
+                (space,),
+            )
+            while batch := cursor.fetchmany(4096):
+                matrix = np.frombuffer(b"".join(r[4] for r in batch), np.float32)
+                log.write(rows, matrix.reshape(len(batch), int(dim)))
+                conn.executemany(
+                    "INSERT INTO vectors_v2 VALUES (?, ?, ?, ?, ?, ?)",
+                    [(space, *r[:4], rows + i) for i, r in enumerate(batch)],
+                )
+                rows += len(batch)
+            log.truncate(rows)
+            log.sync()
+        finally:
+            log.close()
+        conn.execute("INSERT INTO vector_logs VALUES (?, ?, ?)", (space, name, rows))
+    for statement in _split_sql(
+        """
+        DROP TABLE vectors;
+        ALTER TABLE vectors_v2 RENAME TO vectors;
+        CREATE INDEX vectors_seq ON vectors (space, seq);
+        CREATE INDEX vectors_offer ON vectors (offer_id)
+        """
+    ):
+        conn.execute(statement)
+
+
+# Each step runs once, in order; PRAGMA user_version records how many ran. A step is SQL, or a
+# function of (connection, store directory) for steps that move data into files.
+MIGRATIONS: list[Migration] = [
     """
     CREATE TABLE state (key TEXT PRIMARY KEY, value INTEGER NOT NULL);
     INSERT INTO state VALUES ('seq', 0), ('generation', 0), ('purged_seq', 0);
@@ -70,6 +127,7 @@ MIGRATIONS: list[str] = [
     CREATE TABLE events (
         id INTEGER PRIMARY KEY, at TEXT NOT NULL, kind TEXT NOT NULL, detail TEXT NOT NULL);
     """,
+    _move_vectors_to_logs,
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
 
@@ -112,7 +170,7 @@ def connect(path: Path, *, readonly: bool, synchronous: str = "NORMAL") -> sqlit
     return conn
 
 
-def migrate(conn: sqlite3.Connection) -> int:
+def migrate(conn: sqlite3.Connection, directory: Path) -> int:
     """Apply pending migrations; refuse a database written by a newer version of this code."""
     current = conn.execute("PRAGMA user_version").fetchone()[0]
     if current > SCHEMA_VERSION:
@@ -120,8 +178,12 @@ def migrate(conn: sqlite3.Connection) -> int:
     for version in range(current, SCHEMA_VERSION):
         conn.execute("BEGIN IMMEDIATE")
         try:
-            for statement in _split_sql(MIGRATIONS[version]):
-                conn.execute(statement)
+            step = MIGRATIONS[version]
+            if isinstance(step, str):
+                for statement in _split_sql(step):
+                    conn.execute(statement)
+            else:
+                step(conn, directory)
             conn.execute(f"PRAGMA user_version={version + 1}")
             conn.execute("COMMIT")
         except BaseException:
@@ -153,92 +215,152 @@ def add_space(conn: sqlite3.Connection, name: str, spec: SpaceSpec, now: str) ->
         "INSERT INTO spaces VALUES (?, ?, ?, ?, ?, ?)",
         (name, spec.dim, spec.encoder, spec.version, int(spec.normalize), now),
     )
+    conn.execute("INSERT INTO vector_logs VALUES (?, ?, 0)", (name, log_name(name, 1)))
 
 
 def _iso(value: datetime) -> str:
     return value.isoformat()
 
 
-def offer_row_values(offer: OfferRecord) -> dict[str, Any]:
-    """Column values of an offer (price exact as text, plus a REAL copy for range filters)."""
-    return {
-        "shop": offer.shop,
-        "url": offer.url,
-        "title": offer.title or "",
-        "price": None if offer.price is None else str(offer.price),
-        "price_num": None if offer.price is None else float(offer.price),
-        "currency": offer.currency,
-        "availability": offer.availability,
-        "brand": offer.brand,
-        "model": offer.model,
-        "sku": offer.sku,
-        "gtin": offer.gtin,
-        "category": offer.category,
-        "image_paths": json.dumps(list(offer.image_paths)),
-        "image_urls": json.dumps(list(offer.image_urls)),
-        "specs": json.dumps(offer.specs, sort_keys=True, default=str),
-    }
+class OfferRow(NamedTuple):
+    """An offer's column values as stored: price exact as text, plus a REAL copy for filters."""
+
+    shop: str
+    url: str
+    title: str
+    price: str | None
+    price_num: float | None
+    currency: str | None
+    availability: str | None
+    brand: str | None
+    model: str | None
+    sku: str | None
+    gtin: str | None
+    category: str | None
+    image_paths: str
+    image_urls: str
+    specs: str
 
 
-def insert_offer(conn: sqlite3.Connection, offer: OfferRecord, seen: datetime) -> int:
-    values = offer_row_values(offer)
-    values["first_seen"] = values["last_seen"] = _iso(seen)
-    cols = ", ".join(values)
-    marks = ", ".join(f":{c}" for c in values)
-    cur = conn.execute(f"INSERT INTO offers ({cols}) VALUES ({marks})", values)
-    return int(cur.lastrowid)
+_ROW_COLUMNS = ", ".join(OfferRow._fields)
+_UPDATE_ALL = ", ".join(f"{c} = ?" for c in OfferRow._fields)
+_UPDATE_KEEP_URL = ", ".join(f"{c} = ?" for c in OfferRow._fields if c != "url")
 
 
-def update_offer(
-    conn: sqlite3.Connection, offer_id: int, offer: OfferRecord, seen: datetime, keep_url: bool
-) -> None:
-    values = offer_row_values(offer)
-    if keep_url:
-        del values["url"]
-    values["last_seen"] = _iso(seen)
-    assignments = ", ".join(f"{c} = :{c}" for c in values)
-    values["id"] = offer_id
-    conn.execute(f"UPDATE offers SET {assignments} WHERE id = :id", values)
-
-
-def append_price(conn: sqlite3.Connection, offer_id: int, offer: OfferRecord, seen: datetime):
-    conn.execute(
-        "INSERT INTO price_history (offer_id, price, currency, availability, seen_at)"
-        " VALUES (?, ?, ?, ?, ?)",
-        (
-            offer_id,
-            None if offer.price is None else str(offer.price),
-            offer.currency,
-            offer.availability,
-            _iso(seen),
-        ),
+def offer_row(offer: OfferRecord, price: Decimal | None, currency: str | None) -> OfferRow:
+    """Column values of `offer`, with its price and currency already validated."""
+    return OfferRow(
+        offer.shop,
+        offer.url,
+        offer.title or "",
+        None if price is None else str(price),
+        None if price is None else float(price),
+        currency,
+        offer.availability,
+        offer.brand,
+        offer.model,
+        offer.sku,
+        offer.gtin,
+        offer.category,
+        _json_list(offer.image_paths),
+        _json_list(offer.image_urls),
+        json.dumps(offer.specs, sort_keys=True, default=str) if offer.specs else "{}",
     )
 
 
-def find_offer(conn: sqlite3.Connection, shop: str, url: str) -> int | None:
-    row = conn.execute("SELECT id FROM offers WHERE shop = ? AND url = ?", (shop, url)).fetchone()
-    return None if row is None else int(row[0])
+def _json_list(values) -> str:
+    return json.dumps(list(values)) if values else "[]"
 
 
-def find_offer_by_gtin(conn: sqlite3.Connection, shop: str, gtin: str) -> int | None:
-    row = conn.execute(
-        "SELECT id FROM offers WHERE shop = ? AND gtin = ? ORDER BY id LIMIT 1", (shop, gtin)
-    ).fetchone()
-    return None if row is None else int(row[0])
+def offers_by_url(
+    conn: sqlite3.Connection, keys: Iterable[tuple[str, str]]
+) -> dict[tuple[str, str], int]:
+    """Offer ids by (shop, url), for the keys that exist (one query per shop and 900 URLs)."""
+    by_shop: dict[str, list[str]] = {}
+    for shop, url in set(keys):
+        by_shop.setdefault(shop, []).append(url)
+    found: dict[tuple[str, str], int] = {}
+    for shop, urls in by_shop.items():
+        for chunk in _chunks(urls):
+            marks = ",".join("?" * len(chunk))
+            for offer_id, url in conn.execute(
+                f"SELECT id, url FROM offers WHERE shop = ? AND url IN ({marks})", [shop, *chunk]
+            ):
+                found[(shop, url)] = int(offer_id)
+    return found
 
 
-def current_price(conn: sqlite3.Connection, offer_id: int) -> tuple[str | None, str | None]:
-    row = conn.execute("SELECT price, currency FROM offers WHERE id = ?", (offer_id,)).fetchone()
-    return (row[0], row[1]) if row else (None, None)
+def offers_by_gtin(
+    conn: sqlite3.Connection, keys: Iterable[tuple[str, str]]
+) -> dict[tuple[str, str], int]:
+    """The oldest offer id per (shop, gtin), for the keys that exist."""
+    by_shop: dict[str, list[str]] = {}
+    for shop, gtin in set(keys):
+        by_shop.setdefault(shop, []).append(gtin)
+    found: dict[tuple[str, str], int] = {}
+    for shop, gtins in by_shop.items():
+        for chunk in _chunks(gtins):
+            marks = ",".join("?" * len(chunk))
+            for gtin, offer_id in conn.execute(
+                f"SELECT gtin, MIN(id) FROM offers WHERE shop = ? AND gtin IN ({marks})"
+                " GROUP BY gtin",
+                [shop, *chunk],
+            ):
+                found[(shop, gtin)] = int(offer_id)
+    return found
 
 
-def offer_shops(conn: sqlite3.Connection, offer_ids: Iterable[int]) -> dict[int, str]:
-    ids = list(offer_ids)
-    if not ids:
-        return {}
-    marks = ",".join("?" * len(ids))
-    rows = conn.execute(f"SELECT id, shop FROM offers WHERE id IN ({marks})", ids)
-    return {int(i): s for i, s in rows}
+def current_prices(
+    conn: sqlite3.Connection, offer_ids: Iterable[int]
+) -> dict[int, tuple[str | None, str | None]]:
+    """(price text, currency) of existing offers."""
+    found: dict[int, tuple[str | None, str | None]] = {}
+    for chunk in _chunks(list(offer_ids)):
+        marks = ",".join("?" * len(chunk))
+        for offer_id, price, currency in conn.execute(
+            f"SELECT id, price, currency FROM offers WHERE id IN ({marks})", chunk
+        ):
+            found[int(offer_id)] = (price, currency)
+    return found
+
+
+def next_offer_id(conn: sqlite3.Connection) -> int:
+    """The id AUTOINCREMENT would give next (ids of removed offers are never reused)."""
+    row = conn.execute("SELECT seq FROM sqlite_sequence WHERE name = 'offers'").fetchone()
+    return (int(row[0]) if row else 0) + 1
+
+
+def insert_offers(conn: sqlite3.Connection, offers: list[tuple[int, OfferRow, str]]) -> None:
+    """Insert new offers: (id from `next_offer_id`, row, ISO sighting time)."""
+    conn.executemany(
+        f"INSERT INTO offers (id, {_ROW_COLUMNS}, first_seen, last_seen)"
+        f" VALUES ({', '.join('?' * (len(OfferRow._fields) + 3))})",
+        [(offer_id, *row, seen, seen) for offer_id, row, seen in offers],
+    )
+
+
+def update_offers(conn: sqlite3.Connection, offers: list[tuple[int, OfferRow, str, bool]]) -> None:
+    """Overwrite offers with a newer sighting: (id, row, ISO seen, keep the stored URL)."""
+    conn.executemany(
+        f"UPDATE offers SET {_UPDATE_ALL}, last_seen = ? WHERE id = ?",
+        [(*row, seen, offer_id) for offer_id, row, seen, keep in offers if not keep],
+    )
+    conn.executemany(
+        f"UPDATE offers SET {_UPDATE_KEEP_URL}, last_seen = ? WHERE id = ?",
+        [(row[0], *row[2:], seen, offer_id) for offer_id, row, seen, keep in offers if keep],
+    )
+
+
+def append_prices(conn: sqlite3.Connection, points: list[tuple[int, OfferRow, str]]) -> None:
+    """One price-history row per sighting: (offer id, row, ISO sighting time)."""
+    conn.executemany(
+        "INSERT INTO price_history (offer_id, price, currency, availability, seen_at)"
+        " VALUES (?, ?, ?, ?, ?)",
+        [
+            (offer_id, row.price, row.currency, row.availability, seen)
+            for offer_id, row, seen in points
+        ],
+    )
 
 
 def _offer_from_row(row: tuple) -> OfferRecord:
@@ -266,10 +388,8 @@ def _offer_from_row(row: tuple) -> OfferRecord:
 
 
 def get_offers(conn: sqlite3.Connection, ids: Iterable[int]) -> dict[int, OfferRecord]:
-    wanted = [int(i) for i in ids]
     found: dict[int, OfferRecord] = {}
-    for start in range(0, len(wanted), 900):  # SQLite's bound-parameter limit
-        chunk = wanted[start : start + 900]
+    for chunk in _chunks([int(i) for i in ids]):
         marks = ",".join("?" * len(chunk))
         query = f"SELECT {_OFFER_COLUMNS} FROM offers WHERE id IN ({marks})"
         for row in conn.execute(query, chunk):
@@ -314,23 +434,45 @@ def filtered_vector_ids(conn: sqlite3.Connection, space: str, filters: SearchFil
     return np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows))
 
 
-def offer_vectors(conn: sqlite3.Connection, space: str, offer_id: int) -> dict[int, bytes]:
-    """Current vectors of one offer in one space: ordinal -> raw float32 bytes."""
-    rows = conn.execute(
-        "SELECT ordinal, vec FROM vectors WHERE space = ? AND offer_id = ?", (space, offer_id)
-    )
-    return {int(o): bytes(v) for o, v in rows}
+def vector_log(conn: sqlite3.Connection, space: str) -> tuple[str, int]:
+    """The space's current log file name and its committed row count."""
+    row = conn.execute("SELECT file, rows FROM vector_logs WHERE space = ?", (space,)).fetchone()
+    return row[0], int(row[1])
 
 
-def put_vector(
-    conn: sqlite3.Connection, space: str, vid: int, offer_id: int, ordinal: int, seq: int, vec
-) -> None:
-    conn.execute(
-        "INSERT OR REPLACE INTO vectors (space, vector_id, offer_id, ordinal, seq, vec)"
+def set_vector_log(conn: sqlite3.Connection, space: str, file: str, rows: int) -> None:
+    conn.execute("UPDATE vector_logs SET file = ?, rows = ? WHERE space = ?", (file, rows, space))
+
+
+def offer_vector_rows(
+    conn: sqlite3.Connection, space: str, offer_ids: Iterable[int]
+) -> dict[int, dict[int, int]]:
+    """Current vectors of some offers in one space: offer id -> {ordinal: log row}."""
+    found: dict[int, dict[int, int]] = {}
+    for chunk in _chunks(list(offer_ids)):
+        marks = ",".join("?" * len(chunk))
+        for offer_id, ordinal, row in conn.execute(
+            f"SELECT offer_id, ordinal, row FROM vectors WHERE space = ? AND offer_id IN ({marks})",
+            [space, *chunk],
+        ):
+            found.setdefault(int(offer_id), {})[int(ordinal)] = int(row)
+    return found
+
+
+def put_vectors(conn: sqlite3.Connection, rows: list[tuple[str, int, int, int, int, int]]) -> None:
+    """Insert or replace vector rows: (space, vector_id, offer_id, ordinal, seq, log row)."""
+    conn.executemany(
+        "INSERT OR REPLACE INTO vectors (space, vector_id, offer_id, ordinal, seq, row)"
         " VALUES (?, ?, ?, ?, ?, ?)",
-        (space, vid, offer_id, ordinal, seq, vec),
+        rows,
     )
-    conn.execute("DELETE FROM tombstones WHERE space = ? AND vector_id = ?", (space, vid))
+
+
+def clear_tombstones(conn: sqlite3.Connection, space: str, vids: Iterable[int]) -> None:
+    """Forget removals of ids that are live again (replay would otherwise drop them)."""
+    conn.executemany(
+        "DELETE FROM tombstones WHERE space = ? AND vector_id = ?", [(space, v) for v in vids]
+    )
 
 
 def drop_vector(conn: sqlite3.Connection, space: str, vid: int, seq: int) -> None:
@@ -346,9 +488,9 @@ def count_vectors(conn: sqlite3.Connection, space: str) -> int:
 
 
 def changes_since(
-    conn: sqlite3.Connection, space: str, seq: int, dim: int
+    conn: sqlite3.Connection, space: str, seq: int
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """What changed in `space` after `seq`: (ids to drop from an index, ids to add, their vectors).
+    """What changed in `space` after `seq`: (ids to drop from an index, ids to add, their rows).
 
     Every touched id is dropped first, then the live ones re-added, which makes replay idempotent
     whatever the snapshot already held.
@@ -359,47 +501,41 @@ def changes_since(
             "SELECT vector_id FROM tombstones WHERE space = ? AND seq > ?", (space, seq)
         )
     ]
-    add_ids: list[int] = []
-    chunks: list[bytes] = []
-    for vid, vec in conn.execute(
-        "SELECT vector_id, vec FROM vectors WHERE space = ? AND seq > ? ORDER BY vector_id",
+    live = conn.execute(
+        "SELECT vector_id, row FROM vectors WHERE space = ? AND seq > ? ORDER BY vector_id",
         (space, seq),
-    ):
-        add_ids.append(vid)
-        chunks.append(vec)
-    drop = np.array(touched + add_ids, dtype=np.int64)
-    vectors = np.frombuffer(b"".join(chunks), dtype=np.float32).reshape(len(add_ids), dim)
-    return drop, np.array(add_ids, dtype=np.int64), vectors
+    ).fetchall()
+    add_ids = np.array([r[0] for r in live], dtype=np.int64)
+    drop = np.concatenate([np.array(touched, dtype=np.int64), add_ids])
+    return drop, add_ids, np.array([r[1] for r in live], dtype=np.int64)
 
 
-def iter_vectors(
-    conn: sqlite3.Connection, space: str, dim: int, batch: int = 65536
-) -> Iterator[tuple[np.ndarray, np.ndarray]]:
-    """All live vectors of a space in id order, as (ids, float32 matrix) batches."""
-    cursor = conn.execute(
-        "SELECT vector_id, vec FROM vectors WHERE space = ? ORDER BY vector_id", (space,)
-    )
-    while rows := cursor.fetchmany(batch):
-        ids = np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows))
-        mat = np.frombuffer(b"".join(r[1] for r in rows), dtype=np.float32).reshape(-1, dim)
-        yield ids, mat
+def live_vector_rows(conn: sqlite3.Connection, space: str) -> tuple[np.ndarray, np.ndarray]:
+    """Every live vector of a space in id order: (vector ids, log rows)."""
+    rows = conn.execute(
+        "SELECT vector_id, row FROM vectors WHERE space = ? ORDER BY vector_id", (space,)
+    ).fetchall()
+    data = np.array(rows, dtype=np.int64).reshape(-1, 2)
+    return data[:, 0].copy(), data[:, 1].copy()
 
 
-def fetch_vectors(
-    conn: sqlite3.Connection, space: str, ids: np.ndarray, dim: int
-) -> dict[int, np.ndarray]:
-    """Raw vectors by id (for exact re-ranking of IVF-PQ candidates)."""
-    out: dict[int, np.ndarray] = {}
-    unique = np.unique(ids[ids >= 0]).tolist()
-    for start in range(0, len(unique), 900):
-        chunk = unique[start : start + 900]
+def vector_rows(conn: sqlite3.Connection, space: str, ids: np.ndarray) -> dict[int, int]:
+    """Log rows of vectors by id (absent ids are left out)."""
+    out: dict[int, int] = {}
+    for chunk in _chunks(np.unique(ids[ids >= 0]).tolist()):
         marks = ",".join("?" * len(chunk))
-        for vid, vec in conn.execute(
-            f"SELECT vector_id, vec FROM vectors WHERE space = ? AND vector_id IN ({marks})",
+        for vid, row in conn.execute(
+            f"SELECT vector_id, row FROM vectors WHERE space = ? AND vector_id IN ({marks})",
             [space, *chunk],
         ):
-            out[int(vid)] = np.frombuffer(vec, dtype=np.float32)
+            out[int(vid)] = int(row)
     return out
+
+
+def _chunks(values: list, size: int = 900) -> Iterable[list]:
+    """Slices under SQLite's bound-parameter limit."""
+    for start in range(0, len(values), size):
+        yield values[start : start + size]
 
 
 def snapshots(conn: sqlite3.Connection, space: str) -> list[SnapshotRow]:

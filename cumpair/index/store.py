@@ -1,7 +1,8 @@
 """ProductStore: offers and their vectors, durable on disk, searchable while a crawl writes.
 
 Durability model (what a ``kill -9`` leaves): every `upsert`/`remove` commits its offer rows and
-raw vectors to SQLite (WAL) before it returns, stamped with a sequence number. FAISS files are
+vector rows to SQLite (WAL) before it returns, stamped with a sequence number; the raw vectors go
+to an append-only log file per space (vectorlog.py) written before that commit. FAISS files are
 snapshots taken by `flush` (temp file, fsync, rename, then a SQLite row makes it current). Opening
 loads the newest verifiable snapshot and replays the rows newer than it, so a reopened store holds
 *everything whose upsert returned* — not only the last flush. Corrupt or truncated snapshots fall
@@ -34,8 +35,8 @@ import sqlite3
 import threading
 import time
 from collections import deque
-from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field, replace
+from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
@@ -44,7 +45,7 @@ from typing import Any
 import faiss
 import numpy as np
 
-from cumpair.index import ivf, metadata, snapshots
+from cumpair.index import ivf, metadata, snapshots, vectorlog
 from cumpair.index.ivf import IndexParams
 from cumpair.index.locks import RWLock, WriterLock
 from cumpair.index.records import (
@@ -100,6 +101,10 @@ class _Ops:
     add: dict[int, np.ndarray] = field(default_factory=dict)
 
 
+# An upsert after validation: the offer's column values, ISO sighting time, vectors per space.
+_Prepared = tuple[metadata.OfferRow, str, dict[str, np.ndarray]]
+
+
 class ProductStore:
     """FAISS + SQLite store of offers; see the module docstring for the contract."""
 
@@ -121,6 +126,8 @@ class ProductStore:
         self._last_flush_s: float | None = None
         self._last_refresh = time.monotonic()
         self._recoveries: list[dict[str, Any]] = []
+        self._logs: dict[str, vectorlog.VectorLog] = {}
+        self._logs_lock = threading.Lock()
         self._closed = False
 
     # ------------------------------------------------------------------ opening and closing
@@ -163,7 +170,7 @@ class ProductStore:
             self._conn = metadata.connect(
                 db_path, readonly=False, synchronous=self.options.synchronous
             )
-            metadata.migrate(self._conn)
+            metadata.migrate(self._conn, self.path)
         recorded = metadata.space_specs(self._conn)
         specs = recorded if wanted is None else wanted
         for name, spec in specs.items():
@@ -230,9 +237,9 @@ class ProductStore:
         return space
 
     def _replay(self, space: _Space, seq: int) -> None:
-        drop, add_ids, vectors = metadata.changes_since(
-            self._conn, space.name, space.applied_seq, space.spec.dim
-        )
+        drop, add_ids, rows = metadata.changes_since(self._conn, space.name, space.applied_seq)
+        file, _ = metadata.vector_log(self._conn, space.name)
+        vectors = self._vector_log(file, space.spec.dim).read(rows)
         if len(drop):
             space.index.remove_ids(faiss.IDSelectorBatch(drop))
         if len(add_ids):
@@ -247,14 +254,33 @@ class ProductStore:
         ).fetchone()
         return row is not None
 
+    def _vector_log(self, file: str, dim: int) -> vectorlog.VectorLog:
+        """The open handle of a log file (cached; a compaction switches spaces to new files)."""
+        log = self._logs.get(file)
+        if log is None:
+            with self._logs_lock:
+                log = self._logs.get(file)
+                if log is None:
+                    log = vectorlog.VectorLog(self.path / file, dim, writable=not self.readonly)
+                    self._logs[file] = log
+        return log
+
     def _sweep_orphans(self) -> None:
-        """Delete files of flushes that never committed (killed between rename and commit)."""
-        live = {s.file for name in self._spaces for s in metadata.snapshots(self._conn, name)}
-        for entry in self.path.iterdir():
-            orphan = entry.suffix == ".faiss" and entry.name not in live
-            if orphan or (entry.name.startswith(".") and entry.name.endswith(".tmp")):
-                with contextlib.suppress(OSError):
-                    entry.unlink()
+        """Delete files of flushes that never committed (killed between rename and commit),
+        logs left by a compaction, and log bytes whose transaction never committed."""
+        with self._write_lock:  # an append in flight owns the bytes past the committed rows
+            live = {s.file for name in self._spaces for s in metadata.snapshots(self._conn, name)}
+            logs = dict(self._conn.execute("SELECT file, space FROM vector_logs").fetchall())
+            specs = metadata.space_specs(self._conn)
+            for file, space in logs.items():
+                _, rows = metadata.vector_log(self._conn, space)
+                self._vector_log(file, specs[space].dim).truncate(rows)
+            for entry in self.path.iterdir():
+                stale_log = vectorlog.is_log_name(entry.name) and entry.name not in logs
+                orphan = stale_log or (entry.suffix == ".faiss" and entry.name not in live)
+                if orphan or (entry.name.startswith(".") and entry.name.endswith(".tmp")):
+                    with contextlib.suppress(OSError):
+                        entry.unlink()
 
     def close(self) -> None:
         """Finish a running upgrade, flush (writers), release connections and the file lock."""
@@ -279,6 +305,10 @@ class ProductStore:
         if self._conn is not None:
             self._conn.close()
             self._conn = None
+        with self._logs_lock:
+            for log in self._logs.values():
+                log.close()
+            self._logs.clear()
         if self._writer_lock is not None:
             self._writer_lock.release()
 
@@ -308,93 +338,170 @@ class ProductStore:
     def upsert_many(
         self, items: Iterable[tuple[OfferRecord, Mapping[str, np.ndarray]]]
     ) -> list[UpsertResult]:
-        """`upsert` for a batch in one transaction (much faster for bulk loads).
+        """`upsert` for a batch in one transaction, with batched SQL (bulk loads: use this).
 
-        Within a batch, near-duplicate detection only sees offers indexed before the batch.
+        Results are those of upserting the items one by one, in order, except that
+        near-duplicate detection only sees vectors indexed before the batch.
         """
         self._require_writer()
-        prepared = [(self._check_offer(o), self._check_vectors(v)) for o, v in items]
+        items = list(items)
+        offers = [self._check_offer(offer) for offer, _ in items]
+        vectors = self._check_batch_vectors([v for _, v in items])
+        prepared = [(o, row, v) for (o, row), v in zip(offers, vectors, strict=True)]
         if not prepared:
             return []
         with self._write_lock:
             ops: dict[str, _Ops] = {name: _Ops() for name in self._spaces}
+            results: list[UpsertResult] = []
             with self._transaction():
                 seq = metadata.state(self._conn, "seq") + 1
-                results = [self._upsert_one(o, v, seq, ops) for o, v in prepared]
+                while len(results) < len(prepared):
+                    start = len(results)
+                    chunk = prepared[start : _independent_end(prepared, start)]
+                    results += self._upsert_chunk(chunk, seq, ops)
                 metadata.set_state(self._conn, "seq", seq)
             self._apply(ops, seq)
         self._schedule_upgrades()
         return results
 
-    def _upsert_one(
-        self, offer: OfferRecord, vectors: dict[str, np.ndarray], seq: int, ops: dict[str, _Ops]
-    ) -> UpsertResult:
+    def _upsert_chunk(
+        self, chunk: list[_Prepared], seq: int, ops: dict[str, _Ops]
+    ) -> list[UpsertResult]:
+        """Upsert items with distinct URLs and GTINs; stops early before two hit one offer."""
         conn = self._conn
-        seen = offer.seen_at
-        matched = "url"
-        offer_id = metadata.find_offer(conn, offer.shop, offer.url)
-        if offer_id is None and offer.gtin:
-            matched = "gtin"
-            offer_id = metadata.find_offer_by_gtin(conn, offer.shop, offer.gtin)
-        if offer_id is None:
-            matched = "vector"
-            offer_id = self._find_duplicate(offer, vectors)
-        price_changed = False
-        if offer_id is None:
-            matched = "new"
-            offer_id = metadata.insert_offer(conn, offer, seen)
-        else:
-            old = metadata.current_price(conn, offer_id)
-            new = (None if offer.price is None else str(offer.price), offer.currency)
-            price_changed = _price_key(old) != _price_key(new)
-            metadata.update_offer(conn, offer_id, offer, seen, keep_url=matched == "vector")
-        metadata.append_price(conn, offer_id, offer, seen)
-        added = removed = 0
-        for name, matrix in vectors.items():
-            space_ops = ops[name]
-            existing = metadata.offer_vectors(conn, name, offer_id)
-            for ordinal, row in enumerate(matrix):
-                blob = row.tobytes()
-                if existing.get(ordinal) == blob:
+        by_url = metadata.offers_by_url(conn, [(o.shop, o.url) for o, _, _ in chunk])
+        by_gtin = metadata.offers_by_gtin(conn, [(o.shop, o.gtin) for o, _, _ in chunk if o.gtin])
+        found: list[tuple[int | None, str]] = []
+        for offer, _, _ in chunk:
+            offer_id, matched = by_url.get((offer.shop, offer.url)), "url"
+            if offer_id is None and offer.gtin:
+                offer_id, matched = by_gtin.get((offer.shop, offer.gtin)), "gtin"
+            found.append((offer_id, matched))
+        unmatched = [i for i, (offer_id, _) in enumerate(found) if offer_id is None]
+        duplicates = self._find_duplicates([chunk[i] for i in unmatched])
+        for i, offer_id in zip(unmatched, duplicates, strict=True):
+            found[i] = (offer_id, "vector") if offer_id is not None else (None, "new")
+        taken: set[int] = set()
+        for end, (offer_id, _) in enumerate(found):
+            if offer_id is not None and offer_id in taken:  # the rest waits for this to land
+                chunk, found = chunk[:end], found[:end]
+                break
+            if offer_id is not None:
+                taken.add(offer_id)
+        prices = metadata.current_prices(conn, taken)
+        next_id = metadata.next_offer_id(conn)
+        inserts, updates, points, decided = [], [], [], []
+        for (row, seen, _), (offer_id, matched) in zip(chunk, found, strict=True):
+            price_changed = False
+            if offer_id is None:
+                offer_id, next_id = next_id, next_id + 1
+                inserts.append((offer_id, row, seen))
+            else:
+                new = (row.price, row.currency)
+                price_changed = _price_key(prices[offer_id]) != _price_key(new)
+                updates.append((offer_id, row, seen, matched == "vector"))
+            points.append((offer_id, row, seen))
+            decided.append((offer_id, matched, price_changed))
+        metadata.insert_offers(conn, inserts)
+        metadata.update_offers(conn, updates)
+        metadata.append_prices(conn, points)
+        offer_ids = [offer_id for offer_id, _, _ in decided]
+        counts = [[0, 0] for _ in chunk]  # vectors added, removed
+        for name in self._spaces:
+            self._write_vectors(name, chunk, offer_ids, taken, seq, ops[name], counts)
+        return [
+            UpsertResult(offer_id, matched, changed, added, removed)
+            for (offer_id, matched, changed), (added, removed) in zip(decided, counts, strict=True)
+        ]
+
+    def _write_vectors(
+        self,
+        name: str,
+        chunk: list[_Prepared],
+        offer_ids: list[int],
+        existed: set[int],
+        seq: int,
+        space_ops: _Ops,
+        counts: list[list[int]],
+    ) -> None:
+        """Append the chunk's changed vectors of one space to its log, then their rows."""
+        conn = self._conn
+        given = [(i, vectors[name]) for i, (_, _, vectors) in enumerate(chunk) if name in vectors]
+        if not given:
+            return
+        file, committed = metadata.vector_log(conn, name)
+        log = self._vector_log(file, self._spaces[name].spec.dim)
+        old_rows = metadata.offer_vector_rows(
+            conn, name, [offer_ids[i] for i, _ in given if offer_ids[i] in existed]
+        )
+        wanted = sorted({r for rows in old_rows.values() for r in rows.values()})
+        old_values = dict(zip(wanted, log.read(np.array(wanted, dtype=np.int64)), strict=True))
+        fresh: list[np.ndarray] = []
+        rows: list[tuple[str, int, int, int, int, int]] = []
+        revived: list[int] = []
+        for i, matrix in given:
+            offer_id = offer_ids[i]
+            have = old_rows.get(offer_id, {})
+            added = removed = 0
+            for ordinal, vector in enumerate(matrix):
+                old = have.get(ordinal)
+                if old is not None and np.array_equal(old_values[old], vector):
                     continue
                 vid = vector_id(offer_id, ordinal)
-                metadata.put_vector(conn, name, vid, offer_id, ordinal, seq, blob)
-                if ordinal in existing:
+                rows.append((name, vid, offer_id, ordinal, seq, committed + len(fresh)))
+                fresh.append(vector)
+                if offer_id in existed:
+                    revived.append(vid)
+                if old is not None:
                     space_ops.drop.add(vid)
-                space_ops.add[vid] = row
+                space_ops.add[vid] = vector
                 added += 1
-            for ordinal in existing:
+            for ordinal in have:
                 if ordinal >= len(matrix):
                     vid = vector_id(offer_id, ordinal)
                     metadata.drop_vector(conn, name, vid, seq)
                     space_ops.drop.add(vid)
                     space_ops.add.pop(vid, None)
                     removed += 1
-        return UpsertResult(offer_id, matched, price_changed, added, removed)
+            counts[i][0] += added
+            counts[i][1] += removed
+        if fresh:
+            log.write(committed, np.stack(fresh))
+            if self.options.synchronous == "FULL":
+                log.sync()
+            metadata.put_vectors(conn, rows)
+            metadata.clear_tombstones(conn, name, revived)
+            metadata.set_vector_log(conn, name, file, committed + len(fresh))
 
-    def _find_duplicate(self, offer: OfferRecord, vectors: dict[str, np.ndarray]) -> int | None:
+    def _find_duplicates(self, items: list[_Prepared]) -> list[int | None]:
+        """Per item, an existing same-shop offer its vectors nearly repeat (see `upsert`)."""
         threshold = self.options.duplicate_threshold
         name = self.options.duplicate_space
-        if threshold is None or name not in vectors or not len(vectors[name]):
-            return None
-        space = self._spaces[name]
-        if space.index.ntotal == 0:
-            return None
-        hits = self._search_space(space, vectors[name][:1], _DUPLICATE_CANDIDATES, None)[0]
-        close = [h.offer_id for h in hits if h.score >= threshold]
-        if not close:
-            return None
-        candidates = metadata.get_offers(self._conn, close)
-        for offer_id in close:
-            other = candidates.get(offer_id)
-            if other is None or other.shop != offer.shop:
-                continue
-            if offer.gtin and other.gtin and offer.gtin != other.gtin:
-                continue
-            if not self._agrees_elsewhere(offer_id, vectors, name, threshold):
-                continue
-            return offer_id
-        return None
+        out: list[int | None] = [None] * len(items)
+        space = self._spaces.get(name)
+        if threshold is None or space is None or space.index.ntotal == 0:
+            return out
+        asking = [i for i, (_, _, vectors) in enumerate(items) if len(vectors.get(name, ()))]
+        if not asking:
+            return out
+        queries = np.stack([items[i][2][name][0] for i in asking])
+        hits = self._search_space(space, queries, _DUPLICATE_CANDIDATES, None)
+        close = {i: [h.offer_id for h in found if h.score >= threshold] for i, found in
+                 zip(asking, hits, strict=True)}  # fmt: skip
+        candidates = metadata.get_offers(self._conn, {c for ids in close.values() for c in ids})
+        for i, ids in close.items():
+            offer, _, vectors = items[i]
+            for offer_id in ids:
+                other = candidates.get(offer_id)
+                if other is None or other.shop != offer.shop:
+                    continue
+                if offer.gtin and other.gtin and offer.gtin != other.gtin:
+                    continue
+                if not self._agrees_elsewhere(offer_id, vectors, name, threshold):
+                    continue
+                out[i] = offer_id
+                break
+        return out
 
     def _agrees_elsewhere(
         self, offer_id: int, vectors: dict[str, np.ndarray], duplicate_space: str, threshold: float
@@ -408,10 +515,11 @@ class ProductStore:
         for name, matrix in vectors.items():
             if name == duplicate_space or not len(matrix):
                 continue
-            theirs = metadata.offer_vectors(self._conn, name, offer_id).get(0)
-            if theirs is None:
+            row = metadata.offer_vector_rows(self._conn, name, [offer_id]).get(offer_id, {}).get(0)
+            if row is None:
                 continue
-            other = np.frombuffer(theirs, dtype=np.float32)
+            file, _ = metadata.vector_log(self._conn, name)
+            other = self._vector_log(file, self._spaces[name].spec.dim).read(np.array([row]))[0]
             ours = np.asarray(matrix[0], dtype=np.float32)
             cosine = float(ours @ other) / max(
                 float(np.linalg.norm(ours) * np.linalg.norm(other)), 1e-12
@@ -476,7 +584,8 @@ class ProductStore:
         if self.readonly:
             raise ReadOnlyStoreError(f"{self.path} was opened read-only")
 
-    def _check_offer(self, offer: OfferRecord) -> OfferRecord:
+    def _check_offer(self, offer: OfferRecord) -> tuple[metadata.OfferRow, str]:
+        """The offer's column values (exact price, upper-case currency) and UTC sighting time."""
         if not isinstance(offer, OfferRecord):
             raise InvalidOfferError(f"expected OfferRecord, got {type(offer).__name__}")
         for name in ("shop", "url"):
@@ -498,40 +607,58 @@ class ProductStore:
             isinstance(currency, str) and len(currency) == 3 and currency.isalpha()
         ):
             raise InvalidOfferError(f"offer.currency must be an ISO 4217 code, got {currency!r}")
-        try:
-            metadata.offer_row_values(replace(offer, price=price))
-        except (TypeError, ValueError) as exc:
-            raise InvalidOfferError(f"offer fields cannot be stored: {exc}") from exc
         seen = offer.seen_at or utcnow()
         if not isinstance(seen, datetime):
             raise InvalidOfferError(f"offer.seen_at must be a datetime, got {seen!r}")
         seen = seen.replace(tzinfo=UTC) if seen.tzinfo is None else seen.astimezone(UTC)
-        return replace(
-            offer,
-            price=price,
-            currency=None if currency is None else currency.upper(),
-            seen_at=seen,
-            image_paths=tuple(offer.image_paths),
-            image_urls=tuple(offer.image_urls),
-        )
+        try:
+            row = metadata.offer_row(offer, price, None if currency is None else currency.upper())
+        except (TypeError, ValueError) as exc:
+            raise InvalidOfferError(f"offer fields cannot be stored: {exc}") from exc
+        return row, seen.isoformat()
 
-    def _check_vectors(self, vectors: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
-        if not isinstance(vectors, Mapping):
-            raise InvalidVectorError("vectors must map a space name to an array")
-        checked = {}
-        for name, value in vectors.items():
-            space = self._space(name)
-            matrix = self._as_matrix(space, value, what=f"vectors[{name!r}]")
-            if len(matrix) > MAX_VECTORS_PER_OFFER:
-                raise InvalidVectorError(
-                    f"vectors[{name!r}]: {len(matrix)} vectors, at most {MAX_VECTORS_PER_OFFER}"
-                )
-            checked[name] = matrix
+    def _check_batch_vectors(
+        self, batch: list[Mapping[str, np.ndarray]]
+    ) -> list[dict[str, np.ndarray]]:
+        """`_as_matrix` for every item's vectors, with the NumPy work done once per space."""
+        checked: list[dict[str, np.ndarray]] = []
+        per_space: dict[str, list[tuple[int, np.ndarray]]] = {}
+        for n, vectors in enumerate(batch):
+            if not isinstance(vectors, Mapping):
+                raise InvalidVectorError("vectors must map a space name to an array")
+            shaped = {}
+            for name, value in vectors.items():
+                matrix = self._shaped(self._space(name), value, what=f"vectors[{name!r}]")
+                if len(matrix) > MAX_VECTORS_PER_OFFER:
+                    raise InvalidVectorError(
+                        f"vectors[{name!r}]: {len(matrix)} vectors, at most {MAX_VECTORS_PER_OFFER}"
+                    )
+                shaped[name] = matrix
+                per_space.setdefault(name, []).append((n, matrix))
+            checked.append(shaped)
+        for name, parts in per_space.items():
+            space = self._spaces[name]
+            stacked = np.concatenate([matrix for _, matrix in parts])  # a copy we own
+            try:
+                self._finite_unit(space, stacked, "")
+            except InvalidVectorError:  # find the culprit for the message
+                for _, matrix in parts:
+                    self._finite_unit(space, matrix.copy(), f"vectors[{name!r}]")
+                raise
+            start = 0
+            for n, matrix in parts:
+                checked[n][name] = stacked[start : start + len(matrix)]
+                start += len(matrix)
         return checked
 
     def _as_matrix(self, space: _Space, value: Any, what: str) -> np.ndarray:
+        matrix = np.array(self._shaped(space, value, what), copy=True)
+        return self._finite_unit(space, matrix, what)
+
+    def _shaped(self, space: _Space, value: Any, what: str) -> np.ndarray:
+        """`value` as float32 ``(n, dim)`` (no copy when it already is one)."""
         try:
-            matrix = np.array(value, dtype=np.float32, copy=True)
+            matrix = np.asarray(value, dtype=np.float32)
         except (TypeError, ValueError) as exc:
             raise InvalidVectorError(f"{what}: not a numeric array ({exc})") from None
         if matrix.ndim == 1:
@@ -539,7 +666,10 @@ class ProductStore:
         dim = space.spec.dim
         if matrix.ndim != 2 or (matrix.size and matrix.shape[1] != dim):
             raise InvalidVectorError(f"{what}: shape {np.shape(value)}, expected (n, {dim})")
-        matrix = matrix.reshape(-1, dim)
+        return matrix.reshape(-1, dim)
+
+    def _finite_unit(self, space: _Space, matrix: np.ndarray, what: str) -> np.ndarray:
+        """Refuse NaN/infinity; scale rows to unit length in place for normalised spaces."""
         if not np.isfinite(matrix).all():
             raise InvalidVectorError(f"{what}: contains NaN or infinity")
         if space.spec.normalize and len(matrix):
@@ -620,12 +750,16 @@ class ProductStore:
         conn = self._read_conn()
 
         def lookup(ids: np.ndarray) -> np.ndarray:
-            found = metadata.fetch_vectors(conn, space.name, ids, space.spec.dim)
+            conn.execute("BEGIN")  # rows and the log they point into, from one state
+            try:
+                found = metadata.vector_rows(conn, space.name, ids)
+                file, _ = metadata.vector_log(conn, space.name)
+            finally:
+                conn.execute("COMMIT")
+            known = [n for n, vid in enumerate(ids.tolist()) if vid in found]
             out = np.zeros((len(ids), space.spec.dim), dtype=np.float32)
-            for row, vid in enumerate(ids.tolist()):
-                vec = found.get(vid)
-                if vec is not None:
-                    out[row] = vec
+            rows = np.array([found[int(ids[n])] for n in known], dtype=np.int64)
+            out[known] = self._vector_log(file, space.spec.dim).read(rows)
             return out
 
         return lookup
@@ -639,6 +773,24 @@ class ProductStore:
             with self._conns_lock:
                 self._read_conns.append(conn)
         return conn
+
+    def iter_vectors(
+        self, space: str, batch: int = 65536
+    ) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+        """Every live vector of a recorded space, in id order: (vector ids, matrix) batches."""
+        conn = self._read_conn()
+        conn.execute("BEGIN")
+        try:
+            specs = metadata.space_specs(conn)
+            if space not in specs:
+                raise UnknownSpaceError(f"unknown vector space {space!r}; have {sorted(specs)}")
+            ids, rows = metadata.live_vector_rows(conn, space)
+            file, _ = metadata.vector_log(conn, space)
+        finally:
+            conn.execute("COMMIT")
+        log = self._vector_log(file, specs[space].dim)
+        for start in range(0, len(ids), batch):
+            yield ids[start : start + batch], log.read(rows[start : start + batch])
 
     def get_offers(self, ids: Iterable[int]) -> dict[int, OfferRecord]:
         """Offer records by id (ids that do not exist are absent from the result)."""
@@ -770,11 +922,13 @@ class ProductStore:
                 (self.path / file).unlink()
 
     def compact(self) -> dict[str, int]:
-        """Flush, drop tombstones of removed ids, and give SQLite's free pages back to the disk."""
+        """Flush, drop tombstones of removed ids, rewrite vector logs without replaced or
+        removed rows, and give SQLite's free pages back to the disk."""
         self._require_writer()
         before = _dir_size(self.path)
         self.flush()
         with self._write_lock:
+            rows_dropped = sum(self._compact_log(name) for name in self._spaces)
             with self._transaction():
                 seq = metadata.state(self._conn, "seq")
                 purged = self._conn.execute("DELETE FROM tombstones WHERE seq <= ?", (seq,))
@@ -782,9 +936,44 @@ class ProductStore:
             dropped = purged.rowcount
             self._conn.execute("VACUUM")
             self._conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
-        self._sweep_orphans()
+            self._sweep_orphans()
         after = _dir_size(self.path)
-        return {"tombstones_dropped": dropped, "bytes_before": before, "bytes_after": after}
+        return {
+            "tombstones_dropped": dropped,
+            "log_rows_dropped": rows_dropped,
+            "bytes_before": before,
+            "bytes_after": after,
+        }
+
+    def _compact_log(self, name: str) -> int:
+        """Copy a space's live rows to the next log file and switch to it; rows dropped.
+
+        The new file is complete and fsynced before the commit that points rows at it, so a
+        kill leaves either the old file current or the new one (the loser is swept on open).
+        """
+        conn = self._conn
+        dim = self._spaces[name].spec.dim
+        file, committed = metadata.vector_log(conn, name)
+        ids, rows = metadata.live_vector_rows(conn, name)
+        if len(ids) == committed:
+            return 0
+        order = np.argsort(rows, kind="stable")  # sequential reads of the old file
+        ids, rows = ids[order], rows[order]
+        new_file = vectorlog.log_name(name, vectorlog.log_epoch(file) + 1)
+        old, new = self._vector_log(file, dim), self._vector_log(new_file, dim)
+        new.truncate(0)
+        for start in range(0, len(rows), 65536):
+            new.write(start, old.read(rows[start : start + 65536]))
+        new.sync()
+        with self._transaction():
+            conn.executemany(
+                "UPDATE vectors SET row = ? WHERE space = ? AND vector_id = ?",
+                [(n, name, vid) for n, vid in enumerate(ids.tolist())],
+            )
+            metadata.set_vector_log(conn, name, new_file, len(ids))
+        with self._logs_lock:
+            self._logs.pop(file).close()
+        return committed - len(ids)
 
     # ------------------------------------------------------------------ scaling
     def _schedule_upgrades(self) -> None:
@@ -817,15 +1006,14 @@ class ProductStore:
         try:
             conn.execute("BEGIN")
             base_seq = metadata.state(conn, "seq")
-            batches = list(metadata.iter_vectors(conn, space.name, space.spec.dim))
+            ids, rows = metadata.live_vector_rows(conn, space.name)
+            file, _ = metadata.vector_log(conn, space.name)
             conn.execute("COMMIT")
         finally:
             conn.close()
-        if not batches:
+        if not len(ids):
             return
-        ids = np.concatenate([b[0] for b in batches])
-        vectors = np.concatenate([b[1] for b in batches])
-        del batches
+        vectors = self._vector_log(file, space.spec.dim).read(rows)
         index, params = ivf.build_and_tune(vectors, ids, self.options)
         del vectors
         with self._write_lock:
@@ -914,6 +1102,20 @@ class ProductStore:
             "last_recovery": recovery,
             "last_upgrade": metadata.last_event(conn, "upgrade"),
         }
+
+
+def _independent_end(items: list[_Prepared], start: int) -> int:
+    """End of the run from `start` in which no two items share a shop+URL or shop+GTIN."""
+    seen: set[tuple[str, str, str]] = set()
+    for end in range(start, len(items)):
+        offer = items[end][0]
+        keys = {("url", offer.shop, offer.url)}
+        if offer.gtin:
+            keys.add(("gtin", offer.shop, offer.gtin))
+        if seen & keys:
+            return end
+        seen |= keys
+    return len(items)
 
 
 def _price_key(value: tuple[str | None, str | None]) -> tuple[Decimal | None, str | None]:

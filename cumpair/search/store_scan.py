@@ -1,7 +1,7 @@
 """Read a whole `ProductStore` for a regroup pass: every offer and its first vector per space.
 
-`ProductStore` answers look-ups by id and vector searches; regrouping needs a full scan, which it
-has no call for yet, so this reads the store's SQLite file read-only through the store's own
+`ProductStore` answers look-ups by id, vector searches and vector scans (`iter_vectors`); the
+offer scans read the store's SQLite file read-only through the store's own
 `cumpair.index.metadata` helpers (WAL: never blocks a crawl writing meanwhile).
 """
 
@@ -28,15 +28,14 @@ def scan_offers(store: Any) -> list[OfferRecord]:
 def first_vectors(store: Any) -> dict[str, dict[int, np.ndarray]]:
     """Per space, each offer's first vector (ordinal 0: its main photo, or its text)."""
     out: dict[str, dict[int, np.ndarray]] = {}
-    with contextlib.closing(metadata.connect(store.path / DB_NAME, readonly=True)) as conn:
-        for space, spec in metadata.space_specs(conn).items():
-            vectors: dict[int, np.ndarray] = {}
-            for ids, matrix in metadata.iter_vectors(conn, space, spec.dim):
-                for vid, row in zip(ids.tolist(), matrix, strict=True):
-                    offer_id, ordinal = split_vector_id(vid)
-                    if ordinal == 0:
-                        vectors[offer_id] = row / max(float(np.linalg.norm(row)), 1e-12)
-            out[space] = vectors
+    for space in space_specs(store):
+        vectors: dict[int, np.ndarray] = {}
+        for ids, matrix in store.iter_vectors(space):
+            for vid, row in zip(ids.tolist(), matrix, strict=True):
+                offer_id, ordinal = split_vector_id(vid)
+                if ordinal == 0:
+                    vectors[offer_id] = row / max(float(np.linalg.norm(row)), 1e-12)
+        out[space] = vectors
     return out
 
 

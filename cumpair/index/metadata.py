@@ -275,38 +275,34 @@ def _json_list(values) -> str:
 def offers_by_url(
     conn: sqlite3.Connection, keys: Iterable[tuple[str, str]]
 ) -> dict[tuple[str, str], int]:
-    """Offer ids by (shop, url), for the keys that exist (one query per shop and 900 URLs)."""
-    by_shop: dict[str, list[str]] = {}
-    for shop, url in set(keys):
-        by_shop.setdefault(shop, []).append(url)
-    found: dict[tuple[str, str], int] = {}
-    for shop, urls in by_shop.items():
-        for chunk in _chunks(urls):
-            marks = ",".join("?" * len(chunk))
-            for offer_id, url in conn.execute(
-                f"SELECT id, url FROM offers WHERE shop = ? AND url IN ({marks})", [shop, *chunk]
-            ):
-                found[(shop, url)] = int(offer_id)
-    return found
+    """Offer ids by (shop, url), for the keys that exist."""
+    return _offers_by(conn, "url", keys)
 
 
 def offers_by_gtin(
     conn: sqlite3.Connection, keys: Iterable[tuple[str, str]]
 ) -> dict[tuple[str, str], int]:
     """The oldest offer id per (shop, gtin), for the keys that exist."""
+    return _offers_by(conn, "gtin", keys)
+
+
+def _offers_by(
+    conn: sqlite3.Connection, column: str, keys: Iterable[tuple[str, str]]
+) -> dict[tuple[str, str], int]:
+    # One query per shop and 900 values, on the (shop, url) and (shop, gtin) indexes.
     by_shop: dict[str, list[str]] = {}
-    for shop, gtin in set(keys):
-        by_shop.setdefault(shop, []).append(gtin)
+    for shop, value in set(keys):
+        by_shop.setdefault(shop, []).append(value)
     found: dict[tuple[str, str], int] = {}
-    for shop, gtins in by_shop.items():
-        for chunk in _chunks(gtins):
+    for shop, values in by_shop.items():
+        for chunk in _chunks(values):
             marks = ",".join("?" * len(chunk))
-            for gtin, offer_id in conn.execute(
-                f"SELECT gtin, MIN(id) FROM offers WHERE shop = ? AND gtin IN ({marks})"
-                " GROUP BY gtin",
+            for value, offer_id in conn.execute(
+                f"SELECT {column}, MIN(id) FROM offers WHERE shop = ? AND {column} IN ({marks})"
+                f" GROUP BY {column}",
                 [shop, *chunk],
             ):
-                found[(shop, gtin)] = int(offer_id)
+                found[(shop, value)] = int(offer_id)
     return found
 
 

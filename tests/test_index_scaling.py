@@ -81,6 +81,27 @@ def test_flat_space_upgrades_to_tuned_ivfpq_past_the_threshold(tmp_path):
         assert store.count("image") == 6000
 
 
+def test_ivfpq_is_retrained_once_the_space_outgrows_its_training(tmp_path):
+    """Past ``retrain_growth`` x the vectors it was trained on, the index is trained again."""
+    data = clustered(9000, seed=2)
+    options = StoreOptions(upgrade_threshold=1000, retrain_growth=4.0, duplicate_threshold=None)
+    with ProductStore.open(tmp_path / "s", SPACES, options) as store:
+        store.upsert_many(items(data[:1000]))
+        store.wait_for_upgrades()
+        first = store.health()["spaces"]["image"]["index"]
+        assert first["kind"] == "ivfpq" and first["trained_on"] == 1000
+        store.upsert_many(items(data[1000:3900], start=1000))  # 3.9x: not yet
+        store.wait_for_upgrades()
+        assert store.health()["spaces"]["image"]["index"]["trained_on"] == 1000
+        store.upsert_many(items(data[3900:], start=3900))
+        store.wait_for_upgrades()
+        second = store.health()["spaces"]["image"]
+        assert second["index"]["trained_on"] == 9000 and second["vectors"] == 9000
+        assert second["index"]["nlist"] > first["nlist"]
+        assert second["measured_recall"] >= 0.95
+        assert store.search("image", data[8999], 1)[0][0].offer_id == 9000
+
+
 def test_searches_run_while_a_writer_adds_and_counts_match(tmp_path):
     data = clustered(3000, seed=1)
     with ProductStore.open(tmp_path / "s", SPACES, StoreOptions(duplicate_threshold=None)) as store:

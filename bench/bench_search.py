@@ -18,7 +18,7 @@ import random
 import sys
 import tempfile
 import time
-from dataclasses import replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -43,23 +43,70 @@ def percentiles(samples: list[float]) -> tuple[float, float]:
     return float(np.percentile(ms, 50)), float(np.percentile(ms, 99))
 
 
-def fill(store, catalog, vectors, total: int, rng: np.random.Generator) -> None:
-    """Add filler offers until the store holds `total` offers."""
+@dataclass
+class BuildTimes:
+    """Where building the filler store goes: making the records and vectors, the store's
+    `upsert_many` (SQLite, vector log, FAISS adds, IVF-PQ upgrades), the final flush."""
+
+    generate_s: float = 0.0
+    upsert_s: float = 0.0
+    flush_s: float = 0.0
+    # (offers in the store, seconds) of upsert batches 10x slower than the first: the ones
+    # that rebuilt an index (the store turns Flat into IVF-PQ at its upgrade threshold).
+    stalls: list[tuple[int, float]] = field(default_factory=list)
+
+    def report(self, total: int) -> str:
+        rate = total / max(self.upsert_s, 1e-9)
+        return (
+            f"build: generate {self.generate_s:.0f}s, upsert_many {self.upsert_s:.0f}s "
+            f"({rate:,.0f} offers/s), flush {self.flush_s:.0f}s"
+            + "".join(f"; at {n:,}: {sec:.0f}s batch" for n, sec in self.stalls)
+        )
+
+
+def fill(store, catalog, vectors, total: int, rng: np.random.Generator) -> BuildTimes:
+    """Add filler offers until the store holds `total` offers; returns where the time went.
+
+    Each filler copies a real offer's record (new URL, no GTIN) and its vectors plus Gaussian
+    noise (so filler sits around the real data, as more offers of similar products would),
+    made a batch at a time with NumPy.
+    """
+    times = BuildTimes()
     base = [demo_offer_record(o) for o in catalog.offers]
+    spaces = sorted(vectors[0])
+    matrices = {space: np.concatenate([v[space] for v in vectors]) for space in spaces}
     missing = total - len(base)
-    done = 0
+    done, first = 0, 0.0
     while done < missing:
-        items = []
-        for _ in range(min(BATCH, missing - done)):
-            n = int(rng.integers(len(base)))
-            record = replace(base[n], url=f"{base[n].url}?filler={done}", gtin=None)
-            noisy = {}
-            for space, row in vectors[n].items():
-                v = row[0] + rng.normal(0, 0.5 / np.sqrt(row.shape[1]), row.shape[1])
-                noisy[space] = (v / np.linalg.norm(v)).astype(np.float32)[None, :]
-            items.append((record, noisy))
-            done += 1
+        started = time.perf_counter()
+        size = min(BATCH, missing - done)
+        picks = rng.integers(len(base), size=size)
+        noisy = {}
+        for space, matrix in matrices.items():
+            dim = matrix.shape[1]
+            rows = matrix[picks] + rng.normal(0, 0.5 / np.sqrt(dim), (size, dim))
+            rows /= np.linalg.norm(rows, axis=1, keepdims=True)
+            noisy[space] = rows.astype(np.float32)
+        items = [
+            (
+                replace(base[n], url=f"{base[n].url}?filler={done + i}", gtin=None),
+                {space: noisy[space][i : i + 1] for space in spaces},
+            )
+            for i, n in enumerate(picks.tolist())
+        ]
+        times.generate_s += time.perf_counter() - started
+        started = time.perf_counter()
         store.upsert_many(items)
+        spent = time.perf_counter() - started
+        times.upsert_s += spent
+        first = first or spent
+        done += size
+        if spent > 10 * first:
+            times.stalls.append((len(base) + done, spent))
+    started = time.perf_counter()
+    store.flush()
+    times.flush_s = time.perf_counter() - started
+    return times
 
 
 def baseline_scan(matrix: np.ndarray, query: np.ndarray, k: int) -> np.ndarray:
@@ -77,19 +124,28 @@ def run_size(total, catalog, encoders, vectors, photo_queries, text_queries, arg
         store = ProductStore.open(tmp, spaces, options)
         groups = ProductGroups.open(tmp)
         index_demo_offers(store, groups, catalog.offers, vectors, write_photos=True)
-        fill(store, catalog, vectors, total, rng)
-        store.flush()
+        times = fill(store, catalog, vectors, total, rng)
         build_s = time.perf_counter() - started
+        print(f"\n{total:,} offers indexed in {build_s:.0f}s ({store.count('image'):,} photos)")
+        print(f"{times.report(total)}; peak RSS {_peak_rss_gib():.1f} GiB")
+        spaces = store.health()["spaces"]
+        built = [(name, space["index"]) for name, space in spaces.items()]
+        print(
+            "indexes: " + ", ".join(f"{n} {i['factory']} ({i['build_s']:.0f}s)" for n, i in built)
+        )
+        if args.build_only:
+            groups.close()
+            store.close()
+            return
         service = SearchService(store, groups, encoder_loader=lambda: encoders, ocr=args.ocr)
         single = SearchService(
             store, groups, encoder_loader=lambda: encoders, ocr=args.ocr, query_views=False
         )
-        matrices = {}
-        from cumpair.search.store_scan import first_vectors
-
-        for space, by_offer in first_vectors(store).items():
-            matrices[space] = np.stack(list(by_offer.values()))
-        print(f"\n{total:,} offers indexed in {build_s:.0f}s ({store.count('image'):,} photos)")
+        # The baseline scans every vector of the space (one per offer here), as read back.
+        matrices = {
+            space: np.concatenate([matrix for _, matrix in store.iter_vectors(space)])
+            for space in ("image", "text")
+        }
         print(f"{'query':<7} {'path':<38} {'p50 ms':>8} {'p99 ms':>8}")
         for kind, queries in (("photo", photo_queries), ("text", text_queries)):
             ours, base, one_view = [], [], []
@@ -123,6 +179,12 @@ def run_size(total, catalog, encoders, vectors, photo_queries, text_queries, arg
         store.close()
 
 
+def _peak_rss_gib() -> float:
+    import resource
+
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20  # KiB on Linux
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", type=int, nargs="+", default=[10_000])
@@ -130,6 +192,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--queries", type=int, default=30, help="queries per kind")
     parser.add_argument("-k", type=int, default=5)
     parser.add_argument("--ocr", action="store_true", help="OCR photo queries too")
+    parser.add_argument(
+        "--build-only", action="store_true", help="time building the stores, query nothing"
+    )
     args = parser.parse_args(argv)
     catalog = build_catalog(n_products=args.products, seed=7)
     encoders = load_encoders("offline")

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -22,8 +23,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from cumpair.demo.catalog import build_catalog
 from cumpair.demo.images import render_product_photo
 from cumpair.embed import load_encoders, product_text
-from cumpair.embed.query import best_over_views, embed_query
+from cumpair.embed.reindex import spaces_for
+from cumpair.index import ProductStore, StoreOptions
 from cumpair.search.augment import photo_query
+from cumpair.search.demo_index import demo_vectors, index_demo_offers
 from cumpair.search.evaluation import (
     demo_records,
     pairwise_scores,
@@ -32,8 +35,8 @@ from cumpair.search.evaluation import (
 )
 from cumpair.search.grouping import group_offers
 from cumpair.search.matching import MatchConfig
-from cumpair.search.ranking import rank_products
-from cumpair.search.verify import GeometricVerifier, verified_hits
+from cumpair.search.products import ProductGroups
+from cumpair.search.service import VERIFY_CANDIDATES, SearchService
 
 SETTINGS = {
     "all evidence": {},
@@ -80,72 +83,71 @@ def evaluate_grouping(catalog, encoders, use_images: bool) -> None:
 
 
 def evaluate_photos(catalog, encoders, queries: int, seed: int, verify: int) -> None:
-    """Recall of photo queries: the photo's vector alone (baseline), with keypoint verification,
-    and the multi-view query with and without it (the last is what `SearchService` does)."""
-    import faiss
-
+    """Recall of photo queries through `SearchService` over a real store of every offer (what
+    `cumpair search --image` does, OCR off: demo photos carry no text): the photo's vector alone
+    (the baseline), that plus the keypoint check, and the default multi-view + keypoint check.
+    A hit is the product the grouping put the query's source offer in."""
     offers = catalog.offers
-    product_ids = sorted({o.product_id for o in offers})
-    product_number = {pid: n for n, pid in enumerate(product_ids)}
-    photos = [render_product_photo(o) for o in offers]
-    # In batches: one call over every photo holds all their activations at once.
-    vectors = np.concatenate(
-        [encoders.image.encode_images(photos[i : i + 32]) for i in range(0, len(photos), 32)]
-    )
-    index = faiss.IndexFlatIP(vectors.shape[1])
-    index.add(vectors)
-    verifier = GeometricVerifier()
-    photo_features = [verifier.features(photo) for photo in photos]
-    product_of = {i: product_number[o.product_id] for i, o in enumerate(offers)}
     rng = np.random.default_rng(seed)
     chosen = rng.choice(len(offers), size=min(queries, len(offers)), replace=False)
-    images, truth = [], []
-    for n, row in enumerate(chosen):
-        offer = offers[int(row)]
-        image, _ = photo_query(photos[int(row)], seed + n, subject(offer))
-        images.append(image)
-        truth.append(product_number[offer.product_id])
-    depth = max(20, verify)
-    rankings: dict[str, list[list[int]]] = {name: [] for name in PHOTO_METHODS}
-    seconds: dict[str, list[float]] = {name: [] for name in PHOTO_METHODS}
-    for image in images:
-        started = time.perf_counter()
-        views, view_vectors = embed_query(encoders.image, image)
-        embed_s = time.perf_counter() - started
-        scores, ids = index.search(view_vectors, depth)
-        per_view = [
-            list(zip(r.tolist(), s.tolist(), strict=True)) for r, s in zip(ids, scores, strict=True)
-        ]
-        search_s = time.perf_counter() - started - embed_s
-        started = time.perf_counter()
-        query = verifier.features(image)
-        feature_s = time.perf_counter() - started
-        one_view = embed_s / len(views) + search_s / len(views)
-        for name, hits, base_s in (
-            ("photo vector (baseline)", per_view[0], one_view),
-            ("multi-view query", best_over_views(per_view, views), embed_s + search_s),
-        ):
-            rankings[name].append([h.product_id for h in rank_products(hits, product_of)])
-            seconds[name].append(base_s)
-            started = time.perf_counter()
-            hits = verified_hits(verifier, query, hits, photo_features.__getitem__, verify)
-            checked = f"{name.split(' (')[0]} + keypoint check"
-            rankings[checked].append([h.product_id for h in rank_products(hits, product_of)])
-            seconds[checked].append(base_s + feature_s + time.perf_counter() - started)
-    print(f"photo queries: {len(images)} over {len(offers)} indexed offers (keypoint check of")
-    print(f"the top {verify}); the last row is what SearchService does")
+    with tempfile.TemporaryDirectory(prefix="eval-matching-") as tmp:
+        store = ProductStore.open(tmp, spaces_for(encoders), StoreOptions(duplicate_threshold=None))
+        groups = ProductGroups.open(tmp)
+        ids = index_demo_offers(
+            store, groups, offers, demo_vectors(offers, encoders), write_photos=True
+        )
+        store_id = {id(offer): offer_id for offer_id, offer in ids.items()}
+        product_of = groups.product_of(ids)
+        services = {
+            name: SearchService(
+                store,
+                groups,
+                encoder_loader=lambda: encoders,
+                ocr=False,
+                query_views=views,
+                verify_candidates=verify if checked else 0,
+            )
+            for name, (views, checked) in PHOTO_METHODS.items()
+        }
+        rankings: dict[str, list[list[int]]] = {name: [] for name in PHOTO_METHODS}
+        seconds: dict[str, list[float]] = {name: [] for name in PHOTO_METHODS}
+        truth, applied = [], []
+        for n, row in enumerate(chosen):
+            offer = offers[int(row)]
+            image, names = photo_query(render_product_photo(offer), seed + n, subject(offer))
+            truth.append(product_of[store_id[id(offer)]])
+            applied.append(names)
+            for name, service in services.items():
+                started = time.perf_counter()
+                response = service.search_image(image, k=5)
+                seconds[name].append(time.perf_counter() - started)
+                rankings[name].append([p.product_id for p in response.products])
+        groups.close()
+        store.close()
+    print(f"photo queries: {len(truth)} over {len(offers)} indexed offers (keypoint check of")
+    print(f"the top {verify}); the last row is what SearchService does by default")
     print(f"{'ranking':<36} {'recall@1':>8} {'recall@5':>8} {'p50 ms':>8}")
     for name in PHOTO_METHODS:
         r1, r5 = recall_at(rankings[name], truth, 1), recall_at(rankings[name], truth, 5)
         print(f"{name:<36} {r1:8.3f} {r5:8.3f} {1000 * np.median(seconds[name]):8.1f}")
+    print("recall@1 per transformation (queries chain 2-3; each counts under every one it had):")
+    baseline, *_, default = PHOTO_METHODS
+    for name in sorted({t for names in applied for t in names}):
+        picked = [i for i, names in enumerate(applied) if name in names]
+        cells = [
+            recall_at([rankings[m][i] for i in picked], [truth[i] for i in picked], 1)
+            for m in (baseline, default)
+        ]
+        figures = f"baseline {cells[0]:.3f}  ours {cells[1]:.3f}"
+        print(f"  {name:<12} {len(picked):4d} queries  {figures}")
 
 
-PHOTO_METHODS = (
-    "photo vector (baseline)",
-    "photo vector + keypoint check",
-    "multi-view query",
-    "multi-view query + keypoint check",
-)
+# name: (multi-view query, keypoint check)
+PHOTO_METHODS = {
+    "photo vector (baseline)": (False, False),
+    "photo vector + keypoint check": (False, True),
+    "multi-view query + keypoint check": (True, True),
+}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -155,7 +157,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--queries", type=int, default=150, help="photo queries")
     parser.add_argument("--no-images", action="store_true", help="group without image vectors")
     parser.add_argument("--photos-only", action="store_true", help="skip the grouping figures")
-    parser.add_argument("--verify", type=int, default=100, help="photo hits checked by keypoints")
+    parser.add_argument(
+        "--verify", type=int, default=VERIFY_CANDIDATES, help="photo hits checked by keypoints"
+    )
     args = parser.parse_args(argv)
     catalog = build_catalog(n_products=args.products, seed=args.seed)
     encoders = load_encoders("offline")

@@ -26,9 +26,10 @@ from cumpair.demo.catalog import build_catalog
 from cumpair.demo.images import render_product_photo
 from cumpair.embed import load_encoders, product_text
 from cumpair.embed.query import best_over_views, embed_query
+from cumpair.search.service import VERIFY_CANDIDATES
 from cumpair.search.verify import GeometricVerifier, verified_hits
 
-VERIFY = 100  # hits checked by keypoints, as SearchService does
+VERIFY = VERIFY_CANDIDATES  # hits checked by keypoints, as SearchService does
 
 
 def _jpeg(image: Image.Image, rng: random.Random) -> Image.Image:

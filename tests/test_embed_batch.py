@@ -158,3 +158,40 @@ def test_item_without_images_or_text_resolves_at_once(encoders):
     assert result.image_vectors.shape == (0, 32) and result.text_vector is None
     with pytest.raises(TypeError), BatchEmbedder(encoders) as embedder:
         embedder.submit(b"bytes are one image, not a list")
+
+
+def test_a_blocked_submitter_gets_room_as_soon_as_the_model_takes_a_batch(encoders, monkeypatch):
+    # Preparation and model work must overlap: a batch frees its room in the queue when the
+    # model takes it, not when the model is done with it.
+    started, release = threading.Event(), threading.Event()
+    real = encoders.image.embed_prepared
+
+    def held(pixels):
+        if not started.is_set():  # hold the first batch until the test lets it go
+            started.set()
+            assert release.wait(30)
+        return real(pixels)
+
+    monkeypatch.setattr(encoders.image, "embed_prepared", held)
+    accepted = threading.Event()
+    # The partial batch falls due after max_wait, by the model thread's own clock: nothing
+    # else wakes the blocked submitter.
+    with BatchEmbedder(encoders, batch_size=4, max_pending=4, max_wait=2.0) as embedder:
+        futures = [embedder.submit([_jpeg(i)], f"item {i}") for i in range(2)]  # 4 inputs: full
+
+        def submit_one_more() -> None:
+            futures.append(embedder.submit([_jpeg(2)], "item 2", timeout=30))
+            accepted.set()
+
+        threads = [threading.Thread(target=submit_one_more)]
+        threads[0].start()
+        try:
+            assert not accepted.wait(0.3)  # blocked: four inputs wait, max_pending is 4
+            assert started.wait(30)  # the model took the queued inputs and holds them
+            assert accepted.wait(5), "submit stayed blocked while the model ran the batch"
+        finally:
+            release.set()
+            for thread in threads:
+                thread.join(30)
+        embedder.flush(timeout=30)
+    assert [f.result(timeout=30).image_vectors.shape for f in futures] == [(1, 32)] * 3

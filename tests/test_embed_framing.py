@@ -1,10 +1,11 @@
 """Framing a product photo: the object is cut from its backdrop (or from a cluttered scene)."""
 
 import numpy as np
+import pytest
 from PIL import Image, ImageDraw
 from skimage import data
 
-from cumpair.embed.framing import FILL, product_view
+from cumpair.embed.framing import FILL, product_pixels, product_view
 
 
 def _object(size: int = 120) -> Image.Image:
@@ -54,3 +55,49 @@ def test_images_without_a_backdrop_are_returned_unchanged():
     flat = Image.new("RGB", (50, 30), (10, 200, 10))
     assert product_view(flat).size == (50, 30)
     assert product_view(Image.new("L", (1, 1))).size == (1, 1)
+
+
+def test_view_at_a_requested_size_frames_what_the_full_resolution_view_frames():
+    photo = _gradient(400, (250, 250, 255), (190, 210, 235))
+    photo.paste(_object(), (60, 200))
+    small = product_view(photo, 96)
+    assert small.size == (96, 96)
+    full = np.asarray(product_view(photo).resize((96, 96), Image.Resampling.BOX), np.float32)
+    assert np.abs(np.asarray(small, np.float32) - full).mean() < 4
+    assert tuple(int(v) for v in np.asarray(small)[1, 1]) == FILL
+
+
+def test_view_at_a_size_of_a_photo_without_an_object_is_its_centre_square():
+    flat = _gradient(90, (250, 250, 255), (30, 60, 90)).crop((0, 0, 60, 90))  # taller than wide
+    view = np.asarray(product_view(flat, 30), np.float32)
+    centre = flat.crop((0, 15, 60, 75)).resize((30, 30), Image.Resampling.BOX)
+    assert view.shape == (30, 30, 3)
+    assert np.abs(view - np.asarray(centre, np.float32)).max() <= 2
+
+
+def test_a_large_photo_is_averaged_down_to_the_size_not_sampled():
+    # One-pixel stripes: sampling every few pixels would keep them at full contrast (aliasing);
+    # the view must show their average, the grey they look like from a distance.
+    photo = Image.new("RGB", (1600, 1600), (255, 255, 255))
+    stripes = np.zeros((900, 900, 3), np.uint8)
+    stripes[::2] = (200, 40, 40)
+    photo.paste(Image.fromarray(stripes), (350, 350))
+    view = np.asarray(product_view(photo, 64), np.float32)[16:48, 16:48]
+    assert view.std(axis=(0, 1)).max() < 8  # sampled stripes: a std near 100 in red
+    assert view[..., 0].mean() > view[..., 1].mean() + 40  # still the stripes' red
+
+
+def test_product_pixels_are_the_view_with_a_padding_channel():
+    photo = _gradient(300, (250, 250, 255), (190, 210, 235))
+    photo.paste(_object(90), (100, 40))
+    pixels = product_pixels(photo, 80)
+    assert pixels.shape == (80, 80, 4) and pixels.dtype == np.uint8
+    view = np.asarray(product_view(photo, 80), np.int16)
+    assert np.abs(pixels[..., :3].astype(np.int16) - view).max() <= 1
+
+
+def test_a_size_below_one_pixel_is_refused():
+    with pytest.raises(ValueError, match="size"):
+        product_view(_object(), 0)
+    with pytest.raises(ValueError, match="size"):
+        product_pixels(_object(), -3)

@@ -3,8 +3,10 @@
 The crawl's pipeline calls `BatchEmbedder.submit` from a worker thread for each product; the
 images are decoded and preprocessed right there (in parallel across the caller's threads), and
 one model thread runs full batches (or partial ones after `max_wait` seconds). `submit` blocks
-while `max_pending` inputs wait, so memory stays flat however long the crawl. A broken image
-only loses its own vector: it is reported in `ItemVectors.image_errors`, never raised.
+while `max_pending` inputs wait, so memory stays flat however long the crawl. A batch leaves the
+queue as the model starts on it, so the submitters prepare the next batch while it runs. A
+broken image only loses its own vector: it is reported in `ItemVectors.image_errors`, never
+raised.
 """
 
 from __future__ import annotations
@@ -74,7 +76,8 @@ class BatchEmbedder:
     """Batches image and text embedding for the crawl; thread-safe; use as a context manager.
 
     `batch_size`: inputs per model call. `max_wait`: seconds a partial batch may wait for more
-    inputs. `max_pending`: inputs held in memory before `submit` blocks (default 2 batches).
+    inputs. `max_pending`: inputs waiting for the model before `submit` blocks (default 2
+    batches); memory holds at most these plus the batches the model is running.
     """
 
     def __init__(
@@ -219,12 +222,13 @@ class BatchEmbedder:
                     self._cond.wait(max(0.0, min(oldest) + self.max_wait - now) if oldest else None)
                 image_jobs = _take(self._images, self.batch_size) if images_due else []
                 text_jobs = _take(self._texts, self.batch_size) if texts_due else []
+                # Room for blocked submitters now, not after the model call: they prepare the
+                # next batch while this one runs (otherwise preparation and model alternate).
+                self._cond.notify_all()
             if image_jobs:
                 self._embed(image_jobs, self._embed_images)
             if text_jobs:
                 self._embed(text_jobs, self._embed_texts)
-            with self._cond:
-                self._cond.notify_all()  # room for blocked submitters
 
     def _embed_images(self, jobs: list[_Job]) -> np.ndarray:
         return self.encoders.image.embed_prepared(np.stack([job.payload for job in jobs]))

@@ -84,14 +84,14 @@ def prepare_pixels(image: Image.Image) -> np.ndarray:
     framed = product_pixels(image, IMAGE_SIZE)
     # Blurred once, then turned: a Gaussian blur commutes with rotation (the corners a turn
     # uncovers are grey either way), so the views cost one blur instead of three.
-    blurred = cv2.sepFilter2D(
-        framed, -1, _BLUR_KERNEL, _BLUR_KERNEL, borderType=cv2.BORDER_REPLICATE
+    views = np.empty((len(VIEW_ROTATIONS), IMAGE_SIZE, IMAGE_SIZE, 4), dtype=np.uint8)
+    blurred = views[VIEW_ROTATIONS.index(0.0)]
+    cv2.sepFilter2D(
+        framed, -1, _BLUR_KERNEL, _BLUR_KERNEL, dst=blurred, borderType=cv2.BORDER_REPLICATE
     )
     centre = ((IMAGE_SIZE - 1) / 2, (IMAGE_SIZE - 1) / 2)
-    views = np.empty((len(VIEW_ROTATIONS), IMAGE_SIZE, IMAGE_SIZE, 4), dtype=np.uint8)
     for view, angle in zip(views, VIEW_ROTATIONS, strict=True):
         if not angle:
-            view[:] = blurred
             continue
         cv2.warpAffine(
             blurred,

@@ -104,11 +104,11 @@ def _plan(pixels: np.ndarray) -> _Plan:
     if mask is None:
         side = min(width, height)
         return _Plan(region, ((width - side) / 2, (height - side) / 2, side), None)
-    rows, cols = np.nonzero(mask)
+    rows, cols = np.flatnonzero(mask.any(axis=1)), np.flatnonzero(mask.any(axis=0))
     scale_x = width / mask.shape[1]
     scale_y = height / mask.shape[0]
-    x0, x1 = cols.min() * scale_x, (cols.max() + 1) * scale_x
-    y0, y1 = rows.min() * scale_y, (rows.max() + 1) * scale_y
+    x0, x1 = cols[0] * scale_x, (cols[-1] + 1) * scale_x
+    y0, y1 = rows[0] * scale_y, (rows[-1] + 1) * scale_y
     side = max(x1 - x0, y1 - y0) * (1 + 2 * MARGIN)
     square = (round((x0 + x1 - side) / 2), round((y0 + y1 - side) / 2), max(1, round(side)))
     alpha = cv2.GaussianBlur(
@@ -233,8 +233,9 @@ def _object_mask(labels: np.ndarray, count: int) -> np.ndarray | None:
         kept[parts[thick]] = True
         kept[0] = False
         parts[~kept[parts]] = 0
-    slices = ndimage.find_objects(parts)
-    for label in _border_labels(parts):
+    touching = _border_labels(parts)
+    slices = ndimage.find_objects(parts) if len(touching) else []
+    for label in touching:
         window = slices[label - 1]
         part = parts[window] == label
         if part.sum() < 0.3 * part.size:  # a sliver along the frame, not an object

@@ -59,16 +59,29 @@ def service(indexed, encoders):
     return service
 
 
-def test_transformed_shop_photos_find_their_product(service, catalog, indexed):
+def _subject(offer):
+    """The product cut out of its clip-art (RGBA), for queries on a new background."""
+    from PIL import Image
+
+    with Image.open(offer.product.clipart) as art:
+        subject = art.convert("RGBA")
+    return subject.crop(subject.getchannel("A").getbbox())
+
+
+def test_transformed_shop_photos_find_their_product_first(service, catalog, indexed):
+    """bench/eval_matching.py's photo protocol on a fixed catalog: every offer indexed, each
+    query a shop photo through 2-3 of crop, rotation, blur, JPEG, lighting (one in three on a
+    new background first); the issue's floor is recall@1 0.9."""
     _, groups, ids = indexed
-    product_of_offer = {o.product_id: groups.product_of([i])[i] for i, o in ids.items()}
-    offers = catalog.offers[::6]
+    product_of = groups.product_of(ids)
+    store_id = {id(offer): offer_id for offer_id, offer in ids.items()}
+    offers = catalog.offers[::2]
     found = 0
     for n, offer in enumerate(offers):
-        image, _ = photo_query(render_product_photo(offer), seed=n)
+        image, _ = photo_query(render_product_photo(offer), seed=n, subject=_subject(offer))
         response = service.search_image(image, k=5)
-        found += response.products[0].product_id == product_of_offer[offer.product_id]
-    assert found / len(offers) >= 0.8
+        found += response.products[0].product_id == product_of[store_id[id(offer)]]
+    assert found / len(offers) >= 0.9
 
 
 @pytest.fixture(scope="module")
@@ -91,15 +104,10 @@ def one_photo_per_product(tmp_path_factory, catalog, encoders):
 def _cross_shop_queries(catalog):
     """Per product, its second shop's photo as a shopper would take it (fixed seeds), with the
     product cut out of its clip-art so one query in three lands on a new background."""
-    from PIL import Image
-
     queries = []
     for n, product in enumerate(catalog.products):
         offer = catalog.offers_for_product(product.product_id)[1]
-        with Image.open(offer.product.clipart) as art:
-            subject = art.convert("RGBA")
-        subject = subject.crop(subject.getchannel("A").getbbox())
-        image, _ = photo_query(render_product_photo(offer), seed=100 + n, subject=subject)
+        image, _ = photo_query(render_product_photo(offer), seed=100 + n, subject=_subject(offer))
         queries.append((offer.product_id, image))
     return queries
 

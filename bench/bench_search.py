@@ -31,7 +31,12 @@ from cumpair.embed import load_encoders
 from cumpair.embed.reindex import spaces_for
 from cumpair.index import ProductStore, StoreOptions
 from cumpair.search.augment import photo_query
-from cumpair.search.demo_index import demo_offer_record, demo_vectors, index_demo_offers
+from cumpair.search.demo_index import (
+    demo_offer_record,
+    demo_photo_path,
+    demo_vectors,
+    index_demo_offers,
+)
 from cumpair.search.products import ProductGroups
 from cumpair.search.service import SearchService
 
@@ -72,7 +77,11 @@ def fill(store, catalog, vectors, total: int, rng: np.random.Generator) -> Build
     made a batch at a time with NumPy.
     """
     times = BuildTimes()
-    base = [demo_offer_record(o) for o in catalog.offers]
+    # Filler points at its real offer's photo, so the keypoint check does a real check per
+    # candidate (its features are cached per file, as for a crawl's repeated photos).
+    base = [
+        replace(demo_offer_record(o), image_paths=(demo_photo_path(o),)) for o in catalog.offers
+    ]
     spaces = sorted(vectors[0])
     matrices = {space: np.concatenate([v[space] for v in vectors]) for space in spaces}
     missing = total - len(base)

@@ -55,6 +55,12 @@ def demo_offer_record(
     )
 
 
+def demo_photo_path(offer: Any) -> str:
+    """Where `index_demo_offers(write_photos=True)` saves an offer's photo, under the store's
+    ``images`` directory (the images pipeline's ``full/`` layout)."""
+    return f"full/{offer.shop}-{offer.photo_name.rsplit('.', 1)[0]}.png"
+
+
 def demo_vectors(offers: Sequence[Any], encoders: Any, batch: int = 32) -> list[dict[str, Any]]:
     """Per offer, {"image": photo vector, "text": product-text vector} from real encoders."""
     from cumpair.demo.images import render_product_photo
@@ -93,7 +99,7 @@ def index_demo_offers(
         if write_photos:
             from cumpair.demo.images import render_product_photo
 
-            relative = f"full/{offer.shop}-{offer.photo_name.rsplit('.', 1)[0]}.png"
+            relative = demo_photo_path(offer)
             target = Path(store.path) / "images" / relative
             target.parent.mkdir(parents=True, exist_ok=True)
             render_product_photo(offer).save(target)

@@ -9,6 +9,10 @@ Photo queries are timed with the multi-view query (the default) and with the pho
 
     python3 bench/bench_search.py                        # 10^4 offers (a few minutes)
     python3 bench/bench_search.py --sizes 10000 100000 1000000   # the issue's sizes
+    python3 bench/bench_search.py --sizes 1000000 --build-only   # where the build time goes
+
+Building 10^6 took 349 s on 2 shared cores (peak RSS 4.3 GiB): 12 s making filler, ~70 s of
+upserts, and the store's two IVF-PQ builds (113 s at 10^5 offers, 142 s at 4x10^5).
 """
 
 from __future__ import annotations

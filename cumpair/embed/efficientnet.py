@@ -105,7 +105,9 @@ def prepare_pixels(image: Image.Image) -> np.ndarray:
             borderMode=cv2.BORDER_CONSTANT,
             borderValue=(*FILL, 0),
         )
-    return np.ascontiguousarray(views[..., :3])
+    # Drop the padding channel (OpenCV: 0.02 ms; NumPy's strided copy takes 0.7 ms).
+    rgb = cv2.cvtColor(views.reshape(-1, IMAGE_SIZE, 4), cv2.COLOR_RGBA2RGB)
+    return rgb.reshape(len(VIEW_ROTATIONS), IMAGE_SIZE, IMAGE_SIZE, 3)
 
 
 class EfficientNetLite0Encoder:

@@ -16,6 +16,9 @@ for _ in $(seq 150); do
   sleep 0.2
 done
 
+# A store left by an earlier run with other encoder versions is re-embedded first (no-op else).
+cumpair reindex --if-stale --path index_data
+
 echo "== Crawling the demo shops (feeds in var/feeds/, index in index_data/)"
 scrapy crawlall --feeds-dir var/feeds -s LOG_LEVEL=WARNING
 

@@ -267,3 +267,17 @@ def test_cli_reindexes_into_a_clip_store_from_a_local_checkpoint(tmp_path, capsy
         assert specs == {"image": (f"clip-{tiny}", 32), "text": (f"clip-{tiny}", 32)}
         assert store.count("image") == N_PHOTOS
         assert store.count("text") == len(old["offers"])
+
+
+def test_if_stale_rebuilds_only_a_store_of_other_encoders(tmp_path, capsys):
+    assert cumpair_main(["reindex", "--if-stale", "--path", str(tmp_path / "none")]) == 0
+    assert "nothing to do" in capsys.readouterr().out
+    old = build_old_store(tmp_path)
+    args = ["reindex", "--if-stale", "--path", str(old["path"]), "--encoders", "offline"]
+    assert cumpair_main(args) == 0
+    out = capsys.readouterr().out
+    assert "stale spaces: image, text" in out
+    assert len(list(tmp_path.glob("index_data.old-*"))) == 1  # rebuilt, old store kept
+    assert cumpair_main(args) == 0
+    assert "up to date" in capsys.readouterr().out
+    assert len(list(tmp_path.glob("index_data.old-*"))) == 1  # not rebuilt again

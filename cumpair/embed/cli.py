@@ -7,6 +7,7 @@ a store a crawl is writing is refused before any model loads.
 from __future__ import annotations
 
 import argparse
+import functools
 import logging
 import sys
 from pathlib import Path
@@ -40,6 +41,11 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "--images", metavar="DIR", help="where relative photo paths live (default: PATH/images)"
     )
+    parser.add_argument(
+        "--if-stale",
+        action="store_true",
+        help="only when the store was embedded by other encoders (or versions); no store is fine",
+    )
     parser.set_defaults(func=run)
 
 
@@ -53,9 +59,17 @@ def run(args: argparse.Namespace) -> int:
         return 2
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
     try:
+        encoders = functools.partial(_load_encoders, args)  # loaded once the lock is held
+        if args.if_stale:
+            encoders = _load_encoders(args)
+            stale = _stale_spaces(Path(args.path), encoders)
+            if not stale:
+                print(f"cumpair reindex: {args.path} is up to date (or absent); nothing to do")
+                return 0
+            print(f"cumpair reindex: {args.path} has stale spaces: {', '.join(stale)}")
         report = reindex(
             args.path,
-            lambda: _load_encoders(args),
+            encoders,
             out=args.out,
             images_root=args.images,
             batch_size=args.batch_size,
@@ -65,6 +79,22 @@ def run(args: argparse.Namespace) -> int:
         return 1
     print(report.summary())
     return 0
+
+
+def _stale_spaces(path: Path, encoders) -> list[str]:
+    """Spaces the store recorded with another encoder than `encoders` would write now."""
+    import contextlib
+
+    from cumpair.embed.reindex import spaces_for
+    from cumpair.index import metadata
+    from cumpair.index.store import DB_NAME
+
+    if not (path / DB_NAME).is_file():
+        return []
+    with contextlib.closing(metadata.connect(path / DB_NAME, readonly=True)) as conn:
+        recorded = metadata.space_specs(conn)
+    wanted = spaces_for(encoders)
+    return sorted(name for name, spec in recorded.items() if wanted.get(name) != spec)
 
 
 def _load_encoders(args: argparse.Namespace):

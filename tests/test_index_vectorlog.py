@@ -9,7 +9,15 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from cumpair.index import OfferRecord, ProductStore, SpaceSpec, StoreOptions, metadata, vector_id
+from cumpair.index import (
+    OfferRecord,
+    ProductStore,
+    SpaceSpec,
+    StoreError,
+    StoreOptions,
+    metadata,
+    vector_id,
+)
 
 SPACES = {"image": SpaceSpec(16, "test-image", "1"), "text": SpaceSpec(8, "test-text", "1")}
 OPTIONS = StoreOptions(duplicate_threshold=None)
@@ -132,6 +140,8 @@ def test_a_schema_1_store_with_vectors_in_sqlite_is_migrated_to_logs(tmp_path):
         )
     conn.execute("UPDATE state SET value = 5 WHERE key = 'seq'")
     conn.close()
+    with pytest.raises(StoreError, match=r"has schema 1.*open it once as a writer"):
+        ProductStore.open(path, readonly=True)  # readers cannot migrate
     with ProductStore.open(path, {"image": SPACES["image"]}, OPTIONS) as store:
         assert store.count("image") == 5
         assert [h[0].offer_id for h in store.search("image", images, k=1)] == [1, 2, 3, 4, 5]

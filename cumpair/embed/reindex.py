@@ -10,6 +10,7 @@ about to be replaced. Plain library: never imports Scrapy.
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import dataclasses
 import errno
@@ -34,6 +35,7 @@ from cumpair.index import (
     SpaceSpec,
     StoreError,
     StoreLockedError,
+    metadata,
 )
 from cumpair.index.locks import WriterLock
 from cumpair.index.records import StoreOptions
@@ -170,6 +172,9 @@ def reindex(
             "run reindex when it has finished"
         ) from None
     try:
+        # A store from an older version is migrated in place first (we hold its writer lock).
+        with contextlib.closing(metadata.connect(source / DB_NAME, readonly=False)) as conn:
+            metadata.migrate(conn, source)
         encoder_set = encoders() if callable(encoders) else encoders
         created = not build.exists()
         try:

@@ -161,8 +161,15 @@ class ProductStore:
             if not db_path.exists():
                 raise StoreError(f"no product store at {self.path} ({DB_NAME} missing)")
             self._conn = metadata.connect(db_path, readonly=True)
-            if self._conn.execute("PRAGMA user_version").fetchone()[0] == 0:
+            version = self._conn.execute("PRAGMA user_version").fetchone()[0]
+            if version == 0:
                 raise StoreError(f"{db_path} has not been initialised by a writer yet")
+            if version < metadata.SCHEMA_VERSION:  # readers cannot migrate
+                raise StoreError(
+                    f"{db_path} has schema {version}, this code reads {metadata.SCHEMA_VERSION}:"
+                    " open it once as a writer to migrate it (a crawl, `cumpair index save`,"
+                    " or `cumpair reindex`)"
+                )
         else:
             self.path.mkdir(parents=True, exist_ok=True)
             self._writer_lock = WriterLock(self.path)

@@ -157,7 +157,7 @@ def bench_ivfpq(n: int, dim: int, nq: int, root: Path, opq: bool | None, refine:
     with ProductStore.open(path, {"image": SpaceSpec(dim, "bench")}, options) as store:
         t = time.perf_counter()
         load(store, data[:-1])
-        print(f"  load {n - 1} vectors into Flat + SQLite: {time.perf_counter() - t:.1f} s")
+        print(f"  load {n - 1} vectors into the store: {time.perf_counter() - t:.1f} s")
         t = time.perf_counter()
         store.upsert_many(items(data[-1:], n - 1))  # crosses the threshold: synchronous upgrade
         upgrade_s = time.perf_counter() - t
@@ -188,7 +188,7 @@ def bench_ivfpq(n: int, dim: int, nq: int, root: Path, opq: bool | None, refine:
     row("search QPS vs exact Flat", exact_qps, store_qps, "q/s")
     print(
         f"  bytes/vector in RAM: {health['index_bytes_per_vector']} (target <= 64); "
-        f"raw vectors for refine/retrain stay in SQLite on disk"
+        f"raw vectors for refine/retrain stay in the vector log on disk"
     )
     print(f"  flush {flush_s:.2f} s, load (verify + replay) {load_s:.2f} s")
 

@@ -218,10 +218,6 @@ def add_space(conn: sqlite3.Connection, name: str, spec: SpaceSpec, now: str) ->
     conn.execute("INSERT INTO vector_logs VALUES (?, ?, 0)", (name, log_name(name, 1)))
 
 
-def _iso(value: datetime) -> str:
-    return value.isoformat()
-
-
 class OfferRow(NamedTuple):
     """An offer's column values as stored: price exact as text, plus a REAL copy for filters."""
 
@@ -436,6 +432,13 @@ def vector_log(conn: sqlite3.Connection, space: str) -> tuple[str, int]:
     return row[0], int(row[1])
 
 
+def vector_logs(conn: sqlite3.Connection) -> list[tuple[str, str, int]]:
+    """Every space's (name, current log file, committed rows)."""
+    return [
+        (r[0], r[1], int(r[2])) for r in conn.execute("SELECT space, file, rows FROM vector_logs")
+    ]
+
+
 def set_vector_log(conn: sqlite3.Connection, space: str, file: str, rows: int) -> None:
     conn.execute("UPDATE vector_logs SET file = ?, rows = ? WHERE space = ?", (file, rows, space))
 
@@ -477,10 +480,6 @@ def drop_vector(conn: sqlite3.Connection, space: str, vid: int, seq: int) -> Non
         "INSERT OR REPLACE INTO tombstones (space, vector_id, seq) VALUES (?, ?, ?)",
         (space, vid, seq),
     )
-
-
-def count_vectors(conn: sqlite3.Connection, space: str) -> int:
-    return int(conn.execute("SELECT COUNT(*) FROM vectors WHERE space = ?", (space,)).fetchone()[0])
 
 
 def changes_since(

@@ -245,8 +245,7 @@ class ProductStore:
 
     def _replay(self, space: _Space, seq: int) -> None:
         drop, add_ids, rows = metadata.changes_since(self._conn, space.name, space.applied_seq)
-        file, _ = metadata.vector_log(self._conn, space.name)
-        vectors = self._vector_log(file, space.spec.dim).read(rows)
+        vectors = self._current_log(self._conn, space.name, space.spec.dim).read(rows)
         if len(drop):
             space.index.remove_ids(faiss.IDSelectorBatch(drop))
         if len(add_ids):
@@ -261,29 +260,35 @@ class ProductStore:
         ).fetchone()
         return row is not None
 
+    def _current_log(self, conn: sqlite3.Connection, space: str, dim: int) -> vectorlog.VectorLog:
+        """The log that `conn`'s view of the store names as `space`'s current one (read the
+        rows that point into it in the same transaction: a compaction switches files)."""
+        file, _ = metadata.vector_log(conn, space)
+        return self._vector_log(file, dim)
+
     def _vector_log(self, file: str, dim: int) -> vectorlog.VectorLog:
         """The open handle of a log file (cached; a compaction switches spaces to new files)."""
-        log = self._logs.get(file)
-        if log is None:
+        handle = self._logs.get(file)
+        if handle is None:
             with self._logs_lock:
-                log = self._logs.get(file)
-                if log is None:
-                    log = vectorlog.VectorLog(self.path / file, dim, writable=not self.readonly)
-                    self._logs[file] = log
-        return log
+                handle = self._logs.get(file)
+                if handle is None:
+                    handle = vectorlog.VectorLog(self.path / file, dim, writable=not self.readonly)
+                    self._logs[file] = handle
+        return handle
 
     def _sweep_orphans(self) -> None:
         """Delete files of flushes that never committed (killed between rename and commit),
         logs left by a compaction, and log bytes whose transaction never committed."""
         with self._write_lock:  # an append in flight owns the bytes past the committed rows
             live = {s.file for name in self._spaces for s in metadata.snapshots(self._conn, name)}
-            logs = dict(self._conn.execute("SELECT file, space FROM vector_logs").fetchall())
+            logs = metadata.vector_logs(self._conn)
             specs = metadata.space_specs(self._conn)
-            for file, space in logs.items():
-                _, rows = metadata.vector_log(self._conn, space)
+            for space, file, rows in logs:
                 self._vector_log(file, specs[space].dim).truncate(rows)
+            current = {file for _, file, _ in logs}
             for entry in self.path.iterdir():
-                stale_log = vectorlog.is_log_name(entry.name) and entry.name not in logs
+                stale_log = vectorlog.is_log_name(entry.name) and entry.name not in current
                 orphan = stale_log or (entry.suffix == ".faiss" and entry.name not in live)
                 if orphan or (entry.name.startswith(".") and entry.name.endswith(".tmp")):
                     with contextlib.suppress(OSError):
@@ -313,8 +318,8 @@ class ProductStore:
             self._conn.close()
             self._conn = None
         with self._logs_lock:
-            for log in self._logs.values():
-                log.close()
+            for vectors_log in self._logs.values():
+                vectors_log.close()
             self._logs.clear()
         if self._writer_lock is not None:
             self._writer_lock.release()
@@ -437,12 +442,14 @@ class ProductStore:
         if not given:
             return
         file, committed = metadata.vector_log(conn, name)
-        log = self._vector_log(file, self._spaces[name].spec.dim)
+        vectors_log = self._vector_log(file, self._spaces[name].spec.dim)
         old_rows = metadata.offer_vector_rows(
             conn, name, [offer_ids[i] for i, _ in given if offer_ids[i] in existed]
         )
         wanted = sorted({r for rows in old_rows.values() for r in rows.values()})
-        old_values = dict(zip(wanted, log.read(np.array(wanted, dtype=np.int64)), strict=True))
+        old_values = dict(
+            zip(wanted, vectors_log.read(np.array(wanted, dtype=np.int64)), strict=True)
+        )
         fresh: list[np.ndarray] = []
         rows: list[tuple[str, int, int, int, int, int]] = []
         revived: list[int] = []
@@ -473,9 +480,9 @@ class ProductStore:
             counts[i][0] += added
             counts[i][1] += removed
         if fresh:
-            log.write(committed, np.stack(fresh))
+            vectors_log.write(committed, np.stack(fresh))
             if self.options.synchronous == "FULL":
-                log.sync()
+                vectors_log.sync()
             metadata.put_vectors(conn, rows)
             metadata.clear_tombstones(conn, name, revived)
             metadata.set_vector_log(conn, name, file, committed + len(fresh))
@@ -525,8 +532,8 @@ class ProductStore:
             row = metadata.offer_vector_rows(self._conn, name, [offer_id]).get(offer_id, {}).get(0)
             if row is None:
                 continue
-            file, _ = metadata.vector_log(self._conn, name)
-            other = self._vector_log(file, self._spaces[name].spec.dim).read(np.array([row]))[0]
+            source = self._current_log(self._conn, name, self._spaces[name].spec.dim)
+            other = source.read(np.array([row]))[0]
             ours = np.asarray(matrix[0], dtype=np.float32)
             cosine = float(ours @ other) / max(
                 float(np.linalg.norm(ours) * np.linalg.norm(other)), 1e-12
@@ -760,13 +767,13 @@ class ProductStore:
             conn.execute("BEGIN")  # rows and the log they point into, from one state
             try:
                 found = metadata.vector_rows(conn, space.name, ids)
-                file, _ = metadata.vector_log(conn, space.name)
+                vectors_log = self._current_log(conn, space.name, space.spec.dim)
             finally:
                 conn.execute("COMMIT")
-            known = [n for n, vid in enumerate(ids.tolist()) if vid in found]
+            vids = ids.tolist()
+            known = [n for n, vid in enumerate(vids) if vid in found]
             out = np.zeros((len(ids), space.spec.dim), dtype=np.float32)
-            rows = np.array([found[int(ids[n])] for n in known], dtype=np.int64)
-            out[known] = self._vector_log(file, space.spec.dim).read(rows)
+            out[known] = vectors_log.read(np.array([found[vids[n]] for n in known], dtype=np.int64))
             return out
 
         return lookup
@@ -792,12 +799,11 @@ class ProductStore:
             if space not in specs:
                 raise UnknownSpaceError(f"unknown vector space {space!r}; have {sorted(specs)}")
             ids, rows = metadata.live_vector_rows(conn, space)
-            file, _ = metadata.vector_log(conn, space)
+            vectors_log = self._current_log(conn, space, specs[space].dim)
         finally:
             conn.execute("COMMIT")
-        log = self._vector_log(file, specs[space].dim)
         for start in range(0, len(ids), batch):
-            yield ids[start : start + batch], log.read(rows[start : start + batch])
+            yield ids[start : start + batch], vectors_log.read(rows[start : start + batch])
 
     def get_offers(self, ids: Iterable[int]) -> dict[int, OfferRecord]:
         """Offer records by id (ids that do not exist are absent from the result)."""
@@ -1014,13 +1020,13 @@ class ProductStore:
             conn.execute("BEGIN")
             base_seq = metadata.state(conn, "seq")
             ids, rows = metadata.live_vector_rows(conn, space.name)
-            file, _ = metadata.vector_log(conn, space.name)
+            source = self._current_log(conn, space.name, space.spec.dim)
             conn.execute("COMMIT")
         finally:
             conn.close()
         if not len(ids):
             return
-        vectors = self._vector_log(file, space.spec.dim).read(rows)
+        vectors = source.read(rows)
         index, params = ivf.build_and_tune(vectors, ids, self.options)
         del vectors
         with self._write_lock:

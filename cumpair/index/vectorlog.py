@@ -67,12 +67,6 @@ class VectorLog:
             return np.empty((0, self.dim), dtype=np.float32)
         return np.array(self._mapped(int(rows.max()) + 1)[rows])
 
-    def read_range(self, count: int) -> np.ndarray:
-        """The first `count` rows (a read-only view of the mapping; copy to keep it)."""
-        if count == 0:
-            return np.empty((0, self.dim), dtype=np.float32)
-        return self._mapped(count)[:count]
-
     def _mapped(self, rows_needed: int) -> np.ndarray:
         # The file only grows while mapped (compaction writes a new file), so a mapping that
         # covers the rows asked for stays valid; remap only when it is too short.

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import io
 from decimal import Decimal
 
@@ -32,17 +33,23 @@ def catalog():
     return build_catalog(n_products=24, seed=13)
 
 
+@contextlib.contextmanager
+def _demo_index(path, offers, encoders):
+    """A store and grouping of `offers` (photos written beside them): (store, groups, ids)."""
+    store = ProductStore.open(path, spaces_for(encoders), StoreOptions(duplicate_threshold=None))
+    groups = ProductGroups.open(path)
+    try:
+        vectors = demo_vectors(offers, encoders)
+        yield store, groups, index_demo_offers(store, groups, offers, vectors, write_photos=True)
+    finally:
+        groups.close()
+        store.close()
+
+
 @pytest.fixture(scope="module")
 def indexed(tmp_path_factory, catalog, encoders):
-    path = tmp_path_factory.mktemp("index")
-    spaces = spaces_for(encoders)
-    store = ProductStore.open(path, spaces, StoreOptions(duplicate_threshold=None))
-    groups = ProductGroups.open(path)
-    vectors = demo_vectors(catalog.offers, encoders)
-    ids = index_demo_offers(store, groups, catalog.offers, vectors, write_photos=True)
-    yield store, groups, ids
-    groups.close()
-    store.close()
+    with _demo_index(tmp_path_factory.mktemp("index"), catalog.offers, encoders) as opened:
+        yield opened
 
 
 @pytest.fixture(scope="module")
@@ -87,18 +94,12 @@ def test_transformed_shop_photos_find_their_product_first(service, catalog, inde
 @pytest.fixture(scope="module")
 def one_photo_per_product(tmp_path_factory, catalog, encoders):
     """A service over one shop's offer per product: queries come from another shop's photo."""
-    path = tmp_path_factory.mktemp("one-photo")
-    spaces = spaces_for(encoders)
-    store = ProductStore.open(path, spaces, StoreOptions(duplicate_threshold=None))
-    groups = ProductGroups.open(path)
     firsts = [catalog.offers_for_product(p.product_id)[0] for p in catalog.products]
-    ids = index_demo_offers(
-        store, groups, firsts, demo_vectors(firsts, encoders), write_photos=True
-    )
-    product_ids = {o.product_id: groups.product_of([i])[i] for i, o in ids.items()}
-    yield SearchService(store, groups, encoder_loader=lambda: encoders, ocr=False), product_ids
-    groups.close()
-    store.close()
+    path = tmp_path_factory.mktemp("one-photo")
+    with _demo_index(path, firsts, encoders) as (store, groups, ids):
+        product_ids = {o.product_id: groups.product_of([i])[i] for i, o in ids.items()}
+        service = SearchService(store, groups, encoder_loader=lambda: encoders, ocr=False)
+        yield service, product_ids
 
 
 def _cross_shop_queries(catalog):

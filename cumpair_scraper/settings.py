@@ -126,7 +126,10 @@ EMBED_ENCODERS = "auto"
 EMBED_CLIP_MODEL = "ViT-B-32"
 EMBED_CLIP_PRETRAINED = "laion2b_s34b_b79k"  # a tag (hub download when online) or a local file
 EMBED_BACKEND = "auto"  # onnx or torch for the offline encoders; auto = the faster (ONNX)
-EMBED_THREADS = 0  # 0 = one per core
+# Threads per model call; the embedding stage runs cores // EMBED_THREADS calls side by side
+# (one single-threaded batch per core is the fastest for a crawl: bench/bench_embed.py).
+# 0 = every core in one call at a time.
+EMBED_THREADS = 1
 EMBED_MODEL_DIR = None  # ONNX exports; None = <INDEX_DATA_DIR>/models
 EMBED_BATCH_SIZE = 32
 EMBED_MAX_WAIT = 1.0  # seconds a partial batch waits for more items

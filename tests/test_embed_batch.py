@@ -195,3 +195,43 @@ def test_a_blocked_submitter_gets_room_as_soon_as_the_model_takes_a_batch(encode
                 thread.join(30)
         embedder.flush(timeout=30)
     assert [f.result(timeout=30).image_vectors.shape for f in futures] == [(1, 32)] * 3
+
+
+def test_two_workers_run_batches_side_by_side_with_the_same_vectors(encoders, monkeypatch):
+    real = encoders.image.embed_prepared
+    running, peak, lock = [0], [0], threading.Lock()
+    both_in = threading.Barrier(2, timeout=30)
+
+    def counted(pixels):
+        with lock:
+            running[0] += 1
+            peak[0] = max(peak[0], running[0])
+        try:
+            both_in.wait()  # only returns once two batches are in the model at once
+            return real(pixels)
+        finally:
+            with lock:
+                running[0] -= 1
+
+    images = [_jpeg(i) for i in range(8)]
+    direct = encoders.image.encode_images(images)
+    monkeypatch.setattr(encoders.image, "embed_prepared", counted)
+    with BatchEmbedder(encoders, batch_size=4, max_wait=3600, workers=2) as embedder:
+        futures = [embedder.submit([image]) for image in images]  # two full batches
+        results = [future.result(timeout=30) for future in futures]
+    assert peak[0] == 2
+    np.testing.assert_allclose(
+        np.concatenate([r.image_vectors for r in results]), direct, atol=1e-5
+    )
+
+
+def test_default_workers_fill_the_cores_with_the_encoders_calls(encoders, monkeypatch):
+    import cumpair.embed.batch as batch
+
+    monkeypatch.setattr(batch, "default_threads", lambda: 4)
+    assert encoders.image.threads == 1
+    assert batch.default_workers(encoders) == 4
+    monkeypatch.setattr(encoders.image, "threads", 4)
+    assert batch.default_workers(encoders) == 1
+    with pytest.raises(ValueError, match="workers"):
+        BatchEmbedder(encoders, workers=0)

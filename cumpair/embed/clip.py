@@ -24,7 +24,7 @@ from cumpair.embed.base import (
     l2_normalize,
 )
 from cumpair.embed.minilm import _check_texts
-from cumpair.embed.runtime import set_torch_threads
+from cumpair.embed.runtime import call_slots, set_torch_threads
 from cumpair.vision.images import load_image
 
 logger = logging.getLogger(__name__)
@@ -131,7 +131,8 @@ class ClipEncoder:
         self._model = net.eval()
         self._preprocess = preprocess
         self._tokenizer = tokenizer
-        self._lock = threading.Lock()
+        self._slots = call_slots(self.threads)
+        self._tokenizer_lock = threading.Lock()  # some open_clip tokenizers are not thread-safe
         self.name = f"clip-{model}"
         # A file's identity is its content; a tag names fixed published weights.
         self.version = f"sha256-{_file_digest(Path(pretrained))}" if is_file else pretrained
@@ -147,7 +148,7 @@ class ClipEncoder:
 
         if len(pixels) == 0:
             return empty_vectors(self.dim)
-        with self._lock, torch.inference_mode():
+        with self._slots, torch.inference_mode():
             features = self._model.encode_image(torch.from_numpy(np.ascontiguousarray(pixels)))
         return l2_normalize(features.float().numpy())
 
@@ -162,6 +163,8 @@ class ClipEncoder:
         texts = _check_texts(texts)
         if not texts:
             return empty_vectors(self.dim)
-        with self._lock, torch.inference_mode():
-            features = self._model.encode_text(self._tokenizer(texts))
+        with self._tokenizer_lock:
+            tokens = self._tokenizer(texts)
+        with self._slots, torch.inference_mode():
+            features = self._model.encode_text(tokens)
         return l2_normalize(features.float().numpy())

@@ -15,7 +15,6 @@ from __future__ import annotations
 import contextlib
 import io
 import logging
-import threading
 import warnings
 from collections.abc import Sequence
 from pathlib import Path
@@ -34,7 +33,7 @@ from cumpair.embed.base import (
     l2_normalize,
 )
 from cumpair.embed.framing import FILL, product_pixels
-from cumpair.embed.runtime import OnnxSession, check_backend, set_torch_threads
+from cumpair.embed.runtime import OnnxSession, call_slots, check_backend, set_torch_threads
 from cumpair.vision.images import load_image
 
 logger = logging.getLogger(__name__)
@@ -133,7 +132,7 @@ class EfficientNetLite0Encoder:
         # ONNX Runtime measured 2-3x faster than PyTorch on this CPU (bench/bench_embed.py).
         self.backend = "onnx" if backend == "auto" else backend
         self._weights = weights
-        self._torch_lock = threading.Lock()
+        self._torch_slots = call_slots(self.threads)
         self._model = None
         self._session: OnnxSession | None = None
         if self.backend == "onnx":
@@ -238,7 +237,7 @@ class EfficientNetLite0Encoder:
         else:
             import torch
 
-            with self._torch_lock, torch.inference_mode():
+            with self._torch_slots, torch.inference_mode():
                 features = self._model(torch.from_numpy(pixels)).numpy()
         return features
 

@@ -7,12 +7,13 @@ machine (ONNX Runtime spins one thread per core per session, torch uses every co
 from __future__ import annotations
 
 import logging
+import threading
 from pathlib import Path
 from typing import Literal
 
 import numpy as np
 
-from cumpair.embed.base import EmbedError
+from cumpair.embed.base import EmbedError, default_threads
 
 logger = logging.getLogger(__name__)
 
@@ -31,6 +32,17 @@ def set_torch_threads(threads: int) -> None:
 
     if torch.get_num_threads() != threads:
         torch.set_num_threads(threads)
+
+
+def call_slots(threads: int) -> threading.Semaphore:
+    """How many PyTorch calls of `threads` threads each may run at once: as many as fill the
+    cores (one for a model using every core, one per core for single-threaded models).
+
+    PyTorch starts a thread team per calling thread, so unbounded concurrent calls would
+    oversubscribe the cores; a plain lock would instead serialise single-threaded models that
+    the crawl's embedding stage runs side by side (`BatchEmbedder` workers).
+    """
+    return threading.Semaphore(max(1, default_threads() // threads))
 
 
 class OnnxSession:

@@ -21,13 +21,13 @@ returned unchanged (or, at a requested size, its centre square).
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass
 
 import cv2
 import numpy as np
 from PIL import Image
-from scipy import ndimage
 
 #: Long side of the thumbnail the masks are computed on.
 WORK_SIZE = 160
@@ -135,7 +135,7 @@ def _flat_regions(pixels: np.ndarray) -> tuple[np.ndarray, int]:
         _SMOOTH_SIGMA,
         borderType=cv2.BORDER_REFLECT,
     )
-    smooth = smooth @ _CHANNEL_MIX
+    smooth = cv2.transform(smooth, _CHANNEL_MIX.T)  # smooth @ _CHANNEL_MIX, 2x faster
     along_y = cv2.Sobel(smooth, cv2.CV_32F, 0, 1, ksize=3, borderType=cv2.BORDER_REFLECT)
     along_x = cv2.Sobel(smooth, cv2.CV_32F, 1, 0, ksize=3, borderType=cv2.BORDER_REFLECT)
     squared = along_y * along_y + along_x * along_x
@@ -155,6 +155,14 @@ def _label(mask: np.ndarray) -> tuple[np.ndarray, int]:
     return labels, count - 1
 
 
+def _box_of(labels: np.ndarray, label: int) -> tuple[int, int, int, int, np.ndarray]:
+    """Bounding box (left, top, width, height) of one region and its mask inside the box (per
+    region, cheaper than `ndimage.find_objects` over every small region of a noisy photo)."""
+    region = labels == label
+    left, top, width, height = cv2.boundingRect(region.view(np.uint8))
+    return left, top, width, height, region[top : top + height, left : left + width]
+
+
 def _border_labels(labels: np.ndarray) -> np.ndarray:
     edge = np.concatenate([labels[0], labels[-1], labels[:, 0], labels[:, -1]])
     found = np.unique(edge)
@@ -165,7 +173,7 @@ def _touching_border(labels: np.ndarray, count: int) -> np.ndarray:
     """Pixels whose region reaches the frame (a table lookup: cheaper than `np.isin`)."""
     touches = np.zeros(count + 1, dtype=bool)
     touches[_border_labels(labels)] = True
-    return touches[labels]
+    return np.take(touches, labels)  # fancy indexing takes ~1.7x as long
 
 
 def _fill_holes(mask: np.ndarray) -> np.ndarray:
@@ -194,10 +202,8 @@ def _enclosing_backdrop(
         return None
     sizes = np.bincount(labels.ravel(), minlength=count + 1)[1:]
     best: tuple[float, tuple[int, int, int, int]] | None = None
-    slices = ndimage.find_objects(labels)
     for label in np.flatnonzero(sizes >= MIN_BACKDROP * labels.size) + 1:
-        window = slices[label - 1]
-        region = labels[window] == label
+        left, top, width, height, region = _box_of(labels, label)
         filled = _fill_holes(region)
         area = float(filled.sum())
         # Something must sit inside the region, and region + contents must be compact (a
@@ -205,8 +211,7 @@ def _enclosing_backdrop(
         if area - region.sum() < 0.1 * area or area < 0.6 * filled.size:
             continue
         if best is None or area > best[0]:
-            rows, cols = window
-            best = (area, (cols.start, rows.start, cols.stop, rows.stop))
+            best = (area, (left, top, left + width, top + height))
     if best is None:
         return None
     scale_x = image_size[0] / labels.shape[1]
@@ -228,18 +233,15 @@ def _object_mask(labels: np.ndarray, count: int) -> np.ndarray | None:
     thick = _opening(mask, 3)
     parts, count = _label(mask)
     if thick.any():
-        # Dropping whole parts keeps the others' labels valid (find_objects skips the gaps).
+        # Dropping whole parts keeps the others' labels valid.
         kept = np.zeros(count + 1, dtype=bool)
         kept[parts[thick]] = True
         kept[0] = False
-        parts[~kept[parts]] = 0
-    touching = _border_labels(parts)
-    slices = ndimage.find_objects(parts) if len(touching) else []
-    for label in touching:
-        window = slices[label - 1]
-        part = parts[window] == label
+        parts *= np.take(kept, parts)
+    for label in _border_labels(parts):
+        left, top, width, height, part = _box_of(parts, label)
         if part.sum() < 0.3 * part.size:  # a sliver along the frame, not an object
-            parts[window][part] = 0
+            parts[top : top + height, left : left + width][part] = 0
     mask = parts > 0
     # An "object" filling most of the frame means no backdrop was found (a scene, a close-up):
     # leave such photos as they are rather than cut them differently at each crop.
@@ -252,7 +254,7 @@ def _object_mask(labels: np.ndarray, count: int) -> np.ndarray | None:
     keep[0] = False
     if not keep.any():  # only specks (a textured backdrop with nothing on it): no object
         return None
-    return keep[parts]
+    return np.take(keep, parts)
 
 
 def _render(pixels: np.ndarray, plan: _Plan, out: int) -> np.ndarray:
@@ -324,16 +326,26 @@ def _render(pixels: np.ndarray, plan: _Plan, out: int) -> np.ndarray:
     matte[:, : max(0, first_x)] = 0
     matte[:, max(0, end_x) :] = 0
     np.clip(matte, 0, 1, out=matte)
-    grey = np.empty_like(framed)
-    grey[:] = fill
+    grey = _grey(out, framed.shape[2])
     return cv2.blendLinear(_stretch(framed, matte > 0.5), grey, matte, 1 - matte)
+
+
+@functools.lru_cache(maxsize=8)
+def _grey(size: int, channels: int) -> np.ndarray:
+    """A read-only square of FILL (filling a fresh one per photo cost ~0.2 ms: NumPy
+    broadcasts a short tuple into an array slowly)."""
+    grey = np.empty((size, size, channels), dtype=np.uint8)
+    grey[:] = FILL if channels == 3 else (*FILL, 0)
+    grey.flags.writeable = False
+    return grey
 
 
 def _stretch(pixels: np.ndarray, inside: np.ndarray) -> np.ndarray:
     """Map the object's 2nd-98th brightness percentiles to a fixed range (undoes exposure)."""
-    wide = pixels.astype(np.uint16)
     # Brightness x 3, an integer 0..765: its histogram gives exact percentiles without a sort.
-    totals = (wide[..., 0] + wide[..., 1] + wide[..., 2])[inside]
+    totals = np.add(pixels[..., 0], pixels[..., 1], dtype=np.uint16)
+    totals += pixels[..., 2]
+    totals = totals[inside]
     if len(totals) < 50:
         return pixels
     low, high = _percentiles(np.bincount(totals, minlength=766), (2, 98)) / 3

@@ -167,10 +167,16 @@ def main() -> None:
               f" {stages[-1]:6.1f} items/s  ratio {stages[-1] / best:.2f}")  # fmt: skip
     one, side, stage = (statistics.median(x) for x in (ones, sides, stages))
     ratio = statistics.median(s / max(o, d) for s, o, d in zip(stages, ones, sides, strict=True))
-    print(f"raw forward, one call at a time on {cores} threads:        {one:7.1f} items/s")
-    print(f"raw forward, {cores} single-threaded calls side by side:     {side:7.1f} items/s")
-    print(f"pipeline stage BatchEmbedder (JPEG bytes + text in):     {stage:7.1f} items/s")
-    print(f"ratio stage/faster raw forward (median of rounds): {ratio:.2f} (target >= 0.9)")
+    lines = {
+        f"raw forward, one batch at a time on {cores} threads": one,
+        f"raw forward, {cores} single-threaded batches side by side": side,
+        "pipeline stage BatchEmbedder (JPEG bytes + text in)": stage,
+    }
+    for label, rate in lines.items():
+        print(f"{label + ':':<60} {rate:7.1f} items/s")
+    per_call = statistics.median(s / o for s, o in zip(stages, ones, strict=True))
+    print(f"ratio stage/raw forward one batch at a time (median):  {per_call:.2f}")
+    print(f"ratio stage/faster raw forward layout (median): {ratio:.2f} (target >= 0.9)")
     print(f"  (the stage's CPU beyond the forward: {prepare_ms:.1f} ms of photo preparation per")
     print("   item, which on a machine whose cores the forward already fills comes off its share)")
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024

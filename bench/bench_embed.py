@@ -153,6 +153,7 @@ def main() -> None:
         single, photos[:b], texts[:b], b, workers=2, model_workers=cores
     )  # warm-up: thread pools, allocator
     _raw_side_by_side(single, prepared[: 2 * b], texts, b, cores)
+    _raw_one_call(whole, prepared[: 2 * b], texts, b)
     ones, sides, stages = [], [], []
     for _ in range(args.rounds):
         raw_img = _rate(

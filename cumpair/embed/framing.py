@@ -73,7 +73,7 @@ def product_pixels(image: Image.Image, size: int) -> np.ndarray:
     because OpenCV filters and turns 4-channel pixels about twice as fast as 3-channel ones."""
     if size < 1:
         raise ValueError(f"size must be a positive number of pixels, got {size}")
-    pixels = np.asarray(image.convert("RGB"))
+    pixels = np.asarray(image if image.mode == "RGB" else image.convert("RGB"))
     return _render(cv2.cvtColor(pixels, cv2.COLOR_RGB2RGBA), _plan(pixels), size)
 
 

@@ -1,18 +1,18 @@
 """Embed crawled products in batches on a background thread, with bounded memory.
 
-The crawl's pipeline calls `BatchEmbedder.submit` from a worker thread for each product; the
-images are decoded and preprocessed right there (in parallel across the caller's threads), and
-model threads run full batches (or partial ones after `max_wait` seconds). `submit` blocks
-while `max_pending` inputs wait, so memory stays flat however long the crawl. A batch leaves the
-queue as the model starts on it, so the submitters prepare the next batch while it runs. A
-broken image only loses its own vector: it is reported in `ItemVectors.image_errors`, never
-raised.
+The crawl's pipeline calls `BatchEmbedder.submit` from a worker thread for each product; model
+threads take full batches (or partial ones after `max_wait` seconds), decode and frame their
+photos, and run the model. `submit` blocks while `max_pending` inputs wait, so memory stays flat
+however long the crawl. A broken image only loses its own vector: it is reported in
+`ItemVectors.image_errors`, never raised.
 
-Several model threads suit encoders loaded with fewer threads than cores (the crawl loads them
-single-threaded): batches then run side by side, one per core, instead of one batch split over
-every core. That is faster for throughput on a small machine (bench/bench_embed.py: two
-single-threaded calls at once beat one two-threaded call by ~5%, and a core busy preparing
-photos slows only its own batch instead of stalling the other core's half of a split one).
+The layout is made for encoders loaded single-threaded (as the crawl and `cumpair reindex` load
+them): one model thread per core, each preparing a batch and then running it, batches side by
+side. On a small machine that beats one batch split over every core (bench/bench_embed.py: two
+single-threaded calls at once run ~5% faster than one two-threaded call), and preparing on the
+model's own thread beats preparing in the submitters' threads by another 2-4%: those only add
+threads that take turns on the same cores. With encoders that use every core (one model
+thread), preparation and the model alternate.
 """
 
 from __future__ import annotations
@@ -74,7 +74,7 @@ class _Item:
 class _Job:
     item: _Item
     position: int  # image position, or -1 for the text
-    payload: object  # prepared pixels (np.ndarray) or the text
+    payload: object  # the image as submitted, its prepared pixels once taken; or the text
     queued_at: float
 
 
@@ -133,24 +133,15 @@ class BatchEmbedder:
     ) -> Future[ItemVectors]:
         """Queue one product's images and text; the future resolves to its `ItemVectors`.
 
-        Decodes the images in the calling thread (run it off the reactor thread) and blocks
-        while the embedder is full. `key` (e.g. the product URL) only labels log messages.
-        Raises `TimeoutError` if there is no room within `timeout` seconds.
+        Blocks while the embedder is full (call it off the reactor thread); the images are
+        decoded later, on a model thread. `key` (e.g. the product URL) only labels log
+        messages. Raises `TimeoutError` if there is no room within `timeout` seconds.
         """
         if isinstance(images, str | bytes):
             raise TypeError("images must be a sequence of images, not a single one")
-        item = _Item(future=Future(), key=key, n_images=len(images), remaining=0)
-        prepared: list[tuple[int, np.ndarray]] = []
-        for position, image in enumerate(images):
-            try:
-                prepared.append((position, self.encoders.image.prepare_image(image)))
-            except (ValueError, OSError, TypeError) as exc:  # ImageError is a ValueError
-                item.errors[position] = f"{type(exc).__name__}: {exc}"
-                logger.warning("image %d of %s not embedded: %s", position, key or "item", exc)
         text = text if text else None
-        item.remaining = len(prepared) + (text is not None)
-        with self._cond:
-            self._counts["image_errors"] += len(item.errors)
+        item = _Item(future=Future(), key=key, n_images=len(images), remaining=0)
+        item.remaining = len(images) + (text is not None)
         if item.remaining == 0:
             item.future.set_result(_result(item, self.encoders.image.dim))
             return item.future
@@ -166,7 +157,7 @@ class BatchEmbedder:
             if self._closed:
                 raise BatchEmbedderClosed("BatchEmbedder is closed")
             now = time.monotonic()
-            self._images.extend(_Job(item, pos, pixels, now) for pos, pixels in prepared)
+            self._images.extend(_Job(item, pos, image, now) for pos, image in enumerate(images))
             if text is not None:
                 self._texts.append(_Job(item, -1, text, now))
             self._outstanding.add(item.future)
@@ -239,13 +230,33 @@ class BatchEmbedder:
                     self._cond.wait(max(0.0, min(oldest) + self.max_wait - now) if oldest else None)
                 image_jobs = _take(self._images, self.batch_size) if images_due else []
                 text_jobs = _take(self._texts, self.batch_size) if texts_due else []
-                # Room for blocked submitters now, not after the model call: they prepare the
-                # next batch while this one runs (otherwise preparation and model alternate).
+                # Room for blocked submitters now, not after the model call: the queue fills
+                # again while this batch is prepared and run.
                 self._cond.notify_all()
+            if image_jobs:
+                image_jobs = self._prepare(image_jobs)
             if image_jobs:
                 self._embed(image_jobs, self._embed_images)
             if text_jobs:
                 self._embed(text_jobs, self._embed_texts)
+
+    def _prepare(self, jobs: list[_Job]) -> list[_Job]:
+        """Decode and preprocess each job's image in place; the images that fail are recorded
+        as their item's errors and left out of the returned batch."""
+        ready, failed = [], []
+        for job in jobs:
+            try:
+                job.payload = self.encoders.image.prepare_image(job.payload)
+            except (ValueError, OSError, TypeError) as exc:  # ImageError is a ValueError
+                logger.warning(
+                    "image %d of %s not embedded: %s", job.position, job.item.key or "item", exc
+                )
+                failed.append((job, None, f"{type(exc).__name__}: {exc}"))
+            else:
+                ready.append(job)
+        if failed:
+            self._settle(failed)
+        return ready
 
     def _embed_images(self, jobs: list[_Job]) -> np.ndarray:
         return self.encoders.image.embed_prepared(np.stack([job.payload for job in jobs]))
@@ -267,22 +278,30 @@ class BatchEmbedder:
             for item in failed.values():  # outside the lock: callbacks run here
                 item.future.set_exception(exc)
             return
-        kind = "texts" if jobs[0].position < 0 else "images"
-        finished: list[_Item] = []
         with self._cond:
             self._counts["batches"] += 1
-            self._counts[kind] += len(jobs)
-            for job, vector in zip(jobs, vectors, strict=True):
+        self._settle([(job, vector, None) for job, vector in zip(jobs, vectors, strict=True)])
+
+    def _settle(self, outcomes: list[tuple[_Job, np.ndarray | None, str | None]]) -> None:
+        """Record each job's vector or error; resolve the items that have nothing left."""
+        finished: list[_Item] = []
+        with self._cond:
+            for job, vector, error in outcomes:
                 item = job.item
-                if job.position < 0:
+                if error is not None:
+                    item.errors[job.position] = error
+                    self._counts["image_errors"] += 1
+                elif job.position < 0:
                     item.text_vector = vector
+                    self._counts["texts"] += 1
                 else:
                     item.vectors[job.position] = vector
+                    self._counts["images"] += 1
                 item.remaining -= 1
                 if item.remaining == 0 and not item.failed:
                     self._outstanding.discard(item.future)
                     finished.append(item)
-        for item in finished:
+        for item in finished:  # outside the lock: callbacks run here
             item.future.set_result(_result(item, self.encoders.image.dim))
 
 

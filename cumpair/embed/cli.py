@@ -107,4 +107,5 @@ def _load_encoders(args: argparse.Namespace):
         clip_pretrained=args.clip_pretrained or DEFAULT_CLIP_PRETRAINED,
         clip_model_config=args.clip_model_config,
         model_dir=Path(args.path) / "models",  # as the crawl's default (INDEX_DATA_DIR/models)
+        threads=1,  # a throughput job: BatchEmbedder runs one single-threaded batch per core
     )

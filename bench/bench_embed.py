@@ -156,11 +156,7 @@ def main() -> None:
     _raw_one_call(whole, prepared[: 2 * b], texts, b)
     ones, sides, stages = [], [], []
     for _ in range(args.rounds):
-        raw_img = _rate(
-            n, lambda: _batched(n, b, lambda s: whole.image.embed_prepared(prepared[s]))
-        )
-        raw_txt = _rate(n, lambda: _batched(n, b, lambda s: whole.text.encode_texts(texts[s])))
-        ones.append(1 / (1 / raw_img + 1 / raw_txt))
+        ones.append(_raw_one_call(whole, prepared, texts, b))
         sides.append(_raw_side_by_side(single, prepared, texts, b, cores))
         stages.append(_stage(single, photos, texts, b, workers=2, model_workers=cores))
         best = max(ones[-1], sides[-1])

@@ -226,9 +226,10 @@ def test_two_workers_run_batches_side_by_side_with_the_same_vectors(encoders, mo
 
 
 def test_default_workers_fill_the_cores_with_the_encoders_calls(encoders, monkeypatch):
+    import cumpair.embed.base as base
     import cumpair.embed.batch as batch
 
-    monkeypatch.setattr(batch, "default_threads", lambda: 4)
+    monkeypatch.setattr(base, "default_threads", lambda: 4)
     assert encoders.image.threads == 1
     assert batch.default_workers(encoders) == 4
     monkeypatch.setattr(encoders.image, "threads", 4)

@@ -82,6 +82,12 @@ def default_threads() -> int:
         return max(1, os.cpu_count() or 1)
 
 
+def calls_filling_cores(threads: int) -> int:
+    """How many model calls of `threads` threads each fill the cores without oversubscribing
+    them: one for a call using every core, one per core for single-threaded calls."""
+    return max(1, default_threads() // threads)
+
+
 def l2_normalize(rows: np.ndarray) -> np.ndarray:
     """Unit-length float32 rows, so inner product equals cosine similarity in the index.
 

@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from cumpair.embed.base import EmbedError, ImageInput, default_threads
+from cumpair.embed.base import EmbedError, ImageInput, calls_filling_cores, default_threads
 from cumpair.embed.registry import EncoderSet
 
 logger = logging.getLogger(__name__)
@@ -140,8 +140,8 @@ class BatchEmbedder:
         if isinstance(images, str | bytes):
             raise TypeError("images must be a sequence of images, not a single one")
         text = text if text else None
-        item = _Item(future=Future(), key=key, n_images=len(images), remaining=0)
-        item.remaining = len(images) + (text is not None)
+        remaining = len(images) + (text is not None)
+        item = _Item(future=Future(), key=key, n_images=len(images), remaining=remaining)
         if item.remaining == 0:
             item.future.set_result(_result(item, self.encoders.image.dim))
             return item.future
@@ -306,9 +306,8 @@ class BatchEmbedder:
 
 
 def default_workers(encoders: EncoderSet) -> int:
-    """Model threads that fill the cores: cores // threads per call of the image encoder."""
-    threads = getattr(encoders.image, "threads", None) or default_threads()
-    return max(1, default_threads() // threads)
+    """Model threads that fill the cores with the image encoder's calls."""
+    return calls_filling_cores(getattr(encoders.image, "threads", None) or default_threads())
 
 
 def _take(queue: collections.deque[_Job], n: int) -> list[_Job]:

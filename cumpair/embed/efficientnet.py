@@ -43,8 +43,8 @@ IMAGE_SIZE = 224
 # (x/255 - 0.498) / 0.502 they misclassify skimage's cat (0.11 top-1 on a wrong class vs 0.72
 # "Egyptian cat") and retrieval of demo photos collapses.
 # Applied inside the model (ONNX graph or PyTorch module) to the uint8 pixels `prepare_image`
-# returns: the queue between crawl threads and the model holds a quarter of the bytes, and the
-# model thread no longer waits on a float conversion of the whole batch.
+# returns: a prepared photo holds a quarter of the bytes, and the model thread no longer waits
+# on a float conversion of the whole batch.
 _MEAN = np.array([0.485, 0.456, 0.406], dtype=np.float32) * 255
 _INV_STD = 1 / (np.array([0.229, 0.224, 0.225], dtype=np.float32) * 255)
 # Bump when preprocessing changes: vectors from different preprocessing are not comparable.

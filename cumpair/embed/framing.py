@@ -326,16 +326,16 @@ def _render(pixels: np.ndarray, plan: _Plan, out: int) -> np.ndarray:
     matte[:, : max(0, first_x)] = 0
     matte[:, max(0, end_x) :] = 0
     np.clip(matte, 0, 1, out=matte)
-    grey = _grey(out, framed.shape[2])
+    grey = _grey(out, fill)
     return cv2.blendLinear(_stretch(framed, matte > 0.5), grey, matte, 1 - matte)
 
 
 @functools.lru_cache(maxsize=8)
-def _grey(size: int, channels: int) -> np.ndarray:
-    """A read-only square of FILL (filling a fresh one per photo cost ~0.2 ms: NumPy
+def _grey(size: int, fill: tuple[int, ...]) -> np.ndarray:
+    """A read-only square of `fill` (filling a fresh one per photo cost ~0.2 ms: NumPy
     broadcasts a short tuple into an array slowly)."""
-    grey = np.empty((size, size, channels), dtype=np.uint8)
-    grey[:] = FILL if channels == 3 else (*FILL, 0)
+    grey = np.empty((size, size, len(fill)), dtype=np.uint8)
+    grey[:] = fill
     grey.flags.writeable = False
     return grey
 

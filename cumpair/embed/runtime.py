@@ -13,7 +13,7 @@ from typing import Literal
 
 import numpy as np
 
-from cumpair.embed.base import EmbedError, default_threads
+from cumpair.embed.base import EmbedError, calls_filling_cores
 
 logger = logging.getLogger(__name__)
 
@@ -35,14 +35,14 @@ def set_torch_threads(threads: int) -> None:
 
 
 def call_slots(threads: int) -> threading.Semaphore:
-    """How many PyTorch calls of `threads` threads each may run at once: as many as fill the
-    cores (one for a model using every core, one per core for single-threaded models).
+    """Bounds the PyTorch calls of `threads` threads each running at once to
+    `calls_filling_cores(threads)`.
 
     PyTorch starts a thread team per calling thread, so unbounded concurrent calls would
     oversubscribe the cores; a plain lock would instead serialise single-threaded models that
     the crawl's embedding stage runs side by side (`BatchEmbedder` workers).
     """
-    return threading.Semaphore(max(1, default_threads() // threads))
+    return threading.Semaphore(calls_filling_cores(threads))
 
 
 class OnnxSession:

@@ -9,7 +9,7 @@ from cumpair.demo.catalog import build_catalog
 from cumpair.index import ProductStore, StoreOptions
 from cumpair.search.demo_index import index_demo_offers
 from cumpair.search.products import ProductGroups
-from cumpair.search.server import create_app
+from cumpair.search.server import SERVICE, create_app
 from cumpair.search.service import SearchService
 
 
@@ -93,3 +93,29 @@ async def test_page_has_an_upload_form(client):
     assert reply.status == 200
     html = await reply.text()
     assert 'type="file"' in html and "/search" in html
+
+
+async def test_a_broken_upload_is_answered_as_an_unusable_image(client):
+    form = FormData()
+    form.add_field("image", b"\x89PNG\r\n\x1a\n cut short", filename="x.png")
+    reply = await client.post("/search", data=form)
+    assert reply.status == 400
+    assert (await reply.json())["error"].startswith("unusable image: ")
+
+
+async def test_a_bad_text_query_gets_its_own_reason_not_unusable_image(client):
+    reply = await client.get("/search", params={"text": "   "})
+    assert reply.status == 400
+    assert (await reply.json())["error"] == "the text query is empty"
+
+
+async def test_a_bug_raising_valueerror_in_a_search_is_a_500_not_a_bad_image(client, monkeypatch):
+    service = client.server.app[SERVICE]
+
+    def broken(*args, **kwargs):
+        raise ValueError("shapes (384,) and (512,) not aligned")  # a bug, not the user's input
+
+    monkeypatch.setattr(service, "search_gtin", broken)
+    reply = await client.get("/search", params={"gtin": "4006381333931"})
+    assert reply.status == 500
+    assert "unusable image" not in await reply.text()

@@ -17,6 +17,7 @@ from typing import Any
 from aiohttp import web
 
 from cumpair.search.service import QueryError, SearchService
+from cumpair.vision.images import ImageError
 
 logger = logging.getLogger(__name__)
 
@@ -78,8 +79,9 @@ async def search(request: web.Request) -> web.Response:
             return _bad_request("give text, gtin or an uploaded image")
     except QueryError as exc:
         return _bad_request(str(exc))
-    except ValueError as exc:  # cumpair.vision.images.ImageError: not an image, too large...
+    except ImageError as exc:  # not an image, truncated, too large...
         return _bad_request(f"unusable image: {exc}")
+    # Anything else is a bug, not bad input: aiohttp logs it and answers 500.
     return web.json_response(response.to_dict())
 
 

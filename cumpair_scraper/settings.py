@@ -1,7 +1,10 @@
 """Scrapy settings for Cumpair: every tunable of the project, with its default, in one place.
 
-Override any of them per run (`scrapy crawl northwind -s NAME=value`), per shop in a spider's
-`custom_settings`, or through the environment (`SCRAPY_NAME=value`, Scrapy's own mechanism).
+Override any of them per run (`scrapy crawl northwind -s NAME=value`, also for `crawlall`) or
+per scrapyd job (`schedule.json -d setting=NAME=value`). Shop configs (shops/*.toml) hold no
+settings, and Scrapy reads no `SCRAPY_NAME` variables from the environment (only
+SCRAPY_SETTINGS_MODULE, SCRAPY_PROJECT and a few of its own): to change a default for every run,
+edit it here.
 """
 
 BOT_NAME = "cumpair"

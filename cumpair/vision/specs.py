@@ -196,7 +196,10 @@ _DIM_RE = re.compile(
 )
 _AXIS_DIM_RE = re.compile(
     rf"(?:(?<![\w])(?P<word>height|width|depth|length|diameter)\s*[:=]?\s*"
-    rf"|(?<![\w])(?P<letter>[HWDLØ])\s*[:=]?\s*)(?P<n>{_NUM})\s*(?P<u>{_LENGTH_UNITS})",
+    # A letter glued to its number ("H110M", "W4100013") is a model code unless a metric
+    # length unit follows ("H30cm"): only "H 30 cm" / "H: 30 cm" may use any unit.
+    rf"|(?<![\w\-/])(?P<letter>[HWDLØ])(?P<gap>\s*[:=]\s*|\s+)?)(?P<n>{_NUM})\s*"
+    rf"(?P<u>{_LENGTH_UNITS})",
     re.IGNORECASE,
 )
 
@@ -210,9 +213,42 @@ class _Quantity:
     snippet: str
 
 
+# A number glued to a letter-led word by "-" or "/" belongs to a code: DCS-7010L, E5-2650L,
+# LQ-139LB, f/4L (an aperture). A code may go on after the unit: GA-110GB-1AER.
+_CODE_BEFORE = re.compile(r"(?<![\w])[A-Za-z][\w]*[-/]$")
+_CODE_AFTER = re.compile(r"-(?=[A-Za-z]*\d)\w")
+# One-letter units glued to a four-digit integer are model numbers, not 7010 litres or
+# 90118 volts ("DCS 7010L", "G 90118V"); watts reach four digits (a 2000W kettle), so W stays.
+_CODE_LETTER_UNITS = frozenset({"l", "v"})
+# Lens titles print the aperture after the focal length: "70-200mm 2.8L IS" is f/2.8, L-series,
+# and "EF 24-105L IS USM" names the lens line.
+_APERTURE_BEFORE = re.compile(r"(?:\d\s*mm\s+|\b[fF]\s*/?\s*|1:)$")
+_LENS_AFTER = re.compile(r"\s+(?:IS|USM|II|III|DO|STM|Macro)\b")
+# "NB 5L", "DCS 7010L", "PC 158L": a short capitals code with a spaced-out suffix.
+_CODE_WORD_BEFORE = re.compile(r"(?<![\w])[A-Z]{2,3}\s$")
+
+
+def _is_code_part(text: str, match: re.Match[str]) -> bool:
+    """True when a number-and-unit match is really part of a model code or an aperture."""
+    before = text[max(0, match.start() - 24) : match.start()]
+    if _CODE_BEFORE.search(before) or _CODE_AFTER.match(text, match.end()):
+        return True
+    number, unit = match.group("n"), match.group("u")
+    glued = text[match.end("n") : match.start("u")] == ""
+    long_number = re.fullmatch(r"\d{4,}", number) is not None
+    after_code_word = unit.isupper() and _CODE_WORD_BEFORE.search(before) is not None
+    if unit.lower() in _CODE_LETTER_UNITS and glued and (long_number or after_code_word):
+        return True
+    return unit.lower() == "l" and bool(
+        _APERTURE_BEFORE.search(before) or _LENS_AFTER.match(text, match.end())
+    )
+
+
 def _quantities(text: str, pattern: re.Pattern[str], target: str) -> list[_Quantity]:
     found = []
     for match in pattern.finditer(text):
+        if _is_code_part(text, match):
+            continue
         try:
             numbers = [parse_number(n) for n in re.findall(_NUM, match.group("n"))]
             value = convert(max(numbers), match.group("u"), target)
@@ -247,8 +283,25 @@ _OCR_UNIT_FIXES = {"volume_ml": (_OCR_VOLUME_RE, "ml")}
 _STORAGE_RE = _unit_pattern(r"TB|GB|MB", after=r"(?!\s*/\s*s)")
 _POWER_RE = _unit_pattern(r"kW|watts?|W", flags=0, after=r"(?!\s*[x*])")
 _VOLTAGE_RE = _unit_pattern(r"kV|mV|volts?|V", flags=0)
-_RAM_AFTER = re.compile(r"\s*(?:of\s+)?(?:ram|memory|ddr\d?|lpddr\d?)\b", re.IGNORECASE)
+_RAM_AFTER = re.compile(
+    r"\s*(?:of\s+)?(?:ram|memory|arbeitsspeicher|g?ddr\d?\w*|lpddr\d?\w*|vram"
+    r"|(?:total\s+)?(?:l[1-3]\s+)?(?:smart\s+)?cache|buffer)\b",
+    re.IGNORECASE,
+)
 _RAM_BEFORE = re.compile(r"\b(?:ram|memory)\s*[:=]?\s*$", re.IGNORECASE)
+# A memory module's size is not storage: titles naming DIMMs, DDR generations or PC3-12800
+# speeds and no drive word describe RAM ("Corsair 16GB 2x8GB DDR3-1600 CL10").
+_MEMORY_MODULE = re.compile(
+    r"\b(?:g?ddr\d\w*|lpddr\d\w*|s?o?-?dimm|[ru]dimm|sdram|pc[234]l?-\d{4,5}\w*|cl\d{1,2})\b",
+    re.IGNORECASE,
+)
+_DRIVE_WORDS = (
+    r"(?:ssd|hdd|emmc|nvme|flash|storage|speicher\w*|stockage|hard\s*(?:disk|drive)"
+    r"|festplatte|disque|sd(?:hc|xc)?|micro\s*sd\w*|cf|compact\s*flash|memory\s+card"
+    r"|speicherkarte|usb)\b"
+)
+_DRIVE_AFTER = re.compile(rf"\s*(?:internal\s+|interne?\s+)?{_DRIVE_WORDS}", re.IGNORECASE)
+_DRIVE_ANYWHERE = re.compile(rf"\b{_DRIVE_WORDS}", re.IGNORECASE)
 
 
 def _pick(quantities: list[_Quantity], fields: list[_Field], name: str) -> _Quantity | None:
@@ -270,6 +323,15 @@ _QUANTITY_FIELDS = {"weight_g", "volume_ml", "storage_gb", "power_w", "voltage_v
                     "dimensions_mm"}  # fmt: skip
 
 
+# A number whose unit is borrowed from its neighbour and comes out above 10 m is no size.
+_MAX_INFERRED_MM = 10_000.0
+
+
+def _lopsided_times(matched: str) -> bool:
+    """True when an "x" is spaced on one side only ("4x 3.0", "3.0 x8"): two facts, not a size."""
+    return any(bool(left) != bool(right) for left, right in re.findall(r"(\s*)[xX*](\s*)", matched))
+
+
 def _extract_dimensions(text: str, fields: list[_Field], specs: Specs) -> None:
     for match in _DIM_RE.finditer(text):
         numbers = [match.group(k) for k in "abc" if match.group(k)]
@@ -281,6 +343,8 @@ def _extract_dimensions(text: str, fields: list[_Field], specs: Specs) -> None:
         )  # fmt: skip
         if not any(units) and not label_unit:
             continue  # "2 x 500" without a length unit is a pack size, not a size
+        if _lopsided_times(match.group()):
+            continue  # "4x 3.0 inch" (a zoom, then a screen), "PCIe 3.0 x8": not one size
         resolved: list[str] = []
         for index, unit in enumerate(units):
             later = next((u for u in units[index:] if u), None)
@@ -292,6 +356,8 @@ def _extract_dimensions(text: str, fields: list[_Field], specs: Specs) -> None:
             ]
         except ValueError:
             continue
+        if any(v > _MAX_INFERRED_MM for v, u in zip(values, units, strict=True) if not u):
+            continue  # "640X480"": a resolution before a closing quote, not 16 m of inches
         specs.dimensions_mm = [_round(v) for v in values]
         specs.note("dimensions_mm", match.group())
         return
@@ -301,6 +367,8 @@ def _extract_dimensions(text: str, fields: list[_Field], specs: Specs) -> None:
         axis = (match.group("word") or match.group("letter")).lower()[0]
         letter = match.group("letter")
         if letter and letter not in "HWDLØ":  # single letters must be capitals
+            continue
+        if letter and not match.group("gap") and match.group("u").lower() not in ("mm", "cm"):
             continue
         if axis in seen_axes:
             continue
@@ -336,7 +404,9 @@ def _extract_quantity(
                 quantities.append(_Quantity(value, unit, f.start, f.end, f.value))
     chosen = _pick(quantities, fields, name)
     if chosen is not None:
-        setattr(specs, name, _round(chosen.value))
+        setattr(
+            specs, name, _round_gb(chosen.value) if name == "storage_gb" else _round(chosen.value)
+        )
         specs.note(name, chosen.snippet)
 
 
@@ -366,10 +436,22 @@ def _storage_candidates(
     ]  # fmt: skip
     if labelled:
         return labelled
-    return [
+    unlabelled = [
         q for q in quantities
         if not _RAM_AFTER.match(text, q.end) and not _RAM_BEFORE.search(text[: q.start])
     ]  # fmt: skip
+    # A size followed by a drive word is the storage ("i7 8GB 256GB SSD" has 256 GB).
+    drives = [q for q in unlabelled if _DRIVE_AFTER.match(text, q.end)]
+    if drives:
+        return drives
+    if _MEMORY_MODULE.search(text) and not _DRIVE_ANYWHERE.search(text):
+        return []
+    return unlabelled
+
+
+def _round_gb(value: float) -> float:
+    """GB with four significant digits below 1 GB: 15 MB is 0.015 GB, never 0."""
+    return float(f"{value:.4g}") if 0 < abs(value) < 1 else _round(value)
 
 
 def _round(value: float) -> float:

@@ -1,6 +1,6 @@
-"""The `cumpair search`, `cumpair history` and `cumpair serve` sub-commands (and search_index.py).
+"""The `cumpair search`, `history`, `products` and `serve` sub-commands (and search_index.py).
 
-`add_parser(subparsers)` registers all three; each opens the store read-only, so they run beside
+`add_parser(subparsers)` registers them; each opens the store read-only, so they run beside
 a crawl that is writing it.
 """
 
@@ -64,7 +64,7 @@ def add_search_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
-    """Register `search`, `history` and `serve` on the `cumpair` command."""
+    """Register `search`, `history`, `products` and `serve` on the `cumpair` command."""
     search = subparsers.add_parser("search", help="find a product by photo, text or GTIN")
     add_search_arguments(search)
     search.set_defaults(func=run_search)
@@ -74,6 +74,13 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     history.add_argument("--json", action="store_true")
     _common(history)
     history.set_defaults(func=run_history)
+
+    products = subparsers.add_parser("products", help="every product with its offers (export)")
+    products.add_argument("--index", default=DEFAULT_INDEX, help="store directory (index_data)")
+    products.add_argument(
+        "--json", action="store_true", help="one JSON object per product per line"
+    )
+    products.set_defaults(func=run_products)
 
     serve = subparsers.add_parser("serve", help="HTTP API and upload page over the index")
     serve.add_argument("--host", default="127.0.0.1")
@@ -182,6 +189,34 @@ def run_history(args: argparse.Namespace) -> int:
         print(json.dumps(data, indent=2))
     else:
         print(format_history(rows), end="")
+    return 0
+
+
+def run_products(args: argparse.Namespace) -> int:
+    """Every product, cheapest offer first: JSON lines with --json, else one line each."""
+    from cumpair.index import ProductStore
+    from cumpair.search.export import product_dicts
+    from cumpair.search.products import GroupingError, ProductGroups
+
+    path = Path(args.index)
+    if not (path / "meta.sqlite").exists():
+        print(f"cumpair products: no index at {path} (crawl or ingest first)", file=sys.stderr)
+        return 2
+    try:
+        groups = ProductGroups.open(path, readonly=True)
+    except GroupingError as exc:
+        print(f"cumpair products: {exc}", file=sys.stderr)
+        return 2
+    with ProductStore.open(path, readonly=True) as store, groups:
+        for product in product_dicts(store, groups):
+            if args.json:
+                print(json.dumps(product, ensure_ascii=False))
+                continue
+            offers = product["offers"]
+            cheapest = offers[0]
+            price = f"{cheapest['price']} {cheapest['currency']}" if cheapest["price"] else "-"
+            ident = product["product_id"] if product["product_id"] is not None else "-"
+            print(f"{ident}\t{len(offers)} offer(s)\tfrom {price}\t{product['title']}")
     return 0
 
 

@@ -25,9 +25,9 @@ from scrapy.settings import BaseSettings
 
 from cumpair.embed import BatchEmbedder, EncoderSet, load_encoders, product_text
 from cumpair.embed.reindex import spaces_for
-from cumpair.index import OfferRecord, ProductStore, StoreOptions
+from cumpair.index import ProductStore, StoreOptions
+from cumpair.ingest.stages import offer_record, regroup_store, space_vectors, store_offer
 from cumpair.search.products import ProductGroups
-from cumpair.search.store_scan import first_vectors, scan_offers
 from cumpair_scraper.pipelines.images import images_store_path
 
 logger = logging.getLogger(__name__)
@@ -89,9 +89,7 @@ def _release_store(path: Path) -> None:
         del _stores[path]
     try:
         shared.store.flush()
-        products, offers = shared.groups.regroup(
-            scan_offers(shared.store), first_vectors(shared.store)
-        )
+        products, offers = regroup_store(shared.store, shared.groups)
         logger.info("Grouped %d offers into %d products", offers, products)
     finally:
         shared.groups.close()
@@ -149,30 +147,9 @@ class IndexPipeline:
             logger.warning(
                 "%s: image %s has no vector: %s", adapter.get("url"), paths[position].name, reason
             )
-        record = OfferRecord(
-            shop=adapter["shop"],
-            url=adapter["url"],
-            title=adapter.get("title") or "",
-            price=adapter.get("price"),
-            currency=adapter.get("currency"),
-            availability=adapter.get("availability"),
-            brand=adapter.get("brand"),
-            model=adapter.get("model"),
-            sku=adapter.get("sku"),
-            gtin=adapter.get("gtin"),
-            category=adapter.get("category"),
-            image_paths=tuple(str(p) for p in paths),
-            image_urls=tuple(adapter.get("image_urls") or ()),
-            specs=adapter.get("specs") or {},
-        )
-        space_vectors = {}
-        if len(vectors.image_positions):
-            space_vectors["image"] = vectors.image_vectors
-        if vectors.text_vector is not None:
-            space_vectors["text"] = vectors.text_vector
-        result = self.store.upsert(record, space_vectors)
+        record = offer_record(adapter, paths)
+        result, membership = store_offer(self.store, self.groups, record, space_vectors(vectors))
         self.stats.inc_value(f"index/upsert/{result.matched_by}")
-        membership = self.groups.assign(self.store, result.offer_id, space_vectors)
         self.stats.inc_value(f"index/grouped_by/{membership.rule}")
         if result.price_changed:
             self.stats.inc_value("index/price_changed")

@@ -20,12 +20,13 @@ from scrapy.crawler import Crawler
 from scrapy.exceptions import NotConfigured
 from twisted.internet import defer
 
+from cumpair.ingest.stages import page_specs_of
 from cumpair.vision.image_specs import read_image_specs
 from cumpair.vision.images import ImageError
-from cumpair.vision.merge import merge_specs, page_specs
+from cumpair.vision.merge import merge_specs
 from cumpair.vision.ocr import OcrUnavailableError
 from cumpair.vision.ocr_types import OcrOptions
-from cumpair.vision.specs import Specs, extract_specs
+from cumpair.vision.specs import Specs
 from cumpair_scraper.pipelines.images import images_store_path
 
 logger = logging.getLogger(__name__)
@@ -92,13 +93,7 @@ class SpecsPipeline:
 
     async def process_item(self, item: Any) -> Any:
         adapter = ItemAdapter(item)
-        text = "\n".join(str(adapter.get(k) or "") for k in ("title", "description"))
-        page = page_specs(
-            extract_specs(text),
-            brand=adapter.get("brand"),
-            model=adapter.get("model"),
-            gtin=adapter.get("gtin"),
-        )
+        page = page_specs_of(adapter)
         images: list[tuple[str | None, Specs]] = []
         for index, result in enumerate((adapter.get("images") or [])[: self.max_images]):
             specs = await self._read(result, colors=self.colors if index == 0 else 0)

@@ -12,7 +12,7 @@ from itemadapter import ItemAdapter
 from scrapy.crawler import Crawler
 from scrapy.exceptions import DropItem
 
-REQUIRED_FIELDS = ("title", "price", "currency")
+from cumpair.ingest.stages import missing_fields
 
 
 class ValidationPipeline:
@@ -27,7 +27,7 @@ class ValidationPipeline:
 
     def process_item(self, item: Any) -> Any:
         adapter = ItemAdapter(item)
-        missing = [name for name in REQUIRED_FIELDS if adapter.get(name) in (None, "")]
+        missing = missing_fields(adapter)
         if missing:
             self.stats.inc_value(f"cumpair/dropped/missing_{missing[0]}")
             raise DropItem(f"{adapter.get('url')}: no usable {', '.join(missing)}")

@@ -1,0 +1,63 @@
+"""Every product of a store with its offers, as plain dicts: the export behind `cumpair products`.
+
+A product comes out as `SearchService.product` shows it (the same title, identity, key specs and
+offers cheapest first, priced offers before those with an unknown price), without the query-only
+fields (score, reasons). An offer the grouping has not placed yet comes out alone, with
+``product_id`` null, so the export holds every offer of the store. Read-only: it runs beside a
+crawl or an ingest writing the store.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+from cumpair.search.products import ProductGroups
+from cumpair.search.service import QueryError, SearchService
+from cumpair.search.store_scan import scan_offers
+from cumpair.search.views import key_specs, offer_view
+
+_QUERY_ONLY = ("score", "reasons")
+
+
+def product_dicts(store: Any, groups: ProductGroups) -> Iterator[dict[str, Any]]:
+    """Products by id, then ungrouped offers by id; each ``{"product_id", "title", "brand",
+    "model", "gtin", "specs", "lowest_price_seen", "offers": [...]}`` with JSON-ready values."""
+    service = SearchService(store, groups, encoder_loader=_no_encoders)
+    offer_ids = [record.id for record in scan_offers(store)]
+    product_of = groups.product_of(offer_ids)
+    for product_id in sorted(set(product_of.values())):
+        try:
+            view = service.product(product_id)
+        except QueryError:  # its offers left the store since the scan
+            continue
+        data = view.to_dict()
+        for name in _QUERY_ONLY:
+            data.pop(name)
+        yield data
+    for offer_id in offer_ids:
+        record = None if offer_id in product_of else store.get_offers([offer_id]).get(offer_id)
+        if record is not None:
+            yield _ungrouped(store, record)
+
+
+def _ungrouped(store: Any, record: Any) -> dict[str, Any]:
+    offer_id = record.id
+    offer = offer_view(record, store.price_history(offer_id))
+    return {
+        "product_id": None,
+        "title": record.title,
+        "brand": record.brand,
+        "model": record.model,
+        "gtin": record.gtin,
+        "specs": key_specs([record]),
+        "lowest_price_seen": None if offer.lowest_price is None else str(offer.lowest_price),
+        "offers": [offer.to_dict()],
+    }
+
+
+def _no_encoders() -> Any:
+    raise AssertionError("exporting products needs no encoder")
+
+
+__all__ = ["product_dicts"]

@@ -18,6 +18,7 @@ from cumpair.index import (
     metadata,
     vector_id,
 )
+from cumpair.index.vectorlog import HEADER_BYTES
 
 SPACES = {"image": SpaceSpec(16, "test-image", "1"), "text": SpaceSpec(8, "test-text", "1")}
 OPTIONS = StoreOptions(duplicate_threshold=None)
@@ -29,7 +30,12 @@ def unit(rng: np.random.Generator, *shape: int) -> np.ndarray:
 
 
 def log_files(path: Path, space: str = "image") -> list[Path]:
-    return sorted(path.glob(f"vectors.{space}.*.f32"))
+    return sorted(path.glob(f"vectors.{space}.*.vlog"))
+
+
+def log_bytes(rows: int, dim: int = 16) -> int:
+    """Size of a log of `rows` rows: header, then id + values + CRC per row."""
+    return HEADER_BYTES + rows * (8 + dim * 4 + 4)
 
 
 def messy_batch(rng: np.random.Generator, n: int) -> list[tuple[OfferRecord, dict]]:
@@ -91,7 +97,7 @@ def test_compaction_rewrites_the_log_without_replaced_and_removed_vectors(tmp_pa
         # 100 rows written (40 offers x 2 images, 20 replaced); 40 live (20 x 1, 10 x 2)
         assert report["log_rows_dropped"] == 100 - 40
         (new_log,) = log_files(path)
-        assert new_log != old_log and new_log.stat().st_size == 40 * 16 * 4 < before
+        assert new_log != old_log and new_log.stat().st_size == log_bytes(40) < before
         hits = store.search("image", final[:5], k=1)
         assert [h[0].offer_id for h in hits] == [1, 2, 3, 4, 5]
         assert hits[0][0].score == pytest.approx(1.0, abs=1e-5)
@@ -101,7 +107,7 @@ def test_compaction_rewrites_the_log_without_replaced_and_removed_vectors(tmp_pa
         assert reopened.count("image") == 40
 
 
-def test_log_bytes_of_an_uncommitted_append_are_cut_on_open(tmp_path):
+def test_log_bytes_of_an_uncommitted_append_are_kept_aside_and_cut_on_open(tmp_path):
     rng = np.random.default_rng(5)
     path = tmp_path / "s"
     images = unit(rng, 10, 16)
@@ -109,11 +115,17 @@ def test_log_bytes_of_an_uncommitted_append_are_cut_on_open(tmp_path):
         store.upsert_many(
             [(OfferRecord("a", f"http://a/{i}"), {"image": v}) for i, v in enumerate(images)]
         )
-    log = path / "vectors.image.e0001.f32"
+    log = path / "vectors.image.e0001.vlog"
+    extra = unit(rng, 3, 16).tobytes() + b"\x01\x02"
     with open(log, "ab") as fh:  # what a kill between the log write and the commit leaves
-        fh.write(unit(rng, 3, 16).tobytes() + b"\x01\x02")
+        fh.write(extra)
     with ProductStore.open(path, SPACES, OPTIONS) as store:
-        assert log.stat().st_size == 10 * 16 * 4
+        assert log.stat().st_size == log_bytes(10)
+        (kept,) = (path / "lost+found").iterdir()  # the evidence of a maybe-lost commit
+        assert kept.read_bytes() == extra
+        damage = store.health()["damage"]
+        assert damage["found"] and damage["lost_and_found"] == {kept.name: len(extra)}
+        assert damage["last_kept_aside"]["files"][0]["file"] == log.name
         store.upsert(OfferRecord("a", "http://a/new"), {"image": images[0] * -1})
         assert store.search("image", images[3], k=1)[0][0].offer_id == 4
         assert store.search("image", -images[0], k=1)[0][0].offer_id == 11
@@ -147,4 +159,6 @@ def test_a_schema_1_store_with_vectors_in_sqlite_is_migrated_to_logs(tmp_path):
         assert [h[0].offer_id for h in store.search("image", images, k=1)] == [1, 2, 3, 4, 5]
         columns = [r[1] for r in store._read_conn().execute("PRAGMA table_info(vectors)")]
         assert "vec" not in columns and "row" in columns
-    assert log_files(path)[0].stat().st_size == 5 * 16 * 4
+    (log,) = log_files(path)  # converted to a checksummed log; the raw one swept
+    assert log.stat().st_size == log_bytes(5)
+    assert not list(path.glob("*.f32"))

@@ -3,7 +3,7 @@
 SQLite is the store's source of truth and its write-ahead log: every upsert/remove commits the
 offer rows *and* the vector rows in one transaction stamped with a sequence number, so FAISS files
 are only snapshots that can be rebuilt or brought up to date by replaying rows with a newer
-``seq``. A vector row points at its raw float32 values in the space's append-only log file
+``seq``. A vector row points at its checksummed values in the space's append-only log file
 (vectorlog.py), written before the commit. Schema changes go through `MIGRATIONS` (append a step;
 never edit an applied one).
 """
@@ -11,6 +11,7 @@ never edit an applied one).
 from __future__ import annotations
 
 import json
+import os
 import sqlite3
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -21,6 +22,7 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
+from cumpair.index import lostfound, vectorlog
 from cumpair.index.records import (
     OfferRecord,
     PricePoint,
@@ -49,28 +51,24 @@ def _move_vectors_to_logs(conn: sqlite3.Connection, directory: Path) -> None:
         """
     ):
         conn.execute(statement)
-    for space, dim in conn.execute("SELECT name, dim FROM spaces").fetchall():
-        name = log_name(space, 1)
-        log = VectorLog(directory / name, int(dim), writable=True)
+    for (space,) in conn.execute("SELECT name FROM spaces").fetchall():
+        name = vectorlog.legacy_log_name(space, 1)  # raw float32 rows; schema 3 converts them
         rows = 0
-        try:
+        with open(directory / name, "wb") as log:
             cursor = conn.execute(
                 "SELECT vector_id, offer_id, ordinal, seq, vec FROM vectors WHERE space = ?"
                 " ORDER BY vector_id",
                 (space,),
             )
             while batch := cursor.fetchmany(4096):
-                matrix = np.frombuffer(b"".join(r[4] for r in batch), np.float32)
-                log.write(rows, matrix.reshape(len(batch), int(dim)))
+                log.write(b"".join(r[4] for r in batch))
                 conn.executemany(
                     "INSERT INTO vectors_v2 VALUES (?, ?, ?, ?, ?, ?)",
                     [(space, *r[:4], rows + i) for i, r in enumerate(batch)],
                 )
                 rows += len(batch)
-            log.truncate(rows)
-            log.sync()
-        finally:
-            log.close()
+            log.flush()
+            os.fsync(log.fileno())
         conn.execute("INSERT INTO vector_logs VALUES (?, ?, ?)", (space, name, rows))
     for statement in _split_sql(
         """
@@ -81,6 +79,53 @@ def _move_vectors_to_logs(conn: sqlite3.Connection, directory: Path) -> None:
         """
     ):
         conn.execute(statement)
+
+
+def _checksum_vector_logs(conn: sqlite3.Connection, directory: Path) -> None:
+    """Schema 3: every space's raw float32 log becomes a checksummed log (vectorlog.py).
+
+    The live rows are copied, in row order, into the next epoch's file with their ids and
+    CRCs; a row the old file had already lost (cut short) is written as a row that fails its
+    check, so the damage stays visible. Bytes past the committed rows are kept under
+    ``lost+found/``. The old file is swept once this commits; a kill before leaves it current.
+    """
+    for space, dim in conn.execute("SELECT name, dim FROM spaces").fetchall():
+        dim = int(dim)
+        file, committed = vector_log(conn, space)
+        ids, rows = live_vector_rows(conn, space)
+        order = np.argsort(rows, kind="stable")
+        ids, rows = ids[order], rows[order]
+        old_path = directory / file
+        size = old_path.stat().st_size if old_path.exists() else 0
+        row_bytes = dim * 4
+        legacy = (
+            np.memmap(old_path, dtype=np.float32, mode="r", shape=(size // row_bytes, dim))
+            if size >= row_bytes
+            else np.empty((0, dim), np.float32)
+        )
+        if size > committed * row_bytes:
+            with open(old_path, "rb") as fh:
+                fh.seek(committed * row_bytes)
+                lostfound.keep_bytes(directory, f"{file}.after-row-{committed}", fh.read())
+        new_file = log_name(space, vectorlog.log_epoch(file) + 1)
+        new = VectorLog(directory / new_file, dim, writable=True, create=True)
+        try:
+            new.truncate(0)
+            for start in range(0, len(rows), 65536):
+                part, part_ids = rows[start : start + 65536], ids[start : start + 65536].copy()
+                present = part < len(legacy)
+                values = np.zeros((len(part), dim), dtype=np.float32)
+                values[present] = legacy[part[present]]
+                part_ids[~present] = vectorlog.MISSING_ID
+                new.write(start, part_ids, values)
+            new.sync()
+        finally:
+            new.close()
+        conn.executemany(
+            "UPDATE vectors SET row = ? WHERE space = ? AND vector_id = ?",
+            [(n, space, vid) for n, vid in enumerate(ids.tolist())],
+        )
+        set_vector_log(conn, space, new_file, len(ids))
 
 
 # Each step runs once, in order; PRAGMA user_version records how many ran. A step is SQL, or a
@@ -128,6 +173,7 @@ MIGRATIONS: list[Migration] = [
         id INTEGER PRIMARY KEY, at TEXT NOT NULL, kind TEXT NOT NULL, detail TEXT NOT NULL);
     """,
     _move_vectors_to_logs,
+    _checksum_vector_logs,
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
 

@@ -6,10 +6,13 @@ the search service) can build and inspect them without opening a store.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+import types
+import typing
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields
 from datetime import UTC, datetime
 from decimal import Decimal
-from typing import Any, Literal, NamedTuple
+from typing import Any, Literal, NamedTuple, Self
 
 # A vector id packs (offer id, image ordinal): ``offer_id << ORDINAL_BITS | ordinal``.
 ORDINAL_BITS = 8
@@ -56,6 +59,22 @@ class UnknownSpaceError(StoreError, KeyError):
     """A vector space name the store was not opened with."""
 
 
+class StoreIOError(StoreError, OSError):
+    """A disk operation of the store failed (disk full, I/O error); ``errno`` says which."""
+
+
+class VectorLogError(StoreError):
+    """A vector log file is not a log of the expected format and dimension."""
+
+
+class MissingDatabaseError(StoreError):
+    """Data files lie in the store directory but its metadata database is gone.
+
+    Opening refuses instead of starting an empty database that would not know those files;
+    ``cumpair index recover`` keeps them aside and inventories them.
+    """
+
+
 @dataclass(frozen=True)
 class SpaceSpec:
     """One named vector space: its dimension and the encoder that produced its vectors.
@@ -76,9 +95,16 @@ class SpaceSpec:
             raise ValueError("SpaceSpec.encoder must name the encoder")
 
 
+SETTINGS_PREFIX = "CUMPAIR_INDEX_"
+
+
 @dataclass(frozen=True)
 class StoreOptions:
-    """Every tunable of the store; the Scrapy settings ``CUMPAIR_INDEX_*`` map 1:1 onto these."""
+    """Every tunable of the store.
+
+    Each field is the Scrapy setting ``CUMPAIR_INDEX_<FIELD>`` (e.g. ``flush_interval_s`` is
+    ``CUMPAIR_INDEX_FLUSH_INTERVAL_S``), with the default given here: see `from_settings`.
+    """
 
     flush_interval_s: float = 300.0  # maybe_flush() writes snapshots at most this often
     backups_keep: int = 3  # older snapshot generations kept per space (fallback on corruption)
@@ -109,6 +135,58 @@ class StoreOptions:
             raise ValueError("duplicate_threshold is a cosine similarity in [-1, 1] or None")
         if self.synchronous not in ("NORMAL", "FULL"):
             raise ValueError("synchronous must be 'NORMAL' or 'FULL'")
+
+    @classmethod
+    def setting_defaults(cls, prefix: str = SETTINGS_PREFIX) -> dict[str, Any]:
+        """``{CUMPAIR_INDEX_<FIELD>: default}`` for every field (what settings.py declares)."""
+        return {prefix + f.name.upper(): f.default for f in fields(cls)}
+
+    @classmethod
+    def from_settings(cls, settings: Mapping[str, Any], prefix: str = SETTINGS_PREFIX) -> Self:
+        """The options that ``CUMPAIR_INDEX_<FIELD>`` settings give, every field, whole.
+
+        `settings` is anything with ``in`` and ``get`` (Scrapy's `Settings`, a dict). Values
+        may be typed or text (``-s CUMPAIR_INDEX_USE_OPQ=false``); ``None``, ``""`` or
+        ``"none"`` stand for None in the fields that allow it. A value of the wrong kind raises
+        `ValueError` naming the setting. Absent settings keep the defaults above.
+        """
+        hints = typing.get_type_hints(cls)
+        values = {}
+        for f in fields(cls):
+            name = prefix + f.name.upper()
+            if name in settings:
+                values[f.name] = _setting_value(name, settings.get(name), hints[f.name])
+        return cls(**values)
+
+
+_TRUE, _FALSE = {"1", "true", "yes", "on"}, {"0", "false", "no", "off"}
+
+
+def _setting_value(name: str, value: Any, kind: Any) -> Any:
+    """`value` of setting `name` as field type `kind` (bool, int, float, str, Literal, X | None)."""
+    args = typing.get_args(kind)
+    if isinstance(kind, types.UnionType) or typing.get_origin(kind) is typing.Union:
+        if value is None or (isinstance(value, str) and value.strip().lower() in ("", "none")):
+            return None
+        (kind,) = [a for a in args if a is not type(None)]
+        args = typing.get_args(kind)
+    text = value.strip() if isinstance(value, str) else value
+    try:
+        if typing.get_origin(kind) is Literal:
+            if text not in args:
+                raise ValueError(f"not one of {', '.join(map(repr, args))}")
+            return text
+        if kind is bool:
+            if isinstance(text, bool):
+                return text
+            if str(text).lower() in _TRUE | _FALSE:
+                return str(text).lower() in _TRUE
+            raise ValueError("not a boolean")
+        if kind is int and isinstance(text, bool | float):
+            raise ValueError("not an integer")
+        return kind(text)
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"setting {name}={value!r}: {exc}") from None
 
 
 def utcnow() -> datetime:

@@ -29,23 +29,24 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 import os
 import sqlite3
 import threading
 import time
 from collections import deque
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import faiss
 import numpy as np
 
-from cumpair.index import ivf, metadata, snapshots, vectorlog
+from cumpair.index import ivf, lostfound, metadata, snapshots, vectorlog
 from cumpair.index.ivf import IndexParams
 from cumpair.index.locks import RWLock, WriterLock
 from cumpair.index.records import (
@@ -55,6 +56,7 @@ from cumpair.index.records import (
     Hit,
     InvalidOfferError,
     InvalidVectorError,
+    MissingDatabaseError,
     OfferRecord,
     PricePoint,
     ReadOnlyStoreError,
@@ -69,8 +71,10 @@ from cumpair.index.records import (
 )
 
 log = logging.getLogger(__name__)
+_T = TypeVar("_T")
 
 DB_NAME = "meta.sqlite"
+_PIN_ATTEMPTS = 8
 _DUPLICATE_CANDIDATES = 8
 _EXACT_FILTERED = 20_000  # filtered IVF-PQ searches with fewer allowed vectors go exact
 
@@ -128,6 +132,10 @@ class ProductStore:
         self._recoveries: list[dict[str, Any]] = []
         self._logs: dict[str, vectorlog.VectorLog] = {}
         self._logs_lock = threading.Lock()
+        self._retired: set[str] = set()  # logs a compaction replaced: never cached again
+        self._damage: dict[str, set[int]] = {}  # vector ids whose log rows failed their checks
+        self._damage_lock = threading.Lock()
+        self._kept_aside: list[dict[str, Any]] = []
         self._closed = False
 
     # ------------------------------------------------------------------ opening and closing
@@ -159,6 +167,7 @@ class ProductStore:
         db_path = self.path / DB_NAME
         if self.readonly:
             if not db_path.exists():
+                _refuse_without_database(self.path)
                 raise StoreError(f"no product store at {self.path} ({DB_NAME} missing)")
             self._conn = metadata.connect(db_path, readonly=True)
             version = self._conn.execute("PRAGMA user_version").fetchone()[0]
@@ -174,6 +183,8 @@ class ProductStore:
             self.path.mkdir(parents=True, exist_ok=True)
             self._writer_lock = WriterLock(self.path)
             self._writer_lock.acquire(self.options.lock_timeout_s)
+            if not db_path.exists():
+                _refuse_without_database(self.path)
             self._conn = metadata.connect(
                 db_path, readonly=False, synchronous=self.options.synchronous
             )
@@ -196,6 +207,9 @@ class ProductStore:
                     raise UnknownSpaceError(f"space {name!r} does not exist in {self.path}")
                 with self._transaction():
                     metadata.add_space(self._conn, name, spec, utcnow().isoformat())
+        if not self.readonly:  # a current log that went missing comes back empty: its rows fail
+            for space, file, _ in metadata.vector_logs(self._conn):
+                self._vector_log(file, specs.get(space, recorded.get(space)).dim, create=True)
         for name in specs:
             self._spaces[name] = self._load_space(name, specs[name])
         if not self.readonly:
@@ -244,12 +258,14 @@ class ProductStore:
         return space
 
     def _replay(self, space: _Space, seq: int) -> None:
+        """Bring `space` up to `seq` from the rows committed after it; damaged rows stay out."""
         drop, add_ids, rows = metadata.changes_since(self._conn, space.name, space.applied_seq)
-        vectors = self._current_log(self._conn, space.name, space.spec.dim).read(rows)
+        vectors, ok = self._current_log(self._conn, space.name, space.spec.dim).read(rows, add_ids)
+        self._note_damage(space.name, add_ids[~ok])
         if len(drop):
             space.index.remove_ids(faiss.IDSelectorBatch(drop))
-        if len(add_ids):
-            space.index.add_with_ids(vectors, add_ids)
+        if ok.any():
+            space.index.add_with_ids(vectors[ok], add_ids[ok])
         if len(drop) or len(add_ids):
             space.dirty = True
         space.applied_seq = seq
@@ -266,33 +282,112 @@ class ProductStore:
         file, _ = metadata.vector_log(conn, space)
         return self._vector_log(file, dim)
 
-    def _vector_log(self, file: str, dim: int) -> vectorlog.VectorLog:
-        """The open handle of a log file (cached; a compaction switches spaces to new files)."""
+    def _pinned(
+        self, conn: sqlite3.Connection, space: str, dim: int, query: Callable[[], _T]
+    ) -> tuple[_T, vectorlog.VectorLog]:
+        """`query()` and the log its rows point into, read in one transaction of `conn`.
+
+        The handle stays valid however long the caller reads (compaction never closes a handle
+        under a reader). If a compaction swept the file between the transaction's snapshot and
+        the open, the snapshot is stale: read again from a fresh one.
+        """
+        for _attempt in range(_PIN_ATTEMPTS):
+            conn.execute("BEGIN")
+            try:
+                result = query()
+                try:
+                    return result, self._current_log(conn, space, dim)
+                except FileNotFoundError:
+                    continue
+            finally:
+                conn.execute("COMMIT")
+        file, _ = metadata.vector_log(conn, space)
+        raise StoreError(f"vector log {self.path / file} of space {space!r} is missing")
+
+    def _vector_log(self, file: str, dim: int, *, create: bool = False) -> vectorlog.VectorLog:
+        """The open handle of a log file (cached; a compaction switches spaces to new files).
+
+        A reader whose snapshot predates a compaction may still ask for the replaced file: it
+        gets a handle of its own, closed when it is done, so the cache never holds it again.
+        """
         handle = self._logs.get(file)
         if handle is None:
             with self._logs_lock:
                 handle = self._logs.get(file)
                 if handle is None:
-                    handle = vectorlog.VectorLog(self.path / file, dim, writable=not self.readonly)
-                    self._logs[file] = handle
+                    handle = vectorlog.VectorLog(
+                        self.path / file, dim, writable=not self.readonly, create=create
+                    )
+                    if file not in self._retired:
+                        self._logs[file] = handle
         return handle
 
+    def _note_damage(self, space: str, vids: np.ndarray) -> None:
+        """Remember vectors whose log rows failed their checks (health reports them)."""
+        if not len(vids):
+            return
+        with self._damage_lock:
+            known = self._damage.setdefault(space, set())
+            new = set(vids.tolist()) - known
+            known |= new
+        if new:
+            log.error(
+                "product store %s: %d damaged vector rows in space %r (vector ids %s); they are"
+                " left out of searches: `cumpair index check` lists them",
+                self.path, len(new), space, sorted(new)[:10],
+            )  # fmt: skip
+
     def _sweep_orphans(self) -> None:
-        """Delete files of flushes that never committed (killed between rename and commit),
-        logs left by a compaction, and log bytes whose transaction never committed."""
+        """Tidy what the database accounts for; keep aside what it does not.
+
+        Deleted: temp files, snapshots of generations the database has moved past (pruned
+        backups) and logs of epochs before the current one (replaced by a compaction). Kept
+        under ``lost+found/`` (recorded as an event and in `health`): log bytes past the
+        committed rows, snapshots newer than the database's generation and logs of later
+        epochs. Those are what a killed flush or append leaves, but also the only trace of
+        commits the database lost, so they are never destroyed on open.
+        """
         with self._write_lock:  # an append in flight owns the bytes past the committed rows
             live = {s.file for name in self._spaces for s in metadata.snapshots(self._conn, name)}
+            generation = metadata.state(self._conn, "generation")
             logs = metadata.vector_logs(self._conn)
             specs = metadata.space_specs(self._conn)
+            kept = []
             for space, file, rows in logs:
-                self._vector_log(file, specs[space].dim).truncate(rows)
-            current = {file for _, file, _ in logs}
-            for entry in self.path.iterdir():
-                stale_log = vectorlog.is_log_name(entry.name) and entry.name not in current
-                orphan = stale_log or (entry.suffix == ".faiss" and entry.name not in live)
-                if orphan or (entry.name.startswith(".") and entry.name.endswith(".tmp")):
-                    with contextlib.suppress(OSError):
-                        entry.unlink()
+                vectors_log = self._vector_log(file, specs[space].dim, create=True)
+                if vectors_log.size() > vectors_log.offset(rows):
+                    tail = vectors_log.tail(rows)
+                    aside = lostfound.keep_bytes(self.path, f"{file}.after-row-{rows}", tail)
+                    vectors_log.truncate(rows)
+                    reason = f"{len(tail)} bytes past the {rows} committed rows"
+                    kept.append({"file": file, "kept": aside.name, "reason": reason})
+            current = {file: space for space, file, _ in logs}
+            epochs = {space: vectorlog.log_epoch(file) for space, file, _ in logs}
+            for entry in sorted(self.path.iterdir()):
+                name = entry.name
+                if name.startswith(".") and name.endswith(".tmp"):
+                    entry.unlink(missing_ok=True)
+                    continue
+                if vectorlog.is_log_name(name) and name not in current:
+                    newer = vectorlog.log_epoch(name) > epochs.get(vectorlog.log_space(name), 0)
+                    reason = "log of an epoch the database does not know"
+                elif entry.suffix == ".faiss" and name not in live:
+                    newer = (snapshots.generation_of(name) or generation + 1) > generation
+                    reason = "snapshot of a generation the database does not know"
+                else:
+                    continue
+                if newer:
+                    moved = lostfound.move(entry, self.path)
+                    kept.append({"file": name, "kept": moved.name, "reason": reason})
+                else:
+                    entry.unlink(missing_ok=True)
+            if kept:
+                log.warning("product store %s: kept aside in lost+found/: %s", self.path, kept)
+                self._kept_aside += kept
+                with self._transaction():
+                    metadata.record_event(
+                        self._conn, utcnow().isoformat(), "kept_aside", {"files": kept}
+                    )
 
     def close(self) -> None:
         """Finish a running upgrade, flush (writers), release connections and the file lock."""
@@ -446,10 +541,18 @@ class ProductStore:
         old_rows = metadata.offer_vector_rows(
             conn, name, [offer_ids[i] for i, _ in given if offer_ids[i] in existed]
         )
-        wanted = sorted({r for rows in old_rows.values() for r in rows.values()})
-        old_values = dict(
-            zip(wanted, vectors_log.read(np.array(wanted, dtype=np.int64)), strict=True)
+        wanted = sorted(
+            (row, vector_id(offer_id, ordinal))
+            for offer_id, rows in old_rows.items()
+            for ordinal, row in rows.items()
         )
+        old_read = vectors_log.read(
+            np.array([r for r, _ in wanted], dtype=np.int64),
+            np.array([v for _, v in wanted], dtype=np.int64),
+        )
+        old_values = {  # a damaged old row never equals the new vector, so it gets rewritten
+            row: vector for (row, _), vector, ok in zip(wanted, *old_read, strict=True) if ok
+        }
         fresh: list[np.ndarray] = []
         rows: list[tuple[str, int, int, int, int, int]] = []
         revived: list[int] = []
@@ -459,7 +562,7 @@ class ProductStore:
             added = removed = 0
             for ordinal, vector in enumerate(matrix):
                 old = have.get(ordinal)
-                if old is not None and np.array_equal(old_values[old], vector):
+                if old in old_values and np.array_equal(old_values[old], vector):
                     continue
                 vid = vector_id(offer_id, ordinal)
                 rows.append((name, vid, offer_id, ordinal, seq, committed + len(fresh)))
@@ -480,7 +583,7 @@ class ProductStore:
             counts[i][0] += added
             counts[i][1] += removed
         if fresh:
-            vectors_log.write(committed, np.stack(fresh))
+            vectors_log.write(committed, np.array([r[1] for r in rows]), np.stack(fresh))
             if self.options.synchronous == "FULL":
                 vectors_log.sync()
             metadata.put_vectors(conn, rows)
@@ -533,7 +636,10 @@ class ProductStore:
             if row is None:
                 continue
             source = self._current_log(self._conn, name, self._spaces[name].spec.dim)
-            other = source.read(np.array([row]))[0]
+            found = source.read(np.array([row]), np.array([vector_id(offer_id, 0)]))
+            if not found.ok[0]:  # a damaged row cannot vouch for the offer
+                return False
+            other = found.vectors[0]
             ours = np.asarray(matrix[0], dtype=np.float32)
             cosine = float(ours @ other) / max(
                 float(np.linalg.norm(ours) * np.linalg.norm(other)), 1e-12
@@ -764,16 +870,17 @@ class ProductStore:
         conn = self._read_conn()
 
         def lookup(ids: np.ndarray) -> np.ndarray:
-            conn.execute("BEGIN")  # rows and the log they point into, from one state
-            try:
-                found = metadata.vector_rows(conn, space.name, ids)
-                vectors_log = self._current_log(conn, space.name, space.spec.dim)
-            finally:
-                conn.execute("COMMIT")
+            def rows() -> dict[int, int]:
+                return metadata.vector_rows(conn, space.name, ids)
+
+            found, vectors_log = self._pinned(conn, space.name, space.spec.dim, rows)
             vids = ids.tolist()
             known = [n for n, vid in enumerate(vids) if vid in found]
             out = np.zeros((len(ids), space.spec.dim), dtype=np.float32)
-            out[known] = vectors_log.read(np.array([found[vids[n]] for n in known], dtype=np.int64))
+            rows = np.array([found[vids[n]] for n in known], dtype=np.int64)
+            read = vectors_log.read(rows, ids[known])
+            self._note_damage(space.name, ids[known][~read.ok])
+            out[known] = read.vectors  # unknown and damaged rows score 0
             return out
 
         return lookup
@@ -791,19 +898,22 @@ class ProductStore:
     def iter_vectors(
         self, space: str, batch: int = 65536
     ) -> Iterator[tuple[np.ndarray, np.ndarray]]:
-        """Every live vector of a recorded space, in id order: (vector ids, matrix) batches."""
+        """Every live vector of a recorded space, in id order: (vector ids, matrix) batches.
+
+        Vectors whose log rows are damaged are left out (and reported in `health`).
+        """
         conn = self._read_conn()
-        conn.execute("BEGIN")
-        try:
-            specs = metadata.space_specs(conn)
-            if space not in specs:
-                raise UnknownSpaceError(f"unknown vector space {space!r}; have {sorted(specs)}")
-            ids, rows = metadata.live_vector_rows(conn, space)
-            vectors_log = self._current_log(conn, space, specs[space].dim)
-        finally:
-            conn.execute("COMMIT")
+        specs = metadata.space_specs(conn)
+        if space not in specs:
+            raise UnknownSpaceError(f"unknown vector space {space!r}; have {sorted(specs)}")
+        (ids, rows), vectors_log = self._pinned(
+            conn, space, specs[space].dim, lambda: metadata.live_vector_rows(conn, space)
+        )
         for start in range(0, len(ids), batch):
-            yield ids[start : start + batch], vectors_log.read(rows[start : start + batch])
+            part = ids[start : start + batch]
+            vectors, ok = vectors_log.read(rows[start : start + batch], part)
+            self._note_damage(space, part[~ok])
+            yield part[ok], vectors[ok]
 
     def get_offers(self, ids: Iterable[int]) -> dict[int, OfferRecord]:
         """Offer records by id (ids that do not exist are absent from the result)."""
@@ -827,8 +937,13 @@ class ProductStore:
                 seq = metadata.state(conn, "seq")
                 purged = metadata.state(conn, "purged_seq")
                 newest = {n: metadata.snapshots(conn, n)[:1] for n in self._spaces}
+                current = {file for _, file, _ in metadata.vector_logs(conn)}
             finally:
                 conn.execute("COMMIT")
+            with self._logs_lock:  # logs the writer compacted away close with their last reader
+                for file in set(self._logs) - current:
+                    self._retired.add(file)
+                    del self._logs[file]
             for name, space in list(self._spaces.items()):
                 snap = newest[name][0] if newest[name] else None
                 rebuilt = snap is not None and (
@@ -910,6 +1025,8 @@ class ProductStore:
             except BaseException:
                 for space, _, _ in pending:
                     space.dirty = True
+                for row in rows:  # written but never committed: nothing refers to them
+                    (self.path / row.file).unlink(missing_ok=True)
                 raise
             for row, (space, _, _) in zip(rows, pending, strict=True):
                 space.snapshot = row
@@ -963,6 +1080,9 @@ class ProductStore:
 
         The new file is complete and fsynced before the commit that points rows at it, so a
         kill leaves either the old file current or the new one (the loser is swept on open).
+        Searches may still be reading the old file: its handle is only dropped from the cache
+        and closes when they are done. A damaged row refuses the compaction (copying it would
+        lose or launder the damage): remove or re-crawl its offer first.
         """
         conn = self._conn
         dim = self._spaces[name].spec.dim
@@ -973,19 +1093,35 @@ class ProductStore:
         order = np.argsort(rows, kind="stable")  # sequential reads of the old file
         ids, rows = ids[order], rows[order]
         new_file = vectorlog.log_name(name, vectorlog.log_epoch(file) + 1)
-        old, new = self._vector_log(file, dim), self._vector_log(new_file, dim)
+        old = self._vector_log(file, dim)
+        new = vectorlog.VectorLog(self.path / new_file, dim, writable=True, create=True)
         new.truncate(0)
         for start in range(0, len(rows), 65536):
-            new.write(start, old.read(rows[start : start + 65536]))
+            part = ids[start : start + 65536]
+            vectors, ok = old.read(rows[start : start + 65536], part)
+            if not ok.all():
+                self._note_damage(name, part[~ok])
+                new.close()
+                (self.path / new_file).unlink(missing_ok=True)
+                raise StoreError(
+                    f"space {name!r}: {int((~ok).sum())} damaged vector rows in {old.path}"
+                    f" (offers {sorted({int(v) >> ORDINAL_BITS for v in part[~ok]})[:10]});"
+                    " not compacting: remove or re-crawl those offers, `cumpair index check`"
+                    " lists them"
+                )
+            new.write(start, part, vectors)
         new.sync()
+        with self._logs_lock:
+            self._logs[new_file] = new
         with self._transaction():
             conn.executemany(
                 "UPDATE vectors SET row = ? WHERE space = ? AND vector_id = ?",
                 [(n, name, vid) for n, vid in enumerate(ids.tolist())],
             )
             metadata.set_vector_log(conn, name, new_file, len(ids))
-        with self._logs_lock:
-            self._logs.pop(file).close()
+        with self._logs_lock:  # readers holding it keep it open (see `_vector_log`)
+            self._retired.add(file)
+            self._logs.pop(file, None)
         return committed - len(ids)
 
     # ------------------------------------------------------------------ scaling
@@ -1017,17 +1153,19 @@ class ProductStore:
         """Build IVF-PQ aside from the rows at one sequence number, replay newer rows, swap."""
         conn = metadata.connect(self.path / DB_NAME, readonly=True)
         try:
-            conn.execute("BEGIN")
-            base_seq = metadata.state(conn, "seq")
-            ids, rows = metadata.live_vector_rows(conn, space.name)
-            source = self._current_log(conn, space.name, space.spec.dim)
-            conn.execute("COMMIT")
+            (base_seq, (ids, rows)), source = self._pinned(
+                conn,
+                space.name,
+                space.spec.dim,
+                lambda: (metadata.state(conn, "seq"), metadata.live_vector_rows(conn, space.name)),
+            )
         finally:
             conn.close()
-        if not len(ids):
+        vectors, ok = source.read(rows, ids)
+        self._note_damage(space.name, ids[~ok])
+        if not ok.any():
             return
-        vectors = source.read(rows)
-        index, params = ivf.build_and_tune(vectors, ids, self.options)
+        index, params = ivf.build_and_tune(vectors[ok], ids[ok], self.options)
         del vectors
         with self._write_lock:
             seq = metadata.state(self._conn, "seq")
@@ -1065,10 +1203,24 @@ class ProductStore:
 
     # ------------------------------------------------------------------ health
     def health(self) -> dict[str, Any]:
-        """Counts, index parameters, flush and recovery state, files, memory and latencies."""
+        """Counts, index parameters, flush and recovery state, damage, files, memory, latencies.
+
+        ``damage`` says whether anything is known to be wrong: vector rows that failed their
+        checks in this process (on replay, search or `check`), committed log rows missing from
+        the file, files kept in ``lost+found/``, and the last `check`'s verdict.
+        """
         conn = self._read_conn()
         seq = metadata.state(conn, "seq")
         spaces = {}
+        with self._damage_lock:
+            damaged = {name: sorted(vids) for name, vids in self._damage.items() if vids}
+        missing_rows = {}
+        for name, space in self._spaces.items():
+            file, committed = metadata.vector_log(conn, name)
+            with contextlib.suppress(OSError, StoreError):  # swept by a compaction meanwhile
+                on_disk = self._vector_log(file, space.spec.dim).rows_on_disk()
+                if on_disk < committed:
+                    missing_rows[name] = committed - on_disk
         for name, space in self._spaces.items():
             snaps = metadata.snapshots(conn, name)
             base = space.snapshot.seq if space.snapshot else 0
@@ -1091,12 +1243,24 @@ class ProductStore:
                 "backups": [s.file for s in snaps[1:]],
                 "upgrading": space.upgrade_thread is not None,
                 "upgrade_error": space.upgrade_error,
+                "damaged_vectors": len(damaged.get(name, ())),
                 "search_latency_ms": _percentiles(space.latencies),
             }
         files = {p.name: p.stat().st_size for p in sorted(self.path.iterdir()) if p.is_file()}
         recovery = (
             self._recoveries[-1] if self._recoveries else metadata.last_event(conn, "recovery")
         )
+        last_check = metadata.last_event(conn, "check")
+        kept = lostfound.listing(self.path)
+        damage = {
+            "found": bool(damaged or missing_rows or kept)
+            or (last_check is not None and not last_check["ok"]),
+            "damaged_vector_ids": {name: vids[:100] for name, vids in damaged.items()},
+            "log_rows_missing": missing_rows,
+            "lost_and_found": kept,
+            "last_kept_aside": metadata.last_event(conn, "kept_aside"),
+            "last_check": last_check,
+        }
         return {
             "path": str(self.path),
             "readonly": self.readonly,
@@ -1114,7 +1278,144 @@ class ProductStore:
             "memory_rss_bytes": _rss_bytes(),
             "last_recovery": recovery,
             "last_upgrade": metadata.last_event(conn, "upgrade"),
+            "damage": damage,
         }
+
+    def check(self) -> dict[str, Any]:
+        """Verify every live vector row (present, checksum, id) and every snapshot file.
+
+        Reads everything once; safe on a read-only store during a crawl. ``ok`` is False when
+        anything failed or ``lost+found/`` holds files. A writer records the verdict as an event
+        that `health` reports.
+        """
+        conn = self._read_conn()
+        spaces = {}
+        for name, space in self._spaces.items():
+            (ids, rows), vectors_log = self._pinned(
+                conn, name, space.spec.dim, lambda n=name: metadata.live_vector_rows(conn, n)
+            )
+            bad: list[int] = []
+            for start in range(0, len(ids), 65536):
+                part = ids[start : start + 65536]
+                _, ok = vectors_log.read(rows[start : start + 65536], part)
+                bad += part[~ok].tolist()
+            self._note_damage(name, np.array(bad, dtype=np.int64))
+            snaps = {}
+            for snap in metadata.snapshots(conn, name):
+                try:
+                    snapshots.verify(self.path, snap.file, snap.sha256, snap.size)
+                    snaps[snap.file] = "ok"
+                except snapshots.SnapshotCorruptError as exc:
+                    snaps[snap.file] = str(exc)
+            spaces[name] = {
+                "log": vectors_log.path.name,
+                "vectors": len(ids),
+                "damaged": len(bad),
+                "damaged_vector_ids": bad[:100],
+                "damaged_offers": sorted({v >> ORDINAL_BITS for v in bad})[:100],
+                "snapshots": snaps,
+            }
+        kept = lostfound.listing(self.path)
+        ok = not kept and all(
+            not s["damaged"] and all(v == "ok" for v in s["snapshots"].values())
+            for s in spaces.values()
+        )
+        result = {"ok": ok, "spaces": spaces, "lost_and_found": kept}
+        if not self.readonly:
+            with self._write_lock, self._transaction():
+                summary = {"ok": ok, **{n: s["damaged"] for n, s in spaces.items()}}
+                metadata.record_event(self._conn, utcnow().isoformat(), "check", summary)
+        return result
+
+
+def _data_files(path: Path) -> list[str]:
+    """Files of a store directory that hold store data (vector logs, snapshots, SQLite's WAL)."""
+    if not path.is_dir():
+        return []
+    return sorted(
+        p.name
+        for p in path.iterdir()
+        if p.is_file()
+        and (
+            vectorlog.is_log_name(p.name)
+            or p.suffix == ".faiss"
+            or p.name.startswith(f"{DB_NAME}-")
+        )
+    )
+
+
+def _refuse_without_database(path: Path) -> None:
+    """Raise `MissingDatabaseError` when data files lie in `path` but its database is gone."""
+    found = _data_files(path)
+    if found:
+        raise MissingDatabaseError(
+            f"{path / DB_NAME} is missing, but {path} holds store data files: {', '.join(found)}."
+            " Opening would start an empty database that knows none of them, so it is refused."
+            f" Restore {DB_NAME} from a backup, or run `cumpair index recover --path {path}` to"
+            f" move them under {lostfound.FOLDER}/ with an inventory and start afresh."
+        )
+
+
+def recover(path: str | os.PathLike[str], lock_timeout_s: float = 10.0) -> dict[str, Any]:
+    """`cumpair index recover`: keep every data file of a store whose database is gone.
+
+    Offer records (shop, URL, price history) exist only in the database, so nothing can rebuild
+    them; the files are moved, untouched, to ``lost+found/recovered-<time>/`` beside an
+    ``inventory.json`` of what they hold (per log: space, dimension, rows, rows whose checksum
+    holds, distinct offer ids; per snapshot: space, generation, bytes). The directory is then
+    ready for a fresh store, which a re-crawl refills; restoring the database from a backup
+    and moving the files back restores the old one.
+    """
+    path = Path(path)
+    lock = WriterLock(path)
+    lock.acquire(lock_timeout_s)
+    try:
+        if (path / DB_NAME).exists():
+            raise StoreError(
+                f"{path / DB_NAME} exists: nothing to recover (`cumpair index check` verifies it)"
+            )
+        found = _data_files(path)
+        stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+        folder = path / lostfound.FOLDER / f"recovered-{stamp}"
+        inventory: dict[str, Any] = {"from": str(path), "kept_in": str(folder), "files": {}}
+        if not found:
+            return inventory
+        folder.mkdir(parents=True)
+        for name in found:
+            inventory["files"][name] = _inventory_entry(path / name)
+            os.replace(path / name, folder / name)
+        (folder / "inventory.json").write_text(json.dumps(inventory, indent=2))
+        snapshots.fsync_dir(path)
+        return inventory
+    finally:
+        lock.release()
+
+
+def _inventory_entry(file: Path) -> dict[str, Any]:
+    """What one data file holds, as far as it can be read without the database."""
+    entry: dict[str, Any] = {"bytes": file.stat().st_size}
+    if vectorlog.is_log_name(file.name):
+        entry["space"] = vectorlog.log_space(file.name)
+        try:
+            vectors_log = vectorlog.VectorLog.existing(file)
+        except StoreError as exc:  # a schema-2 log, or a damaged header
+            entry["error"] = str(exc)
+            return entry
+        try:
+            total = vectors_log.rows_on_disk()
+            offers: set[int] = set()
+            intact = 0
+            for start in range(0, total, 65536):
+                ids, ok = vectors_log.read_ids(start, min(total, start + 65536))
+                intact += int(ok.sum())
+                offers.update((ids[ok] >> ORDINAL_BITS).tolist())
+        finally:
+            vectors_log.close()
+        entry.update(dim=vectors_log.dim, rows=total, rows_intact=intact, offers=len(offers))
+    elif file.suffix == ".faiss":
+        generation = snapshots.generation_of(file.name)
+        entry.update(space=file.name.rsplit(".", 3)[0], generation=generation)
+    return entry
 
 
 def _independent_end(items: list[_Prepared], start: int) -> int:

@@ -1,10 +1,17 @@
-"""Append-only files of raw float32 vectors, one per space: the store's bulk vector storage.
+"""Append-only files of checksummed vectors, one per space: the store's bulk vector storage.
 
-Row ``r`` of a log lives at byte ``r * dim * 4``. SQLite records which row holds which vector id
-and how many rows are committed (``vector_logs.rows``); bytes past that count are leftovers of an
-append whose transaction never committed and are overwritten by the next append. Rows are written
-*before* the SQLite commit that makes them reachable, so a process killed at any moment leaves
-every committed row readable (``fsync`` first as well when the store runs ``synchronous=FULL``).
+A log starts with a 16-byte header (magic, format, dimension); row ``r`` follows at byte
+``16 + r * (12 + dim * 4)`` and holds the vector id (int64), the float32 values and a CRC32 of
+both, so a flipped byte, a torn write or a row that points at another vector is detected on
+every read instead of being searched. SQLite records which row holds which vector id and how
+many rows are committed (``vector_logs.rows``); bytes past that count belong to an append whose
+transaction never committed (or whose commit was lost). Rows are written *before* the SQLite
+commit that makes them reachable (``fsync`` first as well when the store runs
+``synchronous=FULL``).
+
+A handle is never closed under a reader: compaction only drops the store's reference, and the
+descriptor closes when the last reader lets go of the handle. Reads go through a mapping of that
+descriptor, so a handle always reads the file it was opened on, even once that file is unlinked.
 
 Keeping megabytes of vectors out of SQLite's B-tree is what makes bulk loads fast: a 10^5 x 512
 batch costs one sequential write here, against seconds as per-row BLOBs.
@@ -12,13 +19,26 @@ batch costs one sequential write here, against seconds as per-row BLOBs.
 
 from __future__ import annotations
 
+import errno
+import mmap
 import os
 import threading
+import weakref
+import zlib
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 
-_SUFFIX = ".f32"
+from cumpair.index.records import StoreIOError, VectorLogError
+
+_SUFFIX = ".vlog"
+_LEGACY_SUFFIX = ".f32"  # schema 2: raw float32 rows, no header or checksums
+_MAGIC = b"CUMPVLOG"
+_FORMAT = 1
+HEADER_BYTES = 16
+MISSING_ID = -1  # id of a row written in place of one that was already lost (never matches)
+_CHUNK_ROWS = 65536
 
 
 def log_name(space: str, epoch: int) -> str:
@@ -26,63 +46,187 @@ def log_name(space: str, epoch: int) -> str:
     return f"vectors.{space}.e{epoch:04d}{_SUFFIX}"
 
 
+def legacy_log_name(space: str, epoch: int) -> str:
+    """Name of a schema-2 log (raw float32), which the schema-3 migration converts."""
+    return f"vectors.{space}.e{epoch:04d}{_LEGACY_SUFFIX}"
+
+
 def is_log_name(name: str) -> bool:
-    return name.startswith("vectors.") and name.endswith(_SUFFIX)
+    return name.startswith("vectors.") and name.endswith((_SUFFIX, _LEGACY_SUFFIX))
 
 
 def log_epoch(name: str) -> int:
-    return int(name[: -len(_SUFFIX)].rsplit(".e", 1)[1])
+    return int(name.rsplit(".", 1)[0].rsplit(".e", 1)[1])
+
+
+def log_space(name: str) -> str:
+    return name[len("vectors.") :].rsplit(".e", 1)[0]
+
+
+def row_dtype(dim: int) -> np.dtype:
+    """One row on disk: vector id, values, CRC32 of the two (packed, little-endian)."""
+    return np.dtype([("vid", "<i8"), ("vec", "<f4", (dim,)), ("crc", "<u4")])
+
+
+def _checksums(records: np.ndarray) -> np.ndarray:
+    """CRC32 of each row's id and values (the bytes before its ``crc`` field)."""
+    raw = records.view(np.uint8).reshape(len(records), records.dtype.itemsize)[:, :-4]
+    return np.fromiter((zlib.crc32(row) for row in raw), dtype=np.uint32, count=len(records))
+
+
+def _disk_error(path: Path, what: str, exc: OSError) -> StoreIOError:
+    return StoreIOError(exc.errno or errno.EIO, f"{what} {path} failed: {exc.strerror or exc}")
+
+
+class LogRead(NamedTuple):
+    """Rows read back: values (zeros where damaged) and which rows passed their checks."""
+
+    vectors: np.ndarray
+    ok: np.ndarray
 
 
 class VectorLog:
-    """Positional reads and writes of one log file (thread-safe: pread/pwrite, no shared offset)."""
+    """Positional reads and writes of one log file (thread-safe: pread/pwrite, no shared offset).
 
-    def __init__(self, path: Path, dim: int, *, writable: bool) -> None:
+    ``create`` makes the file (with its header) when it does not exist; read paths leave it
+    off, so a file a compaction already swept raises `FileNotFoundError` instead of coming back
+    empty.
+    """
+
+    def __init__(self, path: Path, dim: int, *, writable: bool, create: bool = False) -> None:
         self.path = path
         self.dim = dim
-        self.row_bytes = dim * 4
-        flags = os.O_RDWR | os.O_CREAT if writable else os.O_RDONLY
+        self.dtype = row_dtype(dim)
+        self.row_bytes = self.dtype.itemsize
+        flags = (os.O_RDWR | (os.O_CREAT if create else 0)) if writable else os.O_RDONLY
         self._fd = os.open(path, flags, 0o644)
+        self._finalizer = weakref.finalize(self, os.close, self._fd)
         self._map: np.ndarray | None = None
+        self._mapped_bytes = -1
         self._map_lock = threading.Lock()
+        try:
+            self._check_header(writable)
+        except BaseException:
+            self._finalizer()
+            raise
 
-    def write(self, start_row: int, matrix: np.ndarray) -> None:
+    @classmethod
+    def existing(cls, path: Path) -> VectorLog:
+        """Open a log read-only at the dimension its header records (no database needed)."""
+        with open(path, "rb") as fh:
+            header = fh.read(HEADER_BYTES)
+        if len(header) < HEADER_BYTES or header[:8] != _MAGIC:
+            raise VectorLogError(f"{path}: not a format {_FORMAT} vector log (no header)")
+        return cls(path, int(np.frombuffer(header[12:], "<u4")[0]), writable=False)
+
+    def _check_header(self, writable: bool) -> None:
+        header = os.pread(self._fd, HEADER_BYTES, 0)
+        if not header and writable:
+            self._pwrite(self._header(), 0, "writing the header of")
+            return
+        expected = self._header()
+        if header[:8] != _MAGIC or header != expected:
+            found = "no header" if len(header) < HEADER_BYTES else f"header {header.hex()}"
+            raise VectorLogError(
+                f"{self.path}: {found}; expected a format {_FORMAT} vector log of dimension"
+                f" {self.dim} (header {expected.hex()})"
+            )
+
+    def _header(self) -> bytes:
+        return _MAGIC + np.array([_FORMAT, self.dim], dtype="<u4").tobytes()
+
+    def offset(self, row: int) -> int:
+        return HEADER_BYTES + row * self.row_bytes
+
+    def rows_on_disk(self) -> int:
+        """Whole rows in the file (a torn last row does not count)."""
+        return max(0, (os.fstat(self._fd).st_size - HEADER_BYTES) // self.row_bytes)
+
+    def size(self) -> int:
+        return os.fstat(self._fd).st_size
+
+    def write(self, start_row: int, ids: np.ndarray, matrix: np.ndarray) -> None:
         """Write rows ``start_row ..`` (whatever lies there is an uncommitted leftover)."""
-        data = memoryview(np.ascontiguousarray(matrix, dtype=np.float32)).cast("B")
-        offset = start_row * self.row_bytes
-        while len(data):
-            written = os.pwrite(self._fd, data, offset)
-            data, offset = data[written:], offset + written
+        records = np.empty(len(ids), dtype=self.dtype)
+        records["vid"] = ids
+        records["vec"] = matrix
+        records["crc"] = _checksums(records)
+        self._pwrite(memoryview(records).cast("B"), self.offset(start_row), "writing to")
+
+    def _pwrite(self, data: bytes | memoryview, offset: int, what: str) -> None:
+        view = memoryview(data)
+        try:
+            while len(view):
+                written = os.pwrite(self._fd, view, offset)
+                view, offset = view[written:], offset + written
+        except OSError as exc:
+            raise _disk_error(self.path, what, exc) from exc
 
     def sync(self) -> None:
-        os.fsync(self._fd)
+        try:
+            os.fsync(self._fd)
+        except OSError as exc:
+            raise _disk_error(self.path, "fsync of", exc) from exc
 
     def truncate(self, rows: int) -> None:
-        os.ftruncate(self._fd, rows * self.row_bytes)
+        """Cut the file after `rows` rows (never lengthens it: a torn tail stays visible)."""
+        end = self.offset(rows)
+        if self.size() > end:
+            try:
+                os.ftruncate(self._fd, end)
+            except OSError as exc:
+                raise _disk_error(self.path, "truncating", exc) from exc
 
-    def read(self, rows: np.ndarray) -> np.ndarray:
-        """Rows by number, as a new ``(len(rows), dim)`` array."""
+    def tail(self, rows: int) -> bytes:
+        """The bytes after the first `rows` rows (what an uncommitted append left)."""
+        end = self.offset(rows)
+        return os.pread(self._fd, max(0, self.size() - end), end)
+
+    def read(self, rows: np.ndarray, ids: np.ndarray | None = None) -> LogRead:
+        """Rows by number; a row fails if it is missing, fails its CRC or holds another id."""
         rows = np.asarray(rows, dtype=np.int64)
         if not len(rows):
-            return np.empty((0, self.dim), dtype=np.float32)
-        return np.array(self._mapped(int(rows.max()) + 1)[rows])
+            return LogRead(np.empty((0, self.dim), np.float32), np.ones(0, bool))
+        records = self._mapped(int(rows.max()) + 1)
+        present = rows < len(records)
+        found = records[rows[present]]
+        ok = np.zeros(len(rows), dtype=bool)
+        good = _checksums(found) == found["crc"]
+        if ids is not None:
+            good &= found["vid"] == np.asarray(ids, dtype=np.int64)[present]
+        ok[present] = good
+        vectors = np.zeros((len(rows), self.dim), dtype=np.float32)
+        vectors[present] = np.where(good[:, None], found["vec"], np.float32(0))
+        return LogRead(vectors, ok)
+
+    def read_ids(self, start: int, stop: int) -> LogRead:
+        """Ids stored in rows ``start .. stop`` (recovery inventories), with their checks."""
+        records = self._mapped(stop)[start:stop]
+        ok = _checksums(records) == records["crc"]
+        return LogRead(np.where(ok, records["vid"], MISSING_ID), ok)
 
     def _mapped(self, rows_needed: int) -> np.ndarray:
-        # The file only grows while mapped (compaction writes a new file), so a mapping that
-        # covers the rows asked for stays valid; remap only when it is too short.
+        # Committed rows never change (compaction writes a new file), so a mapping that covers
+        # the rows asked for stays valid; remap only when it is short and the file has grown.
         current = self._map
         if current is not None and len(current) >= rows_needed:
             return current
         with self._map_lock:
-            current = self._map
-            if current is None or len(current) < rows_needed:
-                size = os.fstat(self._fd).st_size // self.row_bytes
-                if size < rows_needed:
-                    raise OSError(f"{self.path}: {size} rows on disk, row {rows_needed - 1} wanted")
-                current = np.memmap(self.path, dtype=np.float32, mode="r", shape=(size, self.dim))
-                self._map = current
-            return current
+            size = os.fstat(self._fd).st_size
+            if self._map is None or size != self._mapped_bytes:
+                rows = max(0, (size - HEADER_BYTES) // self.row_bytes)
+                if rows:
+                    length = self.offset(rows)
+                    buffer = mmap.mmap(self._fd, length, access=mmap.ACCESS_READ)
+                    self._map = np.frombuffer(
+                        buffer, dtype=self.dtype, count=rows, offset=HEADER_BYTES
+                    )
+                else:
+                    self._map = np.empty(0, dtype=self.dtype)
+                self._mapped_bytes = size
+            return self._map
 
     def close(self) -> None:
+        """Close now (store shutdown); a handle that is only retired closes with its last user."""
         self._map = None
-        os.close(self._fd)
+        self._finalizer()

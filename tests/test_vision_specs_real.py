@@ -94,3 +94,101 @@ def test_real_sizes_in_titles_are_still_read():
 def test_units_inside_model_codes_are_not_weights_or_voltages(title):
     specs = extract_specs(title)
     assert specs.weight_g is None and specs.voltage_v is None
+
+
+@pytest.mark.parametrize(
+    ("title", "brand"),
+    [
+        ("Samsung Side-by-Side RS6GA884CSL, 178 cm hoch, 91,2 cm breit", "Samsung"),
+        ("s.Oliver Strickpullover »Pullover langarm«", "s.Oliver"),
+        ("Haglofs Women's fleece jacket, warm, breathable", "Haglöfs"),  # accents ignored
+        ("MasterCase Pro 3 micro-ATX/ITX Modular Case from CoolerMaster", "Cooler Master"),
+        ("EMPUÑADURA CANON BG-E11 5D MKIII", "Canon"),
+    ],
+)
+def test_a_brand_named_only_in_the_title_is_found_from_the_shipped_list(title, brand):
+    assert extract_specs(title).brand == brand
+
+
+def test_brands_the_store_has_seen_are_found_and_win_over_shorter_shipped_names():
+    from cumpair.vision.brands import shipped_brands
+
+    title = "Privileg Family Edition Pyrolyse Backofen »PBWR6 OP8V2 IN«"
+    assert extract_specs(title).brand is None
+    seen = shipped_brands(["Privileg Family Edition", "Casual Looks"])
+    assert extract_specs(title, brands=seen).brand == "Privileg Family Edition"
+    assert extract_specs("Casual Looks Rundhalsshirt »Shirt«", brands=seen).brand == "Casual Looks"
+
+
+@pytest.mark.parametrize(
+    "title",
+    [
+        "Protective case for Samsung Galaxy S21",  # what it fits, not who made it
+        "Dolica AX680P104 68-Inch Proline Tripod (Discontinued by Manufacturer)",
+        "we think hp is a unit of power",  # lower-case prose names no brand
+    ],
+)
+def test_fits_for_discontinued_by_and_prose_are_not_brands(title):
+    assert extract_specs(title).brand is None
+
+
+@pytest.mark.parametrize(
+    ("title", "model"),
+    [
+        ("Samsung Side-by-Side RS6GA884CSL, 178 cm hoch", "RS6GA884CSL"),
+        ("Raymond Weil Freelancer Watch 2740-ST-20021", "2740-ST-20021"),
+        ("Kyocera Klimaschutz-System Ecosys P3145dn Laserdrucker", "P3145dn"),
+        ("HP 250 G5 i3-5005U 4GB 500GB 15.6 W10Pro", "250 G5"),
+        ("Transcend 4GB Class 10 SDHC Memory Card", None),  # a capacity is no model
+        ("Sony Xperia 1 III 5G, 256GB Smartphone", None),  # nor a network generation
+        ("s.Oliver Strickpullover »Pullover« (1-tlg)", None),  # nor a piece count
+    ],
+)
+def test_the_model_code_next_to_the_brand_is_the_model(title, model):
+    assert extract_specs(title).model == model
+
+
+@pytest.mark.parametrize(
+    ("text", "item_g", "package_g"),
+    [
+        ("Item weight: 1.2 kg; Shipping weight: 2 kg", 1200, 2000),
+        ("Versandgewicht: 3,5 kg", None, 3500),
+        ("Poids du colis : 2 kg", None, 2000),
+        ("Gewicht: 500 g, Verpackungsgewicht 700 g", 500, None),
+        ("Shipping weight 2 kg", None, None),  # unlabelled: not the item, and not certain
+        ("Midea Washing Machine W 5.840 iN / 8 kg / Steam Care", None, None),  # drum load
+    ],
+)
+def test_shipping_and_package_weight_are_never_the_item_weight(text, item_g, package_g):
+    specs = extract_specs(text)
+    assert (specs.weight_g, specs.package_weight_g) == (item_g, package_g)
+
+
+def test_package_dimensions_are_not_the_product_size():
+    specs = extract_specs("Package Dimensions: 30 x 20 x 10 cm; Item Weight: 500 g")
+    assert specs.dimensions_mm is None and specs.weight_g == 500
+
+
+@pytest.mark.parametrize(
+    ("text", "materials"),
+    [
+        ("Genuine leather wallet with coin pocket", ["leather"]),
+        ("Stainless steel watch with leather strap", ["stainless steel", "leather"]),
+        ("Romberg Herren Boxershorts, 6er Pack aus nachhaltiger Bio-Baumwolle", ["organic cotton"]),
+        ("Lederjacke schwarz", ["leather"]),
+        ("Uhr mit Edelstahlgehäuse", ["stainless steel"]),
+        ("Sac en cuir véritable", ["leather"]),
+        ("Snack container (glass and stainless steel, green)", ["glass", "stainless steel"]),
+        ("Jacke in Lederoptik", []),  # leather look
+        ("Leather care spray", []),  # for leather, not of it
+        ("Down jacket, stone washed", []),  # everyday words are read only when labelled
+    ],
+)
+def test_materials_are_read_without_a_material_label(text, materials):
+    assert [m.name for m in extract_specs(text).materials] == materials
+
+
+def test_every_prose_material_has_a_canonical_name():
+    from cumpair.vision.vocabulary import MATERIALS, PROSE_MATERIALS
+
+    assert MATERIALS.keys() >= PROSE_MATERIALS

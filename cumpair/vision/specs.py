@@ -10,11 +10,13 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
+from functools import lru_cache
 from typing import TYPE_CHECKING, Any
 
 from cumpair.identifiers import normalize_gtin
+from cumpair.vision.brands import BrandIndex, BrandMatch, shipped_brands
 from cumpair.vision.units import convert, parse_number
-from cumpair.vision.vocabulary import MATERIALS, canonical_color
+from cumpair.vision.vocabulary import MATERIALS, PROSE_MATERIALS, canonical_color
 
 if TYPE_CHECKING:
     from cumpair.vision.color import DominantColor
@@ -37,6 +39,7 @@ class Specs:
 
     dimensions_mm: list[float] | None = None
     weight_g: float | None = None
+    package_weight_g: float | None = None  # shipping / gross weight, never the item's own
     volume_ml: float | None = None
     storage_gb: float | None = None
     power_w: float | None = None
@@ -77,7 +80,7 @@ class Specs:
 
 
 SCALAR_FIELDS = (
-    "weight_g", "volume_ml", "storage_gb", "power_w", "voltage_v",
+    "weight_g", "package_weight_g", "volume_ml", "storage_gb", "power_w", "voltage_v",
     "brand", "model", "sku", "gtin",
 )  # fmt: skip
 
@@ -96,8 +99,17 @@ _LABELS: dict[str, tuple[str, ...]] = {
                "colour", "color", "finish"),
     "materials": ("materials", "material", "fabric", "composition", "made of", "made from",
                   "crafted from", "built from", "shell", "upper"),
-    "weight_g": ("item weight", "net weight", "gross weight", "net wt", "weight", "wt"),
-    "dimensions_mm": ("product dimensions", "package dimensions", "dimensions", "dimension",
+    "weight_g": ("item weight", "net weight", "net wt", "weight", "wt", "artikelgewicht",
+                 "nettogewicht", "produktgewicht", "gewicht", "poids net", "poids"),
+    # The parcel's weight and size are not the product's: kept apart / left out.
+    "package_weight_g": ("shipping weight", "package weight", "packaging weight",
+                         "parcel weight", "gross weight", "versandgewicht",
+                         "verpackungsgewicht", "paketgewicht", "bruttogewicht",
+                         "poids d'expédition", "poids du colis", "poids brut"),
+    "package_dimensions": ("package dimensions", "packaging dimensions", "shipping dimensions",
+                           "parcel dimensions", "verpackungsmaße", "verpackungsabmessungen",
+                           "paketmaße", "dimensions du colis"),
+    "dimensions_mm": ("product dimensions", "dimensions", "dimension",
                       "measurements", "dims", "size"),
     "volume_ml": ("capacity", "volume", "contents", "content"),
     "storage_gb": ("internal storage", "storage capacity", "storage", "ssd", "hdd", "rom"),
@@ -185,7 +197,7 @@ def _is_label(match: re.Match[str], line: str) -> bool:
 _NUM = r"\d+(?:[.,]\d+)*"
 _LENGTH_UNITS = (
     r"(?:millimet(?:er|re)s?|centimet(?:er|re)s?|met(?:er|re)s?|inch(?:es)?|feet|foot"
-    r"|mm|cm|ft|in\b|m\b|\"|'')"
+    r"|mm|cm|ft|(?-i:in)\b|m\b|\"|'')"
 )
 _AXIS = r"(?:\s*\(?[WHDLwhdl]\)?(?![A-Za-z]))?"
 _TIMES = r"\s*[xX*]\s*"  # the multiplication sign is normalised to "x" first
@@ -312,6 +324,10 @@ def _pick(quantities: list[_Quantity], fields: list[_Field], name: str) -> _Quan
     return quantities[0] if quantities else None
 
 
+def _inside_label(position: int, fields: list[_Field], name: str) -> bool:
+    return any(f.name == name and f.start <= position < f.end for f in fields)
+
+
 def _inside_other_label(quantity: _Quantity, fields: list[_Field], name: str) -> bool:
     return any(
         f.name != name and f.name in _QUANTITY_FIELDS and f.start <= quantity.start < f.end
@@ -319,8 +335,10 @@ def _inside_other_label(quantity: _Quantity, fields: list[_Field], name: str) ->
     )
 
 
-_QUANTITY_FIELDS = {"weight_g", "volume_ml", "storage_gb", "power_w", "voltage_v",
-                    "dimensions_mm"}  # fmt: skip
+_QUANTITY_FIELDS = {"weight_g", "package_weight_g", "volume_ml", "storage_gb", "power_w",
+                    "voltage_v", "dimensions_mm", "package_dimensions"}  # fmt: skip
+# Only read inside their own labelled field: an unlabelled weight is the item's.
+_LABELLED_ONLY = {"package_weight_g"}
 
 
 # A number whose unit is borrowed from its neighbour and comes out above 10 m is no size.
@@ -334,6 +352,8 @@ def _lopsided_times(matched: str) -> bool:
 
 def _extract_dimensions(text: str, fields: list[_Field], specs: Specs) -> None:
     for match in _DIM_RE.finditer(text):
+        if _inside_label(match.start(), fields, "package_dimensions"):
+            continue
         numbers = [match.group(k) for k in "abc" if match.group(k)]
         units = [match.group(f"u{k}") for k in "abc" if match.group(k)]
         label_unit = next(
@@ -364,6 +384,8 @@ def _extract_dimensions(text: str, fields: list[_Field], specs: Specs) -> None:
     axis_values: list[float] = []
     seen_axes: set[str] = set()
     for match in _AXIS_DIM_RE.finditer(text):
+        if _inside_label(match.start(), fields, "package_dimensions"):
+            continue
         axis = (match.group("word") or match.group("letter")).lower()[0]
         letter = match.group("letter")
         if letter and letter not in "HWDLØ":  # single letters must be capitals
@@ -390,6 +412,8 @@ def _extract_quantity(
         q for q in _quantities(text, pattern, target)
         if not _inside_other_label(q, fields, name)
     ]  # fmt: skip
+    if name in _LABELLED_ONLY:
+        quantities = [q for q in quantities if _inside_label(q.start, fields, name)]
     if name == "storage_gb":
         quantities = _storage_candidates(text, quantities, fields)
     if name == "weight_g":
@@ -417,11 +441,31 @@ _LOAD_CONTEXT = re.compile(
 )
 
 
+# Washing machines and dryers print their drum load ("Waschmaschine / 8 kg"), not their weight.
+_LOAD_APPLIANCE = re.compile(
+    r"\b(?:washing\s+machine|washer|dryer|waschmaschine|waschtrockner|trockner|wäschetrockner"
+    r"|lave-linge|sèche-linge|lavatrice|lavadora)\b",
+    re.IGNORECASE,
+)
+
+
+# "Shipping weight 2 kg" / "Versandgewicht 2 kg" without a colon: the parcel, not the item.
+_PACKAGE_CONTEXT = re.compile(
+    r"(?:shipping|package|packaging|parcel|gross|versand|verpackung|paket|brutto|expédition"
+    r"|colis|emballage)\w*\W{0,3}(?:\w+\W{1,3}){0,2}$",
+    re.IGNORECASE,
+)
+
+
 def _is_product_weight(text: str, quantity: _Quantity, fields: list[_Field]) -> bool:
     """A weight is the product's own unless the text calls it a load, limit or dose."""
     if any(f.name == "weight_g" and f.start <= quantity.start < f.end for f in fields):
         return True
     if quantity.unit == "G":  # a capital G alone is 5G/4G, not grams, outside a weight field
+        return False
+    if _LOAD_APPLIANCE.search(text):
+        return False
+    if _PACKAGE_CONTEXT.search(text[max(0, quantity.start - 32) : quantity.start]):
         return False
     return not _LOAD_CONTEXT.search(text[max(0, quantity.start - 24) : quantity.start])
 
@@ -470,10 +514,11 @@ _BY_BRAND_RE = re.compile(
 # "Sold by Amazon" names a seller, "shipped from Berlin" a place: not brands.
 _NOT_BRAND_VERBS = frozenset(
     {"sold", "shipped", "fulfilled", "dispatched", "delivered", "ships", "offered",
-     "distributed", "imported"}
+     "distributed", "imported", "discontinued", "made", "designed", "powered", "inspired"}
 )  # fmt: skip
 _NOT_BRANDS = frozenset(
     {"the", "a", "an", "our", "your", "this", "hand", "mail", "post", "email", "phone", "us",
+     "manufacturer", "manufacturers", "hersteller", "fabricant",
      "monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday", "january",
      "february", "march", "april", "may", "june", "july", "august", "september", "october",
      "november", "december"}
@@ -483,7 +528,7 @@ _GTIN_LABELLED_RE = re.compile(r"\d[\d \-]{6,22}\d")
 _GTIN_BARE_RE = re.compile(r"(?<![\w\-])(\d{12,14}|\d \d{6} \d{6}|\d{4} \d{4} \d{5})(?![\w\-])")
 
 
-def _extract_identity(text: str, fields: list[_Field], specs: Specs) -> None:
+def _extract_identity(text: str, fields: list[_Field], specs: Specs, brands: BrandIndex) -> None:
     for f in fields:
         if f.name == "brand" and specs.brand is None:
             brand = _brand_value(f.value)
@@ -508,6 +553,19 @@ def _extract_identity(text: str, fields: list[_Field], specs: Specs) -> None:
             if gtin:
                 specs.gtin = gtin
                 specs.note("gtin", f.snippet)
+    named = _named_brand(text, brands)
+    if specs.brand is None and named is not None:
+        specs.brand = named.name
+        specs.note("brand", text[named.start : named.end])
+    if (
+        specs.model is None
+        and named is not None
+        and named.name.casefold() == specs.brand.casefold()
+    ):
+        model = _model_after(text, named.end)
+        if model:
+            specs.model = model
+            specs.note("model", text[named.start : text.index(model, named.end) + len(model)])
     if specs.brand is None:
         for match in _BY_BRAND_RE.finditer(text):
             brand = match.group("brand").strip(".")
@@ -523,6 +581,62 @@ def _extract_identity(text: str, fields: list[_Field], specs: Specs) -> None:
                 specs.gtin = gtin
                 specs.note("gtin", match.group())
                 break
+
+
+def _named_brand(text: str, brands: BrandIndex) -> BrandMatch | None:
+    """A known brand in the title (the first line), else anywhere in the rest."""
+    title, _, rest = text.partition("\n")
+    found = brands.find(title)
+    if found is None and rest:
+        found = brands.find(rest)
+        if found is not None:
+            offset = len(title) + 1
+            found = BrandMatch(found.name, found.start + offset, found.end + offset)
+    return found
+
+
+# A model code: letters and digits mixed ("C920", "RS6GA884CSL", "B250M-A", "2740-ST-20021"),
+# or digits joined by hyphens ("749361-066").
+_MODEL_TOKEN_RE = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9.\-/]*[A-Za-z0-9])?")
+_MODEL_WORDS_AHEAD = 4  # "Raymond Weil Freelancer Watch 2740-ST-20021": third word after
+# Spec and standard tokens that mix letters and digits without naming a model.
+_NOT_MODEL_RE = re.compile(
+    r"\d+(?:[.,]\d+)?-?(?:[a-z]{0,3}b|[kmgt]?hz|mm|cm|m|kg|g|l|ml|w|v|va|mp|mah|p|i|k|x|"
+    r"fps|rpm|gbps|mbps|in|inch|zoll|th|st|nd|rd|er|pcs|pk|tlg|teilig|pack|er-pack)"
+    r"|(?:g?ddr|lpddr|usb|pcie|cat|lga|am|fm|h|x|wi-?fi|win|w|sata|hdmi|dp|pc|ps|ip|ipx|"
+    r"mp|m|s|gen|v|lte|[2-6]g|ax|ac|dvb-?t|bt)\d[\w.\-]*|[\d.]+[xX]\d+(?:[a-zA-Z]+)?|\d+[gGkK]"
+    r"|i[3579]|\d+-\d+(?:mm)?",
+    re.IGNORECASE,
+)
+
+
+def _model_after(text: str, start: int) -> str | None:
+    """The model code printed right after a brand: within the next few words of the line."""
+    line = text[start:].split("\n", 1)[0]
+    previous: str | None = None
+    for count, match in enumerate(_MODEL_TOKEN_RE.finditer(line)):
+        if count >= _MODEL_WORDS_AHEAD:
+            break
+        token = match.group()
+        if _is_model_code(token):
+            # "HP 250 G5": a plain series number right before the code belongs to it.
+            if previous and re.fullmatch(r"\d{2,4}", previous):
+                gap = line[match.start() - len(previous) - 1 : match.start()]
+                if gap == previous + " ":
+                    return f"{previous} {token}"
+            return token
+        previous = token
+    return None
+
+
+def _is_model_code(token: str) -> bool:
+    if len(token) < 2 or _NOT_MODEL_RE.fullmatch(token):
+        return False
+    digits = sum(ch.isdigit() for ch in token)
+    letters = sum(ch.isalpha() for ch in token)
+    if letters and digits:
+        return True
+    return digits >= 3 and "-" in token  # "749361-066"
 
 
 def _brand_value(value: str) -> str | None:
@@ -621,6 +735,52 @@ def _material_in(part: str, *, labelled: bool) -> Material | None:
     return None
 
 
+_PROSE_ALTERNATION = "|".join(re.escape(m) for m in sorted(PROSE_MATERIALS, key=len, reverse=True))
+_PROSE_MATERIAL_RE = re.compile(
+    rf"(?<![\w\-])(?P<m>{_PROSE_ALTERNATION})(?![\w\-])"
+    # German glues the material to the thing: Lederjacke, Baumwollhemd, Edelstahlgehäuse.
+    r"|(?<![\w\-])(?P<stem>echtleder|wildleder|kunstleder|leder|baumwoll|edelstahl|merinowoll"
+    r"|woll|seiden|leinen|kaschmir)(?=[a-zäöüß]{3,})",
+    re.IGNORECASE,
+)
+_STEMS = {"baumwoll": "baumwolle", "woll": "wolle", "merinowoll": "merinowolle",
+          "seiden": "seide"}  # fmt: skip
+# "leather look", "Lederoptik", "leather care": the look of a material, or what it is for.
+_NOT_MATERIAL_AFTER = re.compile(
+    r"[\s\-]*(?:look|optik|imitat\w*|effect|effet|style|pflege\w*|fett|care|cleaner"
+    r"|conditioner|polish|spray)\b",
+    re.IGNORECASE,
+)
+_NOT_MATERIAL_BEFORE = re.compile(r"\b(?:for|für|pour|imitation|fake|style|like)\s+$", re.I)
+
+
+# "glass and stainless steel", "Leder/Textil": a list that names one prose material vouches
+# for the other materials it names.
+_MATERIAL_LIST_RE = re.compile(
+    rf"(?<![\w\-])(?:{_MATERIAL_ALTERNATION})(?:\s*(?:,|/|&|\+|\band\b|\bund\b|\bet\b)\s*"
+    rf"(?:{_MATERIAL_ALTERNATION}))+(?![\w\-])",
+    re.IGNORECASE,
+)
+_MATERIAL_WORD_RE = re.compile(rf"(?<![\w\-])(?:{_MATERIAL_ALTERNATION})(?![\w\-])", re.I)
+
+
+def _prose_materials(text: str) -> list[tuple[str, str]]:
+    """(canonical name, snippet) of each material the text names without a label."""
+    found = []
+    for run in _MATERIAL_LIST_RE.finditer(text):
+        words = [m.group().lower() for m in _MATERIAL_WORD_RE.finditer(run.group())]
+        if any(word in PROSE_MATERIALS for word in words):
+            found.extend((MATERIALS[word], run.group()) for word in words)
+    for match in _PROSE_MATERIAL_RE.finditer(text):
+        if _NOT_MATERIAL_AFTER.match(text, match.end()) or _NOT_MATERIAL_BEFORE.search(
+            text[max(0, match.start() - 16) : match.start()]
+        ):
+            continue
+        word = (match.group("m") or match.group("stem")).lower()
+        found.append((MATERIALS[_STEMS.get(word, word)], match.group()))
+    return found
+
+
 def _extract_materials(text: str, fields: list[_Field], specs: Specs) -> None:
     found: dict[str, Material] = {}
     for f in fields:
@@ -639,10 +799,21 @@ def _extract_materials(text: str, fields: list[_Field], specs: Specs) -> None:
         if 0 < percent <= 100 and (name not in found or found[name].percent is None):
             found[name] = Material(name, _round(percent))
             specs.note("materials", match.group())
+    if not found:  # a labelled or percentage list is the whole story; prose only fills a gap
+        for name, snippet in _prose_materials(text):
+            if name not in found:
+                found[name] = Material(name)
+                specs.note("materials", snippet)
     specs.materials = list(found.values())
 
 
 # ---------------------------------------------------------------------------------------
+
+
+@lru_cache(maxsize=1)
+def _default_brands() -> BrandIndex:
+    return shipped_brands()
+
 
 _NORMALISE = str.maketrans(
     {
@@ -661,11 +832,13 @@ _NORMALISE = str.maketrans(
 )
 
 
-def extract_specs(text: str) -> Specs:
+def extract_specs(text: str, *, brands: BrandIndex | None = None) -> Specs:
     """Extract every specification `text` states; see the module docstring.
 
     `text` may be a page's title and description joined with newlines, or OCR output.
-    Raises TypeError for non-string input.
+    `brands` are the brand names to recognise in the text when no "Brand:" field names one:
+    the shipped list by default; pass `shipped_brands(seen)` to add the brands a store has
+    seen in structured data. Raises TypeError for non-string input.
     """
     if not isinstance(text, str):
         raise TypeError(f"extract_specs expects str, got {type(text).__name__}")
@@ -678,11 +851,12 @@ def extract_specs(text: str) -> Specs:
     fields = _labelled_fields(text)
     _extract_dimensions(text, fields, specs)
     _extract_quantity(text, fields, specs, "weight_g", _WEIGHT_RE, "g")
+    _extract_quantity(text, fields, specs, "package_weight_g", _WEIGHT_RE, "g")
     _extract_quantity(text, fields, specs, "volume_ml", _VOLUME_RE, "ml")
     _extract_quantity(text, fields, specs, "storage_gb", _STORAGE_RE, "GB")
     _extract_quantity(text, fields, specs, "power_w", _POWER_RE, "W")
     _extract_quantity(text, fields, specs, "voltage_v", _VOLTAGE_RE, "V")
-    _extract_identity(text, fields, specs)
+    _extract_identity(text, fields, specs, brands if brands is not None else _default_brands())
     _extract_colors(text, fields, specs)
     _extract_materials(text, fields, specs)
     return specs

@@ -34,7 +34,40 @@ MATERIALS: dict[str, str] = {
     "paper": "paper", "cardboard": "cardboard", "cork": "cork", "foam": "foam",
     "memory foam": "memory foam", "mesh": "mesh", "jute": "jute", "rattan": "rattan",
     "abs plastic": "abs plastic", "recycled paper": "recycled paper",
+    "real leather": "leather", "full grain leather": "leather", "vegan leather": "faux leather",
+    "imitation leather": "faux leather", "leatherette": "faux leather",
+    # German and French names of the common ones, mapped onto the English canonical names
+    "baumwolle": "cotton", "bio-baumwolle": "organic cotton", "bio baumwolle": "organic cotton",
+    "leder": "leather", "echtleder": "leather", "glattleder": "leather", "wildleder": "suede",
+    "kunstleder": "faux leather", "edelstahl": "stainless steel", "wolle": "wool",
+    "merinowolle": "merino wool", "seide": "silk", "leinen": "linen", "kaschmir": "cashmere",
+    "elasthan": "elastane", "polyamid": "polyamide", "viskose": "viscose", "holz": "wood",
+    "massivholz": "solid wood", "glas": "glass", "kunststoff": "plastic", "stahl": "steel",
+    "coton": "cotton", "coton bio": "organic cotton", "cuir": "leather",
+    "cuir véritable": "leather", "similicuir": "faux leather", "daim": "suede",
+    "acier inoxydable": "stainless steel", "laine": "wool", "soie": "silk", "bois": "wood",
+    "verre": "glass", "plastique": "plastic", "élasthanne": "elastane",
 }  # fmt: skip
+
+# Materials safe to read from prose without a "Material:" label ("genuine leather strap",
+# "Edelstahl", "coton bio"): words that in a product text almost always name what it is made
+# of. Everyday words that often mean something else ("down", "stone", "iron", "glass", "lin")
+# are only read inside a labelled field.
+PROSE_MATERIALS: frozenset[str] = frozenset(
+    {
+        "genuine leather", "real leather", "full grain leather", "leather", "suede",
+        "faux leather", "vegan leather", "imitation leather", "leatherette", "pu leather",
+        "stainless steel", "cotton", "organic cotton", "wool", "merino wool", "merino",
+        "cashmere", "silk", "polyester", "recycled polyester", "denim", "carbon fiber",
+        "carbon fibre", "solid wood", "tempered glass", "bamboo", "linen", "viscose",
+        "elastane", "polyamide",
+        "echtleder", "leder", "glattleder", "wildleder", "kunstleder", "edelstahl", "baumwolle",
+        "bio-baumwolle", "bio baumwolle", "wolle", "merinowolle", "seide", "leinen", "kaschmir",
+        "massivholz",
+        "cuir", "cuir véritable", "similicuir", "daim", "acier inoxydable", "coton",
+        "coton bio", "laine", "soie",
+    }
+)  # fmt: skip
 
 # Friendly colour names beyond CSS3 that shops print, mapped to themselves; CSS3 names
 # (webcolors) are accepted too. Output keeps the shop's wording, lower-cased, with `grey`

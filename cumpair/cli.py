@@ -20,6 +20,8 @@ _COMMANDS: dict[str, str] = {
     "search": "cumpair.search.cli",
     "history": "cumpair.search.cli",
     "serve": "cumpair.search.cli",
+    "match": "cumpair.search.match_cli",
+    "matcher": "cumpair.search.match_cli",
 }
 
 

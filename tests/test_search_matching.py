@@ -55,7 +55,8 @@ def test_disjoint_model_codes_veto_a_similar_pair():
     a = offer_features(1, "northwind", "Acme Cordless Drill AA-100 18V")
     b = offer_features(2, "bluepeak", "Acme Cordless Drill AA-101 18V")
     verdict = compare(a, b, text_sim=0.99)
-    assert not verdict.same and verdict.rule == "model-conflict"
+    assert not verdict.same and verdict.rule == "different"
+    assert verdict.contributions["code_unexplained"] < 0
 
 
 def test_capacity_disagreement_vetoes_the_pair():
@@ -70,23 +71,25 @@ def test_shared_model_code_groups_differently_worded_titles():
     a = offer_features(1, "northwind", "ACME AA-100X Jigsaw 36V", brand="Acme")
     b = offer_features(2, "bluepeak", "Jigsaw AA-100X by Acme, 36 V", brand="acme")
     verdict = compare(a, b)
-    assert verdict.same and verdict.rule == "model"
+    assert verdict.same and verdict.rule == "learned"
+    assert verdict.signals["code_exact"] == 1.0 and verdict.signals["brand_agree"] == 1.0
 
 
-def test_similarity_rule_follows_the_threshold():
+def test_learned_verdict_follows_the_threshold():
     a = offer_features(1, "northwind", "Red enamel teapot")
     b = offer_features(2, "bluepeak", "Teapot, red enamel")
-    assert compare(a, b, text_sim=0.95, config=MatchConfig(threshold=0.8)).same
-    low = compare(a, b, text_sim=0.2, config=MatchConfig(threshold=0.8))
-    assert not low.same and low.rule == "similarity"
-    assert low.to_dict()["signals"]["text"] == 0.2
+    verdict = compare(a, b)
+    assert compare(a, b, config=MatchConfig(threshold=verdict.score - 0.01)).same
+    low = compare(a, b, config=MatchConfig(threshold=min(verdict.score + 0.01, 0.99)))
+    assert not low.same and low.rule == "different"
+    assert low.to_dict()["signals"]["token_jaccard"] == 1.0
 
 
 def test_invalid_config_is_refused():
     with pytest.raises(ValueError):
         MatchConfig(threshold=0)
     with pytest.raises(ValueError):
-        MatchConfig(text_weight=0, title_weight=0, image_weight=0, brand_weight=0)
+        MatchConfig(threshold=1)
 
 
 def test_grouping_of_the_demo_catalog_meets_the_f1_target(records):

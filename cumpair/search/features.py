@@ -2,29 +2,70 @@
 
 Shops word the same product differently ("ACME AA-100X Jigsaw 36V", "Jigsaw AA-100X by Acme,
 36 V"); this module reduces an offer to comparable facts so `matching` only compares values.
+A model code is what identifies one product among its siblings (AA-100X, 749361-066, DAVIS50B);
+a spec (1080P, 2.13GHz, 18-55mm, DDR3, LGA1151, 2x8GB) is shared by many products and is never
+taken for one, or one shared "code" would merge different products.
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
-from dataclasses import dataclass, field
-from typing import Any
+import unicodedata
+from collections import Counter
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from typing import Any, Literal
 
 from cumpair.identifiers import normalize_gtin
 
-# Quantities a title carries ("36V", "256 GB", "1.5 L"): never model codes.
-_QUANTITY = re.compile(
-    r"^\d+(?:[.,]\d+)?(?:v|w|kw|gb|tb|mb|ml|l|cl|mah|wh|mm|cm|m|in|kg|g|lb|oz|hz|khz|mhz|pcs?|x)$",
+# Units a number carries in titles ("36V", "2.13GHz", "6Gb/s", "4-port", "240pin", "1080p").
+_UNITS = (
+    "v|va|w|kw|kva|mw|a|ma|mah|ah|wh|ohms?|db|dbi|"
+    "b|kb|mb|gb|tb|pb|kbs|mbs|gbs|bps|kbps|mbps|gbps|mt|mts|"
+    "hz|khz|mhz|ghz|rpm|fps|ms|ns|s|h|min|"
+    "mm|cm|m|km|nm|in|inch|inches|ft|yd|"
+    "ml|cl|dl|l|g|kg|mg|lb|lbs|oz|"
+    "mp|mpx|px|p|i|k|x|bit|bits|"
+    "pcs?|pk|pack|ct|port|ports|pin|pins|pol|core|cores|slot|slots|bay|bays|"
+    "th|st|nd|rd|gen|yr|yrs|year|years|atm|bar|lm|awg|c|f|"
+    "zoll|stk|stuck|st|teilig|fach|piece|pieces"
+)
+# A number with a unit, a range or product of numbers with one ("18-55mm", "2x8GB",
+# "1920x1080", "10x20x30cm"), optionally per second ("6Gb/s").
+_SPEC = re.compile(
+    rf"^\d+(?:[.,]\d+)?(?:\s*[-x/]\s*\d+(?:[.,]\d+)?)*-?(?:{_UNITS})?(?:/s|ps)?$", re.IGNORECASE
+)
+# Spec prefixes and technology names: memory, buses, sockets, ratings, sizes, apertures.
+_SPEC_NAME = re.compile(
+    r"^(?:(?:lp)?g?ddr\d*[a-z]?|pc\d*|sata\d*|pcie\d*|usb\d*(?:[.,]\d+)?c?|hdmi\d*(?:[.,]\d+)?|802\.?11\w*|cat\d+[a-z]?|lga\d+|am\d|"
+    r"fm\d\+?|ip[x]?\d+|wifi\d*|bt\d|h26\d|x26\d|mp[34]|[345]g|f/?\d+(?:[.,]\d+)?|gen\d+|"
+    r"(?:us|eu|uk|fr|de|it|size|gr|gr\u00f6\u00dfe|taille|talla)\d+(?:[.,]\d+)?|"
+    r"\d+in\d+|\d+(?:[.,]\d+)?(?:x|-)?(?:ghz|mhz|gb|tb|mb)\w*)$",
     re.IGNORECASE,
 )
-# A model code is a token mixing letters and digits, possibly with - / . inside ("AA-100X").
-_CODE = re.compile(r"\b[A-Za-z0-9]+(?:[-/.][A-Za-z0-9]+)*\b")
-_WORD = re.compile(r"[a-z0-9]+")
-_NUMBER_UNIT = re.compile(
-    r"(\d+(?:[.,]\d+)?)\s+(v|w|kw|gb|tb|ml|l|mah|mm|cm|kg|g)\b", re.IGNORECASE
+# Text a shop puts before its own stock number ("Art.-Nr. 123456", "SKU: AB12"), not a model.
+_SKU_LABEL = re.compile(
+    r"(?:\bsku|\bart(?:ikel)?\.?-?\s*nr|\bbestell-?nr|\bitem\s*(?:no|nr|#)|\bartnr|\bplu)"
+    r"\.?\s*[:#]?\s*([A-Za-z0-9][A-Za-z0-9\-./]*)",
+    re.IGNORECASE,
 )
-_STOPWORDS = frozenset({"by", "the", "a", "an", "and", "with", "for", "of", "in", "from", "model"})
+# A token: letters and digits, possibly with - / . inside ("AA-100X", "2531.80.00").
+_CODE = re.compile(r"[A-Za-z0-9]+(?:[-/.][A-Za-z0-9]+)*")
+_DIGIT_CODE = re.compile(r"^\d+(?:[-./]\d+)+$")
+_DOMAIN = re.compile(
+    r"\.(?:com|net|org|de|nl|fr|it|es|pl|be|at|ch|se|dk|co\.uk|uk|eu|ru|cz)$", re.I
+)
+_WORD = re.compile(r"[^\W_]+", re.UNICODE)
+_NUMBER_UNIT = re.compile(
+    r"(\d+(?:[.,]\d+)?)\s+(v|w|kw|gb|tb|ml|l|mah|mm|cm|kg|g|mp|hz|ghz|mhz|in)\b", re.IGNORECASE
+)
+# What data exports leave in titles: RDF language tags ("...Tweakers"@NL) and "Null" fields.
+_LANG_TAG = re.compile(r'"@[A-Za-z]{2,3}(?:-[A-Za-z0-9]{2,8})?')
+_NULL = re.compile(r'"null"|\bnull\b', re.IGNORECASE)
+_STOPWORDS = frozenset(
+    {"by", "the", "a", "an", "and", "with", "for", "of", "in", "from", "model", "new", "und",
+     "mit", "für", "de", "la", "le", "et", "pour", "con", "per", "y", "en", "van", "met", "voor"}
+)  # fmt: skip
 # Specs whose disagreement proves two offers are different products (relative tolerance):
 # capacity and electrical ratings are printed exactly; weights/sizes suffer unit rounding.
 NUMERIC_SPECS: dict[str, float] = {
@@ -34,6 +75,34 @@ NUMERIC_SPECS: dict[str, float] = {
     "volume_ml": 0.02,
     "weight_g": 0.06,
 }
+# Words of a company's legal form or sales region, never part of what a shopper calls the brand.
+_LEGAL_SUFFIXES = frozenset(
+    {"inc", "incorporated", "corp", "corporation", "co", "company", "ltd", "limited", "llc",
+     "gmbh", "ag", "sa", "srl", "bv", "nv", "plc", "kg", "oy", "ab", "spa", "sarl", "pty", "kk",
+     "usa", "us", "america", "europe", "eu", "uk", "international", "intl", "global", "japan",
+     "deutschland", "germany", "france", "group", "holdings", "electronics", "technologies"}
+)  # fmt: skip
+# Brands shops write in two ways that no spelling rule joins (keys are normalised brands).
+BRAND_ALIASES: dict[str, str] = {
+    "hewlettpackard": "hp",
+    "hpinc": "hp",
+    "westerndigital": "wd",
+    "asustek": "asus",
+    "asustekcomputer": "asus",
+    "lgelectronics": "lg",
+    "samsungelectronics": "samsung",
+    "sonyelectronics": "sony",
+    "tplink": "tplink",
+    "bangolufsen": "bangandolufsen",
+    "hugoboss": "boss",
+}
+
+
+def clean_text(text: str | None) -> str:
+    """`text` without export debris (language tags, "Null" fields, quotes), spaces collapsed."""
+    text = _LANG_TAG.sub(" ", text or "")
+    text = _NULL.sub(" ", text).replace('"', " ")
+    return " ".join(text.split())
 
 
 def canonical_code(value: str) -> str:
@@ -41,28 +110,200 @@ def canonical_code(value: str) -> str:
     return re.sub(r"[^A-Za-z0-9]", "", value).upper()
 
 
-def model_codes(text: str) -> frozenset[str]:
-    """Model-number-like tokens of `text`: letters and digits mixed, not a quantity, >= 4 chars."""
+def is_spec(token: str) -> bool:
+    """True for a quantity, dimension, resolution or technology name ("18-55mm", "DDR3")."""
+    return bool(
+        _SPEC.match(token) or _SPEC_NAME.match(token) or _SPEC_NAME.match(token.replace("-", ""))
+    )
+
+
+def _is_code(token: str) -> bool:
+    code = canonical_code(token)
+    if not any(c.isdigit() for c in code) or _DOMAIN.search(token):
+        return False
+    if code.isdigit():
+        # Digits alone identify a product when written with separators (2531.80.00,
+        # 749361-066) or long (75406, a vendor's article number); years, counts, prices and
+        # ranges ("18-55") are short.
+        if _DIGIT_CODE.match(token):
+            return len(code) >= 6
+        return token.isdigit() and len(code) >= 5
+    if is_spec(token):
+        return False
+    separated = len(code) < len(token)
+    return len(code) >= 4 or (separated and len(code) >= 3)
+
+
+def model_codes(text: str, *, exclude: Iterable[str] = ()) -> frozenset[str]:
+    """Model-number-like tokens of `text`, canonical (see `canonical_code`).
+
+    Kept: tokens mixing letters and digits (>= 4 characters, or 3 with a separator inside:
+    "X-T2"), and digit runs of 5+ or separated digit codes of 6+ digits. Dropped: specs
+    (`is_spec`), web addresses, numbers a shop labels as its own stock number ("SKU: 123")
+    and any canonical code in `exclude` (the shop's name, its internal SKU).
+    """
+    text = clean_text(text)
+    skipped = {canonical_code(e) for e in exclude if e} | {
+        canonical_code(m.group(1)) for m in _SKU_LABEL.finditer(text)
+    }
     codes = set()
-    for match in _CODE.finditer(text or ""):
-        token = match.group(0)
-        if _QUANTITY.match(token) or _QUANTITY.match(token.replace(" ", "")):
+    for match in _CODE.finditer(text):
+        token = match.group(0).strip("-./")
+        if not _is_code(token):
             continue
         code = canonical_code(token)
-        if len(code) >= 4 and any(c.isdigit() for c in code) and any(c.isalpha() for c in code):
+        if code not in skipped:
             codes.add(code)
     return frozenset(codes)
 
 
+CodeRelation = Literal["exact", "family", "contained", "conflict", "one-sided", "none"]
+
+
+def _family(a: str, b: str) -> bool:
+    """True when one code is the other plus a short variant suffix or vendor prefix.
+
+    DAVIS50B ~ DAVIS50, PSW110BK ~ PSW110, AVT75406 ~ 75406: the shorter must itself look like
+    a code (a digit, 4+ characters) and the rest be letters, or a suffix of at most 4 characters.
+    Siblings (DAVIS50B vs DAVIS50R, 749361-066 vs 749361-001) are not a family.
+    """
+    short, long = sorted((a, b), key=len)
+    if len(short) < 4 or not any(c.isdigit() for c in short) or short == long:
+        return False
+    if long.startswith(short):
+        rest = long[len(short) :]
+        return len(rest) <= 4 and not (short[-1].isdigit() and rest.isdigit())
+    if long.endswith(short):
+        return long[: -len(short)].isalpha() and len(long) - len(short) <= 4
+    return False
+
+
+def code_relation(
+    a: frozenset[str], b: frozenset[str], a_text: str = "", b_text: str = ""
+) -> tuple[CodeRelation, int]:
+    """How two offers' model codes relate, and how many codes each side left unexplained.
+
+    "exact": a code in common; "family": codes of one variant family (`_family`); "contained":
+    one offer's code is written inside the other's text with different spacing ("VisionU50" in
+    "Vision U50"); "conflict": both carry codes and none of the above; "one-sided"/"none": one or
+    neither offer carries a code. The count is the smaller number of codes a side has that the
+    other side neither shares, contains nor has a family member of (two offers that each carry a
+    code the other lacks are usually siblings even when they share a series code).
+    """
+    if not a and not b:
+        return "none", 0
+    if not a or not b:
+        return "one-sided", 0
+    a_flat, b_flat = canonical_code(clean_text(a_text)), canonical_code(clean_text(b_text))
+
+    def explained(code: str, others: frozenset[str], other_text: str) -> bool:
+        return code in others or any(_family(code, o) for o in others) or code in other_text
+
+    unexplained = min(
+        sum(not explained(c, b, b_flat) for c in a), sum(not explained(c, a, a_flat) for c in b)
+    )
+    if a & b:
+        return "exact", unexplained
+    if any(_family(x, y) for x in a for y in b):
+        return "family", unexplained
+    if any(x in b_flat for x in a) or any(y in a_flat for y in b):
+        return "contained", unexplained
+    return "conflict", unexplained
+
+
+def normalize_brand(value: str | None) -> str | None:
+    """The comparison key of a brand: "Cooler Master", "CoolerMaster" -> "coolermaster",
+    "Zalman USA Inc." -> "zalman", "Hewlett-Packard" -> "hp" (`BRAND_ALIASES`)."""
+    if not value:
+        return None
+    text = unicodedata.normalize("NFKD", str(value)).encode("ascii", "ignore").decode()
+    text = text.lower().replace("&", " and ").replace("+", " and ")
+    words = re.findall(r"[a-z0-9]+", text)
+    while len(words) > 1 and words[-1] in _LEGAL_SUFFIXES:
+        words.pop()
+    key = "".join(words)
+    if not key:
+        return None
+    return BRAND_ALIASES.get(key, key)
+
+
+@dataclass(frozen=True)
+class BrandLexicon:
+    """Brands known to a store (normalised keys), to read a brand off a title that has none.
+
+    Learned from the store itself: every brand field its offers carry, plus the words that
+    open many of its titles and seldom appear anywhere else ("Canon EOS ...", "Nike Air ...").
+    """
+
+    brands: frozenset[str] = frozenset()
+    max_words: int = 3
+
+    @classmethod
+    def learn(
+        cls,
+        titles: Iterable[str],
+        brands: Iterable[str | None] = (),
+        *,
+        min_titles: int = 3,
+        min_first_share: float = 0.6,
+    ) -> BrandLexicon:
+        """Brand fields, plus title-opening words seen in `min_titles`+ titles, first in
+        `min_first_share` of them (so a word like "camera" that opens some titles does not)."""
+        known = {b for b in (normalize_brand(x) for x in brands) if b}
+        first: Counter[str] = Counter()
+        anywhere: Counter[str] = Counter()
+        for title in titles:
+            words = [w.lower() for w in _WORD.findall(clean_text(title))]
+            if not words:
+                continue
+            first[words[0]] += 1
+            anywhere.update(set(words))
+        for word, count in first.items():
+            if (
+                count >= min_titles
+                and count >= min_first_share * anywhere[word]
+                and word.isalpha()
+                and len(word) > 1
+                and word not in _STOPWORDS
+            ):
+                known.add(normalize_brand(word) or word)
+        return cls(frozenset(known))
+
+    def find(self, title: str) -> str | None:
+        """The first known brand written in `title` (longest spelling first at each word)."""
+        if not self.brands:
+            return None
+        words = [w.lower() for w in _WORD.findall(clean_text(title))]
+        for start in range(len(words)):
+            for size in range(min(self.max_words, len(words) - start), 0, -1):
+                key = normalize_brand(" ".join(words[start : start + size]))
+                if key in self.brands:
+                    return key
+        return None
+
+
 def title_tokens(text: str) -> frozenset[str]:
     """Lower-case word tokens with quantities glued to their unit ("36 V" -> "36v")."""
-    glued = _NUMBER_UNIT.sub(lambda m: m.group(1) + m.group(2), (text or "").lower())
+    glued = _NUMBER_UNIT.sub(lambda m: m.group(1) + m.group(2), clean_text(text).lower())
     return frozenset(t for t in _WORD.findall(glued) if t not in _STOPWORDS)
+
+
+def number_tokens(text: str) -> frozenset[str]:
+    """Tokens carrying a digit, specs included ("36v", "18-55mm", "2531.80.00"), separators
+    kept: the numbers two offers of one product must agree on."""
+    glued = _NUMBER_UNIT.sub(lambda m: m.group(1) + m.group(2), clean_text(text).lower())
+    return frozenset(
+        m.group(0) for m in _CODE.finditer(glued) if any(c.isdigit() for c in m.group(0))
+    )
 
 
 @dataclass(frozen=True)
 class OfferFeatures:
-    """The comparable facts of one offer (`key` is the offer id in the store)."""
+    """The comparable facts of one offer (`key` is the offer id in the store).
+
+    `brand` is the normalised brand key (`normalize_brand`); `price` is in the offer's currency
+    (compared only when both offers share `currency`).
+    """
 
     key: int
     shop: str
@@ -73,6 +314,10 @@ class OfferFeatures:
     specs: Mapping[str, float] = field(default_factory=dict)
     colors: frozenset[str] = frozenset()
     tokens: frozenset[str] = frozenset()
+    numbers: frozenset[str] = frozenset()
+    price: float | None = None
+    currency: str | None = None
+    description: str = ""
 
 
 def offer_features(
@@ -84,17 +329,28 @@ def offer_features(
     brand: str | None = None,
     model: str | None = None,
     specs: Mapping[str, Any] | None = None,
+    sku: str | None = None,
+    price: Any = None,
+    currency: str | None = None,
+    description: str | None = None,
+    brands: BrandLexicon | None = None,
 ) -> OfferFeatures:
     """Reduce one offer's fields to `OfferFeatures`.
 
     Model codes are the structured `model` (schema.org MPN, or one read from the page) plus
-    codes found in the title: a misread model then cannot hide the title's correct one.
-    `specs` is the spec output contract of `cumpair.vision.specs`.
+    codes found in the title: a misread model then cannot hide the title's correct one. The
+    shop's name and its own `sku` (when it is not the model) are never codes. A missing brand
+    is read off the title with `brands` (the store's `BrandLexicon`). `specs` is the spec
+    output contract of `cumpair.vision.specs`.
     """
     specs = dict(specs or {})
     brand = brand or specs.get("brand")
     model = model or specs.get("model")
-    codes = model_codes(title)
+    title = clean_text(title)
+    exclude = [shop]
+    if sku and (not model or canonical_code(str(sku)) != canonical_code(str(model))):
+        exclude.append(str(sku))
+    codes = model_codes(title, exclude=exclude)
     if model and len(canonical_code(str(model))) >= 3:
         codes |= {canonical_code(str(model))}
     numeric = {}
@@ -103,20 +359,35 @@ def offer_features(
         if isinstance(value, int | float) and not isinstance(value, bool) and value > 0:
             numeric[name] = float(value)
     colors = specs.get("colors") or ()
+    brand_key = normalize_brand(str(brand)) if brand else None
+    if brand_key is None and brands is not None:
+        brand_key = brands.find(title)
     return OfferFeatures(
         key=int(key),
         shop=shop,
-        title=title or "",
+        title=title,
         gtin=normalize_gtin(gtin) if gtin else normalize_gtin(specs.get("gtin")),
-        brand=" ".join(str(brand).lower().split()) if brand else None,
+        brand=brand_key,
         models=codes,
         specs=numeric,
         colors=frozenset(str(c).lower() for c in colors if isinstance(c, str)),
         tokens=title_tokens(title),
+        numbers=number_tokens(title),
+        price=_price(price),
+        currency=(currency or None) and str(currency).upper(),
+        description=clean_text(description)[:2000],
     )
 
 
-def features_from_record(record: Any) -> OfferFeatures:
+def _price(value: Any) -> float | None:
+    try:
+        number = float(value) if value is not None else None
+    except (TypeError, ValueError):
+        return None
+    return number if number is not None and number > 0 else None
+
+
+def features_from_record(record: Any, brands: BrandLexicon | None = None) -> OfferFeatures:
     """Features of a store `OfferRecord` (anything with its attribute names)."""
     return offer_features(
         record.id,
@@ -126,4 +397,45 @@ def features_from_record(record: Any) -> OfferFeatures:
         brand=record.brand,
         model=record.model,
         specs=record.specs,
+        sku=getattr(record, "sku", None),
+        price=getattr(record, "price", None),
+        currency=getattr(record, "currency", None),
+        description=getattr(record, "description", None),
+        brands=brands,
     )
+
+
+# Fields of an offer given as a mapping (a JSON offer, a labelled pair's side, a feed row).
+OFFER_FIELDS = ("title", "brand", "model", "gtin", "sku", "price", "currency", "description")
+
+
+class OfferError(ValueError):
+    """An offer given as a mapping that cannot be compared (not an object, nothing to compare)."""
+
+
+def features_from_dict(
+    offer: Any, key: int = 0, brands: BrandLexicon | None = None
+) -> OfferFeatures:
+    """`OfferFeatures` of an offer given as a mapping of the store's field names (`shop`,
+    `OFFER_FIELDS`; a nested `specs` object is read too). Needs a title or a GTIN."""
+    if not isinstance(offer, Mapping):
+        raise OfferError(f"an offer must be a JSON object, got {type(offer).__name__}")
+    fields = {name: offer.get(name) for name in OFFER_FIELDS}
+    if not (str(fields["title"] or "").strip() or fields["gtin"]):
+        raise OfferError("an offer needs a title or a gtin")
+    specs = offer.get("specs")
+    return offer_features(
+        key,
+        str(offer.get("shop") or ""),
+        str(fields.pop("title") or ""),
+        specs=specs if isinstance(specs, Mapping) else None,
+        brands=brands,
+        **{k: None if v is None else str(v) for k, v in fields.items()},
+    )
+
+
+def with_learned_brands(features: Sequence[OfferFeatures]) -> list[OfferFeatures]:
+    """`features` with each missing brand read off its title by a `BrandLexicon` learned from
+    these offers themselves (their brand fields and the words that open their titles)."""
+    lexicon = BrandLexicon.learn([f.title for f in features], [f.brand for f in features])
+    return [f if f.brand else replace(f, brand=lexicon.find(f.title)) for f in features]

@@ -1,10 +1,15 @@
-"""Group offers into products: candidate pairs, pair verdicts, then constrained merging.
+"""Group offers into products: candidate pairs, pair verdicts, then merging the group supports.
 
-Candidates come from blocking (same GTIN, shared model code) and from nearest neighbours in the
-text and image vector spaces, so the pairs compared grow linearly with the offers, not
-quadratically. Verdicts (`matching.compare`) are merged strongest first (GTIN, then model, then
-by score) into groups that must stay consistent: at most one offer per shop, one GTIN, and no
-pair inside a group that a rule declared different.
+Candidates come from blocking (same GTIN, shared model code), from title neighbours (TF-IDF
+over the offers' titles) and from nearest neighbours in the text and image vector spaces, so the
+pairs compared grow linearly with the offers, not quadratically. Verdicts (`matching.compare`)
+are merged strongest first, but a merge needs support from both groups, not from one pair
+(average link): most cross pairs must be matches and their mean probability must reach the
+threshold, so A~B and B~C never pull A and C together when A and C disagree. Groups also stay
+consistent: one GTIN, no pair a hard rule declared different, and (a setting) at most one
+offer per shop except in shops listed as marketplaces.
+
+`group_offers` is the entry point (what ``products.regroup`` and a products export call).
 """
 
 from __future__ import annotations
@@ -12,14 +17,59 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
-from cumpair.search.features import OfferFeatures
+from cumpair.search.features import OfferFeatures, with_learned_brands
 from cumpair.search.matching import MatchConfig, PairEvidence, compare
 
-RULE_STRENGTH = {"gtin": 0, "model": 1, "similarity": 2}
-CONFLICT_RULES = frozenset({"gtin-conflict", "model-conflict", "spec-conflict"})
+# Merge order of verdicts that say "same": identity first, then the learned matcher.
+RULE_STRENGTH = {"gtin": 0, "learned": 1}
+# Verdicts that keep two offers apart in an incremental assignment (`products.assign`, which
+# joins a product only when no member says otherwise: complete link over the threshold).
+CONFLICT_RULES = frozenset({"gtin-conflict", "spec-conflict", "different"})
+# Verdicts no amount of support overrides.
+HARD_CONFLICTS = frozenset({"gtin-conflict", "spec-conflict"})
+BLOCK_LIMIT = 50  # a code or GTIN on more offers than this is no model number ("USB3")
+
+
+@dataclass(frozen=True)
+class GroupingOptions:
+    """How groups may form.
+
+    `one_offer_per_shop`: a shop sells a product once (what a price comparison wants: two
+    offers of one shop are variants), except shops in `marketplaces`, where many sellers list
+    the same product. `min_support`: the share of cross pairs that must match for two groups to
+    merge (strictly more than it). `title_neighbours`: TF-IDF title neighbours compared per offer.
+    """
+
+    one_offer_per_shop: bool = True
+    marketplaces: frozenset[str] = frozenset()
+    min_support: float = 0.5
+    title_neighbours: int = 10
+
+    def __post_init__(self) -> None:
+        if not 0 <= self.min_support < 1:
+            raise ValueError(f"min_support must be in [0, 1), got {self.min_support!r}")
+        if self.title_neighbours < 0:
+            raise ValueError("title_neighbours must be >= 0")
+
+    @classmethod
+    def from_settings(cls, settings: Any) -> GroupingOptions:
+        """From Scrapy-style settings: ``CUMPAIR_ONE_OFFER_PER_SHOP`` (True),
+        ``CUMPAIR_MARKETPLACE_SHOPS`` (shop names), ``CUMPAIR_GROUP_MIN_SUPPORT`` (0.5)."""
+        shops = settings.get("CUMPAIR_MARKETPLACE_SHOPS") or ()
+        if isinstance(shops, str):
+            shops = [s.strip() for s in shops.split(",")]
+        one = settings.get("CUMPAIR_ONE_OFFER_PER_SHOP", True)
+        if isinstance(one, str):
+            one = one.strip().lower() not in ("0", "false", "no", "off")
+        return cls(
+            one_offer_per_shop=bool(one),
+            marketplaces=frozenset(s for s in shops if s),
+            min_support=float(settings.get("CUMPAIR_GROUP_MIN_SUPPORT", 0.5)),
+        )
 
 
 @dataclass
@@ -55,12 +105,36 @@ def _neighbour_pairs(vectors: np.ndarray, k: int) -> Iterable[tuple[int, int]]:
     return pairs
 
 
+def _title_neighbour_pairs(
+    titles: Sequence[str], k: int, chunk: int = 2048
+) -> set[tuple[int, int]]:
+    """Row pairs whose titles are among each other's `k` most similar by TF-IDF cosine."""
+    from sklearn.feature_extraction.text import TfidfVectorizer
+
+    if k == 0 or len(titles) < 2 or not any(t.strip() for t in titles):
+        return set()
+    try:
+        matrix = TfidfVectorizer(sublinear_tf=True).fit_transform(titles).tocsr()
+    except ValueError:  # only stop words or no words at all
+        return set()
+    pairs = set()
+    for start in range(0, len(titles), chunk):
+        sims = (matrix[start : start + chunk] @ matrix.T).toarray()
+        for offset, row in enumerate(sims):
+            i = start + offset
+            row[i] = 0.0
+            top = np.argpartition(-row, min(k, len(row) - 1))[:k]
+            pairs.update((min(i, int(j)), max(i, int(j))) for j in top if row[j] > 0)
+    return pairs
+
+
 def candidate_pairs(
     features: Sequence[OfferFeatures],
     vectors: Mapping[str, np.ndarray] | None = None,
     k: int = 10,
+    title_neighbours: int = 10,
 ) -> set[tuple[int, int]]:
-    """Row pairs worth comparing: shared GTIN, shared model code, or vector neighbours."""
+    """Row pairs worth comparing: shared GTIN or model code, title or vector neighbours."""
     pairs: set[tuple[int, int]] = set()
     blocks: dict[tuple[str, str], list[int]] = defaultdict(list)
     for i, offer in enumerate(features):
@@ -69,12 +143,38 @@ def candidate_pairs(
         for code in offer.models:
             blocks["model", code].append(i)
     for rows in blocks.values():
-        if len(rows) > 50:  # a code shared by 50 offers is not a model number ("USB3")
+        if len(rows) > BLOCK_LIMIT:
             continue
         pairs.update((a, b) for n, a in enumerate(rows) for b in rows[n + 1 :])
+    pairs |= _title_neighbour_pairs([f.title for f in features], title_neighbours)
     for matrix in (vectors or {}).values():
         pairs.update(_neighbour_pairs(matrix, k))
     return pairs
+
+
+class _Verdicts:
+    """Pair verdicts by row, computed on first use (cross pairs a merge must check)."""
+
+    def __init__(self, features, vectors, config) -> None:
+        self.features = features
+        self.text, self.image = (vectors or {}).get("text"), (vectors or {}).get("image")
+        self.config = config
+        self.cache: dict[tuple[int, int], PairEvidence] = {}
+
+    def get(self, i: int, j: int) -> PairEvidence:
+        key = (min(i, j), max(i, j))
+        verdict = self.cache.get(key)
+        if verdict is None:
+            a, b = key
+            verdict = compare(
+                self.features[a],
+                self.features[b],
+                text_sim=None if self.text is None else float(self.text[a] @ self.text[b]),
+                image_sim=None if self.image is None else float(self.image[a] @ self.image[b]),
+                config=self.config,
+            )
+            self.cache[key] = verdict
+        return verdict
 
 
 def compare_pairs(
@@ -84,61 +184,38 @@ def compare_pairs(
     config: MatchConfig | None = None,
 ) -> list[PairEvidence]:
     """Verdicts for row pairs, with cosine similarities read from `vectors` ("text", "image")."""
-    vectors = vectors or {}
-    text, image = vectors.get("text"), vectors.get("image")
-    out = []
-    for i, j in pairs:
-        out.append(
-            compare(
-                features[i],
-                features[j],
-                text_sim=None if text is None else float(text[i] @ text[j]),
-                image_sim=None if image is None else float(image[i] @ image[j]),
-                config=config,
-            )
-        )
-    return out
-
-
-class _Groups:
-    """Union-find whose unions refuse to break a group's consistency constraints."""
-
-    def __init__(self, features: Sequence[OfferFeatures], conflicts: set[frozenset[int]]):
-        self.parent = {f.key: f.key for f in features}
-        self.members = {f.key: [f] for f in features}
-        self.conflicts = conflicts
-
-    def find(self, key: int) -> int:
-        while self.parent[key] != key:
-            self.parent[key] = self.parent[self.parent[key]]
-            key = self.parent[key]
-        return key
-
-    def union(self, a: int, b: int) -> bool:
-        ra, rb = self.find(a), self.find(b)
-        if ra == rb:
-            return True
-        if not consistent(self.members[ra], self.members[rb], self.conflicts):
-            return False
-        if len(self.members[ra]) < len(self.members[rb]):
-            ra, rb = rb, ra
-        self.parent[rb] = ra
-        self.members[ra] += self.members.pop(rb)
-        return True
+    verdicts = _Verdicts(features, vectors, config or MatchConfig())
+    return [verdicts.get(i, j) for i, j in pairs]
 
 
 def consistent(
     left: Sequence[OfferFeatures],
     right: Sequence[OfferFeatures],
     conflicts: set[frozenset[int]] = frozenset(),
+    options: GroupingOptions | None = None,
 ) -> bool:
-    """True when two groups may become one product."""
-    if {o.shop for o in left} & {o.shop for o in right}:
-        return False
+    """True when two groups may become one product (shops, GTINs and vetoed pairs allow it)."""
+    options = options or GroupingOptions()
+    if options.one_offer_per_shop:
+        shops = {o.shop for o in left} & {o.shop for o in right}
+        if shops - options.marketplaces:
+            return False
     gtins = {o.gtin for o in left if o.gtin} | {o.gtin for o in right if o.gtin}
     if len(gtins) > 1:
         return False
     return not any(frozenset((x.key, y.key)) in conflicts for x in left for y in right)
+
+
+def _supported(
+    left: Sequence[int], right: Sequence[int], verdicts: _Verdicts, options: GroupingOptions
+) -> bool:
+    """Average link: most cross pairs match and their mean probability reaches the threshold."""
+    cross = [verdicts.get(i, j) for i in left for j in right]
+    if any(v.rule in HARD_CONFLICTS for v in cross):
+        return False
+    matches = sum(v.same for v in cross)
+    mean = sum(v.score for v in cross) / len(cross)
+    return matches > options.min_support * len(cross) and mean >= verdicts.config.cut
 
 
 def group_offers(
@@ -147,22 +224,50 @@ def group_offers(
     *,
     config: MatchConfig | None = None,
     k: int = 10,
+    options: GroupingOptions | None = None,
 ) -> Grouping:
     """Group offers into products (rows of `vectors` align with `features`)."""
+    options = options or GroupingOptions()
     keys = [f.key for f in features]
     if len(set(keys)) != len(keys):
         raise ValueError("offer keys must be unique")
-    evidence = compare_pairs(features, candidate_pairs(features, vectors, k), vectors, config)
-    conflicts = {frozenset((e.a, e.b)) for e in evidence if e.rule in CONFLICT_RULES}
+    features = with_learned_brands(features)
+    verdicts = _Verdicts(features, vectors, config or MatchConfig())
+    for i, j in candidate_pairs(features, vectors, k, options.title_neighbours):
+        verdicts.get(i, j)
     matches = sorted(
-        (e for e in evidence if e.same), key=lambda e: (RULE_STRENGTH[e.rule], -e.score, e.a, e.b)
+        ((pair, e) for pair, e in verdicts.cache.items() if e.same),
+        key=lambda item: (RULE_STRENGTH[item[1].rule], -item[1].score, item[0]),
     )
-    groups = _Groups(features, conflicts)
+    root = list(range(len(features)))
+    members: dict[int, list[int]] = {i: [i] for i in range(len(features))}
+
+    def find(i: int) -> int:
+        while root[i] != i:
+            root[i] = root[root[i]]
+            i = root[i]
+        return i
+
     attached: dict[int, PairEvidence] = {}
-    for item in matches:
-        if groups.find(item.a) != groups.find(item.b) and groups.union(item.a, item.b):
-            attached.setdefault(item.b, item)
-            attached.setdefault(item.a, item)
-    roots = {}
-    labels = {key: roots.setdefault(groups.find(key), len(roots)) for key in keys}
+    for (i, j), evidence in matches:
+        ri, rj = find(i), find(j)
+        if ri == rj:
+            continue
+        left, right = members[ri], members[rj]
+        if not consistent(
+            [features[x] for x in left], [features[y] for y in right], options=options
+        ):
+            continue
+        if not _supported(left, right, verdicts, options):
+            continue
+        if len(left) < len(right):
+            ri, rj = rj, ri
+        root[rj] = ri
+        members[ri] += members.pop(rj)
+        attached.setdefault(features[i].key, evidence)
+        attached.setdefault(features[j].key, evidence)
+    labels: dict[int, int] = {}
+    numbers: dict[int, int] = {}
+    for i, key in enumerate(keys):
+        labels[key] = numbers.setdefault(find(i), len(numbers))
     return Grouping(labels, attached)

@@ -1,0 +1,114 @@
+"""The `cumpair match` and `cumpair matcher train` sub-commands.
+
+``cumpair match A.json B.json [--explain]`` says whether two offers (JSON objects with the
+store's field names) are one product, with the probability and, with ``--explain``, every
+signal's value, weight and contribution. ``cumpair matcher train PAIRS... --out FILE`` fits a
+matcher on labelled pairs (see `matcher_train`); point matching at it with ``--matcher FILE``
+or ``CUMPAIR_MATCHER_MODEL``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+from cumpair.search.features import OfferError, features_from_dict
+from cumpair.search.matcher_model import MatcherModelError
+from cumpair.search.matching import MatchConfig, PairEvidence, compare
+
+
+def match_offers(left: Any, right: Any, config: MatchConfig | None = None) -> PairEvidence:
+    """The verdict on two offers given as mappings (raises `OfferError`, `MatcherModelError`)."""
+    return compare(features_from_dict(left, 1), features_from_dict(right, 2), config=config)
+
+
+def explain_dict(evidence: PairEvidence, config: MatchConfig) -> dict[str, Any]:
+    """`evidence` as JSON plus the model's weights and where it came from."""
+    out = evidence.to_dict()
+    if evidence.signals:
+        model = config.model
+        out["threshold"] = config.cut
+        out["intercept"] = round(model.intercept, 4)
+        out["weights"] = {k: round(model.coefficients.get(k, 0.0), 4) for k in evidence.signals}
+        out["model"] = {"source": model.source, "trained_at": model.provenance.get("trained_at")}
+    return out
+
+
+def format_match(evidence: PairEvidence, config: MatchConfig, explain: bool) -> str:
+    verdict = "same product" if evidence.same else "different products"
+    lines = [f"{verdict}: probability {evidence.score:.3f} ({evidence.rule})"]
+    if not explain:
+        return lines[0] + "\n"
+    if not evidence.signals:
+        lines += [f"  {reason}" for reason in evidence.reasons]
+        return "\n".join(lines) + "\n"
+    model = config.model
+    lines.append(f"threshold {config.cut:g}, model {model.source}")
+    lines.append(f"  {'signal':<20} {'value':>7} {'weight':>8} {'log-odds':>9}")
+    ranked = sorted(evidence.signals, key=lambda k: -abs(evidence.contributions.get(k, 0.0)))
+    for name in ranked:
+        weight = model.coefficients.get(name, 0.0)
+        part = evidence.contributions.get(name, 0.0)
+        lines.append(f"  {name:<20} {evidence.signals[name]:7.3f} {weight:8.3f} {part:+9.3f}")
+    lines.append(f"  {'intercept':<20} {'':>7} {'':>8} {model.intercept:+9.3f}")
+    return "\n".join(lines) + "\n"
+
+
+def _read_offer(path: str) -> Any:
+    try:
+        return json.loads(Path(path).read_text())
+    except (OSError, json.JSONDecodeError) as exc:
+        raise OfferError(f"{path}: {exc}") from exc
+
+
+def run_match(args: argparse.Namespace) -> int:
+    config = MatchConfig(model_path=args.matcher, threshold=args.threshold)
+    try:
+        evidence = match_offers(_read_offer(args.left), _read_offer(args.right), config)
+    except (OfferError, MatcherModelError) as exc:
+        print(f"cumpair match: {exc}", file=sys.stderr)
+        return 2
+    if args.json:
+        print(json.dumps(explain_dict(evidence, config), indent=2))
+    else:
+        print(format_match(evidence, config, args.explain), end="")
+    return 0
+
+
+def _probability(text: str) -> float:
+    value = float(text)
+    if not 0 < value < 1:
+        raise argparse.ArgumentTypeError("must be between 0 and 1")
+    return value
+
+
+def add_parser(subparsers: argparse._SubParsersAction) -> None:
+    """Register `match` and `matcher` on the `cumpair` command."""
+    match = subparsers.add_parser("match", help="are two offers (JSON files) the same product?")
+    match.add_argument("left", metavar="A.json")
+    match.add_argument("right", metavar="B.json")
+    match.add_argument("--explain", action="store_true", help="show every signal and its weight")
+    match.add_argument("--json", action="store_true", help="print the verdict as JSON")
+    match.add_argument("--matcher", metavar="FILE", help="model file (default: shipped)")
+    match.add_argument("--threshold", type=_probability, help="override the model's threshold")
+    match.set_defaults(func=run_match)
+
+    matcher = subparsers.add_parser("matcher", help="train the learned matcher")
+    actions = matcher.add_subparsers(dest="action", metavar="ACTION", required=True)
+    train = actions.add_parser("train", help="fit a matcher on labelled pairs")
+    train.add_argument("pairs", nargs="+", metavar="PAIRS", help="WDC .txt or JSON-lines pairs")
+    train.add_argument("--out", default="matcher.json", help="model file to write (matcher.json)")
+    train.add_argument("--c", type=float, default=1.0, help="inverse L2 regularisation (1.0)")
+    train.add_argument(
+        "--text-encoder", choices=("offline", "clip"), help="also learn a text-embedding cosine"
+    )
+    train.set_defaults(func=_run_train)
+
+
+def _run_train(args: argparse.Namespace) -> int:
+    from cumpair.search.matcher_train import main_train
+
+    return main_train(args)

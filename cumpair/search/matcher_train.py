@@ -1,0 +1,224 @@
+"""Train the learned matcher from labelled offer pairs (``cumpair matcher train``).
+
+Reads pairs in two formats: the WDC product-matching format (one pair a line,
+``COL title VAL <left>\\tCOL title VAL <right>\\t<label>``, more ``COL name VAL value`` fields
+allowed) and JSON lines ``{"left": offer, "right": offer, "label": 0 or 1}`` where an offer has
+the store's field names (title, brand, model, gtin, sku, price, currency, description, shop).
+Fits a logistic regression (scikit-learn) on `signals.pair_signals`, picks the threshold with
+the best F1 over cross-validated predictions, and writes a `MatcherModel` with its provenance.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+import sys
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from cumpair.search.features import BrandLexicon, features_from_dict
+from cumpair.search.matcher_model import MatcherModel
+from cumpair.search.signals import SIGNALS, pair_signals
+
+_WDC_FIELD = re.compile(r"COL\s+(\w+)\s+VAL\s+")
+
+
+class PairsError(ValueError):
+    """A pairs file that cannot be read; says which file and line."""
+
+
+@dataclass(frozen=True)
+class LabelledPair:
+    """Two offers (field name -> value) and whether they are the same product."""
+
+    left: dict[str, Any]
+    right: dict[str, Any]
+    label: int
+
+
+def _wdc_offer(text: str) -> dict[str, Any]:
+    parts = _WDC_FIELD.split(text)
+    if len(parts) < 3 or parts[0].strip():
+        raise ValueError("expected 'COL name VAL value'")
+    return {name: value.strip() for name, value in zip(parts[1::2], parts[2::2], strict=True)}
+
+
+def _label(value: Any) -> int:
+    if str(value).strip() not in ("0", "1"):
+        raise ValueError(f"label must be 0 or 1, got {value!r}")
+    return int(str(value).strip())
+
+
+def read_pairs(path: str | Path) -> Iterator[LabelledPair]:
+    """The pairs of one file (WDC or JSON lines, told apart by each line's first character)."""
+    path = Path(path)
+    try:
+        handle = path.open(encoding="utf-8")
+    except OSError as exc:
+        raise PairsError(f"cannot read {path}: {exc}") from exc
+    with handle:
+        for number, line in enumerate(handle, 1):
+            if not line.strip():
+                continue
+            try:
+                if line.lstrip().startswith("{"):
+                    row = json.loads(line)
+                    pair = LabelledPair(row["left"], row["right"], _label(row["label"]))
+                else:
+                    left, right, label = line.rstrip("\n").split("\t")
+                    pair = LabelledPair(_wdc_offer(left), _wdc_offer(right), _label(label))
+                for side in (pair.left, pair.right):
+                    if not isinstance(side, dict):
+                        raise ValueError("left and right must be objects")
+                    if not (str(side.get("title") or "").strip() or side.get("gtin")):
+                        raise ValueError("an offer needs a title or a gtin")
+                yield pair
+            except (ValueError, KeyError, TypeError) as exc:
+                raise PairsError(f"{path}:{number}: {exc}") from exc
+
+
+def learn_brands(pairs: Sequence[LabelledPair]) -> BrandLexicon:
+    """The brands of these pairs' offers, learned as a store learns its own (`BrandLexicon`)."""
+    offers = [o for p in pairs for o in (p.left, p.right)]
+    titles = {str(o.get("title") or "") for o in offers}
+    return BrandLexicon.learn(titles, (o.get("brand") for o in offers))
+
+
+def signal_matrix(
+    pairs: Sequence[LabelledPair],
+    brands: BrandLexicon | None,
+    text_sims: Sequence[float | None] | None = None,
+) -> np.ndarray:
+    """(pairs, len(SIGNALS)) signals in `SIGNALS` order."""
+    rows = []
+    for n, pair in enumerate(pairs):
+        a, b = (
+            features_from_dict(pair.left, 2 * n, brands),
+            features_from_dict(pair.right, 2 * n + 1, brands),
+        )
+        sim = text_sims[n] if text_sims is not None else None
+        signals = pair_signals(a, b, text_sim=sim)
+        rows.append([signals[name] for name in SIGNALS])
+    return np.asarray(rows, dtype=np.float64).reshape(len(rows), len(SIGNALS))
+
+
+def text_similarities(
+    pairs: Sequence[LabelledPair], encoder: Any, withheld: float = 0.3
+) -> list[float | None]:
+    """Cosine of each pair's titles under a text encoder (`cumpair.embed` `TextEncoder`),
+    withheld (None) from a random `withheld` share of pairs so the model also learns to decide
+    when an offer has no text vector (``cumpair match`` of two files, an offer without text)."""
+    titles = sorted({str(o.get("title") or "") for p in pairs for o in (p.left, p.right)})
+    vectors = dict(zip(titles, encoder.encode_texts(titles), strict=True))
+    keep = np.random.default_rng(0).random(len(pairs)) >= withheld
+    return [
+        float(vectors[str(p.left.get("title") or "")] @ vectors[str(p.right.get("title") or "")])
+        if kept
+        else None
+        for p, kept in zip(pairs, keep, strict=True)
+    ]
+
+
+def best_threshold(probabilities: np.ndarray, labels: np.ndarray) -> tuple[float, dict[str, float]]:
+    """The probability cut with the highest F1, and precision/recall/F1 there."""
+    best = (0.5, {"precision": 0.0, "recall": 0.0, "f1": 0.0})
+    for cut in np.arange(0.05, 0.951, 0.01):
+        scores = pair_scores(probabilities >= cut, labels)
+        if scores["f1"] > best[1]["f1"]:
+            best = (round(float(cut), 2), scores)
+    return best
+
+
+def pair_scores(predicted: np.ndarray, labels: np.ndarray) -> dict[str, float]:
+    """Precision, recall and F1 of yes/no verdicts against 0/1 labels."""
+    predicted, labels = np.asarray(predicted, bool), np.asarray(labels, bool)
+    tp = int(np.sum(predicted & labels))
+    precision = tp / max(int(predicted.sum()), 1)
+    recall = tp / max(int(labels.sum()), 1)
+    f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
+    return {"precision": round(precision, 4), "recall": round(recall, 4), "f1": round(f1, 4)}
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        for chunk in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def train(
+    paths: Iterable[str | Path],
+    *,
+    text_encoder: Any = None,
+    regularisation: float = 1.0,
+    folds: int = 5,
+    command: str = "",
+) -> MatcherModel:
+    """Fit a `MatcherModel` on every pair of `paths` (see the module docstring)."""
+    from sklearn import __version__ as sklearn_version
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.model_selection import StratifiedKFold, cross_val_predict
+
+    paths = [Path(p) for p in paths]
+    pairs: list[LabelledPair] = []
+    data = []
+    for path in paths:
+        own = list(read_pairs(path))
+        data.append({"file": str(path), "sha256": _sha256(path), "pairs": len(own),
+                     "same_product": sum(p.label for p in own)})  # fmt: skip
+        pairs.extend(own)
+    labels = np.asarray([p.label for p in pairs])
+    if len(set(labels.tolist())) < 2 or min(np.bincount(labels)) < folds:
+        raise PairsError(f"need at least {folds} pairs of each label, got {np.bincount(labels)}")
+    sims = text_similarities(pairs, text_encoder) if text_encoder is not None else None
+    matrix = signal_matrix(pairs, learn_brands(pairs), sims)
+    model = LogisticRegression(C=regularisation, max_iter=2000)
+    splits = StratifiedKFold(folds, shuffle=True, random_state=0)
+    held_out = cross_val_predict(model, matrix, labels, cv=splits, method="predict_proba")[:, 1]
+    threshold, scores = best_threshold(held_out, labels)
+    model.fit(matrix, labels)
+    unseen = [name for i, name in enumerate(SIGNALS) if np.ptp(matrix[:, i]) == 0]
+    provenance = {
+        "data": data,
+        "trained_at": datetime.now(UTC).isoformat(timespec="seconds"),
+        "command": command or " ".join(["cumpair", "matcher", "train", *map(str, paths)]),
+        "learner": f"scikit-learn {sklearn_version} LogisticRegression(C={regularisation})",
+        "text_encoder": getattr(text_encoder, "name", None),
+        "cross_validated": {"folds": folds, "threshold": threshold, **scores},
+        "signals_absent_from_data": unseen,
+    }
+    coefficients = {name: float(c) for name, c in zip(SIGNALS, model.coef_[0], strict=True)}
+    return MatcherModel(coefficients, float(model.intercept_[0]), threshold, provenance)
+
+
+def main_train(args: Any) -> int:
+    """``cumpair matcher train PAIRS... [--out FILE] [--text-encoder offline]``."""
+    text_encoder = None
+    if args.text_encoder:
+        from cumpair.embed import load_encoders
+
+        text_encoder = load_encoders(args.text_encoder).text
+    options = [f"--c {args.c}"] * (args.c != 1.0) + [f"--text-encoder {args.text_encoder}"] * bool(
+        args.text_encoder
+    )
+    command = " ".join(["cumpair matcher train", *map(str, args.pairs), *options])
+    try:
+        model = train(args.pairs, text_encoder=text_encoder, regularisation=args.c, command=command)
+    except PairsError as exc:
+        print(f"cumpair matcher train: {exc}", file=sys.stderr)
+        return 2
+    model.save(args.out)
+    cv = model.provenance["cross_validated"]
+    print(
+        f"wrote {args.out}: {sum(d['pairs'] for d in model.provenance['data'])} pairs, "
+        f"cross-validated F1 {cv['f1']:.3f} (P {cv['precision']:.3f}, R {cv['recall']:.3f}) "
+        f"at threshold {cv['threshold']}"
+    )
+    return 0

@@ -1,0 +1,121 @@
+"""The named signals a learned matcher weighs for one pair of offers (all in [0, 1]).
+
+One function, `pair_signals`, turns two `OfferFeatures` (and the cosines their vectors give)
+into a fixed set of named numbers; training (`matcher_train`) and deciding (`matching`) both
+call it, so a model file's feature names always mean what this module computes. A signal one
+offer lacks is 0 with its ``*_known`` indicator 0, never a guess.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import Counter
+from functools import lru_cache
+
+from cumpair.search.features import OfferFeatures, code_relation
+
+# In the order a model file lists them; adding one means retraining the shipped model.
+SIGNALS: tuple[str, ...] = (
+    "code_exact",
+    "code_family",
+    "code_contained",
+    "code_conflict",
+    "code_one_sided",
+    "code_unexplained",
+    "char_cosine",
+    "char_cosine_high",
+    "token_jaccard",
+    "token_containment",
+    "length_ratio",
+    "numbers_jaccard",
+    "numbers_known",
+    "brand_agree",
+    "brand_conflict",
+    "text_cosine",
+    "text_cosine_high",
+    "text_known",
+    "image_cosine",
+    "image_known",
+    "price_log_ratio",
+    "price_known",
+    "description_cosine",
+    "description_known",
+)
+_PRICE_CAP = 3.0  # |ln(price ratio)| beyond e^3 (20x) says nothing more
+
+
+@lru_cache(maxsize=200_000)
+def _grams(text: str) -> tuple[dict[str, int], float]:
+    """Character 3-grams of each word (padded by spaces) with counts, and the vector's norm."""
+    padded = f" {' '.join(text.lower().split())} "
+    grams = Counter(padded[i : i + 3] for i in range(len(padded) - 2))
+    return dict(grams), math.sqrt(sum(c * c for c in grams.values()))
+
+
+def char_cosine(a: str, b: str) -> float:
+    """Cosine of the two texts' character 3-gram counts: robust to spacing, plurals, typos."""
+    (ga, na), (gb, nb) = _grams(a), _grams(b)
+    if not na or not nb:
+        return 0.0
+    if len(ga) > len(gb):
+        ga, gb = gb, ga
+    return sum(c * gb.get(g, 0) for g, c in ga.items()) / (na * nb)
+
+
+def _high(value: float) -> float:
+    """The part of a similarity above 0.5, rescaled: lets a linear model bend at the top."""
+    return max(0.0, value - 0.5) * 2
+
+
+def pair_signals(
+    a: OfferFeatures,
+    b: OfferFeatures,
+    *,
+    text_sim: float | None = None,
+    image_sim: float | None = None,
+) -> dict[str, float]:
+    """Every signal of `SIGNALS` for one pair (see the module docstring)."""
+    relation, unexplained = code_relation(a.models, b.models, a.title, b.title)
+    chars = char_cosine(a.title, b.title)
+    shared = len(a.tokens & b.tokens)
+    out = {
+        "code_exact": float(relation == "exact"),
+        "code_family": float(relation == "family"),
+        "code_contained": float(relation == "contained"),
+        "code_conflict": float(relation == "conflict"),
+        "code_one_sided": float(relation == "one-sided"),
+        "code_unexplained": min(unexplained, 3) / 3,
+        "char_cosine": chars,
+        "char_cosine_high": _high(chars),
+        "token_jaccard": shared / len(a.tokens | b.tokens) if a.tokens or b.tokens else 0.0,
+        "token_containment": shared / min(len(a.tokens), len(b.tokens))
+        if a.tokens and b.tokens
+        else 0.0,
+        "length_ratio": min(len(a.tokens), len(b.tokens)) / max(len(a.tokens), len(b.tokens), 1),
+    }
+    numbers_known = bool(a.numbers and b.numbers)
+    out["numbers_known"] = float(numbers_known)
+    out["numbers_jaccard"] = (
+        len(a.numbers & b.numbers) / len(a.numbers | b.numbers) if numbers_known else 0.0
+    )
+    brands_known = bool(a.brand and b.brand)
+    out["brand_agree"] = float(brands_known and a.brand == b.brand)
+    out["brand_conflict"] = float(brands_known and a.brand != b.brand)
+    for name, value in (("text", text_sim), ("image", image_sim)):
+        known = value is not None
+        out[f"{name}_known"] = float(known)
+        out[f"{name}_cosine"] = min(max(float(value), 0.0), 1.0) if known else 0.0
+    out["text_cosine_high"] = _high(out["text_cosine"])
+    prices_known = bool(
+        a.price and b.price and (a.currency == b.currency or not (a.currency and b.currency))
+    )
+    out["price_known"] = float(prices_known)
+    out["price_log_ratio"] = (
+        min(abs(math.log(a.price / b.price)), _PRICE_CAP) / _PRICE_CAP if prices_known else 0.0
+    )
+    descriptions_known = bool(a.description and b.description)
+    out["description_known"] = float(descriptions_known)
+    out["description_cosine"] = (
+        char_cosine(a.description, b.description) if descriptions_known else 0.0
+    )
+    return out

@@ -192,3 +192,28 @@ def test_every_prose_material_has_a_canonical_name():
     from cumpair.vision.vocabulary import MATERIALS, PROSE_MATERIALS
 
     assert MATERIALS.keys() >= PROSE_MATERIALS
+
+
+async def test_the_crawl_learns_brands_from_structured_data_for_later_title_only_items():
+    from decimal import Decimal
+
+    from scrapy.utils.test import get_crawler
+
+    from cumpair_scraper.items import ProductItem
+    from cumpair_scraper.pipelines.specs import SpecsPipeline
+
+    crawler = get_crawler(settings_dict={"IMAGES_STORE": "/nonexistent"})
+    crawler.stats.open_spider()
+    pipeline = SpecsPipeline.from_crawler(crawler)
+
+    def item(title: str, brand: str | None) -> ProductItem:
+        return ProductItem(shop="otto", url="https://example.org/p/1", title=title,
+                           price=Decimal("32.19"), currency="EUR", brand=brand)  # fmt: skip
+
+    title_only = "Casual Looks Rundhalsshirt »Shirt« (1-tlg)"  # otto.de, brand only in title
+    before = await pipeline.process_item(item(title_only, None))
+    assert "brand" not in before.specs
+    await pipeline.process_item(item("Casual Looks Shirt mit Druck", "Casual Looks"))
+    after = await pipeline.process_item(item(title_only, None))
+    assert after.specs["brand"] == "Casual Looks"
+    pipeline.spider_closed()

@@ -21,7 +21,7 @@ from cumpair.vision.vocabulary import MATERIALS, PROSE_MATERIALS, canonical_colo
 if TYPE_CHECKING:
     from cumpair.vision.color import DominantColor
 
-__all__ = ["Material", "Specs", "extract_specs"]
+__all__ = ["Material", "Specs", "extract_specs", "name_brand"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -553,19 +553,7 @@ def _extract_identity(text: str, fields: list[_Field], specs: Specs, brands: Bra
             if gtin:
                 specs.gtin = gtin
                 specs.note("gtin", f.snippet)
-    named = _named_brand(text, brands)
-    if specs.brand is None and named is not None:
-        specs.brand = named.name
-        specs.note("brand", text[named.start : named.end])
-    if (
-        specs.model is None
-        and named is not None
-        and named.name.casefold() == specs.brand.casefold()
-    ):
-        model = _model_after(text, named.end)
-        if model:
-            specs.model = model
-            specs.note("model", text[named.start : text.index(model, named.end) + len(model)])
+    name_brand(specs, text, brands)
     if specs.brand is None:
         for match in _BY_BRAND_RE.finditer(text):
             brand = match.group("brand").strip(".")
@@ -581,6 +569,26 @@ def _extract_identity(text: str, fields: list[_Field], specs: Specs, brands: Bra
                 specs.gtin = gtin
                 specs.note("gtin", match.group())
                 break
+
+
+def name_brand(specs: Specs, text: str, brands: BrandIndex) -> None:
+    """Fill `specs.brand` from a known brand the text names, and `specs.model` from the code
+    printed right after that brand; facts already set are kept.
+
+    `extract_specs` does this itself; a caller that learns brands after extracting (a crawl
+    that has since seen the brand in another item's structured data) calls it again.
+    """
+    named = _named_brand(text, brands)
+    if named is None:
+        return
+    if specs.brand is None:
+        specs.brand = named.name
+        specs.note("brand", text[named.start : named.end])
+    if specs.model is None and named.name.casefold() == specs.brand.casefold():
+        model = _model_after(text, named.end)
+        if model:
+            specs.model = model
+            specs.note("model", text[named.start : text.index(model, named.end) + len(model)])
 
 
 def _named_brand(text: str, brands: BrandIndex) -> BrandMatch | None:

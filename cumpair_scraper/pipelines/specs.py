@@ -21,12 +21,13 @@ from scrapy.exceptions import NotConfigured
 from twisted.internet import defer
 
 from cumpair.ingest.stages import page_specs_of
+from cumpair.vision.brands import shipped_brands
 from cumpair.vision.image_specs import read_image_specs
 from cumpair.vision.images import ImageError
 from cumpair.vision.merge import merge_specs
 from cumpair.vision.ocr import OcrUnavailableError
 from cumpair.vision.ocr_types import OcrOptions
-from cumpair.vision.specs import Specs
+from cumpair.vision.specs import Specs, name_brand
 from cumpair_scraper.pipelines.images import images_store_path
 
 logger = logging.getLogger(__name__)
@@ -73,6 +74,7 @@ class SpecsPipeline:
         self.workers = workers
         self.executor = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="cumpair-specs")
         self.workers = workers
+        self.brands = shipped_brands()  # grows with the brands this crawl's items state
         self._slots: asyncio.Semaphore | None = None
 
     @classmethod
@@ -94,6 +96,12 @@ class SpecsPipeline:
     async def process_item(self, item: Any) -> Any:
         adapter = ItemAdapter(item)
         page = page_specs_of(adapter)
+        # Brands seen in items' structured data name later items that print theirs only in
+        # the title.
+        if isinstance(adapter.get("brand"), str):
+            self.brands.add(adapter["brand"])
+        text = "\n".join(str(adapter.get(k) or "") for k in ("title", "description"))
+        name_brand(page, text, self.brands)
         images: list[tuple[str | None, Specs]] = []
         for index, result in enumerate((adapter.get("images") or [])[: self.max_images]):
             specs = await self._read(result, colors=self.colors if index == 0 else 0)

@@ -42,7 +42,33 @@ DOWNLOADER_MIDDLEWARES = {
     "cumpair_scraper.middlewares.retry_after.RetryAfterMiddleware": 550,
     # Above the retry middleware, so challenge pages are seen (and backed off) first.
     "cumpair_scraper.middlewares.challenge.ChallengeMiddleware": 560,
+    # Scrapy's own, in their places: redirect loops and size-limit drops logged and counted.
+    "scrapy.downloadermiddlewares.redirect.MetaRefreshMiddleware": None,
+    "cumpair_scraper.middlewares.redirects.LoopAwareMetaRefreshMiddleware": 580,
+    "scrapy.downloadermiddlewares.httpcompression.HttpCompressionMiddleware": None,
+    "cumpair_scraper.middlewares.download_limits.DownloadLimitsMiddleware": 590,
+    "scrapy.downloadermiddlewares.redirect.RedirectMiddleware": None,
+    "cumpair_scraper.middlewares.redirects.LoopAwareRedirectMiddleware": 600,
 }
+
+# --- Download size limits and memory (middlewares/download_limits.py) -------------------------
+# A body over its limit is dropped (a warning, `download_limits/*` stats), never parsed; the
+# limit also stops decompression, so a gzip bomb never inflates. The largest real product pages
+# seen (Amazon) are 2.5 MB of HTML; Scrapy's own default (1 GiB) let a 50 MB page through.
+DOWNLOAD_MAXSIZE = 16 * 1024 * 1024
+DOWNLOAD_WARNSIZE = 4 * 1024 * 1024
+# Product photos (pipelines/images.py sends them as each image request's download_maxsize and
+# download_warnsize): room for a full-resolution zoom photo, not for a stray video or archive.
+IMAGES_DOWNLOAD_MAXSIZE = 32 * 1024 * 1024
+IMAGES_DOWNLOAD_WARNSIZE = 8 * 1024 * 1024
+# A guard behind those limits (Scrapy's MemoryUsage extension): once the crawl's peak RSS passes
+# MEMUSAGE_LIMIT_MB it closes ("memusage_exceeded", items so far kept) rather than swap or be
+# killed; MEMUSAGE_WARNING_MB logs first. A one-shop demo crawl, OCR and embedding models
+# loaded, peaks at about 1.7 GiB.
+MEMUSAGE_ENABLED = True
+MEMUSAGE_CHECK_INTERVAL_SECONDS = 30.0
+MEMUSAGE_WARNING_MB = 3072
+MEMUSAGE_LIMIT_MB = 4096
 
 # --- Challenge pages (middlewares/challenge.py) -------------------------------------------------
 # By default a challenge backs the host off and is recorded; it is never solved. Only hosts the
@@ -116,14 +142,18 @@ SPECS_IMAGE_TIMEOUT = 60.0  # seconds before one image is given up (the item goe
 # --- Embeddings and the product index (pipelines/index.py) ------------------------------------
 INDEX_ENABLED = True
 INDEX_WORKERS = 4  # threads that embed and write; bounds the items in flight in this stage
-INDEX_FLUSH_INTERVAL = 300.0  # seconds between index snapshots during a crawl (and at close)
-INDEX_BACKUPS_KEEP = 3  # older snapshots kept to recover from a corrupt file
-INDEX_UPGRADE_THRESHOLD = 100_000  # vectors in a space before exact Flat becomes IVF-PQ
-INDEX_RECALL_TARGET = 0.95  # recall@10 the IVF-PQ nprobe is tuned for
-# Cosine at or above which a same-shop offer with a near-identical photo AND text is taken for the
-# same offer (re-encoded photos of one product measured >= 0.9979; two products shot alike up to
-# 0.9990, but their texts differ). 0 turns the rule off.
-INDEX_DUPLICATE_THRESHOLD = 0.995
+# The store's options: every field of cumpair.index.StoreOptions (records.py says what each does)
+# is the setting CUMPAIR_INDEX_<FIELD> with the field's default, declared here from the dataclass
+# so names and defaults cannot drift; `scrapy settings --get NAME` shows one. For example
+# CUMPAIR_INDEX_FLUSH_INTERVAL_S (300: seconds between snapshots; also at close),
+# CUMPAIR_INDEX_BACKUPS_KEEP (3), CUMPAIR_INDEX_UPGRADE_THRESHOLD (100000 vectors before IVF-PQ),
+# CUMPAIR_INDEX_LOCK_TIMEOUT_S (10), CUMPAIR_INDEX_SYNCHRONOUS (NORMAL; FULL survives power loss)
+# and CUMPAIR_INDEX_DUPLICATE_THRESHOLD (0.995: the cosine at or above which a same-shop offer with
+# a near-identical photo AND text is the same offer; re-encoded photos of one product measured
+# >= 0.9979, two products shot alike up to 0.9990 but their texts differ; None turns it off).
+from cumpair.index.records import StoreOptions  # noqa: E402
+
+globals().update(StoreOptions.setting_defaults())
 # auto: CLIP when its weights are on disk, else the offline EfficientNet-Lite0 + MiniLM encoders.
 EMBED_ENCODERS = "auto"
 EMBED_CLIP_MODEL = "ViT-B-32"

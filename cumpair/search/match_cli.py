@@ -15,26 +15,9 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from cumpair.search.features import OfferError, features_from_dict
+from cumpair.search.features import OfferError
 from cumpair.search.matcher_model import MatcherModelError
-from cumpair.search.matching import MatchConfig, PairEvidence, compare
-
-
-def match_offers(left: Any, right: Any, config: MatchConfig | None = None) -> PairEvidence:
-    """The verdict on two offers given as mappings (raises `OfferError`, `MatcherModelError`)."""
-    return compare(features_from_dict(left, 1), features_from_dict(right, 2), config=config)
-
-
-def explain_dict(evidence: PairEvidence, config: MatchConfig) -> dict[str, Any]:
-    """`evidence` as JSON plus the model's weights and where it came from."""
-    out = evidence.to_dict()
-    if evidence.signals:
-        model = config.model
-        out["threshold"] = config.cut
-        out["intercept"] = round(model.intercept, 4)
-        out["weights"] = {k: round(model.coefficients.get(k, 0.0), 4) for k in evidence.signals}
-        out["model"] = {"source": model.source, "trained_at": model.provenance.get("trained_at")}
-    return out
+from cumpair.search.matching import MatchConfig, PairEvidence, explain_dict, match_offers
 
 
 def format_match(evidence: PairEvidence, config: MatchConfig, explain: bool) -> str:
@@ -48,12 +31,14 @@ def format_match(evidence: PairEvidence, config: MatchConfig, explain: bool) -> 
     model = config.model
     lines.append(f"threshold {config.cut:g}, model {model.source}")
     lines.append(f"  {'signal':<20} {'value':>7} {'weight':>8} {'log-odds':>9}")
-    ranked = sorted(evidence.signals, key=lambda k: -abs(evidence.contributions.get(k, 0.0)))
+    shown = [k for k, v in evidence.signals.items() if v]
+    ranked = sorted(shown, key=lambda k: -abs(evidence.contributions.get(k, 0.0)))
     for name in ranked:
         weight = model.coefficients.get(name, 0.0)
         part = evidence.contributions.get(name, 0.0)
         lines.append(f"  {name:<20} {evidence.signals[name]:7.3f} {weight:8.3f} {part:+9.3f}")
     lines.append(f"  {'intercept':<20} {'':>7} {'':>8} {model.intercept:+9.3f}")
+    lines.append(f"  ({len(evidence.signals) - len(shown)} signals are 0 for this pair)")
     return "\n".join(lines) + "\n"
 
 

@@ -19,7 +19,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from cumpair.search.features import NUMERIC_SPECS, OfferFeatures
+from cumpair.search.features import NUMERIC_SPECS, OfferFeatures, features_from_dict
 from cumpair.search.matcher_model import MatcherModel, load_matcher
 from cumpair.search.signals import pair_signals
 
@@ -129,3 +129,20 @@ def compare(
     )
     rule: Rule = "learned" if same else "different"
     return PairEvidence(a.key, b.key, same, rule, probability, signals, reasons, contributions)
+
+
+def match_offers(left: Any, right: Any, config: MatchConfig | None = None) -> PairEvidence:
+    """The verdict on two offers given as mappings (raises `OfferError`, `MatcherModelError`)."""
+    return compare(features_from_dict(left, 1), features_from_dict(right, 2), config=config)
+
+
+def explain_dict(evidence: PairEvidence, config: MatchConfig) -> dict[str, Any]:
+    """`evidence` as JSON plus the model's weights and where it came from."""
+    out = evidence.to_dict()
+    if evidence.signals:
+        model = config.model
+        out["threshold"] = config.cut
+        out["intercept"] = round(model.intercept, 4)
+        out["weights"] = {k: round(model.coefficients.get(k, 0.0), 4) for k in evidence.signals}
+        out["model"] = {"source": model.source, "trained_at": model.provenance.get("trained_at")}
+    return out

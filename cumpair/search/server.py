@@ -1,9 +1,10 @@
 """`cumpair serve`: the search service over HTTP, keeping models and the index warm.
 
 JSON API: ``GET/POST /search`` (``text``, ``gtin`` or an uploaded ``image``; ``k``, ``shop``,
-``max_price``, ``explain``), ``GET /products/{id}``, ``GET /health``; ``GET /`` is a page where
-a person uploads a photo and sees the comparison table. Queries run in worker threads so one
-slow photo never stalls the event loop.
+``max_price``, ``explain``), ``GET /products/{id}``, ``GET /health``, ``POST /match`` (a JSON
+``{"left": offer, "right": offer}``: are they one product, and each signal's contribution);
+``GET /`` is a page where a person uploads a photo and sees the comparison table. Queries run
+in worker threads so one slow photo never stalls the event loop.
 """
 
 from __future__ import annotations
@@ -16,6 +17,8 @@ from typing import Any
 
 from aiohttp import web
 
+from cumpair.search.features import OfferError
+from cumpair.search.matching import MatchConfig, explain_dict, match_offers
 from cumpair.search.service import QueryError, SearchService
 from cumpair.vision.images import ImageError
 
@@ -113,6 +116,22 @@ async def health(request: web.Request) -> web.Response:
     )
 
 
+async def match(request: web.Request) -> web.Response:
+    """Two offers (the store's field names) -> the matcher's verdict, explained."""
+    try:
+        body = await request.json()
+    except ValueError:
+        return _bad_request('send JSON: {"left": offer, "right": offer}')
+    if not isinstance(body, dict) or not {"left", "right"} <= body.keys():
+        return _bad_request('send JSON: {"left": offer, "right": offer}')
+    config = MatchConfig()
+    try:
+        evidence = await asyncio.to_thread(match_offers, body["left"], body["right"], config)
+    except OfferError as exc:
+        return _bad_request(str(exc))
+    return web.json_response(explain_dict(evidence, config))
+
+
 async def page(request: web.Request) -> web.Response:
     html = resources.files("cumpair.search").joinpath("static/index.html").read_text()
     return web.Response(text=html, content_type="text/html")
@@ -136,6 +155,7 @@ def create_app(service: SearchService, *, warm: bool = True) -> web.Application:
     app.router.add_route("POST", "/search", search)
     app.router.add_get("/products/{product_id}", product)
     app.router.add_get("/health", health)
+    app.router.add_post("/match", match)
     if warm:
         app.on_startup.append(_warm)
     return app

@@ -3,12 +3,11 @@
 `ingest(paths, index_dir, options)` reads each feed (`formats`), checks each offer (`offers`,
 `stages.missing_fields`), fetches its photos (`images`), reads specs from its text and photos,
 embeds it, upserts it into the `ProductStore` at `index_dir` and groups it, chunk by chunk, then
-regroups the store once as a crawl does when it ends. The store keys an offer by shop and URL
-(then shop and GTIN), so running the same feed twice updates its offers (one more price-history
-point each) and never adds them twice. A row that cannot be used is counted by reason with its
-line number and the rest of the file goes on; every offer stored is durable when its upsert
-returns, so an interrupted run loses nothing it reported stored.
-"""
+regroups the products its offers touched, as a crawl does when it ends. The store keys an offer
+by shop and URL (then shop and GTIN), so running the same feed twice updates its offers (one
+more price-history point each) and never adds them twice. A row that cannot be used is counted
+by reason with its line number and the rest of the file goes on; every offer stored is durable
+when its upsert returns, so an interrupted run loses nothing it reported stored."""
 
 from __future__ import annotations
 
@@ -153,6 +152,7 @@ def ingest(
     images_dir = options.images_dir or index / "images"
     encoder_set = encoders() if callable(encoders) else encoders
     report = IngestReport(files=[str(p) for p, _ in feeds])
+    touched: set[int] = set()
     store = ProductStore.open(index, spaces_for(encoder_set), options.store)
     try:
         with (
@@ -167,10 +167,11 @@ def ingest(
                         _prepare, base_dir=path.parent, images_dir=images_dir, options=options
                     )
                     prepared = list(pool.map(prepare, chunk))
-                    _store_chunk(store, groups, embedder, prepared, images_dir, report)
+                    touched |= _store_chunk(store, groups, embedder, prepared, images_dir, report)
                     store.maybe_flush()
             store.flush()
-            report.products, report.grouped = regroup_store(store, groups)
+            regroup_store(store, groups, touched)
+            report.products, report.grouped = groups.count()
     finally:
         store.close()
     report.seconds = time.monotonic() - started
@@ -251,14 +252,15 @@ def _store_chunk(
     chunk: list[_Offer],
     images_dir: Path,
     report: IngestReport,
-) -> None:
-    """Embed a chunk's offers together, then upsert and group each."""
+) -> set[int]:
+    """Embed a chunk's offers together, then upsert and group each; returns their offer ids."""
     futures = []
     for offer in chunk:
         report.image_errors += [f"{offer.where}: {error}" for error in offer.image_errors]
         paths = [str(images_dir / p) for p in offer.images]
         futures.append(embedder.submit(paths, product_text(offer.item), key=offer.item["url"]))
     embedder.flush()
+    stored: set[int] = set()
     for offer, future in zip(chunk, futures, strict=True):
         vectors = future.result()
         for position, reason in vectors.image_errors.items():
@@ -269,11 +271,13 @@ def _store_chunk(
         except InvalidOfferError as exc:
             report.drop("invalid_offer", offer.where, str(exc))
             continue
+        stored.add(result.offer_id)
         report.images += len(offer.images)
         if result.created:
             report.new += 1
         else:
             report.updated += 1
+    return stored
 
 
 def _chunks(offers: Iterable[_Offer], size: int) -> Iterator[list[_Offer]]:

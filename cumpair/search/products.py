@@ -380,11 +380,16 @@ class ProductGroups:
         records: Iterable[Any],
         vectors: Mapping[str, Mapping[int, np.ndarray]] | None = None,
         config: MatchConfig | None = None,
+        *,
+        partial: bool = False,
     ) -> tuple[int, int]:
         """Regroup all `records` (store `OfferRecord`s) in one pass; returns (products, offers).
 
         `vectors` maps a space to {offer id: vector}; an offer without one in a space is compared
-        there by its other signals only. Offers not in `records` leave the grouping.
+        there by its other signals only. Offers not in `records` leave the grouping, unless
+        `partial`: then only `records` are regrouped and every other offer keeps its product
+        (pass whole products, as `cumpair.ingest.stages.regroup_store` does, so a product is
+        never split between the regrouped part and the rest).
         """
         self._require_writer()
         records = list(records)
@@ -403,11 +408,22 @@ class ProductGroups:
             feats = {f.key: f for f in features}
             self._conn.execute("BEGIN IMMEDIATE")
             try:  # one transaction: readers see the old grouping or the new one, never a mix
-                self._conn.execute("DELETE FROM members")
-                self._conn.execute("DELETE FROM model_codes")
-                stale = [r[0] for r in self._conn.execute("SELECT id FROM products")]
-                self._conn.executemany(
-                    "DELETE FROM products WHERE id = ?", [(p,) for p in stale if p not in keep]
+                if partial:
+                    stale = sorted(set(old.values()))
+                    self._conn.executemany(
+                        "DELETE FROM members WHERE offer_id = ?", [(r.id,) for r in records]
+                    )
+                    self._conn.executemany(
+                        "DELETE FROM model_codes WHERE offer_id = ?", [(r.id,) for r in records]
+                    )
+                else:
+                    stale = [r[0] for r in self._conn.execute("SELECT id FROM products")]
+                    self._conn.execute("DELETE FROM members")
+                    self._conn.execute("DELETE FROM model_codes")
+                self._conn.executemany(  # a product left without offers goes
+                    "DELETE FROM products WHERE id = ?"
+                    " AND NOT EXISTS (SELECT 1 FROM members WHERE product_id = ?)",
+                    [(p, p) for p in stale if p not in keep],
                 )
                 for group_index, members in enumerate(groups):
                     first = by_key[members[0]]

@@ -8,6 +8,7 @@ offer scans read the store's SQLite file read-only through the store's own
 from __future__ import annotations
 
 import contextlib
+from collections.abc import Collection
 from typing import Any
 
 import numpy as np
@@ -25,15 +26,19 @@ def scan_offers(store: Any) -> list[OfferRecord]:
     return [records[i] for i in ids if i in records]
 
 
-def first_vectors(store: Any) -> dict[str, dict[int, np.ndarray]]:
-    """Per space, each offer's first vector (ordinal 0: its main photo, or its text)."""
+def first_vectors(
+    store: Any, offer_ids: Collection[int] | None = None
+) -> dict[str, dict[int, np.ndarray]]:
+    """Per space, each offer's first vector (ordinal 0: its main photo, or its text); only those
+    of `offer_ids` when given (the scan still reads every vector, memory holds only these)."""
     out: dict[str, dict[int, np.ndarray]] = {}
+    wanted = None if offer_ids is None else set(offer_ids)
     for space in space_specs(store):
         vectors: dict[int, np.ndarray] = {}
         for ids, matrix in store.iter_vectors(space):
             for vid, row in zip(ids.tolist(), matrix, strict=True):
                 offer_id, ordinal = split_vector_id(vid)
-                if ordinal == 0:
+                if ordinal == 0 and (wanted is None or offer_id in wanted):
                     vectors[offer_id] = row / max(float(np.linalg.norm(row)), 1e-12)
         out[space] = vectors
     return out

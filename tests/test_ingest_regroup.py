@@ -1,0 +1,111 @@
+"""Incremental regrouping: after a crawl or an ingest touched some offers, only the products they
+are in or could join are regrouped, with the same products a full regroup makes."""
+
+from __future__ import annotations
+
+import shutil
+from datetime import UTC, datetime
+
+import numpy as np
+import pytest
+
+from cumpair.demo.catalog import build_catalog
+from cumpair.index import ProductStore, SpaceSpec, StoreOptions
+from cumpair.ingest.stages import regroup_store, touched_scope
+from cumpair.search.demo_index import demo_offer_record
+from cumpair.search.products import ProductGroups
+from cumpair.search.store_scan import scan_offers
+
+T0 = datetime(2026, 11, 1, 12, 0, tzinfo=UTC)
+DIM = 32
+
+
+def _partition(groups: ProductGroups, offer_ids) -> set[frozenset[int]]:
+    members: dict[int, set[int]] = {}
+    for offer_id, product_id in groups.product_of(offer_ids).items():
+        members.setdefault(product_id, set()).add(offer_id)
+    return {frozenset(m) for m in members.values()}
+
+
+@pytest.fixture(scope="module")
+def crawled_once(tmp_path_factory):
+    """A store of 80 demo products (text vectors: one random direction per product plus noise),
+    grouped by a full regroup, with the offers of the last two products held back."""
+    catalog = build_catalog(n_products=80, seed=11)
+    rng = np.random.default_rng(3)
+    centres = {p.product_id: rng.normal(size=DIM) for p in catalog.products}
+    vectors = {}
+    for n, offer in enumerate(catalog.offers):
+        vector = centres[offer.product_id] + 0.2 * rng.normal(size=DIM)
+        vectors[n] = {"text": (vector / np.linalg.norm(vector)).astype(np.float32)}
+    late_products = {p.product_id for p in catalog.products[-2:]}
+    early = [n for n, o in enumerate(catalog.offers) if o.product_id not in late_products]
+    late = [n for n, o in enumerate(catalog.offers) if o.product_id in late_products]
+    path = tmp_path_factory.mktemp("crawled")
+    space = {"text": SpaceSpec(DIM, "random", "1")}
+    with (
+        ProductStore.open(path, space, StoreOptions(duplicate_threshold=None)) as store,
+        ProductGroups.open(path) as groups,
+    ):
+        for n in early:
+            offer = catalog.offers[n]
+            result = store.upsert(demo_offer_record(offer, seen_at=T0), vectors[n])
+            groups.assign(store, result.offer_id, vectors[n])
+        regroup_store(store, groups)
+    late_offers = [(catalog.offers[n], vectors[n]) for n in late]
+    return path, late_offers
+
+
+@pytest.fixture
+def crawled(crawled_once, tmp_path):
+    """A copy of the grouped store for one test, and the held-back offers with their vectors."""
+    source, late = crawled_once
+    shutil.copytree(source, tmp_path / "store")
+    store = ProductStore.open(tmp_path / "store", options=StoreOptions(duplicate_threshold=None))
+    groups = ProductGroups.open(tmp_path / "store")
+    yield store, groups, late
+    groups.close()
+    store.close()
+
+
+def test_incremental_regroup_covers_the_touched_products_only_and_agrees_with_a_full_one(
+    crawled,
+):
+    store, groups, late = crawled
+    before = _partition(groups, [r.id for r in scan_offers(store)])
+    touched = set()
+    for offer, vectors in late:  # a crawl that found two more products
+        result = store.upsert(demo_offer_record(offer, seen_at=T0), vectors)
+        groups.assign(store, result.offer_id, vectors)
+        touched.add(result.offer_id)
+    scope = touched_scope(store, groups, touched)
+    assert touched <= scope and len(scope) < len(scan_offers(store)) // 2
+    _, offers = regroup_store(store, groups, touched)
+    assert offers == len(scope)
+    everything = [r.id for r in scan_offers(store)]
+    incremental = _partition(groups, everything)
+    # Products outside the scope are exactly as they were.
+    outside = {group for group in before if not group & scope}
+    assert outside <= incremental
+    regroup_store(store, groups)
+    assert _partition(groups, everything) == incremental
+
+
+def test_partial_regroup_leaves_other_products_and_drops_emptied_ones(crawled):
+    store, groups, _ = crawled
+    records = scan_offers(store)
+    product_of = groups.product_of(r.id for r in records)
+    first_product = product_of[records[0].id]
+    part = [r for r in records if product_of[r.id] == first_product]
+    others = {r.id: product_of[r.id] for r in records if product_of[r.id] != first_product}
+    products_before = groups.count()[0]
+    assert groups.regroup(part, partial=True) == (1, len(part))
+    assert groups.product_of(others) == others
+    assert groups.count() == (products_before, len(records))
+
+
+def test_a_touched_set_that_is_most_of_the_store_regroups_everything(crawled):
+    store, groups, _ = crawled
+    ids = [r.id for r in scan_offers(store)]
+    assert regroup_store(store, groups, ids[: len(ids) * 3 // 4])[1] == len(ids)
+    assert regroup_store(store, groups, []) == (0, 0)

@@ -54,6 +54,9 @@ def test_small_storage_keeps_its_precision_instead_of_rounding_to_zero(text, gb)
         ("AMD FX-8350 8 Core 4.0/4.2 GHz Processor AM3+ 16MB Cache 125W Retail Box", None),
         ("MSI GTX 1070 GAMING X 8G - graphics card 8 GB GDDR5", None),
         ("Casio GA-110GB-1AER G-Shock", None),  # a watch's model code
+        ("WD Blue WDS100T1B0A SSD 1 To SATA 6Gb/s (garantie 3 ans)", 1000),  # French octets
+        ("HyperX Fury 8Go 2133 MHz", None),  # a RAM module by its clock
+        ("Livraison: up to 3 to 4 days", None),
     ],
 )
 def test_storage_is_the_drive_not_ram_cache_or_a_code(title, gb):
@@ -102,7 +105,8 @@ def test_units_inside_model_codes_are_not_weights_or_voltages(title):
         ("Samsung Side-by-Side RS6GA884CSL, 178 cm hoch, 91,2 cm breit", "Samsung"),
         ("s.Oliver Strickpullover »Pullover langarm«", "s.Oliver"),
         ("Haglofs Women's fleece jacket, warm, breathable", "Haglöfs"),  # accents ignored
-        ("MasterCase Pro 3 micro-ATX/ITX Modular Case from CoolerMaster", "Cooler Master"),
+        ("CoolerMaster MasterCase Pro 3 micro-ATX/ITX Modular Case", "Cooler Master"),
+        ('Glasgow Rosegold Damenuhr 36mm" "Daniel Wellington Glasgow 36mm', "Daniel Wellington"),
         ("EMPUÑADURA CANON BG-E11 5D MKIII", "Canon"),
     ],
 )
@@ -126,6 +130,7 @@ def test_brands_the_store_has_seen_are_found_and_win_over_shorter_shipped_names(
         "Protective case for Samsung Galaxy S21",  # what it fits, not who made it
         "Dolica AX680P104 68-Inch Proline Tripod (Discontinued by Manufacturer)",
         "we think hp is a unit of power",  # lower-case prose names no brand
+        "Savage 11 Trophy Hunter XP Package, Bolt Action, .300 WSM, Nikon BDC Scope",  # a part
     ],
 )
 def test_fits_for_discontinued_by_and_prose_are_not_brands(title):
@@ -142,6 +147,9 @@ def test_fits_for_discontinued_by_and_prose_are_not_brands(title):
         ("Transcend 4GB Class 10 SDHC Memory Card", None),  # a capacity is no model
         ("Sony Xperia 1 III 5G, 256GB Smartphone", None),  # nor a network generation
         ("s.Oliver Strickpullover »Pullover« (1-tlg)", None),  # nor a piece count
+        ("Nikon AF-S DX 10-24mm f/3.5-4.5G ED", None),  # nor an aperture
+        ("341-1237 Dell 36-GB U320 SCSI HP 15K", None),  # nor an interface
+        ("Cartier Tank Américaine Watch WB710009", "WB710009"),
     ],
 )
 def test_the_model_code_next_to_the_brand_is_the_model(title, model):

@@ -26,6 +26,11 @@ _FITS_WORDS = frozenset(
      "per", "para", "voor", "replacement", "ersatz"}
 )  # fmt: skip
 _MAX_WORDS = 5  # the longest brand name in words
+# Titles name the maker early ("Damskie Nike Air Max", "Fair Condition*: Apple MacBook"); a
+# brand deep in a title is usually an accessory or a part ("..., .300 WSM, Nikon BDC Scope").
+# A later field of a joined title (after a quote, "|" or " - ") starts afresh.
+_LEAD_WORDS = 6
+_FIELD_BREAK_RE = re.compile(r"[\"|»«·•]|\s[-\u2013]\s")
 
 
 @dataclass(frozen=True, slots=True)
@@ -92,8 +97,11 @@ class BrandIndex:
         """The known brand the text names first (longest name at that place), or None."""
         words = list(_TOKEN_RE.finditer(text))
         folded = [_fold(w.group()) for w in words]
+        lead = 0  # words since the last field break
         for index in range(len(words)):
-            if index and folded[index - 1] in _FITS_WORDS:
+            gap = text[words[index - 1].end() : words[index].start()] if index else ""
+            lead = 0 if index and _FIELD_BREAK_RE.search(gap) else lead + (index > 0)
+            if lead >= _LEAD_WORDS or (index and folded[index - 1] in _FITS_WORDS):
                 continue
             for size in range(min(_MAX_WORDS, len(words) - index), 0, -1):
                 name = self._names.get(tuple(folded[index : index + size]))

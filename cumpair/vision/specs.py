@@ -292,7 +292,8 @@ _VOLUME_RE = _unit_pattern(
 # where "500 mi" cannot mean miles.
 _OCR_VOLUME_RE = _unit_pattern(r"m[iI1]", flags=0)
 _OCR_UNIT_FIXES = {"volume_ml": (_OCR_VOLUME_RE, "ml")}
-_STORAGE_RE = _unit_pattern(r"TB|GB|MB", after=r"(?!\s*/\s*s)")
+# French shops print octets: "SSD 1 To", "8Go" (capitalised, so "up to 3" is no terabyte).
+_STORAGE_RE = _unit_pattern(r"TB|GB|MB|(?-i:[GTM]o)", after=r"(?!\s*/\s*s)")
 _POWER_RE = _unit_pattern(r"kW|watts?|W", flags=0, after=r"(?!\s*[x*])")
 _VOLTAGE_RE = _unit_pattern(r"kV|mV|volts?|V", flags=0)
 _RAM_AFTER = re.compile(
@@ -304,7 +305,8 @@ _RAM_BEFORE = re.compile(r"\b(?:ram|memory)\s*[:=]?\s*$", re.IGNORECASE)
 # A memory module's size is not storage: titles naming DIMMs, DDR generations or PC3-12800
 # speeds and no drive word describe RAM ("Corsair 16GB 2x8GB DDR3-1600 CL10").
 _MEMORY_MODULE = re.compile(
-    r"\b(?:g?ddr\d\w*|lpddr\d\w*|s?o?-?dimm|[ru]dimm|sdram|pc[234]l?-\d{4,5}\w*|cl\d{1,2})\b",
+    r"\b(?:g?ddr\d\w*|lpddr\d\w*|s?o?-?dimm|[ru]dimm|sdram|pc[234]l?-\d{4,5}\w*|cl\d{1,2}"
+    r"|\d{4}\s*mhz)\b",
     re.IGNORECASE,
 )
 _DRIVE_WORDS = (
@@ -605,15 +607,19 @@ def _named_brand(text: str, brands: BrandIndex) -> BrandMatch | None:
 
 # A model code: letters and digits mixed ("C920", "RS6GA884CSL", "B250M-A", "2740-ST-20021"),
 # or digits joined by hyphens ("749361-066").
-_MODEL_TOKEN_RE = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9.\-/]*[A-Za-z0-9])?")
+_MODEL_TOKEN_RE = re.compile(r"[^\W_](?:[\w.\-/]*[^\W_])?")
 _MODEL_WORDS_AHEAD = 4  # "Raymond Weil Freelancer Watch 2740-ST-20021": third word after
 # Spec and standard tokens that mix letters and digits without naming a model.
 _NOT_MODEL_RE = re.compile(
-    r"\d+(?:[.,]\d+)?-?(?:[a-z]{0,3}b|[kmgt]?hz|mm|cm|m|kg|g|l|ml|w|v|va|mp|mah|p|i|k|x|"
-    r"fps|rpm|gbps|mbps|in|inch|zoll|th|st|nd|rd|er|pcs|pk|tlg|teilig|pack|er-pack)"
-    r"|(?:g?ddr|lpddr|usb|pcie|cat|lga|am|fm|h|x|wi-?fi|win|w|sata|hdmi|dp|pc|ps|ip|ipx|"
-    r"mp|m|s|gen|v|lte|[2-6]g|ax|ac|dvb-?t|bt)\d[\w.\-]*|[\d.]+[xX]\d+(?:[a-zA-Z]+)?|\d+[gGkK]"
-    r"|i[3579]|\d+-\d+(?:mm)?",
+    # quantities, counts and ordinals: 8GB, 8Go, 36-GB, 2.4GHz, 65x, 1080p, 3-tlg, 2nd
+    r"\d+(?:[.,]\d+)?-?(?:[a-z]{0,3}b|[gtm]o|[kmgt]?hz|mm|cm|m|kg|g|l|ml|w|v|va|mp|mah|p|i|k"
+    r"|x|fps|rpm|gbps|mbps|in|inch|zoll|th|st|nd|rd|er|pcs|pk|tlg|teilig|pack|er-pack)"
+    # interfaces, sockets, memory and network standards: DDR4, USB3.0, LGA1151, PC3-12800
+    r"|(?:g?ddr|lpddr|usb|pcie|cat|lga|am|fm|wi-?fi|win|sata|hdmi|dp|pc|ip|ipx|mp|gen|lte"
+    r"|dvb-?t|bt)\d[\w.\-]*|[2-6]g|x\d{1,2}|w1[01]\w*|h\.?26[45]|m\.2|u\d{2,3}|v\d{2}"
+    # dimensions and pixel counts, CPU families, apertures, card speed classes
+    r"|[\d.]+[xX]\d+(?:[a-zA-Z]+)?|\d+[gGkK]|i[3579]|\d+-\d+(?:mm)?|f/[\d.,\-]+\w*"
+    r"|uhs-?\w+|class\d+|u[1-3]",
     re.IGNORECASE,
 )
 

@@ -37,6 +37,7 @@ UNIT_ALIASES: dict[str, str] = {
     "gallons": "US_liquid_gallon",
     # storage: decimal prefixes, as drives and phones are marketed
     "mb": "megabyte", "gb": "gigabyte", "tb": "terabyte",
+    "mo": "megabyte", "go": "gigabyte", "to": "terabyte",  # French octets
     # power and voltage
     "w": "watt", "watt": "watt", "watts": "watt", "kw": "kilowatt",
     "v": "volt", "volt": "volt", "volts": "volt", "kv": "kilovolt", "mv": "millivolt",

@@ -52,14 +52,14 @@ MATERIALS: dict[str, str] = {
 # Materials safe to read from prose without a "Material:" label ("genuine leather strap",
 # "Edelstahl", "coton bio"): words that in a product text almost always name what it is made
 # of. Everyday words that often mean something else ("down", "stone", "iron", "glass", "lin")
-# are only read inside a labelled field.
+# and colour names ("linen") are only read inside a labelled field.
 PROSE_MATERIALS: frozenset[str] = frozenset(
     {
         "genuine leather", "real leather", "full grain leather", "leather", "suede",
         "faux leather", "vegan leather", "imitation leather", "leatherette", "pu leather",
         "stainless steel", "cotton", "organic cotton", "wool", "merino wool", "merino",
         "cashmere", "silk", "polyester", "recycled polyester", "denim", "carbon fiber",
-        "carbon fibre", "solid wood", "tempered glass", "bamboo", "linen", "viscose",
+        "carbon fibre", "solid wood", "tempered glass", "bamboo", "viscose",
         "elastane", "polyamide",
         "echtleder", "leder", "glattleder", "wildleder", "kunstleder", "edelstahl", "baumwolle",
         "bio-baumwolle", "bio baumwolle", "wolle", "merinowolle", "seide", "leinen", "kaschmir",

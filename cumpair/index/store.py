@@ -684,6 +684,9 @@ class ProductStore:
                     space.dirty = True
                 if len(ids) and np.any(ids & (MAX_VECTORS_PER_OFFER - 1)):
                     space.multi_vector = True
+                if self._damage.get(name):  # rewritten or removed: no longer damaged
+                    with self._damage_lock:
+                        self._damage[name] -= space_ops.drop | set(space_ops.add)
             space.applied_seq = seq
 
     @contextlib.contextmanager
@@ -1377,10 +1380,11 @@ def recover(path: str | os.PathLike[str], lock_timeout_s: float = 10.0) -> dict[
         found = _data_files(path)
         stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
         folder = path / lostfound.FOLDER / f"recovered-{stamp}"
-        inventory: dict[str, Any] = {"from": str(path), "kept_in": str(folder), "files": {}}
+        inventory: dict[str, Any] = {"from": str(path), "kept_in": None, "files": {}}
         if not found:
             return inventory
         folder.mkdir(parents=True)
+        inventory["kept_in"] = str(folder)
         for name in found:
             inventory["files"][name] = _inventory_entry(path / name)
             os.replace(path / name, folder / name)

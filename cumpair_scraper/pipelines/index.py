@@ -45,14 +45,23 @@ def encoders_from_settings(settings: BaseSettings) -> EncoderSet:
     )
 
 
+# Store settings before they were named after StoreOptions' fields; a run still setting one
+# is told the new name instead of having it ignored.
+_RENAMED = {
+    "INDEX_FLUSH_INTERVAL": "CUMPAIR_INDEX_FLUSH_INTERVAL_S",
+    "INDEX_BACKUPS_KEEP": "CUMPAIR_INDEX_BACKUPS_KEEP",
+    "INDEX_UPGRADE_THRESHOLD": "CUMPAIR_INDEX_UPGRADE_THRESHOLD",
+    "INDEX_RECALL_TARGET": "CUMPAIR_INDEX_RECALL_TARGET",
+    "INDEX_DUPLICATE_THRESHOLD": "CUMPAIR_INDEX_DUPLICATE_THRESHOLD",
+}
+
+
 def store_options_from_settings(settings: BaseSettings) -> StoreOptions:
-    return StoreOptions(
-        flush_interval_s=settings.getfloat("INDEX_FLUSH_INTERVAL"),
-        backups_keep=settings.getint("INDEX_BACKUPS_KEEP"),
-        upgrade_threshold=settings.getint("INDEX_UPGRADE_THRESHOLD"),
-        recall_target=settings.getfloat("INDEX_RECALL_TARGET"),
-        duplicate_threshold=settings.getfloat("INDEX_DUPLICATE_THRESHOLD") or None,
-    )
+    """Every `StoreOptions` field from its ``CUMPAIR_INDEX_<FIELD>`` setting (see settings.py)."""
+    for old, new in _RENAMED.items():
+        if settings.get(old) is not None:
+            raise ValueError(f"setting {old} is now {new} (StoreOptions field names)")
+    return StoreOptions.from_settings(settings)
 
 
 @dataclass
@@ -100,8 +109,7 @@ class IndexPipeline:
     """Last pipeline: vectors for the offer's images and text, then an upsert into the store.
 
     Settings: INDEX_ENABLED, INDEX_DATA_DIR, INDEX_WORKERS (threads doing embedding and
-    writes), INDEX_FLUSH_INTERVAL, INDEX_BACKUPS_KEEP, INDEX_UPGRADE_THRESHOLD,
-    INDEX_RECALL_TARGET, INDEX_DUPLICATE_THRESHOLD, EMBED_ENCODERS (auto/offline/clip),
+    writes), CUMPAIR_INDEX_* (the store's options), EMBED_ENCODERS (auto/offline/clip),
     EMBED_CLIP_MODEL, EMBED_CLIP_PRETRAINED, EMBED_BACKEND, EMBED_THREADS, EMBED_MODEL_DIR,
     EMBED_BATCH_SIZE, EMBED_MAX_WAIT.
     """

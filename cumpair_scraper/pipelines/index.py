@@ -13,7 +13,7 @@ import asyncio
 import logging
 import threading
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Self
 
@@ -71,6 +71,7 @@ class _SharedStore:
     store: ProductStore
     groups: ProductGroups
     users: int
+    touched: set[int] = field(default_factory=set)  # offers upserted: what the regroup covers
 
 
 _stores: dict[Path, _SharedStore] = {}
@@ -88,8 +89,8 @@ def _acquire_store(path: Path, encoders: EncoderSet, options: StoreOptions) -> _
 
 
 def _release_store(path: Path) -> None:
-    """The last spider out regroups every offer (merging products that late offers joined),
-    then flushes and closes."""
+    """The last spider out regroups the products its offers touched (merging products that late
+    offers joined), then flushes and closes."""
     with _stores_lock:
         shared = _stores[path]
         shared.users -= 1
@@ -98,8 +99,8 @@ def _release_store(path: Path) -> None:
         del _stores[path]
     try:
         shared.store.flush()
-        products, offers = regroup_store(shared.store, shared.groups)
-        logger.info("Grouped %d offers into %d products", offers, products)
+        products, offers = regroup_store(shared.store, shared.groups, shared.touched)
+        logger.info("Regrouped %d offers into %d products", offers, products)
     finally:
         shared.groups.close()
         shared.store.close()
@@ -131,7 +132,7 @@ class IndexPipeline:
             max_wait=settings.getfloat("EMBED_MAX_WAIT"),
         )
         shared = _acquire_store(self.path, self.encoders, store_options_from_settings(settings))
-        self.store, self.groups = shared.store, shared.groups
+        self.store, self.groups, self.touched = shared.store, shared.groups, shared.touched
         crawler.signals.connect(self.spider_closed, signal=signals.spider_closed)
 
     @classmethod
@@ -157,6 +158,7 @@ class IndexPipeline:
             )
         record = offer_record(adapter, paths)
         result, membership = store_offer(self.store, self.groups, record, space_vectors(vectors))
+        self.touched.add(result.offer_id)
         self.stats.inc_value(f"index/upsert/{result.matched_by}")
         self.stats.inc_value(f"index/grouped_by/{membership.rule}")
         if result.price_changed:

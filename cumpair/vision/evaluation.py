@@ -17,9 +17,11 @@ import numpy as np
 from PIL import Image, ImageFilter
 
 FIELDS: tuple[str, ...] = (
-    "dimensions_mm", "weight_g", "volume_ml", "storage_gb", "power_w", "voltage_v",
-    "materials", "colors", "brand", "model", "sku", "gtin",
+    "dimensions_mm", "weight_g", "package_weight_g", "volume_ml", "storage_gb", "power_w",
+    "voltage_v", "materials", "colors", "brand", "model", "sku", "gtin",
 )  # fmt: skip
+# Text fields whose truth may list several equally right spellings ("80D" / "EOS 80D").
+_TEXT_FIELDS = frozenset({"brand", "model", "sku", "gtin"})
 
 
 @dataclass(slots=True)
@@ -64,17 +66,26 @@ class Scores:
                 score.fn += 1
             self.mistakes.append((case_id, name, got, want))
 
+    @property
+    def false_positives(self) -> int:
+        """Facts stated that the truth does not have, or has with another value."""
+        return sum(s.fp for s in self.fields.values())
+
     def table(self) -> str:
-        lines = [f"{'field':<14} {'prec':>6} {'recall':>6} {'f1':>6} {'tp':>4} {'fp':>4} {'fn':>4}"]
+        lines = [f"{'field':<16} {'prec':>6} {'recall':>6} {'f1':>6} {'tp':>4} {'fp':>4} {'fn':>4}"]
         for name, s in self.fields.items():
+            if not s.tp + s.fp + s.fn:
+                continue
             lines.append(
-                f"{name:<14} {s.precision:6.3f} {s.recall:6.3f} {s.f1:6.3f} "
+                f"{name:<16} {s.precision:6.3f} {s.recall:6.3f} {s.f1:6.3f} "
                 f"{s.tp:4d} {s.fp:4d} {s.fn:4d}"
             )
         return "\n".join(lines)
 
 
 def values_match(name: str, got: Any, want: Any) -> bool:
+    if name in _TEXT_FIELDS and isinstance(want, list):
+        return any(values_match(name, got, alternative) for alternative in want)
     if name == "dimensions_mm":
         return len(got) == len(want) and all(_close(g, w) for g, w in zip(got, want, strict=True))
     if name == "materials":

@@ -266,14 +266,18 @@ def _quantities(text: str, pattern: re.Pattern[str], target: str) -> list[_Quant
             value = convert(max(numbers), match.group("u"), target)
         except ValueError:
             continue
+        if value <= 0:
+            continue  # "NAS server 0 GB" ships without drives: no capacity is stated
         found.append(_Quantity(value, match.group("u"), match.start(), match.end(), match.group()))
     return found
 
 
-def _unit_pattern(units: str, *, flags: int = re.IGNORECASE, after: str = "") -> re.Pattern:
+def _unit_pattern(
+    units: str, *, flags: int = re.IGNORECASE, after: str = "", joiner: str = r"\s*"
+) -> re.Pattern:
     # A range such as "100-240 V" keeps both numbers; the caller reports the upper one.
     return re.compile(
-        rf"(?<![\w.,])(?P<n>{_NUM}(?:\s*[-~]\s*{_NUM})?)\s*(?P<u>{units})(?![\w/²³]){after}",
+        rf"(?<![\w.,])(?P<n>{_NUM}(?:\s*[-~]\s*{_NUM})?){joiner}(?P<u>{units})(?![\w/²³]){after}",
         flags,
     )
 
@@ -293,7 +297,8 @@ _VOLUME_RE = _unit_pattern(
 _OCR_VOLUME_RE = _unit_pattern(r"m[iI1]", flags=0)
 _OCR_UNIT_FIXES = {"volume_ml": (_OCR_VOLUME_RE, "ml")}
 # French shops print octets: "SSD 1 To", "8Go" (capitalised, so "up to 3" is no terabyte).
-_STORAGE_RE = _unit_pattern(r"TB|GB|MB|(?-i:[GTM]o)", after=r"(?!\s*/\s*s)")
+# Server drives are sold as "36-GB" / "72.8-GB".
+_STORAGE_RE = _unit_pattern(r"TB|GB|MB|(?-i:[GTM]o)", after=r"(?!\s*/\s*s)", joiner=r"(?:\s*|-)")
 _POWER_RE = _unit_pattern(r"kW|watts?|W", flags=0, after=r"(?!\s*[x*])")
 _VOLTAGE_RE = _unit_pattern(r"kV|mV|volts?|V", flags=0)
 _RAM_AFTER = re.compile(

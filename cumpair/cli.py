@@ -22,6 +22,8 @@ _COMMANDS: dict[str, str] = {
     "serve": "cumpair.search.cli",
     "match": "cumpair.search.match_cli",
     "matcher": "cumpair.search.match_cli",
+    "products": "cumpair.search.cli",
+    "ingest": "cumpair.ingest.cli",
 }
 
 

@@ -367,6 +367,21 @@ def test_a_vector_log_write_on_a_full_disk_raises_a_store_error_and_commits_noth
         assert store.count("image") == 10 and store.check()["ok"]
 
 
+def test_a_full_database_raises_a_store_error_and_the_store_stays_usable(tmp_path):
+    rng = np.random.default_rng(10)
+    with ProductStore.open(tmp_path / "s", SPACES, OPTIONS) as store:
+        fill(store, unit(rng, 5, DIM))
+        pages = store._conn.execute("PRAGMA page_count").fetchone()[0]
+        store._conn.execute(f"PRAGMA max_page_count = {pages}")  # SQLite's own "disk full"
+        with pytest.raises(StoreIOError) as full:
+            fill(store, unit(rng, 500, DIM), start=5)
+        assert full.value.errno == errno.ENOSPC and "meta.sqlite" in str(full.value)
+        store._conn.execute("PRAGMA max_page_count = 1073741823")
+        assert store.health()["offers"] == 5 and store.count("image") == 5
+        fill(store, unit(rng, 500, DIM), start=5)
+        assert store.count("image") == 505
+
+
 # ------------------------------------------------------------------ 5. settings
 def test_every_store_option_is_a_cumpair_index_setting_with_its_default():
     from cumpair_scraper import settings as project

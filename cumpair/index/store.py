@@ -8,6 +8,13 @@ loads the newest verifiable snapshot and replays the rows newer than it, so a re
 *everything whose upsert returned* — not only the last flush. Corrupt or truncated snapshots fall
 back to older ones (``backups_keep``) or to a rebuild from SQLite, recorded in `health`.
 
+Damage model: every vector log row carries its id and a CRC32, checked on every read; a row that
+fails (flipped bytes, a torn write, a log cut short) is never indexed, re-ranked on or scanned,
+is reported in `health` and by `check`, and costs only its own vector. Opening never deletes what
+the database does not account for: such bytes and files go to ``lost+found/`` (lostfound.py),
+and a directory whose ``meta.sqlite`` is gone is refused (`MissingDatabaseError`; `recover`).
+Disk errors (a full disk) raise `StoreIOError`.
+
 Usage (the Scrapy pipeline calls `upsert` per item, `maybe_flush` on its own pace, `close` when the
 spider closes)::
 
@@ -29,6 +36,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import json
 import logging
 import os
@@ -63,6 +71,7 @@ from cumpair.index.records import (
     SearchFilters,
     SpaceSpec,
     StoreError,
+    StoreIOError,
     StoreOptions,
     UnknownSpaceError,
     UpsertResult,
@@ -75,6 +84,7 @@ _T = TypeVar("_T")
 
 DB_NAME = "meta.sqlite"
 _PIN_ATTEMPTS = 8
+_SQLITE_DISK_ERRORS = {sqlite3.SQLITE_FULL: errno.ENOSPC, sqlite3.SQLITE_IOERR: errno.EIO}
 _DUPLICATE_CANDIDATES = 8
 _EXACT_FILTERED = 20_000  # filtered IVF-PQ searches with fewer allowed vectors go exact
 
@@ -691,14 +701,23 @@ class ProductStore:
 
     @contextlib.contextmanager
     def _transaction(self):
+        """BEGIN IMMEDIATE .. COMMIT on the writer connection, rolled back on any error; a full
+        or failing disk raises `StoreIOError` instead of SQLite's own error."""
         conn = self._conn
-        conn.execute("BEGIN IMMEDIATE")
         try:
-            yield conn
-        except BaseException:
-            conn.execute("ROLLBACK")
-            raise
-        conn.execute("COMMIT")
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                yield conn
+                conn.execute("COMMIT")
+            except BaseException:
+                if conn.in_transaction:  # SQLite may have rolled back a failed write itself
+                    conn.execute("ROLLBACK")
+                raise
+        except sqlite3.OperationalError as exc:
+            code = getattr(exc, "sqlite_errorcode", 0) & 0xFF  # primary code of an extended one
+            if code not in _SQLITE_DISK_ERRORS:
+                raise
+            raise StoreIOError(_SQLITE_DISK_ERRORS[code], f"{self.path / DB_NAME}: {exc}") from exc
 
     # ------------------------------------------------------------------ validation
     def _require_writer(self) -> None:

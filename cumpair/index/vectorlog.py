@@ -121,7 +121,7 @@ class VectorLog:
 
     def _check_header(self, writable: bool) -> None:
         header = os.pread(self._fd, HEADER_BYTES, 0)
-        if not header and writable:
+        if len(header) < HEADER_BYTES and writable:  # new, or killed while writing its header
             self._pwrite(self._header(), 0, "writing the header of")
             return
         expected = self._header()

@@ -104,6 +104,12 @@ def test_units_inside_model_codes_are_not_weights_or_voltages(title):
     assert specs.weight_g is None and specs.voltage_v is None
 
 
+def test_read_write_speeds_are_not_power_but_a_real_wattage_is():
+    card = "Kingston Digital 16GB MicroSDHC UHS-I U3 Action Card, 90R/45W & SD Adapter"
+    assert extract_specs(card).power_w is None
+    assert extract_specs("Corsair AX860i 860W Modular 80+ Platinum PSU").power_w == 860
+
+
 @pytest.mark.parametrize(
     ("title", "brand"),
     [

@@ -229,6 +229,8 @@ class _Quantity:
 # LQ-139LB, f/4L (an aperture). A code may go on after the unit: GA-110GB-1AER.
 _CODE_BEFORE = re.compile(r"(?<![\w])[A-Za-z][\w]*[-/]$")
 _CODE_AFTER = re.compile(r"-(?=[A-Za-z]*\d)\w")
+# Memory cards print read/write speeds as "90R/45W": MB/s, not watts.
+_READ_SPEED_BEFORE = re.compile(r"(?<![\w.])\d+\s*R\s*/\s*$")
 # One-letter units glued to a four-digit integer are model numbers, not 7010 litres or
 # 90118 volts ("DCS 7010L", "G 90118V"); watts reach four digits (a 2000W kettle), so W stays.
 _CODE_LETTER_UNITS = frozenset({"l", "v"})
@@ -244,6 +246,8 @@ def _is_code_part(text: str, match: re.Match[str]) -> bool:
     """True when a number-and-unit match is really part of a model code or an aperture."""
     before = text[max(0, match.start() - 24) : match.start()]
     if _CODE_BEFORE.search(before) or _CODE_AFTER.match(text, match.end()):
+        return True
+    if _READ_SPEED_BEFORE.search(before):
         return True
     number, unit = match.group("n"), match.group("u")
     glued = text[match.end("n") : match.start("u")] == ""

@@ -14,7 +14,7 @@ import unicodedata
 from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
-from typing import Any, Literal
+from typing import Any, Literal, NamedTuple
 
 from cumpair.identifiers import normalize_gtin
 
@@ -78,7 +78,8 @@ NUMERIC_SPECS: dict[str, float] = {
 # Words of a company's legal form or sales region, never part of what a shopper calls the brand.
 _LEGAL_SUFFIXES = frozenset(
     {"inc", "incorporated", "corp", "corporation", "co", "company", "ltd", "limited", "llc",
-     "gmbh", "ag", "sa", "srl", "bv", "nv", "plc", "kg", "oy", "ab", "spa", "sarl", "pty", "kk",
+     "gmbh", "ag", "sa", "srl", "bv", "nv", "plc", "kg", "oy", "ab", "as", "aps", "asa", "spa",
+     "sarl", "pty", "kk",
      "usa", "us", "america", "europe", "eu", "uk", "international", "intl", "global", "japan",
      "deutschland", "germany", "france", "group", "holdings", "electronics", "technologies"}
 )  # fmt: skip
@@ -178,37 +179,57 @@ def _family(a: str, b: str) -> bool:
     return False
 
 
+class CodeComparison(NamedTuple):
+    """How two offers' model codes relate (see `code_relation`)."""
+
+    relation: CodeRelation
+    unexplained: int
+    siblings: bool
+
+
+def code_shape(code: str) -> str:
+    """Letters as A, digits as 9: "DAVIS50B" -> "AAAAA99A"; siblings share a shape."""
+    return "".join("9" if c.isdigit() else "A" for c in code)
+
+
 def code_relation(
     a: frozenset[str], b: frozenset[str], a_text: str = "", b_text: str = ""
-) -> tuple[CodeRelation, int]:
-    """How two offers' model codes relate, and how many codes each side left unexplained.
+) -> CodeComparison:
+    """How two offers' model codes relate, how many codes each side left unexplained, and
+    whether the unexplained ones look like siblings.
 
-    "exact": a code in common; "family": codes of one variant family (`_family`); "contained":
-    one offer's code is written inside the other's text with different spacing ("VisionU50" in
-    "Vision U50"); "conflict": both carry codes and none of the above; "one-sided"/"none": one or
-    neither offer carries a code. The count is the smaller number of codes a side has that the
-    other side neither shares, contains nor has a family member of (two offers that each carry a
-    code the other lacks are usually siblings even when they share a series code).
+    `relation` -- "exact": a code in common; "family": codes of one variant family (`_family`);
+    "contained": one offer's code is written inside the other's text with different spacing
+    ("VisionU50" in "Vision U50"); "conflict": both carry codes and none of the above;
+    "one-sided"/"none": one or neither offer carries a code. `unexplained` is the smaller number
+    of codes a side has that the other side neither shares, contains nor has a family member of
+    (two offers that each carry a code the other lacks are usually siblings even when they share
+    a series code). `siblings`: an unexplained code of each side with the same `code_shape`
+    (458418-B21 vs 488039-B21, DAVIS50B vs DAVIS50R): one product line, two different products.
     """
     if not a and not b:
-        return "none", 0
+        return CodeComparison("none", 0, False)
     if not a or not b:
-        return "one-sided", 0
+        return CodeComparison("one-sided", 0, False)
     a_flat, b_flat = canonical_code(clean_text(a_text)), canonical_code(clean_text(b_text))
 
     def explained(code: str, others: frozenset[str], other_text: str) -> bool:
         return code in others or any(_family(code, o) for o in others) or code in other_text
 
-    unexplained = min(
-        sum(not explained(c, b, b_flat) for c in a), sum(not explained(c, a, a_flat) for c in b)
-    )
+    left = [c for c in a if not explained(c, b, b_flat)]
+    right = [c for c in b if not explained(c, a, a_flat)]
+    shapes = {code_shape(c) for c in left if len(c) >= 4}
+    siblings = any(code_shape(c) in shapes for c in right)
+    unexplained = min(len(left), len(right))
     if a & b:
-        return "exact", unexplained
-    if any(_family(x, y) for x in a for y in b):
-        return "family", unexplained
-    if any(x in b_flat for x in a) or any(y in a_flat for y in b):
-        return "contained", unexplained
-    return "conflict", unexplained
+        relation: CodeRelation = "exact"
+    elif any(_family(x, y) for x in a for y in b):
+        relation = "family"
+    elif any(x in b_flat for x in a) or any(y in a_flat for y in b):
+        relation = "contained"
+    else:
+        relation = "conflict"
+    return CodeComparison(relation, unexplained, siblings)
 
 
 def normalize_brand(value: str | None) -> str | None:
@@ -218,6 +239,7 @@ def normalize_brand(value: str | None) -> str | None:
         return None
     text = unicodedata.normalize("NFKD", str(value)).encode("ascii", "ignore").decode()
     text = text.lower().replace("&", " and ").replace("+", " and ")
+    text = re.sub(r"\b([a-z])[./]([a-z])\b\.?", r"\1\2", text).replace(".", "")  # S.A., A/S
     words = re.findall(r"[a-z0-9]+", text)
     while len(words) > 1 and words[-1] in _LEGAL_SUFFIXES:
         words.pop()

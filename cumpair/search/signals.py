@@ -22,6 +22,8 @@ SIGNALS: tuple[str, ...] = (
     "code_conflict",
     "code_one_sided",
     "code_unexplained",
+    "code_siblings",
+    "code_shared_but_unexplained",
     "char_cosine",
     "char_cosine_high",
     "token_jaccard",
@@ -75,7 +77,7 @@ def pair_signals(
     image_sim: float | None = None,
 ) -> dict[str, float]:
     """Every signal of `SIGNALS` for one pair (see the module docstring)."""
-    relation, unexplained = code_relation(a.models, b.models, a.title, b.title)
+    relation, unexplained, siblings = code_relation(a.models, b.models, a.title, b.title)
     chars = char_cosine(a.title, b.title)
     shared = len(a.tokens & b.tokens)
     out = {
@@ -85,6 +87,10 @@ def pair_signals(
         "code_conflict": float(relation == "conflict"),
         "code_one_sided": float(relation == "one-sided"),
         "code_unexplained": min(unexplained, 3) / 3,
+        "code_siblings": float(siblings),
+        # a shared series code (ML370) beside different part numbers: the linear model needs
+        # this case apart from a plain shared code
+        "code_shared_but_unexplained": float(relation in ("exact", "family") and unexplained > 0),
         "char_cosine": chars,
         "char_cosine_high": _high(chars),
         "token_jaccard": shared / len(a.tokens | b.tokens) if a.tokens or b.tokens else 0.0,

@@ -1,0 +1,150 @@
+"""The learned matcher: the shipped model and its provenance, training, `cumpair match`."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+from pathlib import Path
+
+import pytest
+
+from cumpair.cli import main
+from cumpair.search.features import offer_features
+from cumpair.search.matcher_model import (
+    ENV_MODEL,
+    MatcherModel,
+    MatcherModelError,
+    default_model_path,
+    load_matcher,
+)
+from cumpair.search.matcher_train import PairsError, read_pairs, train
+from cumpair.search.matching import MatchConfig, compare
+from cumpair.search.signals import SIGNALS
+
+FIXTURE = Path(__file__).parent / "fixtures" / "matching" / "wdc_computers_20.txt"
+WDC_TRAIN = ("computers", "cameras", "watches", "shoes")
+
+
+def test_the_shipped_model_says_how_it_was_made():
+    model = load_matcher()
+    assert model.source == str(default_model_path())
+    assert set(model.coefficients) == set(SIGNALS)
+    provenance = model.provenance
+    files = [Path(d["file"]) for d in provenance["data"]]
+    assert [f.parent.name for f in files] == list(WDC_TRAIN)  # all four categories together
+    assert all(
+        f.name == "train.txt" and len(d["sha256"]) == 64
+        for f, d in zip(files, provenance["data"], strict=True)
+    )
+    assert provenance["command"].startswith("cumpair matcher train ")
+    assert provenance["trained_at"] and "LogisticRegression" in provenance["learner"]
+    assert 0.5 < provenance["cross_validated"]["f1"] <= 1
+    # what the WDC titles cannot teach stays out of the decision instead of being guessed
+    for name in provenance["signals_absent_from_data"]:
+        assert model.coefficients[name] == 0
+
+
+def test_the_shipped_model_separates_a_shared_code_from_sibling_codes():
+    same = compare(
+        offer_features(1, "a", "HP 430165-003 146-GB 3G 10K 2.5 DP SAS"),
+        offer_features(2, "b", "430165-003 HP 146GB SAS 10K 2.5in hot-plug drive"),
+    )
+    siblings = compare(
+        offer_features(1, "a", "458418-B21 HP E5410 2.33GHz ML370 G5"),
+        offer_features(2, "b", "488039-B21 HP X5470 3.33GHz ML370 G5"),
+    )
+    assert same.same and not siblings.same
+    assert siblings.contributions["code_unexplained"] < 0
+
+
+def test_a_model_file_round_trips_and_bad_files_get_a_clear_error(tmp_path):
+    model = MatcherModel({"char_cosine": 2.0}, -1.0, 0.4, {"note": "x"})
+    model.save(tmp_path / "m.json")
+    again = MatcherModel.load(tmp_path / "m.json")
+    assert again.coefficients == {"char_cosine": 2.0} and again.threshold == 0.4
+    (tmp_path / "bad.json").write_text("{not json")
+    with pytest.raises(MatcherModelError, match="not JSON"):
+        MatcherModel.load(tmp_path / "bad.json")
+    data = model.to_dict() | {"features": ["no_such_signal"]}
+    with pytest.raises(MatcherModelError, match="no_such_signal"):
+        MatcherModel.from_dict(data)
+    with pytest.raises(MatcherModelError, match="no matcher model"):
+        load_matcher(tmp_path / "missing.json")
+
+
+def test_the_environment_points_matching_at_an_operators_model(tmp_path, monkeypatch):
+    MatcherModel({"char_cosine": 0.0}, -5.0, 0.5).save(tmp_path / "never.json")
+    a = offer_features(1, "a", "Acme Drill AA-100 18V")
+    b = offer_features(2, "b", "Acme Drill AA-100 18V")
+    assert compare(a, b).same
+    monkeypatch.setenv(ENV_MODEL, str(tmp_path / "never.json"))
+    verdict = compare(a, b)
+    assert not verdict.same and verdict.score < 0.01
+    assert MatchConfig.from_settings({"CUMPAIR_MATCHER_MODEL": None}).model.intercept == -5.0
+
+
+def test_pairs_are_read_in_the_wdc_format_and_as_json_lines(tmp_path):
+    wdc = list(read_pairs(FIXTURE))
+    assert len(wdc) == 20 and sum(p.label for p in wdc) == 10
+    assert wdc[0].left["title"].startswith('"')  # raw: cleaning is the features' job
+    lines = [{"left": p.left, "right": p.right, "label": p.label} for p in wdc]
+    (tmp_path / "own.jsonl").write_text("\n".join(json.dumps(x) for x in lines) + "\n")
+    assert list(read_pairs(tmp_path / "own.jsonl")) == wdc
+    (tmp_path / "bad.jsonl").write_text('{"left": {"title": "x"}, "right": {}, "label": 1}\n')
+    with pytest.raises(PairsError, match=r"bad\.jsonl:1: an offer needs a title or a gtin"):
+        list(read_pairs(tmp_path / "bad.jsonl"))
+    (tmp_path / "label.txt").write_text("COL title VAL a\tCOL title VAL b\tmaybe\n")
+    with pytest.raises(PairsError, match=r"label\.txt:1: label must be 0 or 1"):
+        list(read_pairs(tmp_path / "label.txt"))
+
+
+def test_matcher_train_writes_a_model_with_its_provenance(tmp_path, capsys):
+    out = tmp_path / "mine.json"
+    assert main(["matcher", "train", str(FIXTURE), "--out", str(out)]) == 0
+    assert "cross-validated F1" in capsys.readouterr().out
+    model = MatcherModel.load(out)
+    (record,) = model.provenance["data"]
+    assert record["sha256"] == hashlib.sha256(FIXTURE.read_bytes()).hexdigest()
+    assert record["pairs"] == 20 and record["same_product"] == 10
+    assert model.provenance["command"] == f"cumpair matcher train {FIXTURE}"
+    assert "price_known" in model.provenance["signals_absent_from_data"]
+
+
+def test_training_on_one_label_only_is_refused(tmp_path):
+    pair = {"left": {"title": "a 1"}, "right": {"title": "b 2"}, "label": 1}
+    (tmp_path / "ones.jsonl").write_text((json.dumps(pair) + "\n") * 10)
+    with pytest.raises(PairsError, match="each label"):
+        train([tmp_path / "ones.jsonl"])
+
+
+def _offer(tmp_path, name, **fields):
+    path = tmp_path / f"{name}.json"
+    path.write_text(json.dumps(fields))
+    return str(path)
+
+
+def test_cumpair_match_explains_the_decision(tmp_path, capsys):
+    a = _offer(
+        tmp_path, "a", title="Cooler Master Hyper 212 EVO RR-212E-20PK-R2", brand="Cooler Master"
+    )
+    b = _offer(tmp_path, "b", title="CoolerMaster Hyper 212 Evo cooler (RR-212E-20PK-R2)",
+               brand="COOLERMASTER")  # fmt: skip
+    assert main(["match", a, b, "--explain"]) == 0
+    text = capsys.readouterr().out
+    assert text.startswith("same product: probability")
+    assert "code_exact" in text and "brand_agree" in text and "intercept" in text
+    assert main(["match", a, b, "--json"]) == 0
+    data = json.loads(capsys.readouterr().out)
+    assert data["same_product"] and data["signals"]["brand_agree"] == 1.0
+    total = data["intercept"] + sum(data["contributions"].values())
+    assert total == pytest.approx(-math.log(1 / data["score"] - 1), abs=1e-2)
+
+
+def test_cumpair_match_refuses_what_is_not_an_offer(tmp_path, capsys):
+    a = _offer(tmp_path, "a", title="Acme Drill")
+    (tmp_path / "list.json").write_text("[1, 2]")
+    assert main(["match", a, str(tmp_path / "list.json")]) == 2
+    assert "an offer must be a JSON object" in capsys.readouterr().err
+    assert main(["match", a, str(tmp_path / "missing.json")]) == 2
+    assert "missing.json" in capsys.readouterr().err

@@ -28,6 +28,7 @@ from cumpair.index.records import (
     PricePoint,
     SearchFilters,
     SpaceSpec,
+    StoreError,
 )
 from cumpair.index.vectorlog import VectorLog, log_name
 
@@ -220,7 +221,7 @@ def migrate(conn: sqlite3.Connection, directory: Path) -> int:
     """Apply pending migrations; refuse a database written by a newer version of this code."""
     current = conn.execute("PRAGMA user_version").fetchone()[0]
     if current > SCHEMA_VERSION:
-        raise RuntimeError(f"metadata schema {current} is newer than this code ({SCHEMA_VERSION})")
+        raise StoreError(f"metadata schema {current} is newer than this code ({SCHEMA_VERSION})")
     for version in range(current, SCHEMA_VERSION):
         conn.execute("BEGIN IMMEDIATE")
         try:

@@ -145,7 +145,6 @@ class ProductStore:
         self._retired: set[str] = set()  # logs a compaction replaced: never cached again
         self._damage: dict[str, set[int]] = {}  # vector ids whose log rows failed their checks
         self._damage_lock = threading.Lock()
-        self._kept_aside: list[dict[str, Any]] = []
         self._closed = False
 
     # ------------------------------------------------------------------ opening and closing
@@ -358,10 +357,10 @@ class ProductStore:
         commits the database lost, so they are never destroyed on open.
         """
         with self._write_lock:  # an append in flight owns the bytes past the committed rows
-            live = {s.file for name in self._spaces for s in metadata.snapshots(self._conn, name)}
+            specs = metadata.space_specs(self._conn)  # every space, also those not opened now
+            live = {s.file for name in specs for s in metadata.snapshots(self._conn, name)}
             generation = metadata.state(self._conn, "generation")
             logs = metadata.vector_logs(self._conn)
-            specs = metadata.space_specs(self._conn)
             kept = []
             for space, file, rows in logs:
                 vectors_log = self._vector_log(file, specs[space].dim, create=True)
@@ -393,7 +392,6 @@ class ProductStore:
                     entry.unlink(missing_ok=True)
             if kept:
                 log.warning("product store %s: kept aside in lost+found/: %s", self.path, kept)
-                self._kept_aside += kept
                 with self._transaction():
                     metadata.record_event(
                         self._conn, utcnow().isoformat(), "kept_aside", {"files": kept}

@@ -22,6 +22,7 @@ from __future__ import annotations
 import errno
 import mmap
 import os
+import re
 import threading
 import weakref
 import zlib
@@ -38,7 +39,7 @@ _MAGIC = b"CUMPVLOG"
 _FORMAT = 1
 HEADER_BYTES = 16
 MISSING_ID = -1  # id of a row written in place of one that was already lost (never matches)
-_CHUNK_ROWS = 65536
+_NAME = re.compile(r"vectors\.(.+)\.e(\d{4,})(?:\.vlog|\.f32)")
 
 
 def log_name(space: str, epoch: int) -> str:
@@ -52,15 +53,16 @@ def legacy_log_name(space: str, epoch: int) -> str:
 
 
 def is_log_name(name: str) -> bool:
-    return name.startswith("vectors.") and name.endswith((_SUFFIX, _LEGACY_SUFFIX))
+    """A name `log_name` or `legacy_log_name` gives (other files are left alone)."""
+    return _NAME.fullmatch(name) is not None
 
 
 def log_epoch(name: str) -> int:
-    return int(name.rsplit(".", 1)[0].rsplit(".e", 1)[1])
+    return int(_NAME.fullmatch(name)[2])
 
 
 def log_space(name: str) -> str:
-    return name[len("vectors.") :].rsplit(".e", 1)[0]
+    return _NAME.fullmatch(name)[1]
 
 
 def row_dtype(dim: int) -> np.dtype:
@@ -172,10 +174,12 @@ class VectorLog:
         """Cut the file after `rows` rows (never lengthens it: a torn tail stays visible)."""
         end = self.offset(rows)
         if self.size() > end:
-            try:
-                os.ftruncate(self._fd, end)
-            except OSError as exc:
-                raise _disk_error(self.path, "truncating", exc) from exc
+            with self._map_lock:  # the next read maps the shorter file (no page past its end)
+                self._map = None
+                try:
+                    os.ftruncate(self._fd, end)
+                except OSError as exc:
+                    raise _disk_error(self.path, "truncating", exc) from exc
 
     def tail(self, rows: int) -> bytes:
         """The bytes after the first `rows` rows (what an uncommitted append left)."""

@@ -8,6 +8,7 @@ import shutil
 from pathlib import Path
 
 import pytest
+from PIL import Image, ImageDraw, ImageFont
 
 from cumpair.cli import main as cumpair_main
 from cumpair.embed import load_encoders
@@ -21,6 +22,7 @@ pytestmark = pytest.mark.slow
 
 FEEDS = Path(__file__).parent / "fixtures" / "feeds"
 ALL = ["items.jl", "items.csv", "merchant.xml", "merchant.tsv"]
+FONT = "/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf"
 
 
 @pytest.fixture(scope="module")
@@ -113,6 +115,23 @@ def test_offer_without_price_is_kept_for_grouping_but_never_cheapest(tmp_path, f
     assert [o["shop"] for o in eos["offers"]][-1] == "fumfie"  # joined the product by its GTIN
     assert eos["offers"][-1]["price"] is None and eos["offers"][0]["price"] == "1049.00"
     assert eos["lowest_price_seen"] == "1049.00"
+
+
+def test_specs_are_read_from_the_photo_as_the_crawl_reads_them(tmp_path, encoders):
+    label = Image.new("RGB", (640, 200), "white")
+    ImageDraw.Draw(label).text(
+        (30, 60), "1200 W  230 V", fill="black", font=ImageFont.truetype(FONT, 64)
+    )
+    label.save(tmp_path / "label.png")
+    feed = tmp_path / "feed.jl"
+    offer = {"shop": "s", "url": "https://s.example/drill", "title": "Bosch hammer drill",
+             "price": "89.00", "currency": "EUR", "image_urls": ["label.png"]}  # fmt: skip
+    feed.write_text(json.dumps(offer) + "\n")
+    report = _run([feed], tmp_path / "index", encoders, ocr=True)
+    assert report.new == 1 and not report.image_errors
+    with ProductStore.open(tmp_path / "index", readonly=True) as store:
+        (record,) = scan_offers(store)
+    assert record.specs["power_w"] == 1200 and record.specs["voltage_v"] == 230
 
 
 def test_cli_ingest_then_products_json(tmp_path, feeds, encoders, capsys, monkeypatch):

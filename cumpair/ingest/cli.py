@@ -1,7 +1,9 @@
 """``cumpair ingest``: run the crawl's stages over offer feeds (JSON lines, CSV, Merchant XML/TSV).
 
 Thin over `cumpair.ingest.runner.ingest`: the flags become one `IngestOptions`
-(`options_from_args`); models load only once the feeds are known to be readable.
+(`options_from_args`); models load only once the feeds are known to be readable. Exit status 2
+for a file that cannot be read at all, 1 when the store cannot be opened or a file had rows but
+none could be stored.
 """
 
 from __future__ import annotations
@@ -10,6 +12,10 @@ import argparse
 import logging
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from cumpair.ingest.runner import IngestOptions
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -51,7 +57,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.set_defaults(func=run)
 
 
-def options_from_args(args: argparse.Namespace):
+def options_from_args(args: argparse.Namespace) -> IngestOptions:
     """The one `IngestOptions` of a command line."""
     from cumpair.ingest.runner import IngestOptions
 

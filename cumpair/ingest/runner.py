@@ -37,6 +37,10 @@ from cumpair.ingest.stages import (
     store_offer,
 )
 from cumpair.search.products import ProductGroups
+from cumpair.vision.image_specs import read_image_specs
+from cumpair.vision.images import ImageError
+from cumpair.vision.merge import merge_specs
+from cumpair.vision.ocr import OcrUnavailableError
 from cumpair.vision.ocr_types import OcrOptions
 
 logger = logging.getLogger(__name__)
@@ -215,11 +219,6 @@ def _offers(
 
 def _prepare(offer: _Offer, base_dir: Path, images_dir: Path, options: IngestOptions) -> _Offer:
     """Pool thread: the offer's photos fetched, its specs read from text and photos."""
-    from cumpair.vision.image_specs import read_image_specs
-    from cumpair.vision.images import ImageError
-    from cumpair.vision.merge import merge_specs
-    from cumpair.vision.ocr import OcrUnavailableError
-
     item = offer.item
     if options.fetch_images and item["image_urls"]:
         fetched = fetch_images(item["image_urls"], images_dir, base_dir, options.image)

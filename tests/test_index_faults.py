@@ -308,6 +308,21 @@ def test_restoring_an_older_database_keeps_newer_rows_and_snapshots_aside(tmp_pa
     assert kept["vectors.image.e0001.vlog.after-row-10"] == 5 * ROW_BYTES
 
 
+def test_opening_some_spaces_keeps_the_snapshots_of_the_others(tmp_path):
+    rng = np.random.default_rng(11)
+    path = tmp_path / "s"
+    both = {**SPACES, "text": SpaceSpec(8, "test-text", "1")}
+    with ProductStore.open(path, both, OPTIONS) as store:
+        vectors = {"image": unit(rng, DIM), "text": unit(rng, 8)}
+        store.upsert(OfferRecord("a", "http://a/1"), vectors)
+    text_snapshot = next(path.glob("text.*.faiss"))
+    with ProductStore.open(path, SPACES, OPTIONS):
+        pass
+    assert text_snapshot.exists()
+    with ProductStore.open(path, both, OPTIONS) as store:
+        assert store.count("text") == 1 and store.health()["last_recovery"] is None
+
+
 # ------------------------------------------------------------------ 4. a full disk
 class _FullDisk:
     """A file whose write stores part of the data, then fails like a full disk."""

@@ -236,7 +236,11 @@ def _read_xml(path: str | os.PathLike[str]) -> Iterator[FeedRow | FeedProblem]:
         try:
             for _, element in parser:
                 yield FeedRow(element.sourceline or 0, _xml_fields(element))
+                # Free what was read: the item, and the emptied items before it (long feeds).
                 element.clear(keep_tail=False)
+                parent = element.getparent()
+                while parent is not None and element.getprevious() is not None:
+                    del parent[0]
         except etree.XMLSyntaxError as exc:
             line = exc.lineno or 0
             yield FeedProblem(line, "malformed", f"XML syntax error, rest of file unread: {exc}")

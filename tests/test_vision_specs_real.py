@@ -161,6 +161,10 @@ def test_fits_for_discontinued_by_and_prose_are_not_brands(title):
         ("Nikon AF-S DX 10-24mm f/3.5-4.5G ED", None),  # nor an aperture
         ("341-1237 Dell 36-GB U320 SCSI HP 15K", None),  # nor an interface
         ("Cartier Tank Américaine Watch WB710009", "WB710009"),
+        ("Switch TP-Link 16 Portas 10/100/1000Mbps Rack (TL-SG1016)", None),  # speeds
+        ("HPE SmartMemory 16GB PC3-12800 240-pin DDR3 SDRAM RDIMM", None),  # pins
+        ("AMD 16C Ryzen Threadripper 1950X 3.4GHz 4.0GHz Turbo", "1950X"),  # 16 cores
+        ("GoPro Rechargeable Battery f/ HERO4 Cameras - AHDBT-401", None),  # what it fits
     ],
 )
 def test_the_model_code_next_to_the_brand_is_the_model(title, model):

@@ -618,11 +618,13 @@ def _named_brand(text: str, brands: BrandIndex) -> BrandMatch | None:
 # or digits joined by hyphens ("749361-066").
 _MODEL_TOKEN_RE = re.compile(r"[^\W_](?:[\w.\-/]*[^\W_])?")
 _MODEL_WORDS_AHEAD = 4  # "Raymond Weil Freelancer Watch 2740-ST-20021": third word after
+_FITS_WORDS = frozenset({"for", "f", "fits", "für", "pour", "per", "para", "compatible", "w"})
 # Spec and standard tokens that mix letters and digits without naming a model.
 _NOT_MODEL_RE = re.compile(
     # quantities, counts and ordinals: 8GB, 8Go, 36-GB, 2.4GHz, 65x, 1080p, 3-tlg, 2nd
     r"\d+(?:[.,]\d+)?-?(?:[a-z]{0,3}b|[gtm]o|[kmgt]?hz|mm|cm|m|kg|g|l|ml|w|v|va|mp|mah|p|i|k"
-    r"|x|fps|rpm|gbps|mbps|in|inch|zoll|th|st|nd|rd|er|pcs|pk|tlg|teilig|pack|er-pack)"
+    r"|x|fps|rpm|gbps|mbps|in|inch|zoll|th|st|nd|rd|er|pcs|pk|tlg|teilig|pack|er-pack|pin|c"
+    r"|cores?|ports?)|\d+(?:/\d+)+\w*"
     # interfaces, sockets, memory and network standards: DDR4, USB3.0, LGA1151, PC3-12800
     r"|(?:g?ddr|lpddr|usb|pcie|cat|lga|am|fm|wi-?fi|win|sata|hdmi|dp|pc|ip|ipx|mp|gen|lte"
     r"|dvb-?t|bt)\d[\w.\-]*|[2-6]g|x\d{1,2}|w1[01]\w*|h\.?26[45]|m\.2|u\d{2,3}|v\d{2}"
@@ -638,9 +640,9 @@ def _model_after(text: str, start: int) -> str | None:
     line = text[start:].split("\n", 1)[0]
     previous: str | None = None
     for count, match in enumerate(_MODEL_TOKEN_RE.finditer(line)):
-        if count >= _MODEL_WORDS_AHEAD:
-            break
         token = match.group()
+        if count >= _MODEL_WORDS_AHEAD or token.lower() in _FITS_WORDS:
+            break  # "GoPro Battery f/ HERO4": the code after "for" is what it fits
         if _is_model_code(token):
             # "HP 250 G5": a plain series number right before the code belongs to it.
             if previous and re.fullmatch(r"\d{2,4}", previous):

@@ -101,6 +101,7 @@ def test_a_missing_database_is_refused_and_recover_keeps_every_file(tmp_path, ca
         assert fresh.count("image") == 0
         assert fresh.health()["damage"]["found"]  # lost+found is not empty
     assert index_cli(capsys, "recover", path)[0] == 1  # the database exists again
+    assert index_cli(capsys, "recover", tmp_path / "nowhere")[0] == 1
 
 
 # ------------------------------------------------------------------ 2. compaction vs searches

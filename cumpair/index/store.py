@@ -1387,6 +1387,8 @@ def recover(path: str | os.PathLike[str], lock_timeout_s: float = 10.0) -> dict[
     and moving the files back restores the old one.
     """
     path = Path(path)
+    if not path.is_dir():
+        raise StoreError(f"no store directory at {path}")
     lock = WriterLock(path)
     lock.acquire(lock_timeout_s)
     try:

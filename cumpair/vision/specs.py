@@ -623,8 +623,8 @@ _FITS_WORDS = frozenset({"for", "f", "fits", "für", "pour", "per", "para", "com
 _NOT_MODEL_RE = re.compile(
     # quantities, counts and ordinals: 8GB, 8Go, 36-GB, 2.4GHz, 65x, 1080p, 3-tlg, 2nd
     r"\d+(?:[.,]\d+)?-?(?:[a-z]{0,3}b|[gtm]o|[kmgt]?hz|mm|cm|m|kg|g|l|ml|w|v|va|mp|mah|p|i|k"
-    r"|x|fps|rpm|gbps|mbps|in|inch|zoll|th|st|nd|rd|er|pcs|pk|tlg|teilig|pack|er-pack|pin|c"
-    r"|cores?|ports?)|\d+(?:/\d+)+\w*"
+    r"|fps|rpm|gbps|mbps|in|inch|zoll|th|st|nd|rd|er|pcs|pk|tlg|teilig|pack|er-pack|pin|c"
+    r"|cores?|ports?)|\d{1,3}x|\d+(?:/\d+)+\w*"
     # interfaces, sockets, memory and network standards: DDR4, USB3.0, LGA1151, PC3-12800
     r"|(?:g?ddr|lpddr|usb|pcie|cat|lga|am|fm|wi-?fi|win|sata|hdmi|dp|pc|ip|ipx|mp|gen|lte"
     r"|dvb-?t|bt)\d[\w.\-]*|[2-6]g|x\d{1,2}|w1[01]\w*|h\.?26[45]|m\.2|u\d{2,3}|v\d{2}"

@@ -21,6 +21,13 @@ class ProductItem:
     an ISO 4217 code, `availability` a schema.org ItemAvailability name (`InStock`, ...), `gtin`
     the canonical form from `cumpair.identifiers.normalize_gtin` or None when absent/invalid.
     `images` is filled by the images pipeline, `specs`/`spec_conflicts` by the specs pipeline.
+
+    From the page's offers: `list_price` (a strikethrough/list price, never the price to pay),
+    `vat_included` (None when the page does not say), `price_low`/`price_high`/`offer_count`
+    (an AggregateOffer or several offers) and `variants` (one entry per offer: sku, gtin, price,
+    currency, availability). `field_sources` names the source of each field (`json-ld`,
+    `microdata`, `rdfa`, `opengraph`, `selectors`, `visible`, `shop_default`) and
+    `field_conflicts` lists the fields on which structured sources disagreed.
     """
 
     shop: str
@@ -35,8 +42,16 @@ class ProductItem:
     gtin: str | None = None
     description: str | None = None
     category: str | None = None
+    list_price: Decimal | None = None
+    vat_included: bool | None = None
+    price_low: Decimal | None = None
+    price_high: Decimal | None = None
+    offer_count: int | None = None
+    variants: list[dict[str, Any]] = field(default_factory=list)
     image_urls: list[str] = field(default_factory=list)
     images: list[dict[str, Any]] = field(default_factory=list)
     crawled_at: str = field(default_factory=utc_now_iso)
     specs: dict[str, Any] | None = None
     spec_conflicts: list[dict[str, Any]] = field(default_factory=list)
+    field_sources: dict[str, str] = field(default_factory=dict)
+    field_conflicts: list[dict[str, Any]] = field(default_factory=list)

@@ -24,6 +24,7 @@ _COMMANDS: dict[str, str] = {
     "matcher": "cumpair.search.match_cli",
     "products": "cumpair.search.cli",
     "ingest": "cumpair.ingest.cli",
+    "extract": "cumpair_scraper.extract_cli",
 }
 
 

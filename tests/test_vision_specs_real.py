@@ -165,6 +165,7 @@ def test_fits_for_discontinued_by_and_prose_are_not_brands(title):
         ("HPE SmartMemory 16GB PC3-12800 240-pin DDR3 SDRAM RDIMM", None),  # pins
         ("AMD 16C Ryzen Threadripper 1950X 3.4GHz 4.0GHz Turbo", "1950X"),  # 16 cores
         ("GoPro Rechargeable Battery f/ HERO4 Cameras - AHDBT-401", None),  # what it fits
+        ("Kingston 16GB 90R/45W & SD Adapter", None),  # read/write speeds
     ],
 )
 def test_the_model_code_next_to_the_brand_is_the_model(title, model):
@@ -261,3 +262,17 @@ def test_hand_checked_real_titles_state_almost_no_wrong_fact_and_most_brands():
     assert scores.false_positives <= 2, report
     assert scores.fields["brand"].recall >= 0.8, report
     assert scores.fields["storage_gb"].f1 == 1.0, report
+
+
+@pytest.mark.parametrize(
+    ("title", "colors"),
+    [
+        ("Brooks Womens Revel - White/Anthracite/Black", ["white", "black"]),
+        ("Panasonic Lumix DMC-LX100 12.8 MP Compact Digital Camera - Black", ["black"]),
+        ("Fujifilm Instax MINI 25 Instant Film Camera (White)", ["white"]),
+        ("21in x 30ft Mesh Ribbon w/ Metallic Gold Bands", []),  # "w/" is "with"
+        ("AC/DC Charger, Read/Write 90MB/s", []),
+    ],
+)
+def test_title_colourways_are_read_without_a_colour_label(title, colors):
+    assert extract_specs(title).colors == colors

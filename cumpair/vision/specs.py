@@ -624,7 +624,7 @@ _NOT_MODEL_RE = re.compile(
     # quantities, counts and ordinals: 8GB, 8Go, 36-GB, 2.4GHz, 65x, 1080p, 3-tlg, 2nd
     r"\d+(?:[.,]\d+)?-?(?:[a-z]{0,3}b|[gtm]o|[kmgt]?hz|mm|cm|m|kg|g|l|ml|w|v|va|mp|mah|p|i|k"
     r"|fps|rpm|gbps|mbps|in|inch|zoll|th|st|nd|rd|er|pcs|pk|tlg|teilig|pack|er-pack|pin|c"
-    r"|cores?|ports?)|\d{1,3}x|\d+(?:/\d+)+\w*"
+    r"|cores?|ports?)|\d{1,3}x|\d+(?:/\d+)+\w*|\d+r/\d+w"
     # interfaces, sockets, memory and network standards: DDR4, USB3.0, LGA1151, PC3-12800
     r"|(?:g?ddr|lpddr|usb|pcie|cat|lga|am|fm|wi-?fi|win|sata|hdmi|dp|pc|ip|ipx|mp|gen|lte"
     r"|dvb-?t|bt)\d[\w.\-]*|[2-6]g|x\d{1,2}|w1[01]\w*|h\.?26[45]|m\.2|u\d{2,3}|v\d{2}"
@@ -726,7 +726,37 @@ def _extract_colors(text: str, fields: list[_Field], specs: Specs) -> None:
             if colors:
                 found.extend(colors)
                 specs.note("colors", "in " + tail.strip())
+    if not found:
+        found = _title_colors(text, specs)
     specs.colors = list(dict.fromkeys(found))
+
+
+# Titles print the colourway as a slash list ("- White/Anthracite/Black"), after a closing
+# dash ("Compact Camera - Black") or in brackets ("(Silver)").
+_COLOR_WORD = r"[^\W\d_]{2,}"  # two letters at least: "w/" means "with"
+_SLASH_LIST_RE = re.compile(
+    rf"(?<![\w/]){_COLOR_WORD}(?: {_COLOR_WORD}){{0,2}}"
+    rf"(?:\s*/\s*{_COLOR_WORD}(?: {_COLOR_WORD}){{0,2}})+(?![\w/])"
+)
+_TRAILING_COLOR_RE = re.compile(
+    r"(?:\s-\s+|\()(?P<words>[A-Za-z]+(?: [A-Za-z]+)?)\s*(?=$|[\n\")|,])"
+)
+
+
+def _title_colors(text: str, specs: Specs) -> list[str]:
+    """Colour words a title prints without a label; a slash list anywhere names them all."""
+    title = text.split("\n", 1)[0]
+    for match in _SLASH_LIST_RE.finditer(text):
+        colors = [c for part in match.group().split("/") for c in _colors_in(part.strip())[:1]]
+        if colors:
+            specs.note("colors", match.group())
+            return colors
+    for match in _TRAILING_COLOR_RE.finditer(title):
+        color = canonical_color(match.group("words"))
+        if color:
+            specs.note("colors", match.group().strip(" -("))
+            return [color]
+    return []
 
 
 _MATERIAL_NAMES = sorted(MATERIALS, key=len, reverse=True)

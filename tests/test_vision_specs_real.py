@@ -159,7 +159,9 @@ def test_fits_for_discontinued_by_and_prose_are_not_brands(title):
         ("Sony Xperia 1 III 5G, 256GB Smartphone", None),  # nor a network generation
         ("s.Oliver Strickpullover »Pullover« (1-tlg)", None),  # nor a piece count
         ("Nikon AF-S DX 10-24mm f/3.5-4.5G ED", None),  # nor an aperture
-        ("341-1237 Dell 36-GB U320 SCSI HP 15K", None),  # nor an interface
+        ("Dell 36-GB U320 SCSI HP 15K", None),  # nor an interface
+        ("341-1237 Dell 36-GB U320 SCSI HP 15K", "341-1237"),  # a part number before the brand
+        ("New Canon EOS 6D", "6D"),
         ("Cartier Tank Américaine Watch WB710009", "WB710009"),
         ("Switch TP-Link 16 Portas 10/100/1000Mbps Rack (TL-SG1016)", None),  # speeds
         ("HPE SmartMemory 16GB PC3-12800 240-pin DDR3 SDRAM RDIMM", None),  # pins

@@ -584,7 +584,7 @@ def _extract_identity(text: str, fields: list[_Field], specs: Specs, brands: Bra
 
 def name_brand(specs: Specs, text: str, brands: BrandIndex) -> None:
     """Fill `specs.brand` from a known brand the text names, and `specs.model` from the code
-    printed right after that brand; facts already set are kept.
+    printed right before (opening the line) or after that brand; facts already set are kept.
 
     `extract_specs` does this itself; a caller that learns brands after extracting (a crawl
     that has since seen the brand in another item's structured data) calls it again.
@@ -596,10 +596,25 @@ def name_brand(specs: Specs, text: str, brands: BrandIndex) -> None:
         specs.brand = named.name
         specs.note("brand", text[named.start : named.end])
     if specs.model is None and named.name.casefold() == specs.brand.casefold():
-        model = _model_after(text, named.end)
-        if model:
+        leading = _model_before(text, named.start)
+        model = leading or _model_after(text, named.end)
+        if leading:
+            specs.model = leading
+            specs.note("model", text[text.rindex(leading, 0, named.start) : named.end])
+        elif model:
             specs.model = model
             specs.note("model", text[named.start : text.index(model, named.end) + len(model)])
+
+
+def _model_before(text: str, brand_start: int) -> str | None:
+    """A part number that opens the line right before the brand: "341-1237 Dell 36-GB ..."."""
+    line_start = text.rfind("\n", 0, brand_start) + 1
+    match = re.fullmatch(r"\W*(\S+)\s+", text[line_start:brand_start])
+    token = match.group(1) if match else None
+    if not token or not _MODEL_TOKEN_RE.fullmatch(token):
+        return None
+    # Digits-only part numbers ("341-1237") count here, where no range can stand.
+    return token if _is_model_code(token) or re.fullmatch(r"\d{3,}-\d{3,}", token) else None
 
 
 def _named_brand(text: str, brands: BrandIndex) -> BrandMatch | None:

@@ -69,7 +69,7 @@ def test_greedy_config_is_stopped_by_robots_txt(demo_server, tmp_path):
     configs = tmp_path / "shops"
     configs.mkdir()
     (configs / "greedy.toml").write_text(
-        'name = "greedy"\nstart_urls = ["http://127.0.0.23:8070/"]\n'
+        f'name = "greedy"\nstart_urls = ["{demo_server.base_url("cornerstore")}/"]\n'
         '[links]\ncategory = "a"\nproduct = "div.item h3 a"\n'
         '[fields]\ntitle = "h1.prod-title::text"\nprice = "span.prod-price::text"\n'
     )

@@ -227,3 +227,36 @@ def test_visible_prices_that_disagree_around_the_buy_button_give_no_price():
         '<span class="price">19,99 €</span><button id="add-to-cart">Add to cart</button>'
     )
     assert extract_product(page(body), GENERIC).item.price is None
+
+
+def test_structured_price_the_page_strikes_through_gives_way_to_the_shown_price():
+    offers = {"@type": "Offer", "price": "34.90", "priceCurrency": "EUR"}
+    body = jsonld(product(offers=offers)) + (
+        '<h1>Kettle</h1><div class="price"><s>34,90 €</s></div>'
+        '<div class="price"><span>14,90 €</span></div>'
+    )
+    item = extract_product(page(body), GENERIC).item
+    assert (item.price, item.list_price) == (Decimal("14.90"), Decimal("34.90"))
+    assert item.field_sources["price"] == "visible"
+    assert item.field_conflicts[0]["settled"].startswith("visible")
+
+
+def test_struck_structured_price_without_a_shown_price_is_left_empty():
+    offers = {"@type": "Offer", "price": "34.90", "priceCurrency": "EUR"}
+    body = jsonld(product(offers=offers)) + "<h1>Kettle</h1><p><del>34,90 €</del></p>"
+    item = extract_product(page(body), GENERIC).item
+    assert item.price is None and item.field_sources["price"] == "conflict"
+
+
+def test_hidden_price_templates_are_neither_prices_nor_struck_prices():
+    # Otto keeps other variants' prices in hidden blocks (class "pl_hidden")
+    offers = {"@type": "Offer", "price": "12.99", "priceCurrency": "EUR"}
+    body = jsonld(product(offers=offers)) + (
+        '<h1>Shirt</h1><span class="pl_hidden"><span class="price__strike-through">12,99 €</span>'
+        '</span><span class="price__strike-through">16,99 €</span>'
+    )
+    item = extract_product(page(body), GENERIC).item
+    assert (item.price, item.list_price) == (Decimal("12.99"), Decimal("16.99"))
+    assert item.field_sources["list_price"] == "visible"
+    hidden = '<h1>Shirt</h1><div hidden><span class="price">9,09 €</span></div>'
+    assert extract_product(page(hidden), GENERIC).item.price is None

@@ -11,12 +11,13 @@ records which source gave each field (`field_sources`) and where structured sour
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from decimal import Decimal
 from typing import Any
 
 from extruct.utils import parse_xmldom_html
 from scrapy.http import TextResponse
 
-from cumpair_scraper.extraction.merge import Merged, merge_structured
+from cumpair_scraper.extraction.merge import Merged, merge_structured, settle_struck_price
 from cumpair_scraper.extraction.structured import SYNTAXES, Candidate, structured_candidates
 from cumpair_scraper.extraction.values import (
     availability,
@@ -67,15 +68,23 @@ def extract_product(response: TextResponse, shop: ShopConfig) -> Extraction:
     tree = parse_xmldom_html(response.body, encoding=response.encoding)
     candidates = structured_candidates(tree, response.url, problems)
     root = response.selector.root
-    struck = struck_prices(root) if _prices_differ(candidates) else set()
+    priced = any(c.fields.get("price") is not None for c in candidates)
+    struck = struck_prices(root) if priced else set()
     merged = merge_structured(candidates, struck, problems)
+    visible: dict[str, Any] | None = None
+    if merged.fields.get("price") in struck:
+        visible = visible_fields(root, response.url)
+        settle_struck_price(merged, struck, visible.get("price"), problems)
     wanted = merged.missing([name for name in shop.fields if name != "images"] + ["image_urls"])
     if wanted:
         merged.fill(Candidate("selectors", _selector_fields(response, shop, wanted, problems)))
     if merged.missing(_VISIBLE_FIELDS):
-        merged.fill(Candidate("visible", visible_fields(root, response.url)))
-    priced = merged.fields.get("price") is not None
-    if priced and not merged.fields.get("currency") and shop.default_currency:
+        visible = visible if visible is not None else visible_fields(root, response.url)
+        merged.fill(Candidate("visible", visible))
+    price = merged.fields.get("price")
+    if price is not None and merged.fields.get("list_price") is None:
+        _list_price_from_page(merged, struck if priced else struck_prices(root), price)
+    if price is not None and not merged.fields.get("currency") and shop.default_currency:
         merged.fields["currency"] = shop.default_currency
         merged.sources["currency"] = "shop_default"
     item = _item(response, shop, merged)
@@ -86,8 +95,13 @@ def extract_product(response: TextResponse, shop: ShopConfig) -> Extraction:
 _COUNTED_SOURCES = (*SYNTAXES, "selectors", "visible")
 
 
-def _prices_differ(candidates: list[Candidate]) -> bool:
-    return len({c.fields["price"] for c in candidates if c.fields.get("price") is not None}) > 1
+def _list_price_from_page(merged: Merged, struck: set[Decimal], price: Decimal) -> None:
+    """The page's struck-through price as `list_price`, when it shows exactly one above the
+    price (more than one is ambiguous: accessories and other offers strike theirs too)."""
+    above = {amount for amount in struck if amount > price}
+    if len(above) == 1:
+        merged.fields["list_price"] = above.pop()
+        merged.sources["list_price"] = "visible"
 
 
 def _item(response: TextResponse, shop: ShopConfig, merged: Merged) -> ProductItem:

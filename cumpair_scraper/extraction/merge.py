@@ -91,3 +91,25 @@ def _offer_part(candidate: Candidate) -> Candidate:
     return Candidate(
         candidate.source, {k: v for k, v in fields if k == "price" or k in _PRICE_FIELDS}
     )
+
+
+def settle_struck_price(
+    merged: Merged, struck: set[Decimal], shown: Decimal | None, problems: list[str]
+) -> None:
+    """A structured price that the page itself strikes through is the list price: the price
+    the page shows beside it (`shown`, from the visible page) is taken when it is lower, and
+    otherwise the price is left empty rather than wrong."""
+    price, source = merged.fields.get("price"), merged.sources.get("price")
+    if price is None or price not in struck:
+        return
+    values = {source: str(price), "visible": str(shown) if shown is not None else "none"}
+    conflict: dict[str, Any] = {"field": "price", "values": values}
+    if merged.fields.get("list_price") is None:
+        merged.fields["list_price"] = price
+    if shown is not None and shown < price and shown not in struck:
+        merged.fields["price"], merged.sources["price"] = shown, "visible"
+        conflict["settled"] = f"visible: the {source} price is struck through on the page"
+    else:
+        merged.fields["price"], merged.sources["price"] = None, "conflict"
+    merged.conflicts.append(conflict)
+    problems.append(f"conflict: price {source}={price} is struck through on the page")

@@ -90,6 +90,7 @@ _BUY_TEXT = re.compile(
     re.IGNORECASE,
 )
 _INVISIBLE = frozenset({"script", "style", "noscript", "template", "head"})
+_HIDDEN_CLASS_WORDS = frozenset({"hidden", "hide", "invisible"})
 _MAX_PRICE_TEXT = 40
 _MAX_CONTEXT_TEXT = 80
 _CONTEXT = 30  # characters either side of a price read as its label
@@ -111,17 +112,37 @@ def _own_text(element: HtmlElement) -> str:
     return " ".join(" ".join(parts).split())
 
 
-def _in_invisible(element: HtmlElement) -> bool:
-    return any(a.tag in _INVISIBLE for a in element.iterancestors())
+def shown_elements(root: HtmlElement) -> list[HtmlElement]:
+    """The page's elements in document order, without scripts, styles, the head and anything
+    the markup hides (a `hidden` attribute, `display: none`, a hidden/invisible class): shops
+    keep templates of other variants' prices there."""
+    shown: list[HtmlElement] = []
+    stack = [root]
+    while stack:
+        element = stack.pop()
+        if not isinstance(element.tag, str) or element.tag in _INVISIBLE or _hidden(element):
+            continue
+        shown.append(element)
+        stack.extend(reversed(element))
+    return shown
+
+
+def _hidden(element: HtmlElement) -> bool:
+    if "hidden" in element.attrib:
+        return True
+    style = element.get("style", "").replace(" ", "").lower()
+    if "display:none" in style or "visibility:hidden" in style:
+        return True
+    classes = element.get("class", "")
+    return bool(classes) and (
+        bool(_HIDDEN_CLASS_WORDS & {w.lower() for w in _WORD.findall(classes)})
+        or "d-none" in classes
+    )
 
 
 def visible_fields(root: HtmlElement, url: str) -> dict[str, Any]:
     """Title, price, currency, availability, brand and images from the visible page."""
-    elements = [
-        e
-        for e in root.iter()
-        if isinstance(e.tag, str) and e.tag not in _INVISIBLE and not _in_invisible(e)
-    ]
+    elements = shown_elements(root)
     heading = _heading(elements)
     fields: dict[str, Any] = {
         "title": _own_text(heading) or None if heading is not None else None,
@@ -136,9 +157,9 @@ def visible_fields(root: HtmlElement, url: str) -> dict[str, Any]:
 
 
 def struck_prices(root: HtmlElement) -> set[Decimal]:
-    """Amounts the page shows struck through (`<s>`, `<del>`, strike/old/was/list markup)."""
+    """Amounts the page shows struck through (`<s>`, `<del>`, strike-through markup)."""
     amounts = set()
-    for element in root.iter("s", "del", "strike", "span", "div", "p"):
+    for element in shown_elements(root):
         if element.tag in ("s", "del", "strike") or words(element) & {"strike", "strikethrough"}:
             text = _own_text(element)
             if len(text) <= _MAX_PRICE_TEXT:
@@ -229,9 +250,12 @@ def _atoms(element: HtmlElement) -> Iterator[HtmlElement]:
 
 
 def _not_the_price(atom: HtmlElement, block: HtmlElement) -> bool:
+    """Marked as another price by its markup (itself, what it holds, or its block and the two
+    elements around that) or by the words beside it."""
     chain = [atom, *atom.iterancestors()]
     stop = chain.index(block) if block in chain else len(chain) - 1
-    for element in chain[: stop + 3]:
+    inside = [e for e in atom.iterdescendants() if isinstance(e.tag, str)]
+    for element in chain[: stop + 3] + inside:
         if element.tag in ("s", "del", "strike") or words(element) & _NOT_THE_PRICE:
             return True
     return bool(_NOT_THE_PRICE_TEXT.search(_beside(atom)))

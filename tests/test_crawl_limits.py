@@ -158,6 +158,7 @@ def crawl(tmp_path_factory) -> Iterator[dict]:
         cwd=ROOT, env=env, capture_output=True, text=True, timeout=300,
     )  # fmt: skip
     server.shutdown()
+    server.server_close()
     recorder.socket.close()
     log_text = log.read_text() if log.exists() else ""
     assert result.returncode == 0, result.stderr[-3000:] + log_text[-3000:]

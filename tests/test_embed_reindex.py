@@ -162,6 +162,19 @@ def test_photo_of_an_offer_finds_it_in_the_rebuilt_store(rebuilt, encoders):
             assert hits[0].offer_id == offer_id
 
 
+def test_a_compacted_store_is_rebuilt_without_its_old_vector_logs(tmp_path, encoders):
+    """The old logs stay with the backup: carried over (a compacted store's epoch differs from the
+    rebuild's), a writer would find them unknown to its database and keep them aside as damage."""
+    old = build_old_store(tmp_path)
+    with ProductStore.open(old["path"], OLD_SPACES) as store:
+        store.compact()
+    reindex(old["path"], encoders, batch_size=4)
+    with ProductStore.open(old["path"], spaces_for(encoders)) as store:
+        damage = store.health()["damage"]
+    assert damage["found"] is False, damage
+    assert not (old["path"] / "lost+found").exists()
+
+
 def test_old_store_is_kept_as_backup_and_photos_follow_the_new_one(rebuilt):
     old, report = rebuilt
     backup = report.backup

@@ -36,6 +36,7 @@ from cumpair.index import (
     StoreError,
     StoreLockedError,
     metadata,
+    vectorlog,
 )
 from cumpair.index.locks import WriterLock
 from cumpair.index.records import StoreOptions
@@ -371,6 +372,7 @@ def _store_owned(name: str) -> bool:
     return (
         name.startswith((DB_NAME, GROUPS_DB_NAME))
         or name.endswith(".faiss")
+        or vectorlog.is_log_name(name)
         or name in ("store.lock", "writer.json")
         or (name.startswith(".") and name.endswith(".tmp"))
     )

@@ -24,7 +24,7 @@ def jsonld(data: object) -> str:
 
 def og(**tags: str) -> str:
     return "".join(
-        f'<meta property="{name.replace("_", ":")}" content="{value}">'
+        f'<meta property="{name if ":" in name else name.replace("_", ":")}" content="{value}">'
         for name, value in tags.items()
     )
 
@@ -260,3 +260,26 @@ def test_hidden_price_templates_are_neither_prices_nor_struck_prices():
     assert item.field_sources["list_price"] == "visible"
     hidden = '<h1>Shirt</h1><div hidden><span class="price">9,09 €</span></div>'
     assert extract_product(page(hidden), GENERIC).item.price is None
+
+
+def test_the_pages_own_product_is_chosen_over_related_ones():
+    related = product(name="Toaster", url="https://shop.test/p/toaster.html")
+    own = product(name="Kettle", url="/p/ab12-c11.html?ref=x")
+    item = extract_product(page(jsonld(related) + jsonld(own)), GENERIC).item
+    assert item.title == "Kettle"
+
+
+def test_opengraph_title_loses_the_shop_name():
+    head = og(og_title="Lamp | Lumo Shop", **{"og:site_name": "Lumo Shop"})
+    assert extract_product(page("", head), GENERIC).item.title == "Lamp"
+
+
+def test_stray_itemprop_tags_outside_any_itemscope_fill_the_fallback():
+    body = (
+        '<h1>Kettle</h1><meta itemprop="price" content="39.90">'
+        '<meta itemprop="priceCurrency" content="EUR">'
+        '<link itemprop="availability" href="https://schema.org/InStock">'
+    )
+    item = extract_product(page(body), GENERIC).item
+    assert (item.price, item.currency, item.availability) == (Decimal("39.90"), "EUR", "InStock")
+    assert item.field_sources["price"] == "visible"

@@ -55,7 +55,7 @@ def structured_candidates(tree: _Element, url: str, problems: list[str]) -> list
         if syntax == "opengraph":
             fields = _opengraph_fields(nodes, url, problems)
         else:
-            product = next((n for n in _walk(nodes) if _is_product(n)), None)
+            product = _main_product([n for n in _walk(nodes) if _is_product(n)], url)
             fields = product_fields(product, url, problems) if product else {}
         fields = {k: v for k, v in fields.items() if v not in (None, [], "")}
         if fields:
@@ -85,6 +85,21 @@ def _walk(nodes: Iterable[Any]) -> Iterator[dict[str, Any]]:
                     yield from _walk(inner if isinstance(inner, list) else [inner])
         elif isinstance(node, list):
             yield from _walk(node)
+
+
+def _main_product(products: list[dict[str, Any]], url: str) -> dict[str, Any] | None:
+    """The page's own product: the one whose `url` is the page's, else the first (pages list
+    related products after their own)."""
+    page = _without_query(url)
+    for product in products:
+        own = text(product.get("url"))
+        if own and _without_query(urljoin(url, own)) == page:
+            return product
+    return products[0] if products else None
+
+
+def _without_query(url: str) -> str:
+    return url.split("#", 1)[0].split("?", 1)[0].rstrip("/")
 
 
 def _is_product(node: dict[str, Any]) -> bool:
@@ -138,7 +153,7 @@ def _opengraph_fields(nodes: list[dict[str, Any]], url: str, problems: list[str]
         return next((text(tags[n]) for n in names if text(tags.get(n))), None)
 
     fields: dict[str, Any] = {
-        "title": tag("og:title"),
+        "title": _without_site_name(tag("og:title"), tag("og:site_name")),
         "description": tag("og:description"),
         "image_urls": _image_urls(tags.get("og:image"), url),
         "brand": tag("product:brand", "og:brand"),
@@ -154,6 +169,18 @@ def _opengraph_fields(nodes: list[dict[str, Any]], url: str, problems: list[str]
     raw_gtin = tag("product:gtin", "product:ean", "product:upc", "og:upc", "og:ean")
     fields["gtin"] = checked_gtin(raw_gtin, problems) if raw_gtin else None
     return fields
+
+
+def _without_site_name(title: str | None, site: str | None) -> str | None:
+    """A share title without the shop's name around it (`Lamp | Shop`, `Shop - Lamp`)."""
+    if not title or not site:
+        return title
+    for separator in (" | ", " - ", " \u2013 ", " \u2014 ", " \u00b7 "):
+        if title.endswith(separator + site):
+            return title[: -len(separator + site)].strip() or title
+        if title.startswith(site + separator):
+            return title[len(site + separator) :].strip() or title
+    return title
 
 
 def _rdfa_products(nodes: list[dict[str, Any]]) -> list[dict[str, Any]]:

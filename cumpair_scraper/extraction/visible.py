@@ -19,7 +19,7 @@ from urllib.parse import urljoin
 from lxml.html import HtmlElement
 from price_parser import Price
 
-from cumpair_scraper.extraction.values import currency
+from cumpair_scraper.extraction.values import availability, currency
 
 _WORD = re.compile(r"[A-Z]?[a-z]+|[A-Z]+(?![a-z])|\d+")
 # Words in a class, id or attribute name that mark a price which is not the one to pay.
@@ -150,10 +150,31 @@ def visible_fields(root: HtmlElement, url: str) -> dict[str, Any]:
         "brand": _brand(elements),
         "image_urls": _images(root, url),
     }
-    price = _price(elements, heading)
+    price = _price(elements, heading) or _itemprop_price(root)
     if price is not None:
         fields["price"], fields["currency"] = price
+    fields["availability"] = fields["availability"] or availability(_itemprop(root, "availability"))
+    fields["brand"] = fields["brand"] or _itemprop(root, "brand")
     return {k: v for k, v in fields.items() if v not in (None, [], "")}
+
+
+def _itemprop(root: HtmlElement, name: str) -> str | None:
+    """The one value a page gives for a schema.org property outside any itemscope (stray
+    `<meta itemprop="price" content="...">` tags); None when absent or not unique."""
+    values = {
+        " ".join((e.get("content") or e.get("href") or e.text_content() or "").split())
+        for e in root.xpath(f'//*[@itemprop="{name}" and not(ancestor-or-self::*[@itemscope])]')
+    } - {""}
+    return values.pop() if len(values) == 1 else None
+
+
+def _itemprop_price(root: HtmlElement) -> tuple[Decimal, str] | None:
+    raw = _itemprop(root, "price")
+    if raw is None:
+        return None
+    price = Price.fromstring(raw)
+    code = currency(_itemprop(root, "priceCurrency") or price.currency)
+    return (price.amount, code) if price.amount is not None and price.amount > 0 and code else None
 
 
 def struck_prices(root: HtmlElement) -> set[Decimal]:

@@ -283,3 +283,18 @@ def test_stray_itemprop_tags_outside_any_itemscope_fill_the_fallback():
     item = extract_product(page(body), GENERIC).item
     assert (item.price, item.currency, item.availability) == (Decimal("39.90"), "EUR", "InStock")
     assert item.field_sources["price"] == "visible"
+
+
+def test_rdfa_product_is_read():
+    body = (
+        '<div vocab="https://schema.org/" typeof="Product"><h1 property="name">Drill</h1>'
+        '<div property="offers" typeof="Offer"><meta property="price" content="59.00">'
+        '<meta property="priceCurrency" content="EUR"></div></div>'
+    )
+    result = extract_product(page(body), GENERIC)
+    assert (result.item.title, result.item.price, result.item.currency) == (
+        "Drill",
+        Decimal("59.00"),
+        "EUR",
+    )
+    assert result.item.field_sources["price"] == "rdfa"

@@ -70,6 +70,8 @@ def _nodes(syntax: str, tree: _Element, url: str, problems: list[str]) -> list[d
         raw = MicrodataExtractor().extract_items(tree, base_url=url)
         return _umicrodata_microformat(list(raw), "http://schema.org")
     if syntax == "rdfa":
+        if not tree.xpath("//*[@typeof]"):
+            return []  # an RDFa Product needs `typeof`; pyRdfa costs seconds on a large page
         return _rdfa_products(RDFaExtractor().extract_items(tree, base_url=url))
     return _uopengraph(list(OpenGraphExtractor().extract_items(tree, base_url=url)))
 

@@ -82,6 +82,7 @@ _BRAND_PATTERNS = tuple(
         r"^visiter la boutique (.+)$",
     )
 )
+_NOT_PRODUCT_IMAGE = frozenset({"logo", "icon", "sprite", "avatar", "badge", "flag"})
 _IMAGE_WORDS = frozenset({"main", "landing", "hero", "primary", "gallery", "zoom"})
 _BUY_WORDS = ({"add", "cart"}, {"add", "basket"}, {"buy", "now"}, {"addtocart"})
 _BUY_TEXT = re.compile(
@@ -336,8 +337,11 @@ def _brand(elements: list[HtmlElement]) -> str | None:
 
 
 def _images(root: HtmlElement, url: str) -> list[str]:
+    """The main product image: the first `img` named (or inside a block named) main, landing,
+    hero, primary, gallery or zoom that is not a logo or an icon; its large version if given."""
     for element in root.iter("img"):
-        if not (words(element) | _container_words(element)) & _IMAGE_WORDS:
+        named = words(element) | _container_words(element)
+        if not named & _IMAGE_WORDS or named & _NOT_PRODUCT_IMAGE:
             continue
         for attribute in ("data-old-hires", "data-zoom-image", "data-src", "src"):
             src = (element.get(attribute) or "").strip()

@@ -6,21 +6,26 @@ prints pair precision/recall/F1 on ``valid.txt`` of
 * ``tfidf``: the TF-IDF title baseline (cosine of word TF-IDF vectors fitted on the category's
   ``train.txt`` titles, threshold with the best F1 on ``train.txt``);
 * ``matcher``: each labelled pair through the learned matcher (`matching.compare`, the model
-  shipped or ``--matcher``), brands learned from the valid offers as a store learns its own;
+  shipped or ``--matcher``), brands and title IDF learned from the valid offers as a store
+  learns its own;
 * ``grouping``: every distinct offer of ``valid.txt`` grouped at once (`grouping.group_offers`,
   what users see as products; the titles carry no shop, so the one-offer-per-shop rule is off)
   and each labelled pair read off the groups: same group = same product;
+* ``unseen``: with ``--leave-one-out``, the matcher trained on the other three categories'
+  train.txt only: how it does on a kind of product it never saw (the held-out sets are such);
 * the published figure of a supervised matcher fine-tuned per category (Li et al., VLDB 2021,
   on the test split, which is not here).
 
     python3 bench/eval_real_matching.py                    # ~2 min on 2 cores
     python3 bench/eval_real_matching.py --matcher my.json  # an operator's model
+    python3 bench/eval_real_matching.py --leave-one-out    # + 4 trainings, ~5 min
 """
 
 from __future__ import annotations
 
 import argparse
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -30,8 +35,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from cumpair.search.features import clean_text, features_from_dict, with_learned_brands
 from cumpair.search.grouping import GroupingOptions, group_offers
-from cumpair.search.matcher_train import best_threshold, pair_scores, read_pairs
+from cumpair.search.matcher_train import best_threshold, pair_scores, read_pairs, train
 from cumpair.search.matching import MatchConfig, compare
+from cumpair.search.signals import TokenWeights
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "real" / "matching" / "wdc"
 PUBLISHED_F1 = {"computers": 0.9545, "cameras": 0.9378, "watches": 0.9653, "shoes": 0.9011}
@@ -62,19 +68,32 @@ def offers_of(valid) -> tuple[list, dict[str, int]]:
     return with_learned_brands(features), keys
 
 
-def matcher_scores(valid, config: MatchConfig) -> tuple[dict[str, float], dict[str, float]]:
+def direct_scores(valid, config: MatchConfig) -> dict[str, float]:
+    """Each labelled pair through the matcher, IDF and brands learned from the valid offers."""
+    features, keys = offers_of(valid)
+    weights = TokenWeights.learn(f.tokens for f in features)
+    rows = [(keys[clean_text(p.left["title"])], keys[clean_text(p.right["title"])]) for p in valid]
+    verdicts = [compare(features[i], features[j], config=config, weights=weights) for i, j in rows]
+    return pair_scores(np.array([v.same for v in verdicts]), np.array([p.label for p in valid]))
+
+
+def unseen_category(data: Path, category: str, valid) -> dict[str, float]:
+    """The matcher trained without `category`, on `category`'s valid pairs."""
+    others = [data / c / "train.txt" for c in PUBLISHED_F1 if c != category]
+    with tempfile.TemporaryDirectory() as tmp:
+        train(others).save(Path(tmp) / "m.json")
+        return direct_scores(valid, MatchConfig(model_path=str(Path(tmp) / "m.json")))
+
+
+def grouping_scores(valid, config: MatchConfig) -> dict[str, float]:
     features, keys = offers_of(valid)
     labels = np.array([p.label for p in valid])
     rows = [(keys[clean_text(p.left["title"])], keys[clean_text(p.right["title"])]) for p in valid]
-    direct = [compare(features[i], features[j], config=config).same for i, j in rows]
     options = GroupingOptions(one_offer_per_shop=False)
     grouping = group_offers(features, config=config, options=options).labels
     grouped = [grouping[i] == grouping[j] for i, j in rows]
     sizes = np.bincount(list(grouping.values()))
-    return pair_scores(np.array(direct), labels), {
-        **pair_scores(np.array(grouped), labels),
-        "largest": int(sizes.max()),
-    }
+    return {**pair_scores(np.array(grouped), labels), "largest": int(sizes.max())}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -82,6 +101,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--data", type=Path, default=DATA, help="the wdc folder")
     parser.add_argument("--matcher", help="model file (default: the shipped one)")
     parser.add_argument("--categories", nargs="+", default=list(PUBLISHED_F1))
+    parser.add_argument(
+        "--leave-one-out", action="store_true", help="also train without each category"
+    )
     args = parser.parse_args(argv)
     if not args.data.is_dir():
         print(f"eval_real_matching: no real pairs at {args.data} (../shared/data/real missing)")
@@ -91,16 +113,20 @@ def main(argv: list[str] | None = None) -> int:
     print(f"{'category':<10} {'method':<10} {'P':>6} {'R':>6} {'F1':>6}  notes")
     for category in args.categories:
         started = time.perf_counter()
-        train = list(read_pairs(args.data / category / "train.txt"))
+        train_pairs = list(read_pairs(args.data / category / "train.txt"))
         valid = list(read_pairs(args.data / category / "valid.txt"))
-        baseline = tfidf_baseline(train, valid)
-        direct, grouped = matcher_scores(valid, config)
+        baseline = tfidf_baseline(train_pairs, valid)
+        direct = direct_scores(valid, config)
+        grouped = grouping_scores(valid, config)
         seconds = time.perf_counter() - started
         rows = [
             ("tfidf", baseline, f"threshold {baseline['threshold']} chosen on train"),
             ("matcher", direct, f"{len(valid)} valid pairs"),
             ("grouping", grouped, f"largest group {grouped['largest']}, {seconds:.0f}s"),
         ]
+        if args.leave_one_out:
+            rows.append(("unseen", unseen_category(args.data, category, valid), "trained on"
+                         " the other three categories"))  # fmt: skip
         for name, s, note in rows:
             print(f"{category:<10} {name:<10} {s['precision']:6.3f} {s['recall']:6.3f} "
                   f"{s['f1']:6.3f}  {note}")  # fmt: skip

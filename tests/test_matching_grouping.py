@@ -68,3 +68,11 @@ def test_offers_without_codes_are_compared_through_title_neighbours():
     c = offer_features(3, "s3", "Nike Tiempo Legacy FG Antracide Nero Volt")
     labels = group_offers([a, b, c]).labels
     assert labels[1] == labels[2] != labels[3]
+
+
+def test_the_environment_turns_the_one_offer_per_shop_rule_off(monkeypatch):
+    a = offer_features(1, "marketplace", "Acme Drill AA-100")
+    b = offer_features(2, "marketplace", "Acme Drill AA-100 (seller 2)")
+    assert len(set(group_offers([a, b]).labels.values())) == 2
+    monkeypatch.setenv("CUMPAIR_MARKETPLACE_SHOPS", "marketplace")
+    assert len(set(group_offers([a, b]).labels.values())) == 1

@@ -26,7 +26,8 @@ FIXTURE = Path(__file__).parent / "fixtures" / "matching" / "wdc_computers_20.tx
 WDC_TRAIN = ("computers", "cameras", "watches", "shoes")
 
 
-def test_the_shipped_model_says_how_it_was_made():
+def test_the_shipped_model_says_how_it_was_made(monkeypatch):
+    monkeypatch.delenv(ENV_MODEL, raising=False)
     model = load_matcher()
     assert model.source == str(default_model_path())
     assert set(model.coefficients) == set(SIGNALS)

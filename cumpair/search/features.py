@@ -99,6 +99,37 @@ BRAND_ALIASES: dict[str, str] = {
 }
 
 
+# Basic colour terms in the languages shops write titles in, to one English name: a shoe in
+# "Negro/Blanco" and one in "Nero/Bianco" agree; "Schwarz" and "Weiss" do not.
+_COLOUR_WORDS = {
+    "black": "black schwarz noir noire negro negra nero nera zwart czarny czarna svart sort preto",
+    "white": "white weiss weiß blanc blanche blanco blanca bianco bianca wit witte biały biała vit"
+    " hvid branco",
+    "red": "red rot rouge rojo roja rosso rossa rood czerwony czerwona röd rød vermelho",
+    "blue": "blue blau bleu azul blu blauw niebieski niebieska blå",
+    "green": "green grün gruen vert verte verde groen zielony zielona grön grøn",
+    "yellow": "yellow gelb jaune amarillo amarilla giallo geel żółty gul amarelo",
+    "grey": "grey gray grau gris grise grigio grijs szary szara grå cinza",
+    "brown": "brown braun marron brun marrón marrone bruin brązowy",
+    "pink": "pink rosa roze różowy",
+    "purple": "purple lila violet violett morado viola paars fioletowy",
+    "orange": "orange naranja arancione oranje pomarańczowy",
+    "silver": "silver silber argent plata argento zilver srebrny",
+    "gold": "gold oro goud złoty dorado dorato",
+    "beige": "beige",
+}
+COLOUR_NAMES: dict[str, str] = {
+    word: colour for colour, words in _COLOUR_WORDS.items() for word in words.split()
+}
+
+
+def colour_names(text: str) -> frozenset[str]:
+    """The basic colours `text` names, in English ("Nero/Bianco" -> black, white)."""
+    return frozenset(
+        COLOUR_NAMES[w] for w in _WORD.findall(clean_text(text).lower()) if w in COLOUR_NAMES
+    )
+
+
 def clean_text(text: str | None) -> str:
     """`text` without export debris (language tags, "Null" fields, quotes), spaces collapsed."""
     text = _LANG_TAG.sub(" ", text or "")
@@ -200,18 +231,20 @@ def code_relation(
 
     `relation` -- "exact": a code in common; "family": codes of one variant family (`_family`);
     "contained": one offer's code is written inside the other's text with different spacing
-    ("VisionU50" in "Vision U50"); "conflict": both carry codes and none of the above;
-    "one-sided"/"none": one or neither offer carries a code. `unexplained` is the smaller number
-    of codes a side has that the other side neither shares, contains nor has a family member of
-    (two offers that each carry a code the other lacks are usually siblings even when they share
-    a series code). `siblings`: an unexplained code of each side with the same `code_shape`
-    (458418-B21 vs 488039-B21, DAVIS50B vs DAVIS50R): one product line, two different products.
+    ("VisionU50" in "Vision U50") or in its description; "conflict": both carry codes and none
+    of the above; "one-sided"/"none": one or neither offer carries a code. `unexplained` is the
+    smaller number of codes a side has that the other side neither shares, contains nor has a
+    family member of (two offers that each carry a code the other lacks are usually siblings
+    even when they share a series code). `siblings`: an unexplained code of each side with the
+    same `code_shape` (458418-B21 vs 488039-B21, DAVIS50B vs DAVIS50R): one product line, two
+    different products.
     """
     if not a and not b:
         return CodeComparison("none", 0, False)
-    if not a or not b:
-        return CodeComparison("one-sided", 0, False)
     a_flat, b_flat = canonical_code(clean_text(a_text)), canonical_code(clean_text(b_text))
+    if not a or not b:
+        written = any(x in b_flat for x in a) or any(y in a_flat for y in b)
+        return CodeComparison("contained" if written else "one-sided", 0, False)
 
     def explained(code: str, others: frozenset[str], other_text: str) -> bool:
         return code in others or any(_family(code, o) for o in others) or code in other_text
@@ -323,8 +356,9 @@ def number_tokens(text: str) -> frozenset[str]:
 class OfferFeatures:
     """The comparable facts of one offer (`key` is the offer id in the store).
 
-    `brand` is the normalised brand key (`normalize_brand`); `price` is in the offer's currency
-    (compared only when both offers share `currency`).
+    `brand` is the normalised brand key (`normalize_brand`); `colors` the basic colours of its
+    specs and title (`colour_names`); `price` is in the offer's currency (compared only when
+    both offers share `currency`).
     """
 
     key: int
@@ -380,7 +414,8 @@ def offer_features(
         value = specs.get(name)
         if isinstance(value, int | float) and not isinstance(value, bool) and value > 0:
             numeric[name] = float(value)
-    colors = specs.get("colors") or ()
+    colors = {str(c).lower() for c in specs.get("colors") or () if isinstance(c, str)}
+    colors = {COLOUR_NAMES.get(c.split()[-1], c) for c in colors if c} | colour_names(title)
     brand_key = normalize_brand(str(brand)) if brand else None
     if brand_key is None and brands is not None:
         brand_key = brands.find(title)
@@ -392,7 +427,7 @@ def offer_features(
         brand=brand_key,
         models=codes,
         specs=numeric,
-        colors=frozenset(str(c).lower() for c in colors if isinstance(c, str)),
+        colors=frozenset(colors),
         tokens=title_tokens(title),
         numbers=number_tokens(title),
         price=_price(price),

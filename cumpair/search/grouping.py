@@ -14,6 +14,7 @@ offer per shop except in shops listed as marketplaces.
 
 from __future__ import annotations
 
+import os
 from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -23,6 +24,7 @@ import numpy as np
 
 from cumpair.search.features import OfferFeatures, with_learned_brands
 from cumpair.search.matching import MatchConfig, PairEvidence, compare
+from cumpair.search.signals import TokenWeights
 
 # Merge order of verdicts that say "same": identity first, then the learned matcher.
 RULE_STRENGTH = {"gtin": 0, "learned": 1}
@@ -57,8 +59,9 @@ class GroupingOptions:
 
     @classmethod
     def from_settings(cls, settings: Any) -> GroupingOptions:
-        """From Scrapy-style settings: ``CUMPAIR_ONE_OFFER_PER_SHOP`` (True),
-        ``CUMPAIR_MARKETPLACE_SHOPS`` (shop names), ``CUMPAIR_GROUP_MIN_SUPPORT`` (0.5)."""
+        """From Scrapy-style settings or the environment: ``CUMPAIR_ONE_OFFER_PER_SHOP``
+        (true), ``CUMPAIR_MARKETPLACE_SHOPS`` (comma-separated shop names),
+        ``CUMPAIR_GROUP_MIN_SUPPORT`` (0.5)."""
         shops = settings.get("CUMPAIR_MARKETPLACE_SHOPS") or ()
         if isinstance(shops, str):
             shops = [s.strip() for s in shops.split(",")]
@@ -105,10 +108,11 @@ def _neighbour_pairs(vectors: np.ndarray, k: int) -> Iterable[tuple[int, int]]:
     return pairs
 
 
-def _title_neighbour_pairs(
-    titles: Sequence[str], k: int, chunk: int = 2048
-) -> set[tuple[int, int]]:
-    """Row pairs whose titles are among each other's `k` most similar by TF-IDF cosine."""
+def _title_neighbour_pairs(titles: Sequence[str], k: int, chunk: int = 256) -> set[tuple[int, int]]:
+    """Row pairs whose titles are among each other's `k` most similar by TF-IDF cosine.
+
+    Similarities stay sparse (a chunk of rows against all), so memory follows the words
+    titles share, never rows x offers."""
     from sklearn.feature_extraction.text import TfidfVectorizer
 
     if k == 0 or len(titles) < 2 or not any(t.strip() for t in titles):
@@ -118,13 +122,19 @@ def _title_neighbour_pairs(
     except ValueError:  # only stop words or no words at all
         return set()
     pairs = set()
+    transposed = matrix.T.tocsc()
     for start in range(0, len(titles), chunk):
-        sims = (matrix[start : start + chunk] @ matrix.T).toarray()
-        for offset, row in enumerate(sims):
+        sims = (matrix[start : start + chunk] @ transposed).tocsr()
+        for offset in range(sims.shape[0]):
             i = start + offset
-            row[i] = 0.0
-            top = np.argpartition(-row, min(k, len(row) - 1))[:k]
-            pairs.update((min(i, int(j)), max(i, int(j))) for j in top if row[j] > 0)
+            row = slice(sims.indptr[offset], sims.indptr[offset + 1])
+            columns, values = sims.indices[row], sims.data[row]
+            keep = columns != i
+            columns, values = columns[keep], values[keep]
+            if len(values) > k:
+                top = np.argpartition(-values, k)[:k]
+                columns = columns[top]
+            pairs.update((min(i, int(j)), max(i, int(j))) for j in columns)
     return pairs
 
 
@@ -159,6 +169,7 @@ class _Verdicts:
         self.features = features
         self.text, self.image = (vectors or {}).get("text"), (vectors or {}).get("image")
         self.config = config
+        self.weights = TokenWeights.learn(f.tokens for f in features)
         self.cache: dict[tuple[int, int], PairEvidence] = {}
 
     def get(self, i: int, j: int) -> PairEvidence:
@@ -172,6 +183,7 @@ class _Verdicts:
                 text_sim=None if self.text is None else float(self.text[a] @ self.text[b]),
                 image_sim=None if self.image is None else float(self.image[a] @ self.image[b]),
                 config=self.config,
+                weights=self.weights,
             )
             self.cache[key] = verdict
         return verdict
@@ -194,8 +206,10 @@ def consistent(
     conflicts: set[frozenset[int]] = frozenset(),
     options: GroupingOptions | None = None,
 ) -> bool:
-    """True when two groups may become one product (shops, GTINs and vetoed pairs allow it)."""
-    options = options or GroupingOptions()
+    """True when two groups may become one product (shops, GTINs and vetoed pairs allow it).
+
+    `options` None: `GroupingOptions` from the environment (what the crawl and ingest get)."""
+    options = options or GroupingOptions.from_settings(os.environ)
     if options.one_offer_per_shop:
         shops = {o.shop for o in left} & {o.shop for o in right}
         if shops - options.marketplaces:
@@ -226,8 +240,9 @@ def group_offers(
     k: int = 10,
     options: GroupingOptions | None = None,
 ) -> Grouping:
-    """Group offers into products (rows of `vectors` align with `features`)."""
-    options = options or GroupingOptions()
+    """Group offers into products (rows of `vectors` align with `features`; `options` None:
+    `GroupingOptions` from the environment)."""
+    options = options or GroupingOptions.from_settings(os.environ)
     keys = [f.key for f in features]
     if len(set(keys)) != len(keys):
         raise ValueError("offer keys must be unique")

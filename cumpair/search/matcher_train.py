@@ -22,11 +22,12 @@ from typing import Any
 
 import numpy as np
 
-from cumpair.search.features import BrandLexicon, features_from_dict
+from cumpair.search.features import BrandLexicon, features_from_dict, title_tokens
 from cumpair.search.matcher_model import MatcherModel
-from cumpair.search.signals import SIGNALS, pair_signals
+from cumpair.search.signals import SIGNALS, TokenWeights, pair_signals
 
 _WDC_FIELD = re.compile(r"COL\s+(\w+)\s+VAL\s+")
+WITHHELD = 0.25  # share of training pairs judged without a corpus (no TF-IDF), as alone
 
 
 class PairsError(ValueError):
@@ -90,20 +91,28 @@ def learn_brands(pairs: Sequence[LabelledPair]) -> BrandLexicon:
     return BrandLexicon.learn(titles, (o.get("brand") for o in offers))
 
 
+def learn_weights(pairs: Sequence[LabelledPair]) -> TokenWeights:
+    """Title-token IDF over these pairs' distinct offers, as a store learns its own."""
+    titles = {str(o.get("title") or "") for p in pairs for o in (p.left, p.right)}
+    return TokenWeights.learn(title_tokens(t) for t in titles)
+
+
 def signal_matrix(
     pairs: Sequence[LabelledPair],
     brands: BrandLexicon | None,
     text_sims: Sequence[float | None] | None = None,
+    weights: TokenWeights | None = None,
+    withheld: float = WITHHELD,
 ) -> np.ndarray:
-    """(pairs, len(SIGNALS)) signals in `SIGNALS` order."""
+    """(pairs, len(SIGNALS)) signals in `SIGNALS` order. TF-IDF (`weights`) is withheld from a
+    random `withheld` share of pairs so the model also decides two offers judged alone."""
+    keep = np.random.default_rng(1).random(len(pairs)) >= withheld
     rows = []
     for n, pair in enumerate(pairs):
-        a, b = (
-            features_from_dict(pair.left, 2 * n, brands),
-            features_from_dict(pair.right, 2 * n + 1, brands),
-        )
+        a = features_from_dict(pair.left, 2 * n, brands)
+        b = features_from_dict(pair.right, 2 * n + 1, brands)
         sim = text_sims[n] if text_sims is not None else None
-        signals = pair_signals(a, b, text_sim=sim)
+        signals = pair_signals(a, b, text_sim=sim, weights=weights if keep[n] else None)
         rows.append([signals[name] for name in SIGNALS])
     return np.asarray(rows, dtype=np.float64).reshape(len(rows), len(SIGNALS))
 
@@ -178,7 +187,7 @@ def train(
     if len(set(labels.tolist())) < 2 or min(np.bincount(labels)) < folds:
         raise PairsError(f"need at least {folds} pairs of each label, got {np.bincount(labels)}")
     sims = text_similarities(pairs, text_encoder) if text_encoder is not None else None
-    matrix = signal_matrix(pairs, learn_brands(pairs), sims)
+    matrix = signal_matrix(pairs, learn_brands(pairs), sims, learn_weights(pairs))
     model = LogisticRegression(C=regularisation, max_iter=2000)
     splits = StratifiedKFold(folds, shuffle=True, random_state=0)
     held_out = cross_val_predict(model, matrix, labels, cv=splits, method="predict_proba")[:, 1]
@@ -191,6 +200,8 @@ def train(
         "command": command or " ".join(["cumpair", "matcher", "train", *map(str, paths)]),
         "learner": f"scikit-learn {sklearn_version} LogisticRegression(C={regularisation})",
         "text_encoder": getattr(text_encoder, "name", None),
+        "corpus": f"brands and title IDF learned from the training offers; IDF withheld from"
+        f" {WITHHELD:.0%} of pairs",
         "cross_validated": {"folds": folds, "threshold": threshold, **scores},
         "signals_absent_from_data": unseen,
     }

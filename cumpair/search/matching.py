@@ -21,7 +21,7 @@ from typing import Any, Literal
 
 from cumpair.search.features import NUMERIC_SPECS, OfferFeatures, features_from_dict
 from cumpair.search.matcher_model import MatcherModel, load_matcher
-from cumpair.search.signals import pair_signals
+from cumpair.search.signals import TokenWeights, pair_signals
 
 Rule = Literal["gtin", "gtin-conflict", "spec-conflict", "learned", "different"]
 
@@ -105,8 +105,10 @@ def compare(
     text_sim: float | None = None,
     image_sim: float | None = None,
     config: MatchConfig | None = None,
+    weights: TokenWeights | None = None,
 ) -> PairEvidence:
-    """Apply the rules of this module's docstring to one pair of offers."""
+    """Apply the rules of this module's docstring to one pair of offers (`weights`: the
+    store's title-token IDF, when the pair is judged among other offers)."""
     config = config or MatchConfig()
     if a.gtin and b.gtin:
         if a.gtin == b.gtin:
@@ -118,7 +120,7 @@ def compare(
     if conflicts:
         return PairEvidence(a.key, b.key, False, "spec-conflict", 0.0, reasons=tuple(conflicts))
     model = config.model
-    signals = pair_signals(a, b, text_sim=text_sim, image_sim=image_sim)
+    signals = pair_signals(a, b, text_sim=text_sim, image_sim=image_sim, weights=weights)
     contributions = {k: v for k, v in model.contributions(signals).items() if v}
     probability = model.probability(signals)
     same = probability >= config.cut

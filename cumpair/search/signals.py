@@ -3,13 +3,16 @@
 One function, `pair_signals`, turns two `OfferFeatures` (and the cosines their vectors give)
 into a fixed set of named numbers; training (`matcher_train`) and deciding (`matching`) both
 call it, so a model file's feature names always mean what this module computes. A signal one
-offer lacks is 0 with its ``*_known`` indicator 0, never a guess.
+offer lacks is 0 with its ``*_known`` indicator 0, never a guess. TF-IDF needs a corpus
+(`TokenWeights`, learned from the offers being grouped); two offers alone go without it.
 """
 
 from __future__ import annotations
 
 import math
 from collections import Counter
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
 from functools import lru_cache
 
 from cumpair.search.features import OfferFeatures, code_relation
@@ -27,10 +30,15 @@ SIGNALS: tuple[str, ...] = (
     "char_cosine",
     "char_cosine_high",
     "token_jaccard",
+    "tfidf_cosine",
+    "tfidf_cosine_high",
+    "tfidf_known",
     "token_containment",
     "length_ratio",
     "numbers_jaccard",
     "numbers_known",
+    "colour_jaccard",
+    "colour_known",
     "brand_agree",
     "brand_conflict",
     "text_cosine",
@@ -54,6 +62,37 @@ def _grams(text: str) -> tuple[dict[str, int], float]:
     return dict(grams), math.sqrt(sum(c * c for c in grams.values()))
 
 
+@dataclass(frozen=True)
+class TokenWeights:
+    """Inverse document frequency of title tokens over a corpus (a store's offers): a shared
+    rare word ("Durham", "HypervenomX") says more than a shared common one ("watch", "black")."""
+
+    idf: Mapping[str, float]
+    unseen: float
+
+    @classmethod
+    def learn(cls, documents: Iterable[frozenset[str]]) -> TokenWeights:
+        """Smoothed IDF, ln((1 + n) / (1 + df)) + 1, as scikit-learn's TfidfVectorizer."""
+        frequency: Counter[str] = Counter()
+        n = 0
+        for tokens in documents:
+            frequency.update(tokens)
+            n += 1
+        idf = {t: math.log((1 + n) / (1 + df)) + 1 for t, df in frequency.items()}
+        return cls(idf, math.log(1 + n) + 1)
+
+    def cosine(self, a: frozenset[str], b: frozenset[str]) -> float:
+        """Cosine of the two token sets' IDF-weighted vectors."""
+        if not a or not b:
+            return 0.0
+
+        def square(t: str) -> float:
+            return self.idf.get(t, self.unseen) ** 2
+
+        shared = sum(square(t) for t in a & b)
+        return shared / math.sqrt(sum(map(square, a)) * sum(map(square, b)))
+
+
 def char_cosine(a: str, b: str) -> float:
     """Cosine of the two texts' character 3-gram counts: robust to spacing, plurals, typos."""
     (ga, na), (gb, nb) = _grams(a), _grams(b)
@@ -75,9 +114,16 @@ def pair_signals(
     *,
     text_sim: float | None = None,
     image_sim: float | None = None,
+    weights: TokenWeights | None = None,
 ) -> dict[str, float]:
-    """Every signal of `SIGNALS` for one pair (see the module docstring)."""
-    relation, unexplained, siblings = code_relation(a.models, b.models, a.title, b.title)
+    """Every signal of `SIGNALS` for one pair (see the module docstring).
+
+    Model codes count as explained when the other offer writes them in its title or its
+    description.
+    """
+    relation, unexplained, siblings = code_relation(
+        a.models, b.models, f"{a.title} {a.description}", f"{b.title} {b.description}"
+    )
     chars = char_cosine(a.title, b.title)
     shared = len(a.tokens & b.tokens)
     out = {
@@ -99,10 +145,19 @@ def pair_signals(
         else 0.0,
         "length_ratio": min(len(a.tokens), len(b.tokens)) / max(len(a.tokens), len(b.tokens), 1),
     }
+    tfidf = weights.cosine(a.tokens, b.tokens) if weights is not None else 0.0
+    out["tfidf_known"] = float(weights is not None)
+    out["tfidf_cosine"] = tfidf
+    out["tfidf_cosine_high"] = _high(tfidf)
     numbers_known = bool(a.numbers and b.numbers)
     out["numbers_known"] = float(numbers_known)
     out["numbers_jaccard"] = (
         len(a.numbers & b.numbers) / len(a.numbers | b.numbers) if numbers_known else 0.0
+    )
+    colours_known = bool(a.colors and b.colors)
+    out["colour_known"] = float(colours_known)
+    out["colour_jaccard"] = (
+        len(a.colors & b.colors) / len(a.colors | b.colors) if colours_known else 0.0
     )
     brands_known = bool(a.brand and b.brand)
     out["brand_agree"] = float(brands_known and a.brand == b.brand)

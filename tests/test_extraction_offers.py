@@ -298,3 +298,24 @@ def test_rdfa_product_is_read():
         "EUR",
     )
     assert result.item.field_sources["price"] == "rdfa"
+
+
+def test_graph_references_to_offers_and_brand_are_followed():
+    graph = {
+        "@context": "https://schema.org",
+        "@graph": [
+            {"@type": "Product", "@id": "#product", "name": "Kettle",
+             "brand": {"@id": "#brand"}, "offers": [{"@id": "#offer"}]},
+            {"@type": "Brand", "@id": "#brand", "name": "Acme"},
+            {"@type": "Offer", "@id": "#offer", "price": "24.50", "priceCurrency": "EUR",
+             "availability": "https://schema.org/InStock"},
+        ],
+    }  # fmt: skip
+    item = extract_product(page(jsonld(graph)), GENERIC).item
+    assert (item.brand, item.price, item.availability) == ("Acme", Decimal("24.50"), "InStock")
+
+
+def test_brand_from_a_details_table_row():
+    body = "<h1>Kettle</h1><table><tr><th>Marke</th><td>Acme</td></tr></table>"
+    item = extract_product(page(body), GENERIC).item
+    assert (item.brand, item.field_sources["brand"]) == ("Acme", "visible")

@@ -55,7 +55,10 @@ def structured_candidates(tree: _Element, url: str, problems: list[str]) -> list
         if syntax == "opengraph":
             fields = _opengraph_fields(nodes, url, problems)
         else:
-            product = _main_product([n for n in _walk(nodes) if _is_product(n)], url)
+            walked = list(_walk(nodes))
+            product = _main_product([n for n in walked if _is_product(n)], url)
+            if product is not None and syntax == "json-ld":
+                product = _resolved(product, {n["@id"]: n for n in walked if _has_id(n)})
             fields = product_fields(product, url, problems) if product else {}
         fields = {k: v for k, v in fields.items() if v not in (None, [], "")}
         if fields:
@@ -102,6 +105,22 @@ def _main_product(products: list[dict[str, Any]], url: str) -> dict[str, Any] | 
 
 def _without_query(url: str) -> str:
     return url.split("#", 1)[0].split("?", 1)[0].rstrip("/")
+
+
+def _has_id(node: dict[str, Any]) -> bool:
+    return isinstance(node.get("@id"), str) and len(node) > 1
+
+
+def _resolved(node: Any, by_id: dict[str, dict[str, Any]], depth: int = 0) -> Any:
+    """The node with references to other nodes of the page (`{"@id": "#offer"}`, as @graph
+    markup writes offers, brands and variants) replaced by those nodes, three levels deep."""
+    if isinstance(node, list):
+        return [_resolved(n, by_id, depth) for n in node]
+    if not isinstance(node, dict) or depth > 3:
+        return node
+    if set(node) == {"@id"} and node["@id"] in by_id:
+        node = by_id[node["@id"]]
+    return {k: _resolved(v, by_id, depth + 1) for k, v in node.items()}
 
 
 def _is_product(node: dict[str, Any]) -> bool:

@@ -83,6 +83,7 @@ _BRAND_PATTERNS = tuple(
     )
 )
 _NOT_PRODUCT_IMAGE = frozenset({"logo", "icon", "sprite", "avatar", "badge", "flag"})
+_BRAND_LABELS = frozenset({"brand", "marke", "marque", "marca", "merk"})
 _IMAGE_WORDS = frozenset({"main", "landing", "hero", "primary", "gallery", "zoom"})
 _BUY_WORDS = ({"add", "cart"}, {"add", "basket"}, {"buy", "now"}, {"addtocart"})
 _BUY_TEXT = re.compile(
@@ -322,7 +323,8 @@ def _availability(elements: list[HtmlElement]) -> str | None:
 
 
 def _brand(elements: list[HtmlElement]) -> str | None:
-    """The brand from a brand/byline element written as `Brand: X` or a brand-store link."""
+    """The brand from a brand/byline element written as `Brand: X` or a brand-store link, else
+    from a details table's `Brand | X` row (`<tr>` or `<dt>`/`<dd>`)."""
     for element in elements:
         if not words(element) & {"brand", "byline", "manufacturer"}:
             continue
@@ -333,6 +335,20 @@ def _brand(elements: list[HtmlElement]) -> str | None:
             match = pattern.match(text)
             if match:
                 return match.group(1).strip()
+    for element in elements:
+        if element.tag == "tr":
+            cells = [c for c in element if isinstance(c.tag, str) and c.tag in ("th", "td")]
+            label, value = (cells[0], cells[1]) if len(cells) == 2 else (None, None)
+        elif element.tag == "dt":
+            label, value = element, element.getnext()
+            value = value if value is not None and value.tag == "dd" else None
+        else:
+            continue
+        labelled = label is not None and value is not None
+        if labelled and _own_text(label).rstrip(" :").casefold() in _BRAND_LABELS:
+            text = _own_text(value)
+            if text and len(text) <= _MAX_CONTEXT_TEXT:
+                return text
     return None
 
 

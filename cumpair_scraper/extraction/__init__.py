@@ -51,6 +51,8 @@ _ITEM_FIELDS = (
     "variants",
 )
 _VISIBLE_FIELDS = ("title", "price", "currency", "availability", "brand", "image_urls")
+# Sources counted in the crawl's `cumpair/extracted_from/<source>` stats.
+_COUNTED_SOURCES = (*SYNTAXES, "selectors", "visible")
 
 
 @dataclass
@@ -90,9 +92,6 @@ def extract_product(response: TextResponse, shop: ShopConfig) -> Extraction:
     item = _item(response, shop, merged)
     sources = list(dict.fromkeys(s for s in merged.sources.values() if s in _COUNTED_SOURCES))
     return Extraction(item=item, sources=sources, problems=problems)
-
-
-_COUNTED_SOURCES = (*SYNTAXES, "selectors", "visible")
 
 
 def _list_price_from_page(merged: Merged, struck: set[Decimal], price: Decimal) -> None:

@@ -2,10 +2,11 @@
 
 Only general patterns of shop markup are used: the product heading (`h1`, an element named
 product-title), price markup (elements whose class or id names a price, `data-price`, the
-screen-reader text shops put inside split-up prices), availability and brand/byline elements,
-and the main product image. A price is taken only with its currency, only after the heading, and
-never from a strikethrough, unit, instalment, shipping or savings context: a wrong price is worse
-than none, so anything ambiguous gives None.
+screen-reader text shops put inside split-up prices, stray `itemprop` tags), availability and
+brand/byline elements or a details-table row, and the main product image. Hidden elements are
+skipped. A price is taken only with its currency, next to the heading or the buy button (both
+must agree), and never from a strikethrough, unit, instalment, shipping or savings context: a
+wrong price is worse than none, so anything ambiguous gives None.
 """
 
 from __future__ import annotations
@@ -23,40 +24,12 @@ from cumpair_scraper.extraction.values import availability, currency
 
 _WORD = re.compile(r"[A-Z]?[a-z]+|[A-Z]+(?![a-z])|\d+")
 # Words in a class, id or attribute name that mark a price which is not the one to pay.
-_NOT_THE_PRICE = frozenset(
-    {
-        "strike",
-        "strikethrough",
-        "through",
-        "old",
-        "was",
-        "before",
-        "original",
-        "regular",
-        "list",
-        "rrp",
-        "uvp",
-        "msrp",
-        "basis",
-        "unit",
-        "per",
-        "instalment",
-        "installment",
-        "monthly",
-        "month",
-        "rate",
-        "saving",
-        "savings",
-        "save",
-        "shipping",
-        "delivery",
-        "coupon",
-        "discount",
-        "reference",
-        "compare",
-        "crossed",
-    }
-)
+_NOT_THE_PRICE = frozenset({
+    "strike", "strikethrough", "through", "old", "was", "before", "original", "regular", "list",
+    "rrp", "uvp", "msrp", "basis", "unit", "per", "instalment", "installment", "monthly", "month",
+    "rate", "saving", "savings", "save", "shipping", "delivery", "coupon", "discount",
+    "reference", "compare", "crossed",
+})  # fmt: skip
 # The same, written in the text right next to a price (several languages).
 _NOT_THE_PRICE_TEXT = re.compile(
     r"\b(uvp|statt|was|list price|rrp|prix conseillé|au lieu de|pro (stück|kg|liter)|"

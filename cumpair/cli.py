@@ -24,7 +24,9 @@ _COMMANDS: dict[str, str] = {
     "matcher": "cumpair.search.match_cli",
     "products": "cumpair.search.cli",
     "ingest": "cumpair.ingest.cli",
+    "indexer": "cumpair.indexer.cli",
     "extract": "cumpair_scraper.extract_cli",
+    "watch": "cumpair.alerts.cli",
 }
 
 

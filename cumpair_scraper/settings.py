@@ -167,5 +167,17 @@ EMBED_MODEL_DIR = None  # ONNX exports; None = <INDEX_DATA_DIR>/models
 EMBED_BATCH_SIZE = 32
 EMBED_MAX_WAIT = 1.0  # seconds a partial batch waits for more items
 
+# --- Price-drop alerts (cumpair_scraper/alerts.py over cumpair/alerts/) ---------------------
+# At spider close the watches of INDEX_DATA_DIR (`cumpair watch add`) are checked and their
+# notices sent, in a thread and within CUMPAIR_ALERTS_DEADLINE_S. Every field of
+# cumpair.alerts.AlertOptions is the setting CUMPAIR_ALERTS_<FIELD>: ENABLED (True),
+# RETRIES (3) and BACKOFF_S (1.0, doubled per retry) for webhooks, WEBHOOK_TIMEOUT_S (10),
+# DEADLINE_S (60), SMTP_HOST (empty: no e-mail), SMTP_PORT (587), SMTP_USER, SMTP_PASSWORD,
+# SMTP_FROM, SMTP_STARTTLS (True).
+EXTENSIONS = {"cumpair_scraper.alerts.PriceAlerts": 500}
+from cumpair.alerts.options import AlertOptions  # noqa: E402
+
+globals().update(AlertOptions.setting_defaults())
+
 FEED_EXPORT_ENCODING = "utf-8"
 LOG_LEVEL = "INFO"

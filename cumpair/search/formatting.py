@@ -1,4 +1,5 @@
-"""Plain-text tables for search results and price history (the CLI's default output).
+"""Plain-text tables for search results and price history (the CLI's default output), and the
+money and date texts the web page shows before its script localises them.
 
 `--json` output is `SearchResponse.to_dict()` as is; this module only lays out text.
 """
@@ -6,7 +7,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import datetime
+from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
@@ -45,6 +46,43 @@ def _money(value: Decimal | None, currency: str | None = None) -> str:
     if value is None:
         return "-"
     return f"{value:,.2f}" + (f" {currency}" if currency else "")
+
+
+# Currencies written with a symbol before the amount, and their decimals; any other currency
+# is written "1,234.56 CHF". The page's script re-renders every price in the browser's locale
+# (Intl.NumberFormat), so this is the text without JavaScript and in the CLI's tables.
+_SYMBOLS = {"EUR": ("€", 2), "USD": ("$", 2), "GBP": ("£", 2), "JPY": ("¥", 0), "INR": ("₹", 2)}
+
+
+def money_text(value: Decimal | None, currency: str | None) -> str:
+    """A price in its currency's usual form: "€1,234.56", "¥1,235", "1,234.56 CHF"; "-" if none."""
+    if value is None:
+        return "-"
+    symbol, places = _SYMBOLS.get((currency or "").upper(), (None, 2))
+    amount = f"{value:,.{places}f}"
+    if symbol is None:
+        return f"{amount} {currency}" if currency else amount
+    return f"-{symbol}{amount[1:]}" if amount.startswith("-") else f"{symbol}{amount}"
+
+
+def change_text(delta: Decimal | None, currency: str | None) -> str:
+    """A price change with its sign ("+€2.00", "-€5.50"), "=" when unchanged, "" when unknown."""
+    if delta is None:
+        return ""
+    if delta == 0:
+        return "="
+    text = money_text(abs(delta), currency)
+    return ("+" if delta > 0 else "-") + text
+
+
+def when_text(value: datetime | None) -> str:
+    """A time in UTC to the minute ("2026-12-01 14:30 UTC"): the page's text before its script
+    shows it in the browser's own time zone and locale."""
+    if value is None:
+        return "-"
+    if value.tzinfo is not None:
+        value = value.astimezone(UTC)
+    return value.strftime("%Y-%m-%d %H:%M UTC")
 
 
 def _change(offer: OfferView) -> str:

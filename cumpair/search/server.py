@@ -1,10 +1,11 @@
 """`cumpair serve`: the search service over HTTP, keeping models and the index warm.
 
 JSON API: ``GET/POST /search`` (``text``, ``gtin`` or an uploaded ``image``; ``k``, ``shop``,
-``max_price``, ``explain``), ``GET /products/{id}``, ``GET /health``, ``POST /match`` (a JSON
-``{"left": offer, "right": offer}``: are they one product, and each signal's contribution);
-``GET /`` is a page where a person uploads a photo and sees the comparison table. Queries run
-in worker threads so one slow photo never stalls the event loop.
+``max_price``, ``availability``, ``explain``), ``GET /health``, ``POST /match`` (a JSON
+``{"left": offer, "right": offer}``: are they one product, and each signal's contribution).
+The pages people use (``/``, ``/p/{id}``), ``/products/{id}`` with its ``/history``, photos and
+watches live in `pages`. Queries run in worker threads so one slow photo never stalls the
+event loop.
 """
 
 from __future__ import annotations
@@ -12,7 +13,6 @@ from __future__ import annotations
 import asyncio
 import logging
 from decimal import Decimal, InvalidOperation
-from importlib import resources
 from typing import Any
 
 from aiohttp import web
@@ -20,6 +20,7 @@ from aiohttp import web
 from cumpair.search.features import OfferError
 from cumpair.search.matching import MatchConfig, explain_dict, match_offers
 from cumpair.search.service import QueryError, SearchService
+from cumpair.search.views import with_availability
 from cumpair.vision.images import ImageError
 
 logger = logging.getLogger(__name__)
@@ -29,7 +30,8 @@ MAX_UPLOAD_BYTES = 20 * 1024 * 1024
 MAX_K = 50
 
 
-def _options(params: Any) -> dict[str, Any]:
+def search_options(params: Any) -> dict[str, Any]:
+    """The search keywords (k, shops, max_price, explain) from query or form parameters."""
     try:
         k = int(params.get("k", 5))
     except ValueError as exc:
@@ -71,7 +73,7 @@ async def search(request: web.Request) -> web.Response:
         elif upload is not None:
             return _bad_request("image must be an uploaded file")
     try:
-        options = _options(params)
+        options = search_options(params)
         if image is not None:
             response = await asyncio.to_thread(service.search_image, image, **options)
         elif params.get("text"):
@@ -85,21 +87,8 @@ async def search(request: web.Request) -> web.Response:
     except ImageError as exc:  # not an image, truncated, too large...
         return _bad_request(f"unusable image: {exc}")
     # Anything else is a bug, not bad input: aiohttp logs it and answers 500.
+    response.products = with_availability(response.products, params.get("availability"))
     return web.json_response(response.to_dict())
-
-
-async def product(request: web.Request) -> web.Response:
-    service = request.app[SERVICE]
-    try:
-        product_id = int(request.match_info["product_id"])
-    except ValueError:
-        return _bad_request("product id must be an integer")
-    explain = request.query.get("explain", "") in ("1", "true", "yes", "on")
-    try:
-        view = await asyncio.to_thread(service.product, product_id, explain=explain)
-    except QueryError as exc:
-        return web.json_response({"error": str(exc)}, status=404)
-    return web.json_response(view.to_dict())
 
 
 async def health(request: web.Request) -> web.Response:
@@ -132,11 +121,6 @@ async def match(request: web.Request) -> web.Response:
     return web.json_response(explain_dict(evidence, config))
 
 
-async def page(request: web.Request) -> web.Response:
-    html = resources.files("cumpair.search").joinpath("static/index.html").read_text()
-    return web.Response(text=html, content_type="text/html")
-
-
 async def _warm(app: web.Application) -> None:
     """Load the encoders before the first query so it is as fast as the next ones."""
     service = app[SERVICE]
@@ -148,12 +132,13 @@ async def _warm(app: web.Application) -> None:
 
 def create_app(service: SearchService, *, warm: bool = True) -> web.Application:
     """The aiohttp application over `service` (`warm` loads models at startup)."""
+    from cumpair.search.pages import add_page_routes
+
     app = web.Application(client_max_size=MAX_UPLOAD_BYTES)
     app[SERVICE] = service
-    app.router.add_get("/", page)
     app.router.add_route("GET", "/search", search)
     app.router.add_route("POST", "/search", search)
-    app.router.add_get("/products/{product_id}", product)
+    add_page_routes(app)
     app.router.add_get("/health", health)
     app.router.add_post("/match", match)
     if warm:

@@ -1,14 +1,17 @@
-"""What a user sees about offers and products: prices cheapest first, lowest seen, last change.
+"""What a user sees about offers and products: prices cheapest first, lowest seen, last change,
+and for the product page its photos, its specs shop by shop and each shop's price trend.
 
 Built from store records and their price history; no formatting here (see `formatting`).
 """
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
+from pathlib import Path
 from typing import Any
 
 # Spec keys worth a column in a comparison table, in the order shown.
@@ -142,3 +145,185 @@ def key_specs(records: Iterable[Any]) -> dict[str, Any]:
             if value not in (None, [], "") and name not in out:
                 out[name] = value
     return out
+
+
+# ---------------------------------------------------------------------- the product page
+# The "recent trend" of a shop's price: the median of the offer's own earlier prices (same
+# currency) seen within TREND_DAYS before its latest crawl, the latest crawl itself left out.
+# A median, not a mean, so one flash sale or one mis-scraped price does not move it; at least
+# TREND_MIN_POINTS earlier prices, so one earlier crawl is no trend. A price below it is a deal.
+TREND_DAYS = 30
+TREND_MIN_POINTS = 2
+
+
+def recent_trend(
+    history: Sequence[Any], currency: str | None, days: int = TREND_DAYS
+) -> Decimal | None:
+    """The median earlier price within `days` before the latest point, or None (too few)."""
+    priced = [p for p in history if p.price is not None and p.currency == currency]
+    if len(priced) < TREND_MIN_POINTS + 1:
+        return None
+    latest = priced[-1].seen_at
+    window = sorted(
+        p.price for p in priced[:-1] if (latest - p.seen_at).total_seconds() <= days * 86400
+    )
+    if len(window) < TREND_MIN_POINTS:
+        return None
+    middle = len(window) // 2
+    if len(window) % 2:
+        return window[middle]
+    return (window[middle - 1] + window[middle]) / 2
+
+
+@dataclass(frozen=True)
+class PriceSeries:
+    """One offer's price history as drawn and served: its points, recent trend, deal or not."""
+
+    offer_id: int
+    shop: str
+    currency: str | None
+    points: list[tuple[datetime, Decimal]]
+    trend: Decimal | None
+    deal: bool
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "offer_id": self.offer_id,
+            "shop": self.shop,
+            "currency": self.currency,
+            "points": [{"seen_at": t.isoformat(), "price": str(p)} for t, p in self.points],
+            "trend": None if self.trend is None else str(self.trend),
+            "deal": self.deal,
+        }
+
+
+def price_series(record: Any, history: Sequence[Any]) -> PriceSeries:
+    """`record`'s priced history in its current currency, with its trend and deal flag."""
+    points = [
+        (p.seen_at, p.price)
+        for p in history
+        if p.price is not None and p.currency == record.currency
+    ]
+    trend = recent_trend(history, record.currency)
+    deal = trend is not None and record.price is not None and record.price < trend
+    return PriceSeries(record.id, record.shop, record.currency, points, trend, deal)
+
+
+@dataclass(frozen=True)
+class SpecRow:
+    """One spec across a product's offers: each shop's value, and whether they disagree."""
+
+    name: str
+    values: dict[str, Any]  # shop -> value as that shop's offer states it
+
+    @property
+    def conflict(self) -> bool:
+        distinct = {json.dumps(v, sort_keys=True, default=str) for v in self.values.values()}
+        return len(distinct) > 1
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"name": self.name, "values": self.values, "conflict": self.conflict}
+
+
+# Spec fields that are bookkeeping or identity (shown elsewhere on the page), not specs.
+_NOT_SPECS = frozenset({"raw", "brand", "model", "sku", "gtin"})
+
+
+def spec_rows(records: Iterable[Any]) -> list[SpecRow]:
+    """Every spec any offer states (key specs first), with each shop's value."""
+    by_name: dict[str, dict[str, Any]] = {}
+    for record in records:
+        for name, value in (record.specs or {}).items():
+            if name in _NOT_SPECS or value in (None, [], "", {}):
+                continue
+            by_name.setdefault(name, {}).setdefault(record.shop, value)
+    order = {name: n for n, name in enumerate(KEY_SPECS)}
+    names = sorted(by_name, key=lambda n: (order.get(n, len(order)), n))
+    return [SpecRow(name, by_name[name]) for name in names]
+
+
+@dataclass
+class ProductDetail:
+    """Everything the product page shows: the product, its photos, spec table and histories.
+
+    `photos` are (offer id, ordinal) pairs of photos present on disk (served at
+    ``/images/{offer_id}/{ordinal}``); `series` is keyed by offer id.
+    """
+
+    view: ProductView
+    photos: list[tuple[int, int]]
+    specs: list[SpecRow]
+    series: dict[int, PriceSeries]
+
+    @property
+    def cheapest(self) -> OfferView | None:
+        priced = [o for o in self.view.offers if o.price is not None]
+        return priced[0] if priced else None
+
+    def to_dict(self) -> dict[str, Any]:
+        out = self.view.to_dict()
+        for offer in out["offers"]:
+            series = self.series.get(offer["offer_id"])
+            offer["trend"] = None if series is None or series.trend is None else str(series.trend)
+            offer["deal"] = bool(series and series.deal)
+        cheapest = self.cheapest
+        out["cheapest_offer_id"] = cheapest.offer_id if cheapest else None
+        out["shops"] = len({o.shop for o in self.view.offers})
+        out["photos"] = [f"/images/{o}/{n}" for o, n in self.photos]
+        out["spec_table"] = [row.to_dict() for row in self.specs]
+        return out
+
+
+def photo_file(record: Any, ordinal: int, images_root: Path) -> Path | None:
+    """The `ordinal`-th photo of an offer on disk: its stored path as is (absolute, or relative
+    to the working directory, as the crawl writes it), else relative to `images_root`."""
+    paths = getattr(record, "image_paths", ()) or ()
+    if not 0 <= ordinal < len(paths):
+        return None
+    path = Path(paths[ordinal])
+    if path.is_file():
+        return path
+    if not path.is_absolute() and (images_root / path).is_file():
+        return images_root / path
+    return None
+
+
+def product_detail(view: ProductView, store: Any, images_root: Path) -> ProductDetail:
+    """The product page of `view` (a `SearchService.product` result) from the store's records."""
+    ids = [o.offer_id for o in view.offers]
+    records = store.get_offers(ids)
+    photos = [
+        (offer_id, n)
+        for offer_id in ids
+        if offer_id in records
+        for n in range(len(records[offer_id].image_paths or ()))
+        if photo_file(records[offer_id], n, images_root) is not None
+    ]
+    series = {i: price_series(records[i], store.price_history(i)) for i in ids if i in records}
+    return ProductDetail(view, photos, spec_rows(records[i] for i in ids if i in records), series)
+
+
+def with_availability(products: list[ProductView], availability: str | None) -> list[ProductView]:
+    """Keep only offers whose availability is `availability` (schema.org name, e.g. "InStock");
+    products left with no offer go. None keeps everything."""
+    if not availability:
+        return products
+    wanted = availability.casefold()
+    kept = []
+    for product in products:
+        offers = [o for o in product.offers if (o.availability or "").casefold() == wanted]
+        if offers:
+            product.offers = offers
+            kept.append(product)
+    return kept
+
+
+def first_photo(view: ProductView, store: Any, images_root: Path) -> tuple[int, int] | None:
+    """(offer id, ordinal) of the photo a result shows: the cheapest offer's with one on disk."""
+    records = store.get_offers(o.offer_id for o in view.offers)
+    for offer in view.offers:
+        record = records.get(offer.offer_id)
+        for n in range(len(getattr(record, "image_paths", ()) or ())):
+            if photo_file(record, n, images_root) is not None:
+                return offer.offer_id, n
+    return None

@@ -58,6 +58,25 @@ def test_unknown_format_and_empty_file_are_clear_errors(tmp_path):
         detect_format(empty)
 
 
+def test_unreadable_feed_is_a_clear_error_before_any_work(tmp_path):
+    damaged = tmp_path / "feed.jl.gz"
+    damaged.write_bytes(b"\x1f\x8b" + b"not gzip at all")
+    with pytest.raises(FeedError, match="cannot read the feed"):
+        detect_format(damaged)
+    with pytest.raises(FeedError, match="cannot read the feed"):
+        detect_format(tmp_path / "missing.jl", "jsonl")
+
+
+def test_a_truncated_gzip_feed_keeps_the_rows_before_the_damage(tmp_path):
+    rows = "".join(f'{{"shop": "s", "url": "https://s.example/{n}"}}\n' for n in range(2000))
+    whole = gzip.compress(rows.encode())
+    feed = tmp_path / "feed.jl.gz"
+    feed.write_bytes(whole[: len(whole) // 2])
+    *read, last = _entries(feed)
+    assert len(read) > 100 and read[0].fields["url"] == "https://s.example/0"
+    assert isinstance(last, FeedProblem) and last.reason == "unreadable"
+
+
 def test_json_lines_keep_exact_prices_and_report_a_broken_line_by_number():
     offers = _offers(FEEDS / "items.jl")
     assert offers[3] == "malformed"

@@ -78,18 +78,20 @@ class FeedProblem:
 def detect_format(path: str | os.PathLike[str], override: str | None = None) -> Format:
     """The feed's format: `override` if given, else the extension (``.gz`` looked through),
     else the first character of the content (``{`` JSON lines, ``<`` XML, a tab in the first
-    line TSV, otherwise CSV)."""
-    if override is not None:
-        if override not in FORMATS:
-            raise FeedError(f"unknown feed format {override!r}; expected one of {FORMATS}")
-        return override  # type: ignore[return-value]
-    name = Path(path).name.lower()
-    name = name.removesuffix(".gz")
+    line TSV, otherwise CSV). Raises `FeedError` for a file that cannot be read."""
+    if override is not None and override not in FORMATS:
+        raise FeedError(f"unknown feed format {override!r}; expected one of {FORMATS}")
+    try:  # an unreadable file fails here, before any work
+        with _open_text(path) as handle:
+            head = handle.read(4096)
+    except (OSError, EOFError) as exc:  # includes a damaged gzip stream
+        raise FeedError(f"{path}: cannot read the feed: {exc}") from exc
+    name = Path(path).name.lower().removesuffix(".gz")
     suffix = Path(name).suffix
+    if override is not None:
+        return override  # type: ignore[return-value]
     if suffix in _EXTENSIONS:
         return _EXTENSIONS[suffix]
-    with _open_text(path) as handle:
-        head = handle.read(4096)
     text = head.lstrip("\ufeff \t\r\n")
     if not text:
         raise FeedError(f"{path}: the feed is empty")
@@ -101,15 +103,20 @@ def detect_format(path: str | os.PathLike[str], override: str | None = None) -> 
 
 
 def read_feed(path: str | os.PathLike[str], fmt: Format) -> Iterator[FeedRow | FeedProblem]:
-    """Every entry of the feed at `path` (plain or gzip-compressed), in file order."""
-    if fmt == "xml":
-        yield from _read_xml(path)
-        return
-    with _open_text(path) as handle:
-        if fmt == "jsonl":
-            yield from _read_jsonl(handle)
-        else:
-            yield from _read_delimited(handle, "\t" if fmt == "tsv" else ",")
+    """Every entry of the feed at `path` (plain or gzip-compressed), in file order. A file that
+    stops being readable (a truncated or damaged gzip stream) ends with an ``unreadable``
+    problem; the entries before it stand."""
+    try:
+        if fmt == "xml":
+            yield from _read_xml(path)
+            return
+        with _open_text(path) as handle:
+            if fmt == "jsonl":
+                yield from _read_jsonl(handle)
+            else:
+                yield from _read_delimited(handle, "\t" if fmt == "tsv" else ",")
+    except (OSError, EOFError) as exc:
+        yield FeedProblem(0, "unreadable", f"reading stopped, rest of file unread: {exc}")
 
 
 def _is_gzip(path: str | os.PathLike[str]) -> bool:

@@ -32,15 +32,13 @@ from cumpair.ingest.stages import (
     missing_fields,
     offer_record,
     page_specs_of,
+    photo_specs,
     regroup_store,
     space_vectors,
     store_offer,
 )
 from cumpair.search.products import ProductGroups
-from cumpair.vision.image_specs import read_image_specs
-from cumpair.vision.images import ImageError
 from cumpair.vision.merge import merge_specs
-from cumpair.vision.ocr import OcrUnavailableError
 from cumpair.vision.ocr_types import OcrOptions
 
 logger = logging.getLogger(__name__)
@@ -145,10 +143,10 @@ def ingest(
 ) -> IngestReport:
     """Ingest the feeds at `paths` into the store at `index_dir` (created if absent).
 
-    `encoders` may be a loader, called once the feeds' formats are known and the store's lock
-    is free. Raises `FeedError` for a feed that cannot be read at all (before anything is
-    written), `StoreError` when the store cannot be opened (a crawl is writing it, other
-    encoders built it).
+    `encoders` may be a loader, called once every feed has been opened and its format is known.
+    Raises `FeedError` for a feed that cannot be read at all (before anything is written),
+    `StoreError` when the store cannot be opened (a crawl is writing it, other encoders built
+    it).
     """
     started = time.monotonic()
     feeds = [(Path(p), detect_format(p, options.fmt)) for p in paths]
@@ -229,17 +227,16 @@ def _prepare(offer: _Offer, base_dir: Path, images_dir: Path, options: IngestOpt
         )
     images = []
     if options.ocr:
-        for n, relative in enumerate(offer.images[: options.ocr_images]):
-            try:
-                read = read_image_specs(
-                    images_dir / relative,
-                    ocr_options=options.ocr_options,
-                    colors=options.colors if n == 0 else 0,
-                )
-            except (ImageError, OSError, OcrUnavailableError) as exc:
-                logger.warning("ingest: %s: photo %s not read: %s", offer.where, relative, exc)
-                continue
-            images.append((offer.sources[n], read.specs))
+        shown = offer.images[: options.ocr_images]
+        photos = zip(offer.sources[: len(shown)], [images_dir / p for p in shown], strict=True)
+        images = photo_specs(
+            photos,
+            ocr_options=options.ocr_options,
+            colors=options.colors,
+            on_error=lambda path, exc: logger.warning(
+                "ingest: %s: photo %s not read: %s", offer.where, path.name, exc
+            ),
+        )
     item["specs"], _ = merge_specs(page_specs_of(item), images)
     return offer
 

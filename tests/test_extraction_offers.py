@@ -319,3 +319,13 @@ def test_brand_from_a_details_table_row():
     body = "<h1>Kettle</h1><table><tr><th>Marke</th><td>Acme</td></tr></table>"
     item = extract_product(page(body), GENERIC).item
     assert (item.brand, item.field_sources["brand"]) == ("Acme", "visible")
+
+
+def test_opengraph_price_of_one_size_agrees_with_the_from_price():
+    offers = [
+        {"@type": "Offer", "price": "20.00", "priceCurrency": "EUR", "sku": "S"},
+        {"@type": "Offer", "price": "25.00", "priceCurrency": "EUR", "sku": "L"},
+    ]
+    head = og(og_title="Shirt", product_price_amount="25.00", product_price_currency="EUR")
+    item = extract_product(page(jsonld(product(offers=offers)), head), GENERIC).item
+    assert item.price == Decimal("20.00") and item.field_conflicts == []

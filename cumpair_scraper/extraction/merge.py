@@ -3,7 +3,8 @@
 Sources come best first (JSON-LD, microdata, RDFa, OpenGraph, the shop's selectors, the visible
 page). `field_sources` records where each field came from. Where structured sources disagree on
 a price, currency, availability or identifier, the disagreement is recorded in `conflicts`
-instead of being settled silently; a price disagreement is settled only when all but one of the
+instead of being settled silently (a price that is one of the first source's variant prices is
+no disagreement); a price disagreement is settled only when all but one of the
 prices are the page's strikethrough/list price, and otherwise leaves the price empty (a wrong
 price is worse than none).
 """
@@ -47,7 +48,10 @@ def merge_structured(
     """Merge the structured candidates, flagging and (where safe) settling disagreements."""
     merged = Merged()
     for name in COMPARED_FIELDS:
-        values = {c.source: c.fields[name] for c in candidates if c.fields.get(name) is not None}
+        given = [c for c in candidates if c.fields.get(name) is not None]
+        if name == "price":  # one variant's price next to the from-price is no disagreement
+            given = given[:1] + [c for c in given[1:] if not _explained(given[0], c)]
+        values = {c.source: c.fields[name] for c in given}
         if len(set(values.values())) > 1:
             merged.conflicts.append(
                 {"field": name, "values": {k: str(v) for k, v in values.items()}}
@@ -69,7 +73,7 @@ def _price_source(
     priced = [c for c in candidates if c.fields.get("price") is not None]
     if not priced:
         return None
-    if len({c.fields["price"] for c in priced}) == 1:
+    if all(_explained(priced[0], c) for c in priced[1:]):
         return _offer_part(priced[0])
     listed = struck | {c.fields["list_price"] for c in priced if c.fields.get("list_price")}
     sale = [c for c in priced if c.fields["price"] not in listed]
@@ -83,6 +87,15 @@ def _price_source(
         if conflict["field"] == "price":
             conflict["settled"] = f"{chosen.source}: the others are the list price"
     return _offer_part(chosen)
+
+
+def _explained(first: Candidate, other: Candidate) -> bool:
+    """Whether `other`'s price is one of the prices `first` offers (its price, a variant's,
+    either end of its range): a page's OpenGraph price is often the selected size's."""
+    offered = {first.fields.get("price"), first.fields.get("price_low")}
+    offered |= {first.fields.get("price_high")}
+    offered |= {v.get("price") for v in first.fields.get("variants") or []}
+    return other.fields["price"] in offered - {None}
 
 
 def _offer_part(candidate: Candidate) -> Candidate:

@@ -8,7 +8,8 @@ nothing here imports Scrapy.
 
 from __future__ import annotations
 
-from collections.abc import Collection, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -17,7 +18,11 @@ from cumpair.index import OfferRecord, UpsertResult
 from cumpair.search.features import features_from_record
 from cumpair.search.products import NEIGHBOURS
 from cumpair.search.store_scan import first_vectors, scan_offers
+from cumpair.vision.image_specs import read_image_specs
+from cumpair.vision.images import ImageError
 from cumpair.vision.merge import page_specs
+from cumpair.vision.ocr import OcrUnavailableError
+from cumpair.vision.ocr_types import OcrOptions
 from cumpair.vision.specs import Specs, extract_specs
 
 #: What an offer needs to take part in a price comparison.
@@ -47,6 +52,29 @@ def page_specs_of(item: Mapping[str, Any]) -> Specs:
     return page_specs(
         extract_specs(text), brand=item.get("brand"), model=item.get("model"), gtin=item.get("gtin")
     )
+
+
+def photo_specs(
+    photos: Iterable[tuple[str | None, Path]],
+    *,
+    ocr_options: OcrOptions,
+    colors: int,
+    on_error: Callable[[Path, Exception], None],
+) -> list[tuple[str | None, Specs]]:
+    """Specs read from each photo, as (its source reference, specs) for `merge_specs`; the
+    first photo also gives `colors` dominant colours. A photo that cannot be read is passed to
+    `on_error` and left out: the offer goes on without it."""
+    read: list[tuple[str | None, Specs]] = []
+    for n, (source, path) in enumerate(photos):
+        try:
+            outcome = read_image_specs(
+                path, ocr_options=ocr_options, colors=colors if n == 0 else 0
+            )
+        except (ImageError, OSError, OcrUnavailableError) as exc:
+            on_error(path, exc)
+            continue
+        read.append((source, outcome.specs))
+    return read
 
 
 def offer_record(item: Mapping[str, Any], image_paths: Sequence[str]) -> OfferRecord:
@@ -146,6 +174,7 @@ __all__ = [
     "missing_fields",
     "offer_record",
     "page_specs_of",
+    "photo_specs",
     "regroup_store",
     "space_vectors",
     "store_offer",

@@ -1,0 +1,101 @@
+"""``cumpair indexer``: the one process that writes a store fed by crawls in Redis mode.
+
+Thin over `cumpair.indexer.worker.Indexer`: the flags become one `IndexerOptions`
+(`options_from_args`). SIGTERM and Ctrl-C finish the batch in hand, regroup and close the store;
+SIGKILL loses nothing either (unacknowledged entries are read again first). Exit status 1 when
+the store cannot be opened (another writer holds it) or Redis cannot be reached, 2 for bad flags.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import signal
+import sys
+import threading
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from cumpair.indexer.worker import IndexerOptions
+
+
+def add_parser(subparsers: argparse._SubParsersAction) -> None:
+    from cumpair.embed.registry import KINDS
+    from cumpair.indexer.stream import DEFAULT_KEY
+
+    parser = subparsers.add_parser(
+        "indexer",
+        help="index the items that crawls in Redis mode hand over (one per store)",
+        description=(
+            "Read items from the Redis stream that `scrapy crawl -s CRAWL_REDIS_URL=...` "
+            "writes, read their specs, embed them and upsert them into the store at --index; "
+            "each item is acknowledged once the store holds it."
+        ),
+    )
+    parser.add_argument("--index", default="index_data", help="store directory (index_data)")
+    parser.add_argument("--redis", required=True, metavar="URL", help="redis://host:port/db")
+    parser.add_argument(
+        "--stream", default=DEFAULT_KEY, help=f"stream key, the crawl's CRAWL_REDIS_ITEMS_KEY "
+        f"({DEFAULT_KEY})"
+    )  # fmt: skip
+    parser.add_argument(
+        "--images", metavar="DIR", help="the crawl's IMAGES_STORE here (default: INDEX/images)"
+    )
+    parser.add_argument("--no-ocr", action="store_true", help="do not read specs from photos")
+    parser.add_argument("--encoders", choices=KINDS, default="auto", help="encoder kind (auto)")
+    parser.add_argument("--workers", type=int, default=2, help="OCR threads (2)")
+    parser.add_argument("--batch-size", type=int, default=32, help="entries per batch (32)")
+    parser.add_argument(
+        "--exit-when-idle",
+        type=float,
+        metavar="S",
+        help="stop once the stream has been empty S seconds (default: run until stopped)",
+    )
+    parser.set_defaults(func=run)
+
+
+def options_from_args(args: argparse.Namespace) -> IndexerOptions:
+    """The one `IndexerOptions` of a command line."""
+    from cumpair.indexer.worker import IndexerOptions
+
+    return IndexerOptions(
+        images_dir=Path(args.images) if args.images else None,
+        ocr=not args.no_ocr,
+        workers=args.workers,
+        batch=args.batch_size,
+        exit_when_idle_s=args.exit_when_idle,
+    )
+
+
+def run(args: argparse.Namespace) -> int:
+    import redis
+
+    from cumpair.embed.base import EmbedError
+    from cumpair.embed.registry import load_encoders
+    from cumpair.index import StoreError
+    from cumpair.indexer.stream import ItemStream
+    from cumpair.indexer.worker import Indexer
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
+    try:
+        options = options_from_args(args)
+        stream = ItemStream.from_url(args.redis, args.stream)
+    except ValueError as exc:
+        print(f"cumpair indexer: {exc}", file=sys.stderr)
+        return 2
+    stop = threading.Event()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, lambda *_: stop.set())
+    try:
+        stream.client.ping()
+        encoders = load_encoders(args.encoders, model_dir=Path(args.index) / "models", threads=1)
+        report = Indexer(args.index, stream, encoders, options).run(stop)
+    except redis.RedisError as exc:
+        print(f"cumpair indexer: Redis at {args.redis}: {exc}", file=sys.stderr)
+        return 1
+    except (StoreError, EmbedError) as exc:
+        print(f"cumpair indexer: {exc}", file=sys.stderr)
+        return 1
+    print(report.summary())
+    return 0

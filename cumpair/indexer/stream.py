@@ -1,0 +1,117 @@
+"""The crawl-to-indexer queue: a Redis stream read through one consumer group.
+
+Crawl processes `add` items (XADD). The indexer `read`s them (XREADGROUP): Redis keeps every
+entry it delivered in the group's pending list until the indexer `ack`s it (XACK, then XDEL so
+the stream holds only work not yet done). An indexer killed between the two finds its pending
+entries again when it restarts, before any new ones: nothing delivered is lost, and what is
+redelivered is an offer the store already keys by (shop, url). Entries that are not items
+go to a dead-letter stream (``<key>:dead``) with the reason, never silently dropped.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import redis
+
+from cumpair.indexer.messages import ITEM_FIELD, MessageError, decode_item, encode_item
+
+#: The stream every crawl of a store writes, unless CRAWL_REDIS_ITEMS_KEY names another.
+DEFAULT_KEY = "cumpair:items"
+GROUP = "indexer"
+#: One indexer per store, so one consumer name: a restarted indexer owns its pending entries.
+CONSUMER = "indexer"
+
+
+@dataclass(frozen=True)
+class Entry:
+    """One delivered stream entry: its id (to `ack`) and its item, or why it is no item."""
+
+    id: str
+    item: dict[str, Any] | None
+    error: str | None = None
+
+
+class ItemStream:
+    """A stream of items at `key` on `client` (a `redis.Redis`)."""
+
+    def __init__(self, client: redis.Redis, key: str = DEFAULT_KEY) -> None:
+        self.client = client
+        self.key = key
+        self.dead_key = f"{key}:dead"
+        self._pending_first = True
+
+    @classmethod
+    def from_url(cls, url: str, key: str = DEFAULT_KEY) -> ItemStream:
+        return cls(redis.Redis.from_url(url), key)
+
+    def add(self, item: Mapping[str, Any]) -> str:
+        """Append one item; returns the entry id."""
+        return _text(self.client.xadd(self.key, {ITEM_FIELD: encode_item(item)}))
+
+    def ensure_group(self) -> None:
+        """Create the indexer's consumer group (and the stream) unless they exist."""
+        try:
+            self.client.xgroup_create(self.key, GROUP, id="0", mkstream=True)
+        except redis.ResponseError as exc:
+            if "BUSYGROUP" not in str(exc):
+                raise
+
+    def read(self, count: int, block_s: float) -> list[Entry]:
+        """Up to `count` entries: first those delivered before and never acknowledged (a
+        previous run killed mid-batch), then new ones, waiting up to `block_s` for them."""
+        if self._pending_first:
+            entries = self._read("0", count, None)
+            if entries:
+                return entries
+            self._pending_first = False
+        return self._read(">", count, max(1, int(block_s * 1000)))
+
+    def ack(self, ids: Sequence[str]) -> None:
+        """Done with `ids`: acknowledged and deleted in one transaction."""
+        if ids:
+            pipe = self.client.pipeline(transaction=True)
+            pipe.xack(self.key, GROUP, *ids).xdel(self.key, *ids)
+            pipe.execute()
+
+    def reject(self, entry: Entry, reason: str) -> None:
+        """Move an entry that cannot be indexed to the dead-letter stream, then acknowledge it."""
+        raw = self.client.xrange(self.key, entry.id, entry.id)
+        fields = raw[0][1] if raw else {}
+        self.client.xadd(self.dead_key, {**fields, b"reason": reason, b"id": entry.id})
+        self.ack([entry.id])
+
+    def backlog(self) -> int:
+        """Entries not yet acknowledged (delivered or not)."""
+        return int(self.client.xlen(self.key))
+
+    def _read(self, start: str, count: int, block_ms: int | None) -> list[Entry]:
+        reply = self.client.xreadgroup(
+            GROUP, CONSUMER, {self.key: start}, count=count, block=block_ms
+        )
+        entries = []
+        for _, rows in reply or ():
+            for entry_id, fields in rows:
+                entries.append(_entry(_text(entry_id), fields))
+        return entries
+
+
+def _entry(entry_id: str, fields: Mapping[bytes, bytes] | None) -> Entry:
+    if fields is None:  # deleted from the stream after delivery: nothing left to index
+        return Entry(entry_id, None, "entry deleted")
+    raw = fields.get(ITEM_FIELD.encode())
+    if raw is None:
+        return Entry(entry_id, None, f"no {ITEM_FIELD!r} field")
+    try:
+        return Entry(entry_id, decode_item(raw))
+    except MessageError as exc:
+        return Entry(entry_id, None, str(exc))
+
+
+def _text(value: bytes | str) -> str:
+    return value.decode() if isinstance(value, bytes) else value
+
+
+__all__ = ["CONSUMER", "DEFAULT_KEY", "GROUP", "Entry", "ItemStream"]

@@ -1,0 +1,226 @@
+"""The indexer's loop: take items off the stream, run the crawl's stages, acknowledge when stored.
+
+Per batch: specs from each item's page text and photos (`stages.photo_specs`, on a thread pool),
+vectors for all of them together (`BatchEmbedder`), then `stages.store_offer` for each — the
+same code the crawl's pipelines and `cumpair ingest` run. An upsert is durable when it returns
+(the store's contract), and only then is the entry acknowledged: a kill at any point leaves the
+entry pending, to be read again first on restart, and the store keys offers by (shop, url), so
+the second delivery updates the offer the first wrote (it may add one more price point).
+When the stream goes quiet, the products the new offers touched are regrouped and the store
+flushed, as a crawl does when it ends.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from cumpair.embed import BatchEmbedder, EncoderSet, product_text
+from cumpair.embed.reindex import spaces_for
+from cumpair.index import InvalidOfferError, ProductStore, StoreOptions
+from cumpair.indexer.stream import Entry, ItemStream
+from cumpair.ingest.stages import (
+    offer_record,
+    page_specs_of,
+    photo_specs,
+    regroup_store,
+    space_vectors,
+    store_offer,
+)
+from cumpair.search.products import ProductGroups
+from cumpair.vision.merge import merge_specs
+from cumpair.vision.ocr_types import OcrOptions
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class IndexerOptions:
+    """How the indexer works; the CLI builds one from its flags (`cli.options_from_args`).
+
+    `images_dir` is the crawl's IMAGES_STORE as this machine sees it (default
+    ``<index>/images``): item photo paths are relative to it. `ocr` reads specs from up to
+    `ocr_images` photos per offer (SPECS_MAX_IMAGES_PER_ITEM), `colors` dominant colours from the
+    first; `workers` threads run OCR; `batch` entries are read and embedded together; `block_s`
+    is the longest wait for new entries; the stream quiet for `regroup_idle_s` triggers the
+    regroup and flush; `exit_when_idle_s` (None: run until stopped) ends a batch job.
+    """
+
+    images_dir: Path | None = None
+    ocr: bool = True
+    ocr_options: OcrOptions = field(default_factory=lambda: OcrOptions(max_variants=2))
+    ocr_images: int = 2
+    colors: int = 3
+    workers: int = 2
+    batch: int = 32
+    block_s: float = 1.0
+    regroup_idle_s: float = 2.0
+    exit_when_idle_s: float | None = None
+    store: StoreOptions = field(default_factory=StoreOptions)
+
+    def __post_init__(self) -> None:
+        if min(self.workers, self.batch) < 1:
+            raise ValueError("workers and batch must be at least 1")
+        if self.block_s <= 0 or self.regroup_idle_s < 0:
+            raise ValueError("block_s must be positive, regroup_idle_s not negative")
+
+
+@dataclass
+class IndexerReport:
+    """What a run did (also logged as it goes)."""
+
+    new: int = 0
+    updated: int = 0
+    rejected: Counter = field(default_factory=Counter)
+    image_errors: int = 0
+    regroups: int = 0
+    seconds: float = 0.0
+
+    @property
+    def stored(self) -> int:
+        return self.new + self.updated
+
+    def summary(self) -> str:
+        rejected = ", ".join(f"{n} x {why}" for why, n in sorted(self.rejected.items()))
+        return (
+            f"indexed {self.stored} offers in {self.seconds:.1f} s ({self.new} new, "
+            f"{self.updated} updated); rejected: {rejected or 'none'}; "
+            f"photos without a vector: {self.image_errors}; regroups: {self.regroups}"
+        )
+
+
+class Indexer:
+    """The one process that writes the store at `index_dir` from `stream`."""
+
+    def __init__(
+        self,
+        index_dir: str | Path,
+        stream: ItemStream,
+        encoders: EncoderSet,
+        options: IndexerOptions = IndexerOptions(),
+    ) -> None:
+        self.index_dir = Path(index_dir)
+        self.stream = stream
+        self.encoders = encoders
+        self.options = options
+        self.images_dir = options.images_dir or self.index_dir / "images"
+        self.report = IndexerReport()
+
+    def run(self, stop: threading.Event | None = None) -> IndexerReport:
+        """Index until `stop` is set (or the stream stays empty `exit_when_idle_s`); raises
+        `StoreError` when the store cannot be opened (another writer holds it)."""
+        stop = stop or threading.Event()
+        started = time.monotonic()
+        options = self.options
+        self.stream.ensure_group()
+        touched: set[int] = set()
+        store = ProductStore.open(self.index_dir, spaces_for(self.encoders), options.store)
+        try:
+            with (
+                ProductGroups.open(self.index_dir) as groups,
+                BatchEmbedder(self.encoders, batch_size=options.batch, max_wait=0.05) as embedder,
+                ThreadPoolExecutor(options.workers, "cumpair-indexer") as pool,
+            ):
+                quiet_since = time.monotonic()
+                while not stop.is_set():
+                    entries = self.stream.read(options.batch, options.block_s)
+                    if entries:
+                        touched |= self._index_batch(store, groups, embedder, pool, entries)
+                        store.maybe_flush()
+                        quiet_since = time.monotonic()
+                        continue
+                    idle = time.monotonic() - quiet_since
+                    if touched and idle >= options.regroup_idle_s:
+                        self._regroup(store, groups, touched)
+                        touched = set()
+                    if options.exit_when_idle_s is not None and idle >= options.exit_when_idle_s:
+                        break
+                if touched:
+                    self._regroup(store, groups, touched)
+        finally:
+            store.close()
+        self.report.seconds = time.monotonic() - started
+        logger.info("indexer: %s", self.report.summary())
+        return self.report
+
+    def _index_batch(
+        self,
+        store: ProductStore,
+        groups: ProductGroups,
+        embedder: BatchEmbedder,
+        pool: ThreadPoolExecutor,
+        entries: list[Entry],
+    ) -> set[int]:
+        """Specs, vectors and upsert for each entry; each acknowledged once its upsert returned."""
+        for entry in entries:
+            if entry.item is None:
+                self._reject(entry, entry.error or "not an item")
+        good = [entry for entry in entries if entry.item is not None]
+        items = list(pool.map(self._with_specs, [entry.item for entry in good]))
+        futures = []
+        for item in items:
+            paths = [str(p) for p in self._photo_paths(item)]
+            futures.append(embedder.submit(paths, product_text(item), key=item["url"]))
+        embedder.flush()
+        touched: set[int] = set()
+        done: list[str] = []
+        for entry, item, future in zip(good, items, futures, strict=True):
+            vectors = future.result()
+            self.report.image_errors += len(vectors.image_errors)
+            record = offer_record(item, self._photo_paths(item))
+            try:
+                result, _ = store_offer(store, groups, record, space_vectors(vectors))
+            except InvalidOfferError as exc:
+                self._reject(entry, f"invalid offer: {exc}")
+                continue
+            touched.add(result.offer_id)
+            done.append(entry.id)
+            if result.created:
+                self.report.new += 1
+            else:
+                self.report.updated += 1
+        self.stream.ack(done)
+        return touched
+
+    def _with_specs(self, item: dict[str, Any]) -> dict[str, Any]:
+        """Pool thread: the item with `specs` from its text and first photos (the crawl's
+        specs stage); `spec_conflicts` says where they disagreed."""
+        images: list = []
+        if self.options.ocr:
+            shown = (item.get("images") or [])[: self.options.ocr_images]
+            photos = [(image.get("url"), self.images_dir / image["path"]) for image in shown]
+            images = photo_specs(
+                photos,
+                ocr_options=self.options.ocr_options,
+                colors=self.options.colors,
+                on_error=lambda path, exc: logger.warning(
+                    "indexer: %s: photo %s not read: %s", item["url"], path.name, exc
+                ),
+            )
+        specs, conflicts = merge_specs(page_specs_of(item), images)
+        item["specs"], item["spec_conflicts"] = specs, [c.to_dict() for c in conflicts]
+        return item
+
+    def _photo_paths(self, item: dict[str, Any]) -> list[Path]:
+        return [self.images_dir / image["path"] for image in item.get("images") or []]
+
+    def _reject(self, entry: Entry, reason: str) -> None:
+        logger.warning("indexer: entry %s kept aside in %s: %s", entry.id, self.stream.dead_key,
+                       reason)  # fmt: skip
+        self.report.rejected[reason.split(":", 1)[0]] += 1
+        self.stream.reject(entry, reason)
+
+    def _regroup(self, store: ProductStore, groups: ProductGroups, touched: set[int]) -> None:
+        store.flush()
+        products, offers = regroup_store(store, groups, touched)
+        self.report.regroups += 1
+        logger.info("indexer: regrouped %d offers into %d products", offers, products)
+
+
+__all__ = ["Indexer", "IndexerOptions", "IndexerReport"]

@@ -108,6 +108,7 @@ def _load_cached(path: str, mtime: float) -> MatcherModel:
     return MatcherModel.load(path)
 
 
+@lru_cache(maxsize=1)
 def default_model_path() -> Path:
     """The shipped model (package data)."""
     return Path(str(resources.files("cumpair.search").joinpath(DEFAULT_MODEL)))

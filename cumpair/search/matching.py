@@ -17,6 +17,7 @@ Rules, in order, each recorded in `PairEvidence.rule` so `--explain` can show it
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Any, Literal
 
 from cumpair.search.features import NUMERIC_SPECS, OfferFeatures, features_from_dict
@@ -40,8 +41,9 @@ class MatchConfig:
         if self.threshold is not None and not 0 < self.threshold < 1:
             raise ValueError(f"threshold must be in (0, 1), got {self.threshold!r}")
 
-    @property
+    @cached_property
     def model(self) -> MatcherModel:
+        """The model, loaded once per config (a config lives for one grouping or command)."""
         return load_matcher(self.model_path)
 
     @property

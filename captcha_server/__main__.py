@@ -1,8 +1,9 @@
 """`python -m captcha_server`: serve the 2captcha-compatible OCR API (default 127.0.0.1:9001).
 
 Keys come from CAPTCHA_API_KEYS (comma-separated) and/or --keys-file; with none the server
-refuses to start unless --no-auth is given. --redis switches from the in-process pool to the
-Redis queue served by `python -m captcha_server.worker`.
+refuses to start unless --no-auth is given. Admin keys (CAPTCHA_ADMIN_KEYS, --admin-keys-file)
+see the global counters on /stats; any other key sees its own. --redis switches from the
+in-process pool to the Redis queue served by `python -m captcha_server.worker`.
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--host", default=DEFAULT_HOST)
     p.add_argument("--port", type=int, default=DEFAULT_PORT)
     p.add_argument("--keys-file", type=Path, help="API keys, one per line")
+    p.add_argument("--admin-keys-file", type=Path, help="keys that see global /stats")
     p.add_argument("--no-auth", action="store_true", help="accept any key (trusted networks)")
     p.add_argument("--workers", type=int, default=2, help="local OCR processes (no --redis)")
     p.add_argument("--redis", metavar="URL", help="use the Redis queue, e.g. redis://host:6379/0")
@@ -43,6 +45,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--burst", type=int, default=60, help="submission burst per key")
     p.add_argument("--max-bytes", type=int, default=_LIMITS.max_bytes)
     p.add_argument("--max-pixels", type=int, default=_LIMITS.max_pixels)
+    p.add_argument(
+        "--body-timeout",
+        type=float,
+        default=_LIMITS.body_timeout_s,
+        help="seconds a request body may take to arrive before it is cut",
+    )
+    p.add_argument(
+        "--max-uploads",
+        type=int,
+        default=_LIMITS.max_uploads,
+        help="request bodies read at once; more are refused with ERROR_NO_SLOT_AVAILABLE",
+    )
     p.add_argument("--max-pending", type=int, default=_QUEUE.max_pending)
     p.add_argument("--task-ttl", type=int, default=_QUEUE.task_ttl_s)
     p.add_argument("--result-ttl", type=int, default=_QUEUE.result_ttl_s)
@@ -63,6 +77,7 @@ def config_from_args(args: argparse.Namespace) -> ServerConfig:
         host=args.host,
         port=args.port,
         api_keys=load_keys(keys_file=args.keys_file),
+        admin_keys=load_keys(keys_file=args.admin_keys_file, variable="CAPTCHA_ADMIN_KEYS"),
         no_auth=args.no_auth,
         workers=args.workers,
         redis_url=args.redis,
@@ -72,7 +87,12 @@ def config_from_args(args: argparse.Namespace) -> ServerConfig:
         rate_burst=args.burst,
         sync_timeout_s=args.sync_timeout,
         engines=args.engines,
-        limits=Limits(max_bytes=args.max_bytes, max_pixels=args.max_pixels),
+        limits=Limits(
+            max_bytes=args.max_bytes,
+            max_pixels=args.max_pixels,
+            body_timeout_s=args.body_timeout,
+            max_uploads=args.max_uploads,
+        ),
         queue=QueueSettings(
             task_ttl_s=args.task_ttl,
             result_ttl_s=args.result_ttl,

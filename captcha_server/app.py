@@ -34,10 +34,9 @@ async def health(request: web.Request) -> web.Response:
 async def stats(request: web.Request) -> web.Response:
     service = request.app[SERVICE]
     try:
-        service.authenticate(native.request_key(request))
+        return web.json_response(await service.stats(native.request_key(request)))
     except CaptchaError as exc:
         return native.error_response(exc, service)
-    return web.json_response(await service.stats())
 
 
 def create_app(config: ServerConfig, queue: TaskQueue | None = None) -> web.Application:

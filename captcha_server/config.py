@@ -19,12 +19,25 @@ KEY_PATTERN = re.compile(r"^[A-Za-z0-9]{32}$")
 
 @dataclass(frozen=True, slots=True)
 class Limits:
-    """Upload limits. 2captcha documents 100 bytes minimum and 100 kB maximum for v1 images."""
+    """Upload limits. 2captcha documents 100 bytes minimum and 100 kB maximum for v1 images.
+
+    `body_timeout_s`: a request body not fully received this long after the handler starts
+    reading it is cut (answered ERROR_UPLOAD); `max_uploads`: bodies read at the same time, a
+    request beyond that is refused at once (ERROR_NO_SLOT_AVAILABLE) rather than held open.
+    """
 
     min_bytes: int = 100
     max_bytes: int = 100 * 1024
     max_pixels: int = 4_000_000
     max_side: int = 4096
+    body_timeout_s: float = 15.0
+    max_uploads: int = 64
+
+    def __post_init__(self) -> None:
+        if not self.body_timeout_s > 0:
+            raise ValueError("--body-timeout must be positive")
+        if self.max_uploads < 1:
+            raise ValueError("--max-uploads must be at least 1")
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,6 +61,8 @@ class ServerConfig:
     host: str = DEFAULT_HOST
     port: int = DEFAULT_PORT
     api_keys: frozenset[str] = frozenset()
+    admin_keys: frozenset[str] = frozenset()
+    """Keys whose `/stats` shows the server's global counters (others see their own)."""
     no_auth: bool = False
     workers: int = 2
     redis_url: str | None = None
@@ -62,7 +77,7 @@ class ServerConfig:
     queue: QueueSettings = field(default_factory=QueueSettings)
 
     def __post_init__(self) -> None:
-        bad = sorted(k for k in self.api_keys if not KEY_PATTERN.match(k))
+        bad = sorted(k for k in self.api_keys | self.admin_keys if not KEY_PATTERN.match(k))
         if bad:
             raise ValueError(
                 f"{len(bad)} API key(s) are not 32 letters/digits as 2captcha clients expect"
@@ -77,14 +92,17 @@ class ServerConfig:
             raise ValueError("workers must be at least 1")
 
 
-def load_keys(env: str | None = None, keys_file: Path | None = None) -> frozenset[str]:
-    """Keys from a comma-separated string (CAPTCHA_API_KEYS) and/or a file, one per line.
+def load_keys(
+    env: str | None = None, keys_file: Path | None = None, variable: str = "CAPTCHA_API_KEYS"
+) -> frozenset[str]:
+    """Keys from a comma-separated string (default: the environment variable `variable`) and/or
+    a file, one per line.
 
     Blank lines and `#` comments in the file are ignored.
     """
     keys: set[str] = set()
     if env is None:
-        env = os.environ.get("CAPTCHA_API_KEYS", "")
+        env = os.environ.get(variable, "")
     keys.update(k.strip() for k in env.split(",") if k.strip())
     if keys_file is not None:
         for line in keys_file.read_text(encoding="utf-8").splitlines():

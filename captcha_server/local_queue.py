@@ -77,7 +77,7 @@ class LocalQueue:
             raise QueueFull
         self._records[record.id] = record
         self._done[record.id] = asyncio.Event()
-        self.stats_.incr("submitted")
+        self.stats_.incr("submitted", record.key)
         job = asyncio.create_task(self._run(record, image))
         self._jobs.add(job)
         job.add_done_callback(self._jobs.discard)
@@ -101,7 +101,7 @@ class LocalQueue:
                 if pool is self._pool:
                     self._pool = self._new_pool()
                 if record.attempts < self.settings.max_attempts:
-                    self.stats_.incr("retried")
+                    self.stats_.incr("retried", record.key)
                     continue
                 data = solver.Solution(error=solver.UNSOLVABLE).to_dict()
             except TimeoutError:
@@ -114,7 +114,7 @@ class LocalQueue:
         record.finished = time.time()
         record.state = State.UNSOLVABLE if solution.error else State.DONE
         self._done.pop(record.id, asyncio.Event()).set()
-        self.stats_.incr("unsolvable" if solution.error else "solved")
+        self.stats_.incr("unsolvable" if solution.error else "solved", record.key)
         if solution.solve_s:
             self.stats_.observe(solution.engine, solution.solve_s)
 
@@ -134,7 +134,7 @@ class LocalQueue:
         if record.report is not Report.NONE:
             return "duplicate"
         record.report = report
-        self.stats_.incr(f"reported_{report.value}")
+        self.stats_.incr(f"reported_{report.value}", record.key)
         return "recorded"
 
     async def _expire_loop(self) -> None:
@@ -162,6 +162,9 @@ class LocalQueue:
             "engines_loaded": self._engines_loaded,
             "workers_alive": alive,
         }
+
+    async def key_stats(self, key: str) -> dict[str, int]:
+        return self.stats_.for_key(key)
 
     async def stats(self) -> dict[str, Any]:
         depth = sum(1 for r in self._records.values() if r.state is State.PENDING)

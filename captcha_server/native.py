@@ -12,6 +12,7 @@ from aiohttp import web
 from multidict import MultiDict
 
 from captcha_server.errors import CaptchaError
+from captcha_server.fields import flag, json_object, mapping, number, text
 from captcha_server.options import TaskOptions
 from captcha_server.protocol_v1 import SERVICE
 from captcha_server.service import Service
@@ -46,16 +47,12 @@ def request_key(request: web.Request) -> str | None:
     return request.headers.get("X-API-Key") or request.query.get("key")
 
 
-def _flag(value: Any) -> bool:
-    return str(value).lower() in ("1", "true", "yes")
-
-
-async def _read(request: web.Request) -> tuple[bytes, MultiDict[Any]]:
+async def _read(request: web.Request, service: Service) -> tuple[bytes, MultiDict[Any]]:
     """Image and options from multipart (`file`), JSON (`image` base64) or a raw image body."""
     params: MultiDict[Any] = MultiDict(request.query)
     try:
         if request.content_type == "multipart/form-data":
-            form = await request.post()
+            form = await service.bodies.read(request, request.post)
             upload = form.get("file") or form.get("image")
             params.extend((k, v) for k, v in form.items() if not isinstance(v, web.FileField))
             if not isinstance(upload, web.FileField):
@@ -64,18 +61,14 @@ async def _read(request: web.Request) -> tuple[bytes, MultiDict[Any]]:
                 return upload.file.read(), params
             finally:
                 upload.file.close()
+        body = await service.bodies.read(request, request.read)
         if request.content_type == "application/json":
-            data = await request.json()
-            if not isinstance(data, dict):
-                raise CaptchaError("ERROR_BAD_PARAMETERS", "body must be a JSON object")
-            params.extend((k, v) for k, v in (data.get("options") or {}).items())
-            for flag in ("specs",):
-                if flag in data:
-                    params[flag] = data[flag]
-            return decode_base64(data.get("image")), params
-        return await request.read(), params
-    except web.HTTPRequestEntityTooLarge as exc:
-        raise CaptchaError("ERROR_TOO_BIG_CAPTCHA_FILESIZE") from exc
+            data = json_object(body, request.charset)
+            params.extend((mapping(data, "options") or {}).items())
+            if "specs" in data:
+                params["specs"] = data["specs"]
+            return decode_base64(text(data, "image")), params
+        return body, params
     except ValueError as exc:
         raise CaptchaError("ERROR_BAD_PARAMETERS", str(exc)) from exc
 
@@ -103,16 +96,14 @@ async def ocr(request: web.Request) -> web.Response:
     service = request.app[SERVICE]
     try:
         key = service.authenticate(request_key(request))
-        image, params = await _read(request)
+        image, params = await _read(request, service)
         options = TaskOptions.from_v1(params)
-        record = await service.submit(key, image, options, want_specs=_flag(params.get("specs")))
-        if _flag(params.get("async")):
-            return web.json_response({"id": record.id, "state": record.state.value}, status=202)
-        try:
-            timeout = float(params.get("timeout", service.config.sync_timeout_s))
-        except ValueError as exc:
-            raise CaptchaError("ERROR_BAD_PARAMETERS", "timeout must be a number") from exc
+        want_specs, run_async = flag(params, "specs"), flag(params, "async")
+        timeout = number(params, "timeout", service.config.sync_timeout_s)
         timeout = min(max(timeout, 0.0), service.config.sync_timeout_s)
+        record = await service.submit(key, image, options, want_specs=want_specs)
+        if run_async:
+            return web.json_response({"id": record.id, "state": record.state.value}, status=202)
         done = await service.wait(key, record.id, timeout)
     except CaptchaError as exc:
         return error_response(exc, service)

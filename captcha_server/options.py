@@ -12,6 +12,7 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 from captcha_server.errors import CaptchaError
+from captcha_server.fields import flag, integer, text
 from cumpair.vision.ocr_types import CharacterSet, OcrOptions
 
 # 2captcha `lang` codes we can read (Tesseract language data installed here: eng) and the
@@ -52,18 +53,18 @@ class TaskOptions:
         return cls(**{k: data[k] for k in cls.__slots__ if k in data})
 
     @classmethod
-    def from_v1(cls, form: Mapping[str, str]) -> TaskOptions:
+    def from_v1(cls, form: Mapping[str, Any]) -> TaskOptions:
         """From `in.php` fields: numeric, min_len, max_len, phrase, regsense, calc, language,
         lang, textinstructions (also accepts the client library's camelCase spellings)."""
         return cls(
-            numeric=_int(form, "numeric"),
-            min_len=_int(form, "min_len", "minLen"),
-            max_len=_int(form, "max_len", "maxLen"),
-            phrase=bool(_int(form, "phrase")),
-            regsense=bool(_int(form, "regsense", "caseSensitive")),
-            calc=bool(_int(form, "calc")),
-            language=_language(form.get("lang"), form.get("language")),
-            instructions=str(form.get("textinstructions") or form.get("hintText") or ""),
+            numeric=integer(form, "numeric"),
+            min_len=integer(form, "min_len", "minLen"),
+            max_len=integer(form, "max_len", "maxLen"),
+            phrase=bool(integer(form, "phrase")),
+            regsense=bool(integer(form, "regsense", "caseSensitive")),
+            calc=bool(integer(form, "calc")),
+            language=_language(text(form, "lang"), integer(form, "language")),
+            instructions=text(form, "textinstructions") or text(form, "hintText") or "",
         )
 
     @classmethod
@@ -71,14 +72,14 @@ class TaskOptions:
         """From a v2 `ImageToTextTask`: phrase, case, numeric, math, minLength, maxLength,
         comment; `languagePool` ("en", "rn") on the request."""
         return cls(
-            numeric=_int(task, "numeric"),
-            min_len=_int(task, "minLength"),
-            max_len=_int(task, "maxLength"),
-            phrase=bool(task.get("phrase", False)),
-            regsense=bool(task.get("case", False)),
-            calc=bool(task.get("math", False)),
-            language=_language(language_pool, None),
-            instructions=str(task.get("comment") or ""),
+            numeric=integer(task, "numeric"),
+            min_len=integer(task, "minLength"),
+            max_len=integer(task, "maxLength"),
+            phrase=flag(task, "phrase"),
+            regsense=flag(task, "case"),
+            calc=flag(task, "math"),
+            language=_language(language_pool, 0),
+            instructions=text(task, "comment") or "",
         )
 
     def to_ocr_options(self) -> OcrOptions:
@@ -123,26 +124,12 @@ class TaskOptions:
         }[self.numeric]
 
 
-def _int(data: Mapping[str, Any], *names: str) -> int:
-    for name in names:
-        value = data.get(name)
-        if value is None or value == "":
-            continue
-        if isinstance(value, bool):
-            return int(value)
-        try:
-            return int(str(value).strip())
-        except ValueError as exc:
-            raise CaptchaError("ERROR_BAD_PARAMETERS", f"{name} must be an integer") from exc
-    return 0
-
-
-def _language(lang: str | None, language: str | None) -> str:
+def _language(lang: str | None, language: int) -> str:
     if lang:
-        code = str(lang).strip().lower()
+        code = lang.strip().lower()
         if code not in _LANGS:
             raise CaptchaError("ERROR_BAD_PARAMETERS", f"no OCR language data for lang={code!r}")
         return _LANGS[code]
-    if language not in (None, "", "0", "2", 0, 2):
+    if language not in (0, 2):
         raise CaptchaError("ERROR_BAD_PARAMETERS", "only Latin captchas (language=0/2) are read")
     return "eng"

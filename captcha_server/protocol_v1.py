@@ -13,6 +13,7 @@ from aiohttp import web
 from multidict import MultiDict
 
 from captcha_server.errors import CaptchaError
+from captcha_server.fields import text
 from captcha_server.options import TaskOptions
 from captcha_server.service import Service
 from captcha_server.tasks import State, TaskRecord
@@ -41,24 +42,22 @@ def _error(exc: CaptchaError, as_json: bool, service: Service) -> web.Response:
     return web.Response(text=exc.code)
 
 
-async def _fields(request: web.Request) -> tuple[MultiDict[Any], bool]:
+async def _fields(request: web.Request, service: Service) -> tuple[MultiDict[Any], bool]:
     """Query string plus form body; the `json` flag is known even when the body is too big."""
     fields: MultiDict[Any] = MultiDict(request.query)
     as_json = fields.get("json") == "1"
     if request.method == "POST":
         try:
-            fields.extend(await request.post())
-        except web.HTTPRequestEntityTooLarge as exc:
-            raise CaptchaError("ERROR_TOO_BIG_CAPTCHA_FILESIZE") from exc
+            fields.extend(await service.bodies.read(request, request.post))
         except ValueError as exc:  # malformed multipart / urlencoded body
             raise CaptchaError("ERROR_UPLOAD", str(exc)) from exc
     return fields, fields.get("json") == "1" or as_json
 
 
 def _image(fields: Mapping[str, Any]) -> bytes:
-    method = str(fields.get("method") or "").lower()
+    method = (text(fields, "method") or "").lower()
     if method == "base64":
-        return decode_base64(fields.get("body"))
+        return decode_base64(text(fields, "body"))
     if method == "post":
         upload = fields.get("file")
         if not isinstance(upload, web.FileField):
@@ -75,8 +74,8 @@ async def in_php(request: web.Request) -> web.Response:
     as_json = request.query.get("json") == "1"
     fields: MultiDict[Any] = MultiDict()
     try:
-        fields, as_json = await _fields(request)
-        key = service.authenticate(fields.get("key"))
+        fields, as_json = await _fields(request, service)
+        key = service.authenticate(text(fields, "key", "ERROR_WRONG_USER_KEY"))
         image = _image(fields)
         options = TaskOptions.from_v1(fields)
         record = await service.submit(key, image, options)
@@ -102,13 +101,14 @@ async def res_php(request: web.Request) -> web.Response:
     service = request.app[SERVICE]
     as_json = request.query.get("json") == "1"
     try:
-        fields, as_json = await _fields(request)
-        key = service.authenticate(fields.get("key"))
-        action = str(fields.get("action") or "").lower()
+        fields, as_json = await _fields(request, service)
+        key = service.authenticate(text(fields, "key", "ERROR_WRONG_USER_KEY"))
+        action = (text(fields, "action", "ERROR_EMPTY_ACTION") or "").lower()
         if action in ("get", "get2"):
             return await _get(service, key, fields, as_json, with_price=action == "get2")
         if action in ("reportbad", "reportgood"):
-            await service.report(key, fields.get("id"), good=action == "reportgood")
+            task_id = text(fields, "id", "ERROR_WRONG_ID_FORMAT")
+            await service.report(key, task_id, good=action == "reportgood")
             return _ok("OK_REPORT_RECORDED", as_json, prefixed=False)
         if action == "getbalance":
             return _ok(f"{service.config.balance:.2f}", as_json, prefixed=False)
@@ -120,10 +120,10 @@ async def res_php(request: web.Request) -> web.Response:
 async def _get(
     service: Service, key: str, fields: Mapping[str, Any], as_json: bool, with_price: bool
 ) -> web.Response:
-    ids = fields.get("ids")
+    ids = text(fields, "ids", "ERROR_WRONG_ID_FORMAT")
     if ids is not None:
         answers = []
-        for task_id in str(ids).split(","):
+        for task_id in ids.split(","):
             try:
                 answers.append(_answer(await service.lookup(key, task_id)))
             except CaptchaError as exc:
@@ -132,7 +132,7 @@ async def _get(
         if as_json:
             return web.json_response({"status": 1, "request": joined})
         return web.Response(text=joined)
-    answer = _answer(await service.lookup(key, fields.get("id")))
+    answer = _answer(await service.lookup(key, text(fields, "id", "ERROR_WRONG_ID_FORMAT")))
     if answer == "CAPCHA_NOT_READY":
         return _not_ready(as_json)
     if answer.startswith("ERROR_"):

@@ -3,12 +3,12 @@ reportCorrect / reportIncorrect. Errors answer `{"errorId": N, "errorCode": ...,
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 from aiohttp import web
 
 from captcha_server.errors import CaptchaError
+from captcha_server.fields import json_object, task_id, text
 from captcha_server.options import TaskOptions
 from captcha_server.protocol_v1 import SERVICE
 from captcha_server.service import Service
@@ -25,37 +25,27 @@ def _error(exc: CaptchaError, service: Service) -> web.Response:
     )
 
 
-async def _payload(request: web.Request) -> dict[str, Any]:
-    try:
-        data = await request.json(loads=json.loads)
-    except web.HTTPRequestEntityTooLarge as exc:
-        raise CaptchaError("ERROR_TOO_BIG_CAPTCHA_FILESIZE") from exc
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise CaptchaError("ERROR_BAD_PARAMETERS", "body is not JSON") from exc
-    if not isinstance(data, dict):
-        raise CaptchaError("ERROR_BAD_PARAMETERS", "body must be a JSON object")
-    return data
+async def _payload(request: web.Request, service: Service) -> dict[str, Any]:
+    return json_object(await service.bodies.read(request, request.read), request.charset)
 
 
-def _task_id(data: dict[str, Any]) -> str:
-    value = data.get("taskId")
-    if isinstance(value, bool) or not isinstance(value, int | str):
-        raise CaptchaError("ERROR_WRONG_ID_FORMAT")
-    return str(value)
+def _client_key(data: dict[str, Any]) -> str | None:
+    return text(data, "clientKey", "ERROR_WRONG_USER_KEY")
 
 
 async def create_task(request: web.Request) -> web.Response:
     service = request.app[SERVICE]
     try:
-        data = await _payload(request)
-        key = service.authenticate(data.get("clientKey"))
+        data = await _payload(request, service)
+        key = service.authenticate(_client_key(data))
         task = data.get("task")
         if not isinstance(task, dict):
             raise CaptchaError("ERROR_TASK_ABSENT")
-        if task.get("type") not in SUPPORTED_TASKS:
-            raise CaptchaError("ERROR_TASK_NOT_SUPPORTED", f"task type {task.get('type')!r}")
-        image = decode_base64(task.get("body"))
-        options = TaskOptions.from_v2(task, data.get("languagePool"))
+        kind = text(task, "type", "ERROR_TASK_NOT_SUPPORTED")
+        if kind not in SUPPORTED_TASKS:
+            raise CaptchaError("ERROR_TASK_NOT_SUPPORTED", f"task type {kind!r}")
+        image = decode_base64(text(task, "body"))
+        options = TaskOptions.from_v2(task, text(data, "languagePool"))
         record = await service.submit(key, image, options)
     except CaptchaError as exc:
         return _error(exc, service)
@@ -65,9 +55,9 @@ async def create_task(request: web.Request) -> web.Response:
 async def get_task_result(request: web.Request) -> web.Response:
     service = request.app[SERVICE]
     try:
-        data = await _payload(request)
-        key = service.authenticate(data.get("clientKey"))
-        record = await service.lookup(key, _task_id(data))
+        data = await _payload(request, service)
+        key = service.authenticate(_client_key(data))
+        record = await service.lookup(key, task_id(data, "taskId"))
         if record is None or not record.final:
             return web.json_response({"errorId": 0, "status": "processing"})
         if record.state is State.UNSOLVABLE or record.solution is None:
@@ -91,7 +81,7 @@ async def get_task_result(request: web.Request) -> web.Response:
 async def get_balance(request: web.Request) -> web.Response:
     service = request.app[SERVICE]
     try:
-        service.authenticate((await _payload(request)).get("clientKey"))
+        service.authenticate(_client_key(await _payload(request, service)))
     except CaptchaError as exc:
         return _error(exc, service)
     return web.json_response({"errorId": 0, "balance": service.config.balance})
@@ -100,9 +90,9 @@ async def get_balance(request: web.Request) -> web.Response:
 async def _report(request: web.Request, good: bool) -> web.Response:
     service = request.app[SERVICE]
     try:
-        data = await _payload(request)
-        key = service.authenticate(data.get("clientKey"))
-        await service.report(key, _task_id(data), good=good)
+        data = await _payload(request, service)
+        key = service.authenticate(_client_key(data))
+        await service.report(key, task_id(data, "taskId"), good=good)
     except CaptchaError as exc:
         return _error(exc, service)
     return web.json_response({"errorId": 0, "status": "success"})

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import json
 import time
 from dataclasses import dataclass
@@ -21,10 +22,12 @@ import redis.asyncio as aioredis
 from captcha_server import redis_scripts
 from captcha_server.config import QueueSettings
 from captcha_server.solver import UNSOLVABLE, Solution
-from captcha_server.stats import COUNTERS, percentiles
+from captcha_server.stats import COUNTERS, key_counts, percentiles
 from captcha_server.tasks import QueueFull, QueueUnavailable, Report, State, TaskRecord
 
 LATENCY_WINDOW = 2000
+LISTEN_POLL_S = 0.5
+"""How often the done-channel listener looks up from its read to see whether to stop."""
 UNSOLVABLE_JSON = json.dumps(Solution(error=UNSOLVABLE, engine="worker-lost").to_dict())
 
 
@@ -50,6 +53,10 @@ class Keys:
     @property
     def stats(self) -> str:
         return f"{self.prefix}:stats"
+
+    def key_stats(self, api_key: str) -> str:
+        """Counters of one API key; named by a digest so key names never show an API key."""
+        return f"{self.prefix}:stats:key:{hashlib.sha256(api_key.encode()).hexdigest()[:32]}"
 
     def latency(self, engine: str) -> str:
         return f"{self.prefix}:lat:{engine}"
@@ -112,6 +119,7 @@ class RedisQueue:
         self.client: aioredis.Redis | None = None
         self._waiters: dict[str, asyncio.Event] = {}
         self._listener: asyncio.Task[None] | None = None
+        self._closing = asyncio.Event()
 
     async def start(self) -> None:
         self.client = aioredis.Redis.from_url(
@@ -120,25 +128,27 @@ class RedisQueue:
         self._listener = asyncio.create_task(self._listen())
 
     async def close(self) -> None:
+        # The listener is stopped by a flag, not cancelled: redis-py's blocking pub/sub read can
+        # swallow a cancellation, which left `close()` (and so server shutdown) hanging.
+        self._closing.set()
         if self._listener is not None:
-            self._listener.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._listener
+            await self._listener
         if self.client is not None:
             await self.client.aclose()
 
     async def _listen(self) -> None:
         """Wake local waiters when a worker announces a finished task; resubscribe after
-        Redis restarts (waiters poll meanwhile)."""
-        while True:
+        Redis restarts (waiters poll meanwhile). Checks for `close()` every LISTEN_POLL_S."""
+        while not self._closing.is_set():
             try:
-                pubsub = self._c().pubsub()
-                await pubsub.subscribe(self.keys.done)
-                async for message in pubsub.listen():
-                    if message["type"] == "message":
-                        event = self._waiters.get(message["data"].decode())
-                        if event is not None:
-                            event.set()
+                async with self._c().pubsub(ignore_subscribe_messages=True) as pubsub:
+                    await pubsub.subscribe(self.keys.done)
+                    while not self._closing.is_set():
+                        message = await pubsub.get_message(timeout=LISTEN_POLL_S)
+                        if message is not None and message["type"] == "message":
+                            event = self._waiters.get(message["data"].decode())
+                            if event is not None:
+                                event.set()
             except (redis.RedisError, OSError):
                 await asyncio.sleep(0.5)
 
@@ -151,6 +161,7 @@ class RedisQueue:
             if await self._c().llen(self.keys.pending) >= self.settings.max_pending:
                 raise QueueFull
             k = self.keys.task(record.id)
+            key_stats = self.keys.key_stats(record.key)
             async with self._c().pipeline(transaction=True) as pipe:
                 pipe.hset(
                     k,
@@ -162,11 +173,13 @@ class RedisQueue:
                         "created": repr(record.created),
                         "attempts": 0,
                         "image": image,
+                        "kstats": key_stats,
                     },
                 )
                 pipe.expire(k, self.settings.task_ttl_s)
                 pipe.lpush(self.keys.pending, record.id)
                 pipe.hincrby(self.keys.stats, "submitted", 1)
+                pipe.hincrby(key_stats, "submitted", 1)
                 await pipe.execute()
         except redis.RedisError as exc:
             raise QueueUnavailable(str(exc)) from exc
@@ -235,6 +248,13 @@ class RedisQueue:
             "engines_loaded": loaded,
             "workers_alive": len(workers),
         }
+
+    async def key_stats(self, key: str) -> dict[str, int]:
+        try:
+            counts = await self._c().hgetall(self.keys.key_stats(key))
+        except redis.RedisError as exc:
+            raise QueueUnavailable(str(exc)) from exc
+        return key_counts({k.decode(): int(v) for k, v in counts.items()})
 
     async def stats(self) -> dict[str, Any]:
         try:

@@ -2,9 +2,10 @@
 
 Layout under a prefix P: `P:task:<id>` hash (state, options, image, attempts, lease_until, ...),
 `P:pending` and `P:processing` lists (a reliable queue: BLMOVE pending -> processing), `P:stats`
-hash, `P:lat:<engine>` latency samples, `P:worker:<id>` heartbeats with a TTL, and the pub/sub
-channel `P:done` on which finished task ids are announced (waiters also poll, so a lost
-message only costs latency).
+hash, one `P:stats:key:<digest>` hash per API key (named in the task's `kstats` field, so each
+script counts a task for its owner too), `P:lat:<engine>` latency samples, `P:worker:<id>`
+heartbeats with a TTL, and the pub/sub channel `P:done` on which finished task ids are
+announced (waiters also poll, so a lost message only costs latency).
 """
 
 from __future__ import annotations
@@ -37,7 +38,10 @@ redis.call('LREM', KEYS[3], 0, ARGV[1])
 redis.call('HSET', KEYS[1], 'state', ARGV[2], 'solution', ARGV[3], 'finished', ARGV[4])
 redis.call('HDEL', KEYS[1], 'image', 'lease_until')
 redis.call('EXPIRE', KEYS[1], ARGV[5])
-redis.call('HINCRBY', KEYS[4], ARGV[2] == 'done' and 'solved' or 'unsolvable', 1)
+local counter = ARGV[2] == 'done' and 'solved' or 'unsolvable'
+redis.call('HINCRBY', KEYS[4], counter, 1)
+local kstats = redis.call('HGET', KEYS[1], 'kstats')
+if kstats then redis.call('HINCRBY', kstats, counter, 1) end
 redis.call('PUBLISH', KEYS[5], ARGV[1])
 return 1
 """
@@ -69,6 +73,7 @@ for _, id in ipairs(redis.call('LRANGE', KEYS[1], 0, -1)) do
       end
     end
     if expired then
+      local kstats = redis.call('HGET', k, 'kstats')
       redis.call('LREM', KEYS[1], 0, id)
       redis.call('HDEL', k, 'orphan_since', 'lease_until', 'worker')
       if tonumber(redis.call('HGET', k, 'attempts') or '0') >= tonumber(ARGV[3]) then
@@ -76,12 +81,14 @@ for _, id in ipairs(redis.call('LRANGE', KEYS[1], 0, -1)) do
         redis.call('HDEL', k, 'image')
         redis.call('EXPIRE', k, ARGV[5])
         redis.call('HINCRBY', KEYS[3], 'unsolvable', 1)
+        if kstats then redis.call('HINCRBY', kstats, 'unsolvable', 1) end
         redis.call('PUBLISH', KEYS[4], id)
         failed = failed + 1
       else
         redis.call('HSET', k, 'state', 'pending')
         redis.call('RPUSH', KEYS[2], id)
         redis.call('HINCRBY', KEYS[3], 'retried', 1)
+        if kstats then redis.call('HINCRBY', kstats, 'retried', 1) end
         requeued = requeued + 1
       end
     end
@@ -106,5 +113,7 @@ if state ~= 'done' and state ~= 'unsolvable' then return -1 end
 if (redis.call('HGET', KEYS[1], 'report') or '') ~= '' then return 0 end
 redis.call('HSET', KEYS[1], 'report', ARGV[1])
 redis.call('HINCRBY', KEYS[2], 'reported_' .. ARGV[1], 1)
+local kstats = redis.call('HGET', KEYS[1], 'kstats')
+if kstats then redis.call('HINCRBY', kstats, 'reported_' .. ARGV[1], 1) end
 return 1
 """

@@ -12,8 +12,9 @@ from typing import Any
 
 from captcha_server.config import ServerConfig
 from captcha_server.errors import CaptchaError
+from captcha_server.intake import BodyGate
 from captcha_server.options import TaskOptions
-from captcha_server.security import KeyRing, RateLimiter
+from captcha_server.security import KeyRing, RateLimiter, same_key
 from captcha_server.tasks import (
     QueueFull,
     QueueUnavailable,
@@ -31,7 +32,8 @@ class Service:
     def __init__(self, config: ServerConfig, queue: TaskQueue) -> None:
         self.config = config
         self.queue = queue
-        self.keyring = KeyRing(config.api_keys, config.no_auth)
+        self.keyring = KeyRing(config.api_keys, config.no_auth, config.admin_keys)
+        self.bodies = BodyGate(config.limits)
         self.limiter = RateLimiter(config.rate_per_s, config.rate_burst)
         self.errors: Counter[str] = Counter()
         self.started = time.time()
@@ -71,7 +73,7 @@ class Service:
             record = await self.queue.get(task_id)
         except QueueUnavailable:
             return None
-        if record is None or (record.key != key and not self.config.no_auth):
+        if record is None or not (self.config.no_auth or same_key(key, record.key)):
             raise CaptchaError("ERROR_WRONG_CAPTCHA_ID")
         return record
 
@@ -91,13 +93,24 @@ class Service:
         await self.queue.wait(task_id, timeout_s)
         return await self.lookup(key, task_id)
 
-    async def stats(self) -> dict[str, Any]:
+    async def stats(self, key: str | None) -> dict[str, Any]:
+        """`/stats` for the caller: an admin key gets the server's counters, queue depth,
+        latency, error and upload counts; any other valid key the counters of its own tasks."""
+        if self.keyring.is_admin(key):
+            try:
+                queue_stats = await self.queue.stats()
+            except QueueUnavailable as exc:
+                queue_stats = {"queue_error": str(exc)}
+            return {
+                "scope": "server",
+                **queue_stats,
+                "errors": dict(self.errors),
+                "uploads": self.bodies.stats(),
+                "uptime_s": round(time.time() - self.started, 1),
+            }
+        key = self.authenticate(key)
         try:
-            queue_stats = await self.queue.stats()
+            counts: dict[str, Any] = await self.queue.key_stats(key)
         except QueueUnavailable as exc:
-            queue_stats = {"queue_error": str(exc)}
-        return {
-            **queue_stats,
-            "errors": dict(self.errors),
-            "uptime_s": round(time.time() - self.started, 1),
-        }
+            counts = {"queue_error": str(exc)}
+        return {"scope": "key", **counts, "uptime_s": round(time.time() - self.started, 1)}

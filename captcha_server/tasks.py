@@ -87,3 +87,6 @@ class TaskQueue(Protocol):
 
     async def stats(self) -> dict[str, Any]:
         """Counters, queue depth and per-engine latency samples (seconds)."""
+
+    async def key_stats(self, key: str) -> dict[str, int]:
+        """The counters of `stats()` for the tasks of one API key."""

@@ -11,6 +11,7 @@ import base64
 import binascii
 import io
 import re
+import warnings
 
 from PIL import Image, UnidentifiedImageError
 
@@ -45,23 +46,32 @@ def check_extension(filename: str | None) -> None:
 
 
 def validate_image(data: bytes, limits: Limits) -> bytes:
-    """Check size, type, dimensions and integrity; return the same bytes if all pass."""
+    """Check size, type, dimensions and integrity; return the same bytes if all pass.
+
+    Dimensions come from the header, before any pixel is decoded. Pillow's own guard against
+    decompression bombs (`Image.MAX_IMAGE_PIXELS`, checked inside `Image.open`) can fire before
+    ours; its error, and its warning raised as one here, mean too many pixels as well.
+    """
     if len(data) < limits.min_bytes:
         raise CaptchaError("ERROR_ZERO_CAPTCHA_FILESIZE", f"{len(data)} bytes")
     if len(data) > limits.max_bytes:
         raise CaptchaError("ERROR_TOO_BIG_CAPTCHA_FILESIZE", f"{len(data)} bytes")
     try:
-        with Image.open(io.BytesIO(data)) as img:
-            if img.format not in ALLOWED_FORMATS:
-                raise CaptchaError("ERROR_IMAGE_TYPE_NOT_SUPPORTED", f"format {img.format}")
-            width, height = img.size
-            # Checked before decoding so a decompression bomb is never expanded.
-            if width * height > limits.max_pixels or max(width, height) > limits.max_side:
-                raise CaptchaError("ERROR_TOO_BIG_CAPTCHA_FILESIZE", f"{width}x{height} pixels")
-            img.load()
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            with Image.open(io.BytesIO(data)) as img:
+                if img.format not in ALLOWED_FORMATS:
+                    raise CaptchaError("ERROR_IMAGE_TYPE_NOT_SUPPORTED", f"format {img.format}")
+                width, height = img.size
+                # Checked before decoding so a decompression bomb is never expanded.
+                if width * height > limits.max_pixels or max(width, height) > limits.max_side:
+                    raise CaptchaError("ERROR_TOO_BIG_CAPTCHA_FILESIZE", f"{width}x{height} pixels")
+                img.load()
     except CaptchaError:
         raise
-    except (UnidentifiedImageError, Image.DecompressionBombError) as exc:
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
+        raise CaptchaError("ERROR_TOO_BIG_CAPTCHA_FILESIZE", str(exc)) from exc
+    except UnidentifiedImageError as exc:
         raise CaptchaError("ERROR_IMAGE_TYPE_NOT_SUPPORTED", str(exc)) from exc
     except (OSError, ValueError, SyntaxError) as exc:  # truncated or corrupt pixel data
         raise CaptchaError("ERROR_IMAGE_TYPE_NOT_SUPPORTED", f"corrupt image: {exc}") from exc

@@ -11,9 +11,11 @@ import base64
 import io
 import os
 import signal
+import struct
 import subprocess
 import sys
 import time
+import zlib
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -26,6 +28,8 @@ from captcha_server.redis_runner import RedisRunner, free_port
 
 KEY = "A" * 16 + "0123456789abcdef"
 OTHER_KEY = "B" * 32
+ADMIN_KEY = "Adm1n" + "7" * 27
+"""Sees the server's global `/stats` (CAPTCHA_ADMIN_KEYS); not an API key."""
 ROOT = Path(__file__).resolve().parents[1]
 FONT = "/usr/share/fonts/truetype/dejavu/DejaVuSans-Bold.ttf"
 ENGINES = ("--engines", "tesseract,rapidocr")
@@ -40,6 +44,25 @@ def text_png(text: str, size: tuple[int, int] = (260, 80)) -> bytes:
     buf = io.BytesIO()
     image.save(buf, "PNG")
     return buf.getvalue()
+
+
+def bomb_png(width: int = 30000, height: int = 30000, rows: int = 2000) -> bytes:
+    """A decompression bomb: a 1-bit PNG whose header claims `width`x`height` pixels, with the
+    first `rows` rows of zeros compressed (~7 KB for the defaults). Decoding it whole would take
+    width*height bytes of memory; only its header may be read."""
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        body = kind + data
+        return struct.pack(">I", len(data)) + body + struct.pack(">I", zlib.crc32(body))
+
+    row = b"\0" * (1 + (width + 7) // 8)  # filter byte + packed bits
+    header = struct.pack(">IIBBBBB", width, height, 1, 0, 0, 0, 0)
+    return (
+        b"\x89PNG\r\n\x1a\n"
+        + chunk(b"IHDR", header)
+        + chunk(b"IDAT", zlib.compress(row * rows, 9))
+        + chunk(b"IEND", b"")
+    )
 
 
 def b64(data: bytes) -> str:
@@ -134,6 +157,7 @@ def captcha_server(
             args += ["--workers", "1"]
         env = _env()
         env["CAPTCHA_API_KEYS"] = keys
+        env["CAPTCHA_ADMIN_KEYS"] = ADMIN_KEY
         proc = subprocess.Popen(args, cwd=ROOT, env=env, stdout=subprocess.DEVNULL)
         base = f"{scheme}://127.0.0.1:{port}"
         wait_http(

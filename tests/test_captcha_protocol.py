@@ -5,11 +5,20 @@ from __future__ import annotations
 
 import io
 import time
+from unittest.mock import ANY
 
 import pytest
 from PIL import Image
 
-from tests.captcha_fixtures import KEY, OTHER_KEY, b64, captcha_server, solve_v1, text_png
+from tests.captcha_fixtures import (
+    ADMIN_KEY,
+    KEY,
+    OTHER_KEY,
+    b64,
+    captcha_server,
+    solve_v1,
+    text_png,
+)
 
 pytestmark = [pytest.mark.slow, pytest.mark.integration]
 
@@ -376,11 +385,27 @@ def test_health_reports_queue_engines_and_workers(server):
     assert health["workers_alive"] >= 1
 
 
-def test_stats_count_tasks_and_latency_per_engine(server):
+def test_admin_stats_count_tasks_and_latency_per_engine(server):
     solve_v1(server, PNG)
-    stats = server.get("/stats", params={"key": KEY}).json()
-    assert stats["submitted"] >= stats["solved"] >= 1
+    stats = server.get("/stats", params={"key": ADMIN_KEY}).json()
+    assert stats["scope"] == "server" and stats["submitted"] >= stats["solved"] >= 1
     assert stats["unsolvable"] >= 0 and "queue_depth" in stats and stats["uptime_s"] >= 0
     _engine, lat = next(iter(stats["latency"].items()))
     assert lat["count"] >= 1 and lat["p50_ms"] > 0
+    assert stats["uploads"]["timed_out"] == 0 and stats["uploads"]["in_flight"] == 0
     assert server.get("/stats").status_code == 401
+
+
+def _own_stats(server, key: str) -> dict:
+    return server.get("/stats", params={"key": key}).json()
+
+
+def test_a_key_sees_the_counters_of_its_own_tasks_only(server):
+    before, other_before = _own_stats(server, KEY), _own_stats(server, OTHER_KEY)
+    task_id = v1(server, method="base64", body=b64(PNG)).text[3:]
+    assert wait_final(server, task_id) == "OK|7KX4P"
+    assert res(server, action="reportgood", id=task_id).text == "OK_REPORT_RECORDED"
+    after = _own_stats(server, KEY)
+    assert after["scope"] == "key" and "latency" not in after and "queue_depth" not in after
+    assert [after[c] - before[c] for c in ("submitted", "solved", "reported_good")] == [1, 1, 1]
+    assert _own_stats(server, OTHER_KEY) == {**other_before, "uptime_s": ANY}

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+import warnings
 
 import pytest
 
@@ -13,7 +14,7 @@ from captcha_server.options import TaskOptions
 from captcha_server.security import KeyRing, RateLimiter
 from captcha_server.upload import check_extension, decode_base64, validate_image
 from cumpair.vision.ocr_types import CharacterSet
-from tests.captcha_fixtures import KEY, ROOT, b64, text_png
+from tests.captcha_fixtures import ADMIN_KEY, KEY, ROOT, b64, bomb_png, text_png
 
 
 def code_of(fn, *args) -> str:
@@ -94,6 +95,33 @@ def test_image_validation_gives_the_documented_codes():
     check_extension("captcha.JPEG")
 
 
+@pytest.mark.parametrize(
+    "size", [(30000, 30000), (10000, 10000)], ids=["over Pillow's error", "over Pillow's warning"]
+)
+def test_decompression_bombs_are_too_big_and_never_decoded(size):
+    bomb = bomb_png(*size)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        assert code_of(validate_image, bomb, Limits()) == "ERROR_TOO_BIG_CAPTCHA_FILESIZE"
+    assert not caught  # Pillow's DecompressionBombWarning is answered, not logged
+
+
+def test_admin_keys_are_recognised_only_as_admin_keys():
+    ring = KeyRing(frozenset({KEY}), admin_keys=frozenset({ADMIN_KEY}))
+    assert ring.is_admin(ADMIN_KEY) and ring.is_admin(f" {ADMIN_KEY}\n")
+    assert not ring.is_admin(KEY) and not ring.is_admin(None) and not ring.is_admin("")
+    assert code_of(ring.check, ADMIN_KEY) == "ERROR_KEY_DOES_NOT_EXIST"
+
+
+def test_upload_limits_and_admin_keys_are_validated():
+    with pytest.raises(ValueError, match="body-timeout"):
+        Limits(body_timeout_s=0)
+    with pytest.raises(ValueError, match="max-uploads"):
+        Limits(max_uploads=0)
+    with pytest.raises(ValueError, match="32 letters"):
+        ServerConfig(api_keys=frozenset({KEY}), admin_keys=frozenset({"admin"}))
+
+
 def test_keys_are_checked_for_format_then_existence():
     ring = KeyRing(frozenset({KEY}))
     assert ring.check(f" {KEY} ") == KEY
@@ -109,10 +137,12 @@ def test_rate_limit_allows_a_burst_then_refuses():
     assert limiter.allow("other")
 
 
-def test_keys_come_from_env_and_file(tmp_path):
+def test_keys_come_from_env_and_file(tmp_path, monkeypatch):
     keys_file = tmp_path / "keys"
     keys_file.write_text(f"# operator keys\n{'F' * 32}\n\n")
     assert load_keys(f"{KEY}, ", keys_file) == {KEY, "F" * 32}
+    monkeypatch.setenv("CAPTCHA_ADMIN_KEYS", ADMIN_KEY)
+    assert load_keys(variable="CAPTCHA_ADMIN_KEYS") == {ADMIN_KEY}
 
 
 def test_config_refuses_no_keys_without_no_auth_and_malformed_keys():

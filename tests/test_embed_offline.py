@@ -63,14 +63,14 @@ def test_onnx_and_pytorch_text_vectors_agree(offline):
 def test_offline_vectors_are_unit_float32_with_recorded_identity(offline):
     images = offline.image.encode_images(_photos())
     texts = offline.text.encode_texts(["red kettle", "blue drill"])
-    assert images.shape == (5, 112) and texts.shape == (2, 384)
+    assert images.shape == (5, 1280) and texts.shape == (2, 384)
     assert images.dtype == texts.dtype == np.float32
     np.testing.assert_allclose(np.linalg.norm(images, axis=1), 1, atol=1e-5)
     np.testing.assert_allclose(np.linalg.norm(texts, axis=1), 1, atol=1e-5)
     assert offline.kind == "offline" and not offline.shared_space
-    assert offline.image_info.name == "efficientnet-lite0" and offline.image_info.dim == 112
+    assert offline.image_info.name == "efficientnet-lite0" and offline.image_info.dim == 1280
     assert offline.text_info.name == "all-minilm-l6-v2" and offline.text_info.dim == 384
-    assert offline.image.encode_images([]).shape == (0, 112)
+    assert offline.image.encode_images([]).shape == (0, 1280)
 
 
 def test_same_photo_as_bytes_path_or_image_gives_the_same_vector(offline, tmp_path):

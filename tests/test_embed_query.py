@@ -9,21 +9,40 @@ from PIL import Image
 from cumpair.embed.query import QueryView, best_over_views, embed_query, query_views
 
 
-def test_views_start_with_the_photo_as_taken_and_keep_its_size_ratio():
+def test_views_start_with_the_photo_as_taken_then_a_centre_crop_and_corner_windows():
     photo = Image.new("RGB", (300, 200), (200, 10, 10))
     views = query_views(photo)
     assert views[0].name == "full" and views[0].handicap == 0.0
     assert views[0].image.size == (300, 200)
-    windows = [v for v in views if v.name.startswith("window")]
-    assert len(windows) == 9
-    assert {v.image.size for v in windows} == {(165, 110)}
-    assert len({v.name for v in views}) == len(views)
+    # A flat photo shows no object: no framed view.
+    names = ["centre 0.6", "window 0,0", "window 0,1", "window 1,0", "window 1,1"]
+    assert [v.name for v in views[1:]] == names
+    assert {v.image.size for v in views[1:]} == {(180, 120)}
+    assert all(v.handicap > 0 for v in views[1:])
 
 
-def test_best_over_views_keeps_each_offers_best_handicapped_score():
+def test_a_product_on_a_plain_backdrop_adds_its_framed_view():
+    photo = Image.new("RGB", (400, 300), (235, 235, 240))
+    photo.paste((200, 30, 30), (40, 160, 140, 260))
+    photo.paste((30, 60, 200), (60, 190, 120, 220))
+    views = {v.name: v for v in query_views(photo)}
+    assert views["framed"].image.size == (224, 224)
+    red = np.asarray(views["framed"].image)[..., 0] > 150
+    assert red.mean() > 0.3  # the 100-px box fills the framed view, not a 400-px scene
+
+
+def test_other_views_lift_the_photos_own_score_but_never_replace_it():
     views = [QueryView("full", None, 0.0), QueryView("window", None, 0.02)]
-    merged = best_over_views([[(1, 0.80), (2, 0.70)], [(2, 0.81), (3, 0.90)]], views)
-    assert merged == [(3, pytest.approx(0.88)), (1, 0.80), (2, pytest.approx(0.79))]
+    # Offer 3 fills a window (a second product in a corner of the shot) but the photo as taken
+    # matches offer 1 best: offer 1 stays first. Offer 3, not among the photo's own hits, is
+    # given the lowest of them (0.70) as its own score.
+    merged = best_over_views([[(1, 0.80), (2, 0.70)], [(2, 0.81), (3, 0.90)]], views, gain=0.4)
+    assert merged == [
+        (1, 0.80),
+        (3, pytest.approx(0.70 + 0.4 * 0.18)),
+        (2, pytest.approx(0.70 + 0.4 * 0.09)),
+    ]
+    assert best_over_views([[(1, 0.5)], [(1, 0.4)]], views) == [(1, 0.5)]  # never lowered
 
 
 def test_best_over_views_refuses_mismatched_lists():

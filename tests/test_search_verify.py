@@ -12,9 +12,13 @@ from cumpair.demo.catalog import build_catalog
 from cumpair.demo.images import render_product_photo
 from cumpair.search.augment import crop, photo_query, rotate
 from cumpair.search.verify import (
+    KEYPOINT_SATURATION,
+    KEYPOINT_WEIGHT,
     MIN_INLIERS,
     GeometricVerifier,
     distinctive_counts,
+    fused_score,
+    keypoint_span,
     verified_hits,
 )
 
@@ -87,7 +91,7 @@ def test_a_shops_shared_backdrop_verifies_none_of_its_other_products(verifier, c
         verifier, query_features, hits, features.__getitem__, len(hits), group_of=product.get
     )
     assert product[ranked[0][0]] == truth
-    assert all(score < 1.0 for n, score in ranked if product[n] != truth)
+    assert all(score == dict(hits)[n] for n, score in ranked if product[n] != truth)
 
     # Without the product's own photos among the candidates, the vector order stands.
     alone = hits[: len(others)]
@@ -107,3 +111,55 @@ def test_unreadable_or_featureless_candidates_do_not_verify(verifier, tmp_path):
     broken = tmp_path / "broken.png"
     broken.write_bytes(b"not a png")
     assert verifier.features_of_file(str(broken)) is None
+
+
+def test_keypoints_add_a_bounded_bonus_to_the_cosine():
+    assert fused_score(0.7, MIN_INLIERS - 1) == 0.7  # below the floor: chance, no bonus
+    assert fused_score(0.7, KEYPOINT_SATURATION) == pytest.approx(0.7 + KEYPOINT_WEIGHT)
+    assert fused_score(0.7, 10 * KEYPOINT_SATURATION) == fused_score(0.7, KEYPOINT_SATURATION)
+    assert fused_score(0.7, MIN_INLIERS) < fused_score(0.7, 2 * MIN_INLIERS)
+    # Many keypoints do not lift a poor vector match over a good one.
+    assert fused_score(0.85, MIN_INLIERS) > fused_score(0.6, 1000)
+
+
+def test_keypoint_span_is_the_share_of_the_shot_the_matches_cover():
+    grid = [(x, y) for x in range(0, 101, 10) for y in range(0, 101, 10)]  # 11 x 11 points
+    query = (grid, None)
+    corner = frozenset(n for n, (x, y) in enumerate(grid) if x <= 30 and y <= 30)
+    assert keypoint_span(query, corner) == pytest.approx(0.3)
+    assert keypoint_span(query, frozenset(range(len(grid)))) == pytest.approx(1.0)
+    assert keypoint_span(query, frozenset()) == 0.0
+
+
+@pytest.mark.slow
+def test_a_second_known_product_in_the_shot_does_not_win_over_the_photographed_one(verifier):
+    """A real photo (skimage's astronaut) taken at an angle and blurred, with another known
+    product's photo (skimage's camera man) lying sharp in a corner: the corner photo has more
+    matched keypoints, the vector says the shot is of the astronaut, and the fused score must
+    keep the astronaut first (when verified candidates ranked above every cosine, it lost)."""
+    from PIL import ImageFilter
+    from skimage import data
+
+    from cumpair.embed import load_encoders
+    from cumpair.search.augment import Scene, perspective
+
+    def rgb(array):
+        array = np.asarray(array)
+        return Image.fromarray(np.stack([array] * 3, -1) if array.ndim == 2 else array[..., :3])
+
+    names = ("astronaut", "camera", "coffee", "rocket", "chelsea", "page")
+    gallery = [rgb(getattr(data, name)()) for name in names]
+    shot = perspective(gallery[0], random.Random(3), Scene([rgb(data.brick())], []))
+    shot = shot.filter(ImageFilter.GaussianBlur(2))
+    corner = gallery[1].resize((shot.width * 2 // 5, shot.height * 2 // 5))
+    shot.paste(corner, (shot.width - corner.width, shot.height - corner.height))
+
+    features = [verifier.features(photo) for photo in gallery]
+    query = verifier.features(shot)
+    assert verifier.inliers(query, features[1]) > verifier.inliers(query, features[0])
+
+    image = load_encoders("offline").image
+    cosines = (image.encode_images([shot]) @ image.encode_images(gallery).T)[0]
+    hits = sorted(enumerate(cosines.tolist()), key=lambda hit: -hit[1])
+    ranked = verified_hits(verifier, query, hits, features.__getitem__, len(hits))
+    assert ranked[0][0] == 0

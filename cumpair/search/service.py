@@ -2,9 +2,10 @@
 
 One `SearchService` per process holds the store, the grouping and the encoders (loaded on the
 first query that needs them, once); the CLI builds one per run, `cumpair serve` one for its
-lifetime. A photo query is embedded in several framings (`cumpair.embed.query`: turned, centre
-crops, windows of a cluttered scene), its best hits checked by keypoints (`verify`), and OCR'd
-too: a GTIN, model code or brand read from the photo lifts the products that carry it.
+lifetime. A photo query is embedded in several framings (`cumpair.embed.query`: the photo, the
+product framed when one is found, a centre crop, corner windows), its best hits' scores fused
+with keypoint evidence (`verify`), and OCR'd too: a GTIN, model code or brand read from the
+photo lifts the products that carry it.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from __future__ import annotations
 import logging
 import re
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from decimal import Decimal
@@ -34,10 +36,11 @@ OVERSAMPLE = 5  # offers fetched per product asked for: a product holds up to ~4
 # A photo query is read once by the most accurate engine on photographed text, not the whole
 # fallback chain: most product photos carry no text, and each engine tried costs a second.
 PHOTO_OCR_ENGINES = ("rapidocr",)
-# Photo hits re-ranked by keypoint matching (see `verify`). The vectors put the right product
-# below rank 100 for a few queries in ten (new backdrop, blur): 150 rather than 100 lifted
-# recall@1 from 0.91 to 0.93 on bench/eval_matching.py (seed 7) for ~50% more matching time.
-VERIFY_CANDIDATES = 150
+# Photo hits whose score is fused with keypoint matches (see `verify`). With the pooled 1280-d
+# vectors the right product is within the first 30 for nearly every query that keypoints can
+# confirm at all (bench/eval_retrieval.py); each candidate costs a descriptor match (~2 ms),
+# and the photo query's latency target is 0.3 s at the median.
+VERIFY_CANDIDATES = 30
 _DIGITS = re.compile(r"\d[\d\s-]{6,16}\d")
 
 
@@ -47,11 +50,14 @@ class QueryError(ValueError):
 
 @dataclass
 class SearchResponse:
-    """What a query found; `facts` are what OCR read from a photo query."""
+    """What a query found; `facts` are what OCR read from a photo query; `stages`: seconds a
+    photo query spent per stage (decode, views, embedding, search, keypoints, rest), not part of
+    `to_dict` (for benchmarks and logs)."""
 
     query: dict[str, Any]
     products: list[ProductView]
     facts: dict[str, Any] = field(default_factory=dict)
+    stages: dict[str, float] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -95,8 +101,9 @@ class SearchService:
     ) -> None:
         """`images_root`: where offers' `image_paths` live (default: the store's ``images``);
         `verify_candidates`: photo hits checked by keypoint matching (0 turns it off);
-        `query_views`: embed several framings of a photo query (about 17x the model work of
-        one photo, for recall on tilted and cluttered photos) rather than the photo alone."""
+        `query_views`: embed several framings of a photo query (up to 7x the model work of
+        one photo, for recall on close-ups and small products in a wider shot) rather than
+        the photo alone."""
         self.store = store
         self.groups = groups
         self.ocr = ocr
@@ -133,25 +140,33 @@ class SearchService:
         explain: bool = False,
     ) -> SearchResponse:
         """Products whose photos look like `image` (path, bytes or PIL image), re-ranked by OCR."""
-        from cumpair.embed.query import best_over_views, embed_query
+        from cumpair.embed.query import QueryView, best_over_views, embed_query, query_views
         from cumpair.vision.images import load_image
 
+        clock = _StageClock()
         picture = load_image(image)  # ImageError on bad input, before any model loads
+        clock.lap("decode")
+        encoder = self.encoders.image
+        clock.lap("rest")  # loading the encoders, once per process
+        # One query, several framings of it (the photo, the framed product, crops): per offer
+        # the best view's score, as `cumpair.embed.query` explains.
+        views = query_views(picture) if self.query_views else [QueryView("full", picture)]
+        clock.lap("views")
+        views, vectors = embed_query(encoder, picture, views)
+        clock.lap("embedding")
         per_offer = max(k, self.verify_candidates // OVERSAMPLE)
-        if self.query_views:
-            # One query, several framings of it (turned, centre crops, windows): per offer the
-            # best view's score, as `cumpair.embed.query` explains.
-            views, vectors = embed_query(self.encoders.image, picture)
-            found = self._vector_hit_lists("image", vectors, per_offer, shops, max_price)
-            hits = best_over_views(found, views)
-        else:
-            vector = self.encoders.image.encode_images([picture])
-            hits = self._vector_hits("image", vector, per_offer, shops, max_price)
+        found = self._vector_hit_lists("image", vectors, per_offer, shops, max_price)
+        hits = best_over_views(found, views)
+        clock.lap("search")
         hits = self._verify(picture, hits)
+        clock.lap("keypoints")
         facts = self._read_photo(picture) if self.ocr else QueryFacts()
         ranked = self._with_facts(rank_products(hits, self._products_of(hits)), facts)
         query = {"image": True, "k": k, "shops": shops, "max_price": _money(max_price)}
-        return self._respond(query, ranked, k, shops, max_price, explain, facts)
+        response = self._respond(query, ranked, k, shops, max_price, explain, facts)
+        clock.lap("rest")
+        response.stages = clock.stages
+        return response
 
     def search_text(
         self,
@@ -231,7 +246,8 @@ class SearchService:
         return [[(hit.offer_id, hit.score) for hit in row] for row in found]
 
     def _verify(self, picture: Any, hits: list[tuple[int, float]]) -> list[tuple[int, float]]:
-        """Re-rank photo hits by keypoint matches with the offers' photos on disk."""
+        """Re-rank photo hits by their cosine fused with keypoint matches with the offers'
+        photos on disk (`verify.fused_score`)."""
         if not self.verify_candidates or not hits:
             return hits
         from cumpair.search.verify import GeometricVerifier, resolve_photo, verified_hits
@@ -345,6 +361,19 @@ class SearchService:
             score=hit.score,
             reasons=list(hit.reasons),
         )
+
+
+class _StageClock:
+    """Seconds spent per named stage of one query (a stage named twice adds up)."""
+
+    def __init__(self) -> None:
+        self.stages: dict[str, float] = {}
+        self._last = time.perf_counter()
+
+    def lap(self, stage: str) -> None:
+        now = time.perf_counter()
+        self.stages[stage] = self.stages.get(stage, 0.0) + now - self._last
+        self._last = now
 
 
 def _money(value: Decimal | None) -> str | None:

@@ -1,10 +1,14 @@
 """Geometric verification of photo matches: ORB keypoints + RANSAC, as instance retrieval does.
 
-Global image vectors find candidates fast but blur instances together (the demo's clip-art
-products on shop backdrops score 0.87 cosine on average with EfficientNet-Lite0); counting
-keypoint matches that agree on one similarity transform tells the photographed object apart,
-and survives crop, rotation, scale, blur and a new background. Used to re-rank the first
+Global image vectors find candidates fast but blur instances together; counting keypoint
+matches that agree on one similarity transform tells the photographed object apart, and
+survives crop, rotation, scale, blur and a new background. Used to re-rank the first
 candidates of a photo query whose offer photos are on disk.
+
+The keypoint evidence is *added* to the vector's cosine, not put above it (`fused_score`), and
+weighed by how much of the shot the matched keypoints span: a second known product in the shot
+(a box beside the shoe, a poster behind the lamp) may show more matched keypoints than the
+product the photo is of, but in a corner of it, and must not win on that alone.
 
 Two things make a raw inlier count lie, and both are handled here: RANSAC happily "agrees" on a
 degenerate transform that squeezes the query onto one spot (many query keypoints matched to a
@@ -45,6 +49,18 @@ MIN_INLIERS = 10
 MIN_SCALE = 0.2
 MAX_SCALE = 5.0
 CACHE_SIZE = 4096
+# Photos are matched with their long side at most this many pixels: a phone's 4000-px shot
+# would cost ORB ~50x the time of a shop photo, for corners at a scale no shop photo has.
+MAX_SIDE = 800
+# The fused score of a verified candidate (at least MIN_INLIERS distinctive inliers) is
+#   cosine + KEYPOINT_WEIGHT * min(1, inliers / KEYPOINT_SATURATION) * span
+# where span (0..1) is the side of the box the inliers cover, as a share of the side of the box
+# all the query's keypoints cover. The weight is about the cosine gap between the right product
+# and the best wrong one when the vector alone ranks them wrongly on real photos
+# (bench/eval_retrieval.py --sweep): a wrong product needs a cosine within that of the right
+# one's to win on keypoints.
+KEYPOINT_WEIGHT = 0.2
+KEYPOINT_SATURATION = 60
 
 Features = tuple[Any, np.ndarray | None]
 NO_MATCH: frozenset[int] = frozenset()
@@ -63,6 +79,10 @@ class GeometricVerifier:
 
     def features(self, image: Image.Image) -> Features:
         gray = cv2.cvtColor(np.asarray(image.convert("RGB")), cv2.COLOR_RGB2GRAY)
+        scale = MAX_SIDE / max(gray.shape)
+        if scale < 1:
+            size = (max(1, round(gray.shape[1] * scale)), max(1, round(gray.shape[0] * scale)))
+            gray = cv2.resize(gray, size, interpolation=cv2.INTER_AREA)
         with self._lock:
             keypoints, descriptors = self._orb.detectAndCompute(gray, None)
         return [k.pt for k in keypoints], descriptors
@@ -126,7 +146,9 @@ def resolve_photo(record: Any, images_root: Path | None) -> str | None:
     return None
 
 
-def distinctive_counts(matched: Sequence[frozenset[int]], groups: Sequence[Hashable]) -> list[int]:
+def distinctive_keypoints(
+    matched: Sequence[frozenset[int]], groups: Sequence[Hashable]
+) -> list[frozenset[int]]:
     """Per candidate, its matched query keypoints that no candidate of another group matched.
 
     `groups[i]` is the product (or any identity) of candidate i: keypoints shared by offers of
@@ -136,7 +158,34 @@ def distinctive_counts(matched: Sequence[frozenset[int]], groups: Sequence[Hasha
     for keypoints, group in zip(matched, groups, strict=True):
         for keypoint in keypoints:
             owners.setdefault(keypoint, set()).add(group)
-    return [sum(len(owners[k]) == 1 for k in keypoints) for keypoints in matched]
+    return [frozenset(k for k in keypoints if len(owners[k]) == 1) for keypoints in matched]
+
+
+def distinctive_counts(matched: Sequence[frozenset[int]], groups: Sequence[Hashable]) -> list[int]:
+    """How many `distinctive_keypoints` each candidate has."""
+    return [len(keypoints) for keypoints in distinctive_keypoints(matched, groups)]
+
+
+def keypoint_span(query: Features, keypoints: frozenset[int]) -> float:
+    """Side of the box around `keypoints` (indices into the query's keypoints) as a share of the
+    side of the box around all of them (square roots of the areas; 0..1)."""
+    points = np.asarray(query[0], dtype=np.float32)
+    if len(points) == 0 or not keypoints:
+        return 0.0
+    inner = points[sorted(keypoints)]
+    whole = np.ptp(points, axis=0).prod()
+    if whole <= 0:
+        return 1.0
+    return float(min(1.0, math.sqrt(np.ptp(inner, axis=0).prod() / whole)))
+
+
+def fused_score(cosine: float, inliers: int, span: float = 1.0) -> float:
+    """A candidate's cosine plus its keypoint evidence: `KEYPOINT_WEIGHT` times the share of
+    `KEYPOINT_SATURATION` its distinctive inliers reach times their `span` of the shot
+    (`keypoint_span`); nothing below `MIN_INLIERS` (chance)."""
+    if inliers < MIN_INLIERS:
+        return cosine
+    return cosine + KEYPOINT_WEIGHT * min(1.0, inliers / KEYPOINT_SATURATION) * span
 
 
 def verified_hits(
@@ -147,21 +196,20 @@ def verified_hits(
     candidates: int,
     group_of: Callable[[int], Hashable] | None = None,
 ) -> list[tuple[int, float]]:
-    """Re-score the first `candidates` hits: a verified photo scores 1 + inliers/1000.
+    """Re-score the first `candidates` hits with `fused_score`, best first.
 
-    Inliers here are the distinctive ones (`distinctive_counts`, grouped by `group_of(offer_id)`,
-    by default each offer its own group). A candidate with at least `MIN_INLIERS` of them ranks
-    above every unverified one (cosines are at most 1), ordered by that count; the others keep
+    Inliers here are the distinctive ones (`distinctive_keypoints`, grouped by
+    `group_of(offer_id)`, by default each offer its own group). Hits past `candidates` keep
     their cosine. `features_of(offer_id)` returns the offer photo's features or None.
     """
     head = hits[:candidates]
     matched = [verifier.matched_keypoints(query, features_of(offer_id)) for offer_id, _ in head]
     groups = [offer_id if group_of is None else group_of(offer_id) for offer_id, _ in head]
-    counts = distinctive_counts(matched, groups)
-    out = []
-    for (offer_id, score), count in zip(head, counts, strict=True):
-        if count >= MIN_INLIERS:
-            score = 1.0 + min(count, 999) / 1000
-        out.append((offer_id, score))
+    out = [
+        (offer_id, fused_score(score, len(kept), keypoint_span(query, kept)))
+        for (offer_id, score), kept in zip(
+            head, distinctive_keypoints(matched, groups), strict=True
+        )
+    ]
     out += hits[candidates:]
     return sorted(out, key=lambda h: -h[1])

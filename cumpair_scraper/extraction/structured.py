@@ -13,10 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urljoin
 
-from extruct.opengraph import OpenGraphExtractor
-from extruct.rdfa import RDFaExtractor
-from extruct.uniform import _umicrodata_microformat, _uopengraph
-from extruct.w3cmicrodata import MicrodataExtractor
+import extruct
 from lxml.etree import _Element
 
 from cumpair_scraper.extraction.jsonld import jsonld_nodes
@@ -69,14 +66,10 @@ def structured_candidates(tree: _Element, url: str, problems: list[str]) -> list
 def _nodes(syntax: str, tree: _Element, url: str, problems: list[str]) -> list[dict[str, Any]]:
     if syntax == "json-ld":
         return jsonld_nodes(tree, problems)
-    if syntax == "microdata":
-        raw = MicrodataExtractor().extract_items(tree, base_url=url)
-        return _umicrodata_microformat(list(raw), "http://schema.org")
-    if syntax == "rdfa":
-        if not tree.xpath("//*[@typeof]"):
-            return []  # an RDFa Product needs `typeof`; pyRdfa costs seconds on a large page
-        return _rdfa_products(RDFaExtractor().extract_items(tree, base_url=url))
-    return _uopengraph(list(OpenGraphExtractor().extract_items(tree, base_url=url)))
+    if syntax == "rdfa" and not tree.xpath("//*[@typeof]"):
+        return []  # an RDFa Product needs `typeof`; pyRdfa costs seconds on a large page
+    data = extruct.extract(tree, base_url=url, syntaxes=[syntax], uniform=True)[syntax]
+    return _rdfa_products(data) if syntax == "rdfa" else data
 
 
 def _walk(nodes: Iterable[Any]) -> Iterator[dict[str, Any]]:

@@ -63,8 +63,8 @@ IMAGES_DOWNLOAD_MAXSIZE = 32 * 1024 * 1024
 IMAGES_DOWNLOAD_WARNSIZE = 8 * 1024 * 1024
 # A guard behind those limits (Scrapy's MemoryUsage extension): once the crawl's peak RSS passes
 # MEMUSAGE_LIMIT_MB it closes ("memusage_exceeded", items so far kept) rather than swap or be
-# killed; MEMUSAGE_WARNING_MB logs first. A one-shop demo crawl, OCR and embedding models
-# loaded, peaks at about 1.7 GiB.
+# killed; MEMUSAGE_WARNING_MB logs first. With the OCR and embedding models loaded, a one-shop
+# demo crawl peaks at about 1.7 GiB, `crawlall` of the four demo shops at about 1.9 GiB.
 MEMUSAGE_ENABLED = True
 MEMUSAGE_CHECK_INTERVAL_SECONDS = 30.0
 MEMUSAGE_WARNING_MB = 3072
@@ -178,6 +178,17 @@ EXTENSIONS = {"cumpair_scraper.alerts.PriceAlerts": 500}
 from cumpair.alerts.options import AlertOptions  # noqa: E402
 
 globals().update(AlertOptions.setting_defaults())
+
+# --- Several machines: Redis mode (redis_mode.py; README "Several machines") ---------------
+# Empty: one process crawls and indexes (the default). A Redis URL: every `scrapy crawl <shop>`
+# given the same one shares that shop's frontier (scrapy-redis), the per-host pace and back-off,
+# and hands its items to `cumpair indexer` instead of opening the store.
+CRAWL_REDIS_URL = ""
+CRAWL_REDIS_PREFIX = "cumpair"  # of every key the mode writes
+CRAWL_REDIS_ITEMS_KEY = "cumpair:items"  # the stream `cumpair indexer --stream` reads
+CRAWL_REDIS_LEASE_S = 30.0  # a dead crawler's requests go back to the queue after this long
+CRAWL_REDIS_HOST_INTERVAL = 0.1  # seconds between two requests to a host, all crawlers together
+ADDONS = {"cumpair_scraper.redis_mode.RedisMode": 0}
 
 FEED_EXPORT_ENCODING = "utf-8"
 LOG_LEVEL = "INFO"

@@ -354,3 +354,30 @@ def test_a_crawl_that_sees_a_price_drop_calls_the_webhook_exactly_once(
 
     run_crawl()  # the price stays down: still one call
     assert len(hook.bodies) == 1
+
+
+@pytest.mark.slow
+def test_an_ingest_with_a_lower_price_calls_the_webhook(tmp_path, hook, monkeypatch, capsys):
+    from cumpair.embed import load_encoders
+
+    encoders = load_encoders("offline", backend="torch", threads=1)
+    monkeypatch.setattr("cumpair.ingest.cli._encoders", lambda args: encoders)
+    feed = tmp_path / "items.jl"
+    row = {"shop": "aden", "url": "https://aden.example/drill", "title": "Bosch GSR 18V drill",
+           "price": "99.00", "currency": "EUR", "brand": "Bosch", "image_urls": []}  # fmt: skip
+    index = str(tmp_path / "index")
+
+    def ingest(price: str) -> None:
+        feed.write_text(json.dumps({**row, "price": price}) + "\n")
+        assert cumpair_main(["ingest", "--index", index, "--no-ocr", str(feed)]) == 0
+
+    ingest("99.00")
+    assert cumpair_main(["watch", "add", row["url"], "--below", "90", "--webhook", hook.url,
+                         "--index", index]) == 0  # fmt: skip
+    ingest("95.00")
+    assert hook.bodies == []
+    ingest("89.50")
+    assert [(b["shop"], b["price"], b["url"]) for b in hook.bodies] == [
+        ("aden", "89.50", row["url"])
+    ]
+    capsys.readouterr()

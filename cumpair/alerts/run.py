@@ -50,3 +50,17 @@ def run_alerts(index_dir: str | Path, options: AlertOptions | None = None) -> Al
     if queued or delivery.pending or delivery.failed:
         logger.info("price alerts: %s", run)
     return run
+
+
+def after_update(index_dir: str | Path) -> AlertRun | None:
+    """The pass `cumpair ingest` runs at its end, with options from the environment
+    (``CUMPAIR_ALERTS_*``). A failure is logged and never raised: the offers are stored and
+    undelivered notices wait in the outbox for the next pass."""
+    try:
+        options = AlertOptions.from_environ()
+        if not options.enabled:
+            return None
+        return run_alerts(index_dir, options)
+    except Exception:  # alerts must not turn a good ingest into a failed one
+        logger.exception("price alerts failed after the update of %s", index_dir)
+        return None

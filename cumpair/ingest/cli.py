@@ -99,6 +99,10 @@ def run(args: argparse.Namespace) -> int:
         print(f"cumpair ingest: {exc}", file=sys.stderr)
         return 1
     print(report.summary())
+    if report.stored:
+        from cumpair.alerts.run import after_update
+
+        after_update(args.index)  # price-drop watches on what was just stored
     return 0 if report.stored or not report.rows else 1
 
 

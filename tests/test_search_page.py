@@ -250,7 +250,7 @@ def live_server(service):
 @pytest.mark.integration
 @pytest.mark.parametrize("width", [1280, 390])
 def test_a_shopper_finds_a_product_and_compares_it_in_chromium(
-    live_server, product, tmp_path, width
+    live_server, store_dir, product, tmp_path, width
 ):
     sync_api = pytest.importorskip("playwright.sync_api")
     from cumpair_scraper.settings import PLAYWRIGHT_LAUNCH_OPTIONS
@@ -260,9 +260,16 @@ def test_a_shopper_finds_a_product_and_compares_it_in_chromium(
         try:
             page = browser.new_page(viewport={"width": width, "height": 900})
             page.goto(live_server + "/")
+            assert not page.is_visible("#preview")
+            photo = next((store_dir / "images" / "full").glob("*.png"))
+            page.set_input_files("#image", str(photo))  # previewed, not sent yet
+            assert page.is_visible("#preview")
+            assert page.get_attribute("#preview", "src").startswith("blob:")
+            page.set_input_files("#image", [])
             page.fill("#gtin", product.gtin)
             page.click("#go")
             page.wait_for_selector("li.result")
+            assert f"gtin={product.gtin}" in page.url  # a text/GTIN search is a shareable GET
             page.screenshot(path=str(tmp_path / f"search-{width}.png"), full_page=True)
             assert page.locator("li.result").count() == 1
             assert page.eval_on_selector("img.result-photo", "img => img.naturalWidth") > 0

@@ -16,7 +16,7 @@ from cumpair.search.formatting import money_text, when_text
 from cumpair.search.views import PriceSeries
 
 WIDTH, HEIGHT = 640, 260
-LEFT, RIGHT, TOP, BOTTOM = 64, 12, 12, 28  # margins for the axis labels
+LEFT, RIGHT, TOP, BOTTOM = 90, 12, 12, 30  # margins for the axis labels
 # Distinguishable on white and for the common colour blindnesses (Okabe-Ito).
 PALETTE = ("#0072B2", "#D55E00", "#009E73", "#CC79A7", "#E69F00", "#56B4E9", "#000000")
 
@@ -59,23 +59,24 @@ def price_chart_svg(series: Sequence[PriceSeries], cheapest_offer_id: int | None
             f'<text x="{LEFT - 6}" y="{y(value) + 4}" text-anchor="end" font-size="11">'
             f"{escape(money_text(Decimal(f'{value:.2f}'), currency))}</text>"
         )
-    first, last = min(t for s in drawn for t, _ in s.points), max(
-        t for s in drawn for t, _ in s.points
-    )
+    moments = [t for s in drawn for t, _ in s.points]
+    first, last = min(moments), max(moments)
+    # data-time: the page's script rewrites these in the browser's time zone, as <time> texts.
     parts.append(
-        f'<text x="{LEFT}" y="{HEIGHT - 8}" font-size="11">{escape(when_text(first))}</text>'
-        f'<text x="{WIDTH - RIGHT}" y="{HEIGHT - 8}" font-size="11" text-anchor="end">'
-        f"{escape(when_text(last))}</text>"
+        f'<text x="{LEFT}" y="{HEIGHT - 8}" font-size="11" data-time="{first.isoformat()}">'
+        f"{escape(when_text(first))}</text>"
+        f'<text x="{WIDTH - RIGHT}" y="{HEIGHT - 8}" font-size="11" text-anchor="end"'
+        f' data-time="{last.isoformat()}">{escape(when_text(last))}</text>'
     )
     for n, s in enumerate(drawn):
         colour = PALETTE[n % len(PALETTE)]
         cheapest = s.offer_id == cheapest_offer_id
         points = " ".join(f"{x(t)},{y(p)}" for t, p in s.points)
+        classes = "series cheapest" if cheapest else "series"
         parts.append(
             f'<g class="shop-line" data-shop="{escape(s.shop)}">'
-            f'<polyline class="series{" cheapest" if cheapest else ""}" data-shop="{escape(s.shop)}"'
-            f' fill="none" stroke="{colour}" stroke-width="{4 if cheapest else 2}"'
-            f' points="{points}"/>'
+            f'<polyline class="{classes}" data-shop="{escape(s.shop)}" fill="none"'
+            f' stroke="{colour}" stroke-width="{4 if cheapest else 2}" points="{points}"/>'
         )
         for t, p in s.points:
             tip = f"{s.shop}: {money_text(p, s.currency)} on {when_text(t)}"

@@ -42,6 +42,33 @@ def spec_text(specs: dict[str, Any]) -> str:
     return ", ".join(parts)
 
 
+_SPEC_LABELS = {"dominant_colors": "Colours in the photo", "colors": "Colours"}
+_UNIT_OF = {"gb": "GB", "ml": "ml", "w": "W", "v": "V", "g": "g", "mm": "mm"}
+
+
+def spec_label(name: str) -> str:
+    """A spec key as a label: "voltage_v" -> "Voltage (V)", "dominant_colors" -> "Colours in
+    the photo"."""
+    stem, _, suffix = name.rpartition("_")
+    unit = _UNIT_OF.get(suffix) if stem else None
+    label = _SPEC_LABELS.get(name) or (stem if unit else name).replace("_", " ").capitalize()
+    return f"{label} ({unit})" if unit else label
+
+
+def spec_value_text(value: Any) -> str:
+    """One spec value as text: 36.0 -> "36", [10, 20, 5] -> "10 x 20 x 5", materials ->
+    "cotton 60%, nylon", colours by name."""
+    if isinstance(value, dict):
+        name = value.get("name", "")
+        percent = value.get("percent")
+        return f"{name} {_num(percent)}%" if percent is not None else str(name)
+    if isinstance(value, list | tuple):
+        if all(isinstance(v, int | float) for v in value):
+            return " x ".join(_num(v) for v in value)
+        return ", ".join(spec_value_text(v) for v in value)
+    return _num(value)
+
+
 def _money(value: Decimal | None, currency: str | None = None) -> str:
     if value is None:
         return "-"

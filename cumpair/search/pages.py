@@ -21,7 +21,14 @@ from multidict import MultiDict
 
 from cumpair.alerts.book import AlertError, WatchBook, make_watch
 from cumpair.search.chart import chart_legend, price_chart_svg
-from cumpair.search.formatting import change_text, money_text, spec_text, when_text
+from cumpair.search.formatting import (
+    change_text,
+    money_text,
+    spec_label,
+    spec_text,
+    spec_value_text,
+    when_text,
+)
 from cumpair.search.server import SERVICE, search_options
 from cumpair.search.service import QueryError
 from cumpair.search.views import (
@@ -49,6 +56,7 @@ _ENV = jinja2.Environment(
 )
 _ENV.filters.update(money=lambda v, c=None: money_text(v, c), when=when_text)
 _ENV.filters.update(change=lambda v, c=None: change_text(v, c), specs=spec_text)
+_ENV.filters.update(spec_label=spec_label, spec_value=spec_value_text)
 _ENV.globals["availabilities"] = AVAILABILITIES
 
 

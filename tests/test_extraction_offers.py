@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from decimal import Decimal
 
+import pytest
 from scrapy.http import HtmlResponse
 
 from cumpair_scraper.extraction import extract_product
@@ -329,3 +330,12 @@ def test_opengraph_price_of_one_size_agrees_with_the_from_price():
     head = og(og_title="Shirt", product_price_amount="25.00", product_price_currency="EUR")
     item = extract_product(page(jsonld(product(offers=offers)), head), GENERIC).item
     assert item.price == Decimal("20.00") and item.field_conflicts == []
+
+
+@pytest.mark.parametrize(
+    ("title", "brand"),
+    [("Acme Kettle 1.7 l", "Acme"), ("Kettle 1.7 l, steel", None)],
+)
+def test_a_brand_store_link_is_the_brand_only_when_the_title_names_it(title, brand):
+    body = f'<h1>{title}</h1><a id="bylineInfo">Visit the Acme Store</a>'
+    assert extract_product(page(body), GENERIC).item.brand == brand

@@ -46,10 +46,11 @@ _STOCK_PHRASES = (  # out-of-stock first: "nicht verfügbar" contains "verfügba
     ("InStock", r"in stock|auf lager|en stock|sofort lieferbar|lieferbar|verfügbar|disponible|"
      r"available|instock"),
 )  # fmt: skip
-_BRAND_PATTERNS = tuple(
+_BRAND_LABEL = re.compile(r"^(?:brand|marke|marque|marca|hersteller)\s*:?\s+(.+)$", re.I)
+# A brand-store link names the shop's store, which is the brand only when the title names it.
+_STORE_LINKS = tuple(
     re.compile(p, re.IGNORECASE)
     for p in (
-        r"^(?:brand|marke|marque|marca|hersteller)\s*:?\s+(.+)$",
         r"^visit the (.+?) store$",
         r"^besuche den (.+?)-store$",
         r"^visiter la boutique (.+)$",
@@ -122,7 +123,7 @@ def visible_fields(root: HtmlElement, url: str) -> dict[str, Any]:
     fields: dict[str, Any] = {
         "title": _own_text(heading) or None if heading is not None else None,
         "availability": _availability(elements),
-        "brand": _brand(elements),
+        "brand": _brand(elements, _own_text(heading) if heading is not None else ""),
         "image_urls": _images(root, url),
     }
     price = _price(elements, heading) or _itemprop_price(root)
@@ -295,18 +296,21 @@ def _availability(elements: list[HtmlElement]) -> str | None:
     return None
 
 
-def _brand(elements: list[HtmlElement]) -> str | None:
-    """The brand from a brand/byline element written as `Brand: X` or a brand-store link, else
-    from a details table's `Brand | X` row (`<tr>` or `<dt>`/`<dd>`)."""
+def _brand(elements: list[HtmlElement], title: str) -> str | None:
+    """The brand from a brand/byline element written as `Brand: X` or a brand-store link (when
+    the title names that store), else from a details table's `Brand | X` row."""
     for element in elements:
         if not words(element) & {"brand", "byline", "manufacturer"}:
             continue
         text = _own_text(element)
         if not text or len(text) > _MAX_CONTEXT_TEXT:
             continue
-        for pattern in _BRAND_PATTERNS:
+        match = _BRAND_LABEL.match(text)
+        if match:
+            return match.group(1).strip()
+        for pattern in _STORE_LINKS:
             match = pattern.match(text)
-            if match:
+            if match and match.group(1).strip().casefold() in title.casefold():
                 return match.group(1).strip()
     for element in elements:
         if element.tag == "tr":

@@ -227,11 +227,16 @@ async def test_upload_page_shows_the_comparison_table_in_chromium(service, catal
             await page.goto(f"http://127.0.0.1:{port}/")
             await page.set_input_files("#image", str(photo))
             await page.click("#go")
-            await page.wait_for_selector("section.product table.offers tr.offer", timeout=60_000)
-            first = page.locator("section.product").first
+            await page.wait_for_selector("li.result", timeout=60_000)
+            assert await page.get_attribute("#preview", "src")  # the photo searched for
+            first = page.locator("li.result").first
             assert offer.product.model in (await first.inner_text())
-            prices = await first.locator("tr.offer td:nth-child(2)").all_inner_texts()
-            values = [Decimal(p.split()[0]) for p in prices]
+            await first.locator("a.product-link").click()
+            await page.wait_for_selector("table.offers tr.offer")
+            prices = await page.eval_on_selector_all(
+                "tr.offer td[data-label=Price] .price", "els => els.map(e => e.dataset.price)"
+            )
+            values = [Decimal(p) for p in prices]
             assert len(values) >= 3 and values == sorted(values)
             await browser.close()
     finally:

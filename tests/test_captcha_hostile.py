@@ -13,6 +13,7 @@ import json
 import aiohttp
 import pytest
 import redis
+from aiohttp.test_utils import TestClient, TestServer
 
 from captcha_server.app import create_app
 from captcha_server.config import Limits, ServerConfig
@@ -285,3 +286,23 @@ async def test_admin_key_only_reads_stats(client):
     r = await client.post("/in.php", data={"key": ADMIN_KEY, "method": "base64", "body": b64(PNG)})
     assert await r.text() == "ERROR_KEY_DOES_NOT_EXIST"
     assert (await client.get("/stats", params={"key": "Z" * 32})).status == 401
+
+
+# -- shutdown: every app above closes its Redis queue ------------------------------------------
+
+
+async def test_app_in_redis_mode_shuts_down_after_serving_requests(redis_url):
+    # redis-py's blocking pub/sub read swallowed the cancellation the queue's close() used to
+    # send, so a server in Redis mode that had served a request never finished shutting down;
+    # the bound only turns that hang into a failure. It waits without cancelling: the old close()
+    # suppressed CancelledError, so wait_for's cancel would have ended it "successfully".
+    client = TestClient(TestServer(make_app(redis_url)))
+    await client.start_server()
+    try:
+        r = await client.post("/getBalance", json={"clientKey": KEY})
+        assert (await r.json())["errorId"] == 0
+    finally:
+        closing = asyncio.ensure_future(client.close())
+        done, _ = await asyncio.wait({closing}, timeout=30)
+    assert done == {closing}, "the app did not shut down"
+    await closing

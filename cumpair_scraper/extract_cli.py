@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import urllib.request
 from pathlib import Path
@@ -21,6 +22,7 @@ from scrapy.exceptions import DropItem
 from scrapy.http import HtmlResponse
 from scrapy.settings import Settings
 from scrapy.statscollectors import MemoryStatsCollector
+from scrapy.utils.project import get_project_settings
 from scrapy.utils.serialize import ScrapyJSONEncoder
 
 from cumpair_scraper.extraction import extract_product
@@ -52,10 +54,10 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 
 def project_settings() -> Settings:
-    """The crawl's settings (SHOP_CONFIG_DIRS, USER_AGENT), as `scrapy crawl` reads them."""
-    settings = Settings()
-    settings.setmodule("cumpair_scraper.settings", priority="project")
-    return settings
+    """The crawl's settings (SHOP_CONFIG_DIRS, USER_AGENT), read as `scrapy crawl` reads them
+    (the project's settings module, `SCRAPY_<NAME>` environment overrides), from any folder."""
+    os.environ.setdefault("SCRAPY_SETTINGS_MODULE", "cumpair_scraper.settings")
+    return get_project_settings()
 
 
 def load_shop(reference: str | None, settings: Settings) -> ShopConfig:

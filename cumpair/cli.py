@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import importlib.metadata
 import sys
 
 # sub-command name -> module that registers it
@@ -30,9 +31,17 @@ _COMMANDS: dict[str, str] = {
 }
 
 
+def _version() -> str:
+    try:
+        return importlib.metadata.version("cumpair")
+    except importlib.metadata.PackageNotFoundError:  # run from a checkout, not installed
+        return "(not installed)"
+
+
 def build_parser(argv: list[str]) -> argparse.ArgumentParser:
     """Build the parser, importing only the module of the sub-command being run."""
     parser = argparse.ArgumentParser(prog="cumpair", description=__doc__.splitlines()[0])
+    parser.add_argument("--version", action="version", version=f"cumpair {_version()}")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     wanted = next((arg for arg in argv if not arg.startswith("-")), None)
     modules = [_COMMANDS[wanted]] if wanted in _COMMANDS else sorted(set(_COMMANDS.values()))

@@ -95,5 +95,5 @@ def test_cli_writes_one_json_object_per_line(store, capsys):
 
 
 def test_cli_without_an_index_is_a_clear_error(tmp_path, capsys):
-    assert cumpair_main(["products", "--index", str(tmp_path / "none"), "--json"]) == 2
+    assert cumpair_main(["products", "--path", str(tmp_path / "none"), "--json"]) == 1
     assert "no index" in capsys.readouterr().err

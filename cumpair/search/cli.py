@@ -32,8 +32,15 @@ def _positive(text: str) -> int:
     return value
 
 
+def _index(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--index", "--path", dest="index", default=DEFAULT_INDEX,
+        help="store directory (index_data); --path is the old name",
+    )  # fmt: skip
+
+
 def _common(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--index", default=DEFAULT_INDEX, help="store directory (index_data)")
+    _index(parser)
     parser.add_argument(
         "--images", metavar="DIR", help="where crawled photos are (default: INDEX/images)"
     )
@@ -76,7 +83,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     history.set_defaults(func=run_history)
 
     products = subparsers.add_parser("products", help="every product with its offers (export)")
-    products.add_argument("--index", default=DEFAULT_INDEX, help="store directory (index_data)")
+    _index(products)
     products.add_argument(
         "--json", action="store_true", help="one JSON object per product per line"
     )
@@ -149,7 +156,7 @@ def run_search(args: argparse.Namespace) -> int:
             response = service.search_gtin(args.gtin, **options)
     except (QueryError, ImageError) as exc:
         print(f"cumpair search: {exc}", file=sys.stderr)
-        return 2
+        return 1
     if args.json:
         print(json.dumps(response.to_dict(), indent=2))
     else:
@@ -166,7 +173,7 @@ def run_history(args: argparse.Namespace) -> int:
         rows = service.history(args.reference)
     except QueryError as exc:
         print(f"cumpair history: {exc}", file=sys.stderr)
-        return 2
+        return 1
     if args.json:
         data = [
             {
@@ -201,12 +208,12 @@ def run_products(args: argparse.Namespace) -> int:
     path = Path(args.index)
     if not (path / "meta.sqlite").exists():
         print(f"cumpair products: no index at {path} (crawl or ingest first)", file=sys.stderr)
-        return 2
+        return 1
     try:
         groups = ProductGroups.open(path, readonly=True)
     except GroupingError as exc:
         print(f"cumpair products: {exc}", file=sys.stderr)
-        return 2
+        return 1
     with ProductStore.open(path, readonly=True) as store, groups:
         for product in product_dicts(store, groups):
             if args.json:

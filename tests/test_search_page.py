@@ -139,6 +139,17 @@ async def test_search_page_shows_photo_specs_cheapest_offer_and_shop_count(clien
     assert 'class="cheapest"' in result and 'class="key-specs"' in result
 
 
+async def test_search_api_filters_by_availability(client, catalog, product):
+    offers = catalog.offers_for_product(product.product_id)
+    kept = offers[0].availability
+    body = await (
+        await client.get("/search", params={"gtin": product.gtin, "availability": kept})
+    ).json()
+    (found,) = body["products"]
+    assert {o["availability"] for o in found["offers"]} == {kept}
+    assert len(found["offers"]) == sum(o.availability == kept for o in offers)
+
+
 async def test_search_page_filters_by_shop_and_availability(client, catalog, product):
     offers = catalog.offers_for_product(product.product_id)
     shop = offers[0].shop
@@ -185,6 +196,8 @@ async def test_product_and_history_json(client, product):
     deal = next(s for s in history["series"] if s["deal"])
     assert Decimal(deal["points"][-1]["price"]) == Decimal(deal["trend"]) - CUT
     assert (await client.get("/products/999999/history")).status == 404
+    bad = await client.get("/products/abc/history")
+    assert bad.status == 400 and "integer" in (await bad.json())["error"]
     assert (await client.get("/p/999999")).status == 404
 
 
@@ -217,6 +230,9 @@ async def test_watches_from_the_product_page_and_the_json_api(client, product):
         "/watches", json={"reference": "x y", "below": 1, "webhook": "http://h"}
     )
     assert bad.status == 400 and "no product id" in (await bad.json())["error"]
+    unknown = await client.post("/watches", json={"reference": "999999", "below": 1,
+                                                  "webhook": "http://h"})  # fmt: skip
+    assert unknown.status == 400 and "no product 999999" in (await unknown.json())["error"]
     assert (await client.delete("/watches/1")).status == 200
     assert (await client.delete("/watches/1")).status == 404
 

@@ -270,7 +270,7 @@ class WatchBook:
                 (status, attempts, error, status, _now(), notice_id),
             )
 
-    def _select(self, sql: str, args: tuple = ()) -> list[sqlite3.Row]:
+    def _select(self, sql: str, args: tuple = ()) -> list[dict[str, Any]]:
         with self._lock:
             cur = self._conn.execute(sql, args)
             names = [d[0] for d in cur.description]

@@ -13,6 +13,7 @@ import base64
 import io
 from decimal import Decimal
 from importlib import resources
+from pathlib import Path
 from typing import Any
 
 import jinja2
@@ -20,6 +21,7 @@ from aiohttp import web
 from multidict import MultiDict
 
 from cumpair.alerts.book import AlertError, WatchBook, make_watch
+from cumpair.alerts.resolve import describe_watched
 from cumpair.search.chart import chart_legend, price_chart_svg
 from cumpair.search.formatting import (
     change_text,
@@ -135,11 +137,15 @@ def _result_rows(service: Any, products: list[Any]) -> list[dict[str, Any]]:
     return rows
 
 
+class _BadId(QueryError):
+    """A product id in the path that is no integer (400, where an unknown id is 404)."""
+
+
 def _product_id(request: web.Request) -> int:
     try:
         return int(request.match_info["product_id"])
     except ValueError:
-        raise web.HTTPBadRequest(text="product id must be an integer") from None
+        raise _BadId("product id must be an integer") from None
 
 
 async def _detail(request: web.Request) -> Any:
@@ -159,7 +165,8 @@ async def product_page(request: web.Request) -> web.Response:
     try:
         detail = await _detail(request)
     except QueryError as exc:
-        return _render("missing.html", status=404, message=str(exc))
+        status = 400 if isinstance(exc, _BadId) else 404
+        return _render("missing.html", status=status, message=str(exc))
     cheapest = detail.cheapest
     series = [detail.series[o.offer_id] for o in detail.view.offers if o.offer_id in detail.series]
     return _render(
@@ -177,12 +184,17 @@ async def product_page(request: web.Request) -> web.Response:
     )
 
 
+def _json_error(exc: QueryError) -> web.Response:
+    status = 400 if isinstance(exc, _BadId) else 404
+    return web.json_response({"error": str(exc)}, status=status)
+
+
 async def product_json(request: web.Request) -> web.Response:
     """``GET /products/{id}``: the product page's data as JSON."""
     try:
         detail = await _detail(request)
     except QueryError as exc:
-        return web.json_response({"error": str(exc)}, status=404)
+        return _json_error(exc)
     return web.json_response(detail.to_dict())
 
 
@@ -191,7 +203,7 @@ async def history_json(request: web.Request) -> web.Response:
     try:
         detail = await _detail(request)
     except QueryError as exc:
-        return web.json_response({"error": str(exc)}, status=404)
+        return _json_error(exc)
     return web.json_response(
         {
             "product_id": detail.view.product_id,
@@ -234,6 +246,18 @@ def _book(request: web.Request) -> WatchBook:
     return WatchBook.open(request.app[SERVICE].store.path)
 
 
+async def _add_watch(request: web.Request, watch: Any) -> Any:
+    """Save `watch` once the store is known to hold what it names (AlertError if not)."""
+    store_dir = Path(request.app[SERVICE].store.path)
+
+    def add() -> Any:
+        describe_watched(store_dir, watch)
+        with WatchBook.open(store_dir) as book:
+            return book.add(watch)
+
+    return await asyncio.to_thread(add)
+
+
 def _watch_from(values: Any, reference: str | None = None) -> Any:
     below = values.get("below") or None
     drop = values.get("drop_pct") or None
@@ -253,13 +277,11 @@ def _watch_from(values: Any, reference: str | None = None) -> Any:
 
 async def watch_from_page(request: web.Request) -> web.Response:
     """``POST /p/{id}/watch``: the product page's alert form; back to the page when saved."""
-    product_id = _product_id(request)
     form = await request.post()
     try:
-        watch = _watch_from(form, str(product_id))
-        with _book(request) as book:
-            saved = await asyncio.to_thread(book.add, watch)
-    except AlertError as exc:
+        product_id = _product_id(request)
+        saved = await _add_watch(request, _watch_from(form, str(product_id)))
+    except (AlertError, _BadId) as exc:
         raise web.HTTPBadRequest(text=f"cannot watch this product: {exc}") from None
     raise web.HTTPSeeOther(f"/p/{product_id}?watched={saved.id}")
 
@@ -275,7 +297,7 @@ async def watches_json(request: web.Request) -> web.Response:
                     body = None
                 if not isinstance(body, dict):
                     raise AlertError("send a JSON object: reference, below or drop_pct, webhook")
-                saved = await asyncio.to_thread(book.add, _watch_from(body))
+                saved = await _add_watch(request, _watch_from(body))
                 return web.json_response(saved.to_dict(), status=201)
             return web.json_response([w.to_dict() for w in book.watches()])
     except AlertError as exc:

@@ -179,5 +179,16 @@ from cumpair.alerts.options import AlertOptions  # noqa: E402
 
 globals().update(AlertOptions.setting_defaults())
 
+# --- Several machines: Redis mode (redis_mode.py; README "Several machines") ---------------
+# Empty: one process crawls and indexes (the default). A Redis URL: every `scrapy crawl <shop>`
+# given the same one shares that shop's frontier (scrapy-redis), the per-host pace and back-off,
+# and hands its items to `cumpair indexer` instead of opening the store.
+CRAWL_REDIS_URL = ""
+CRAWL_REDIS_PREFIX = "cumpair"  # of every key the mode writes
+CRAWL_REDIS_ITEMS_KEY = "cumpair:items"  # the stream `cumpair indexer --stream` reads
+CRAWL_REDIS_LEASE_S = 30.0  # a dead crawler's requests go back to the queue after this long
+CRAWL_REDIS_HOST_INTERVAL = 0.1  # seconds between two requests to a host, all crawlers together
+ADDONS = {"cumpair_scraper.redis_mode.RedisMode": 0}
+
 FEED_EXPORT_ENCODING = "utf-8"
 LOG_LEVEL = "INFO"

@@ -40,6 +40,15 @@ def retry_after_seconds(value: bytes | str | None, now: datetime | None = None) 
     return max(0.0, (when - (now or datetime.now(UTC))).total_seconds())
 
 
+def backoff_seconds(request: Request, response: Response, base: float) -> tuple[float, bool]:
+    """How long to hold the host after a slow-down answer: the server's Retry-After, else
+    `base` doubled per retry of `request` so far; and whether the server named the wait."""
+    wait = retry_after_seconds(response.headers.get(b"Retry-After"))
+    if wait is None:
+        return base * 2 ** request.meta.get("retry_times", 0), False
+    return wait, True
+
+
 class RetryAfterMiddleware(RetryMiddleware):
     """RetryMiddleware that backs off the host on the status codes in RETRY_BACKOFF_HTTP_CODES.
 
@@ -66,10 +75,8 @@ class RetryAfterMiddleware(RetryMiddleware):
         if response.status not in self.backoff_codes or request.meta.get("dont_retry"):
             return super().process_response(request, response)
         stats = self.crawler.stats
-        wait = retry_after_seconds(response.headers.get(b"Retry-After"))
-        if wait is None:
-            wait = self.backoff_base * 2 ** request.meta.get("retry_times", 0)
-        else:
+        wait, named = backoff_seconds(request, response, self.backoff_base)
+        if named:
             stats.inc_value("retry_after/honoured")
         if wait > self.max_wait:
             stats.inc_value("retry_after/too_long")

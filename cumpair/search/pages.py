@@ -44,8 +44,8 @@ from cumpair.search.views import (
 from cumpair.vision.images import ImageError
 
 PAGE_RESULTS = 10
-# Photos are content-addressed by the crawl (a changed photo is a new file), so a browser may
-# keep them a day; the page's own CSS an hour.
+# A product photo rarely changes: a browser keeps it a day, then revalidates it by the ETag and
+# Last-Modified that FileResponse sends; the page's own CSS and script an hour.
 PHOTO_CACHE = "public, max-age=86400"
 STATIC_CACHE = "public, max-age=3600"
 STATIC_FILES = {"style.css": "text/css", "page.js": "text/javascript"}

@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import importlib.metadata
+import logging
 import sys
 
 # sub-command name -> module that registers it
@@ -42,6 +43,10 @@ def build_parser(argv: list[str]) -> argparse.ArgumentParser:
     """Build the parser, importing only the module of the sub-command being run."""
     parser = argparse.ArgumentParser(prog="cumpair", description=__doc__.splitlines()[0])
     parser.add_argument("--version", action="version", version=f"cumpair {_version()}")
+    parser.add_argument(
+        "--log-level", default="INFO", choices=("DEBUG", "INFO", "WARNING", "ERROR"),
+        help="log messages at this level and above go to stderr (INFO)",
+    )  # fmt: skip
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     wanted = next((arg for arg in argv if not arg.startswith("-")), None)
     modules = [_COMMANDS[wanted]] if wanted in _COMMANDS else sorted(set(_COMMANDS.values()))
@@ -53,6 +58,8 @@ def build_parser(argv: list[str]) -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     args = build_parser(argv).parse_args(argv)
+    # Configured here, once, for every sub-command (a later basicConfig call is a no-op).
+    logging.basicConfig(level=args.log_level, format="%(asctime)s %(name)s: %(message)s")
     return int(args.func(args) or 0)
 
 

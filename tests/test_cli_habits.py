@@ -39,3 +39,12 @@ def test_not_found_is_status_1_on_stderr_under_either_option_name(store_dir, cap
 def test_a_missing_query_is_a_usage_error(store_dir, capsys):
     assert cumpair_main(["search", "--index", str(store_dir)]) == 2
     assert "give --image, --text or --gtin" in capsys.readouterr().err
+
+
+def test_logging_is_configured_once_for_every_sub_command(store_dir, monkeypatch):
+    import logging
+
+    calls = []
+    monkeypatch.setattr(logging, "basicConfig", lambda **kw: calls.append(kw))
+    assert cumpair_main(["--log-level", "WARNING", "watch", "list", "--index", str(store_dir)]) == 0
+    assert [c["level"] for c in calls] == ["WARNING"]

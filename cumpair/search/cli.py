@@ -78,7 +78,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
     history = subparsers.add_parser("history", help="price history of a product or offer URL")
     history.add_argument("reference", help="product id (a number) or an offer's URL")
-    history.add_argument("--json", action="store_true")
+    history.add_argument("--json", action="store_true", help="print JSON instead of a table")
     _common(history)
     history.set_defaults(func=run_history)
 
@@ -89,9 +89,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     )
     products.set_defaults(func=run_products)
 
-    serve = subparsers.add_parser("serve", help="HTTP API and upload page over the index")
-    serve.add_argument("--host", default="127.0.0.1")
-    serve.add_argument("--port", type=int, default=8080)
+    serve = subparsers.add_parser("serve", help="the comparison page and its JSON API")
+    serve.add_argument("--host", default="127.0.0.1", help="address to listen on (127.0.0.1)")
+    serve.add_argument("--port", type=int, default=8080, help="port to listen on (8080)")
     serve.add_argument("--no-ocr", action="store_true", help="do not OCR photo queries")
     _common(serve)
     serve.set_defaults(func=run_serve)

@@ -30,7 +30,7 @@ def test_the_shipped_model_says_how_it_was_made(monkeypatch):
     monkeypatch.delenv(ENV_MODEL, raising=False)
     model = load_matcher()
     assert model.source == str(default_model_path())
-    assert set(model.coefficients) == set(SIGNALS)
+    assert model.signals_used() <= set(SIGNALS) and "code_exact" in model.signals_used()
     provenance = model.provenance
     files = [Path(d["file"]) for d in provenance["data"]]
     assert [f.parent.name for f in files] == list(WDC_TRAIN)  # all four categories together
@@ -39,11 +39,11 @@ def test_the_shipped_model_says_how_it_was_made(monkeypatch):
         for f, d in zip(files, provenance["data"], strict=True)
     )
     assert provenance["command"].startswith("cumpair matcher train ")
-    assert provenance["trained_at"] and "LogisticRegression" in provenance["learner"]
+    assert provenance["trained_at"] and "scikit-learn" in provenance["learner"]
     assert 0.5 < provenance["cross_validated"]["f1"] <= 1
     # what the WDC titles cannot teach stays out of the decision instead of being guessed
-    for name in provenance["signals_absent_from_data"]:
-        assert model.coefficients[name] == 0
+    assert not model.signals_used() & set(provenance["signals_absent_from_data"])
+    assert "price_known" in provenance["signals_absent_from_data"]
 
 
 def test_the_shipped_model_separates_a_shared_code_from_sibling_codes():
@@ -112,6 +112,30 @@ def test_matcher_train_writes_a_model_with_its_provenance(tmp_path, capsys):
     assert "price_known" in model.provenance["signals_absent_from_data"]
 
 
+def test_boosted_trees_round_trip_and_explain_every_step(tmp_path):
+    pairs = [json.dumps({"left": p.left, "right": p.right, "label": p.label})
+             for p in read_pairs(FIXTURE)]  # fmt: skip
+    (tmp_path / "pairs.jsonl").write_text("\n".join(pairs * 3) + "\n")  # enough for splits
+    model = train([tmp_path / "pairs.jsonl"], learner="trees", folds=3)
+    assert model.kind == "gradient-boosted-trees" and model.trees and model.signals_used()
+    model.save(tmp_path / "trees.json")
+    again = MatcherModel.load(tmp_path / "trees.json")
+    a = offer_features(1, "a", "HP 430165-003 146-GB 3G 10K 2.5 DP SAS")
+    b = offer_features(2, "b", "430165-003 HP 146GB SAS 10K 2.5in")
+    signals = compare(a, b).signals
+    assert again.probability(signals) == pytest.approx(model.probability(signals), abs=1e-5)
+    parts = again.contributions(signals)
+    assert again.base + sum(parts.values()) == pytest.approx(again.log_odds(signals))
+    assert {k for k, v in parts.items() if v} <= again.signals_used()
+
+
+def test_a_tree_pointing_outside_itself_is_refused():
+    with pytest.raises(MatcherModelError, match="malformed tree"):
+        MatcherModel(
+            {}, 0.0, 0.5, trees=((("char_cosine", 0.5, 1, 7, 0.0), (None, 0, -1, -1, 1.0)),)
+        )
+
+
 def test_training_on_one_label_only_is_refused(tmp_path):
     pair = {"left": {"title": "a 1"}, "right": {"title": "b 2"}, "label": 1}
     (tmp_path / "ones.jsonl").write_text((json.dumps(pair) + "\n") * 10)
@@ -134,11 +158,11 @@ def test_cumpair_match_explains_the_decision(tmp_path, capsys):
     assert main(["match", a, b, "--explain"]) == 0
     text = capsys.readouterr().out
     assert text.startswith("same product: probability")
-    assert "code_exact" in text and "brand_agree" in text and "intercept" in text
+    assert "code_exact" in text and "brand_agree" in text and "base (no signal)" in text
     assert main(["match", a, b, "--json"]) == 0
     data = json.loads(capsys.readouterr().out)
     assert data["same_product"] and data["signals"]["brand_agree"] == 1.0
-    total = data["intercept"] + sum(data["contributions"].values())
+    total = data["base"] + sum(data["contributions"].values())
     assert total == pytest.approx(-math.log(1 / data["score"] - 1), abs=1e-2)
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import pytest
 
 from cumpair.index import ProductStore, StoreOptions
@@ -33,7 +35,10 @@ async def test_match_returns_the_verdict_and_each_signals_contribution(client):
     assert data["same_product"] and data["rule"] == "learned"
     assert data["signals"]["code_exact"] == 1.0 and data["signals"]["brand_agree"] == 1.0
     assert data["contributions"]["code_exact"] > 0
-    assert set(data["weights"]) == set(data["signals"])
+    assert data["base"] + sum(data["contributions"].values()) == pytest.approx(
+        math.log(data["score"] / (1 - data["score"])), abs=1e-3
+    )
+    assert data["model"]["kind"] in ("gradient-boosted-trees", "logistic-regression")
 
 
 async def test_match_answers_a_gtin_pair_by_its_rule(client):

@@ -29,16 +29,18 @@ def format_match(evidence: PairEvidence, config: MatchConfig, explain: bool) -> 
         lines += [f"  {reason}" for reason in evidence.reasons]
         return "\n".join(lines) + "\n"
     model = config.model
-    lines.append(f"threshold {config.cut:g}, model {model.source}")
-    lines.append(f"  {'signal':<20} {'value':>7} {'weight':>8} {'log-odds':>9}")
-    shown = [k for k, v in evidence.signals.items() if v]
+    lines.append(f"threshold {config.cut:g}, {model.kind} model {model.source}")
+    weighted = bool(model.coefficients)  # a logistic model has one weight per signal
+    lines.append(f"  {'signal':<28} {'value':>7}{' weight ' if weighted else ''} {'log-odds':>9}")
+    shown = [k for k, v in evidence.signals.items() if v or evidence.contributions.get(k)]
     ranked = sorted(shown, key=lambda k: -abs(evidence.contributions.get(k, 0.0)))
     for name in ranked:
-        weight = model.coefficients.get(name, 0.0)
+        weight = f" {model.coefficients.get(name, 0.0):7.3f}" if weighted else ""
         part = evidence.contributions.get(name, 0.0)
-        lines.append(f"  {name:<20} {evidence.signals[name]:7.3f} {weight:8.3f} {part:+9.3f}")
-    lines.append(f"  {'intercept':<20} {'':>7} {'':>8} {model.intercept:+9.3f}")
-    lines.append(f"  ({len(evidence.signals) - len(shown)} signals are 0 for this pair)")
+        lines.append(f"  {name:<28} {evidence.signals[name]:7.3f}{weight} {part:+9.3f}")
+    pad = " " * 8 if weighted else ""
+    lines.append(f"  {'base (no signal)':<28} {'':>7}{pad} {model.base:+9.3f}")
+    lines.append(f"  ({len(evidence.signals) - len(shown)} signals are 0 and add nothing)")
     return "\n".join(lines) + "\n"
 
 
@@ -86,7 +88,12 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     train = actions.add_parser("train", help="fit a matcher on labelled pairs")
     train.add_argument("pairs", nargs="+", metavar="PAIRS", help="WDC .txt or JSON-lines pairs")
     train.add_argument("--out", default="matcher.json", help="model file to write (matcher.json)")
-    train.add_argument("--c", type=float, default=1.0, help="inverse L2 regularisation (1.0)")
+    train.add_argument(
+        "--learner", choices=("trees", "logistic"), default="trees", help="model kind (trees)"
+    )
+    train.add_argument(
+        "--c", type=float, default=1.0, help="logistic: inverse L2 regularisation (1.0)"
+    )
     train.add_argument(
         "--text-encoder", choices=("offline", "clip"), help="also learn a text-embedding cosine"
     )

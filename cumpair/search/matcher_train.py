@@ -4,8 +4,9 @@ Reads pairs in two formats: the WDC product-matching format (one pair a line,
 ``COL title VAL <left>\\tCOL title VAL <right>\\t<label>``, more ``COL name VAL value`` fields
 allowed) and JSON lines ``{"left": offer, "right": offer, "label": 0 or 1}`` where an offer has
 the store's field names (title, brand, model, gtin, sku, price, currency, description, shop).
-Fits a logistic regression (scikit-learn) on `signals.pair_signals`, picks the threshold with
-the best F1 over cross-validated predictions, and writes a `MatcherModel` with its provenance.
+Fits small gradient-boosted trees (or a logistic regression, ``--learner logistic``; both
+scikit-learn) on `signals.pair_signals`, picks the threshold with the best F1 over
+cross-validated predictions, and writes a `MatcherModel` with its provenance.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from typing import Any
 import numpy as np
 
 from cumpair.search.features import BrandLexicon, features_from_dict, title_tokens
-from cumpair.search.matcher_model import MatcherModel
+from cumpair.search.matcher_model import MatcherModel, Node
 from cumpair.search.signals import SIGNALS, TokenWeights, pair_signals
 
 _WDC_FIELD = re.compile(r"COL\s+(\w+)\s+VAL\s+")
@@ -162,17 +163,61 @@ def _sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
+# The boosted trees: small enough to read and ship (~100 trees of <= 15 leaves), fixed seed.
+TREE_PARAMS = {"max_iter": 100, "max_leaf_nodes": 15, "max_depth": 4, "learning_rate": 0.1,
+               "early_stopping": False, "random_state": 0}  # fmt: skip
+LEARNERS = ("trees", "logistic")
+
+
+def _exported(model: Any) -> tuple[float, tuple[tuple[Node, ...], ...]]:
+    """(baseline log-odds, trees) of a fitted HistGradientBoostingClassifier, inner nodes
+    valued as the count-weighted mean of their children (children follow their parent)."""
+    trees = []
+    for (predictor,) in model._predictors:
+        nodes = predictor.nodes
+        values = nodes["value"].astype(float)
+        for i in range(len(nodes) - 1, -1, -1):
+            if not nodes["is_leaf"][i]:
+                left, right = int(nodes["left"][i]), int(nodes["right"][i])
+                weights = float(nodes["count"][left]), float(nodes["count"][right])
+                values[i] = (values[left] * weights[0] + values[right] * weights[1]) / sum(weights)
+        trees.append(tuple(
+            (None, 0.0, -1, -1, float(values[i])) if nodes["is_leaf"][i] else
+            (SIGNALS[int(nodes["feature_idx"][i])], float(nodes["num_threshold"][i]),
+             int(nodes["left"][i]), int(nodes["right"][i]), float(values[i]))
+            for i in range(len(nodes))
+        ))  # fmt: skip
+    return float(np.ravel(model._baseline_prediction)[0]), tuple(trees)
+
+
+def _learner(name: str, regularisation: float) -> tuple[Any, str]:
+    from sklearn import __version__ as version
+
+    if name == "trees":
+        from sklearn.ensemble import HistGradientBoostingClassifier
+
+        return HistGradientBoostingClassifier(**TREE_PARAMS), (
+            f"scikit-learn {version} HistGradientBoostingClassifier({TREE_PARAMS})"
+        )
+    if name == "logistic":
+        from sklearn.linear_model import LogisticRegression
+
+        return LogisticRegression(C=regularisation, max_iter=2000), (
+            f"scikit-learn {version} LogisticRegression(C={regularisation})"
+        )
+    raise ValueError(f"learner must be one of {LEARNERS}, got {name!r}")
+
+
 def train(
     paths: Iterable[str | Path],
     *,
+    learner: str = "trees",
     text_encoder: Any = None,
     regularisation: float = 1.0,
     folds: int = 5,
     command: str = "",
 ) -> MatcherModel:
     """Fit a `MatcherModel` on every pair of `paths` (see the module docstring)."""
-    from sklearn import __version__ as sklearn_version
-    from sklearn.linear_model import LogisticRegression
     from sklearn.model_selection import StratifiedKFold, cross_val_predict
 
     paths = [Path(p) for p in paths]
@@ -188,7 +233,7 @@ def train(
         raise PairsError(f"need at least {folds} pairs of each label, got {np.bincount(labels)}")
     sims = text_similarities(pairs, text_encoder) if text_encoder is not None else None
     matrix = signal_matrix(pairs, learn_brands(pairs), sims, learn_weights(pairs))
-    model = LogisticRegression(C=regularisation, max_iter=2000)
+    model, description = _learner(learner, regularisation)
     splits = StratifiedKFold(folds, shuffle=True, random_state=0)
     held_out = cross_val_predict(model, matrix, labels, cv=splits, method="predict_proba")[:, 1]
     threshold, scores = best_threshold(held_out, labels)
@@ -198,15 +243,23 @@ def train(
         "data": data,
         "trained_at": datetime.now(UTC).isoformat(timespec="seconds"),
         "command": command or " ".join(["cumpair", "matcher", "train", *map(str, paths)]),
-        "learner": f"scikit-learn {sklearn_version} LogisticRegression(C={regularisation})",
+        "learner": description,
         "text_encoder": getattr(text_encoder, "name", None),
         "corpus": f"brands and title IDF learned from the training offers; IDF withheld from"
         f" {WITHHELD:.0%} of pairs",
         "cross_validated": {"folds": folds, "threshold": threshold, **scores},
         "signals_absent_from_data": unseen,
     }
-    coefficients = {name: float(c) for name, c in zip(SIGNALS, model.coef_[0], strict=True)}
-    return MatcherModel(coefficients, float(model.intercept_[0]), threshold, provenance)
+    if learner == "logistic":
+        weights = {name: float(c) for name, c in zip(SIGNALS, model.coef_[0], strict=True)}
+        return MatcherModel(weights, float(model.intercept_[0]), threshold, provenance)
+    baseline, trees = _exported(model)
+    matcher = MatcherModel({}, baseline, threshold, provenance, trees=trees)
+    raw = model.decision_function(matrix[:1000])
+    mine = [matcher.log_odds(dict(zip(SIGNALS, row, strict=True))) for row in matrix[:1000]]
+    if not np.allclose(raw, mine, atol=1e-6):  # the export must decide as the fitted model
+        raise RuntimeError("exported trees disagree with scikit-learn's own predictions")
+    return matcher
 
 
 def main_train(args: Any) -> int:
@@ -216,12 +269,13 @@ def main_train(args: Any) -> int:
         from cumpair.embed import load_encoders
 
         text_encoder = load_encoders(args.text_encoder).text
-    options = [f"--c {args.c}"] * (args.c != 1.0) + [f"--text-encoder {args.text_encoder}"] * bool(
-        args.text_encoder
-    )
+    options = [f"--learner {args.learner}"] * (args.learner != "trees")
+    options += [f"--c {args.c}"] * (args.c != 1.0)
+    options += [f"--text-encoder {args.text_encoder}"] * bool(args.text_encoder)
     command = " ".join(["cumpair matcher train", *map(str, args.pairs), *options])
     try:
-        model = train(args.pairs, text_encoder=text_encoder, regularisation=args.c, command=command)
+        model = train(args.pairs, learner=args.learner, text_encoder=text_encoder,
+                      regularisation=args.c, command=command)  # fmt: skip
     except PairsError as exc:
         print(f"cumpair matcher train: {exc}", file=sys.stderr)
         return 2

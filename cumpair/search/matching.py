@@ -141,12 +141,14 @@ def match_offers(left: Any, right: Any, config: MatchConfig | None = None) -> Pa
 
 
 def explain_dict(evidence: PairEvidence, config: MatchConfig) -> dict[str, Any]:
-    """`evidence` as JSON plus the model's weights and where it came from."""
+    """`evidence` as JSON plus the model's kind, base log-odds, weights (logistic) and source."""
     out = evidence.to_dict()
     if evidence.signals:
         model = config.model
         out["threshold"] = config.cut
-        out["intercept"] = round(model.intercept, 4)
-        out["weights"] = {k: round(model.coefficients.get(k, 0.0), 4) for k in evidence.signals}
-        out["model"] = {"source": model.source, "trained_at": model.provenance.get("trained_at")}
+        out["base"] = round(model.base, 4)
+        if model.coefficients:
+            out["weights"] = {k: round(model.coefficients.get(k, 0.0), 4) for k in evidence.signals}
+        out["model"] = {"kind": model.kind, "source": model.source,
+                        "trained_at": model.provenance.get("trained_at")}  # fmt: skip
     return out

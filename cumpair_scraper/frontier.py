@@ -30,6 +30,12 @@ logger = logging.getLogger(__name__)
 #: Request meta key of the in-flight token (stripped when a request is queued again).
 TOKEN_META = "cumpair_frontier_token"
 
+
+def run_key(queue_key: str) -> str:
+    """The key holding the id of the crawl run a frontier serves (new once it is cleared)."""
+    return f"{queue_key}:run"
+
+
 # KEYS: queue, inflight (token -> request), owners (token -> "owner score"); ARGV: token, owner.
 _POP = """
 local found = redis.call('ZRANGE', KEYS[1], 0, 0, 'WITHSCORES')
@@ -76,6 +82,7 @@ class ReliablePriorityQueue(PriorityQueue):
         super().__init__(server, spider, key, serializer)
         self.inflight_key = f"{self.key}:inflight"
         self.owners_key = f"{self.key}:owners"
+        self.run_key = run_key(self.key)
         self._pop_script = server.register_script(_POP)
         self._requeue_script = server.register_script(_REQUEUE)
 
@@ -109,8 +116,13 @@ class ReliablePriorityQueue(PriorityQueue):
     def in_flight(self) -> int:
         return int(self.server.hlen(self.inflight_key))
 
+    def start_run(self) -> str:
+        """The id of the crawl run this frontier serves, made by its first crawler."""
+        self.server.set(self.run_key, uuid.uuid4().hex, nx=True)
+        return self.server.get(self.run_key).decode()
+
     def clear(self) -> None:
-        self.server.delete(self.key, self.inflight_key, self.owners_key)
+        self.server.delete(self.key, self.inflight_key, self.owners_key, self.run_key)
 
 
 class ReliableScheduler(Scheduler):
@@ -146,6 +158,8 @@ class ReliableScheduler(Scheduler):
         if not isinstance(self.queue, ReliablePriorityQueue):
             raise TypeError("ReliableScheduler needs SCHEDULER_QUEUE_CLASS ReliablePriorityQueue")
         self.queue.owner, self.queue.heartbeat_prefix = self.owner, self.heartbeat_prefix
+        run = self.queue.start_run()
+        logger.info("Frontier %s, crawl run %s, this crawler %s", self.queue.key, run, self.owner)
         self._heartbeat = task.LoopingCall(self._tick)
         self._heartbeat.start(self.lease_s / 3, now=True)
 
@@ -209,4 +223,4 @@ class ReliableScheduler(Scheduler):
             self.crawler.stats.inc_value("frontier/acknowledged", len(done))
 
 
-__all__ = ["TOKEN_META", "ReliablePriorityQueue", "ReliableScheduler"]
+__all__ = ["TOKEN_META", "ReliablePriorityQueue", "ReliableScheduler", "run_key"]

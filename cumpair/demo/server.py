@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import secrets
 import threading
+import time
 from collections import defaultdict
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -47,6 +48,7 @@ class Hit:
     path: str  # path with query string
     status: int
     user_agent: str
+    at: float = 0.0  # time.monotonic() when the request arrived (a pace is measured on it)
 
 
 class _ShopState:
@@ -221,7 +223,7 @@ class DemoServer:
     async def _record_middleware(
         self, request: web.Request, handler: Handler
     ) -> web.StreamResponse:
-        status = 500
+        status, arrived = 500, time.monotonic()
         try:
             response = await handler(request)
             status = response.status
@@ -236,6 +238,7 @@ class DemoServer:
                 request.path_qs,
                 status,
                 request.headers.get("User-Agent", ""),
+                arrived,
             )
             with self._hits_lock:
                 self._hits.append(hit)

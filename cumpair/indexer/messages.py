@@ -14,6 +14,8 @@ from typing import Any
 
 #: The field of a stream entry that holds the item.
 ITEM_FIELD = "item"
+#: The field that names the crawl run (the frontier's id) the item came from.
+RUN_FIELD = "run"
 _DECIMAL = "$decimal"
 
 
@@ -49,4 +51,4 @@ def _decode_object(obj: dict[str, Any]) -> Any:
     return obj
 
 
-__all__ = ["ITEM_FIELD", "MessageError", "decode_item", "encode_item"]
+__all__ = ["ITEM_FIELD", "RUN_FIELD", "MessageError", "decode_item", "encode_item"]

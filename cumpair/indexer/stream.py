@@ -16,13 +16,15 @@ from typing import Any
 
 import redis
 
-from cumpair.indexer.messages import ITEM_FIELD, MessageError, decode_item, encode_item
+from cumpair.indexer.messages import ITEM_FIELD, RUN_FIELD, MessageError, decode_item, encode_item
 
 #: The stream every crawl of a store writes, unless CRAWL_REDIS_ITEMS_KEY names another.
 DEFAULT_KEY = "cumpair:items"
 GROUP = "indexer"
 #: One indexer per store, so one consumer name: a restarted indexer owns its pending entries.
 CONSUMER = "indexer"
+#: Seconds a run's record of indexed offers outlives its last entry.
+RUN_RECORD_TTL_S = 7 * 24 * 3600
 
 
 @dataclass(frozen=True)
@@ -32,6 +34,12 @@ class Entry:
     id: str
     item: dict[str, Any] | None
     error: str | None = None
+    run: str | None = None  # the crawl run (frontier) that produced it
+
+    @property
+    def offer_key(self) -> str:
+        assert self.item is not None
+        return f"{self.item['shop']}\x1f{self.item['url']}"
 
 
 class ItemStream:
@@ -41,15 +49,18 @@ class ItemStream:
         self.client = client
         self.key = key
         self.dead_key = f"{key}:dead"
-        self._pending_first = True
+        self._pending_after: str | None = "0"  # None once this run has seen all it inherited
 
     @classmethod
     def from_url(cls, url: str, key: str = DEFAULT_KEY) -> ItemStream:
         return cls(redis.Redis.from_url(url), key)
 
-    def add(self, item: Mapping[str, Any]) -> str:
-        """Append one item; returns the entry id."""
-        return _text(self.client.xadd(self.key, {ITEM_FIELD: encode_item(item)}))
+    def add(self, item: Mapping[str, Any], run: str | None = None) -> str:
+        """Append one item of crawl run `run`; returns the entry id."""
+        fields = {ITEM_FIELD: encode_item(item)}
+        if run:
+            fields[RUN_FIELD] = run
+        return _text(self.client.xadd(self.key, fields))
 
     def ensure_group(self) -> None:
         """Create the indexer's consumer group (and the stream) unless they exist."""
@@ -60,13 +71,15 @@ class ItemStream:
                 raise
 
     def read(self, count: int, block_s: float) -> list[Entry]:
-        """Up to `count` entries: first those delivered before and never acknowledged (a
-        previous run killed mid-batch), then new ones, waiting up to `block_s` for them."""
-        if self._pending_first:
-            entries = self._read("0", count, None)
+        """Up to `count` entries: first, once each, those delivered before and never
+        acknowledged (a previous run killed mid-batch), then new ones, waiting up to `block_s`
+        for them."""
+        if self._pending_after is not None:
+            entries = self._read(self._pending_after, count, None)
             if entries:
+                self._pending_after = entries[-1].id
                 return entries
-            self._pending_first = False
+            self._pending_after = None
         return self._read(">", count, max(1, int(block_s * 1000)))
 
     def ack(self, ids: Sequence[str]) -> None:
@@ -75,6 +88,21 @@ class ItemStream:
             pipe = self.client.pipeline(transaction=True)
             pipe.xack(self.key, GROUP, *ids).xdel(self.key, *ids)
             pipe.execute()
+
+    def already_indexed(self, entry: Entry) -> bool:
+        """Whether an entry's offer was indexed before in the same crawl run."""
+        if entry.run is None or entry.item is None:
+            return False
+        return bool(self.client.sismember(self._run_key(entry.run), entry.offer_key))
+
+    def indexed(self, entry: Entry) -> None:
+        """Done with an indexed entry: its offer recorded for its run, acknowledged, deleted."""
+        pipe = self.client.pipeline(transaction=True)
+        if entry.run is not None and entry.item is not None:
+            run_key = self._run_key(entry.run)
+            pipe.sadd(run_key, entry.offer_key).expire(run_key, RUN_RECORD_TTL_S)
+        pipe.xack(self.key, GROUP, entry.id).xdel(self.key, entry.id)
+        pipe.execute()
 
     def reject(self, entry: Entry, reason: str) -> None:
         """Move an entry that cannot be indexed to the dead-letter stream, then acknowledge it."""
@@ -86,6 +114,9 @@ class ItemStream:
     def backlog(self) -> int:
         """Entries not yet acknowledged (delivered or not)."""
         return int(self.client.xlen(self.key))
+
+    def _run_key(self, run: str) -> str:
+        return f"{self.key}:indexed:{run}"
 
     def _read(self, start: str, count: int, block_ms: int | None) -> list[Entry]:
         reply = self.client.xreadgroup(
@@ -104,8 +135,9 @@ def _entry(entry_id: str, fields: Mapping[bytes, bytes] | None) -> Entry:
     raw = fields.get(ITEM_FIELD.encode())
     if raw is None:
         return Entry(entry_id, None, f"no {ITEM_FIELD!r} field")
+    run = fields.get(RUN_FIELD.encode())
     try:
-        return Entry(entry_id, decode_item(raw))
+        return Entry(entry_id, decode_item(raw), run=_text(run) if run else None)
     except MessageError as exc:
         return Entry(entry_id, None, str(exc))
 

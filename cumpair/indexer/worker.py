@@ -3,9 +3,11 @@
 Per batch: specs from each item's page text and photos (`stages.photo_specs`, on a thread pool),
 vectors for all of them together (`BatchEmbedder`), then `stages.store_offer` for each — the
 same code the crawl's pipelines and `cumpair ingest` run. An upsert is durable when it returns
-(the store's contract), and only then is the entry acknowledged: a kill at any point leaves the
-entry pending, to be read again first on restart, and the store keys offers by (shop, url), so
-the second delivery updates the offer the first wrote (it may add one more price point).
+(the store's contract), and only then is the entry acknowledged (and its offer recorded for its
+crawl run, so a page a killed crawler had to crawl again is not indexed twice): a kill at any
+point leaves the entry pending, to be read again first on restart. Only a kill in the instant
+between an upsert and its acknowledgement redelivers an indexed entry; the store keys offers by
+(shop, url), so that updates the offer the first delivery wrote (one more price point).
 When the stream goes quiet, the products the new offers touched are regrouped and the store
 flushed, as a crawl does when it ends.
 """
@@ -78,6 +80,7 @@ class IndexerReport:
     new: int = 0
     updated: int = 0
     rejected: Counter = field(default_factory=Counter)
+    repeated: int = 0  # entries of an offer already indexed in their crawl run
     image_errors: int = 0
     regroups: int = 0
     seconds: float = 0.0
@@ -90,7 +93,8 @@ class IndexerReport:
         rejected = ", ".join(f"{n} x {why}" for why, n in sorted(self.rejected.items()))
         return (
             f"indexed {self.stored} offers in {self.seconds:.1f} s ({self.new} new, "
-            f"{self.updated} updated); rejected: {rejected or 'none'}; "
+            f"{self.updated} updated, {self.repeated} repeats skipped); "
+            f"rejected: {rejected or 'none'}; "
             f"photos without a vector: {self.image_errors}; regroups: {self.regroups}"
         )
 
@@ -157,11 +161,17 @@ class Indexer:
         pool: ThreadPoolExecutor,
         entries: list[Entry],
     ) -> set[int]:
-        """Specs, vectors and upsert for each entry; each acknowledged once its upsert returned."""
+        """Specs, vectors and upsert for each entry; each acknowledged as soon as its upsert
+        returned (an offer already indexed in its crawl run only acknowledged)."""
+        good: list[Entry] = []
         for entry in entries:
             if entry.item is None:
                 self._reject(entry, entry.error or "not an item")
-        good = [entry for entry in entries if entry.item is not None]
+            elif self.stream.already_indexed(entry):
+                self.report.repeated += 1
+                self.stream.ack([entry.id])
+            else:
+                good.append(entry)
         items = list(pool.map(self._with_specs, [entry.item for entry in good]))
         futures = []
         for item in items:
@@ -169,7 +179,6 @@ class Indexer:
             futures.append(embedder.submit(paths, product_text(item), key=item["url"]))
         embedder.flush()
         touched: set[int] = set()
-        done: list[str] = []
         for entry, item, future in zip(good, items, futures, strict=True):
             vectors = future.result()
             self.report.image_errors += len(vectors.image_errors)
@@ -179,13 +188,12 @@ class Indexer:
             except InvalidOfferError as exc:
                 self._reject(entry, f"invalid offer: {exc}")
                 continue
+            self.stream.indexed(entry)
             touched.add(result.offer_id)
-            done.append(entry.id)
             if result.created:
                 self.report.new += 1
             else:
                 self.report.updated += 1
-        self.stream.ack(done)
         return touched
 
     def _with_specs(self, item: dict[str, Any]) -> dict[str, Any]:

@@ -7,12 +7,15 @@ CRAWL_REDIS_HOST_INTERVAL after the previous turn given to that host *by any cra
 before a back-off deadline another crawler set (a turn that a new deadline overtakes is taken
 again after it). Answers on RETRY_BACKOFF_HTTP_CODES set that deadline (the server's
 Retry-After, else the retry middleware's doubling back-off), so one crawler's 429 holds all of
-them. Times come from the Redis server's clock, shared by all.
+them. Times come from the Redis server's clock, shared by all. A turn is taken only when the
+request can go at once: no more requests per host hold a turn here than the download slot
+runs side by side (CONCURRENT_REQUESTS_PER_DOMAIN), so none waits in the slot after its turn.
 """
 
 from __future__ import annotations
 
 import asyncio
+from collections import defaultdict
 from typing import Self
 
 import redis.asyncio as aioredis
@@ -56,6 +59,8 @@ return 1
 
 #: Seconds a host's keys outlive its last use.
 KEY_TTL_S = 600
+#: Request meta key: the request holds one of its host's local places.
+_HOLDS_PLACE = "cumpair_shared_throttle_place"
 
 
 class SharedThrottleMiddleware:
@@ -79,6 +84,10 @@ class SharedThrottleMiddleware:
         self.backoff_base = settings.getfloat("RETRY_BACKOFF_BASE")
         self.max_wait = settings.getfloat("RETRY_AFTER_MAX")
         self.stats = crawler.stats
+        per_host = settings.getint("CONCURRENT_REQUESTS_PER_DOMAIN") or 1
+        self._places: defaultdict[str, asyncio.Semaphore] = defaultdict(
+            lambda: asyncio.Semaphore(per_host)
+        )
         self.client = aioredis.Redis.from_url(url)
         self._reserve = self.client.register_script(_RESERVE)
         self._held = self.client.register_script(_HELD)
@@ -93,8 +102,11 @@ class SharedThrottleMiddleware:
         await self.client.aclose()
 
     async def process_request(self, request: Request) -> None:
-        """Wait for the host's turn; a hold another crawler set meanwhile means a new turn."""
+        """Wait for a place and the host's turn; a hold another crawler set meanwhile means a
+        new turn."""
         key = self._key(request)
+        await self._places[key].acquire()
+        request.meta[_HOLDS_PLACE] = True
         while True:
             wait = float(await self._reserve(keys=[key], args=[self.interval, KEY_TTL_S]))
             if wait <= 0:
@@ -105,6 +117,7 @@ class SharedThrottleMiddleware:
                 return None
 
     async def process_response(self, request: Request, response: Response) -> Response:
+        self._release(request)
         if response.status in self.backoff_codes and not request.meta.get("dont_retry"):
             wait, _ = backoff_seconds(request, response, self.backoff_base)
             if wait <= self.max_wait:  # a longer wait gives the request up (retry_after.py)
@@ -112,6 +125,13 @@ class SharedThrottleMiddleware:
                 self.stats.inc_value("shared_throttle/holds")
                 self.stats.max_value("shared_throttle/max_hold", wait)
         return response
+
+    def process_exception(self, request: Request, exception: Exception) -> None:
+        self._release(request)
+
+    def _release(self, request: Request) -> None:
+        if request.meta.pop(_HOLDS_PLACE, False):
+            self._places[self._key(request)].release()
 
     def _key(self, request: Request) -> str:
         return self.prefix + (urlparse_cached(request).hostname or "")

@@ -64,7 +64,7 @@ def data_files(path: Path) -> dict[str, bytes]:
 
 
 def index_cli(capsys, command: str, path: Path) -> tuple[int, dict]:
-    status = cli.run(argparse.Namespace(index_command=command, path=str(path), json=True))
+    status = cli.run(argparse.Namespace(index_command=command, index=str(path), json=True))
     out = capsys.readouterr().out
     return status, json.loads(out) if out.startswith("{") else {"message": out}
 

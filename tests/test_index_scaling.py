@@ -181,7 +181,7 @@ def test_cli_stats_save_and_compact(tmp_path):
     health = json.loads(stats.stdout)
     assert health["offers"] == 29 and health["spaces"]["image"]["vectors"] == 29
     assert "search_latency_ms" in health["spaces"]["image"]
-    assert "vectors: 29" in cumpair("stats").stdout
+    assert "vectors:    29 image (flat" in cumpair("stats").stdout
     assert json.loads(cumpair("save", "--json").stdout) == {"files_written": 0}
     assert json.loads(cumpair("compact", "--json").stdout)["tombstones_dropped"] == 1
     assert cumpair("optimize", "--json").returncode == 0
@@ -194,4 +194,4 @@ def test_cli_stats_save_and_compact(tmp_path):
         text=True,
         timeout=120,
     )
-    assert nowhere.returncode == 1 and "no product store" in nowhere.stdout
+    assert nowhere.returncode == 1 and "no product store" in nowhere.stderr

@@ -16,6 +16,9 @@ from pathlib import Path
 
 log = logging.getLogger("cumpair.demo")
 
+PRODUCTS_HELP = "products in the catalog (80)"
+SEED_HELP = "catalog seed: the same seed gives the same shops (7)"
+
 
 def _positive(text: str) -> int:
     value = int(text)
@@ -30,17 +33,25 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     commands = demo.add_subparsers(dest="demo_command", metavar="ACTION", required=True)
 
     serve = commands.add_parser("serve", help="serve the four demo shops until interrupted")
-    serve.add_argument("--port", type=_positive, default=8070)
-    serve.add_argument("--products", type=_positive, default=80)
-    serve.add_argument("--seed", type=int, default=7)
+    serve.add_argument(
+        "--port", type=_positive, default=8070,
+        help="port every shop listens on, each at its own 127.0.0.2x address (8070)",
+    )  # fmt: skip
+    serve.add_argument("--products", type=_positive, default=80, help=PRODUCTS_HELP)
+    serve.add_argument("--seed", type=int, default=7, help=SEED_HELP)
     serve.add_argument(
         "--rate-limit-every",
         type=_positive,
         default=None,
         help="answer every Nth request of a host with 429",
     )
-    serve.add_argument("--retry-after", type=int, default=1)
-    serve.add_argument("--challenge", choices=("first", "solve"), default=None)
+    serve.add_argument(
+        "--retry-after", type=int, default=1, help="Retry-After seconds sent with a 429 (1)"
+    )
+    serve.add_argument(
+        "--challenge", choices=("first", "solve"), default=None,
+        help="captcha challenge: 'first' on a host's first page, 'solve' until one is solved",
+    )  # fmt: skip
     serve.add_argument(
         "--challenge-shops",
         default=None,
@@ -49,16 +60,18 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     serve.set_defaults(func=serve_command)
 
     export = commands.add_parser("export", help="write the catalog's offers as JSON lines")
-    export.add_argument("--products", type=_positive, default=80)
-    export.add_argument("--seed", type=int, default=7)
+    export.add_argument("--products", type=_positive, default=80, help=PRODUCTS_HELP)
+    export.add_argument("--seed", type=int, default=7, help=SEED_HELP)
     export.add_argument("--out", type=Path, required=True, help="file to write ('-': stdout)")
     export.set_defaults(func=export_command)
 
     labels = commands.add_parser("labels", help="write label PNGs plus truth.json")
-    labels.add_argument("--out", type=Path, required=True)
-    labels.add_argument("--limit", type=_positive, default=None)
-    labels.add_argument("--products", type=_positive, default=80)
-    labels.add_argument("--seed", type=int, default=7)
+    labels.add_argument("--out", type=Path, required=True, help="directory to write")
+    labels.add_argument(
+        "--limit", type=_positive, default=None, help="write at most this many labels (all)"
+    )
+    labels.add_argument("--products", type=_positive, default=80, help=PRODUCTS_HELP)
+    labels.add_argument("--seed", type=int, default=7, help=SEED_HELP)
     labels.set_defaults(func=labels_command)
 
     photo = commands.add_parser(

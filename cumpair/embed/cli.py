@@ -8,9 +8,10 @@ from __future__ import annotations
 
 import argparse
 import functools
-import logging
 import sys
 from pathlib import Path
+
+from cumpair.cli_options import add_index_option
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -22,12 +23,13 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         description=(
             "Re-embed every offer's stored photos and text with the current encoders into a new "
             "store, keeping records and price history, regroup products, then swap the new "
-            "store in (the old one is kept as <path>.old-<timestamp>) unless --out is given."
+            "store in (the old one is kept as <index>.old-<timestamp>) unless --out is given. "
+            "A progress bar shows on a terminal."
         ),
     )
-    parser.add_argument("--path", default="index_data", help="store directory (index_data)")
+    add_index_option(parser)
     parser.add_argument(
-        "--out", metavar="DIR", help="write the new store here and leave --path untouched"
+        "--out", metavar="DIR", help="write the new store here and leave --index untouched"
     )
     parser.add_argument("--encoders", choices=KINDS, default="auto", help="encoder kind (auto)")
     parser.add_argument("--clip-model", default=None, help="open_clip model name")
@@ -39,7 +41,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     )
     parser.add_argument("--batch-size", type=int, default=32, help="inputs per model call (32)")
     parser.add_argument(
-        "--images", metavar="DIR", help="where relative photo paths live (default: PATH/images)"
+        "--images", metavar="DIR", help="where relative photo paths live (default: INDEX/images)"
     )
     parser.add_argument(
         "--if-stale",
@@ -57,18 +59,17 @@ def run(args: argparse.Namespace) -> int:
     if args.batch_size < 1:
         print("cumpair reindex: --batch-size must be at least 1", file=sys.stderr)
         return 2
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
     try:
         encoders = functools.partial(_load_encoders, args)  # loaded once the lock is held
         if args.if_stale:
             encoders = _load_encoders(args)
-            stale = _stale_spaces(Path(args.path), encoders)
+            stale = _stale_spaces(Path(args.index), encoders)
             if not stale:
-                print(f"cumpair reindex: {args.path} is up to date (or absent); nothing to do")
+                print(f"cumpair reindex: {args.index} is up to date (or absent); nothing to do")
                 return 0
-            print(f"cumpair reindex: {args.path} has stale spaces: {', '.join(stale)}")
+            print(f"cumpair reindex: {args.index} has stale spaces: {', '.join(stale)}")
         report = reindex(
-            args.path,
+            args.index,
             encoders,
             out=args.out,
             images_root=args.images,
@@ -106,6 +107,6 @@ def _load_encoders(args: argparse.Namespace):
         clip_model=args.clip_model or DEFAULT_CLIP_MODEL,
         clip_pretrained=args.clip_pretrained or DEFAULT_CLIP_PRETRAINED,
         clip_model_config=args.clip_model_config,
-        model_dir=Path(args.path) / "models",  # as the crawl's default (INDEX_DATA_DIR/models)
+        model_dir=Path(args.index) / "models",  # as the crawl's default (INDEX_DATA_DIR/models)
         threads=1,  # a throughput job: BatchEmbedder runs one single-threaded batch per core
     )

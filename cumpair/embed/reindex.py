@@ -41,6 +41,7 @@ from cumpair.index import (
 from cumpair.index.locks import WriterLock
 from cumpair.index.records import StoreOptions
 from cumpair.index.store import DB_NAME
+from cumpair.progress import progress
 from cumpair.search.products import DB_NAME as GROUPS_DB_NAME
 from cumpair.search.products import ProductGroups
 from cumpair.search.store_scan import first_vectors, scan_offers, space_specs
@@ -230,10 +231,12 @@ def _rebuild(
             ProductStore.open(build, new_spaces, options) as new,
             BatchEmbedder(encoders, batch_size=batch_size, max_wait=0.05) as embedder,
         ):
-            for chunk in _chunks(offers, chunk_offers):
-                vectors = _embed_chunk(embedder, chunk, images, report)
-                _write_chunk(old, new, chunk, vectors, report)
-                logger.info("reindex: %d/%d offers written", report.offers, len(offers))
+            with progress(desc="reindex", total=len(offers), unit="offer") as bar:
+                for chunk in _chunks(offers, chunk_offers):
+                    vectors = _embed_chunk(embedder, chunk, images, report)
+                    _write_chunk(old, new, chunk, vectors, report)
+                    bar.update(len(chunk))
+                    logger.info("reindex: %d/%d offers written", report.offers, len(offers))
             report.vectors = {name: new.count(name) for name in new_spaces}
             with ProductGroups.open(build) as groups:  # search needs products beside the store
                 report.products, _ = groups.regroup(scan_offers(new), first_vectors(new))

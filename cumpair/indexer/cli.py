@@ -16,6 +16,8 @@ import threading
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from cumpair.cli_options import add_index_option
+
 if TYPE_CHECKING:
     from cumpair.indexer.worker import IndexerOptions
 
@@ -33,7 +35,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
             "each item is acknowledged once the store holds it."
         ),
     )
-    parser.add_argument("--index", default="index_data", help="store directory (index_data)")
+    add_index_option(parser)
     parser.add_argument("--redis", required=True, metavar="URL", help="redis://host:port/db")
     parser.add_argument(
         "--stream", default=DEFAULT_KEY, help=f"stream key, the crawl's CRAWL_REDIS_ITEMS_KEY "

@@ -14,6 +14,8 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from cumpair.cli_options import add_index_option
+
 if TYPE_CHECKING:
     from cumpair.ingest.runner import IngestOptions
 
@@ -33,7 +35,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         ),
     )
     parser.add_argument("files", nargs="+", metavar="FILE", help="feed files (.gz too)")
-    parser.add_argument("--index", default="index_data", help="store directory (index_data)")
+    add_index_option(parser)
     parser.add_argument("--shop", help="shop of every offer (default: the row's, or URL host)")
     parser.add_argument(
         "--allow-missing-price",

@@ -37,6 +37,7 @@ from cumpair.ingest.stages import (
     space_vectors,
     store_offer,
 )
+from cumpair.progress import progress
 from cumpair.search.products import ProductGroups
 from cumpair.vision.merge import merge_specs
 from cumpair.vision.ocr_types import OcrOptions
@@ -186,7 +187,7 @@ def _offers(
 ) -> Iterator[_Offer]:
     """The usable offers of one feed; the others are counted in `report` with their line."""
     last_progress = time.monotonic()
-    for entry in read_feed(path, fmt):
+    for entry in progress(read_feed(path, fmt), desc=f"ingest {path.name}", unit="row"):
         report.rows += 1
         if report.rows % options.progress_every == 0:
             now = time.monotonic()

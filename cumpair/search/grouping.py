@@ -22,6 +22,7 @@ from typing import Any
 
 import numpy as np
 
+from cumpair.progress import progress
 from cumpair.search.features import OfferFeatures, with_learned_brands
 from cumpair.search.matching import MatchConfig, PairEvidence, compare
 from cumpair.search.signals import TokenWeights
@@ -248,7 +249,8 @@ def group_offers(
         raise ValueError("offer keys must be unique")
     features = with_learned_brands(features)
     verdicts = _Verdicts(features, vectors, config or MatchConfig())
-    for i, j in candidate_pairs(features, vectors, k, options.title_neighbours):
+    pairs = candidate_pairs(features, vectors, k, options.title_neighbours)
+    for i, j in progress(pairs, desc="regroup", unit="pair"):  # the long part of a regroup
         verdicts.get(i, j)
     matches = sorted(
         ((pair, e) for pair, e in verdicts.cache.items() if e.same),

@@ -1,0 +1,18 @@
+"""Options every `cumpair` sub-command spells the same way (the store directory).
+
+Imported while the parser is built, so it must stay light: argparse only.
+"""
+
+from __future__ import annotations
+
+import argparse
+
+DEFAULT_INDEX = "index_data"
+
+
+def add_index_option(parser: argparse.ArgumentParser, *, what: str = "store directory") -> None:
+    """`--index DIR` (the store directory, `args.index`), with `--path`, its old name, kept."""
+    parser.add_argument(
+        "--index", "--path", dest="index", metavar="DIR", default=DEFAULT_INDEX,
+        help=f"{what} ({DEFAULT_INDEX}); --path is the old name",
+    )  # fmt: skip

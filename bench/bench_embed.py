@@ -1,12 +1,12 @@
 """Embedding throughput: the crawl's BatchEmbedder stage vs the raw model forward, ONNX vs PyTorch.
 
 Baseline: the raw forward of the default (ONNX) encoders on already-prepared inputs -
-`embed_prepared` on framed, turned pixels plus `encode_texts` - in batches, laid out the two
+`embed_prepared` on prepared (resized) pixels plus `encode_texts` - in batches, laid out the two
 ways the cores can run it, and the faster of the two is the baseline: one call at a time on
 every core (intra-op threads), or one single-threaded call per core side by side. Ours: the
 pipeline stage as the crawl runs it (encoders loaded single-threaded, `BatchEmbedder` with its
 default one model thread per core), fed JPEG bytes + text by 2 threads as the Scrapy pipeline
-does, so it also decodes and frames every photo. Same inputs and batch size; they are measured
+does, so it also decodes and resizes every photo. Same inputs and batch size; they are measured
 in alternating rounds of one run (a shared machine's load then hits both alike) and the median
 ratio is the figure. Defaults take about a minute on 2 shared cores; `--size 1600` shows shop-
 sized photos, `-n`/`--rounds` steadier figures. Usage: python bench/bench_embed.py [--help]
@@ -148,7 +148,7 @@ def main() -> None:
     started = time.perf_counter()
     prepared = np.stack([single.image.prepare_image(p) for p in photos])
     prepare_ms = (time.perf_counter() - started) / n * 1000
-    print(f"photo preparation (decode + framing + views), one thread: {prepare_ms:.1f} ms/photo")
+    print(f"photo preparation (decode + resize), one thread: {prepare_ms:.1f} ms/photo")
     _stage(
         single, photos[:b], texts[:b], b, workers=2, model_workers=cores
     )  # warm-up: thread pools, allocator

@@ -192,7 +192,8 @@ def fused_ranking(scores: QueryScores, handicaps: dict[str, float], gain: float,
     adjusted = scores.view_scores - handicap
     best = adjusted[0] + gain * np.maximum(0.0, adjusted[1:].max(axis=0, initial=-9) - adjusted[0])
     order = np.argsort(-best, kind="stable")
-    head = [int(r) for r in order[:candidates]]
+    reach = best[order[0]] - weight  # `verified_hits` matches only hits that could reach the top
+    head = [int(r) for r in order[:candidates] if best[r] >= reach]
     kept = verify.distinctive_keypoints([scores.matched.get(r, frozenset()) for r in head], head)
     fused = []
     for row, keypoints in zip(head, kept, strict=True):
@@ -202,7 +203,7 @@ def fused_ranking(scores: QueryScores, handicaps: dict[str, float], gain: float,
             bonus = weight * share * verify.keypoint_span(scores.features, keypoints)
         fused.append((float(best[row]) + bonus, row))
     fused.sort(key=lambda h: -h[0])
-    return [row for _, row in fused] + [int(r) for r in order[candidates:]]
+    return [row for _, row in fused] + [int(r) for r in order[len(head) :]]
 
 
 class RecordingVerifier:

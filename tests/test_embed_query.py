@@ -21,11 +21,12 @@ def test_views_start_with_the_photo_as_taken_then_a_centre_crop_and_corner_windo
     assert all(v.handicap > 0 for v in views[1:])
 
 
-def test_a_product_on_a_plain_backdrop_adds_its_framed_view():
+def test_a_product_on_a_plain_backdrop_adds_its_framed_view_when_asked():
     photo = Image.new("RGB", (400, 300), (235, 235, 240))
     photo.paste((200, 30, 30), (40, 160, 140, 260))
     photo.paste((30, 60, 200), (60, 190, 120, 220))
-    views = {v.name: v for v in query_views(photo)}
+    assert "framed" not in [v.name for v in query_views(photo)]  # off by default
+    views = {v.name: v for v in query_views(photo, framed=True)}
     assert views["framed"].image.size == (224, 224)
     red = np.asarray(views["framed"].image)[..., 0] > 150
     assert red.mean() > 0.3  # the 100-px box fills the framed view, not a 400-px scene

@@ -1,7 +1,7 @@
 """Embed crawled products in batches on a background thread, with bounded memory.
 
 The crawl's pipeline calls `BatchEmbedder.submit` from a worker thread for each product; model
-threads take full batches (or partial ones after `max_wait` seconds), decode and frame their
+threads take full batches (or partial ones after `max_wait` seconds), decode and resize their
 photos, and run the model. `submit` blocks while `max_pending` inputs wait, so memory stays flat
 however long the crawl. A broken image only loses its own vector: it is reported in
 `ItemVectors.image_errors`, never raised.

@@ -3,11 +3,11 @@
 The vector is the network's own 1280-d pooled features (what its classifier sees) of the whole
 photo, resized to 224 x 224, L2-normalised. Chosen on real photographs (bench/eval_retrieval.py:
 shop photos and scikit-image's photos under perspective, occlusion, a textured background,
-JPEG, colour cast and shadow, close-up): the 112-d mid-level head of block 11 on a framed
-product (the previous vector, picked on the demo's clip-art) reached recall@1 0.64 there against
-0.83-0.93 for these features, and framing the product before embedding lowered them too (it
-finds no object on real floors and tables, and cuts a different region at each crop). Framing
-stays a query-side view (`cumpair.embed.query`), used only when it finds an object. Runs on
+JPEG, colour cast and shadow, close-up): the previous vector, the 112-d mid-level head of block
+11 on a framed product (picked on the demo's clip-art), reached recall@1 0.64 where these
+features reached 0.93 (issue 16), and framing the product before embedding lowered these too
+(recall@1 0.83 -> 0.79 in a first run of the evaluation: framing finds no object on real floors
+and tables, and cuts a different region at each crop). Runs on
 ONNX Runtime (exported once from the shipped weights) or PyTorch.
 """
 

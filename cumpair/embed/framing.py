@@ -1,9 +1,10 @@
 """Find the product in a photo and re-frame it alone on a neutral backdrop: a query-side view.
 
-A shopper's photo may show the product small on a table or a floor; a view of the object alone
-then matches the shop's photo better than the whole shot. `cumpair.embed.query` adds this view
-to a photo query when, and only when, an object is found with confidence; indexed photos are
-embedded whole (framing them lowered recall on real photographs, bench/eval_retrieval.py).
+A shopper's photo may show the product small on a plain table; a view of the object alone then
+matches the shop's photo better than the whole shot. `cumpair.embed.query` adds this view to a
+photo query on request (`framed=True`), and only when an object is found with confidence. It is
+not on by default, and indexed photos are embedded whole: on real photographs framing the indexed
+photos lowered recall, and the framed query view did not change it (bench/eval_retrieval.py).
 
 1. *Backdrop*: pixels joined to the image border by smooth paths (low colour gradient) are
    background. This handles flat, gradient, noisy and lightly textured backdrops and the blank

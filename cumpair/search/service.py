@@ -36,11 +36,11 @@ OVERSAMPLE = 5  # offers fetched per product asked for: a product holds up to ~4
 # A photo query is read once by the most accurate engine on photographed text, not the whole
 # fallback chain: most product photos carry no text, and each engine tried costs a second.
 PHOTO_OCR_ENGINES = ("rapidocr",)
-# Photo hits whose score is fused with keypoint matches (see `verify`). With the pooled 1280-d
-# vectors the right product is within the first 30 for nearly every query that keypoints can
-# confirm at all (bench/eval_retrieval.py); each candidate costs a descriptor match (~2 ms),
-# and the photo query's latency target is 0.3 s at the median.
-VERIFY_CANDIDATES = 30
+# Photo hits whose score may be fused with keypoint matches (see `verify`, which matches only
+# those within reach of the best). On real photos 20, 30 and 40 gave the same recall@1 (10:
+# 0.004 less; bench/eval_retrieval.py); each candidate matched costs a few ms, and the photo
+# query's latency target is 0.3 s at the median.
+VERIFY_CANDIDATES = 20
 _DIGITS = re.compile(r"\d[\d\s-]{6,16}\d")
 
 

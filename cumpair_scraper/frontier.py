@@ -9,8 +9,9 @@ parsed, its items through the pipelines (handed to the indexer), its new request
 retries and redirects queued in its place. Each crawler keeps a heartbeat key alive
 (CRAWL_REDIS_LEASE_S); the requests of a crawler whose heartbeat has lapsed go back to the queue,
 picked up by the others or by its restart. A crawler closes only when the queue is empty and no
-crawler holds a request in flight; the last one to finish clears the frontier, so the next crawl
-of the shop starts afresh.
+crawler holds a request in flight. The crawl run then ends: its queue goes, and its dupefilter
+and run id stay CRAWL_REDIS_RERUN_AFTER_S, so a crawler started late (or restarted) finds every
+page already crawled and ends at once; the first crawler after that starts the next run.
 """
 
 from __future__ import annotations
@@ -129,13 +130,15 @@ class ReliableScheduler(Scheduler):
     """scrapy-redis's scheduler over `ReliablePriorityQueue`, acknowledging finished requests.
 
     Settings (besides scrapy-redis's): CRAWL_REDIS_LEASE_S (seconds a crawler's heartbeat
-    lives; its requests go back to the queue that long after it died), CRAWL_REDIS_PREFIX
-    (the prefix of every key this mode writes).
+    lives; its requests go back to the queue that long after it died), CRAWL_REDIS_RERUN_AFTER_S
+    (seconds a finished run's dupefilter is kept), CRAWL_REDIS_PREFIX (the prefix of every key
+    this mode writes).
     """
 
     crawler: Crawler
     owner: str
     lease_s: float
+    rerun_after_s: float
     heartbeat_key: str
 
     @classmethod
@@ -144,8 +147,9 @@ class ReliableScheduler(Scheduler):
         scheduler.crawler = crawler
         scheduler.owner = uuid.uuid4().hex
         scheduler.lease_s = crawler.settings.getfloat("CRAWL_REDIS_LEASE_S")
-        if scheduler.lease_s <= 0:
-            raise ValueError("CRAWL_REDIS_LEASE_S must be positive")
+        scheduler.rerun_after_s = crawler.settings.getfloat("CRAWL_REDIS_RERUN_AFTER_S")
+        if scheduler.lease_s <= 0 or scheduler.rerun_after_s <= 0:
+            raise ValueError("CRAWL_REDIS_LEASE_S and CRAWL_REDIS_RERUN_AFTER_S must be positive")
         prefix = f"{crawler.settings['CRAWL_REDIS_PREFIX']}:crawler:"
         scheduler.heartbeat_prefix = prefix
         scheduler.heartbeat_key = prefix + scheduler.owner
@@ -185,9 +189,17 @@ class ReliableScheduler(Scheduler):
             logger.info("Frontier: %d unfinished request(s) returned to the queue", returned)
         self.server.delete(self.heartbeat_key)
         if reason == "finished" and not len(self.queue) and not self.queue.in_flight():
-            logger.info("Frontier: crawl of %s complete, clearing its queue and dupefilter",
-                        self.spider.name)  # fmt: skip
-            self.flush()
+            self._end_run()
+
+    def _end_run(self) -> None:
+        """The run is complete: its queue goes, its dupefilter and id expire later."""
+        keep_ms = int(self.rerun_after_s * 1000)
+        pipe = self.server.pipeline(transaction=True)
+        pipe.delete(self.queue.key, self.queue.inflight_key, self.queue.owners_key)
+        pipe.pexpire(self.df.key, keep_ms, nx=True).pexpire(self.queue.run_key, keep_ms, nx=True)
+        pipe.execute()
+        logger.info("Frontier: crawl run of %s complete; the next one can start in %.0f s",
+                    self.spider.name, self.rerun_after_s)  # fmt: skip
 
     def _tick(self) -> None:
         """Heartbeat: stay alive, acknowledge what finished, take back the dead's requests."""

@@ -187,6 +187,8 @@ CRAWL_REDIS_URL = ""
 CRAWL_REDIS_PREFIX = "cumpair"  # of every key the mode writes
 CRAWL_REDIS_ITEMS_KEY = "cumpair:items"  # the stream `cumpair indexer --stream` reads
 CRAWL_REDIS_LEASE_S = 30.0  # a dead crawler's requests go back to the queue after this long
+# A finished crawl run's dupefilter is kept this long: crawlers started meanwhile find it done.
+CRAWL_REDIS_RERUN_AFTER_S = 3600.0
 CRAWL_REDIS_HOST_INTERVAL = 0.1  # seconds between two requests to a host, all crawlers together
 ADDONS = {"cumpair_scraper.redis_mode.RedisMode": 0}
 

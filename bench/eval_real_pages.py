@@ -9,7 +9,7 @@ The demo shops' pages (rendered from the demo catalog, read with the generic con
 the second figure. Targets (issue 15): >= 0.97 of fields right with structured data, >= 0.85 of
 titles and prices right without, no wrong price.
 
-    python3 bench/eval_real_pages.py            # ~30 s on 2 cores
+    python3 bench/eval_real_pages.py            # about 30 s on 2 idle cores
     python3 bench/eval_real_pages.py --mistakes # also list every field we got wrong
 """
 

@@ -225,8 +225,10 @@ class ReliableScheduler(Scheduler):
         if not self._issued:
             return
         engine = self.crawler.engine
-        slot = engine.scraper.slot
-        live = set(engine.downloader.active) | slot.active | {r for _, r, _ in slot.queue}
+        live = set(engine.downloader.active)
+        slot = engine.scraper.slot  # None once the scraper has closed: nothing is scraped then
+        if slot is not None:
+            live |= slot.active | {request for _, request, _ in slot.queue}
         done = [token for token, request in self._issued.items() if request not in live]
         if done:
             self.queue.ack(done)

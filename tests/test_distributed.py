@@ -18,12 +18,14 @@ from pathlib import Path
 
 import pytest
 import redis
+from scrapy import Request, Spider
 from scrapy.settings import Settings
 
 from captcha_server.redis_runner import RedisRunner
 from cumpair.index import ProductStore
 from cumpair.indexer.messages import MessageError, decode_item, encode_item
 from cumpair.indexer.stream import ItemStream
+from cumpair_scraper.frontier import TOKEN_META, ReliablePriorityQueue
 from cumpair_scraper.redis_mode import HANDOFF, SHARED_THROTTLE, RedisMode
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -104,6 +106,31 @@ def test_unacknowledged_entries_come_back_first_and_bad_ones_are_kept_aside(redi
     repeat = ItemStream.from_url(redis_url, "t:items")
     repeat.add({"shop": "s", "url": "u0"}, run="r2")
     assert not any(repeat.already_indexed(e) for e in repeat.read(10, 0.1) if e.run == "r2")
+
+
+@pytest.mark.slow
+@pytest.mark.integration
+def test_requests_in_flight_of_a_crawler_without_heartbeat_go_back_to_the_queue(redis_url):
+    class Shop(Spider):
+        name = "shop"
+
+    server = redis.Redis.from_url(redis_url)
+
+    def queue(owner: str) -> ReliablePriorityQueue:
+        q = ReliablePriorityQueue(server, Shop(), "f:%(spider)s:requests")
+        q.owner, q.heartbeat_prefix = owner, "f:crawler:"
+        return q
+
+    server.set("f:crawler:alive", "1")
+    alive, dead = queue("alive"), queue("dead")
+    for n in range(3):
+        alive.push(Request(f"http://shop.example/{n}"))
+    lost, kept = dead.pop(), alive.pop()
+    assert len(alive) == 1 and alive.in_flight() == 2
+    assert alive.requeue_orphans() == 1  # "dead" keeps no heartbeat
+    alive.ack([kept.meta[TOKEN_META]])
+    assert alive.in_flight() == 0 and len(alive) == 2
+    assert lost.url in {alive.pop().url, alive.pop().url}
 
 
 def crawl_process(shop, server, redis_url, out: Path, name: str, *extra: str) -> subprocess.Popen:

@@ -89,7 +89,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     train.add_argument("pairs", nargs="+", metavar="PAIRS", help="WDC .txt or JSON-lines pairs")
     train.add_argument("--out", default="matcher.json", help="model file to write (matcher.json)")
     train.add_argument(
-        "--learner", choices=("trees", "logistic"), default="trees", help="model kind (trees)"
+        "--learner", choices=("logistic", "trees"), default="logistic", help="model kind"
     )
     train.add_argument(
         "--c", type=float, default=1.0, help="logistic: inverse L2 regularisation (1.0)"

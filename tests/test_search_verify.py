@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import random
 
 import numpy as np
@@ -53,7 +54,10 @@ def test_a_photo_squeezed_onto_one_spot_of_another_product_does_not_verify(verif
     monitor's 73 keypoints to a few corners of a battery's cap (scale 0.02: the whole photo
     mapped into 8 px), so the battery "verified" above the monitor's own photo."""
     catalog = build_catalog(n_products=80, seed=7)
-    monitor, battery = catalog.offers[178], catalog.offers[80]
+    monitor, battery = (  # both as northwind photographs them, as in that evaluation
+        dataclasses.replace(catalog.offers_for_product(product)[0], shop="northwind")
+        for product in ("P000061", "P000026")
+    )
     assert "video_lcd" in monitor.product.clipart and "battery" in battery.product.clipart
     with Image.open(monitor.product.clipart) as art:
         subject = art.convert("RGBA")
@@ -163,3 +167,25 @@ def test_a_second_known_product_in_the_shot_does_not_win_over_the_photographed_o
     hits = sorted(enumerate(cosines.tolist()), key=lambda hit: -hit[1])
     ranked = verified_hits(verifier, query, hits, features.__getitem__, len(hits))
     assert ranked[0][0] == 0
+
+
+def test_offers_sharing_one_photo_are_matched_once_and_scored_alike(verifier, catalog):
+    photo = render_product_photo(catalog.offers[0])
+    shared, other = verifier.features(photo), verifier.features(Image.new("RGB", (64, 64)))
+    calls = []
+
+    class Counting:
+        def matched_keypoints(self, query, candidate):
+            calls.append(candidate)
+            return verifier.matched_keypoints(query, candidate)
+
+    photos = {1: shared, 2: shared, 3: other, 4: shared}
+    hits = [(1, 0.9), (2, 0.89), (3, 0.88), (4, 0.87)]
+    query = verifier.features(crop(photo, random.Random(2)))
+    product = {1: "a", 2: "a", 3: "b", 4: "a"}.get  # one product's offers share its photo
+    ranked = dict(
+        verified_hits(Counting(), query, hits, photos.__getitem__, len(hits), group_of=product)
+    )
+    assert len(calls) == 2
+    assert ranked[1] - 0.9 == pytest.approx(ranked[4] - 0.87)
+    assert ranked[1] - 0.9 > 0.1  # verified: the keypoint bonus was added

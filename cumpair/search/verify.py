@@ -210,7 +210,15 @@ def verified_hits(
     reach = hits[0][1] - KEYPOINT_WEIGHT
     head = [hit for hit in hits[:candidates] if hit[1] >= reach]
     candidates = len(head)
-    matched = [verifier.matched_keypoints(query, features_of(offer_id)) for offer_id, _ in head]
+    # Offers often share a photo file (a manufacturer's shot in several shops, re-listings):
+    # its features are one cached object, matched once (kept referenced, so ids stay unique).
+    by_photo: dict[int, tuple[Features | None, frozenset[int]]] = {}
+    matched = []
+    for offer_id, _ in head:
+        features = features_of(offer_id)
+        if id(features) not in by_photo:
+            by_photo[id(features)] = (features, verifier.matched_keypoints(query, features))
+        matched.append(by_photo[id(features)][1])
     groups = [offer_id if group_of is None else group_of(offer_id) for offer_id, _ in head]
     out = [
         (offer_id, fused_score(score, len(kept), keypoint_span(query, kept)))

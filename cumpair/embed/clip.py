@@ -2,7 +2,8 @@
 
 Weights come from a local checkpoint file or an open_clip pretrained tag (downloaded by open_clip
 when the machine is online, or already in its cache). `clip_weights_available` answers, without
-touching the network, whether loading would work offline; `auto` selection relies on it.
+touching the network, whether loading would work offline; `auto` selection relies on it. Nothing
+here imports open_clip (or torch) before a CLIP model is loaded or a weight file is on disk.
 """
 
 from __future__ import annotations
@@ -51,6 +52,8 @@ def clip_weights_available(
     """True when `pretrained` is an existing file, or a known tag with locally cached weights."""
     if Path(pretrained).is_file():
         return True
+    if not _weight_files_cached(cache_dir):
+        return False
     import open_clip
     from open_clip.pretrained import get_pretrained_cfg
 
@@ -82,6 +85,37 @@ def clip_weights_available(
         folder = Path(cache_dir) if cache_dir else Path("~/.cache/clip").expanduser()
         return (folder / os.path.basename(url)).is_file()
     return False
+
+
+# Names of the files open_clip downloads weights into: the hub defaults (HF_WEIGHTS_NAME and its
+# safetensors twin), the plain names some hub repos use, and the suffixes of its URL downloads.
+_HUB_WEIGHT_FILES = frozenset(
+    {
+        "open_clip_model.safetensors",
+        "open_clip_pytorch_model.bin",
+        "pytorch_model.bin",
+        "pytorch_model.safetensors",
+    }
+)
+_URL_WEIGHT_SUFFIXES = (".pt", ".pth")
+
+
+def _weight_files_cached(cache_dir: str | os.PathLike[str] | None) -> bool:
+    """False when neither cache open_clip loads tags from holds any weight file at all.
+
+    Answered from the file system alone: the tag -> file table lives in open_clip, whose import
+    pulls in torch, torchvision and transformers (seconds and ~0.8 GB), so `auto` selection on a
+    machine without CLIP weights must not need it. True only means "look it up in open_clip".
+    """
+    if cache_dir is None:
+        from huggingface_hub.constants import HF_HUB_CACHE
+
+        hub, url_folder = Path(HF_HUB_CACHE), Path("~/.cache/clip").expanduser()
+    else:
+        hub = url_folder = Path(cache_dir)
+    if any(path.name in _HUB_WEIGHT_FILES for path in hub.glob("models--*/snapshots/*/*")):
+        return True
+    return any(path.suffix in _URL_WEIGHT_SUFFIXES for path in url_folder.glob("*"))
 
 
 def _file_digest(path: Path) -> str:

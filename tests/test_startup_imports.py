@@ -1,0 +1,95 @@
+"""Start-up imports: with the offline encoders selected, no command loads torch or open_clip.
+
+Each check runs in a fresh interpreter (the test process itself has torch loaded by other
+tests) whose home holds no CLIP weights, so `auto` selection picks the offline encoders.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from cumpair.demo.catalog import build_catalog
+from cumpair.embed.reindex import spaces_for
+from cumpair.index import ProductStore, StoreOptions
+from cumpair.search.demo_index import demo_photo_path, index_demo_offers
+from cumpair.search.products import ProductGroups
+
+REPO = Path(__file__).resolve().parent.parent
+HEAVY = ("torch", "open_clip", "torchvision", "easyocr", "transformers")
+
+
+@pytest.fixture(scope="module")
+def demo_index(tmp_path_factory):
+    """A small demo store with the offline encoders' spaces (and their ONNX exports on disk)."""
+    from cumpair.embed import load_encoders
+
+    path = tmp_path_factory.mktemp("index")
+    store = ProductStore.open(
+        path, spaces_for(load_encoders("offline")), StoreOptions(duplicate_threshold=None)
+    )
+    groups = ProductGroups.open(path)
+    offers = build_catalog(n_products=4, seed=2).offers
+    index_demo_offers(store, groups, offers, write_photos=True)
+    groups.close()
+    store.close()
+    return path, path / "images" / demo_photo_path(offers[0])
+
+
+def _loaded_in_fresh_process(code: str, home: Path) -> list[str]:
+    """Run `code` in a new interpreter from the repository root; the heavy modules it loaded."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("HF_", "HUGGINGFACE_"))}
+    env.update(HOME=str(home), XDG_CACHE_HOME=str(home / ".cache"))
+    probe = textwrap.dedent(code) + textwrap.dedent(f"""
+        import json, sys
+        print(json.dumps([name for name in {HEAVY!r} if name in sys.modules]))
+    """)
+    done = subprocess.run(
+        [sys.executable, "-c", probe], cwd=REPO, env=env, capture_output=True, text=True
+    )
+    assert done.returncode == 0, done.stderr
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+@pytest.mark.parametrize("query", ["--text", "--gtin", "--image"])
+def test_search_queries_with_offline_encoders_do_not_import_torch(demo_index, tmp_path, query):
+    index, photo = demo_index
+    value = {"--text": "cordless drill", "--gtin": "4006381333931", "--image": str(photo)}[query]
+    argv = ["--index", str(index), query, value, "--json", "--no-ocr"]
+    if query != "--image":
+        argv.remove("--no-ocr")
+    loaded = _loaded_in_fresh_process(
+        f"""
+        import contextlib, io
+        from cumpair.search.cli import main_search
+        with contextlib.redirect_stdout(io.StringIO()):
+            assert main_search({argv!r}) == 0
+        """,
+        tmp_path,
+    )
+    assert loaded == []
+
+
+def test_cli_help_and_scrapy_project_do_not_import_torch(tmp_path):
+    loaded = _loaded_in_fresh_process(
+        """
+        import contextlib, io
+        from scrapy.utils.misc import load_object
+        from scrapy.utils.project import get_project_settings
+        from cumpair.cli import build_parser
+
+        with contextlib.redirect_stdout(io.StringIO()):
+            build_parser(["--help"]).format_help()
+        settings = get_project_settings()
+        for path in settings.getdict("ITEM_PIPELINES"):
+            load_object(path)
+        """,
+        tmp_path,
+    )
+    assert loaded == []

@@ -16,7 +16,7 @@ from cumpair.search.products import ProductGroups
 def store_dir(tmp_path):
     store = ProductStore.open(tmp_path, {}, StoreOptions(duplicate_threshold=None))
     groups = ProductGroups.open(tmp_path)
-    index_demo_offers(store, groups, build_catalog(n_products=4, seed=1).offers)
+    index_demo_offers(store, groups, build_catalog(n_products=4, seed=2).offers)
     groups.close()
     store.close()
     return tmp_path

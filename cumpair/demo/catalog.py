@@ -1,8 +1,10 @@
 """The demo shops' catalog: true products and the offers four shops make for them.
 
 Everything is generated from a seed, so the same seed gives the same products, offers, prices
-and defects on every machine; tests and benchmarks use it as ground truth. Building renders no
-images (see `images.py`), so a 100 000-product catalog builds in seconds.
+and defects on every machine; tests and benchmarks use it as ground truth. Each category sells
+kinds of product (`Kind`): a product's size, weight, price, materials and specs are drawn from
+what fits its kind, so labels and pages read like a real shop's. Building renders no images (see
+`images.py`), so a 100 000-product catalog builds in seconds.
 """
 
 from __future__ import annotations
@@ -50,93 +52,121 @@ class Material:
 
 
 @dataclass(frozen=True)
+class Kind:
+    """One kind of product and the facts that fit it: a flash drive weighs grams and draws no
+    1800 W, a board game is cardboard, not cotton. Empty spec choices: the kind has no such spec.
+    """
+
+    name: str
+    size_mm: tuple[int, int]
+    weight_g: tuple[int, int]
+    price: tuple[int, int]
+    materials: tuple[str, ...]
+    power_w: tuple[int, ...] = ()
+    voltage_v: tuple[int, ...] = ()
+    storage_gb: tuple[int, ...] = ()
+    volume_ml: tuple[int, ...] = ()
+
+
+@dataclass(frozen=True)
 class Category:
-    """A product category: where its pictures come from and which specs its products carry."""
+    """A product category: where its pictures come from and the kinds of product it sells."""
 
     slug: str
     title: str
     clipart_dirs: tuple[str, ...]
-    names: tuple[str, ...]
+    kinds: tuple[Kind, ...]
     brands: tuple[str, ...]
-    price_range: tuple[int, int]
-    size_mm: tuple[int, int]
-    weight_g: tuple[int, int]
-    materials: tuple[str, ...]
-    specs: tuple[str, ...] = ()  # subset of power_w, voltage_v, volume_ml, storage_gb
+
+    def kind(self, name: str) -> Kind:
+        return next(kind for kind in self.kinds if kind.name == name)
 
 
+_TOOL = ("steel", "ABS plastic", "aluminium", "rubber")
+_CASE = ("aluminium", "ABS plastic", "polycarbonate")
+_GADGET = ("ABS plastic", "polycarbonate", "silicone")
 CATEGORIES: tuple[Category, ...] = (
     Category(
         "power-tools",
         "Power Tools",
         ("tools",),
         (
-            "Cordless Drill",
-            "Impact Driver",
-            "Angle Grinder",
-            "Jigsaw",
-            "Circular Saw",
-            "Rotary Hammer",
-            "Heat Gun",
-            "Orbital Sander",
+            Kind("Cordless Drill", (60, 260), (1100, 2200), (49, 249), _TOOL,
+                 power_w=(300, 400, 500, 650), voltage_v=(12, 18, 20)),
+            Kind("Impact Driver", (60, 220), (900, 1800), (59, 229), _TOOL,
+                 power_w=(180, 250, 300, 400), voltage_v=(12, 18, 20)),
+            Kind("Angle Grinder", (80, 380), (1800, 2900), (39, 199), _TOOL,
+                 power_w=(500, 650, 800, 1000), voltage_v=(18, 36)),
+            Kind("Jigsaw", (80, 280), (1800, 2800), (49, 189), _TOOL,
+                 power_w=(400, 500, 650, 800), voltage_v=(18, 20, 36)),
+            Kind("Circular Saw", (150, 400), (2500, 4500), (79, 299), _TOOL,
+                 power_w=(1200, 1400, 1600, 1800), voltage_v=(18, 36)),
+            Kind("Rotary Hammer", (90, 420), (2500, 4500), (99, 349), _TOOL,
+                 power_w=(800, 900, 1200), voltage_v=(18, 36)),
+            Kind("Heat Gun", (70, 260), (500, 900), (25, 89), ("ABS plastic", "steel"),
+                 power_w=(1600, 1800, 2000), voltage_v=(230,)),
+            Kind("Orbital Sander", (100, 250), (1100, 1800), (39, 159), _TOOL,
+                 power_w=(200, 250, 300, 350), voltage_v=(18, 20)),
         ),
         ("Acme", "Voltra", "Kestrel", "Ironbark"),
-        (39, 349),
-        (80, 450),
-        (600, 4500),
-        ("steel", "ABS plastic", "aluminium", "rubber"),
-        ("power_w", "voltage_v"),
     ),
     Category(
         "computer-hardware",
         "Computer Hardware",
         ("computer/hardware", "computer/connectors", "computer/network"),
         (
-            "External SSD",
-            "USB Flash Drive",
-            "Portable Hard Drive",
-            "Network Attached Storage",
-            "Memory Card",
-            "Docking Station",
+            Kind("External SSD", (10, 120), (40, 150), (59, 399), _CASE,
+                 storage_gb=(500, 1000, 2000, 4000)),
+            Kind("USB Flash Drive", (5, 65), (10, 30), (8, 79),
+                 ("aluminium", "ABS plastic", "zinc"), storage_gb=(32, 64, 128, 256, 512)),
+            Kind("Portable Hard Drive", (15, 130), (150, 250), (49, 179), _CASE,
+                 storage_gb=(1000, 2000, 4000, 5000)),
+            Kind("Network Attached Storage", (100, 230), (1200, 2500), (199, 699),
+                 ("aluminium", "steel", "ABS plastic"), power_w=(25, 40, 60),
+                 storage_gb=(2000, 4000, 8000)),
+            Kind("Memory Card", (5, 35), (10, 10), (9, 89), ("ABS plastic", "polycarbonate"),
+                 storage_gb=(32, 64, 128, 256, 512)),
+            Kind("Docking Station", (25, 220), (200, 600), (59, 249), _CASE,
+                 power_w=(60, 85, 100, 135)),
         ),
         ("Norden", "Bytewise", "Corvid", "Helix"),
-        (12, 499),
-        (20, 300),
-        (10, 2500),
-        ("aluminium", "polycarbonate", "ABS plastic", "copper"),
-        ("storage_gb", "power_w"),
     ),
     Category(
         "electronics",
         "Electronics",
         ("electronics", "electronics/battery", "electronics/bulb", "office/telephone"),
-        ("Desk Lamp", "Battery Pack", "LED Bulb", "Cordless Phone", "Travel Charger", "Smart Plug"),
+        (
+            Kind("Desk Lamp", (120, 450), (600, 1800), (19, 129), ("aluminium", "steel", "glass"),
+                 power_w=(5, 8, 10, 12), voltage_v=(12, 230)),
+            Kind("Battery Pack", (20, 160), (180, 450), (19, 89), ("ABS plastic", "aluminium"),
+                 power_w=(18, 20, 25, 45, 65), voltage_v=(5,)),
+            Kind("LED Bulb", (60, 120), (40, 80), (4, 19), ("glass", "aluminium", "polycarbonate"),
+                 power_w=(5, 7, 9, 12), voltage_v=(12, 230)),
+            Kind("Cordless Phone", (30, 190), (100, 250), (29, 99), _GADGET, voltage_v=(5,)),
+            Kind("Travel Charger", (25, 80), (60, 200), (12, 59), _GADGET,
+                 power_w=(20, 30, 45, 65), voltage_v=(5, 12)),
+            Kind("Smart Plug", (35, 80), (60, 120), (9, 35), ("ABS plastic", "polycarbonate"),
+                 power_w=(2300, 3680), voltage_v=(230,)),
+        ),
         ("Lumio", "Voltra", "Sparrow", "Quanta"),
-        (6, 189),
-        (40, 350),
-        (40, 1800),
-        ("ABS plastic", "glass", "aluminium", "silicone"),
-        ("power_w", "voltage_v"),
     ),
     Category(
         "office",
         "Office Supplies",
         ("office",),
         (
-            "Desk Organizer",
-            "Stapler",
-            "Letter Tray",
-            "Hole Punch",
-            "Document Folder",
-            "Desk Calendar",
-            "Pen Holder",
+            Kind("Desk Organizer", (80, 350), (300, 1200), (9, 49),
+                 ("bamboo", "steel", "polypropylene")),
+            Kind("Stapler", (30, 180), (150, 500), (5, 29), ("steel", "ABS plastic")),
+            Kind("Letter Tray", (60, 350), (300, 900), (7, 39),
+                 ("polypropylene", "steel", "bamboo")),
+            Kind("Hole Punch", (60, 300), (300, 1200), (6, 45), ("steel", "ABS plastic")),
+            Kind("Document Folder", (5, 320), (50, 200), (3, 15),
+                 ("polypropylene", "cardboard", "recycled paper")),
+            Kind("Desk Calendar", (60, 300), (100, 400), (4, 19), ("recycled paper", "cardboard")),
+            Kind("Pen Holder", (60, 120), (80, 300), (4, 25), ("bamboo", "steel", "polypropylene")),
         ),
         ("Papyra", "Stationix", "Norden", "Quillon"),
-        (3, 79),
-        (60, 420),
-        (50, 2200),
-        ("steel", "recycled paper", "polypropylene", "bamboo", "cardboard"),
-        (),
     ),
     Category(
         "kitchen",
@@ -152,19 +182,21 @@ CATEGORIES: tuple[Category, ...] = (
             "containers",
         ),
         (
-            "Insulated Bottle",
-            "Storage Jar",
-            "Lunch Box",
-            "Travel Mug",
-            "Serving Bowl",
-            "Snack Container",
+            Kind("Insulated Bottle", (70, 300), (250, 450), (15, 45),
+                 ("stainless steel", "silicone"), volume_ml=(350, 500, 750, 1000)),
+            Kind("Storage Jar", (90, 250), (300, 900), (6, 29), ("glass", "ceramic", "bamboo"),
+                 volume_ml=(500, 750, 1000, 1500, 2000)),
+            Kind("Lunch Box", (60, 250), (200, 500), (9, 39),
+                 ("stainless steel", "polypropylene", "bamboo", "silicone"),
+                 volume_ml=(750, 1000, 1200, 1500)),
+            Kind("Travel Mug", (80, 220), (200, 400), (9, 35),
+                 ("stainless steel", "ceramic", "silicone"), volume_ml=(300, 350, 450, 500)),
+            Kind("Serving Bowl", (80, 320), (400, 1500), (12, 59), ("ceramic", "glass", "bamboo"),
+                 volume_ml=(1000, 1500, 2000, 3000)),
+            Kind("Snack Container", (50, 180), (90, 250), (5, 19),
+                 ("silicone", "polypropylene", "glass"), volume_ml=(250, 350, 500)),
         ),
         ("Culina", "Harvest & Co", "Ferro", "Bellweather"),
-        (5, 89),
-        (70, 320),
-        (90, 1500),
-        ("stainless steel", "glass", "bamboo", "silicone", "ceramic"),
-        ("volume_ml",),
     ),
     Category(
         "sports-leisure",
@@ -178,21 +210,18 @@ CATEGORIES: tuple[Category, ...] = (
             "education",
         ),
         (
-            "Training Ball",
-            "Camping Lantern",
-            "Board Game",
-            "Yoga Mat",
-            "Practice Guitar",
-            "Jump Rope",
+            Kind("Training Ball", (200, 240), (250, 450), (12, 49),
+                 ("rubber", "polyurethane", "nylon")),
+            Kind("Camping Lantern", (90, 260), (200, 700), (15, 69),
+                 ("ABS plastic", "aluminium", "silicone"), power_w=(3, 5, 10)),
+            Kind("Board Game", (50, 400), (600, 1500), (19, 69), ("cardboard", "paper", "wood")),
+            Kind("Yoga Mat", (100, 900), (800, 2500), (19, 89), ("rubber", "cork", "polyurethane")),
+            Kind("Practice Guitar", (90, 900), (1800, 3500), (79, 229), ("wood", "steel")),
+            Kind("Jump Rope", (20, 300), (100, 300), (8, 29), ("nylon", "steel", "rubber")),
         ),
         ("Kestrel", "Trailhead", "Pinewood", "Solano"),
-        (8, 229),
-        (100, 900),
-        (80, 3500),
-        ("polyester", "cotton", "rubber", "wood", "nylon"),
-        (),
     ),
-)
+)  # fmt: skip
 CATEGORY_BY_SLUG: dict[str, Category] = {category.slug: category for category in CATEGORIES}
 # Names webcolors and the colour extractor know, so printed colours are checkable.
 COLORS: tuple[str, ...] = (
@@ -434,29 +463,24 @@ def _make_product(index: int, rng: random.Random, pictures: dict[str, list[str]]
     category = CATEGORIES[index % len(CATEGORIES)]
     pool = pictures[category.slug]
     clipart = pool[(index // len(CATEGORIES)) % len(pool)]
-    low, high = category.size_mm
+    kind = rng.choice(category.kinds)
+    low, high = kind.size_mm
     dims = sorted((rng.randint(low // 5, high // 5) * 5 for _ in range(3)), reverse=True)
-    weight = rng.randint(*category.weight_g)
+    weight = rng.randint(*kind.weight_g)
     weight = round(weight, -1) if weight < 1000 else round(weight / 50) * 50
-    names = rng.sample(category.materials, rng.choice((1, 2, 2)))
+    names = rng.sample(kind.materials, rng.choice((1, 2, 2)))
     if len(names) == 1:
         materials: tuple[Material, ...] = (Material(names[0], 100),)
     else:
         share = rng.choice((60, 70, 75, 80, 90))
         materials = (Material(names[0], share), Material(names[1], 100 - share))
     colors = tuple(rng.sample(COLORS, rng.choice((1, 1, 2))))
-    specs: dict[str, int] = {}
-    name = rng.choice(category.names)
-    if "voltage_v" in category.specs:
-        specs["voltage_v"] = rng.choice(
-            (12, 18, 20, 36) if category.slug == "power-tools" else (5, 12, 230)
-        )
-    if "power_w" in category.specs:
-        specs["power_w"] = rng.choice((5, 10, 18, 25, 40, 60, 400, 650, 900, 1200, 1800))
-    if "storage_gb" in category.specs:
-        specs["storage_gb"] = rng.choice((32, 64, 128, 256, 512, 1000, 2000, 4000))
-    if "volume_ml" in category.specs:
-        specs["volume_ml"] = rng.choice((250, 350, 500, 750, 1000, 1500, 2000))
+    specs = {
+        spec: rng.choice(choices)
+        for spec in ("voltage_v", "power_w", "storage_gb", "volume_ml")
+        if (choices := getattr(kind, spec))
+    }
+    name = kind.name
     return DemoProduct(
         product_id=f"P{index:06d}",
         brand=rng.choice(category.brands),
@@ -557,7 +581,8 @@ def build_catalog(n_products: int = 80, seed: int = 7, defects_per_kind: int = 2
     offers: list[DemoOffer] = []
     for product in products:
         category = CATEGORY_BY_SLUG[product.category]
-        base = Decimal(rng.randint(*category.price_range)) + Decimal("0.99")
+        kind = category.kind(product.name)
+        base = Decimal(rng.randint(*kind.price)) + Decimal("0.99")
         count = rng.choices((2, 3, 4), weights=(35, 40, 25))[0]
         # Least-loaded shops first (random tie-break) keeps every shop's share balanced.
         chosen = sorted(SHOPS, key=lambda shop: (load[shop], rng.random()))[:count]

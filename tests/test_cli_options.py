@@ -44,12 +44,7 @@ def _actions(parser: argparse.ArgumentParser, name: str):
 
 def _command_params():
     for command in sorted(_COMMANDS):
-        marks = ()
-        if command == "match":
-            marks = pytest.mark.xfail(
-                strict=True, reason="cumpair/search/match_cli.py: A.json and B.json have no help"
-            )
-        yield pytest.param(command, marks=marks, id=command)
+        yield pytest.param(command, id=command)
 
 
 @pytest.mark.parametrize("command", list(_command_params()))

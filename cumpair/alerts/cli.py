@@ -12,7 +12,7 @@ import sys
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
 
-DEFAULT_INDEX = "index_data"
+from cumpair.cli_options import add_index_option
 
 
 def _price(text: str) -> Decimal:
@@ -23,13 +23,6 @@ def _price(text: str) -> Decimal:
     if not value.is_finite() or value < 0:
         raise argparse.ArgumentTypeError(f"not a price: {text!r}")
     return value
-
-
-def _index(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "--index", "--path", dest="index", default=DEFAULT_INDEX,
-        help="store directory (index_data); --path is the old name",
-    )  # fmt: skip
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -47,21 +40,21 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     channel = add.add_mutually_exclusive_group(required=True)
     channel.add_argument("--webhook", metavar="URL", help="POST the notice as JSON to URL")
     channel.add_argument("--email", metavar="ADDR", help="e-mail the notice (SMTP settings)")
-    _index(add)
+    add_index_option(add)
     add.set_defaults(func=run_add)
 
     listing = actions.add_parser("list", help="the watches and their notices")
     listing.add_argument("--json", action="store_true", help="print JSON")
-    _index(listing)
+    add_index_option(listing)
     listing.set_defaults(func=run_list)
 
     remove = actions.add_parser("remove", help="delete a watch")
     remove.add_argument("watch_id", type=int, help="the id `watch list` shows")
-    _index(remove)
+    add_index_option(remove)
     remove.set_defaults(func=run_remove)
 
     check = actions.add_parser("check", help="check every watch and send notices now")
-    _index(check)
+    add_index_option(check)
     check.set_defaults(func=run_check)
 
 

@@ -12,7 +12,7 @@ import sys
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
 
-DEFAULT_INDEX = "index_data"
+from cumpair.cli_options import add_index_option
 
 
 def _price(text: str) -> Decimal:
@@ -32,15 +32,8 @@ def _positive(text: str) -> int:
     return value
 
 
-def _index(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "--index", "--path", dest="index", default=DEFAULT_INDEX,
-        help="store directory (index_data); --path is the old name",
-    )  # fmt: skip
-
-
 def _common(parser: argparse.ArgumentParser) -> None:
-    _index(parser)
+    add_index_option(parser)
     parser.add_argument(
         "--images", metavar="DIR", help="where crawled photos are (default: INDEX/images)"
     )
@@ -83,7 +76,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     history.set_defaults(func=run_history)
 
     products = subparsers.add_parser("products", help="every product with its offers (export)")
-    _index(products)
+    add_index_option(products)
     products.add_argument(
         "--json", action="store_true", help="one JSON object per product per line"
     )

@@ -75,8 +75,8 @@ def _probability(text: str) -> float:
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
     """Register `match` and `matcher` on the `cumpair` command."""
     match = subparsers.add_parser("match", help="are two offers (JSON files) the same product?")
-    match.add_argument("left", metavar="A.json")
-    match.add_argument("right", metavar="B.json")
+    match.add_argument("left", metavar="A.json", help="one offer as JSON (the feed's field names)")
+    match.add_argument("right", metavar="B.json", help="the other offer, same form")
     match.add_argument("--explain", action="store_true", help="show every signal and its weight")
     match.add_argument("--json", action="store_true", help="print the verdict as JSON")
     match.add_argument("--matcher", metavar="FILE", help="model file (default: shipped)")

@@ -9,20 +9,9 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from decimal import Decimal, InvalidOperation
 from pathlib import Path
 
-from cumpair.cli_options import add_index_option
-
-
-def _price(text: str) -> Decimal:
-    try:
-        value = Decimal(text)
-    except InvalidOperation as exc:
-        raise argparse.ArgumentTypeError(f"not a price: {text!r}") from exc
-    if not value.is_finite() or value < 0:
-        raise argparse.ArgumentTypeError(f"not a price: {text!r}")
-    return value
+from cumpair.cli_options import add_index_option, price_argument
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -32,7 +21,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
     add = actions.add_parser("add", help="tell me when a product's price drops")
     add.add_argument("reference", help="product id, GTIN or an offer's URL")
-    add.add_argument("--below", type=_price, metavar="PRICE", help="notify at or under PRICE")
+    add.add_argument(
+        "--below", type=price_argument, metavar="PRICE", help="notify at or under PRICE"
+    )
     add.add_argument(
         "--drop-pct", type=float, metavar="N",
         help="notify when a shop's price is N%% under its recent trend (30-day median)",

@@ -9,20 +9,9 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from decimal import Decimal, InvalidOperation
 from pathlib import Path
 
-from cumpair.cli_options import add_index_option
-
-
-def _price(text: str) -> Decimal:
-    try:
-        value = Decimal(text)
-    except InvalidOperation as exc:
-        raise argparse.ArgumentTypeError(f"not a price: {text!r}") from exc
-    if not value.is_finite() or value < 0:
-        raise argparse.ArgumentTypeError(f"not a price: {text!r}")
-    return value
+from cumpair.cli_options import add_index_option, price_argument
 
 
 def _positive(text: str) -> int:
@@ -53,7 +42,9 @@ def add_search_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--shop", action="append", help="only offers of this shop (repeat for several)"
     )
-    parser.add_argument("--max-price", type=_price, help="only offers at or below this price")
+    parser.add_argument(
+        "--max-price", type=price_argument, help="only offers at or below this price"
+    )
     parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
     parser.add_argument("--explain", action="store_true", help="show why offers were grouped")
     parser.add_argument("--no-ocr", action="store_true", help="do not OCR photo queries")

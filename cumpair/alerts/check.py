@@ -7,11 +7,31 @@ the watch book.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from decimal import Decimal
+from pathlib import Path
 from typing import Any
 
 from cumpair.alerts.book import Watch, WatchBook
 from cumpair.search.views import recent_trend
+
+
+@contextmanager
+def open_groups(index_dir: Path) -> Iterator[Any | None]:
+    """The store's product grouping opened read-only, or None where nothing is grouped yet (no
+    grouping database): what `watched_offers` and `check_watches` take as `groups`."""
+    from cumpair.search.products import DB_NAME as GROUPS_DB
+    from cumpair.search.products import ProductGroups
+
+    if not (index_dir / GROUPS_DB).exists():
+        yield None
+        return
+    groups = ProductGroups.open(index_dir, readonly=True)
+    try:
+        yield groups
+    finally:
+        groups.close()
 
 
 def watched_offers(watch: Watch, store: Any, groups: Any | None) -> list[int]:

@@ -8,26 +8,17 @@ from __future__ import annotations
 from pathlib import Path
 
 from cumpair.alerts.book import AlertError, Watch
-from cumpair.alerts.check import watched_offers
+from cumpair.alerts.check import open_groups, watched_offers
 
 
 def describe_watched(index_dir: Path, watch: Watch) -> str:
     """ "product 3 (2 offers)"-style text; AlertError when the store holds none of it."""
     from cumpair.index import ProductStore
-    from cumpair.search.products import DB_NAME as GROUPS_DB
-    from cumpair.search.products import ProductGroups
 
     if not (index_dir / "meta.sqlite").exists():
         raise AlertError(f"no index at {index_dir} (crawl or ingest first, or pass --index)")
-    with ProductStore.open(index_dir, readonly=True) as store:
-        groups = None
-        if (index_dir / GROUPS_DB).exists():
-            groups = ProductGroups.open(index_dir, readonly=True)
-        try:
-            offers = watched_offers(watch, store, groups)
-        finally:
-            if groups is not None:
-                groups.close()
+    with ProductStore.open(index_dir, readonly=True) as store, open_groups(index_dir) as groups:
+        offers = watched_offers(watch, store, groups)
     if not offers:
         raise AlertError(f"no {watch.kind} {watch.reference} in the index")
     return f"{watch.kind} {watch.reference} ({len(offers)} offer(s))"

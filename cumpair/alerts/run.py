@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from cumpair.alerts.book import WatchBook
-from cumpair.alerts.check import check_watches
+from cumpair.alerts.check import check_watches, open_groups
 from cumpair.alerts.notify import deliver
 from cumpair.alerts.options import AlertOptions
 
@@ -29,22 +29,14 @@ class AlertRun:
 def run_alerts(index_dir: str | Path, options: AlertOptions | None = None) -> AlertRun | None:
     """Check and deliver; None when nothing is watched in `index_dir` (no watch book)."""
     from cumpair.index import ProductStore
-    from cumpair.search.products import DB_NAME as GROUPS_DB
-    from cumpair.search.products import ProductGroups
 
     options = options or AlertOptions()
     index_dir = Path(index_dir)
     if not WatchBook.exists(index_dir) or not (index_dir / "meta.sqlite").exists():
         return None
     with WatchBook.open(index_dir) as book, ProductStore.open(index_dir, readonly=True) as store:
-        groups = None
-        if (index_dir / GROUPS_DB).exists():
-            groups = ProductGroups.open(index_dir, readonly=True)
-        try:
+        with open_groups(index_dir) as groups:  # closed before delivery, which may take long
             queued = check_watches(book, store, groups)
-        finally:
-            if groups is not None:
-                groups.close()
         delivery = deliver(book, options)
     run = AlertRun(queued, delivery.sent, delivery.failed, delivery.pending)
     if queued or delivery.pending or delivery.failed:

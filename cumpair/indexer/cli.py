@@ -17,13 +17,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from cumpair.cli_options import add_index_option
+from cumpair.ingest.cli import add_model_arguments, load_index_encoders
 
 if TYPE_CHECKING:
     from cumpair.indexer.worker import IndexerOptions
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
-    from cumpair.embed.registry import KINDS
     from cumpair.indexer.stream import DEFAULT_KEY
 
     parser = subparsers.add_parser(
@@ -44,8 +44,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "--images", metavar="DIR", help="the crawl's IMAGES_STORE here (default: INDEX/images)"
     )
-    parser.add_argument("--no-ocr", action="store_true", help="do not read specs from photos")
-    parser.add_argument("--encoders", choices=KINDS, default="auto", help="encoder kind (auto)")
+    add_model_arguments(parser)
     parser.add_argument("--workers", type=int, default=2, help="OCR threads (2)")
     parser.add_argument("--batch-size", type=int, default=32, help="entries per batch (32)")
     parser.add_argument(
@@ -74,7 +73,6 @@ def run(args: argparse.Namespace) -> int:
     import redis
 
     from cumpair.embed.base import EmbedError
-    from cumpair.embed.registry import load_encoders
     from cumpair.index import StoreError
     from cumpair.indexer.stream import ItemStream
     from cumpair.indexer.worker import Indexer
@@ -91,8 +89,7 @@ def run(args: argparse.Namespace) -> int:
         signal.signal(signum, lambda *_: stop.set())
     try:
         stream.client.ping()
-        encoders = load_encoders(args.encoders, model_dir=Path(args.index) / "models", threads=1)
-        report = Indexer(args.index, stream, encoders, options).run(stop)
+        report = Indexer(args.index, stream, load_index_encoders(args), options).run(stop)
     except redis.RedisError as exc:
         print(f"cumpair indexer: Redis at {args.redis}: {exc}", file=sys.stderr)
         return 1

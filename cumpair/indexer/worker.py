@@ -1,7 +1,7 @@
 """The indexer's loop: take items off the stream, run the crawl's stages, acknowledge when stored.
 
-Per batch: specs from each item's page text and photos (`stages.photo_specs`, on a thread pool),
-vectors for all of them together (`BatchEmbedder`), then `stages.store_offer` for each — the
+Per batch: specs from each item's page text and photos (`stages.offer_specs`, on a thread pool),
+then vectors for all of them together and the upsert of each (`batches.embed_and_store`) — the
 same code the crawl's pipelines and `cumpair ingest` run. An upsert is durable when it returns
 (the store's contract), and only then is the entry acknowledged (and its offer recorded for its
 crawl run, so a page a killed crawler had to crawl again is not indexed twice): a kill at any
@@ -23,20 +23,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from cumpair.embed import BatchEmbedder, EncoderSet, product_text
+from cumpair.embed import BatchEmbedder, EncoderSet
 from cumpair.embed.reindex import spaces_for
-from cumpair.index import InvalidOfferError, ProductStore, StoreOptions
+from cumpair.index import ProductStore, StoreOptions
 from cumpair.indexer.stream import Entry, ItemStream
-from cumpair.ingest.stages import (
-    offer_record,
-    page_specs_of,
-    photo_specs,
-    regroup_store,
-    space_vectors,
-    store_offer,
-)
+from cumpair.ingest.batches import embed_and_store
+from cumpair.ingest.stages import offer_specs, regroup_store
 from cumpair.search.products import ProductGroups
-from cumpair.vision.merge import merge_specs
 from cumpair.vision.ocr_types import OcrOptions
 
 logger = logging.getLogger(__name__)
@@ -173,24 +166,18 @@ class Indexer:
             else:
                 good.append(entry)
         items = list(pool.map(self._with_specs, [entry.item for entry in good]))
-        futures = []
-        for item in items:
-            paths = [str(p) for p in self._photo_paths(item)]
-            futures.append(embedder.submit(paths, product_text(item), key=item["url"]))
-        embedder.flush()
+        batch = [(item, [str(p) for p in self._photo_paths(item)]) for item in items]
         touched: set[int] = set()
-        for entry, item, future in zip(good, items, futures, strict=True):
-            vectors = future.result()
-            self.report.image_errors += len(vectors.image_errors)
-            record = offer_record(item, self._photo_paths(item))
-            try:
-                result, _ = store_offer(store, groups, record, space_vectors(vectors))
-            except InvalidOfferError as exc:
-                self._reject(entry, f"invalid offer: {exc}")
+        for entry, outcome in zip(
+            good, embed_and_store(store, groups, embedder, batch), strict=True
+        ):
+            self.report.image_errors += len(outcome.vectors.image_errors)
+            if outcome.result is None:
+                self._reject(entry, f"invalid offer: {outcome.error}")
                 continue
             self.stream.indexed(entry)
-            touched.add(result.offer_id)
-            if result.created:
+            touched.add(outcome.result.offer_id)
+            if outcome.result.created:
                 self.report.new += 1
             else:
                 self.report.updated += 1
@@ -199,19 +186,21 @@ class Indexer:
     def _with_specs(self, item: dict[str, Any]) -> dict[str, Any]:
         """Pool thread: the item with `specs` from its text and first photos (the crawl's
         specs stage); `spec_conflicts` says where they disagreed."""
-        images: list = []
-        if self.options.ocr:
-            shown = (item.get("images") or [])[: self.options.ocr_images]
-            photos = [(image.get("url"), self.images_dir / image["path"]) for image in shown]
-            images = photo_specs(
-                photos,
-                ocr_options=self.options.ocr_options,
-                colors=self.options.colors,
-                on_error=lambda path, exc: logger.warning(
-                    "indexer: %s: photo %s not read: %s", item["url"], path.name, exc
-                ),
-            )
-        specs, conflicts = merge_specs(page_specs_of(item), images)
+        photos = [
+            (image.get("url"), self.images_dir / image["path"])
+            for image in item.get("images") or []
+        ]
+        specs, conflicts = offer_specs(
+            item,
+            photos,
+            ocr=self.options.ocr,
+            ocr_images=self.options.ocr_images,
+            ocr_options=self.options.ocr_options,
+            colors=self.options.colors,
+            on_error=lambda path, exc: logger.warning(
+                "indexer: %s: photo %s not read: %s", item["url"], path.name, exc
+            ),
+        )
         item["specs"], item["spec_conflicts"] = specs, [c.to_dict() for c in conflicts]
         return item
 

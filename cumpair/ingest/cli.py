@@ -17,11 +17,11 @@ from typing import TYPE_CHECKING
 from cumpair.cli_options import add_index_option
 
 if TYPE_CHECKING:
+    from cumpair.embed.registry import EncoderSet
     from cumpair.ingest.runner import IngestOptions
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
-    from cumpair.embed.registry import KINDS
     from cumpair.ingest.formats import FORMATS
 
     parser = subparsers.add_parser(
@@ -49,8 +49,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "--no-images", action="store_true", help="do not fetch photos (text vectors only)"
     )
-    parser.add_argument("--no-ocr", action="store_true", help="do not read specs from photos")
-    parser.add_argument("--encoders", choices=KINDS, default="auto", help="encoder kind (auto)")
+    add_model_arguments(parser)
     parser.add_argument("--workers", type=int, default=4, help="photo and OCR threads (4)")
     parser.add_argument("--batch-size", type=int, default=32, help="inputs per model call (32)")
     parser.add_argument(
@@ -108,7 +107,17 @@ def run(args: argparse.Namespace) -> int:
     return 0 if report.stored or not report.rows else 1
 
 
-def _encoders(args: argparse.Namespace):
+def add_model_arguments(parser: argparse.ArgumentParser) -> None:
+    """`--no-ocr` and `--encoders`: the models the crawl's stages run, for `cumpair ingest` and
+    `cumpair indexer` alike (`load_index_encoders` reads `--encoders`)."""
+    from cumpair.embed.registry import KINDS
+
+    parser.add_argument("--no-ocr", action="store_true", help="do not read specs from photos")
+    parser.add_argument("--encoders", choices=KINDS, default="auto", help="encoder kind (auto)")
+
+
+def load_index_encoders(args: argparse.Namespace) -> EncoderSet:
+    """The `--encoders` kind, with its models under the store at `--index`."""
     from cumpair.embed.registry import load_encoders
 
     return load_encoders(
@@ -116,3 +125,7 @@ def _encoders(args: argparse.Namespace):
         model_dir=Path(args.index) / "models",  # as the crawl's default (INDEX_DATA_DIR/models)
         threads=1,  # a throughput job: BatchEmbedder runs one single-threaded batch per core
     )
+
+
+#: What `run` loads the encoders with, looked up at call time (tests swap in offline ones).
+_encoders = load_index_encoders

@@ -22,24 +22,16 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
-from cumpair.embed import BatchEmbedder, EncoderSet, product_text
+from cumpair.embed import BatchEmbedder, EncoderSet
 from cumpair.embed.reindex import spaces_for
-from cumpair.index import InvalidOfferError, ProductStore, StoreOptions
+from cumpair.index import ProductStore, StoreOptions
+from cumpair.ingest.batches import embed_and_store
 from cumpair.ingest.formats import FeedProblem, Format, detect_format, read_feed
 from cumpair.ingest.images import ImageOptions, fetch_images
 from cumpair.ingest.offers import OfferRejected, offer_from_fields
-from cumpair.ingest.stages import (
-    missing_fields,
-    offer_record,
-    page_specs_of,
-    photo_specs,
-    regroup_store,
-    space_vectors,
-    store_offer,
-)
+from cumpair.ingest.stages import missing_fields, offer_specs, regroup_store
 from cumpair.progress import progress
 from cumpair.search.products import ProductGroups
-from cumpair.vision.merge import merge_specs
 from cumpair.vision.ocr_types import OcrOptions
 
 logger = logging.getLogger(__name__)
@@ -226,19 +218,18 @@ def _prepare(offer: _Offer, base_dir: Path, images_dir: Path, options: IngestOpt
             fetched.sources,
             fetched.errors,
         )
-    images = []
-    if options.ocr:
-        shown = offer.images[: options.ocr_images]
-        photos = zip(offer.sources[: len(shown)], [images_dir / p for p in shown], strict=True)
-        images = photo_specs(
-            photos,
-            ocr_options=options.ocr_options,
-            colors=options.colors,
-            on_error=lambda path, exc: logger.warning(
-                "ingest: %s: photo %s not read: %s", offer.where, path.name, exc
-            ),
-        )
-    item["specs"], _ = merge_specs(page_specs_of(item), images)
+    photos = list(zip(offer.sources, [images_dir / p for p in offer.images], strict=True))
+    item["specs"], _ = offer_specs(
+        item,
+        photos,
+        ocr=options.ocr,
+        ocr_images=options.ocr_images,
+        ocr_options=options.ocr_options,
+        colors=options.colors,
+        on_error=lambda path, exc: logger.warning(
+            "ingest: %s: photo %s not read: %s", offer.where, path.name, exc
+        ),
+    )
     return offer
 
 
@@ -251,26 +242,20 @@ def _store_chunk(
     report: IngestReport,
 ) -> set[int]:
     """Embed a chunk's offers together, then upsert and group each; returns their offer ids."""
-    futures = []
+    batch = []
     for offer in chunk:
         report.image_errors += [f"{offer.where}: {error}" for error in offer.image_errors]
-        paths = [str(images_dir / p) for p in offer.images]
-        futures.append(embedder.submit(paths, product_text(offer.item), key=offer.item["url"]))
-    embedder.flush()
+        batch.append((offer.item, [str(images_dir / p) for p in offer.images]))
     stored: set[int] = set()
-    for offer, future in zip(chunk, futures, strict=True):
-        vectors = future.result()
-        for position, reason in vectors.image_errors.items():
+    for offer, outcome in zip(chunk, embed_and_store(store, groups, embedder, batch), strict=True):
+        for position, reason in outcome.vectors.image_errors.items():
             report.image_errors.append(f"{offer.where}: {offer.images[position]}: {reason}")
-        record = offer_record(offer.item, [str(images_dir / p) for p in offer.images])
-        try:
-            result, _ = store_offer(store, groups, record, space_vectors(vectors))
-        except InvalidOfferError as exc:
-            report.drop("invalid_offer", offer.where, str(exc))
+        if outcome.result is None:
+            report.drop("invalid_offer", offer.where, str(outcome.error))
             continue
-        stored.add(result.offer_id)
+        stored.add(outcome.result.offer_id)
         report.images += len(offer.images)
-        if result.created:
+        if outcome.result.created:
             report.new += 1
         else:
             report.updated += 1

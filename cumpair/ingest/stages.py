@@ -20,7 +20,7 @@ from cumpair.search.products import NEIGHBOURS
 from cumpair.search.store_scan import first_vectors, scan_offers
 from cumpair.vision.image_specs import read_image_specs
 from cumpair.vision.images import ImageError
-from cumpair.vision.merge import page_specs
+from cumpair.vision.merge import SpecConflict, merge_specs, page_specs
 from cumpair.vision.ocr import OcrUnavailableError
 from cumpair.vision.ocr_types import OcrOptions
 from cumpair.vision.specs import Specs, extract_specs
@@ -75,6 +75,27 @@ def photo_specs(
             continue
         read.append((source, outcome.specs))
     return read
+
+
+def offer_specs(
+    item: Mapping[str, Any],
+    photos: Sequence[tuple[str | None, Path]],
+    *,
+    ocr: bool,
+    ocr_images: int,
+    ocr_options: OcrOptions,
+    colors: int,
+    on_error: Callable[[Path, Exception], None],
+) -> tuple[dict[str, Any], list[SpecConflict]]:
+    """The offer's specs (the crawl's specs stage): its text's, with those read from its first
+    `ocr_images` photos (`photo_specs`, when `ocr`) merged on top; also where they disagreed.
+    `photos` are (source reference, path) of all its stored photos, in order."""
+    images = []
+    if ocr:
+        images = photo_specs(
+            photos[:ocr_images], ocr_options=ocr_options, colors=colors, on_error=on_error
+        )
+    return merge_specs(page_specs_of(item), images)
 
 
 def offer_record(item: Mapping[str, Any], image_paths: Sequence[str]) -> OfferRecord:
@@ -173,6 +194,7 @@ __all__ = [
     "REQUIRED_FIELDS",
     "missing_fields",
     "offer_record",
+    "offer_specs",
     "page_specs_of",
     "photo_specs",
     "regroup_store",

@@ -361,7 +361,7 @@ def test_an_ingest_with_a_lower_price_calls_the_webhook(tmp_path, hook, monkeypa
     from cumpair.embed import load_encoders
 
     encoders = load_encoders("offline", backend="torch", threads=1)
-    monkeypatch.setattr("cumpair.ingest.cli._encoders", lambda args: encoders)
+    monkeypatch.setattr("cumpair.ingest.cli.load_index_encoders", lambda args: encoders)
     feed = tmp_path / "items.jl"
     row = {"shop": "aden", "url": "https://aden.example/drill", "title": "Bosch GSR 18V drill",
            "price": "99.00", "currency": "EUR", "brand": "Bosch", "image_urls": []}  # fmt: skip

@@ -135,7 +135,7 @@ def test_specs_are_read_from_the_photo_as_the_crawl_reads_them(tmp_path, encoder
 
 
 def test_cli_ingest_then_products_json(tmp_path, feeds, encoders, capsys, monkeypatch):
-    monkeypatch.setattr("cumpair.ingest.cli._encoders", lambda args: encoders)
+    monkeypatch.setattr("cumpair.ingest.cli.load_index_encoders", lambda args: encoders)
     index = tmp_path / "index"
     code = cumpair_main(["ingest", "--index", str(index), "--no-ocr", *map(str, feeds)])
     out = capsys.readouterr().out

@@ -92,7 +92,7 @@ def run(args: argparse.Namespace) -> int:
         print(f"cumpair ingest: {exc}", file=sys.stderr)
         return 2
     try:
-        report = ingest(args.files, args.index, options, encoders=lambda: _encoders(args))
+        report = ingest(args.files, args.index, options, encoders=lambda: load_index_encoders(args))
     except FeedError as exc:
         print(f"cumpair ingest: {exc}", file=sys.stderr)
         return 2
@@ -125,7 +125,3 @@ def load_index_encoders(args: argparse.Namespace) -> EncoderSet:
         model_dir=Path(args.index) / "models",  # as the crawl's default (INDEX_DATA_DIR/models)
         threads=1,  # a throughput job: BatchEmbedder runs one single-threaded batch per core
     )
-
-
-#: What `run` loads the encoders with, looked up at call time (tests swap in offline ones).
-_encoders = load_index_encoders

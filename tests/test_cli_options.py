@@ -15,7 +15,7 @@ from decimal import Decimal
 import numpy as np
 import pytest
 
-from cumpair.cli import _COMMANDS, build_parser
+from cumpair.cli import _COMMANDS, build_full_parser, build_parser
 from cumpair.cli import main as cumpair_main
 from cumpair.demo.catalog import build_catalog
 from cumpair.index import OfferRecord, ProductStore, SpaceSpec, StoreOptions
@@ -62,7 +62,7 @@ def test_the_store_directory_is_called_index_everywhere():
     """Wherever a store directory is taken it is `--index` (dest `index`); `--path` only as its
     old name beside it."""
     seen = []
-    for where, action in _actions(build_parser([]), "cumpair"):
+    for where, action in _actions(build_full_parser(), "cumpair"):
         if isinstance(action, argparse._SubParsersAction._ChoicesPseudoAction):
             continue  # a sub-command's line, not an option
         names = set(action.option_strings)

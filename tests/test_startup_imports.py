@@ -1,4 +1,5 @@
-"""Start-up imports: with the offline encoders selected, no command loads torch or open_clip.
+"""Start-up imports: with the offline encoders selected, no command loads torch or open_clip,
+and `cumpair` without a command (`--help`, `--version`) loads no sub-command's module.
 
 Each check runs in a fresh interpreter (the test process itself has torch loaded by other
 tests) whose home holds no CLIP weights, so `auto` selection picks the offline encoders.
@@ -6,6 +7,7 @@ tests) whose home holds no CLIP weights, so `auto` selection picks the offline e
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import subprocess
@@ -15,6 +17,7 @@ from pathlib import Path
 
 import pytest
 
+from cumpair.cli import _COMMANDS, build_full_parser, build_parser
 from cumpair.demo.catalog import build_catalog
 from cumpair.embed.reindex import spaces_for
 from cumpair.index import ProductStore, StoreOptions
@@ -42,13 +45,14 @@ def demo_index(tmp_path_factory):
     return path, path / "images" / demo_photo_path(offers[0])
 
 
-def _loaded_in_fresh_process(code: str, home: Path) -> list[str]:
-    """Run `code` in a new interpreter from the repository root; the heavy modules it loaded."""
+def _loaded_in_fresh_process(code: str, home: Path, watched: tuple[str, ...] = HEAVY) -> list[str]:
+    """Run `code` in a new interpreter from the repository root; which `watched` modules it
+    loaded."""
     env = {k: v for k, v in os.environ.items() if not k.startswith(("HF_", "HUGGINGFACE_"))}
     env.update(HOME=str(home), XDG_CACHE_HOME=str(home / ".cache"))
     probe = textwrap.dedent(code) + textwrap.dedent(f"""
         import json, sys
-        print(json.dumps([name for name in {HEAVY!r} if name in sys.modules]))
+        print(json.dumps([name for name in {watched!r} if name in sys.modules]))
     """)
     done = subprocess.run(
         [sys.executable, "-c", probe], cwd=REPO, env=env, capture_output=True, text=True
@@ -93,6 +97,47 @@ def test_cli_help_and_scrapy_project_do_not_import_torch(tmp_path):
         tmp_path,
     )
     assert loaded == []
+
+
+@pytest.mark.parametrize("argv", [["--help"], ["--version"], []], ids=["help", "version", "none"])
+def test_cumpair_without_a_command_imports_no_sub_command_module(tmp_path, argv):
+    watched = (
+        *sorted({command.module for command in _COMMANDS.values()}),
+        "cumpair.index", "cumpair.search", "cumpair.embed", "cumpair_scraper",
+        "faiss", "scrapy", "onnxruntime", "numpy", *HEAVY,
+    )  # fmt: skip
+    loaded = _loaded_in_fresh_process(
+        f"""
+        import contextlib, io
+        from cumpair.cli import main
+
+        with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
+            try:
+                main({argv!r})
+            except SystemExit:
+                pass
+        """,
+        tmp_path,
+        watched,
+    )
+    assert loaded == []
+
+
+def test_the_command_listing_is_each_modules_own_help_line():
+    listed = {name: command.help for name, command in _COMMANDS.items()}
+    subparsers = next(
+        action
+        for action in build_full_parser()._actions
+        if isinstance(action, argparse._SubParsersAction)
+    )
+    assert {choice.dest: choice.help for choice in subparsers._choices_actions} == listed
+
+
+def test_a_command_after_top_level_options_gets_its_own_parser():
+    args = build_parser(["--log-level", "DEBUG", "index", "stats"]).parse_args(
+        ["--log-level", "DEBUG", "index", "stats", "--index", "/some/store"]
+    )
+    assert args.command == "index" and args.index == "/some/store" and callable(args.func)
 
 
 @pytest.mark.slow

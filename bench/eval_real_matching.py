@@ -19,15 +19,15 @@ prints pair precision/recall/F1 on ``valid.txt`` of
   labelled pair read off the export (same ``product_id`` = same product). This adds what the
   direct row lacks: text vectors (their neighbours as candidates, their cosine as a signal),
   specs read from the title, the one-by-one assignment and the closing regroup;
-  slow: the 3,740 computers offers took 258 s on 2 shared cores (ingest 248 s, of which ~30 s
-  export the ONNX encoders into the fresh index), about 15 min for all four; ``--skip-ingest``
+  slow: 118-258 s a category on 2 shared cores (computers, 3,740 offers: 258 s, of which ~30 s
+  export the ONNX encoders into the fresh index), about 12 min for all four; ``--skip-ingest``
   leaves it out;
 * ``unseen``: with ``--leave-one-out``, the matcher trained on the other three categories'
   train.txt only: how it does on a kind of product it never saw (the held-out sets are such);
 * the published figure of a supervised matcher fine-tuned per category (Li et al., VLDB 2021,
   on the test split, which is not here).
 
-    python3 bench/eval_real_matching.py                    # ~17 min on 2 cores
+    python3 bench/eval_real_matching.py                    # ~13 min on 2 cores
     python3 bench/eval_real_matching.py --skip-ingest      # ~2 min on 2 cores
     python3 bench/eval_real_matching.py --categories computers  # ~5 min
     python3 bench/eval_real_matching.py --matcher my.json  # an operator's model

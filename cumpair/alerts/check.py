@@ -1,5 +1,7 @@
 """Which watches the store's current prices trigger: a price at or under the target, or the
-given percentage under its shop's recent trend; each drop queued once (see `book`).
+given percentage under its shop's recent trend; each drop queued once (see `book`). A price the
+search ranking flags as implausible (zero, or far below the watch's other offers:
+`ranking.price_flags`) triggers nothing.
 
 Reads the store and the product grouping through their public APIs only; writes nothing but
 the watch book.
@@ -14,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from cumpair.alerts.book import Watch, WatchBook
+from cumpair.search.ranking import price_flags
 from cumpair.search.views import recent_trend
 
 
@@ -75,9 +78,10 @@ def check_watches(book: WatchBook, store: Any, groups: Any | None) -> int:
     for watch in book.watches():
         ids = watched_offers(watch, store, groups)
         records = store.get_offers(ids)
+        flags = dict(zip(records, price_flags(list(records.values())), strict=True))
         for offer_id in ids:
             record = records.get(offer_id)
-            if record is None:
+            if record is None or flags[offer_id]:  # a placeholder price is no drop, no rise
                 continue
             history = store.price_history(offer_id)
             reason = trigger(watch, record, history)

@@ -147,16 +147,19 @@ def format_product(view: ProductView, rank: int | None = None, base_url: str = "
         spec_text(view.specs),
     ]
     lines.append("    " + " | ".join(part for part in identity if part))
-    currency = next((o.currency for o in view.offers if o.currency), None)
+    best = view.best
+    currency = None if best is None else best.offer.currency
+    basis = "" if best is None else f" ({best.group})"
+    lowest, seen = _money(view.lowest_price, currency), _money(view.lowest_price_seen, currency)
     lines.append(
-        f"    {len(view.offers)} offer(s), lowest price seen {_money(view.lowest_price, currency)}"
+        f"    {len(view.offers)} offer(s), lowest price{basis} {lowest}, lowest price seen {seen}"
     )
     for reason in view.reasons:
         lines.append(f"    matched: {reason}")
     rows = [
         (
             o.shop,
-            _money(o.price, o.currency),
+            _money(o.price, o.currency) + (f" ({o.price_flag})" if o.price_flag else ""),
             o.availability or "-",
             _change(o),
             _money(o.lowest_price),

@@ -125,12 +125,13 @@ def _result_rows(service: Any, products: list[Any]) -> list[dict[str, Any]]:
     rows = []
     for view in products:
         photo = first_photo(view, service.store, service.images_root)
-        priced = [o for o in view.offers if o.price is not None]
+        best = view.best  # the offer at the lowest price, and on what basis
         rows.append(
             {
                 "view": view,
                 "photo": None if photo is None else f"/images/{photo[0]}/{photo[1]}",
-                "cheapest": priced[0] if priced else None,
+                "cheapest": None if best is None else best.offer,
+                "basis": None if best is None else best.group,
                 "shops": len({o.shop for o in view.offers}),
             }
         )

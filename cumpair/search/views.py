@@ -8,11 +8,13 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
+
+from cumpair.search.ranking import RankedOffer, lowest_offer, rank_offers
 
 # Spec keys worth a column in a comparison table, in the order shown.
 KEY_SPECS = ("storage_gb", "volume_ml", "power_w", "voltage_v", "weight_g", "dimensions_mm")
@@ -41,6 +43,9 @@ class OfferView:
     change: PriceChange
     crawls: int
     explanation: dict[str, Any] | None = None
+    # Set by `cheapest_first`: the offer's group in the ranking and its price flag.
+    rank_group: str | None = None
+    price_flag: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         def money(value: Decimal | None) -> str | None:
@@ -60,6 +65,8 @@ class OfferView:
             "previous_price": money(self.change.previous),
             "change": money(self.change.delta),
             "crawls": self.crawls,
+            "rank_group": self.rank_group,
+            "price_flag": self.price_flag,
             **({"explanation": self.explanation} if self.explanation is not None else {}),
         }
 
@@ -94,11 +101,11 @@ def offer_view(record: Any, history: Sequence[Any], explanation: dict | None = N
 
 
 def cheapest_first(offers: Iterable[OfferView]) -> list[OfferView]:
-    """Priced offers by (currency, price), then offers without a price; ties by shop."""
-    return sorted(
-        offers,
-        key=lambda o: (o.price is None, o.currency or "", o.price or Decimal(0), o.shop),
-    )
+    """Offers in `ranking.rank_offers`' order (buyable now first, each availability group
+    cheapest first, other currencies apart), each with its rank group and price flag."""
+    return [
+        replace(r.offer, rank_group=r.group, price_flag=r.price_flag) for r in rank_offers(offers)
+    ]
 
 
 @dataclass
@@ -116,12 +123,26 @@ class ProductView:
     reasons: list[str] = field(default_factory=list)
 
     @property
+    def best(self) -> RankedOffer[OfferView] | None:
+        """The offer at the product's lowest price and its basis (`ranking.lowest_offer`)."""
+        return lowest_offer(rank_offers(self.offers))
+
+    @property
     def lowest_price(self) -> Decimal | None:
-        prices = [o.lowest_price for o in self.offers if o.lowest_price is not None]
-        return min(prices, default=None)
+        """The lowest price the product can be bought at now (see `best` for on what basis)."""
+        best = self.best
+        return None if best is None else best.offer.price
+
+    @property
+    def lowest_price_seen(self) -> Decimal | None:
+        """The lowest price ever crawled of the offers whose price counts for the lowest price
+        now (`RankedOffer.counts`), so no other currency or implausible price."""
+        counted = [r.offer.lowest_price for r in rank_offers(self.offers) if r.counts]
+        return min((p for p in counted if p is not None), default=None)
 
     def to_dict(self) -> dict[str, Any]:
-        lowest = self.lowest_price
+        lowest = self.lowest_price_seen
+        best = self.best
         return {
             "product_id": self.product_id,
             "title": self.title,
@@ -131,6 +152,10 @@ class ProductView:
             "specs": self.specs,
             "score": None if self.score is None else round(self.score, 4),
             "reasons": self.reasons,
+            "lowest_price": None if best is None else str(best.offer.price),
+            "lowest_price_currency": None if best is None else best.offer.currency,
+            "lowest_price_basis": None if best is None else best.group,
+            "lowest_price_offer_id": None if best is None else best.offer.offer_id,
             "lowest_price_seen": None if lowest is None else str(lowest),
             "offers": [o.to_dict() for o in self.offers],
         }
@@ -257,8 +282,9 @@ class ProductDetail:
 
     @property
     def cheapest(self) -> OfferView | None:
-        priced = [o for o in self.view.offers if o.price is not None]
-        return priced[0] if priced else None
+        """The offer at the product's lowest price (`ProductView.best`)."""
+        best = self.view.best
+        return None if best is None else best.offer
 
     def to_dict(self) -> dict[str, Any]:
         out = self.view.to_dict()

@@ -152,6 +152,7 @@ async def test_the_product_api_ranks_offers_and_names_the_lowest_price_basis(
         product_id = found["products"][0]["product_id"]
         body = await (await client.get(f"/products/{product_id}")).json()
         html = await (await client.get(f"/p/{product_id}")).text()
+        results = await (await client.get("/", params={"gtin": GTIN})).text()
     shops = [o["shop"] for o in body["offers"]]
     assert shops == ["alpha", "omega", "penny", "nought", "gamma", "beta", "outlet", "delta"]
     assert body["offers"][2]["price_flag"] == "implausible"
@@ -159,7 +160,8 @@ async def test_the_product_api_ranks_offers_and_names_the_lowest_price_basis(
     assert (
         body["cheapest_offer_id"] == body["lowest_price_offer_id"] == body["offers"][0]["offer_id"]
     )
-    assert "Lowest price (in stock):" in html
+    assert "Lowest price (in stock):" in html and "Lowest price (in stock):" in results
+    assert 'class="badge flag"' in html and 'class="badge currency"' in html
 
 
 def test_an_alert_ignores_a_placeholder_price(store_dir):

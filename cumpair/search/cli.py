@@ -204,8 +204,8 @@ def run_products(args: argparse.Namespace) -> int:
                 print(json.dumps(product, ensure_ascii=False))
                 continue
             offers = product["offers"]
-            cheapest = offers[0]
-            price = f"{cheapest['price']} {cheapest['currency']}" if cheapest["price"] else "-"
+            lowest = product["lowest_price"]  # buyable now (its basis: "lowest_price_basis")
+            price = f"{lowest} {product['lowest_price_currency']}" if lowest else "-"
             ident = product["product_id"] if product["product_id"] is not None else "-"
             print(f"{ident}\t{len(offers)} offer(s)\tfrom {price}\t{product['title']}")
     return 0

@@ -15,14 +15,15 @@ from typing import Any
 from cumpair.search.products import ProductGroups
 from cumpair.search.service import QueryError, SearchService
 from cumpair.search.store_scan import scan_offers
-from cumpair.search.views import key_specs, offer_view
+from cumpair.search.views import ProductView, cheapest_first, key_specs, offer_view
 
 _QUERY_ONLY = ("score", "reasons")
 
 
 def product_dicts(store: Any, groups: ProductGroups) -> Iterator[dict[str, Any]]:
     """Products by id, then ungrouped offers by id; each ``{"product_id", "title", "brand",
-    "model", "gtin", "specs", "lowest_price_seen", "offers": [...]}`` with JSON-ready values."""
+    "model", "gtin", "specs", "lowest_price" (and its currency, basis and offer id),
+    "lowest_price_seen", "offers": [...]}`` with JSON-ready values."""
     service = SearchService(store, groups, encoder_loader=_no_encoders)
     offer_ids = [record.id for record in scan_offers(store)]
     product_of = groups.product_of(offer_ids)
@@ -42,18 +43,15 @@ def product_dicts(store: Any, groups: ProductGroups) -> Iterator[dict[str, Any]]
 
 
 def _ungrouped(store: Any, record: Any) -> dict[str, Any]:
-    offer_id = record.id
-    offer = offer_view(record, store.price_history(offer_id))
-    return {
-        "product_id": None,
-        "title": record.title,
-        "brand": record.brand,
-        "model": record.model,
-        "gtin": record.gtin,
-        "specs": key_specs([record]),
-        "lowest_price_seen": None if offer.lowest_price is None else str(offer.lowest_price),
-        "offers": [offer.to_dict()],
-    }
+    """An offer not grouped yet as a product of its own (ranked and priced the same way)."""
+    offers = cheapest_first([offer_view(record, store.price_history(record.id))])
+    view = ProductView(
+        0, record.title, record.brand, record.model, record.gtin, key_specs([record]), offers
+    )
+    data = view.to_dict()
+    for name in _QUERY_ONLY:
+        data.pop(name)
+    return {**data, "product_id": None}
 
 
 def _no_encoders() -> Any:

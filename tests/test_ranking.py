@@ -164,6 +164,17 @@ async def test_the_product_api_ranks_offers_and_names_the_lowest_price_basis(
     assert 'class="badge flag"' in html and 'class="badge currency"' in html
 
 
+def test_a_placeholder_left_alone_by_a_price_filter_is_still_flagged(store_dir):
+    with (
+        ProductStore.open(store_dir, readonly=True) as store,
+        ProductGroups.open(store_dir, readonly=True) as groups,
+    ):
+        service = SearchService(store, groups, encoder_loader=_no_models)
+        (view,) = service.search_gtin(GTIN, max_price=Decimal("1.00")).products
+    assert [(o.shop, o.price_flag) for o in view.offers] == [("penny", "implausible")]
+    assert view.lowest_price is None and view.to_dict()["lowest_price_basis"] is None
+
+
 def test_an_alert_ignores_a_placeholder_price(store_dir):
     with WatchBook.open(store_dir) as book:
         book.add(make_watch(GTIN, below=Decimal("1.00"), webhook="http://127.0.0.1:9/hook"))

@@ -171,7 +171,9 @@ class RankedOffer(Generic[Offer]):
         return self.offer.price is not None and self.price_flag is None and self.group in GROUPS[:3]
 
 
-def rank_offers(offers: Iterable[Offer]) -> list[RankedOffer[Offer]]:
+def rank_offers(
+    offers: Iterable[Offer], flags: Sequence[str | None] | None = None
+) -> list[RankedOffer[Offer]]:
     """A product's offers in the order a shopper compares them.
 
     Offers in the product's main currency (that of most offers, `_main_currency`) first,
@@ -179,9 +181,12 @@ def rank_offers(offers: Iterable[Offer]) -> list[RankedOffer[Offer]]:
     cheapest first with flagged prices (`price_flags`) after the plausible ones and unpriced
     offers last; then the offers in any other currency, apart, by currency and the same
     order: without a rate table no two currencies are ranked together. Ties by shop.
+
+    `flags`: the offers' price flags when judged beforehand among more offers (all of a
+    product's, before a query's shop or price filter left some out); else judged here.
     """
     offers = list(offers)
-    flags = price_flags(offers)
+    flags = price_flags(offers) if flags is None else list(flags)
     groups = [availability_group(o.availability) for o in offers]
     main = _main_currency(offers, flags, groups)
 

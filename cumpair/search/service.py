@@ -26,7 +26,7 @@ from cumpair.identifiers import normalize_gtin
 from cumpair.index.records import SearchFilters
 from cumpair.search.features import canonical_code, model_codes
 from cumpair.search.products import ProductGroups
-from cumpair.search.ranking import ProductHit, QueryFacts, rank_products, rerank
+from cumpair.search.ranking import ProductHit, QueryFacts, price_flags, rank_products, rerank
 from cumpair.search.store_scan import find_by_url, space_specs
 from cumpair.search.views import ProductView, cheapest_first, key_specs, offer_view
 
@@ -327,6 +327,8 @@ class SearchService:
         else:  # an offer not grouped yet stands alone
             product, offer_ids = None, [-hit.product_id]
         records = self.store.get_offers(offer_ids)
+        # A price is judged among all the product's offers, before the filters drop some.
+        flags = dict(zip(records, price_flags(list(records.values())), strict=True))
         views = []
         for offer_id, record in records.items():
             if shops and record.shop not in shops:
@@ -357,7 +359,7 @@ class SearchService:
             model=product.model if product else first.model,
             gtin=product.gtin if product else first.gtin,
             specs=key_specs(records.values()),
-            offers=cheapest_first(views),
+            offers=cheapest_first(views, [flags[v.offer_id] for v in views]),
             score=hit.score,
             reasons=list(hit.reasons),
         )

@@ -100,17 +100,20 @@ def offer_view(record: Any, history: Sequence[Any], explanation: dict | None = N
     )
 
 
-def cheapest_first(offers: Iterable[OfferView]) -> list[OfferView]:
+def cheapest_first(
+    offers: Iterable[OfferView], flags: Sequence[str | None] | None = None
+) -> list[OfferView]:
     """Offers in `ranking.rank_offers`' order (buyable now first, each availability group
-    cheapest first, other currencies apart), each with its rank group and price flag."""
-    return [
-        replace(r.offer, rank_group=r.group, price_flag=r.price_flag) for r in rank_offers(offers)
-    ]
+    cheapest first, other currencies apart), each with its rank group and price flag
+    (`flags` as judged beforehand, see `rank_offers`)."""
+    ranked = rank_offers(offers, flags)
+    return [replace(r.offer, rank_group=r.group, price_flag=r.price_flag) for r in ranked]
 
 
 @dataclass
 class ProductView:
-    """A product and its offers across shops: one row of search results."""
+    """A product and its offers across shops: one row of search results; `offers` as
+    `cheapest_first` ranked and flagged them."""
 
     product_id: int
     title: str
@@ -125,7 +128,7 @@ class ProductView:
     @property
     def best(self) -> RankedOffer[OfferView] | None:
         """The offer at the product's lowest price and its basis (`ranking.lowest_offer`)."""
-        return lowest_offer(rank_offers(self.offers))
+        return lowest_offer(self._ranked())
 
     @property
     def lowest_price(self) -> Decimal | None:
@@ -137,8 +140,12 @@ class ProductView:
     def lowest_price_seen(self) -> Decimal | None:
         """The lowest price ever crawled of the offers whose price counts for the lowest price
         now (`RankedOffer.counts`), so no other currency or implausible price."""
-        counted = [r.offer.lowest_price for r in rank_offers(self.offers) if r.counts]
+        counted = [r.offer.lowest_price for r in self._ranked() if r.counts]
         return min((p for p in counted if p is not None), default=None)
+
+    def _ranked(self) -> list[RankedOffer[OfferView]]:
+        # The offers' own flags: judged among all the product's offers, not only those shown.
+        return rank_offers(self.offers, [o.price_flag for o in self.offers])
 
     def to_dict(self) -> dict[str, Any]:
         lowest = self.lowest_price_seen

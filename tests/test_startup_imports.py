@@ -45,20 +45,24 @@ def demo_index(tmp_path_factory):
     return path, path / "images" / demo_photo_path(offers[0])
 
 
-def _loaded_in_fresh_process(code: str, home: Path, watched: tuple[str, ...] = HEAVY) -> list[str]:
-    """Run `code` in a new interpreter from the repository root; which `watched` modules it
-    loaded."""
+def _in_fresh_process(code: str, home: Path, result: str):
+    """Run `code` in a new interpreter from the repository root; the value (JSON) of the
+    expression `result` after it."""
     env = {k: v for k, v in os.environ.items() if not k.startswith(("HF_", "HUGGINGFACE_"))}
     env.update(HOME=str(home), XDG_CACHE_HOME=str(home / ".cache"))
-    probe = textwrap.dedent(code) + textwrap.dedent(f"""
-        import json, sys
-        print(json.dumps([name for name in {watched!r} if name in sys.modules]))
-    """)
+    probe = f"{textwrap.dedent(code)}\nimport json\nprint(json.dumps({result}))\n"
     done = subprocess.run(
         [sys.executable, "-c", probe], cwd=REPO, env=env, capture_output=True, text=True
     )
     assert done.returncode == 0, done.stderr
     return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def _loaded_in_fresh_process(code: str, home: Path, watched: tuple[str, ...] = HEAVY) -> list[str]:
+    """Run `code` in a new interpreter; which `watched` modules it loaded."""
+    return _in_fresh_process(
+        code, home, f"[name for name in {watched!r} if name in __import__('sys').modules]"
+    )
 
 
 @pytest.mark.parametrize("query", ["--text", "--gtin", "--image"])
@@ -97,6 +101,37 @@ def test_cli_help_and_scrapy_project_do_not_import_torch(tmp_path):
         tmp_path,
     )
     assert loaded == []
+
+
+@pytest.mark.parametrize(
+    ("query", "models"),
+    [("--text", ["all-minilm-l6-v2"]), ("--gtin", []), ("--image", ["efficientnet-lite0"])],
+)
+def test_a_query_opens_only_the_onnx_model_it_embeds_with(demo_index, tmp_path, query, models):
+    index, photo = demo_index
+    value = {"--text": "cordless drill", "--gtin": "4006381333931", "--image": str(photo)}[query]
+    argv = ["--index", str(index), query, value, "--json", "--no-ocr"]
+    opened = _in_fresh_process(
+        f"""
+        import contextlib, io
+        from cumpair.embed.runtime import OnnxSession
+        from cumpair.search.cli import main_search
+
+        opened, open_session = [], OnnxSession.__init__
+
+        def recording_open(self, path, threads):
+            opened.append(path.name)
+            open_session(self, path, threads)
+
+        OnnxSession.__init__ = recording_open
+        with contextlib.redirect_stdout(io.StringIO()):
+            assert main_search({argv!r}) == 0
+        """,
+        tmp_path,
+        "opened",
+    )
+    assert [name for name in opened if not name.startswith(tuple(models))] == []
+    assert len(opened) == len(models)
 
 
 @pytest.mark.parametrize("argv", [["--help"], ["--version"], []], ids=["help", "version", "none"])

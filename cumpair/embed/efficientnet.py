@@ -16,6 +16,7 @@ from __future__ import annotations
 import contextlib
 import io
 import logging
+import threading
 import warnings
 from collections.abc import Sequence
 from pathlib import Path
@@ -109,13 +110,18 @@ class EfficientNetLite0Encoder:
         self._weights = weights
         self._torch_slots = call_slots(self.threads)
         self._model = None
+        # Opened on first use (`_onnx_session`): a text query loads the encoder set but never
+        # embeds a photo, and the session holds the model's weights and thread pool.
         self._session: OnnxSession | None = None
+        self._session_lock = threading.Lock()
         if self.backend == "onnx":
             # "u8": the graph takes uint8 NHWC pixels and normalises them itself.
             onnx_path = Path(model_dir) / f"efficientnet-lite0-{self.version}-u8.onnx"
             from cumpair.embed.onnx_cache import cached_onnx
 
-            self._session = OnnxSession(cached_onnx(onnx_path, self._export), self.threads)
+            # Exported now (once per machine): a failed export fails the load; a file ONNX
+            # Runtime cannot open fails the first call (`EmbedError`).
+            self._onnx_path = cached_onnx(onnx_path, self._export)
         else:
             set_torch_threads(self.threads)
             self._model = self._torch_model()
@@ -200,9 +206,15 @@ class EfficientNetLite0Encoder:
         features = l2_normalize(features).reshape(count, views, -1).mean(axis=1)
         return l2_normalize(features)
 
+    def _onnx_session(self) -> OnnxSession:
+        with self._session_lock:
+            if self._session is None:
+                self._session = OnnxSession(self._onnx_path, self.threads)
+            return self._session
+
     def _forward(self, pixels: np.ndarray) -> np.ndarray:
-        if self._session is not None:
-            features = self._session.run({"pixels": pixels})
+        if self.backend == "onnx":
+            features = self._onnx_session().run({"pixels": pixels})
         else:
             import torch
 

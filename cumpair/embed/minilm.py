@@ -73,8 +73,11 @@ class MiniLMEncoder:
         self.version = f"{package_version}-t{MAX_TOKENS}"
         # ONNX Runtime measured faster than PyTorch on this CPU (bench/bench_embed.py).
         self.backend = "onnx" if backend == "auto" else backend
-        self._lock = threading.Lock()
+        self._lock = threading.Lock()  # the PyTorch model's calls, one at a time
+        # Opened on first use (`_onnx_session`): a photo query loads the encoder set but never
+        # embeds text, and the session holds the model's weights and thread pool.
         self._session: OnnxSession | None = None
+        self._session_lock = threading.Lock()
         self._model = None
         if self.backend == "onnx":
             from tokenizers import Tokenizer
@@ -85,7 +88,9 @@ class MiniLMEncoder:
             self._tokenizer.enable_truncation(max_length=MAX_TOKENS)
             self._tokenizer.enable_padding(pad_id=0, pad_token="[PAD]")
             onnx_path = Path(model_dir) / f"all-minilm-l6-v2-{self.version}.onnx"
-            self._session = OnnxSession(cached_onnx(onnx_path, self._export), self.threads)
+            # Exported now (once per machine): a failed export fails the load; a file ONNX
+            # Runtime cannot open fails the first call (`EmbedError`).
+            self._onnx_path = cached_onnx(onnx_path, self._export)
         else:
             set_torch_threads(self.threads)
             self._model = self._sentence_transformer()
@@ -153,16 +158,22 @@ class MiniLMEncoder:
         summed = (hidden * weights).sum(axis=1)
         return l2_normalize(summed / np.maximum(weights.sum(axis=1), 1e-9))
 
+    def _onnx_session(self) -> OnnxSession:
+        with self._session_lock:
+            if self._session is None:
+                self._session = OnnxSession(self._onnx_path, self.threads)
+            return self._session
+
     def encode_texts(self, texts: Sequence[str]) -> np.ndarray:
         """(n, 384) unit vectors, one per string (an empty string is a valid input)."""
         texts = _check_texts(texts)
         if not texts:
             return empty_vectors(self.dim)
-        if self._session is not None:
+        if self.backend == "onnx":
             # Sorting by length keeps padding, hence wasted compute, small within a batch.
             order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
             feeds = self._feeds(self._tokenizer.encode_batch([texts[i] for i in order]))
-            pooled = self._pool(self._session.run(feeds), feeds["attention_mask"])
+            pooled = self._pool(self._onnx_session().run(feeds), feeds["attention_mask"])
             vectors = np.empty_like(pooled)
             vectors[order] = pooled
             return vectors

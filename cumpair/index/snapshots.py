@@ -78,26 +78,25 @@ def fsync_dir(directory: Path) -> None:
 
 def load(directory: Path, name: str, sha256: str, size: int) -> faiss.Index:
     """Read and verify a snapshot; any mismatch raises `SnapshotCorruptError`, never a crash."""
-    path = directory / name
-    try:
-        raw = path.read_bytes()
-    except OSError as exc:
-        raise SnapshotCorruptError(f"{path}: {exc}") from exc
-    _verify(path, raw, sha256, size)
+    raw = _read_verified(directory / name, sha256, size)
     try:
         return faiss.deserialize_index(np.frombuffer(raw, dtype=np.uint8))
     except RuntimeError as exc:  # FAISS reports unreadable data as RuntimeError
-        raise SnapshotCorruptError(f"{path}: {exc}") from exc
+        raise SnapshotCorruptError(f"{directory / name}: {exc}") from exc
 
 
 def verify(directory: Path, name: str, sha256: str, size: int) -> None:
     """Check a snapshot's size and checksum without loading it (`cumpair index check`)."""
-    path = directory / name
+    _read_verified(directory / name, sha256, size)
+
+
+def _read_verified(path: Path, sha256: str, size: int) -> bytes:
     try:
         raw = path.read_bytes()
     except OSError as exc:
         raise SnapshotCorruptError(f"{path}: {exc}") from exc
     _verify(path, raw, sha256, size)
+    return raw
 
 
 def _verify(path: Path, raw: bytes, sha256: str, size: int) -> None:

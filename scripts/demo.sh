@@ -24,7 +24,7 @@ scrapy crawlall --feeds-dir var/feeds -s LOG_LEVEL=WARNING
 
 echo
 echo "== Search by text: the offers of every shop for one product, cheapest first"
-python3 search_index.py --text "Norden AA-101" -k 2
+python3 search_index.py --text "Bytewise AA-101Pro" -k 2
 
 echo
 echo "== Search by photo: a shopper's snapshot of a product from one shop"

@@ -15,9 +15,10 @@ from typing import Any
 from scrapy import signals
 from scrapy.crawler import Crawler
 from scrapy.exceptions import NotConfigured
+from scrapy.utils.defer import maybe_deferred_to_future
 from twisted.internet.threads import deferToThread
 
-from cumpair.alerts import AlertOptions, AlertRun, run_alerts
+from cumpair.alerts import AlertOptions, run_alerts
 
 logger = logging.getLogger(__name__)
 
@@ -39,19 +40,16 @@ class PriceAlerts:
         crawler.signals.connect(extension.spider_closed, signal=signals.spider_closed)
         return extension
 
-    def spider_closed(self, spider: Any, reason: str) -> Any:
-        """A Deferred Scrapy waits on (the pass runs off the reactor thread)."""
-        done = deferToThread(run_alerts, self.index_dir, self.options)
-        done.addCallbacks(self._count, self._failed, errbackArgs=(spider,))
-        return done
-
-    def _count(self, run: AlertRun | None) -> None:
-        if run is None:
+    async def spider_closed(self, spider: Any, reason: str) -> None:
+        """Awaited by Scrapy; the pass runs in a thread, so the reactor is never blocked."""
+        try:
+            run = await maybe_deferred_to_future(
+                deferToThread(run_alerts, self.index_dir, self.options)
+            )
+        except Exception as exc:  # alerts never fail the crawl: the offers are stored, notices wait
+            logger.error("price alerts failed: %s", exc, extra={"spider": spider})
+            self.stats.inc_value("alerts/errors")
             return
-        for name in ("queued", "sent", "failed", "pending"):
-            self.stats.set_value(f"alerts/{name}", getattr(run, name))
-
-    def _failed(self, failure: Any, spider: Any) -> None:
-        # Alerts must never fail the crawl: the offers are stored, the notices wait.
-        logger.error("price alerts failed: %s", failure.getErrorMessage(), extra={"spider": spider})
-        self.stats.inc_value("alerts/errors")
+        if run is not None:
+            for name in ("queued", "sent", "failed", "pending"):
+                self.stats.set_value(f"alerts/{name}", getattr(run, name))

@@ -13,7 +13,7 @@ from cumpair.search.evaluation import (
 )
 from cumpair.search.features import model_codes, offer_features, title_tokens
 from cumpair.search.grouping import group_offers
-from cumpair.search.matching import MatchConfig, compare
+from cumpair.search.matching import MatchConfig, compare, spec_conflicts
 
 
 @pytest.fixture(scope="module")
@@ -57,6 +57,17 @@ def test_disjoint_model_codes_veto_a_similar_pair():
     verdict = compare(a, b, text_sim=0.99)
     assert not verdict.same and verdict.rule == "different"
     assert verdict.contributions["code_unexplained"] < 0
+
+
+def test_small_weights_printed_in_ounces_are_no_conflict_but_different_weights_are():
+    """The demo's 10 g flash drive is "0.4 oz" (11.3 g) in another shop: rounding, not another
+    product; 10 g against 20 g is."""
+    title = "Bytewise USB Flash Drive AA-101Pro 32 GB"
+    grams = offer_features(1, "cornerstore", title, specs={"weight_g": 10.0, "storage_gb": 32.0})
+    ounces = offer_features(2, "bluepeak", title, specs={"weight_g": 11.3, "storage_gb": 32.0})
+    heavier = offer_features(3, "nebula", title, specs={"weight_g": 20.0, "storage_gb": 32.0})
+    assert spec_conflicts(grams, ounces) == []
+    assert spec_conflicts(grams, heavier) == ["weight_g 10 vs 20"]
 
 
 def test_capacity_disagreement_vetoes_the_pair():

@@ -75,6 +75,9 @@ NUMERIC_SPECS: dict[str, float] = {
     "volume_ml": 0.02,
     "weight_g": 0.06,
 }
+# Absolute slack on top: small values printed in imperial units round coarsely ("0.4 oz" is
+# anything from 0.35 to 0.45 oz, i.e. +-1.4 g; "0.5 fl oz" +-1.5 ml), far beyond 6% of 10 g.
+ROUNDING_SLACK: dict[str, float] = {"weight_g": 1.5, "volume_ml": 1.5}
 # Words of a company's legal form or sales region, never part of what a shopper calls the brand.
 _LEGAL_SUFFIXES = frozenset(
     {"inc", "incorporated", "corp", "corporation", "co", "company", "ltd", "limited", "llc",

@@ -20,7 +20,12 @@ from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Any, Literal
 
-from cumpair.search.features import NUMERIC_SPECS, OfferFeatures, features_from_dict
+from cumpair.search.features import (
+    NUMERIC_SPECS,
+    ROUNDING_SLACK,
+    OfferFeatures,
+    features_from_dict,
+)
 from cumpair.search.matcher_model import MatcherModel, load_matcher
 from cumpair.search.signals import TokenWeights, pair_signals
 
@@ -95,7 +100,9 @@ def spec_conflicts(a: OfferFeatures, b: OfferFeatures) -> list[str]:
     out = []
     for name, tolerance in NUMERIC_SPECS.items():
         x, y = a.specs.get(name), b.specs.get(name)
-        if x is not None and y is not None and abs(x - y) > tolerance * max(x, y):
+        if x is None or y is None:
+            continue
+        if abs(x - y) > max(tolerance * max(x, y), ROUNDING_SLACK.get(name, 0.0)):
             out.append(f"{name} {x:g} vs {y:g}")
     return out
 

@@ -9,7 +9,6 @@ the store cannot be opened (another writer holds it) or Redis cannot be reached,
 from __future__ import annotations
 
 import argparse
-import logging
 import signal
 import sys
 import threading
@@ -77,7 +76,6 @@ def run(args: argparse.Namespace) -> int:
     from cumpair.indexer.stream import ItemStream
     from cumpair.indexer.worker import Indexer
 
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
     try:
         options = options_from_args(args)
         stream = ItemStream.from_url(args.redis, args.stream)

@@ -9,7 +9,6 @@ none could be stored.
 from __future__ import annotations
 
 import argparse
-import logging
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -81,7 +80,6 @@ def run(args: argparse.Namespace) -> int:
     from cumpair.ingest.formats import FeedError
     from cumpair.ingest.runner import ingest
 
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
     missing = [f for f in args.files if not Path(f).is_file()]
     if missing:
         print(f"cumpair ingest: no such file: {', '.join(missing)}", file=sys.stderr)

@@ -25,9 +25,11 @@ class ProductItem:
     From the page's offers: `list_price` (a strikethrough/list price, never the price to pay),
     `vat_included` (None when the page does not say), `price_low`/`price_high`/`offer_count`
     (an AggregateOffer or several offers) and `variants` (one entry per offer: sku, gtin, price,
-    currency, availability). `field_sources` names the source of each field (`json-ld`,
-    `microdata`, `rdfa`, `opengraph`, `selectors`, `visible`, `shop_default`) and
-    `field_conflicts` lists the fields on which structured sources disagreed.
+    currency, availability). `condition` is a schema.org OfferItemCondition short name (`New`,
+    `Used`, `Refurbished`, `Damaged`; None when nothing says), read from `itemCondition` and the
+    title's words (`extraction.condition`). `field_sources` names the source of each field
+    (`json-ld`, `microdata`, `rdfa`, `opengraph`, `selectors`, `visible`, `shop_default`,
+    `title`) and `field_conflicts` lists the fields on which structured sources disagreed.
     """
 
     shop: str
@@ -48,6 +50,7 @@ class ProductItem:
     price_high: Decimal | None = None
     offer_count: int | None = None
     variants: list[dict[str, Any]] = field(default_factory=list)
+    condition: str | None = None
     image_urls: list[str] = field(default_factory=list)
     images: list[dict[str, Any]] = field(default_factory=list)
     crawled_at: str = field(default_factory=utc_now_iso)

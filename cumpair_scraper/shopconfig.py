@@ -22,6 +22,7 @@ FIELD_NAMES = frozenset(
         "price",
         "currency",
         "availability",
+        "condition",
         "brand",
         "model",
         "sku",

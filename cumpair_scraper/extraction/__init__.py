@@ -17,6 +17,11 @@ from typing import Any
 from extruct.utils import parse_xmldom_html
 from scrapy.http import TextResponse
 
+from cumpair_scraper.extraction.condition import (
+    item_condition,
+    stated_condition,
+    title_condition,
+)
 from cumpair_scraper.extraction.merge import Merged, merge_structured, settle_struck_price
 from cumpair_scraper.extraction.structured import SYNTAXES, Candidate, structured_candidates
 from cumpair_scraper.extraction.values import (
@@ -49,6 +54,7 @@ _ITEM_FIELDS = (
     "price_high",
     "offer_count",
     "variants",
+    "condition",
 )
 _VISIBLE_FIELDS = ("title", "price", "currency", "availability", "brand", "image_urls")
 # Sources counted in the crawl's `cumpair/extracted_from/<source>` stats.
@@ -89,6 +95,10 @@ def extract_product(response: TextResponse, shop: ShopConfig) -> Extraction:
     if price is not None and not merged.fields.get("currency") and shop.default_currency:
         merged.fields["currency"] = shop.default_currency
         merged.sources["currency"] = "shop_default"
+    stated = merged.fields.get("condition")
+    merged.fields["condition"] = item_condition(stated, merged.fields.get("title"))
+    if merged.fields["condition"] is not None and merged.fields["condition"] != stated:
+        merged.sources["condition"] = "title"
     item = _item(response, shop, merged)
     sources = list(dict.fromkeys(s for s in merged.sources.values() if s in _COUNTED_SOURCES))
     return Extraction(item=item, sources=sources, problems=problems)
@@ -136,6 +146,8 @@ def _selector_fields(
             fields["currency"] = currency(raw)
         elif name == "availability":
             fields["availability"] = availability(raw, shop.availability_map)
+        elif name == "condition":  # a shop's own words ("Zustand: gebraucht - wie neu")
+            fields["condition"] = stated_condition(raw) or title_condition(raw)
         elif name == "gtin":
             fields["gtin"] = checked_gtin(raw, problems)
         else:

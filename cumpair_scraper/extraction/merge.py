@@ -19,7 +19,14 @@ from cumpair_scraper.extraction.structured import Candidate
 
 COMPARED_FIELDS = ("price", "currency", "availability", "sku", "gtin", "model")
 # Fields that describe one offer: they come together with the price they belong to.
-_PRICE_FIELDS = ("currency", "list_price", "vat_included", "price_low", "price_high")
+_PRICE_FIELDS = (
+    "currency",
+    "list_price",
+    "vat_included",
+    "price_low",
+    "price_high",
+    "condition",
+)
 
 
 @dataclass

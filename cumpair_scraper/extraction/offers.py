@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 
+from cumpair_scraper.extraction.condition import stated_condition
 from cumpair_scraper.extraction.values import (
     AVAILABILITY_RANK,
     GTIN_KEYS,
@@ -49,6 +50,7 @@ class OfferReading:
     low: Decimal | None = None
     high: Decimal | None = None
     count: int | None = None
+    condition: str | None = None
 
 
 def is_type(node: dict[str, Any], name: str) -> bool:
@@ -119,6 +121,7 @@ def read_offer(offer: dict[str, Any], owner: dict[str, Any], problems: list[str]
         reading.vat_included = _boolean(offer.get("valueAddedTaxIncluded"))
     reading.currency = currency(text(offer.get("priceCurrency")) or spec_currency or symbol)
     reading.availability = availability(text(offer.get("availability")))
+    reading.condition = stated_condition(text(offer.get("itemCondition")))
     reading.sku = text(offer.get("sku")) or text(owner.get("sku"))
     reading.mpn = text(offer.get("mpn")) or text(owner.get("mpn"))
     raw_gtin = _raw_gtin(offer) or _raw_gtin(owner)
@@ -194,6 +197,7 @@ def combine(readings: list[OfferReading], url: str) -> dict[str, Any]:
         "availability": best_availability([r.availability for r in readings]),
         "list_price": chosen.list_price,
         "vat_included": chosen.vat_included,
+        "condition": chosen.condition,
     }
     for name in ("sku", "gtin", "mpn"):  # only what every offer says
         values = {getattr(r, name) for r in readings}

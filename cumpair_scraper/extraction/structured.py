@@ -16,6 +16,7 @@ from urllib.parse import urljoin
 import extruct
 from lxml.etree import _Element
 
+from cumpair_scraper.extraction.condition import stated_condition
 from cumpair_scraper.extraction.jsonld import jsonld_nodes
 from cumpair_scraper.extraction.offers import combine, is_type, offer_nodes, read_offer
 from cumpair_scraper.extraction.values import (
@@ -141,6 +142,8 @@ def product_fields(product: dict[str, Any], url: str, problems: list[str]) -> di
         if fields.get(item_name) is None:
             fields[item_name] = value
     fields.update(offer_fields)
+    if fields.get("condition") is None:  # Product.itemCondition, where the offers say none
+        fields["condition"] = stated_condition(text(product.get("itemCondition")))
     return fields
 
 
@@ -173,6 +176,7 @@ def _opengraph_fields(nodes: list[dict[str, Any]], url: str, problems: list[str]
         "brand": tag("product:brand", "og:brand"),
         "sku": tag("product:retailer_item_id", "og:retailer_item_id"),
         "availability": availability(tag("product:availability", "og:availability")),
+        "condition": stated_condition(tag("product:condition", "og:condition")),
     }
     amount = tag("product:price:amount", "og:price:amount")
     if amount:

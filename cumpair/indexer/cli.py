@@ -9,10 +9,10 @@ the store cannot be opened (another writer holds it) or Redis cannot be reached,
 from __future__ import annotations
 
 import argparse
+import os
 import signal
 import sys
 import threading
-from pathlib import Path
 from typing import TYPE_CHECKING
 
 from cumpair.cli_options import add_index_option
@@ -41,7 +41,11 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         f"({DEFAULT_KEY})"
     )  # fmt: skip
     parser.add_argument(
-        "--images", metavar="DIR", help="the crawl's IMAGES_STORE here (default: INDEX/images)"
+        "--images",
+        metavar="URI",
+        help="the crawl's IMAGES_STORE as reached from here: a directory, file://, s3://, gs:// "
+        "or ftp:// (default: INDEX/images); credentials and endpoints from the environment "
+        "under Scrapy's names (AWS_ENDPOINT_URL, AWS_ACCESS_KEY_ID, FTP_USER, ...)",
     )
     add_model_arguments(parser)
     parser.add_argument("--workers", type=int, default=2, help="OCR threads (2)")
@@ -58,9 +62,11 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 def options_from_args(args: argparse.Namespace) -> IndexerOptions:
     """The one `IndexerOptions` of a command line."""
     from cumpair.indexer.worker import IndexerOptions
+    from cumpair.stored_images import ImageStoreOptions
 
     return IndexerOptions(
-        images_dir=Path(args.images) if args.images else None,
+        images=args.images,
+        image_store=ImageStoreOptions.from_settings(os.environ),
         ocr=not args.no_ocr,
         workers=args.workers,
         batch=args.batch_size,
@@ -75,6 +81,7 @@ def run(args: argparse.Namespace) -> int:
     from cumpair.index import StoreError
     from cumpair.indexer.stream import ItemStream
     from cumpair.indexer.worker import Indexer
+    from cumpair.stored_images import ImageStoreError
 
     try:
         options = options_from_args(args)
@@ -91,7 +98,7 @@ def run(args: argparse.Namespace) -> int:
     except redis.RedisError as exc:
         print(f"cumpair indexer: Redis at {args.redis}: {exc}", file=sys.stderr)
         return 1
-    except (StoreError, EmbedError) as exc:
+    except (StoreError, EmbedError, ImageStoreError) as exc:
         print(f"cumpair indexer: {exc}", file=sys.stderr)
         return 1
     print(report.summary())

@@ -1,6 +1,8 @@
 """The indexer's loop: take items off the stream, run the crawl's stages, acknowledge when stored.
 
-Per batch: specs from each item's page text and photos (`stages.offer_specs`, on a thread pool),
+Per batch: each item's photos read back from the crawl's IMAGES_STORE (`cumpair.stored_images`:
+a path or an S3/GCS/FTP URI), specs from its page text and photos (`stages.offer_specs`, on a
+thread pool),
 then vectors for all of them together and the upsert of each (`batches.embed_and_store`) — the
 same code the crawl's pipelines and `cumpair ingest` run. An upsert is durable when it returns
 (the store's contract), and only then is the entry acknowledged (and its offer recorded for its
@@ -30,6 +32,7 @@ from cumpair.indexer.stream import Entry, ItemStream
 from cumpair.ingest.batches import embed_and_store
 from cumpair.ingest.stages import offer_specs, regroup_store
 from cumpair.search.products import ProductGroups
+from cumpair.stored_images import ImageStoreOptions, open_image_store, read_photos
 from cumpair.vision.ocr_types import OcrOptions
 
 logger = logging.getLogger(__name__)
@@ -39,15 +42,17 @@ logger = logging.getLogger(__name__)
 class IndexerOptions:
     """How the indexer works; the CLI builds one from its flags (`cli.options_from_args`).
 
-    `images_dir` is the crawl's IMAGES_STORE as this machine sees it (default
-    ``<index>/images``): item photo paths are relative to it. `ocr` reads specs from up to
+    `images` is the crawl's IMAGES_STORE as this machine reaches it, a path or a URI (default
+    ``<index>/images``), read with `image_store` (the crawl's AWS_*/GCS_PROJECT_ID/FTP_*
+    settings); item photo paths are relative to it. `ocr` reads specs from up to
     `ocr_images` photos per offer (SPECS_MAX_IMAGES_PER_ITEM), `colors` dominant colours from the
     first; `workers` threads run OCR; `batch` entries are read and embedded together; `block_s`
     is the longest wait for new entries; the stream quiet for `regroup_idle_s` triggers the
     regroup and flush; `exit_when_idle_s` (None: run until stopped) ends a batch job.
     """
 
-    images_dir: Path | None = None
+    images: str | None = None
+    image_store: ImageStoreOptions = field(default_factory=ImageStoreOptions)
     ocr: bool = True
     ocr_options: OcrOptions = field(default_factory=lambda: OcrOptions(max_variants=2))
     ocr_images: int = 2
@@ -106,7 +111,9 @@ class Indexer:
         self.stream = stream
         self.encoders = encoders
         self.options = options
-        self.images_dir = options.images_dir or self.index_dir / "images"
+        self.images = open_image_store(
+            options.images or self.index_dir / "images", options.image_store
+        )
         self.report = IndexerReport()
 
     def run(self, stop: threading.Event | None = None) -> IndexerReport:
@@ -165,13 +172,13 @@ class Indexer:
                 self.stream.ack([entry.id])
             else:
                 good.append(entry)
-        items = list(pool.map(self._with_specs, [entry.item for entry in good]))
-        batch = [(item, [str(p) for p in self._photo_paths(item)]) for item in items]
+        prepared = list(pool.map(self._prepare, [entry.item for entry in good]))
+        photos = {ref: data for offer in prepared for ref, data in offer.photos.items()}
+        batch = [(offer.item, offer.references) for offer in prepared]
         touched: set[int] = set()
-        for entry, outcome in zip(
-            good, embed_and_store(store, groups, embedder, batch), strict=True
-        ):
-            self.report.image_errors += len(outcome.vectors.image_errors)
+        stored = embed_and_store(store, groups, _StoredPhotos(embedder, photos), batch)
+        for entry, offer, outcome in zip(good, prepared, stored, strict=True):
+            self.report.image_errors += offer.unread + len(outcome.vectors.image_errors)
             if outcome.result is None:
                 self._reject(entry, f"invalid offer: {outcome.error}")
                 continue
@@ -183,29 +190,30 @@ class Indexer:
                 self.report.updated += 1
         return touched
 
-    def _with_specs(self, item: dict[str, Any]) -> dict[str, Any]:
-        """Pool thread: the item with `specs` from its text and first photos (the crawl's
-        specs stage); `spec_conflicts` says where they disagreed."""
-        photos = [
-            (image.get("url"), self.images_dir / image["path"])
-            for image in item.get("images") or []
-        ]
+    def _prepare(self, item: dict[str, Any]) -> _Prepared:
+        """Pool thread: the item's photos read from the image store, and the item with `specs`
+        from its text and first photos (the crawl's specs stage); `spec_conflicts` says where
+        they disagreed. A photo that cannot be read is left out of both, and logged."""
+        paths = [image["path"] for image in item.get("images") or []]
+        references = [self.images.reference(path) for path in paths]
+        read, unread = read_photos(self.images, paths)
+        for position, exc in unread.items():
+            logger.warning("indexer: %s: photo %s not read: %s", item["url"], paths[position], exc)
+        sources = [image.get("url") for image in item.get("images") or []]
         specs, conflicts = offer_specs(
             item,
-            photos,
+            [(sources[position], data) for position, data in read],
             ocr=self.options.ocr,
             ocr_images=self.options.ocr_images,
             ocr_options=self.options.ocr_options,
             colors=self.options.colors,
-            on_error=lambda path, exc: logger.warning(
-                "indexer: %s: photo %s not read: %s", item["url"], path.name, exc
+            on_error=lambda _, exc: logger.warning(
+                "indexer: %s: photo not read: %s", item["url"], exc
             ),
         )
         item["specs"], item["spec_conflicts"] = specs, [c.to_dict() for c in conflicts]
-        return item
-
-    def _photo_paths(self, item: dict[str, Any]) -> list[Path]:
-        return [self.images_dir / image["path"] for image in item.get("images") or []]
+        photos = {references[position]: data for position, data in read}
+        return _Prepared(item, references, photos, len(unread))
 
     def _reject(self, entry: Entry, reason: str) -> None:
         logger.warning("indexer: entry %s kept aside in %s: %s", entry.id, self.stream.dead_key,
@@ -218,6 +226,34 @@ class Indexer:
         products, offers = regroup_store(store, groups, touched)
         self.report.regroups += 1
         logger.info("indexer: regrouped %d offers into %d products", offers, products)
+
+
+@dataclass(frozen=True)
+class _Prepared:
+    """An item ready to embed: the references its record keeps for its photos, the bytes of
+    those that could be read (by reference), and how many could not."""
+
+    item: dict[str, Any]
+    references: list[str]
+    photos: dict[str, bytes]
+    unread: int
+
+
+class _StoredPhotos:
+    """The embedder as `embed_and_store` sees it: that loop submits each offer's photo
+    references (what its record keeps); the model gets the photos' bytes, read from the image
+    store beforehand, and never a path it might not reach."""
+
+    def __init__(self, embedder: BatchEmbedder, photos: dict[str, bytes]) -> None:
+        self.embedder = embedder
+        self.photos = photos
+
+    def submit(self, references: list[str], text: str | None = None, *, key: str | None = None):
+        images = [self.photos[ref] for ref in references if ref in self.photos]
+        return self.embedder.submit(images, text, key=key)
+
+    def flush(self, timeout: float | None = None) -> None:
+        self.embedder.flush(timeout)
 
 
 __all__ = ["Indexer", "IndexerOptions", "IndexerReport"]

@@ -4,7 +4,9 @@ Items are embedded in batches by `cumpair.embed.BatchEmbedder` and written to th
 `cumpair.index.ProductStore` under INDEX_DATA_DIR from a bounded thread pool, so the reactor
 never runs model or disk work. One store is opened per process and shared by every spider in
 it (`scrapy crawlall` runs all shops in one process; the store allows one writer process).
-A broken image loses its vector, never the item.
+Photos are read back through the store the images pipeline wrote them to
+(`cumpair.stored_images`: a path or an S3/GCS/FTP URI in IMAGES_STORE). A photo that cannot be
+read or embedded loses its vector, never the item.
 """
 
 from __future__ import annotations
@@ -28,7 +30,13 @@ from cumpair.embed.reindex import spaces_for
 from cumpair.index import ProductStore, StoreOptions
 from cumpair.ingest.stages import offer_record, regroup_store, space_vectors, store_offer
 from cumpair.search.products import ProductGroups
-from cumpair_scraper.pipelines.images import images_store_path
+from cumpair.stored_images import (
+    ImageStoreOptions,
+    image_store_uri,
+    open_image_store,
+    read_photos,
+)
+from cumpair_scraper.pipelines.vision_cache import vision_cache_from_settings
 
 logger = logging.getLogger(__name__)
 
@@ -110,9 +118,10 @@ class IndexPipeline:
     """Last pipeline: vectors for the offer's images and text, then an upsert into the store.
 
     Settings: INDEX_ENABLED, INDEX_DATA_DIR, INDEX_WORKERS (threads doing embedding and
-    writes), CUMPAIR_INDEX_* (the store's options), EMBED_ENCODERS (auto/offline/clip),
-    EMBED_CLIP_MODEL, EMBED_CLIP_PRETRAINED, EMBED_BACKEND, EMBED_THREADS, EMBED_MODEL_DIR,
-    EMBED_BATCH_SIZE, EMBED_MAX_WAIT.
+    writes), IMAGES_STORE and Scrapy's AWS_*/GCS_PROJECT_ID/FTP_* (where the photos are read
+    from, `ImageStoreOptions`), CUMPAIR_INDEX_* (the store's options), EMBED_ENCODERS
+    (auto/offline/clip), EMBED_CLIP_MODEL, EMBED_CLIP_PRETRAINED, EMBED_BACKEND,
+    EMBED_THREADS, EMBED_MODEL_DIR, EMBED_BATCH_SIZE, EMBED_MAX_WAIT.
     """
 
     def __init__(self, crawler: Crawler):
@@ -122,7 +131,9 @@ class IndexPipeline:
         self.crawler = crawler
         self.stats = crawler.stats
         self.path = Path(settings["INDEX_DATA_DIR"]).resolve()
-        self.images_dir = images_store_path(settings)
+        self.images = open_image_store(
+            image_store_uri(settings), ImageStoreOptions.from_settings(settings)
+        )
         self.executor = ThreadPoolExecutor(settings.getint("INDEX_WORKERS"), "cumpair-index")
         self.encoders = encoders_from_settings(settings)
         logger.info("Indexing into %s with %s", self.path, self.encoders.describe())
@@ -130,6 +141,7 @@ class IndexPipeline:
             self.encoders,
             batch_size=settings.getint("EMBED_BATCH_SIZE"),
             max_wait=settings.getfloat("EMBED_MAX_WAIT"),
+            cache=vision_cache_from_settings(settings),
         )
         shared = _acquire_store(self.path, self.encoders, store_options_from_settings(settings))
         self.store, self.groups, self.touched = shared.store, shared.groups, shared.touched
@@ -147,16 +159,19 @@ class IndexPipeline:
     def _index(self, item: Any) -> None:
         """Worker thread: embed (batched with other items) and upsert one offer."""
         adapter = ItemAdapter(item)
-        paths = [self.images_dir / image["path"] for image in adapter.get("images") or []]
+        paths = [image["path"] for image in adapter.get("images") or []]
+        read, unread = read_photos(self.images, paths)
+        for position, exc in unread.items():
+            self.stats.inc_value("index/image_errors")
+            logger.warning("%s: image %s not read: %s", adapter.get("url"), paths[position], exc)
         vectors = self.embedder.submit(
-            [str(p) for p in paths], product_text(adapter), key=adapter.get("url")
+            [data for _, data in read], product_text(adapter), key=adapter.get("url")
         ).result()
         for position, reason in vectors.image_errors.items():
             self.stats.inc_value("index/image_errors")
-            logger.warning(
-                "%s: image %s has no vector: %s", adapter.get("url"), paths[position].name, reason
-            )
-        record = offer_record(adapter, paths)
+            logger.warning("%s: image %s has no vector: %s", adapter.get("url"),
+                           paths[read[position][0]], reason)  # fmt: skip
+        record = offer_record(adapter, [self.images.reference(path) for path in paths])
         result, membership = store_offer(self.store, self.groups, record, space_vectors(vectors))
         self.touched.add(result.offer_id)
         self.stats.inc_value(f"index/upsert/{result.matched_by}")
@@ -172,5 +187,6 @@ class IndexPipeline:
             self.executor.shutdown(wait=True)
             for name, value in self.embedder.stats().items():
                 self.stats.set_value(f"index/embed/{name}", value)
+            self.stats.set_value("stage/embed_s", self.embedder.stats().get("model_s", 0.0))
         finally:
             _release_store(self.path)

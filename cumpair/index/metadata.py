@@ -175,12 +175,20 @@ MIGRATIONS: list[Migration] = [
     """,
     _move_vectors_to_logs,
     _checksum_vector_logs,
+    # 4: what an offer says beyond its price: schema.org condition, shipping rules as the item
+    # gives them (JSON list of objects), and where page and photo specs disagreed (JSON list).
+    """
+    ALTER TABLE offers ADD COLUMN condition TEXT;
+    ALTER TABLE offers ADD COLUMN shipping TEXT NOT NULL DEFAULT '[]';
+    ALTER TABLE offers ADD COLUMN spec_conflicts TEXT NOT NULL DEFAULT '[]'
+    """,
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
 
 _OFFER_COLUMNS = (
     "id, shop, url, title, price, currency, availability, brand, model, sku, gtin, category, "
-    "image_paths, image_urls, specs, first_seen, last_seen, product_id"
+    "image_paths, image_urls, specs, first_seen, last_seen, product_id, condition, shipping, "
+    "spec_conflicts"
 )
 
 
@@ -283,6 +291,9 @@ class OfferRow(NamedTuple):
     image_paths: str
     image_urls: str
     specs: str
+    condition: str | None
+    shipping: str
+    spec_conflicts: str
 
 
 _ROW_COLUMNS = ", ".join(OfferRow._fields)
@@ -290,8 +301,10 @@ _UPDATE_ALL = ", ".join(f"{c} = ?" for c in OfferRow._fields)
 _UPDATE_KEEP_URL = ", ".join(f"{c} = ?" for c in OfferRow._fields if c != "url")
 
 
-def offer_row(offer: OfferRecord, price: Decimal | None, currency: str | None) -> OfferRow:
-    """Column values of `offer`, with its price and currency already validated."""
+def offer_row(
+    offer: OfferRecord, price: Decimal | None, currency: str | None, condition: str | None
+) -> OfferRow:
+    """Column values of `offer`, with its price, currency and condition already validated."""
     return OfferRow(
         offer.shop,
         offer.url,
@@ -308,11 +321,14 @@ def offer_row(offer: OfferRecord, price: Decimal | None, currency: str | None) -
         _json_list(offer.image_paths),
         _json_list(offer.image_urls),
         json.dumps(offer.specs, sort_keys=True, default=str) if offer.specs else "{}",
+        condition,
+        _json_list(offer.shipping, default=str),
+        _json_list(offer.spec_conflicts, default=str),
     )
 
 
-def _json_list(values) -> str:
-    return json.dumps(list(values)) if values else "[]"
+def _json_list(values, default: Callable[[Any], Any] | None = None) -> str:
+    return json.dumps(list(values), default=default) if values else "[]"
 
 
 def offers_by_url(
@@ -423,6 +439,9 @@ def _offer_from_row(row: tuple) -> OfferRecord:
         last_seen=datetime.fromisoformat(row[16]),
         seen_at=datetime.fromisoformat(row[16]),
         product_id=row[17],
+        condition=row[18],
+        shipping=json.loads(row[19]),
+        spec_conflicts=json.loads(row[20]),
     )
 
 

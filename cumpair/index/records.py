@@ -198,7 +198,11 @@ class OfferRecord:
     """One offer: a shop selling something at a URL. ``id`` and the seen dates are set by the store.
 
     ``price`` is a Decimal stored exactly (as text); ``specs`` is the spec output contract dict.
-    ``seen_at`` is when the crawler saw the page (default: now, UTC).
+    ``seen_at`` is when the crawler saw the page (default: now, UTC). ``condition`` is a
+    schema.org OfferItemCondition short name (`CONDITIONS`; the full names and IRIs are accepted
+    and shortened). ``shipping`` holds the item's shipping rules/rates as it gives them (a list
+    of JSON objects, stored verbatim); ``spec_conflicts`` the specs pipeline's
+    ``{field, page, image, image_url}`` records of where page and photos disagreed.
     """
 
     shop: str
@@ -220,6 +224,35 @@ class OfferRecord:
     first_seen: datetime | None = None
     last_seen: datetime | None = None
     product_id: int | None = None
+    condition: str | None = None
+    shipping: list[dict[str, Any]] = field(default_factory=list)
+    spec_conflicts: list[dict[str, Any]] = field(default_factory=list)
+
+
+# schema.org OfferItemCondition members, by the short name the store keeps.
+CONDITIONS = ("New", "Used", "Refurbished", "Damaged")
+_CONDITION_PREFIXES = ("https://schema.org/", "http://schema.org/", "schema:")
+
+
+def condition_name(value: str | None) -> str | None:
+    """The short name of a schema.org item condition (``NewCondition``, its IRI, ``new``...).
+
+    Raises `ValueError` for anything that is not one of `CONDITIONS`.
+    """
+    if value is None:
+        return None
+    if not isinstance(value, str):
+        raise ValueError(f"condition must be a string, got {value!r}")
+    text = value.strip()
+    for prefix in _CONDITION_PREFIXES:
+        if text.lower().startswith(prefix.lower()):
+            text = text[len(prefix) :]
+    if text.lower().endswith("condition"):
+        text = text[: -len("condition")]
+    for name in CONDITIONS:
+        if text.lower() == name.lower():
+            return name
+    raise ValueError(f"condition {value!r} is not one of {', '.join(CONDITIONS)} (schema.org)")
 
 
 @dataclass(frozen=True)

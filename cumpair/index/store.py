@@ -75,6 +75,7 @@ from cumpair.index.records import (
     StoreOptions,
     UnknownSpaceError,
     UpsertResult,
+    condition_name,
     utcnow,
     vector_id,
 )
@@ -752,7 +753,15 @@ class ProductStore:
             raise InvalidOfferError(f"offer.seen_at must be a datetime, got {seen!r}")
         seen = seen.replace(tzinfo=UTC) if seen.tzinfo is None else seen.astimezone(UTC)
         try:
-            row = metadata.offer_row(offer, price, None if currency is None else currency.upper())
+            condition = condition_name(offer.condition)
+        except ValueError as exc:
+            raise InvalidOfferError(f"offer.condition: {exc}") from None
+        _check_objects(offer.shipping, "shipping")
+        _check_objects(offer.spec_conflicts, "spec_conflicts", required="field")
+        try:
+            row = metadata.offer_row(
+                offer, price, None if currency is None else currency.upper(), condition
+            )
         except (TypeError, ValueError) as exc:
             raise InvalidOfferError(f"offer fields cannot be stored: {exc}") from exc
         return row, seen.isoformat()
@@ -1439,6 +1448,17 @@ def _inventory_entry(file: Path) -> dict[str, Any]:
         generation = snapshots.generation_of(file.name)
         entry.update(space=file.name.rsplit(".", 3)[0], generation=generation)
     return entry
+
+
+def _check_objects(values: Any, name: str, required: str | None = None) -> None:
+    """Refuse an offer list field that is not a list of JSON objects (each naming `required`)."""
+    if not isinstance(values, list | tuple):
+        raise InvalidOfferError(f"offer.{name} must be a list of objects, got {values!r}")
+    for value in values:
+        if not isinstance(value, Mapping) or not all(isinstance(k, str) for k in value):
+            raise InvalidOfferError(f"offer.{name}: {value!r} is not an object with text keys")
+        if required is not None and not isinstance(value.get(required), str):
+            raise InvalidOfferError(f"offer.{name}: {value!r} has no {required!r}")
 
 
 def _independent_end(items: list[_Prepared], start: int) -> int:

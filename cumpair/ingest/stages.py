@@ -115,6 +115,9 @@ def offer_record(item: Mapping[str, Any], image_paths: Sequence[str]) -> OfferRe
         image_paths=tuple(str(p) for p in image_paths),
         image_urls=tuple(item.get("image_urls") or ()),
         specs=item.get("specs") or {},
+        condition=item.get("condition"),
+        shipping=item.get("shipping") or [],
+        spec_conflicts=item.get("spec_conflicts") or [],
     )
 
 

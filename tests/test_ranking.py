@@ -116,6 +116,7 @@ def test_a_price_is_implausible_when_zero_or_far_below_two_others_in_its_currenc
 def test_the_main_currency_is_that_of_most_offers_ties_go_to_the_cheapest_buyable():
     usd = [_record(1, "u", "50.00", "InStock", "USD"), _record(2, "v", "40", "OutOfStock", "USD")]
     eur = [_record(3, "e", "60.00", "InStock"), _record(4, "f", "70.00", "InStock")]
+    usd, eur = [offer_view(r, []) for r in usd], [offer_view(r, []) for r in eur]
     ranked = rank_offers(usd + eur[:1])
     assert [(r.offer.shop, r.group) for r in ranked] == [
         ("u", "in stock"),

@@ -1,7 +1,7 @@
 """Which watches the store's current prices trigger: a price at or under the target, or the
 given percentage under its shop's recent trend; each drop queued once (see `book`). A price the
-search ranking flags as implausible (zero, or far below the watch's other offers:
-`ranking.price_flags`) triggers nothing.
+search ranking flags as implausible (zero, or far below the watch's other offers or the offer's
+own earlier prices: `ranking.price_flags`) triggers nothing.
 
 Reads the store and the product grouping through their public APIs only; writes nothing but
 the watch book.
@@ -78,12 +78,14 @@ def check_watches(book: WatchBook, store: Any, groups: Any | None) -> int:
     for watch in book.watches():
         ids = watched_offers(watch, store, groups)
         records = store.get_offers(ids)
-        flags = dict(zip(records, price_flags(list(records.values())), strict=True))
+        histories = {offer_id: store.price_history(offer_id) for offer_id in records}
+        judged = price_flags(list(records.values()), list(histories.values()))
+        flags = dict(zip(records, judged, strict=True))
         for offer_id in ids:
             record = records.get(offer_id)
             if record is None or flags[offer_id]:  # a placeholder price is no drop, no rise
                 continue
-            history = store.price_history(offer_id)
+            history = histories[offer_id]
             reason = trigger(watch, record, history)
             told = book.told_price(watch.id, offer_id)
             if reason is None:

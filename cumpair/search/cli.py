@@ -9,9 +9,14 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from dataclasses import replace
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from cumpair.cli_options import add_index_option, price_argument
+
+if TYPE_CHECKING:
+    from cumpair.search.ranking_options import RankingOptions
 
 
 def _positive(text: str) -> int:
@@ -32,6 +37,44 @@ def _common(parser: argparse.ArgumentParser) -> None:
     )  # fmt: skip
 
 
+def add_ranking_arguments(parser: argparse.ArgumentParser) -> None:
+    """How offers are ranked (over the ``CUMPAIR_RANKING_*`` settings, see `ranking_options`)."""
+    parser.add_argument(
+        "--rank-by", choices=("price", "total", "unit"),
+        help="rank offers by item price, total price with shipping, or unit price "
+        "(default: CUMPAIR_RANKING_BY, else price)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--ship-to",
+        metavar="CC",
+        help="country shipping is priced to (DE, FR...; for --rank-by total)",
+    )
+    parser.add_argument(
+        "--rates", metavar="FILE",
+        help="currency rate file (JSON or the ECB's CSV) to compare offers across currencies",
+    )  # fmt: skip
+    parser.add_argument("--currency", metavar="CODE", help="currency to compare in (ISO 4217)")
+
+
+def ranking_from_args(args: argparse.Namespace) -> RankingOptions:
+    """The ranking the environment's settings and the command line's options give; exits with
+    a message on a bad option or an unusable rate file."""
+    from cumpair.search.ranking_options import RankingOptions, RankingOptionsError
+    from cumpair.search.rates import RatesError, load_rates
+
+    try:
+        options = RankingOptions.from_environ()
+        if getattr(args, "rates", None):
+            options = replace(options, rates=load_rates(args.rates))
+        return options.with_overrides(
+            by=getattr(args, "rank_by", None),
+            ship_to=getattr(args, "ship_to", None),
+            currency=getattr(args, "currency", None),
+        )
+    except (RatesError, RankingOptionsError) as exc:
+        raise SystemExit(f"cumpair: {exc}") from None
+
+
 def add_search_arguments(parser: argparse.ArgumentParser) -> None:
     """The arguments of `cumpair search` (shared with search_index.py)."""
     query = parser.add_mutually_exclusive_group()
@@ -45,6 +88,11 @@ def add_search_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--max-price", type=price_argument, help="only offers at or below this price"
     )
+    parser.add_argument(
+        "--condition", type=str.capitalize, choices=("New", "Refurbished", "Used", "Damaged"),
+        help="only offers in this condition (an offer stating none counts as new)",
+    )  # fmt: skip
+    add_ranking_arguments(parser)
     parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
     parser.add_argument("--explain", action="store_true", help="show why offers were grouped")
     parser.add_argument("--no-ocr", action="store_true", help="do not OCR photo queries")
@@ -68,6 +116,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
     products = subparsers.add_parser("products", help="every product with its offers (export)")
     add_index_option(products)
+    add_ranking_arguments(products)
     products.add_argument(
         "--json", action="store_true", help="one JSON object per product per line"
     )
@@ -77,6 +126,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     serve.add_argument("--host", default="127.0.0.1", help="address to listen on (127.0.0.1)")
     serve.add_argument("--port", type=int, default=8080, help="port to listen on (8080)")
     serve.add_argument("--no-ocr", action="store_true", help="do not OCR photo queries")
+    add_ranking_arguments(serve)
     _common(serve)
     serve.set_defaults(func=run_serve)
 
@@ -117,11 +167,13 @@ def open_service(args: argparse.Namespace, *, regroup: bool = False):
 def run_search(args: argparse.Namespace) -> int:
     from cumpair.search.formatting import format_results
     from cumpair.search.service import QueryError
+    from cumpair.search.views import ranked_by, with_condition
     from cumpair.vision.images import ImageError
 
     if not (args.image or args.text or args.gtin) and not args.regroup:
         print("cumpair search: give --image, --text or --gtin", file=sys.stderr)
         return 2
+    ranking = ranking_from_args(args)
     service = open_service(args, regroup=args.regroup)
     if not (args.image or args.text or args.gtin):
         return 0
@@ -141,6 +193,7 @@ def run_search(args: argparse.Namespace) -> int:
     except (QueryError, ImageError) as exc:
         print(f"cumpair search: {exc}", file=sys.stderr)
         return 1
+    response.products = ranked_by(with_condition(response.products, args.condition), ranking)
     if args.json:
         print(json.dumps(response.to_dict(), indent=2))
     else:
@@ -193,18 +246,21 @@ def run_products(args: argparse.Namespace) -> int:
     if not (path / "meta.sqlite").exists():
         print(f"cumpair products: no index at {path} (crawl or ingest first)", file=sys.stderr)
         return 1
+    ranking = ranking_from_args(args)
     try:
         groups = ProductGroups.open(path, readonly=True)
     except GroupingError as exc:
         print(f"cumpair products: {exc}", file=sys.stderr)
         return 1
     with ProductStore.open(path, readonly=True) as store, groups:
-        for product in product_dicts(store, groups):
+        for product in product_dicts(store, groups, ranking):
             if args.json:
                 print(json.dumps(product, ensure_ascii=False))
                 continue
             offers = product["offers"]
             lowest = product["lowest_price"]  # buyable now (its basis: "lowest_price_basis")
+            if lowest and product["lowest_price_condition"] != "New":
+                lowest += f" ({product['lowest_price_condition'].lower()})"
             price = f"{lowest} {product['lowest_price_currency']}" if lowest else "-"
             ident = product["product_id"] if product["product_id"] is not None else "-"
             print(f"{ident}\t{len(offers)} offer(s)\tfrom {price}\t{product['title']}")
@@ -217,7 +273,8 @@ def run_serve(args: argparse.Namespace) -> int:
     from cumpair.search.server import create_app
 
     service = open_service(args)
-    web.run_app(create_app(service), host=args.host, port=args.port)
+    app = create_app(service, ranking=ranking_from_args(args))
+    web.run_app(app, host=args.host, port=args.port)
     return 0
 
 

@@ -13,17 +13,22 @@ from collections.abc import Iterator
 from typing import Any
 
 from cumpair.search.products import ProductGroups
+from cumpair.search.ranking_options import RankingOptions
 from cumpair.search.service import QueryError, SearchService
 from cumpair.search.store_scan import scan_offers
-from cumpair.search.views import ProductView, cheapest_first, key_specs, offer_view
+from cumpair.search.views import ProductView, cheapest_first, key_specs, offer_view, ranked_by
 
 _QUERY_ONLY = ("score", "reasons")
 
 
-def product_dicts(store: Any, groups: ProductGroups) -> Iterator[dict[str, Any]]:
-    """Products by id, then ungrouped offers by id; each ``{"product_id", "title", "brand",
-    "model", "gtin", "specs", "lowest_price" (and its currency, basis and offer id),
-    "lowest_price_seen", "offers": [...]}`` with JSON-ready values."""
+def product_dicts(
+    store: Any, groups: ProductGroups, ranking: RankingOptions | None = None
+) -> Iterator[dict[str, Any]]:
+    """Products by id, then ungrouped offers by id, offers ranked under `ranking` (default: by
+    item price); each ``{"product_id", "title", "brand", "model", "gtin", "specs",
+    "lowest_price" (and its currency, basis, condition and offer id), "lowest_price_seen",
+    "ranking", "offers": [...]}`` with JSON-ready values."""
+    ranking = ranking or RankingOptions()
     service = SearchService(store, groups, encoder_loader=_no_encoders)
     offer_ids = [record.id for record in scan_offers(store)]
     product_of = groups.product_of(offer_ids)
@@ -32,22 +37,23 @@ def product_dicts(store: Any, groups: ProductGroups) -> Iterator[dict[str, Any]]
             view = service.product(product_id)
         except QueryError:  # its offers left the store since the scan
             continue
-        data = view.to_dict()
+        data = ranked_by([view], ranking)[0].to_dict()
         for name in _QUERY_ONLY:
             data.pop(name)
         yield data
     for offer_id in offer_ids:
         record = None if offer_id in product_of else store.get_offers([offer_id]).get(offer_id)
         if record is not None:
-            yield _ungrouped(store, record)
+            yield _ungrouped(store, record, ranking)
 
 
-def _ungrouped(store: Any, record: Any) -> dict[str, Any]:
+def _ungrouped(store: Any, record: Any, ranking: RankingOptions) -> dict[str, Any]:
     """An offer not grouped yet as a product of its own (ranked and priced the same way)."""
-    offers = cheapest_first([offer_view(record, store.price_history(record.id))])
+    offers = cheapest_first([offer_view(record, store.price_history(record.id))], None, ranking)
     view = ProductView(
         0, record.title, record.brand, record.model, record.gtin, key_specs([record]), offers
     )
+    view.ranking = ranking
     data = view.to_dict()
     for name in _QUERY_ONLY:
         data.pop(name)

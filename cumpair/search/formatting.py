@@ -11,7 +11,7 @@ from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
-from cumpair.search.views import OfferView, ProductView
+from cumpair.search.views import OfferView, ProductView, ranking_text
 
 _SPEC_UNITS = {
     "storage_gb": "GB",
@@ -149,17 +149,24 @@ def format_product(view: ProductView, rank: int | None = None, base_url: str = "
     lines.append("    " + " | ".join(part for part in identity if part))
     best = view.best
     currency = None if best is None else best.offer.currency
-    basis = "" if best is None else f" ({best.group})"
+    basis = ""
+    if best is not None:
+        condition = "" if best.condition == "New" else f"{best.condition.lower()}, "
+        basis = f" ({condition}{best.group})"
     lowest, seen = _money(view.lowest_price, currency), _money(view.lowest_price_seen, currency)
     lines.append(
         f"    {len(view.offers)} offer(s), lowest price{basis} {lowest}, lowest price seen {seen}"
     )
+    lines.append(f"    ranked: {ranking_text(view.ranking, best)}")
     for reason in view.reasons:
         lines.append(f"    matched: {reason}")
     rows = [
         (
             o.shop,
             _money(o.price, o.currency) + (f" ({o.price_flag})" if o.price_flag else ""),
+            _shipping(o),
+            _unit(o),
+            (o.condition or "New").lower(),
             o.availability or "-",
             _change(o),
             _money(o.lowest_price),
@@ -168,7 +175,10 @@ def format_product(view: ProductView, rank: int | None = None, base_url: str = "
         )
         for o in view.offers
     ]
-    header = ("shop", "price", "availability", "change", "lowest", "last seen", "url")
+    header = (
+        "shop", "price", "shipping", "unit price", "condition", "availability", "change",
+        "lowest", "last seen", "url",
+    )  # fmt: skip
     table = _table(header, rows)
     lines.append(table[0])
     for offer, row in zip(view.offers, table[1:], strict=True):
@@ -176,6 +186,18 @@ def format_product(view: ProductView, rank: int | None = None, base_url: str = "
         if offer.explanation is not None:
             lines.append("        why: " + explain_text(offer.explanation))
     return "\n".join(lines)
+
+
+def _shipping(offer: OfferView) -> str:
+    """Shipping to the chosen country: "free", "4.95", or "?" when the shop states none."""
+    if offer.shipping_cost is None:
+        return "?"
+    return "free" if offer.shipping_cost == 0 else _money(offer.shipping_cost)
+
+
+def _unit(offer: OfferView) -> str:
+    unit = offer.unit_price
+    return "-" if unit is None else f"{_money(unit.amount)}/{unit.per}"
 
 
 def explain_text(explanation: dict[str, Any]) -> str:

@@ -31,7 +31,9 @@ from cumpair.search.formatting import (
     spec_value_text,
     when_text,
 )
-from cumpair.search.server import SERVICE, search_options
+from cumpair.search.ranking import CONDITIONS
+from cumpair.search.ranking_options import RANK_BY
+from cumpair.search.server import RANKING, SERVICE, ranking_options, search_options, shown_products
 from cumpair.search.service import QueryError
 from cumpair.search.views import (
     TREND_DAYS,
@@ -39,7 +41,8 @@ from cumpair.search.views import (
     first_photo,
     photo_file,
     product_detail,
-    with_availability,
+    ranked_by,
+    ranking_text,
 )
 from cumpair.vision.images import ImageError
 
@@ -60,6 +63,8 @@ _ENV.filters.update(money=lambda v, c=None: money_text(v, c), when=when_text)
 _ENV.filters.update(change=lambda v, c=None: change_text(v, c), specs=spec_text)
 _ENV.filters.update(spec_label=spec_label, spec_value=spec_value_text)
 _ENV.globals["availabilities"] = AVAILABILITIES
+_ENV.globals["conditions"] = (("", "Any"), *((c, c) for c in CONDITIONS))
+_ENV.globals["rank_by"] = RANK_BY
 
 
 def _render(name: str, status: int = 200, **context: Any) -> web.Response:
@@ -94,7 +99,8 @@ async def search_page(request: web.Request) -> web.Response:
         if isinstance(upload, web.FileField):
             image = upload.file.read() or None
     form_values = {name: params.get(name, "") for name in ("text", "gtin", "shop", "max_price")}
-    form_values["availability"] = params.get("availability", "")
+    for name in ("availability", "condition", "rank_by", "ship_to"):
+        form_values[name] = params.get(name, "")
     context: dict[str, Any] = {"form": form_values, "results": None, "error": None}
     context.update(query_photo=None, query_facts={})
     if image is None and not (form_values["text"] or form_values["gtin"]):
@@ -110,12 +116,12 @@ async def search_page(request: web.Request) -> web.Response:
             response = await asyncio.to_thread(service.search_text, params["text"], **options)
         else:
             response = await asyncio.to_thread(service.search_gtin, params["gtin"], **options)
+        products = shown_products(response.products, params, request.app[RANKING])
     except QueryError as exc:
         return _render("search.html", status=400, **{**context, "error": str(exc)})
     except ImageError as exc:
         error = f"unusable image: {exc}"
         return _render("search.html", status=400, **{**context, "error": error})
-    products = with_availability(response.products, form_values["availability"] or None)
     results = await asyncio.to_thread(_result_rows, service, products)
     context.update(results=results, query_facts=response.facts)
     return _render("search.html", **context)
@@ -131,11 +137,18 @@ def _result_rows(service: Any, products: list[Any]) -> list[dict[str, Any]]:
                 "view": view,
                 "photo": None if photo is None else f"/images/{photo[0]}/{photo[1]}",
                 "cheapest": None if best is None else best.offer,
-                "basis": None if best is None else best.group,
+                "basis": None if best is None else _basis(best),
+                "said": ranking_text(view.ranking, best),
                 "shops": len({o.shop for o in view.offers}),
             }
         )
     return rows
+
+
+def _basis(best: Any) -> str:
+    """The lowest price's basis as the page labels it: "in stock", "refurbished, in stock"."""
+    condition = "" if best.condition == CONDITIONS[0] else f"{best.condition.lower()}, "
+    return condition + best.group
 
 
 class _BadId(QueryError):
@@ -153,9 +166,10 @@ async def _detail(request: web.Request) -> Any:
     service = request.app[SERVICE]
     product_id = _product_id(request)
     explain = request.query.get("explain", "") in ("1", "true", "yes", "on")
+    options = ranking_options(request.query, request.app[RANKING])
 
     def build() -> Any:
-        view = service.product(product_id, explain=explain)
+        (view,) = ranked_by([service.product(product_id, explain=explain)], options)
         return product_detail(view, service.store, service.images_root)
 
     return await asyncio.to_thread(build)
@@ -170,11 +184,14 @@ async def product_page(request: web.Request) -> web.Response:
         return _render("missing.html", status=status, message=str(exc))
     cheapest = detail.cheapest
     series = [detail.series[o.offer_id] for o in detail.view.offers if o.offer_id in detail.series]
+    best = detail.view.best
     return _render(
         "product.html",
         detail=detail,
         view=detail.view,
         cheapest=cheapest,
+        basis=None if best is None else _basis(best),
+        said=ranking_text(detail.view.ranking, best),
         shops=len({o.shop for o in detail.view.offers}),
         chart=price_chart_svg(series, cheapest.offer_id if cheapest else None),
         legend=chart_legend(series),

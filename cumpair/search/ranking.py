@@ -4,8 +4,10 @@ and order a product's offers the way a shopper compares them.
 The index scores offers; users want products. A product scores as its best offer, so a product
 sold by four shops is not ranked above a better match sold by one. Facts OCR'd from a query
 photo (GTIN, model code, brand) then lift the products that carry them. A product's offers are
-ranked by availability, then price, in one currency at a time, with implausible prices flagged
-(`rank_offers`); its lowest price is the first offer of that order that counts (`lowest_offer`).
+ranked by availability and condition, then price (item, total with shipping, or unit price, as
+`RankingOptions` chooses), in one currency at a time unless a rate table converts, with
+implausible prices flagged (`rank_offers`); its lowest price is the first offer of that order
+that counts (`lowest_offer`).
 Pure functions over records: nothing here reads a store.
 """
 
@@ -16,7 +18,12 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
 from statistics import median
-from typing import Generic, Protocol, TypeVar
+from typing import Any, Generic, Protocol, TypeVar
+
+from cumpair.search.ranking_options import RankingOptions
+from cumpair.search.rates import RateTable
+from cumpair.search.shipping import shipping_cost
+from cumpair.search.unit_price import Quantity, UnitPrice, unit_price
 
 # Re-ranking bonuses, added to a cosine score in [-1, 1]: an exact GTIN beats any image score,
 # a model code nearly so, a brand only breaks near-ties.
@@ -99,16 +106,22 @@ UNAVAILABLE = frozenset({"OutOfStock", "SoldOut", "Discontinued"})
 # what the page shows, but nothing promises it, so a stated "in stock" comes before it.
 GROUPS = ("in stock", "availability unknown", "pre-order or back-order", "out of stock")
 OTHER_CURRENCY = "other currency"
+# Conditions (the store's schema.org short names), best first. An offer that states none counts
+# as new: shops selling used goods say so, in markup or in the title (`extraction.condition`).
+CONDITIONS = ("New", "Refurbished", "Used", "Damaged")
 # A price under this share of the median of the same product's other offers in the same
-# currency (at least IMPLAUSIBLE_MIN_OTHERS of them) is a placeholder, a deposit or a
-# mis-read, not a price to buy at; so is a price of zero or less.
+# currency (at least IMPLAUSIBLE_MIN_OTHERS of them), or of the offer's own earlier prices (at
+# least as many), is a placeholder, a deposit or a mis-read, not a price to buy at; so is a
+# price of zero or less.
 IMPLAUSIBLE_SHARE = Decimal("0.2")
 IMPLAUSIBLE_MIN_OTHERS = 2
 IMPLAUSIBLE = "implausible"
 
 
 class PricedOffer(Protocol):
-    """What ranking reads of an offer: a store record or an `OfferView` both fit."""
+    """What ranking reads of an offer (an `OfferView` fits): its price and currency, stock,
+    shop, condition, shipping rules (`shipping.py`) and quantities (`unit_price.py`: `quantity`
+    from a stated pack, `net_quantity` also from a single quantity or the specs)."""
 
     @property
     def price(self) -> Decimal | None: ...
@@ -118,6 +131,23 @@ class PricedOffer(Protocol):
     def availability(self) -> str | None: ...
     @property
     def shop(self) -> str: ...
+    @property
+    def condition(self) -> str | None: ...
+    @property
+    def shipping(self) -> Sequence[Mapping[str, Any]]: ...
+    @property
+    def quantity(self) -> Quantity | None: ...
+    @property
+    def net_quantity(self) -> Quantity | None: ...
+
+
+class Priced(Protocol):
+    """What a price check reads: a store record, a price-history row or an offer view."""
+
+    @property
+    def price(self) -> Decimal | None: ...
+    @property
+    def currency(self) -> str | None: ...
 
 
 Offer = TypeVar("Offer", bound=PricedOffer)
@@ -135,9 +165,18 @@ def availability_group(value: str | None) -> str:
     return GROUPS[1]
 
 
-def price_flags(offers: Sequence[PricedOffer]) -> list[str | None]:
+def condition_of(value: str | None) -> str:
+    """The condition (one of `CONDITIONS`) of a stored condition; unstated counts as new."""
+    return value if value in CONDITIONS else CONDITIONS[0]
+
+
+def price_flags(
+    offers: Sequence[Priced], histories: Sequence[Sequence[Priced]] | None = None
+) -> list[str | None]:
     """Per offer (same order): `IMPLAUSIBLE` for a price of zero or less, or one under
-    `IMPLAUSIBLE_SHARE` of the median of the other offers' prices in its currency; else None."""
+    `IMPLAUSIBLE_SHARE` of the median of the other offers' prices in its currency, or of the
+    offer's own earlier prices (`histories`, oldest first, the last row being the current
+    price, as the store keeps them); else None."""
     flags: list[str | None] = []
     for n, offer in enumerate(offers):
         price = offer.price
@@ -149,8 +188,15 @@ def price_flags(offers: Sequence[PricedOffer]) -> list[str | None]:
             for m, o in enumerate(offers)
             if m != n and o.price is not None and o.currency == offer.currency
         ]
-        far_below = len(others) >= IMPLAUSIBLE_MIN_OTHERS and price < IMPLAUSIBLE_SHARE * Decimal(
-            median(others)
+        earlier = [
+            p.price
+            for p in (histories[n][:-1] if histories else ())
+            if p.price is not None and p.currency == offer.currency
+        ]
+        far_below = any(
+            len(prices) >= IMPLAUSIBLE_MIN_OTHERS
+            and price < IMPLAUSIBLE_SHARE * Decimal(median(prices))
+            for prices in (others, earlier)
         )
         flags.append(IMPLAUSIBLE if price <= 0 or far_below else None)
     return flags
@@ -158,57 +204,143 @@ def price_flags(offers: Sequence[PricedOffer]) -> list[str | None]:
 
 @dataclass(frozen=True)
 class RankedOffer(Generic[Offer]):
-    """An offer in its place: its group (`GROUPS` or `OTHER_CURRENCY`) and its price flag."""
+    """An offer in its place: its group (`GROUPS` or `OTHER_CURRENCY`), price flag, condition,
+    shipping cost to the chosen country (None: unknown), unit price, and the amount it was
+    ranked on (`compared`, in `compared_currency`: its price, total or unit price, converted
+    with the rate table where its currency is not the one compared in; None: not known)."""
 
     offer: Offer
     group: str
     price_flag: str | None
+    condition: str = CONDITIONS[0]
+    shipping: Decimal | None = None
+    unit_price: UnitPrice | None = None
+    compared: Decimal | None = None
+    compared_currency: str | None = None
+
+    @property
+    def total(self) -> Decimal | None:
+        """Price plus shipping, in the offer's currency; None when either is unknown."""
+        if self.offer.price is None or self.shipping is None:
+            return None
+        return self.offer.price + self.shipping
 
     @property
     def counts(self) -> bool:
         """Whether its price may be the product's lowest (priced, plausible, not out of stock,
-        in the product's main currency)."""
+        comparable with the product's main currency)."""
         return self.offer.price is not None and self.price_flag is None and self.group in GROUPS[:3]
 
 
 def rank_offers(
-    offers: Iterable[Offer], flags: Sequence[str | None] | None = None
+    offers: Iterable[Offer],
+    flags: Sequence[str | None] | None = None,
+    options: RankingOptions | None = None,
 ) -> list[RankedOffer[Offer]]:
     """A product's offers in the order a shopper compares them.
 
-    Offers in the product's main currency (that of most offers, `_main_currency`) first,
-    grouped by availability (`GROUPS`: buy now, unknown, later, out of stock), each group
-    cheapest first with flagged prices (`price_flags`) after the plausible ones and unpriced
-    offers last; then the offers in any other currency, apart, by currency and the same
-    order: without a rate table no two currencies are ranked together. Ties by shop.
+    Offers comparable in the product's currency first (`options.currency`, else that of most
+    offers; other currencies too where `options.rates` converts them), in sections: new offers
+    that can be bought (in stock, then unknown availability, then pre-order), then refurbished,
+    used and damaged ones the same way, then every out-of-stock offer. Within each, cheapest
+    first by `options.by` (price, total with shipping to `options.ship_to`, or unit price),
+    offers whose compared amount is unknown (shipping or quantity not stated) after those
+    known, flagged prices (`price_flags`) after them and unpriced offers last. Then the offers
+    in any currency nothing converts, apart, by currency: never ranked together. Ties by shop.
 
     `flags`: the offers' price flags when judged beforehand among more offers (all of a
     product's, before a query's shop or price filter left some out); else judged here.
     """
+    options = options or RankingOptions()
     offers = list(offers)
     flags = price_flags(offers) if flags is None else list(flags)
     groups = [availability_group(o.availability) for o in offers]
-    main = _main_currency(offers, flags, groups)
+    main = options.currency or _main_currency(offers, flags, groups)
+    rates = options.rates
+
+    def comparable(offer: PricedOffer) -> bool:
+        if offer.currency == main:
+            return True
+        return rates is not None and rates.convert(Decimal(1), offer.currency, main) is not None
+
+    ranked = []
+    for n, offer in enumerate(offers):
+        shipping = shipping_cost(offer.shipping, offer.price, offer.currency, options.ship_to)
+        quantity = offer.net_quantity if options.by == "unit" else offer.quantity
+        unit = unit_price(offer.price, quantity)
+        group = groups[n] if comparable(offer) else OTHER_CURRENCY
+        amount = _compared_amount(offer, shipping, quantity, options.by)
+        compared = None
+        if amount is not None and group != OTHER_CURRENCY:
+            compared = amount if rates is None else rates.convert(amount, offer.currency, main)
+        ranked.append(
+            RankedOffer(
+                offer,
+                group,
+                flags[n],
+                condition_of(offer.condition),
+                shipping,
+                unit,
+                compared,
+                main if group != OTHER_CURRENCY else offer.currency,
+            )
+        )
+    unit_kind = _main_unit(ranked) if options.by == "unit" else None
 
     def key(n: int) -> tuple:
-        offer = offers[n]
-        apart = offer.currency != main
-        tier = 2 if offer.price is None else (1 if flags[n] else 0)
+        r = ranked[n]
+        apart = r.group == OTHER_CURRENCY
+        out = groups[n] == GROUPS[3]
+        known = r.compared is not None and (
+            unit_kind is None or _quantity_unit(r, options) == unit_kind
+        )
+        tier = 3 if r.offer.price is None else (2 if r.price_flag else (0 if known else 1))
+        fallback = _converted(r.offer.price, r.offer.currency, main, rates) or Decimal(0)
         return (
             apart,
-            (offer.currency or "") if apart else "",
+            (r.offer.currency or "") if apart else "",
+            out,
+            0 if out else CONDITIONS.index(r.condition),
             GROUPS.index(groups[n]),
             tier,
-            offer.price or Decimal(0),
-            offer.shop,
+            r.compared if known and r.compared is not None else fallback,
+            r.offer.shop,
         )
 
-    return [
-        RankedOffer(
-            offers[n], OTHER_CURRENCY if offers[n].currency != main else groups[n], flags[n]
-        )
-        for n in sorted(range(len(offers)), key=key)
-    ]
+    return [ranked[n] for n in sorted(range(len(ranked)), key=key)]
+
+
+def _compared_amount(
+    offer: PricedOffer, shipping: Decimal | None, quantity: Quantity | None, by: str
+) -> Decimal | None:
+    """The amount ranked on, in the offer's currency (per base unit for unit prices)."""
+    if offer.price is None:
+        return None
+    if by == "total":
+        return None if shipping is None else offer.price + shipping
+    if by == "unit":
+        return None if quantity is None else offer.price / quantity.amount
+    return offer.price
+
+
+def _quantity_unit(ranked: RankedOffer, options: RankingOptions) -> str | None:
+    offer = ranked.offer
+    quantity = offer.net_quantity if options.by == "unit" else offer.quantity
+    return None if quantity is None else quantity.unit
+
+
+def _main_unit(ranked: Sequence[RankedOffer]) -> str | None:
+    """The unit most offers' quantities are in: unit prices in another unit are not comparable."""
+    units = Counter(r.offer.net_quantity.unit for r in ranked if r.offer.net_quantity is not None)
+    return units.most_common(1)[0][0] if units else None
+
+
+def _converted(
+    amount: Decimal | None, currency: str | None, main: str | None, rates: RateTable | None
+) -> Decimal | None:
+    if amount is None or currency == main:
+        return amount
+    return None if rates is None else rates.convert(amount, currency, main)
 
 
 def _main_currency(
@@ -236,6 +368,7 @@ def _main_currency(
 
 def lowest_offer(ranked: Sequence[RankedOffer[Offer]]) -> RankedOffer[Offer] | None:
     """The offer whose price is the product's lowest: the first of `rank_offers`' order whose
-    price counts (`RankedOffer.counts`); its `group` says on what basis ("in stock", or
-    unknown availability or pre-order when no offer is in stock). None when none counts."""
+    price counts (`RankedOffer.counts`), so a new one wherever one can be bought; its `group`
+    and `condition` say on what basis ("in stock", or unknown availability or pre-order when
+    no offer is in stock; "Refurbished" when no new offer can be bought). None when none counts."""
     return next((r for r in ranked if r.counts), None)

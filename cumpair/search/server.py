@@ -1,7 +1,9 @@
 """`cumpair serve`: the search service over HTTP, keeping models and the index warm.
 
 JSON API: ``GET/POST /search`` (``text``, ``gtin`` or an uploaded ``image``; ``k``, ``shop``,
-``max_price``, ``availability``, ``explain``), ``GET /health``, ``POST /match`` (a JSON
+``max_price``, ``availability``, ``condition``, ``explain``; the ranking: ``rank_by`` =
+price|total|unit, ``ship_to`` = a country code, ``currency``, over the server's
+`RankingOptions`), ``GET /health``, ``POST /match`` (a JSON
 ``{"left": offer, "right": offer}``: are they one product, and each signal's contribution).
 The pages people use (``/``, ``/p/{id}``), ``/products/{id}`` with its ``/history``, photos and
 watches live in `pages`. Queries run in worker threads so one slow photo never stalls the
@@ -19,13 +21,16 @@ from aiohttp import web
 
 from cumpair.search.features import OfferError
 from cumpair.search.matching import MatchConfig, explain_dict, match_offers
+from cumpair.search.ranking import CONDITIONS
+from cumpair.search.ranking_options import RankingOptions, RankingOptionsError
 from cumpair.search.service import QueryError, SearchService
-from cumpair.search.views import with_availability
+from cumpair.search.views import ProductView, ranked_by, with_availability, with_condition
 from cumpair.vision.images import ImageError
 
 logger = logging.getLogger(__name__)
 
 SERVICE = web.AppKey("service", SearchService)
+RANKING = web.AppKey("ranking", RankingOptions)
 MAX_UPLOAD_BYTES = 20 * 1024 * 1024
 MAX_K = 50
 
@@ -55,6 +60,30 @@ def search_options(params: Any) -> dict[str, Any]:
     }
 
 
+def ranking_options(params: Any, base: RankingOptions) -> RankingOptions:
+    """The query's ranking (``rank_by``, ``ship_to``, ``currency``) over the server's `base`."""
+    try:
+        return base.with_overrides(
+            by=params.get("rank_by") or None,
+            ship_to=params.get("ship_to") or None,
+            currency=params.get("currency") or None,
+        )
+    except RankingOptionsError as exc:
+        raise QueryError(str(exc)) from None
+
+
+def shown_products(
+    products: list[ProductView], params: Any, base: RankingOptions
+) -> list[ProductView]:
+    """Products as a query asks to see them: its availability and condition filters, ranked
+    under its ranking options; QueryError for an unknown condition or ranking option."""
+    condition = (params.get("condition") or "").strip()
+    if condition and condition.capitalize() not in CONDITIONS:
+        raise QueryError(f"condition must be one of {', '.join(CONDITIONS)}")
+    products = with_availability(products, params.get("availability"))
+    return ranked_by(with_condition(products, condition or None), ranking_options(params, base))
+
+
 def _bad_request(message: str) -> web.Response:
     return web.json_response({"error": message}, status=400)
 
@@ -82,12 +111,12 @@ async def search(request: web.Request) -> web.Response:
             response = await asyncio.to_thread(service.search_gtin, params["gtin"], **options)
         else:
             return _bad_request("give text, gtin or an uploaded image")
+        response.products = shown_products(response.products, params, request.app[RANKING])
     except QueryError as exc:
         return _bad_request(str(exc))
     except ImageError as exc:  # not an image, truncated, too large...
         return _bad_request(f"unusable image: {exc}")
     # Anything else is a bug, not bad input: aiohttp logs it and answers 500.
-    response.products = with_availability(response.products, params.get("availability"))
     return web.json_response(response.to_dict())
 
 
@@ -130,12 +159,16 @@ async def _warm(app: web.Application) -> None:
         logger.exception("could not load the encoders")
 
 
-def create_app(service: SearchService, *, warm: bool = True) -> web.Application:
-    """The aiohttp application over `service` (`warm` loads models at startup)."""
+def create_app(
+    service: SearchService, *, warm: bool = True, ranking: RankingOptions | None = None
+) -> web.Application:
+    """The aiohttp application over `service` (`warm` loads models at startup; `ranking`: how
+    offers are ranked unless a query says otherwise, default by item price)."""
     from cumpair.search.pages import add_page_routes
 
     app = web.Application(client_max_size=MAX_UPLOAD_BYTES)
     app[SERVICE] = service
+    app[RANKING] = ranking or RankingOptions()
     app.router.add_route("GET", "/search", search)
     app.router.add_route("POST", "/search", search)
     add_page_routes(app)

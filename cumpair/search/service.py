@@ -327,8 +327,11 @@ class SearchService:
         else:  # an offer not grouped yet stands alone
             product, offer_ids = None, [-hit.product_id]
         records = self.store.get_offers(offer_ids)
-        # A price is judged among all the product's offers, before the filters drop some.
-        flags = dict(zip(records, price_flags(list(records.values())), strict=True))
+        histories = {offer_id: self.store.price_history(offer_id) for offer_id in records}
+        # A price is judged among all the product's offers, before the filters drop some, and
+        # against its own history.
+        judged = price_flags(list(records.values()), list(histories.values()))
+        flags = dict(zip(records, judged, strict=True))
         views = []
         for offer_id, record in records.items():
             if shops and record.shop not in shops:
@@ -348,7 +351,7 @@ class SearchService:
                         **membership.evidence,
                     }
                 )
-            views.append(offer_view(record, self.store.price_history(offer_id), explanation))
+            views.append(offer_view(record, histories[offer_id], explanation))
         if not views:
             return None
         first = records[min(records)]

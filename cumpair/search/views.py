@@ -14,7 +14,9 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
-from cumpair.search.ranking import RankedOffer, lowest_offer, rank_offers
+from cumpair.search.ranking import RankedOffer, condition_of, lowest_offer, rank_offers
+from cumpair.search.ranking_options import RankingOptions
+from cumpair.search.unit_price import Quantity, UnitPrice, offer_quantity
 
 # Spec keys worth a column in a comparison table, in the order shown.
 KEY_SPECS = ("storage_gb", "volume_ml", "power_w", "voltage_v", "weight_g", "dimensions_mm")
@@ -43,9 +45,24 @@ class OfferView:
     change: PriceChange
     crawls: int
     explanation: dict[str, Any] | None = None
-    # Set by `cheapest_first`: the offer's group in the ranking and its price flag.
+    condition: str | None = None  # the store's schema.org short name; None: not stated
+    shipping: tuple[dict[str, Any], ...] = ()  # the offer's shipping rules (`shipping.py`)
+    quantity: Quantity | None = None  # a stated pack (`unit_price.offer_quantity`)
+    net_quantity: Quantity | None = None  # also a single quantity or the specs' (consumables)
+    # Set by `cheapest_first`: the offer's place in the ranking (`ranking.RankedOffer`).
     rank_group: str | None = None
     price_flag: str | None = None
+    shipping_cost: Decimal | None = None
+    unit_price: UnitPrice | None = None
+    compared: Decimal | None = None
+    compared_currency: str | None = None
+
+    @property
+    def total_price(self) -> Decimal | None:
+        """Price plus shipping to the chosen country; None when either is unknown."""
+        if self.price is None or self.shipping_cost is None:
+            return None
+        return self.price + self.shipping_cost
 
     def to_dict(self) -> dict[str, Any]:
         def money(value: Decimal | None) -> str | None:
@@ -67,6 +84,13 @@ class OfferView:
             "crawls": self.crawls,
             "rank_group": self.rank_group,
             "price_flag": self.price_flag,
+            "condition": condition_of(self.condition),
+            "condition_stated": self.condition is not None,
+            "shipping": money(self.shipping_cost),  # to the chosen country; null: unknown
+            "total_price": money(self.total_price),
+            "unit_price": None if self.unit_price is None else self.unit_price.to_dict(),
+            "compared_price": money(self.compared),
+            "compared_currency": self.compared_currency,
             **({"explanation": self.explanation} if self.explanation is not None else {}),
         }
 
@@ -97,17 +121,57 @@ def offer_view(record: Any, history: Sequence[Any], explanation: dict | None = N
         change=change,
         crawls=len(history),
         explanation=explanation,
+        condition=record.condition,
+        shipping=tuple(record.shipping or ()),
+        quantity=offer_quantity(record.title, record.specs),
+        net_quantity=offer_quantity(record.title, record.specs, consumables=True),
     )
 
 
 def cheapest_first(
-    offers: Iterable[OfferView], flags: Sequence[str | None] | None = None
+    offers: Iterable[OfferView],
+    flags: Sequence[str | None] | None = None,
+    options: RankingOptions | None = None,
 ) -> list[OfferView]:
-    """Offers in `ranking.rank_offers`' order (buyable now first, each availability group
-    cheapest first, other currencies apart), each with its rank group and price flag
-    (`flags` as judged beforehand, see `rank_offers`)."""
-    ranked = rank_offers(offers, flags)
-    return [replace(r.offer, rank_group=r.group, price_flag=r.price_flag) for r in ranked]
+    """Offers in `ranking.rank_offers`' order under `options` (buyable now and new first,
+    cheapest first by price, total or unit price, other currencies apart unless converted),
+    each with its place in that ranking (`flags` as judged beforehand, see `rank_offers`)."""
+    ranked = rank_offers(offers, flags, options)
+    return [
+        replace(
+            r.offer,
+            rank_group=r.group,
+            price_flag=r.price_flag,
+            shipping_cost=r.shipping,
+            unit_price=r.unit_price,
+            compared=r.compared,
+            compared_currency=r.compared_currency,
+        )
+        for r in ranked
+    ]
+
+
+def ranking_text(options: RankingOptions, best: RankedOffer | None) -> str:
+    """How the offers were ranked and the lowest price chosen, in a sentence (CLI and page)."""
+    by = {
+        "price": "by item price",
+        "total": "by total price with shipping"
+        + (f" to {options.ship_to}" if options.ship_to else " (rules for every country)"),
+        "unit": "by unit price",
+    }[options.by]
+    money = (
+        f"currencies converted with the rates of {options.rates.date.isoformat()} "
+        f"({options.rates.source})"
+        if options.rates is not None
+        else "other currencies shown apart"
+    )
+    basis = ""
+    if best is not None:
+        basis = f"; lowest price: {best.condition.lower()}, {best.group}"
+    return (
+        f"in stock, new first; {by}; {money}; out of stock and implausible prices "
+        f"never the lowest{basis}"
+    )
 
 
 @dataclass
@@ -124,6 +188,7 @@ class ProductView:
     offers: list[OfferView]
     score: float | None = None
     reasons: list[str] = field(default_factory=list)
+    ranking: RankingOptions = field(default_factory=RankingOptions)
 
     @property
     def best(self) -> RankedOffer[OfferView] | None:
@@ -139,13 +204,23 @@ class ProductView:
     @property
     def lowest_price_seen(self) -> Decimal | None:
         """The lowest price ever crawled of the offers whose price counts for the lowest price
-        now (`RankedOffer.counts`), so no other currency or implausible price."""
-        counted = [r.offer.lowest_price for r in self._ranked() if r.counts]
+        now (`RankedOffer.counts`) in the lowest price's currency and condition, so no other
+        currency, condition or implausible price."""
+        best = self.best
+        if best is None:
+            return None
+        counted = [
+            r.offer.lowest_price
+            for r in self._ranked()
+            if r.counts
+            and r.condition == best.condition
+            and r.offer.currency == best.offer.currency
+        ]
         return min((p for p in counted if p is not None), default=None)
 
     def _ranked(self) -> list[RankedOffer[OfferView]]:
         # The offers' own flags: judged among all the product's offers, not only those shown.
-        return rank_offers(self.offers, [o.price_flag for o in self.offers])
+        return rank_offers(self.offers, [o.price_flag for o in self.offers], self.ranking)
 
     def to_dict(self) -> dict[str, Any]:
         lowest = self.lowest_price_seen
@@ -162,7 +237,16 @@ class ProductView:
             "lowest_price": None if best is None else str(best.offer.price),
             "lowest_price_currency": None if best is None else best.offer.currency,
             "lowest_price_basis": None if best is None else best.group,
+            "lowest_price_condition": None if best is None else best.condition,
             "lowest_price_offer_id": None if best is None else best.offer.offer_id,
+            "lowest_price_shipping": None
+            if best is None or best.shipping is None
+            else str(best.shipping),
+            "lowest_compared_price": None
+            if best is None or best.compared is None
+            else str(best.compared),
+            "lowest_compared_currency": None if best is None else best.compared_currency,
+            "ranking": {**self.ranking.to_dict(), "said": ranking_text(self.ranking, best)},
             "lowest_price_seen": None if lowest is None else str(lowest),
             "offers": [o.to_dict() for o in self.offers],
         }
@@ -345,6 +429,32 @@ def with_availability(products: list[ProductView], availability: str | None) -> 
     kept = []
     for product in products:
         offers = [o for o in product.offers if (o.availability or "").casefold() == wanted]
+        if offers:
+            product.offers = offers
+            kept.append(product)
+    return kept
+
+
+def ranked_by(products: list[ProductView], options: RankingOptions) -> list[ProductView]:
+    """`products` with their offers re-ranked under `options` (a query's choice of ranking;
+    price flags stay as judged among all of a product's offers)."""
+    for product in products:
+        product.ranking = options
+        product.offers = cheapest_first(
+            product.offers, [o.price_flag for o in product.offers], options
+        )
+    return products
+
+
+def with_condition(products: list[ProductView], condition: str | None) -> list[ProductView]:
+    """Keep only offers in `condition` ("New", "Used", "Refurbished", "Damaged", any case; an
+    offer that states none counts as new); products left with no offer go. None keeps all."""
+    if not condition:
+        return products
+    wanted = condition.strip().capitalize()
+    kept = []
+    for product in products:
+        offers = [o for o in product.offers if condition_of(o.condition) == wanted]
         if offers:
             product.offers = offers
             kept.append(product)

@@ -27,9 +27,12 @@ class ProductItem:
     (an AggregateOffer or several offers) and `variants` (one entry per offer: sku, gtin, price,
     currency, availability). `condition` is a schema.org OfferItemCondition short name (`New`,
     `Used`, `Refurbished`, `Damaged`; None when nothing says), read from `itemCondition` and the
-    title's words (`extraction.condition`). `field_sources` names the source of each field
-    (`json-ld`, `microdata`, `rdfa`, `opengraph`, `selectors`, `visible`, `shop_default`,
-    `title`) and `field_conflicts` lists the fields on which structured sources disagreed.
+    title's words (`extraction.condition`); `shipping` its shipping rules (dicts, see
+    `cumpair.search.shipping`) from schema.org `shippingDetails` or the shop config's
+    `[shipping]`, empty when neither states any (unknown, not free). `field_sources` names
+    the source of each field (`json-ld`, `microdata`, `rdfa`, `opengraph`, `selectors`,
+    `visible`, `shop_default`, `shop_config`, `title`) and `field_conflicts` lists the fields on
+    which structured sources disagreed.
     """
 
     shop: str
@@ -51,6 +54,7 @@ class ProductItem:
     offer_count: int | None = None
     variants: list[dict[str, Any]] = field(default_factory=list)
     condition: str | None = None
+    shipping: list[dict[str, Any]] = field(default_factory=list)
     image_urls: list[str] = field(default_factory=list)
     images: list[dict[str, Any]] = field(default_factory=list)
     crawled_at: str = field(default_factory=utc_now_iso)

@@ -11,8 +11,10 @@ import re
 import tomllib
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field, replace
+from decimal import Decimal, InvalidOperation
 from importlib import resources
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 _NAME = re.compile(r"^[a-z][a-z0-9_]*$")
@@ -55,6 +57,7 @@ class ShopConfig:
     product_url_pattern: str | None = None
     fields: dict[str, str] = field(default_factory=dict)
     availability_map: dict[str, str] = field(default_factory=dict)
+    shipping: tuple[dict[str, Any], ...] = ()  # rule dicts, see `shipping_rules_from`
     source: str = ""
 
     @property
@@ -118,8 +121,64 @@ def parse_shop_config(text: str, source: str) -> ShopConfig:
         product_url_pattern=pattern,
         fields=dict(fields),
         availability_map=dict(raw.get("availability", {})),
+        shipping=shipping_rules_from(raw.get("shipping"), raw.get("default_currency"), source),
         source=source,
     )
+
+
+_COUNTRY = re.compile(r"^[A-Z]{2}$")
+
+
+def shipping_rules_from(
+    table: Any, default_currency: str | None, source: str
+) -> tuple[dict[str, Any], ...]:
+    """The shop's shipping rules from its ``[shipping]`` table: ``rate`` (flat, to every
+    country) and ``free_from`` (free from this order value), ``currency`` (default: the shop's
+    ``default_currency``), and ``[shipping.countries.XX]`` tables with their own ``rate`` and
+    ``free_from`` for country XX (ISO 3166 alpha-2). Used where a page states no shipping."""
+    if table is None:
+        return ()
+    if not isinstance(table, dict):
+        raise ShopConfigError(f"{source}: [shipping] must be a table")
+    code = table.get("currency", default_currency)
+    if code is not None and not (isinstance(code, str) and re.match(r"^[A-Z]{3}$", code)):
+        raise ShopConfigError(f"{source}: [shipping] currency must be an ISO 4217 code")
+    countries = table.get("countries", {})
+    if not isinstance(countries, dict):
+        raise ShopConfigError(f"{source}: [shipping.countries] must hold one table per country")
+    rules = []
+    for country, entry in [(None, table), *countries.items()]:
+        if country is not None and not (isinstance(country, str) and _COUNTRY.match(country)):
+            raise ShopConfigError(f"{source}: [shipping.countries.{country}]: not a country code")
+        where = "[shipping]" if country is None else f"[shipping.countries.{country}]"
+        rate = _amount(entry.get("rate"), f"{source}: {where} rate")
+        free_from = _amount(entry.get("free_from"), f"{source}: {where} free_from")
+        if rate is None and free_from is None:
+            if country is not None:
+                raise ShopConfigError(f"{source}: {where} gives neither rate nor free_from")
+            continue
+        rules.append(
+            {
+                "country": country,
+                "rate": None if rate is None else str(rate),
+                "currency": code,
+                "free_from": None if free_from is None else str(free_from),
+                "source": "shop",
+            }
+        )
+    return tuple(rules)
+
+
+def _amount(value: Any, where: str) -> Decimal | None:
+    if value is None:
+        return None
+    try:
+        amount = Decimal(str(value))
+    except InvalidOperation:
+        raise ShopConfigError(f"{where} must be a number, got {value!r}") from None
+    if not amount.is_finite() or amount < 0:
+        raise ShopConfigError(f"{where} must be a non-negative number, got {value!r}")
+    return amount
 
 
 def _bundled_files() -> Iterator[tuple[str, str]]:

@@ -55,6 +55,7 @@ _ITEM_FIELDS = (
     "offer_count",
     "variants",
     "condition",
+    "shipping",
 )
 _VISIBLE_FIELDS = ("title", "price", "currency", "availability", "brand", "image_urls")
 # Sources counted in the crawl's `cumpair/extracted_from/<source>` stats.
@@ -99,6 +100,9 @@ def extract_product(response: TextResponse, shop: ShopConfig) -> Extraction:
     merged.fields["condition"] = item_condition(stated, merged.fields.get("title"))
     if merged.fields["condition"] is not None and merged.fields["condition"] != stated:
         merged.sources["condition"] = "title"
+    if not merged.fields.get("shipping") and shop.shipping:
+        merged.fields["shipping"] = [dict(rule) for rule in shop.shipping]
+        merged.sources["shipping"] = "shop_config"
     item = _item(response, shop, merged)
     sources = list(dict.fromkeys(s for s in merged.sources.values() if s in _COUNTED_SOURCES))
     return Extraction(item=item, sources=sources, problems=problems)

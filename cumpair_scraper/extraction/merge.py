@@ -26,6 +26,7 @@ _PRICE_FIELDS = (
     "price_low",
     "price_high",
     "condition",
+    "shipping",
 )
 
 

@@ -11,11 +11,12 @@ page shows); the range and the offers themselves travel with the item.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
 
 from cumpair_scraper.extraction.condition import stated_condition
+from cumpair_scraper.extraction.shipping import shipping_rules
 from cumpair_scraper.extraction.values import (
     AVAILABILITY_RANK,
     GTIN_KEYS,
@@ -32,6 +33,7 @@ _LIST_PRICE_TYPES = frozenset(
     {"listprice", "strikethroughprice", "srp", "msrp", "regularprice", "originalprice"}
 )
 _NOT_THE_PRICE_TYPES = frozenset({"invoiceprice", "minimumadvertisedprice", "installment"})
+_CHARGE_TYPES = ("DeliveryChargeSpecification", "PaymentChargeSpecification")
 _MIN_STEM = 6  # shorter common starts are too likely to be in a URL by chance
 
 
@@ -51,6 +53,7 @@ class OfferReading:
     high: Decimal | None = None
     count: int | None = None
     condition: str | None = None
+    shipping: list[dict[str, Any]] = field(default_factory=list)
 
 
 def is_type(node: dict[str, Any], name: str) -> bool:
@@ -122,6 +125,7 @@ def read_offer(offer: dict[str, Any], owner: dict[str, Any], problems: list[str]
     reading.currency = currency(text(offer.get("priceCurrency")) or spec_currency or symbol)
     reading.availability = availability(text(offer.get("availability")))
     reading.condition = stated_condition(text(offer.get("itemCondition")))
+    reading.shipping = shipping_rules(offer, problems)
     reading.sku = text(offer.get("sku")) or text(owner.get("sku"))
     reading.mpn = text(offer.get("mpn")) or text(owner.get("mpn"))
     raw_gtin = _raw_gtin(offer) or _raw_gtin(owner)
@@ -154,6 +158,8 @@ def _price_specifications(
     for spec in _as_list(offer.get("priceSpecification")):
         if not isinstance(spec, dict) or text(spec.get("price")) is None:
             continue
+        if any(is_type(spec, name) for name in _CHARGE_TYPES):
+            continue  # what delivery or payment costs (`shipping.py`), not the item's price
         kind = (text(spec.get("priceType")) or "").rsplit("/", 1)[-1].lower()
         if kind in _LIST_PRICE_TYPES:
             listed.append(spec)
@@ -198,6 +204,7 @@ def combine(readings: list[OfferReading], url: str) -> dict[str, Any]:
         "list_price": chosen.list_price,
         "vat_included": chosen.vat_included,
         "condition": chosen.condition,
+        "shipping": chosen.shipping,
     }
     for name in ("sku", "gtin", "mpn"):  # only what every offer says
         values = {getattr(r, name) for r in readings}

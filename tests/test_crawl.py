@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import subprocess
 import sys
@@ -10,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from cumpair.demo.catalog import Catalog
 from cumpair.identifiers import normalize_gtin
 from cumpair.index import ProductStore
 
@@ -31,19 +33,21 @@ def run_scrapy(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
     )
 
 
-@pytest.fixture(scope="module")
-def crawl(demo_server, tmp_path_factory):
-    """One `scrapy crawlall` of every demo shop; yields (items by shop, log text, hits)."""
-    out = tmp_path_factory.mktemp("crawl")
-    demo_server.reset_hits()
+def crawlall(out: Path, data: Path) -> tuple[dict[str, list[dict]], str, str, dict[str, dict]]:
+    """`scrapy crawlall` of every demo shop into `data`; (items by shop, log, stdout, stats by
+    shop)."""
     result = run_scrapy(
         "crawlall",
         "--feeds-dir",
         str(out / "feeds"),
         "-s",
-        f"INDEX_DATA_DIR={out / 'data'}",
+        f"INDEX_DATA_DIR={data}",
         "-s",
         f"LOG_FILE={out / 'crawl.log'}",
+        "-s",
+        "STATS_CLASS=tests.stats_dump.JsonDumpStatsCollector",
+        "-s",
+        f"STATS_DUMP_FILE={out / 'stats-{spider}.json'}",
         cwd=out,
     )
     log = (out / "crawl.log").read_text() if (out / "crawl.log").exists() else ""
@@ -54,7 +58,18 @@ def crawl(demo_server, tmp_path_factory):
         ]
         for shop in SHOPS
     }
-    return items, log, list(demo_server.hits), result.stdout, out / "data"
+    stats = {shop: json.loads((out / f"stats-{shop}.json").read_text()) for shop in SHOPS}
+    return items, log, result.stdout, stats
+
+
+@pytest.fixture(scope="module")
+def crawl(demo_server, tmp_path_factory):
+    """One `scrapy crawlall` of every demo shop; yields (items by shop, log text, hits, stdout,
+    data directory, stats by shop)."""
+    out = tmp_path_factory.mktemp("crawl")
+    demo_server.reset_hits()
+    items, log, stdout, stats = crawlall(out, out / "data")
+    return items, log, list(demo_server.hits), stdout, out / "data", stats
 
 
 @pytest.mark.parametrize("shop", SHOPS)
@@ -102,7 +117,7 @@ def test_crawl_never_fetches_robots_disallowed_paths(crawl):
 
 
 def test_malformed_pages_are_logged_drops_not_crashes(crawl, demo_server):
-    _, log, _, stdout, _ = crawl
+    _, log, _, stdout, *_ = crawl
     catalog = demo_server.catalog
     for offer in catalog.offers:
         if offer.defect in DROPPING_DEFECTS:
@@ -114,7 +129,7 @@ def test_malformed_pages_are_logged_drops_not_crashes(crawl, demo_server):
 
 
 def test_every_crawled_offer_is_indexed_with_vectors_and_specs(crawl):
-    items, _, _, _, data = crawl
+    items, _, _, _, data, _ = crawl
     crawled = [item for shop_items in items.values() for item in shop_items]
     with ProductStore.open(data, readonly=True) as store:
         health = store.health()
@@ -126,3 +141,44 @@ def test_every_crawled_offer_is_indexed_with_vectors_and_specs(crawl):
         assert isinstance(item["specs"], dict)
     labelled = [item for item in crawled if item["specs"].get("dimensions_mm")]
     assert len(labelled) > 0.9 * len(crawled)
+
+
+def test_a_recrawl_of_unchanged_images_runs_no_ocr_or_model_yet_records_every_new_price(
+    crawl, demo_server, tmp_path
+):
+    """Run last in this module: it changes prices on the shared demo server (restored after)."""
+    items, _, _, _, data, first_stats = crawl
+    assert sum(s.get("specs/ocr_runs", 0) for s in first_stats.values()) > 0
+    original = demo_server.catalog
+    crawled = {item["url"] for shop_items in items.values() for item in shop_items}
+    offers = []
+    changed: dict[str, Decimal] = {}  # URL -> new price, three offers of each shop
+    for offer in original.offers:
+        url = demo_server.base_url(offer.shop) + offer.url_path
+        if (
+            url in crawled
+            and sum(u.startswith(demo_server.base_url(offer.shop)) for u in changed) < 3
+        ):
+            offer = dataclasses.replace(offer, price=offer.price + Decimal("1.25"))
+            changed[url] = offer.price
+        offers.append(offer)
+    assert len(changed) == 3 * len(SHOPS)
+    demo_server.catalog = Catalog(original.seed, original.products, offers)
+    try:
+        again, _, _, stats = crawlall(tmp_path, data)
+    finally:
+        demo_server.catalog = original
+    assert {i["url"] for shop_items in again.values() for i in shop_items} == crawled
+    for shop, shop_stats in stats.items():
+        assert shop_stats.get("specs/ocr_runs", 0) == 0, shop
+        assert shop_stats["specs/ocr_cached"] == shop_stats["specs/images_read"] > 0, shop
+        assert shop_stats.get("index/embed/images", 0) == 0, shop  # no model ran
+        assert shop_stats.get("index/embed/texts", 0) == 0, shop
+        assert shop_stats["index/embed/cache_hits"] > 0, shop
+    assert sum(s.get("index/price_changed", 0) for s in stats.values()) == len(changed)
+    with ProductStore.open(data, readonly=True) as store:
+        records = store.get_offers(range(1, 10 * len(crawled)))
+        by_url = {record.url: offer_id for offer_id, record in records.items()}
+        for url, price in changed.items():
+            history = store.price_history(by_url[url])
+            assert history[-1].price == price and history[-2].price == price - Decimal("1.25")

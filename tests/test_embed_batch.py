@@ -236,3 +236,30 @@ def test_default_workers_fill_the_cores_with_the_encoders_calls(encoders, monkey
     assert batch.default_workers(encoders) == 1
     with pytest.raises(ValueError, match="workers"):
         BatchEmbedder(encoders, workers=0)
+
+
+def test_inputs_embedded_before_come_from_the_cache_without_a_model_call(encoders, tmp_path):
+    from cumpair.vision.cache import VisionCache
+
+    photo = tmp_path / "photo.jpg"
+    photo.write_bytes(_jpeg(11))
+    images = [str(photo), _jpeg(12)]
+    with BatchEmbedder(
+        encoders, batch_size=4, max_wait=0.05, cache=VisionCache(tmp_path / "c.sqlite", max_bytes=0)
+    ) as first:
+        cold = first.submit(images, "green lamp").result(timeout=30)
+    with BatchEmbedder(
+        encoders, batch_size=4, max_wait=0.05, cache=VisionCache(tmp_path / "c.sqlite", max_bytes=0)
+    ) as second:
+        warm = second.submit(images, "green lamp").result(timeout=30)
+        changed = second.submit([_jpeg(13)], "green lamp").result(timeout=30)
+    assert first.stats()["cache_misses"] == 3 and first.stats()["images"] == 2
+    stats = second.stats()
+    assert stats["cache_hits"] == 4  # both images and the text, then the text again
+    assert stats["cache_misses"] == 1 and stats["images"] == 1  # only the changed photo ran
+    assert "texts" not in stats
+    np.testing.assert_array_equal(warm.image_vectors, cold.image_vectors)
+    np.testing.assert_array_equal(warm.text_vector, cold.text_vector)
+    np.testing.assert_allclose(
+        changed.image_vectors[0], encoders.image.encode_images([_jpeg(13)])[0], atol=1e-5
+    )

@@ -150,3 +150,28 @@ async def test_item_without_images_gets_page_specs(store, offer):
     item = await pipeline.process_item(make_item(offer, [], description="Capacity: 1.5 L"))
     assert item.specs["volume_ml"] == 1500 and "dominant_colors" not in item.specs
     pipeline.spider_closed()
+
+
+async def test_a_label_that_refines_the_page_is_merged_not_a_conflict(store, offer):
+    pipeline, crawler = make_pipeline(store)
+    page = "Materials: ABS plastic and aluminium."
+    item = await pipeline.process_item(make_item(offer, ["label.jpg"], description=page))
+    assert item.spec_conflicts == []
+    assert crawler.stats.get_value("specs/conflicts") is None
+    percents = {m["name"].lower(): m["percent"] for m in item.specs["materials"]}
+    assert percents == {"abs plastic": 75, "aluminium": 25}  # the label's finer statement
+    pipeline.spider_closed()
+
+
+async def test_an_image_read_before_runs_no_ocr_even_from_another_item(store, offer, tmp_path):
+    pipeline, crawler = make_pipeline(store, INDEX_DATA_DIR=str(tmp_path / "data"))
+    first = await pipeline.process_item(make_item(offer, ["photo.jpg", "label.jpg"]))
+    pipeline.spider_closed()
+    assert crawler.stats.get_value("specs/ocr_runs") == 2
+    pipeline, crawler = make_pipeline(store, INDEX_DATA_DIR=str(tmp_path / "data"))
+    again = await pipeline.process_item(make_item(offer, ["photo.jpg", "label.jpg"]))
+    pipeline.spider_closed()
+    assert crawler.stats.get_value("specs/ocr_runs") is None
+    assert crawler.stats.get_value("specs/ocr_cached") == 2
+    assert crawler.stats.get_value("stage/ocr_s") > 0
+    assert again.specs == first.specs

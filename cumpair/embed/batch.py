@@ -13,6 +13,11 @@ single-threaded calls at once run ~5% faster than one two-threaded call), and pr
 model's own thread beats preparing in the submitters' threads by another 2-4%: those only add
 threads that take turns on the same cores. With encoders that use every core (one model
 thread), preparation and the model alternate.
+
+With a `VisionCache`, an input whose bytes (an image file's, a text's UTF-8) were embedded
+before by the same encoder (name and version) is answered from the cache in `submit` and
+never queued; `stats()` counts `cache_hits` and `cache_misses`, and `images`/`texts` count
+only the inputs a model really ran on.
 """
 
 from __future__ import annotations
@@ -30,6 +35,8 @@ import numpy as np
 
 from cumpair.embed.base import EmbedError, ImageInput, calls_filling_cores, default_threads
 from cumpair.embed.registry import EncoderSet
+from cumpair.vision.cache import VisionCache, content_digest
+from cumpair.vision.images import ImageError, encoded_bytes
 
 logger = logging.getLogger(__name__)
 
@@ -76,6 +83,7 @@ class _Job:
     position: int  # image position, or -1 for the text
     payload: object  # the image as submitted, its prepared pixels once taken; or the text
     queued_at: float
+    digest: str | None = None  # the content's cache key, when a cache is used
 
 
 class BatchEmbedder:
@@ -85,7 +93,8 @@ class BatchEmbedder:
     inputs. `max_pending`: inputs waiting for the model before `submit` blocks (default 2
     batches); memory holds at most these plus the batches the models are running. `workers`:
     model threads (default: enough of the encoders' calls to fill the cores, see
-    `default_workers`).
+    `default_workers`). `cache`: a `VisionCache` answering inputs embedded before; the
+    embedder closes it in `close()`.
     """
 
     def __init__(
@@ -96,6 +105,7 @@ class BatchEmbedder:
         max_wait: float = 1.0,
         max_pending: int | None = None,
         workers: int | None = None,
+        cache: VisionCache | None = None,
     ) -> None:
         if batch_size < 1:
             raise ValueError("batch_size must be at least 1")
@@ -104,6 +114,12 @@ class BatchEmbedder:
         if max_wait < 0:
             raise ValueError("max_wait must not be negative")
         self.encoders = encoders
+        self.cache = cache
+        image, text = encoders.image, encoders.text
+        self._versions = {
+            "image-vector": (f"{image.name}@{image.version}", image.dim),
+            "text-vector": (f"{text.name}@{text.version}", text.dim),
+        }
         self.batch_size = batch_size
         self.max_wait = max_wait
         self.max_pending = max(max_pending or 2 * batch_size, batch_size)
@@ -140,8 +156,12 @@ class BatchEmbedder:
         if isinstance(images, str | bytes):
             raise TypeError("images must be a sequence of images, not a single one")
         text = text if text else None
-        remaining = len(images) + (text is not None)
-        item = _Item(future=Future(), key=key, n_images=len(images), remaining=remaining)
+        item = _Item(future=Future(), key=key, n_images=len(images), remaining=0)
+        image_jobs = [
+            job for pos, image in enumerate(images) if (job := self._job(item, pos, image))
+        ]
+        text_job = self._job(item, -1, text) if text is not None else None
+        item.remaining = len(image_jobs) + (text_job is not None)
         if item.remaining == 0:
             item.future.set_result(_result(item, self.encoders.image.dim))
             return item.future
@@ -157,12 +177,42 @@ class BatchEmbedder:
             if self._closed:
                 raise BatchEmbedderClosed("BatchEmbedder is closed")
             now = time.monotonic()
-            self._images.extend(_Job(item, pos, image, now) for pos, image in enumerate(images))
-            if text is not None:
-                self._texts.append(_Job(item, -1, text, now))
+            for job in image_jobs:
+                job.queued_at = now
+            self._images.extend(image_jobs)
+            if text_job is not None:
+                text_job.queued_at = now
+                self._texts.append(text_job)
             self._outstanding.add(item.future)
             self._cond.notify_all()
         return item.future
+
+    def _job(self, item: _Item, position: int, payload: object) -> _Job | None:
+        """The job for one input, or None when the cache answered it (recorded in `item`)."""
+        job = _Job(item, position, payload, 0.0)
+        if self.cache is None:
+            return job
+        kind = "text-vector" if position < 0 else "image-vector"
+        try:
+            data = payload if position < 0 else encoded_bytes(payload)  # type: ignore[arg-type]
+        except (ImageError, OSError, TypeError):
+            return job  # the model thread reports the error, as without a cache
+        if data is None:  # decoded pixels: no bytes to key
+            return job
+        job.digest = content_digest(data)  # type: ignore[arg-type]
+        if position >= 0:
+            job.payload = data  # read once: the model thread decodes these bytes
+        version, dim = self._versions[kind]
+        vector = self.cache.get_vector(kind, job.digest, version, dim)
+        with self._cond:
+            self._counts["cache_misses" if vector is None else "cache_hits"] += 1
+        if vector is None:
+            return job
+        if position < 0:
+            item.text_vector = vector
+        else:
+            item.vectors[position] = vector
+        return None
 
     def flush(self, timeout: float | None = None) -> None:
         """Embed everything submitted so far now, without waiting for full batches."""
@@ -177,7 +227,8 @@ class BatchEmbedder:
                 self._flushing -= 1
 
     def close(self, timeout: float | None = None) -> None:
-        """Flush, then stop the model threads. Idempotent; later `submit` calls raise."""
+        """Flush, stop the model threads, close the cache. Idempotent; later `submit` calls
+        raise."""
         with self._cond:
             if self._closed:
                 return
@@ -188,9 +239,13 @@ class BatchEmbedder:
         deadline = None if timeout is None else time.monotonic() + timeout
         for worker in self._workers:
             worker.join(None if deadline is None else max(0.0, deadline - time.monotonic()))
+        if self.cache is not None:
+            self.cache.close()
 
-    def stats(self) -> dict[str, int]:
-        """Counters for crawl stats: images, image_errors, texts, batches, batch_errors."""
+    def stats(self) -> dict[str, float]:
+        """Counters for crawl stats: images, image_errors, texts, batches, batch_errors,
+        cache_hits, cache_misses, and model_s (wall seconds of preparing and model calls,
+        summed over the model threads)."""
         with self._cond:
             return dict(self._counts)
 
@@ -233,12 +288,15 @@ class BatchEmbedder:
                 # Room for blocked submitters now, not after the model call: the queue fills
                 # again while this batch is prepared and run.
                 self._cond.notify_all()
+            started = time.perf_counter()
             if image_jobs:
                 image_jobs = self._prepare(image_jobs)
             if image_jobs:
                 self._embed(image_jobs, self._embed_images)
             if text_jobs:
                 self._embed(text_jobs, self._embed_texts)
+            with self._cond:
+                self._counts["model_s"] += time.perf_counter() - started
 
     def _prepare(self, jobs: list[_Job]) -> list[_Job]:
         """Decode and preprocess each job's image in place; the images that fail are recorded
@@ -283,7 +341,13 @@ class BatchEmbedder:
         self._settle([(job, vector, None) for job, vector in zip(jobs, vectors, strict=True)])
 
     def _settle(self, outcomes: list[tuple[_Job, np.ndarray | None, str | None]]) -> None:
-        """Record each job's vector or error; resolve the items that have nothing left."""
+        """Record each job's vector or error (caching the vector); resolve the items that have
+        nothing left."""
+        if self.cache is not None:
+            for job, vector, _ in outcomes:
+                if vector is not None and job.digest is not None:
+                    kind = "text-vector" if job.position < 0 else "image-vector"
+                    self.cache.put_vector(kind, job.digest, self._versions[kind][0], vector)
         finished: list[_Item] = []
         with self._cond:
             for job, vector, error in outcomes:

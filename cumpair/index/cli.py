@@ -95,6 +95,10 @@ def stats_report(store: Any) -> dict[str, Any]:
         with ProductGroups.open(path, readonly=True) as groups:
             products, grouped = groups.count()
         report["products"] = {"products": products, "offers_grouped": grouped}
+    from cumpair.vision.cache import cache_stats
+
+    cache = cache_stats(path)
+    report["vision_cache"] = cache.to_dict() if cache else None
     return report
 
 
@@ -127,6 +131,13 @@ def summary(report: dict[str, Any]) -> str:
         + (f"; {pending} changes since (replayed from SQLite on open)" if pending else "")
     )
     lines.append(f"disk:       {_size(report['disk_bytes'])} in {len(report['files'])} files")
+    cache = report.get("vision_cache")
+    lines.append(
+        f"vision cache: {cache['entries']} entries, {_size(cache['bytes'])} of "
+        f"{_size(cache['max_bytes']) if cache['max_bytes'] else 'unbounded'}"
+        if cache
+        else "vision cache: none yet (a crawl makes it)"
+    )
     problems = health_problems(report)
     lines.append("health:     " + ("ok" if not problems else f"{len(problems)} problem(s)"))
     lines.extend(f"  - {problem}" for problem in problems)

@@ -1,6 +1,9 @@
 """Specifications of one product image: OCR through the fallback chain, then the text
 patterns of `cumpair.vision.specs`, plus the photo's dominant colours.
 
+With a `VisionCache`, an image whose bytes were read before costs a lookup: the cached OCR
+answer and colours are reused and only the (cheap) text patterns run again.
+
 A label's headline (a short line at the top printed clearly larger than the body text) is
 read as the brand when no labelled brand exists: shop labels print the brand that way.
 """
@@ -11,8 +14,9 @@ import math
 import statistics
 from dataclasses import dataclass
 
+from cumpair.vision.cache import VisionCache, content_digest, ocr_chain_version
 from cumpair.vision.color import dominant_colors
-from cumpair.vision.images import ImageSource, load_image
+from cumpair.vision.images import ImageSource, encoded_bytes, load_image
 from cumpair.vision.ocr import recognize
 from cumpair.vision.ocr_types import OcrOptions, OcrResult, OcrWord
 from cumpair.vision.specs import Specs, extract_specs
@@ -22,10 +26,12 @@ HEADLINE_RATIO = 1.3  # headline words are at least this much taller than the me
 
 @dataclass(frozen=True, slots=True)
 class ImageSpecs:
-    """What one image yielded: the specs and the OCR result they came from."""
+    """What one image yielded: the specs and the OCR result they came from; `ocr_cached`
+    when the OCR answer came from the cache (no engine ran)."""
 
     specs: Specs
     ocr: OcrResult
+    ocr_cached: bool = False
 
 
 def extract_image_specs(
@@ -42,20 +48,50 @@ def extract_image_specs(
 
 
 def read_image_specs(
-    image: ImageSource, *, ocr_options: OcrOptions | None = None, colors: int = 3
+    image: ImageSource,
+    *,
+    ocr_options: OcrOptions | None = None,
+    colors: int = 3,
+    cache: VisionCache | None = None,
 ) -> ImageSpecs:
-    """Like `extract_image_specs`, also returning the OCR result (engine, confidence)."""
-    rgb = load_image(image)  # decode once; OCR and colours share the pixels
-    ocr = recognize(rgb, ocr_options)
+    """Like `extract_image_specs`, also returning the OCR result (engine, confidence).
+
+    With `cache`, OCR answers and colours are looked up by the image's bytes first and stored
+    after they are computed (decoded pixels, which have no bytes, are never cached).
+    """
+    options = ocr_options or OcrOptions()
+    data = encoded_bytes(image) if cache is not None else None
+    if cache is None or data is None:
+        rgb = load_image(image)  # decode once; OCR and colours share the pixels
+        ocr = recognize(rgb, options)
+        palette = dominant_colors(rgb, k=colors) if colors else []
+        return _image_specs(ocr, palette, ocr_cached=False)
+    digest, version = content_digest(data), ocr_chain_version(options)
+    ocr = cache.get_ocr(digest, version)
+    palette = cache.get_colors(digest, colors) if colors else []
+    if ocr is not None and palette is not None:
+        return _image_specs(ocr, palette, ocr_cached=True)
+    rgb = load_image(data)
+    cached = ocr is not None
+    if ocr is None:
+        ocr = recognize(rgb, options)
+        cache.put_ocr(digest, version, ocr)
+    if palette is None:
+        palette = dominant_colors(rgb, k=colors) if colors else []
+        if colors:
+            cache.put_colors(digest, colors, palette)
+    return _image_specs(ocr, palette, ocr_cached=cached)
+
+
+def _image_specs(ocr: OcrResult, palette: list, *, ocr_cached: bool) -> ImageSpecs:
     specs = extract_specs(ocr.text)
     if specs.brand is None:
         headline = headline_text(ocr)
         if headline:
             specs.brand = headline
             specs.note("brand", headline)
-    if colors:
-        specs.dominant_colors = dominant_colors(rgb, k=colors)
-    return ImageSpecs(specs, ocr)
+    specs.dominant_colors = palette
+    return ImageSpecs(specs, ocr, ocr_cached)
 
 
 def headline_text(ocr: OcrResult) -> str | None:

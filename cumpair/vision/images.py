@@ -83,6 +83,15 @@ def load_image(
     return _decode(data, max_pixels, min_side)
 
 
+def encoded_bytes(source: ImageSource, *, max_bytes: int = DEFAULT_MAX_BYTES) -> bytes | None:
+    """The encoded bytes of a file path or bytes source (what a content cache hashes); None
+    for pixels already decoded (a PIL image, an array). Raises `ImageError` like `load_image`.
+    """
+    if isinstance(source, Image.Image | np.ndarray):
+        return None
+    return _read_bytes(source, max_bytes)
+
+
 def _read_bytes(source: ImageSource, max_bytes: int) -> bytes:
     if isinstance(source, bytes | bytearray | memoryview):
         data = bytes(source)

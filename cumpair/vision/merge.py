@@ -2,7 +2,9 @@
 
 The page is the shop's own statement, so it wins; an image fact that disagrees with it is
 kept out of the result and reported as a conflict (a typo on the page, or the wrong label
-photographed) for a human or a later stage to look at. Facts only one side states are kept.
+photographed) for a human or a later stage to look at. An image fact that only refines the
+page's (`cumpair.vision.refine`: "100% cotton" for "cotton", "1520 g" for "1.5 kg") is no
+conflict: the finer value is kept. Facts only one side states are kept.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ from typing import Any
 
 from cumpair.identifiers import normalize_gtin
 from cumpair.vision.evaluation import FIELDS, values_match
+from cumpair.vision.refine import refinement
 from cumpair.vision.specs import Specs
 
 
@@ -60,9 +63,17 @@ def merge_specs(
             if name not in merged:
                 merged[name] = found[name]
                 raw.setdefault(name, []).extend(specs.raw.get(name, []))
-            elif not values_match(name, found[name], merged[name]) and not any(
-                c.field == name and c.image_url == url for c in conflicts
-            ):
+            elif values_match(name, found[name], merged[name]):
+                continue
+            elif (
+                finer := refinement(
+                    name, merged[name], raw.get(name, []), found[name], specs.raw.get(name, [])
+                )
+            ) is not None:
+                if finer is not merged[name]:
+                    merged[name] = finer
+                    raw.setdefault(name, []).extend(specs.raw.get(name, []))
+            elif not any(c.field == name and c.image_url == url for c in conflicts):
                 conflicts.append(SpecConflict(name, merged[name], found[name], url))
         if "dominant_colors" not in merged and found.get("dominant_colors"):
             merged["dominant_colors"] = found["dominant_colors"]

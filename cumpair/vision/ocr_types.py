@@ -17,6 +17,11 @@ DEFAULT_ENGINES: tuple[str, ...] = ("tesseract", "rapidocr", "easyocr")
 nearly as accurate on printed labels, so it goes first and the slower engines only see the
 images it was unsure about."""
 
+CHAIN_REVISION = 1
+"""Bump when the chain's code (preprocessing variants, answer selection, line joining) changes
+what it answers for the same image and options: cached OCR answers (`cumpair.vision.cache`)
+of older revisions are then never read."""
+
 
 class CharacterSet(IntEnum):
     """What characters an answer may hold; the values are 2captcha's `numeric` parameter."""

@@ -1,45 +1,112 @@
 """Product image downloads into the crawl's data directory (Scrapy's ImagesPipeline).
 
-Two changes to Scrapy's pipeline: unless IMAGES_STORE is set, images land in
-`<INDEX_DATA_DIR>/images`, beside the index that refers to them (later pipelines find the files
-with `images_store_path()`); and image requests carry their own size limits
-(IMAGES_DOWNLOAD_MAXSIZE / IMAGES_DOWNLOAD_WARNSIZE, as Scrapy's `download_maxsize` /
-`download_warnsize` meta) instead of the page limits.
+Three changes to Scrapy's pipeline: unless IMAGES_STORE is set, images land in
+`<INDEX_DATA_DIR>/images`, beside the index that refers to them (later pipelines read them
+back through `cumpair.stored_images`, from the same `image_store_uri()`); image requests carry
+their own size limits (IMAGES_DOWNLOAD_MAXSIZE / IMAGES_DOWNLOAD_WARNSIZE, as Scrapy's
+`download_maxsize` / `download_warnsize` meta) instead of the page limits; and a stored image
+older than IMAGES_EXPIRES days is asked for conditionally (If-None-Match / If-Modified-Since
+with the validators its last download returned, IMAGES_REVALIDATE): a 304 keeps the stored
+file, restarts its expiry clock and gives the item the same path and checksum
+(`file_status_count/revalidated`) so the vision cache answers for it. Younger files are used
+without any request (Scrapy's own expiry, `file_status_count/uptodate`). `stage/download_s`
+sums the images' download latency.
 """
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any, Self
 
-from scrapy import Request
+from scrapy import Request, signals
 from scrapy.crawler import Crawler
+from scrapy.http import Response
+from scrapy.pipelines.files import FileInfo, FSFilesStore
 from scrapy.pipelines.images import ImagesPipeline
 from scrapy.pipelines.media import MediaPipeline
-from scrapy.settings import BaseSettings
 
-
-def images_store_path(settings: BaseSettings) -> Path:
-    """The directory image results' `path` entries are relative to."""
-    return Path(settings.get("IMAGES_STORE") or Path(settings["INDEX_DATA_DIR"]) / "images")
+from cumpair.stored_images import image_store_uri
+from cumpair_scraper.pipelines.image_validators import FILE_NAME, ImageValidators, Validators
 
 
 class ProductImagesPipeline(ImagesPipeline):
-    """ImagesPipeline storing under INDEX_DATA_DIR by default, with image size limits."""
+    """ImagesPipeline storing under INDEX_DATA_DIR by default, with image size limits and
+    conditional re-downloads."""
 
     def __init__(self, store_uri: str, *, crawler: Crawler) -> None:
         super().__init__(store_uri, crawler=crawler)
         self.download_maxsize = crawler.settings.getint("IMAGES_DOWNLOAD_MAXSIZE")
         self.download_warnsize = crawler.settings.getint("IMAGES_DOWNLOAD_WARNSIZE")
+        self.validators: ImageValidators | None = None
+        if crawler.settings.getbool("IMAGES_REVALIDATE", True) and isinstance(
+            self.store, FSFilesStore
+        ):
+            self.validators = ImageValidators(Path(self.store.basedir) / FILE_NAME)
+            crawler.signals.connect(self._close_validators, signal=signals.spider_closed)
 
     @classmethod
     def from_crawler(cls, crawler: Crawler) -> Self:
         cls._update_stores(crawler.settings)
-        return cls(str(images_store_path(crawler.settings)), crawler=crawler)
+        # A URI string, not a Path: a Path would turn s3://bucket/prefix into s3:/bucket/prefix.
+        return cls(image_store_uri(crawler.settings), crawler=crawler)
 
     def get_media_requests(self, item: Any, info: MediaPipeline.SpiderInfo) -> list[Request]:
         requests = super().get_media_requests(item, info)
         for request in requests:
             request.meta.setdefault("download_maxsize", self.download_maxsize)
             request.meta.setdefault("download_warnsize", self.download_warnsize)
+            saved = self._stored_validators(request, info)
+            if saved is not None:
+                for name, value in saved.headers().items():
+                    request.headers.setdefault(name, value)
         return requests
+
+    async def media_downloaded(
+        self, response: Response, request: Request, info: MediaPipeline.SpiderInfo, *,
+        item: Any = None,
+    ) -> FileInfo:  # fmt: skip
+        latency = response.meta.get("download_latency")
+        if latency is not None:
+            self.crawler.stats.inc_value("stage/download_s", latency)
+        if response.status == 304 and self._stored_validators(request, info) is not None:
+            return self._revalidated(request, info, item)
+        result = await super().media_downloaded(response, request, info, item=item)
+        if self.validators is not None:
+            self.validators.put(
+                result["path"],
+                Validators(_header(response, b"ETag"), _header(response, b"Last-Modified")),
+            )
+        return result
+
+    def _stored_validators(
+        self, request: Request, info: MediaPipeline.SpiderInfo
+    ) -> Validators | None:
+        """The validators of the file stored for `request`, when both exist."""
+        if self.validators is None:
+            return None
+        path = self.file_path(request, info=info)
+        if not self._stored_file(path).is_file():
+            return None  # nothing to keep on a 304: ask for the bytes
+        return self.validators.get(path)
+
+    def _stored_file(self, path: str) -> Path:
+        return Path(self.store.basedir, *path.split("/"))  # type: ignore[attr-defined]
+
+    def _revalidated(self, request: Request, info: MediaPipeline.SpiderInfo, item: Any) -> FileInfo:
+        """304: the stored file is still the image; its expiry clock starts again."""
+        path = self.file_path(request, info=info, item=item)
+        os.utime(self._stored_file(path))
+        stat = self.store.stat_file(path, info)
+        self.inc_stats("revalidated")
+        return {"url": request.url, "path": path, "checksum": stat.get("checksum"),
+                "status": "uptodate"}  # fmt: skip
+
+    def _close_validators(self) -> None:
+        if self.validators is not None:
+            self.validators.close()
+
+
+def _header(response: Response, name: bytes) -> str | None:
+    value = response.headers.get(name)
+    return value.decode("latin-1") if value else None

@@ -1,17 +1,21 @@
 """Fill `specs` and `spec_conflicts` of each item from its page text and downloaded images.
 
-Runs after the images pipeline. OCR and colour analysis are CPU-bound, so they run in a
+Runs after the images pipeline and reads its photos back through `cumpair.stored_images` (the
+store IMAGES_STORE names, files by default). OCR and colour analysis are CPU-bound, so they run in a
 bounded thread pool off the reactor thread; a broken image, a missing file or a slow read is
-logged and counted (`specs/image_errors`) and the item goes on without that image.
+logged and counted (`specs/image_errors`) and the item goes on without that image. Images
+read before (the same bytes, the same OCR chain) come from the vision cache
+(`pipelines/vision_cache.py`): `specs/ocr_runs` counts the images OCR really ran on,
+`specs/ocr_cached` those answered by the cache, `stage/ocr_s` the seconds spent reading.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from concurrent.futures import Future, ThreadPoolExecutor
 from functools import partial
-from pathlib import Path
 from typing import Any, Self
 
 from itemadapter import ItemAdapter
@@ -21,14 +25,16 @@ from scrapy.exceptions import NotConfigured
 from twisted.internet import defer
 
 from cumpair.ingest.stages import page_specs_of
+from cumpair.stored_images import ImageStoreOptions, image_store_uri, open_image_store
 from cumpair.vision.brands import shipped_brands
-from cumpair.vision.image_specs import read_image_specs
+from cumpair.vision.cache import VisionCacheError
+from cumpair.vision.image_specs import ImageSpecs, read_image_specs
 from cumpair.vision.images import ImageError
 from cumpair.vision.merge import merge_specs
 from cumpair.vision.ocr import OcrUnavailableError
 from cumpair.vision.ocr_types import OcrOptions
 from cumpair.vision.specs import Specs, name_brand
-from cumpair_scraper.pipelines.images import images_store_path
+from cumpair_scraper.pipelines.vision_cache import vision_cache_from_settings
 
 logger = logging.getLogger(__name__)
 
@@ -53,7 +59,9 @@ class SpecsPipeline:
             raise NotConfigured("SPECS_ENABLED is off")
         self.crawler = crawler
         self.stats = crawler.stats
-        self.images_store = images_store_path(settings)
+        self.images = open_image_store(
+            image_store_uri(settings), ImageStoreOptions.from_settings(settings)
+        )
         self.options = OcrOptions(
             engines=tuple(settings.getlist("SPECS_OCR_ENGINES", DEFAULTS["SPECS_OCR_ENGINES"])),
             min_confidence=settings.getfloat(
@@ -73,7 +81,7 @@ class SpecsPipeline:
             raise ValueError("SPECS_MAX_WORKERS must be at least 1")
         self.workers = workers
         self.executor = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="cumpair-specs")
-        self.workers = workers
+        self.cache = vision_cache_from_settings(settings)
         self.brands = shipped_brands()  # grows with the brands this crawl's items state
         self._slots: asyncio.Semaphore | None = None
 
@@ -92,6 +100,8 @@ class SpecsPipeline:
         # Reads still running finish on their own (each is bounded by SPECS_IMAGE_TIMEOUT);
         # waiting here would block the reactor thread.
         self.executor.shutdown(wait=False, cancel_futures=True)
+        if self.cache is not None:
+            self.cache.close()
 
     async def process_item(self, item: Any) -> Any:
         adapter = ItemAdapter(item)
@@ -117,19 +127,32 @@ class SpecsPipeline:
 
     async def _read(self, result: dict[str, Any], colors: int) -> Specs | None:
         """Read one downloaded image in the pool; None (logged, counted) when it fails."""
-        path = self.images_store / str(result.get("path") or "")
         if not result.get("path"):
             return self._image_failed(result, "no downloaded file")
-        work = partial(read_image_specs, Path(path), ocr_options=self.options, colors=colors)
+        work = partial(self._timed_read, str(result["path"]), colors)
         try:
-            outcome = await self._in_pool(work)
-        except (ImageError, OSError, OcrUnavailableError) as exc:
-            return self._image_failed(result, f"{type(exc).__name__}: {exc}")
-        except (TimeoutError, defer.TimeoutError):
+            outcome, seconds = await self._in_pool(work)
+        except (TimeoutError, defer.TimeoutError):  # before OSError: TimeoutError is one
             return self._image_failed(result, f"no answer within {self.timeout:g} s")
+        except (ImageError, OSError, OcrUnavailableError, VisionCacheError) as exc:
+            return self._image_failed(result, f"{type(exc).__name__}: {exc}")
         self.stats.inc_value("specs/images_read")
-        self.stats.inc_value(f"specs/ocr_engine/{outcome.ocr.engine}")
+        self.stats.inc_value("stage/ocr_s", seconds)
+        if outcome.ocr_cached:
+            self.stats.inc_value("specs/ocr_cached")
+        else:
+            self.stats.inc_value("specs/ocr_runs")
+            self.stats.inc_value(f"specs/ocr_engine/{outcome.ocr.engine}")
         return outcome.specs
+
+    def _timed_read(self, path: str, colors: int) -> tuple[ImageSpecs, float]:
+        """Pool thread: one stored image's specs and the wall seconds reading it took (summed
+        over the pool's threads in `stage/ocr_s`; engines run part of their work on their own
+        threads, so a thread's CPU time would undercount)."""
+        data = self.images.read(path)  # a StoredImageError is an OSError: the image is skipped
+        started = time.perf_counter()
+        outcome = read_image_specs(data, ocr_options=self.options, colors=colors, cache=self.cache)
+        return outcome, time.perf_counter() - started
 
     async def _in_pool(self, work: partial) -> Any:
         """Run `work` in the bounded pool and await it without blocking the reactor.

@@ -1,0 +1,116 @@
+"""Stored product images are asked for conditionally: an unchanged one costs a 304 and keeps
+its stored file and checksum, a changed one under the same URL is downloaded again."""
+
+from __future__ import annotations
+
+import io
+import json
+import subprocess
+import sys
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import pytest
+from PIL import Image
+
+ROOT = Path(__file__).resolve().parents[1]
+
+pytestmark = pytest.mark.slow
+
+
+def _png(colour: tuple[int, int, int]) -> bytes:
+    buffer = io.BytesIO()
+    Image.new("RGB", (64, 64), colour).save(buffer, "PNG")
+    return buffer.getvalue()
+
+
+class _Shop(BaseHTTPRequestHandler):
+    """One product page and its photo, which honours If-None-Match."""
+
+    photo = _png((200, 30, 30))
+    answers: list[int] = []
+
+    def do_GET(self) -> None:
+        if self.path == "/":
+            body = b'<a class="product" href="/p/1.html">x</a>'
+        elif self.path == "/p/1.html":
+            body = (
+                b'<h1 class="t">Red mug</h1><span class="p">9.99</span>'
+                b'<img class="g" src="/img/mug.png">'
+            )
+        elif self.path == "/img/mug.png":
+            etag = f'"{hash(self.photo) & 0xFFFFFFFF:x}"'
+            status = 304 if self.headers.get("If-None-Match") == etag else 200
+            type(self).answers.append(status)
+            self.send_response(status)
+            self.send_header("ETag", etag)
+            if status == 304:
+                self.end_headers()
+                return
+            self.send_header("Content-Type", "image/png")
+            self.send_header("Content-Length", str(len(self.photo)))
+            self.end_headers()
+            self.wfile.write(self.photo)
+            return
+        else:
+            self.send_error(404)
+            return
+        self.send_response(200)
+        self.send_header("Content-Type", "text/html")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+def _crawl(tmp: Path, shops: Path, run: int) -> tuple[dict, dict]:
+    feed, stats = tmp / f"items{run}.jsonl", tmp / f"stats{run}.json"
+    result = subprocess.run(
+        [
+            sys.executable, "-m", "scrapy", "crawl", "mugs", "-O", str(feed),
+            "-s", f"SHOP_CONFIG_DIRS={shops}", "-s", f"INDEX_DATA_DIR={tmp / 'data'}",
+            "-s", "SPECS_ENABLED=False", "-s", "INDEX_ENABLED=False",
+            "-s", f"LOG_FILE={tmp / f'crawl{run}.log'}",
+            "-s", "STATS_CLASS=tests.stats_dump.JsonDumpStatsCollector",
+            "-s", f"STATS_DUMP_FILE={stats}",
+        ],
+        cwd=ROOT, capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr[-3000:]
+    (item,) = [json.loads(line) for line in feed.read_text().splitlines()]
+    return item, json.loads(stats.read_text())
+
+
+def test_unchanged_images_cost_a_304_and_changed_ones_are_downloaded(tmp_path):
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _Shop)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    base = f"http://127.0.0.1:{server.server_address[1]}"
+    shops = tmp_path / "shops"
+    shops.mkdir()
+    (shops / "mugs.toml").write_text(
+        f'name = "mugs"\nstart_urls = ["{base}/"]\ndefault_currency = "EUR"\n'
+        '[links]\nproduct = "a.product"\n'
+        '[fields]\ntitle = "h1.t::text"\nprice = "span.p::text"\nimages = "img.g::attr(src)"\n'
+    )
+    try:
+        first, first_stats = _crawl(tmp_path, shops, 1)
+        second, second_stats = _crawl(tmp_path, shops, 2)
+        _Shop.photo = _png((30, 30, 200))  # a new photo under the same URL
+        third, third_stats = _crawl(tmp_path, shops, 3)
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert _Shop.answers == [200, 304, 200]
+    assert first_stats["file_status_count/downloaded"] == 1
+    assert second_stats["file_status_count/revalidated"] == 1
+    assert "file_status_count/downloaded" not in second_stats
+    kept = [{k: image[k] for k in ("url", "path", "checksum")} for image in second["images"]]
+    assert kept == [{k: image[k] for k in ("url", "path", "checksum")} for image in first["images"]]
+    assert second["images"][0]["status"] == "uptodate"  # same path and checksum: cache hits
+    assert third_stats["file_status_count/downloaded"] == 1
+    assert third["images"][0]["path"] == first["images"][0]["path"]
+    assert third["images"][0]["checksum"] != first["images"][0]["checksum"]
+    assert first_stats["stage/download_s"] > 0

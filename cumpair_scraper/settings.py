@@ -128,6 +128,13 @@ IMAGES_URLS_FIELD = "image_urls"
 IMAGES_RESULT_FIELD = "images"
 IMAGES_MIN_WIDTH = 32
 IMAGES_MIN_HEIGHT = 32
+# Days a stored image is used without asking the shop (Scrapy's expiry). 0: every crawl asks,
+# conditionally (IMAGES_REVALIDATE: If-None-Match / If-Modified-Since from the last download),
+# so a changed photo under the same URL is seen on the next crawl and an unchanged one costs a
+# 304 where the shop sends validators. Unchanged bytes are never OCR'd or embedded again either
+# way (the vision cache below).
+IMAGES_EXPIRES = 0
+IMAGES_REVALIDATE = True
 
 # --- Specifications from page text and images (pipelines/specs.py) ---------------------------
 SPECS_ENABLED = True
@@ -138,6 +145,13 @@ SPECS_MAX_WORKERS = 2  # threads running OCR; bounds the images in flight
 SPECS_MAX_IMAGES_PER_ITEM = 2
 SPECS_DOMINANT_COLORS = 3
 SPECS_IMAGE_TIMEOUT = 60.0  # seconds before one image is given up (the item goes on)
+
+# --- Vision cache (cumpair/vision/cache.py, pipelines/vision_cache.py) ------------------------
+# OCR answers, colours and vectors keyed by the image's (text's) bytes and the OCR chain /
+# encoder version, in <INDEX_DATA_DIR>/vision_cache.sqlite: a recrawl of unchanged images runs
+# no OCR and no model. Least recently used entries go past the bound (`cumpair index stats`).
+VISION_CACHE_ENABLED = True
+VISION_CACHE_MAX_MB = 1024
 
 # --- Embeddings and the product index (pipelines/index.py) ------------------------------------
 INDEX_ENABLED = True

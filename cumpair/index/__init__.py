@@ -1,7 +1,8 @@
 """FAISS + SQLite product store: durable, concurrent, deduplicating, self-upgrading.
 
-`ProductStore` (store.py) is the API; records.py holds the dataclasses that cross it. Plain
-library: never imports Scrapy (the item pipeline in cumpair_scraper adapts it).
+`ProductStore` (the store/ package, one module per job) is the API; records.py holds the
+dataclasses that cross it. Plain library: never imports Scrapy (the item pipeline in
+cumpair_scraper adapts it).
 """
 
 from cumpair.index.records import (

@@ -94,7 +94,9 @@ def test_default_catalog_has_enough_offers_spread_over_every_shop():
         assert len(prices) > 1 or len(shops) == 1
     assert len({p.clipart for p in catalog.products}) == len(catalog.products)
     assert len({(o.shop, o.sku) for o in catalog.offers}) == len(catalog.offers)
-    assert {o.currency for o in catalog.offers} == {"EUR"}
+    # Every shop quotes euros, but for the offer that exercises ranking across currencies.
+    assert {o.currency for o in catalog.offers if o.rule != "other_currency"} == {"EUR"}
+    assert catalog.rule_offer("other_currency").currency == "USD"
 
 
 def test_default_catalog_places_two_defects_of_each_kind_where_they_make_sense():
@@ -267,7 +269,7 @@ def test_northwind_product_pages_carry_json_ld_products(demo_server):
             assert product["offers"]["price"] == "call us"
         else:
             assert Decimal(product["offers"]["price"]) == offer.price
-            assert product["offers"]["priceCurrency"] == "EUR"
+            assert product["offers"]["priceCurrency"] == offer.currency
 
 
 def test_bluepeak_product_pages_carry_microdata_only(demo_server):
@@ -292,7 +294,9 @@ def test_bluepeak_product_pages_carry_microdata_only(demo_server):
         assert offers["availability"] == "https://schema.org/" + offer.availability
         if offer.defect is None or offer.defect == "bad_gtin":
             assert Decimal(offers["price"]) == offer.price
-            assert offers["priceCurrency"] == "EUR"
+            assert offers["priceCurrency"] == offer.currency
+        if offer.condition is not None:
+            assert offers["itemCondition"] == f"https://schema.org/{offer.condition}Condition"
     assert seen_upc
 
 

@@ -37,6 +37,28 @@ DEFECT_SHOPS: dict[str, tuple[str, ...]] = {
     "bad_gtin": ("northwind", "bluepeak", "cornerstore"),
 }
 PRICE_DEFECTS = frozenset({"missing_price", "bad_price"})
+# Offers added to exercise the comparison rules of the ranking (`_rule_offers`), one each, in
+# shops whose markup carries what the rule needs (nebula's pages need a browser: not there).
+RULES: tuple[str, ...] = (
+    "out_of_stock_cheapest",
+    "refurbished",
+    "other_currency",
+    "free_shipping",
+    "pack",
+    "placeholder",
+)
+RULE_SHOPS: tuple[str, ...] = ("northwind", "bluepeak", "cornerstore")
+CURRENCY_SHOPS = frozenset({"northwind", "bluepeak"})  # their markup states the currency
+# The rate the demo's rate file (`cumpair/demo/rates.json`) gives: USD per EUR.
+DEMO_USD_RATE = Decimal("1.08")
+# Each shop's shipping rule as its config's [shipping] table states it (`cumpair_scraper/shops`):
+# (flat rate, free from this price) in EUR; nebula states none (its shipping is unknown).
+SHIPPING: dict[str, tuple[Decimal, Decimal]] = {
+    "northwind": (Decimal("5.95"), Decimal("100")),
+    "bluepeak": (Decimal("4.95"), Decimal("50")),
+    "cornerstore": (Decimal("3.95"), Decimal("30")),
+}
+PACK_SIZE = 3
 AVAILABILITIES: tuple[str, ...] = ("InStock", "OutOfStock", "PreOrder")
 CLIPART_ROOT = Path(os.environ.get("CUMPAIR_CLIPART_DIR", "/usr/share/openclipart/png"))
 
@@ -280,6 +302,8 @@ class DemoOffer:
     image_names: tuple[str, str]
     gtin_printed: str | None
     defect: str | None = None
+    condition: str | None = None  # schema.org short name ("Refurbished") the markup states
+    rule: str | None = None  # the comparison rule this offer exercises (`RULES`)
 
     @property
     def product_id(self) -> str:
@@ -312,6 +336,8 @@ class DemoOffer:
             "url": self.url_path,
             "images": [f"/images/{name}" for name in self.image_names],
             "defect": self.defect,
+            "condition": self.condition,
+            "rule": self.rule,
         }
 
 
@@ -379,6 +405,13 @@ class Catalog:
         """
         offers = self.offers if shop is None else self.offers_by_shop(shop)
         return [offer for offer in offers if offer.defect not in PRICE_DEFECTS]
+
+    def rule_offer(self, rule: str) -> DemoOffer | None:
+        """The offer added to exercise `rule` (one of `RULES`), or None in a catalog too small
+        to hold a product it fits."""
+        if rule not in RULES:
+            raise KeyError(f"unknown rule {rule!r}; rules are {', '.join(RULES)}")
+        return next((o for o in self.offers if o.rule == rule), None)
 
     def defective_offers(self, kind: str | None = None) -> list[DemoOffer]:
         if kind is not None and kind not in DEFECT_KINDS:
@@ -612,7 +645,132 @@ def build_catalog(n_products: int = 80, seed: int = 7, defects_per_kind: int = 2
                 )
             )
     _place_defects(offers, rng, defects_per_kind)
+    offers += _rule_offers(products, offers, load, seed)
     return Catalog(seed=seed, products=products, offers=offers)
+
+
+def _rule_offers(
+    products: list[DemoProduct], offers: list[DemoOffer], load: dict[str, int], seed: int
+) -> list[DemoOffer]:
+    """One more offer per comparison rule (`RULES`), each for another product and in a shop
+    that does not sell it yet (a product has one offer per shop), drawn from a generator of its
+    own so every offer before them stays as it was:
+
+    - out_of_stock_cheapest: a euro under the cheapest offer, out of stock;
+    - refurbished: "(Refurbished)" in the title and in the markup, at 70% of the cheapest;
+    - other_currency: in USD, 50 cents under the cheapest at the demo's rate (`DEMO_USD_RATE`);
+    - free_shipping: 2 EUR over the cheapest offer, in a shop (`SHIPPING`) that ships it free
+      at that price, while every other offer whose shipping is known costs more in total: dearer
+      by price, cheapest by total;
+    - pack: a pack of `PACK_SIZE` of a kitchen product at 90% of the cheapest per piece;
+    - placeholder: a price of 0.01.
+    """
+    from dataclasses import replace
+
+    rng = random.Random(f"comparison rules {seed}")
+    sold: dict[str, list[DemoOffer]] = defaultdict(list)
+    for offer in offers:
+        sold[offer.product_id].append(offer)
+    used: set[str] = set()
+    added: list[DemoOffer] = []
+
+    def eligible(product: DemoProduct) -> bool:
+        listed = sold[product.product_id]
+        return (
+            product.product_id not in used
+            and len(listed) >= 2
+            and all(o.defect is None for o in listed)
+            and any(shop not in {o.shop for o in listed} for shop in RULE_SHOPS)
+        )
+
+    def free_shops(rule: str, listed: list[DemoOffer]) -> list[str]:
+        shops = {o.shop for o in listed}
+        free = [shop for shop in RULE_SHOPS if shop not in shops]
+        return [s for s in free if s in CURRENCY_SHOPS] if rule == "other_currency" else free
+
+    for rule in RULES:
+        pool = [
+            p
+            for p in products
+            if eligible(p)
+            and _fits(rule, p, sold[p.product_id])
+            and free_shops(rule, sold[p.product_id])
+        ]
+        if not pool:
+            continue
+        product = rng.choice(pool)
+        used.add(product.product_id)
+        listed = sold[product.product_id]
+        cheapest = min(o.price for o in listed)
+        free = free_shops(rule, listed)
+        shop = _free_shipping_shop(listed) if rule == "free_shipping" else rng.choice(free)
+        load[shop] += 1
+        item_id, sku, path = _item_ids(shop, load[shop])
+        extension = "jpg" if shop in ("northwind", "cornerstore") else "png"
+        gtin = product.gtin[1:] if shop == "bluepeak" and product.gtin[0] == "0" else product.gtin
+        offer = DemoOffer(
+            shop=shop,
+            product=product,
+            item_id=item_id,
+            sku=sku,
+            title=_title(shop, product),
+            price=cheapest,
+            currency="EUR",
+            availability="InStock",
+            description=_description(shop, product),
+            url_path=path,
+            image_names=(f"{item_id}-photo.{extension}", f"{item_id}-label.png"),
+            gtin_printed=gtin,
+            rule=rule,
+        )
+        cent = Decimal("0.01")
+        if rule == "out_of_stock_cheapest":
+            offer = replace(offer, price=cheapest - 1, availability="OutOfStock")
+        elif rule == "refurbished":
+            price = (cheapest * Decimal("0.7")).quantize(cent)
+            title = f"{offer.title} (Refurbished)"
+            offer = replace(offer, price=price, title=title, condition="Refurbished")
+        elif rule == "other_currency":
+            offer = replace(offer, price=((cheapest - cent * 50) * DEMO_USD_RATE).quantize(cent))
+            offer = replace(offer, currency="USD")
+        elif rule == "free_shipping":
+            offer = replace(offer, price=cheapest + 2)
+        elif rule == "pack":
+            price = (cheapest * PACK_SIZE * Decimal("0.9")).quantize(cent)
+            offer = replace(offer, price=price, title=f"{offer.title}, Pack of {PACK_SIZE}")
+        else:
+            offer = replace(offer, price=cent)
+        added.append(offer)
+    return added
+
+
+def _shipping(offer: DemoOffer) -> Decimal | None:
+    rule = SHIPPING.get(offer.shop)
+    if rule is None:
+        return None
+    return Decimal(0) if offer.price >= rule[1] else rule[0]
+
+
+def _free_shipping_shop(listed: list[DemoOffer]) -> str | None:
+    """A shop not selling the product where 2 EUR over its cheapest offer ships free and costs
+    less in total than every offer whose shipping is known; None when there is none."""
+    price = min(o.price for o in listed) + 2
+    if any(o.price + s <= price for o in listed if (s := _shipping(o)) is not None):
+        return None
+    shops = {o.shop for o in listed}
+    return next((s for s in RULE_SHOPS if s not in shops and price >= SHIPPING[s][1]), None)
+
+
+def _fits(rule: str, product: DemoProduct, listed: list[DemoOffer]) -> bool:
+    """Whether `product` (sold as `listed`) can show `rule` (see `_rule_offers`)."""
+    cheapest = min(o.price for o in listed)
+    if rule == "out_of_stock_cheapest":
+        return cheapest > 2
+    if rule == "free_shipping":
+        return _free_shipping_shop(listed) is not None
+    if rule == "pack":
+        return product.category == "kitchen"
+    return True
 
 
 def _place_defects(offers: list[DemoOffer], rng: random.Random, per_kind: int) -> None:

@@ -126,6 +126,13 @@ def _price_text(price: Decimal) -> str:
     return f"{price:.2f}"
 
 
+_SYMBOLS = {"EUR": "€", "USD": "$"}
+
+
+def _symbol(currency: str) -> str:
+    return _SYMBOLS.get(currency, currency)
+
+
 def _german_price(price: Decimal) -> str:
     english = f"{price:,.2f}"  # 1,299.00
     return english.replace(",", "_").replace(".", ",").replace("_", ".") + " €"
@@ -144,7 +151,10 @@ def northwind_product(offer: DemoOffer, base: str) -> str:
         "availability": SCHEMA + offer.availability,
         "url": base + offer.url_path,
     }
-    visible_price = f'<span class="price">€{_price_text(offer.price)}</span>'
+    if offer.condition is not None:
+        offer_data["itemCondition"] = f"{SCHEMA}{offer.condition}Condition"
+    shown = _symbol(offer.currency) + _price_text(offer.price)
+    visible_price = f'<span class="price">{shown}</span>'
     if offer.defect == "missing_price":
         visible_price = ""
     elif offer.defect == "bad_price":
@@ -191,8 +201,10 @@ def bluepeak_product(offer: DemoOffer, base: str) -> str:
     else:
         price = (
             f'<meta itemprop="price" content="{_price_text(offer.price)}">'
-            f"<span>€ {_price_text(offer.price)}</span>"
+            f"<span>{_symbol(offer.currency)} {_price_text(offer.price)}</span>"
         )
+    if offer.condition is not None:
+        price += f'<link itemprop="itemCondition" href="{SCHEMA}{offer.condition}Condition">'
     gtin = ""
     if offer.gtin_printed is not None:
         prop = "gtin12" if len(offer.gtin_printed) == 12 else "gtin13"

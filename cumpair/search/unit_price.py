@@ -1,9 +1,10 @@
 """Unit prices ("Grundpreis"): an offer's price per kg, per litre, per 100 g/ml or per piece.
 
 The quantity comes from the title first: a pack ("6 x 500 ml", "Pack of 12", "3er-Pack",
-"24 pcs") always counts; a single net quantity ("Coffee beans 1 kg") and the specs' `volume_ml`
-/ `weight_g` count only when the ranking asks for unit prices (`consumables=True`), since for
-most goods they are a capacity or the item's own weight, not what is sold by the unit. Small
+"24 pcs") always counts; a single net quantity ("Coffee beans 1 kg", times the pack's count in
+"500 ml, Pack of 3") and the specs' `volume_ml` / `weight_g` count only when the ranking asks
+for unit prices (`consumables=True`), since for most goods they are a capacity or the item's
+own weight, not what is sold by the unit. Small
 quantities (under 250 g or ml) are priced per 100 g/ml, larger ones per kg/l, as shops label them.
 """
 
@@ -62,18 +63,19 @@ def offer_quantity(
         unit, factor = _TO_BASE[multi.group(3).lower()]
         amount = int(multi.group(1)) * _decimal(multi.group(2)) * factor
         return Quantity(amount, unit, "title") if amount > 0 else None
-    for pattern in _PACK:
-        pack = pattern.search(text)
-        if pack and int(pack.group(1)) > 1:
-            return Quantity(Decimal(int(pack.group(1))), "piece", "title")
+    count = next(
+        (int(m.group(1)) for p in _PACK if (m := p.search(text)) and int(m.group(1)) > 1), None
+    )
     if not consumables:
-        return None
+        return None if count is None else Quantity(Decimal(count), "piece", "title")
     single = _SINGLE.search(text)
-    if single:
+    if single:  # "500 ml, Pack of 3": three times the content
         unit, factor = _TO_BASE[single.group(2).lower()]
-        amount = _decimal(single.group(1)) * factor
+        amount = _decimal(single.group(1)) * factor * (count or 1)
         if amount > 0:
             return Quantity(amount, unit, "title")
+    if count is not None:
+        return Quantity(Decimal(count), "piece", "title")
     for name, unit in (("volume_ml", "ml"), ("weight_g", "g")):
         value = (specs or {}).get(name)
         if isinstance(value, int | float) and not isinstance(value, bool) and value > 0:

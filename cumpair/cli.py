@@ -47,6 +47,7 @@ _COMMANDS: dict[str, Command] = {
     ),
     "extract": Command("cumpair_scraper.extract_cli", "the item the crawl would yield for a page"),
     "watch": Command("cumpair.alerts.cli", "price-drop alerts: add, list, remove, check"),
+    "rates": Command("cumpair.search.rates_cli", "currency rate file: fetch the ECB's, show one"),
 }
 
 

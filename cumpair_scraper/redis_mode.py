@@ -5,7 +5,9 @@ With CRAWL_REDIS_URL set, the add-on swaps in scrapy-redis's scheduler and dupef
 `frontier.py`'s reliable queue: one shared frontier per shop, no request lost when a crawler
 dies), adds the per-host pace shared through Redis (`middlewares/shared_throttle.py`), and
 replaces the specs and index pipelines with the hand-off to `cumpair indexer`
-(`pipelines/handoff.py`): crawlers never open the store. Unset (the default), nothing changes:
+(`pipelines/handoff.py`): crawlers never open the store. The crawl's price-alerts pass is turned
+off too: at spider close the indexer may not have stored the new prices yet, so the indexer
+checks the watches after each of its regroups instead. Unset (the default), nothing changes:
 one process crawls and indexes, and JOBDIR resumes it.
 """
 
@@ -23,6 +25,7 @@ SHARED_THROTTLE = "cumpair_scraper.middlewares.shared_throttle.SharedThrottleMid
 SHARED_THROTTLE_ORDER = 950
 HANDOFF = "cumpair_scraper.pipelines.handoff.HandoffPipeline"
 HANDOFF_ORDER = 400
+PRICE_ALERTS = "cumpair_scraper.alerts.PriceAlerts"
 #: The stages `cumpair indexer` runs instead of the crawl.
 INDEXER_STAGES = (
     "cumpair_scraper.pipelines.specs.SpecsPipeline",
@@ -67,6 +70,7 @@ class RedisMode:
         for stage in INDEXER_STAGES:
             pipelines[stage] = None
         pipelines[HANDOFF] = HANDOFF_ORDER
+        settings["EXTENSIONS"][PRICE_ALERTS] = None  # the indexer's pass, after prices are stored
 
 
 __all__ = ["RedisMode"]

@@ -156,6 +156,14 @@ VISION_CACHE_MAX_MB = 1024
 # --- Embeddings and the product index (pipelines/index.py) ------------------------------------
 INDEX_ENABLED = True
 INDEX_WORKERS = 4  # threads that embed and write; bounds the items in flight in this stage
+# Crawl processes sharing a store without Redis (two scrapyd jobs) take turns at its writer lock
+# (cumpair/indexer/turns.py): while another holds it, offers wait durably in the spool
+# (None: <INDEX_DATA_DIR>/spool/offers.sqlite), the store is tried again every RETRY_S, its holder
+# drains the spool every DRAIN_S, and a closing process waits up to CLOSE_WAIT_S for its turn.
+INDEX_SPOOL_PATH = None
+INDEX_SPOOL_RETRY_S = 5.0
+INDEX_SPOOL_DRAIN_S = 5.0
+INDEX_SPOOL_CLOSE_WAIT_S = 300.0
 # The store's options: every field of cumpair.index.StoreOptions (records.py says what each does)
 # is the setting CUMPAIR_INDEX_<FIELD> with the field's default, declared here from the dataclass
 # so names and defaults cannot drift; `scrapy settings --get NAME` shows one. For example

@@ -63,6 +63,8 @@ def test_redis_mode_swaps_the_scheduler_and_hands_items_to_the_indexer():
     assert pipelines["cumpair_scraper.pipelines.index.IndexPipeline"] is None
     assert pipelines["cumpair_scraper.pipelines.specs.SpecsPipeline"] is None
     assert settings.getdict("DOWNLOADER_MIDDLEWARES")[SHARED_THROTTLE] == 950
+    # the crawl stores no price: the indexer checks the watches once it has
+    assert settings.getdict("EXTENSIONS")["cumpair_scraper.alerts.PriceAlerts"] is None
 
 
 def test_redis_mode_refuses_jobdir():
@@ -92,7 +94,8 @@ def test_unacknowledged_entries_come_back_first_and_bad_ones_are_kept_aside(redi
     stream.client.xadd("t:items", {"item": "{broken"})
     first = stream.read(2, 0.1)
     assert [e.id for e in first] == ids[:2]
-    stream.indexed(first[0])  # the second is in hand when the indexer dies
+    stream.indexed(first[0], 7)  # the second is in hand when the indexer dies
+    assert stream.awaiting_regroup() == {7}  # offer 7 was stored, its regroup not done yet
 
     restarted = ItemStream.from_url(redis_url, "t:items")
     again = restarted.read(10, 0.1)

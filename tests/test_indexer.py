@@ -1,11 +1,18 @@
-"""`cumpair indexer` beyond the crawl tests of test_distributed.py: photos read from the crawl's
-image store (FTP here, for real), and the indexer's own loop against a real Redis.
+"""`cumpair indexer` beyond the crawl tests of test_distributed.py, against a real Redis: photos
+read from the crawl's image store (FTP here, for real), the vision stage in worker processes,
+the regroup a killed indexer owed, and the price-alerts pass after the regroup.
 """
 
 from __future__ import annotations
 
 import io
+import os
+import signal
+import subprocess
+import sys
+import time
 from decimal import Decimal
+from pathlib import Path
 
 import pytest
 from PIL import Image
@@ -14,9 +21,12 @@ from captcha_server.redis_runner import RedisRunner
 from cumpair.embed import load_encoders
 from cumpair.index import ProductStore
 from cumpair.indexer.stream import ItemStream
+from cumpair.indexer.vision import default_vision_processes
 from cumpair.indexer.worker import Indexer, IndexerOptions
 from cumpair.stored_images import ImageStoreOptions
 from tests.ftp_fixtures import PASSWORD, USER, ftp_server
+
+ROOT = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture
@@ -85,3 +95,94 @@ def test_an_unreadable_image_store_stops_the_indexer_before_it_reads_anything(tm
     stream = ItemStream.from_url("redis://127.0.0.1:1/0")  # never contacted
     with pytest.raises(ImageStoreError, match="sftp"):
         Indexer(tmp_path, stream, encoders=None, options=IndexerOptions(images="sftp://h/x"))
+
+
+def test_vision_runs_in_processes_only_where_the_cores_allow():
+    assert [default_vision_processes(n) for n in (1, 2, 3, 4, 8, 16)] == [0, 0, 0, 2, 4, 8]
+    with pytest.raises(ValueError, match="vision_processes"):
+        IndexerOptions(vision_processes=-1)
+
+
+@pytest.mark.slow
+@pytest.mark.integration
+def test_specs_read_in_worker_processes_are_the_ones_read_in_threads(redis_url, encoders, tmp_path):
+    """The vision stage in a spawned worker process gives each offer the specs the in-process
+    threads give, and every entry is still acknowledged once, after its upsert."""
+    images = tmp_path / "images"
+    (images / "full").mkdir(parents=True)
+    (images / "full" / "red.jpg").write_bytes(photo((200, 20, 20)))
+    specs = {}
+    for processes in (0, 1):
+        stream = ItemStream.from_url(redis_url, f"items{processes}")
+        stream.add(item(1, "full/red.jpg"), run="r1")
+        options = IndexerOptions(images=str(images), vision_processes=processes, ocr=True,
+                                 exit_when_idle_s=0.5, regroup_idle_s=0)  # fmt: skip
+        index = tmp_path / f"data{processes}"
+        report = Indexer(index, stream, encoders, options).run()
+        assert report.new == 1 and stream.backlog() == 0
+        with ProductStore.open(index, readonly=True) as store:
+            (record,) = store.get_offers([1]).values()
+            specs[processes] = record.specs
+    assert specs[1] == specs[0]
+    assert specs[1].get("dominant_colors")  # the photo was read, not skipped
+
+
+def indexer_cli(redis_url: str, index, *flags: str) -> subprocess.Popen:
+    return subprocess.Popen(
+        [sys.executable, "-m", "cumpair.cli", "indexer", "--index", str(index),
+         "--redis", redis_url, "--no-ocr", "--no-alerts", *flags],
+        cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    )  # fmt: skip
+
+
+@pytest.mark.slow
+@pytest.mark.integration
+def test_offers_a_killed_indexer_had_not_regrouped_are_regrouped_by_the_next(redis_url, tmp_path):
+    stream = ItemStream.from_url(redis_url)
+    for n in range(1, 6):
+        stream.add(item(n))
+    # a regroup only after a minute of quiet: the kill comes first, with every entry stored
+    first = indexer_cli(redis_url, tmp_path / "data", "--regroup-idle", "60")
+    deadline = time.monotonic() + 180
+    while stream.client.exists(stream.key) == 0 or stream.backlog():
+        assert first.poll() is None, first.stdout.read()
+        assert time.monotonic() < deadline, "the indexer did not take the entries"
+        time.sleep(0.1)
+    os.kill(first.pid, signal.SIGKILL)
+    first.wait(timeout=30)
+    assert len(stream.awaiting_regroup()) == 5  # stored, acknowledged, not regrouped
+
+    second = indexer_cli(redis_url, tmp_path / "data", "--regroup-idle", "0",
+                         "--exit-when-idle", "1")  # fmt: skip
+    out, _ = second.communicate(timeout=180)
+    assert second.returncode == 0, out[-3000:]
+    assert "indexed 0 offers" in out and "regroups: 1" in out, out[-3000:]
+    assert stream.awaiting_regroup() == set()
+    with ProductStore.open(tmp_path / "data", readonly=True) as store:
+        assert {len(store.price_history(i)) for i in store.get_offers(range(1, 10))} == {1}
+
+
+@pytest.mark.slow
+@pytest.mark.integration
+def test_the_indexer_checks_the_watches_once_the_new_prices_are_stored(
+    redis_url, encoders, tmp_path, monkeypatch
+):
+    """In Redis mode the crawl's spider-close pass is off (it would run before the indexer
+    stored anything); the indexer's pass after its regroup sees the new price and queues."""
+    from cumpair.alerts import WatchBook
+    from cumpair.alerts.book import make_watch
+
+    monkeypatch.setenv("CUMPAIR_ALERTS_RETRIES", "0")
+    index = tmp_path / "data"
+    index.mkdir()
+    with WatchBook.open(index) as book:
+        book.add(make_watch(item(1)["url"], below=Decimal("10.00"),
+                            webhook="http://127.0.0.1:9/hook"))  # fmt: skip
+    stream = ItemStream.from_url(redis_url)
+    stream.add(item(1))  # 9.99 EUR: under the target
+    options = IndexerOptions(ocr=False, exit_when_idle_s=0.5, regroup_idle_s=0)
+    report = Indexer(index, stream, encoders, options).run()
+    assert report.alerts_queued == 1
+    with WatchBook.open(index) as book:
+        (notice,) = book.notices()
+        assert notice.reason == "at or below 10.00"

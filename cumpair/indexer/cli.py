@@ -2,8 +2,10 @@
 
 Thin over `cumpair.indexer.worker.Indexer`: the flags become one `IndexerOptions`
 (`options_from_args`). SIGTERM and Ctrl-C finish the batch in hand, regroup and close the store;
-SIGKILL loses nothing either (unacknowledged entries are read again first). Exit status 1 when
-the store cannot be opened (another writer holds it) or Redis cannot be reached, 2 for bad flags.
+SIGKILL loses nothing either (unacknowledged entries are read again first, offers not yet
+regrouped are regrouped by the next run). Exit status 1 when the store cannot be opened (another
+writer holds it), Redis cannot be reached, the image store cannot be read or a vision worker
+process died; 2 for bad flags.
 """
 
 from __future__ import annotations
@@ -48,8 +50,30 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         "under Scrapy's names (AWS_ENDPOINT_URL, AWS_ACCESS_KEY_ID, FTP_USER, ...)",
     )
     add_model_arguments(parser)
-    parser.add_argument("--workers", type=int, default=2, help="OCR threads (2)")
+    parser.add_argument(
+        "--workers", type=int, default=2, help="threads reading photos (and OCR without processes)"
+    )
+    parser.add_argument(
+        "--vision-processes",
+        type=int,
+        metavar="N",
+        help="worker processes reading specs off photos; 0 runs them on the threads "
+        "(default: half the cores from 4 cores on, else 0)",
+    )
+    parser.add_argument(
+        "--no-alerts",
+        action="store_true",
+        help="do not check price watches after each regroup (else with the CUMPAIR_ALERTS_* "
+        "options from the environment)",
+    )
     parser.add_argument("--batch-size", type=int, default=32, help="entries per batch (32)")
+    parser.add_argument(
+        "--regroup-idle",
+        type=float,
+        default=2.0,
+        metavar="S",
+        help="regroup and flush once the stream has been quiet S seconds (2)",
+    )
     parser.add_argument(
         "--exit-when-idle",
         type=float,
@@ -61,20 +85,27 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 def options_from_args(args: argparse.Namespace) -> IndexerOptions:
     """The one `IndexerOptions` of a command line."""
+    from cumpair.indexer.vision import default_vision_processes
     from cumpair.indexer.worker import IndexerOptions
     from cumpair.stored_images import ImageStoreOptions
 
+    processes = args.vision_processes
     return IndexerOptions(
+        vision_processes=default_vision_processes() if processes is None else processes,
+        alerts=not args.no_alerts,
         images=args.images,
         image_store=ImageStoreOptions.from_settings(os.environ),
         ocr=not args.no_ocr,
         workers=args.workers,
         batch=args.batch_size,
+        regroup_idle_s=args.regroup_idle,
         exit_when_idle_s=args.exit_when_idle,
     )
 
 
 def run(args: argparse.Namespace) -> int:
+    from concurrent.futures.process import BrokenProcessPool
+
     import redis
 
     from cumpair.embed.base import EmbedError
@@ -98,7 +129,7 @@ def run(args: argparse.Namespace) -> int:
     except redis.RedisError as exc:
         print(f"cumpair indexer: Redis at {args.redis}: {exc}", file=sys.stderr)
         return 1
-    except (StoreError, EmbedError, ImageStoreError) as exc:
+    except (StoreError, EmbedError, ImageStoreError, BrokenProcessPool) as exc:
         print(f"cumpair indexer: {exc}", file=sys.stderr)
         return 1
     print(report.summary())

@@ -5,7 +5,10 @@ entry it delivered in the group's pending list until the indexer `ack`s it (XACK
 the stream holds only work not yet done). An indexer killed between the two finds its pending
 entries again when it restarts, before any new ones: nothing delivered is lost, and what is
 redelivered is an offer the store already keys by (shop, url). Entries that are not items
-go to a dead-letter stream (``<key>:dead``) with the reason, never silently dropped.
+go to a dead-letter stream (``<key>:dead``) with the reason, never silently dropped. The ids of
+the offers indexed but not yet regrouped wait in the set ``<key>:regroup``, added in the same
+transaction as the acknowledgement and removed only once their regroup is done, so an indexer
+killed before its regroup leaves them for the next one.
 """
 
 from __future__ import annotations
@@ -49,6 +52,7 @@ class ItemStream:
         self.client = client
         self.key = key
         self.dead_key = f"{key}:dead"
+        self.regroup_key = f"{key}:regroup"
         self._pending_after: str | None = "0"  # None once this run has seen all it inherited
 
     @classmethod
@@ -95,14 +99,25 @@ class ItemStream:
             return False
         return bool(self.client.sismember(self._run_key(entry.run), entry.offer_key))
 
-    def indexed(self, entry: Entry) -> None:
-        """Done with an indexed entry: its offer recorded for its run, acknowledged, deleted."""
+    def indexed(self, entry: Entry, offer_id: int) -> None:
+        """Done with an entry stored as offer `offer_id`: the offer recorded for its run and as
+        waiting for a regroup, the entry acknowledged and deleted, all in one transaction."""
         pipe = self.client.pipeline(transaction=True)
         if entry.run is not None and entry.item is not None:
             run_key = self._run_key(entry.run)
             pipe.sadd(run_key, entry.offer_key).expire(run_key, RUN_RECORD_TTL_S)
+        pipe.sadd(self.regroup_key, offer_id)
         pipe.xack(self.key, GROUP, entry.id).xdel(self.key, entry.id)
         pipe.execute()
+
+    def awaiting_regroup(self) -> set[int]:
+        """The offers indexed and not yet regrouped (also by an indexer that was killed)."""
+        return {int(member) for member in self.client.smembers(self.regroup_key)}
+
+    def regrouped(self, offer_ids: Sequence[int] | set[int]) -> None:
+        """Offers whose regroup is done (durable): no longer waiting for one."""
+        if offer_ids:
+            self.client.srem(self.regroup_key, *offer_ids)
 
     def reject(self, entry: Entry, reason: str) -> None:
         """Move an entry that cannot be indexed to the dead-letter stream, then acknowledge it."""

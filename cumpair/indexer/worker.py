@@ -1,9 +1,9 @@
 """The indexer's loop: take items off the stream, run the crawl's stages, acknowledge when stored.
 
 Per batch: each item's photos read back from the crawl's IMAGES_STORE (`cumpair.stored_images`:
-a path or an S3/GCS/FTP URI), specs from its page text and photos (`stages.offer_specs`, on a
-thread pool),
-then vectors for all of them together and the upsert of each (`batches.embed_and_store`) — the
+a path or an S3/GCS/FTP URI, on a thread pool), specs from its page text and photos
+(`vision.VisionStage`: the crawl's specs stage, in worker processes when the cores allow), then
+vectors for all of them together and the upsert of each (`batches.embed_and_store`) — the
 same code the crawl's pipelines and `cumpair ingest` run. An upsert is durable when it returns
 (the store's contract), and only then is the entry acknowledged (and its offer recorded for its
 crawl run, so a page a killed crawler had to crawl again is not indexed twice): a kill at any
@@ -11,7 +11,10 @@ point leaves the entry pending, to be read again first on restart. Only a kill i
 between an upsert and its acknowledgement redelivers an indexed entry; the store keys offers by
 (shop, url), so that updates the offer the first delivery wrote (one more price point).
 When the stream goes quiet, the products the new offers touched are regrouped and the store
-flushed, as a crawl does when it ends.
+flushed, as a crawl does when it ends, then the watches are checked (`cumpair.alerts`), now
+that the new prices are stored. The offers waiting for a regroup are kept in Redis
+(`ItemStream.awaiting_regroup`) until it is done, so a killed indexer's are regrouped by the
+next one.
 """
 
 from __future__ import annotations
@@ -25,12 +28,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from cumpair.alerts.run import after_update
 from cumpair.embed import BatchEmbedder, EncoderSet
 from cumpair.embed.reindex import spaces_for
 from cumpair.index import ProductStore, StoreOptions
 from cumpair.indexer.stream import Entry, ItemStream
+from cumpair.indexer.vision import Photos, VisionStage, default_vision_processes
 from cumpair.ingest.batches import embed_and_store
-from cumpair.ingest.stages import offer_specs, regroup_store
+from cumpair.ingest.stages import regroup_store
 from cumpair.search.products import ProductGroups
 from cumpair.stored_images import ImageStoreOptions, open_image_store, read_photos
 from cumpair.vision.ocr_types import OcrOptions
@@ -46,7 +51,9 @@ class IndexerOptions:
     ``<index>/images``), read with `image_store` (the crawl's AWS_*/GCS_PROJECT_ID/FTP_*
     settings); item photo paths are relative to it. `ocr` reads specs from up to
     `ocr_images` photos per offer (SPECS_MAX_IMAGES_PER_ITEM), `colors` dominant colours from the
-    first; `workers` threads run OCR; `batch` entries are read and embedded together; `block_s`
+    first, in `vision_processes` worker processes (0: on the `workers` threads that also read
+    the photos; default from the cores, `vision.default_vision_processes`); `batch` entries
+    are read and embedded together; `alerts` checks the watches after each regroup; `block_s`
     is the longest wait for new entries; the stream quiet for `regroup_idle_s` triggers the
     regroup and flush; `exit_when_idle_s` (None: run until stopped) ends a batch job.
     """
@@ -58,15 +65,17 @@ class IndexerOptions:
     ocr_images: int = 2
     colors: int = 3
     workers: int = 2
+    vision_processes: int = field(default_factory=default_vision_processes)
     batch: int = 32
+    alerts: bool = True
     block_s: float = 1.0
     regroup_idle_s: float = 2.0
     exit_when_idle_s: float | None = None
     store: StoreOptions = field(default_factory=StoreOptions)
 
     def __post_init__(self) -> None:
-        if min(self.workers, self.batch) < 1:
-            raise ValueError("workers and batch must be at least 1")
+        if min(self.workers, self.batch) < 1 or self.vision_processes < 0:
+            raise ValueError("workers and batch must be at least 1, vision_processes >= 0")
         if self.block_s <= 0 or self.regroup_idle_s < 0:
             raise ValueError("block_s must be positive, regroup_idle_s not negative")
 
@@ -81,6 +90,7 @@ class IndexerReport:
     repeated: int = 0  # entries of an offer already indexed in their crawl run
     image_errors: int = 0
     regroups: int = 0
+    alerts_queued: int = 0  # price-drop notices the checks after the regroups queued
     seconds: float = 0.0
 
     @property
@@ -93,7 +103,8 @@ class IndexerReport:
             f"indexed {self.stored} offers in {self.seconds:.1f} s ({self.new} new, "
             f"{self.updated} updated, {self.repeated} repeats skipped); "
             f"rejected: {rejected or 'none'}; "
-            f"photos without a vector: {self.image_errors}; regroups: {self.regroups}"
+            f"photos without a vector: {self.image_errors}; regroups: {self.regroups}; "
+            f"alerts queued: {self.alerts_queued}"
         )
 
 
@@ -123,19 +134,29 @@ class Indexer:
         started = time.monotonic()
         options = self.options
         self.stream.ensure_group()
-        touched: set[int] = set()
+        touched = self.stream.awaiting_regroup()  # left by an indexer killed before its regroup
+        if touched:
+            logger.info("indexer: %d offers indexed before wait for their regroup", len(touched))
         store = ProductStore.open(self.index_dir, spaces_for(self.encoders), options.store)
         try:
             with (
                 ProductGroups.open(self.index_dir) as groups,
                 BatchEmbedder(self.encoders, batch_size=options.batch, max_wait=0.05) as embedder,
                 ThreadPoolExecutor(options.workers, "cumpair-indexer") as pool,
+                VisionStage(
+                    processes=options.vision_processes,
+                    threads=options.workers,
+                    ocr=options.ocr,
+                    ocr_images=options.ocr_images,
+                    ocr_options=options.ocr_options,
+                    colors=options.colors,
+                ) as vision,
             ):
                 quiet_since = time.monotonic()
                 while not stop.is_set():
                     entries = self.stream.read(options.batch, options.block_s)
                     if entries:
-                        touched |= self._index_batch(store, groups, embedder, pool, entries)
+                        touched |= self._index_batch(store, groups, embedder, pool, vision, entries)
                         store.maybe_flush()
                         quiet_since = time.monotonic()
                         continue
@@ -159,6 +180,7 @@ class Indexer:
         groups: ProductGroups,
         embedder: BatchEmbedder,
         pool: ThreadPoolExecutor,
+        vision: VisionStage,
         entries: list[Entry],
     ) -> set[int]:
         """Specs, vectors and upsert for each entry; each acknowledged as soon as its upsert
@@ -172,7 +194,12 @@ class Indexer:
                 self.stream.ack([entry.id])
             else:
                 good.append(entry)
-        prepared = list(pool.map(self._prepare, [entry.item for entry in good]))
+        prepared = list(pool.map(self._read_photos, [entry.item for entry in good]))
+        outcomes = vision.specs([Photos(offer.item, offer.sources) for offer in prepared])
+        for offer, specs in zip(prepared, outcomes, strict=True):
+            offer.item["specs"], offer.item["spec_conflicts"] = specs.specs, specs.conflicts
+            for error in specs.errors:
+                logger.warning("indexer: %s: photo not read: %s", offer.item["url"], error)
         photos = {ref: data for offer in prepared for ref, data in offer.photos.items()}
         batch = [(offer.item, offer.references) for offer in prepared]
         touched: set[int] = set()
@@ -182,7 +209,7 @@ class Indexer:
             if outcome.result is None:
                 self._reject(entry, f"invalid offer: {outcome.error}")
                 continue
-            self.stream.indexed(entry)
+            self.stream.indexed(entry, outcome.result.offer_id)
             touched.add(outcome.result.offer_id)
             if outcome.result.created:
                 self.report.new += 1
@@ -190,30 +217,22 @@ class Indexer:
                 self.report.updated += 1
         return touched
 
-    def _prepare(self, item: dict[str, Any]) -> _Prepared:
-        """Pool thread: the item's photos read from the image store, and the item with `specs`
-        from its text and first photos (the crawl's specs stage); `spec_conflicts` says where
-        they disagreed. A photo that cannot be read is left out of both, and logged."""
-        paths = [image["path"] for image in item.get("images") or []]
+    def _read_photos(self, item: dict[str, Any]) -> _Prepared:
+        """Pool thread: the item's photos read from the image store; one that cannot be read
+        is left out of the specs and the vectors, and logged."""
+        images = item.get("images") or []
+        paths = [image["path"] for image in images]
         references = [self.images.reference(path) for path in paths]
         read, unread = read_photos(self.images, paths)
         for position, exc in unread.items():
             logger.warning("indexer: %s: photo %s not read: %s", item["url"], paths[position], exc)
-        sources = [image.get("url") for image in item.get("images") or []]
-        specs, conflicts = offer_specs(
+        return _Prepared(
             item,
-            [(sources[position], data) for position, data in read],
-            ocr=self.options.ocr,
-            ocr_images=self.options.ocr_images,
-            ocr_options=self.options.ocr_options,
-            colors=self.options.colors,
-            on_error=lambda _, exc: logger.warning(
-                "indexer: %s: photo not read: %s", item["url"], exc
-            ),
+            references,
+            sources=[(images[position].get("url"), data) for position, data in read],
+            photos={references[position]: data for position, data in read},
+            unread=len(unread),
         )
-        item["specs"], item["spec_conflicts"] = specs, [c.to_dict() for c in conflicts]
-        photos = {references[position]: data for position, data in read}
-        return _Prepared(item, references, photos, len(unread))
 
     def _reject(self, entry: Entry, reason: str) -> None:
         logger.warning("indexer: entry %s kept aside in %s: %s", entry.id, self.stream.dead_key,
@@ -224,17 +243,24 @@ class Indexer:
     def _regroup(self, store: ProductStore, groups: ProductGroups, touched: set[int]) -> None:
         store.flush()
         products, offers = regroup_store(store, groups, touched)
+        self.stream.regrouped(touched)
         self.report.regroups += 1
         logger.info("indexer: regrouped %d offers into %d products", offers, products)
+        if self.options.alerts:  # the new prices are stored and grouped: watches see them now
+            run = after_update(self.index_dir)
+            if run is not None:
+                self.report.alerts_queued += run.queued
 
 
 @dataclass(frozen=True)
 class _Prepared:
-    """An item ready to embed: the references its record keeps for its photos, the bytes of
-    those that could be read (by reference), and how many could not."""
+    """An item with its photos read: the references its record keeps for them, the readable
+    ones as (source URL, bytes) for the specs and by reference for the embedder, and how many
+    could not be read."""
 
     item: dict[str, Any]
     references: list[str]
+    sources: list[tuple[str | None, bytes]]
     photos: dict[str, bytes]
     unread: int
 

@@ -2,8 +2,10 @@
 
 Items are embedded in batches by `cumpair.embed.BatchEmbedder` and written to the
 `cumpair.index.ProductStore` under INDEX_DATA_DIR from a bounded thread pool, so the reactor
-never runs model or disk work. One store is opened per process and shared by every spider in
-it (`scrapy crawlall` runs all shops in one process; the store allows one writer process).
+never runs model or disk work. One store writer is made per process and shared by every
+spider in it (`scrapy crawlall` runs all shops in one process). The store admits one writer
+process at a time: processes sharing it (two scrapyd jobs) take turns through
+`cumpair.indexer.turns.TurnWriter`, the one waiting spooling its offers durably for the holder.
 Photos are read back through the store the images pipeline wrote them to
 (`cumpair.stored_images`: a path or an S3/GCS/FTP URI in IMAGES_STORE). A photo that cannot be
 read or embedded loses its vector, never the item.
@@ -13,9 +15,11 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
+import socket
 import threading
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Self
 
@@ -27,9 +31,9 @@ from scrapy.settings import BaseSettings
 
 from cumpair.embed import BatchEmbedder, EncoderSet, load_encoders, product_text
 from cumpair.embed.reindex import spaces_for
-from cumpair.index import ProductStore, StoreOptions
-from cumpair.ingest.stages import offer_record, regroup_store, space_vectors, store_offer
-from cumpair.search.products import ProductGroups
+from cumpair.index import StoreOptions
+from cumpair.indexer.turns import TurnOptions, TurnWriter
+from cumpair.ingest.stages import space_vectors
 from cumpair.stored_images import (
     ImageStoreOptions,
     image_store_uri,
@@ -72,56 +76,68 @@ def store_options_from_settings(settings: BaseSettings) -> StoreOptions:
     return StoreOptions.from_settings(settings)
 
 
+def turn_options_from_settings(settings: BaseSettings) -> TurnOptions:
+    """How crawl processes sharing the store take turns (INDEX_SPOOL_*, see settings.py)."""
+    spool = settings.get("INDEX_SPOOL_PATH")
+    return TurnOptions(
+        spool=Path(spool) if spool else None,
+        retry_s=settings.getfloat("INDEX_SPOOL_RETRY_S"),
+        drain_s=settings.getfloat("INDEX_SPOOL_DRAIN_S"),
+        close_wait_s=settings.getfloat("INDEX_SPOOL_CLOSE_WAIT_S"),
+    )
+
+
 @dataclass
-class _SharedStore:
-    """The store and its product grouping, shared by the spiders of one process."""
+class _Shared:
+    """The process's writer of one store, shared by its spiders (`scrapy crawlall`)."""
 
-    store: ProductStore
-    groups: ProductGroups
+    writer: TurnWriter
     users: int
-    touched: set[int] = field(default_factory=set)  # offers upserted: what the regroup covers
 
 
-_stores: dict[Path, _SharedStore] = {}
-_stores_lock = threading.Lock()
+_writers: dict[Path, _Shared] = {}
+_writers_lock = threading.Lock()
 
 
-def _acquire_store(path: Path, encoders: EncoderSet, options: StoreOptions) -> _SharedStore:
-    with _stores_lock:
-        shared = _stores.get(path)
+def _acquire_writer(path: Path, encoders: EncoderSet, settings: BaseSettings) -> TurnWriter:
+    with _writers_lock:
+        shared = _writers.get(path)
         if shared is None:
-            store = ProductStore.open(path, spaces_for(encoders), options)
-            shared = _stores[path] = _SharedStore(store, ProductGroups.open(path), 0)
+            writer = TurnWriter(
+                path,
+                spaces_for(encoders),
+                store_options_from_settings(settings),
+                turn_options_from_settings(settings),
+                source=f"scrapy@{socket.gethostname()}:{os.getpid()}",
+            )
+            shared = _writers[path] = _Shared(writer, 0)
         shared.users += 1
-        return shared
+        return shared.writer
 
 
-def _release_store(path: Path) -> None:
-    """The last spider out regroups the products its offers touched (merging products that late
-    offers joined), then flushes and closes."""
-    with _stores_lock:
-        shared = _stores[path]
+def _release_writer(path: Path) -> TurnWriter | None:
+    """The last spider out closes the writer: it drains what other processes spooled, regroups
+    the products its offers touched (merging products that late offers joined), flushes and
+    lets go of the store (`TurnWriter.close`). Returns the closed writer, None for the others."""
+    with _writers_lock:
+        shared = _writers[path]
         shared.users -= 1
         if shared.users:
-            return
-        del _stores[path]
-    try:
-        shared.store.flush()
-        products, offers = regroup_store(shared.store, shared.groups, shared.touched)
-        logger.info("Regrouped %d offers into %d products", offers, products)
-    finally:
-        shared.groups.close()
-        shared.store.close()
+            return None
+        del _writers[path]
+    shared.writer.close()
+    return shared.writer
 
 
 class IndexPipeline:
     """Last pipeline: vectors for the offer's images and text, then an upsert into the store.
 
     Settings: INDEX_ENABLED, INDEX_DATA_DIR, INDEX_WORKERS (threads doing embedding and
-    writes), IMAGES_STORE and Scrapy's AWS_*/GCS_PROJECT_ID/FTP_* (where the photos are read
-    from, `ImageStoreOptions`), CUMPAIR_INDEX_* (the store's options), EMBED_ENCODERS
-    (auto/offline/clip), EMBED_CLIP_MODEL, EMBED_CLIP_PRETRAINED, EMBED_BACKEND,
-    EMBED_THREADS, EMBED_MODEL_DIR, EMBED_BATCH_SIZE, EMBED_MAX_WAIT.
+    writes), INDEX_SPOOL_* (taking turns at the store with other processes), IMAGES_STORE and
+    Scrapy's AWS_*/GCS_PROJECT_ID/FTP_* (where the photos are read from, `ImageStoreOptions`),
+    CUMPAIR_INDEX_* (the store's options), EMBED_ENCODERS (auto/offline/clip),
+    EMBED_CLIP_MODEL, EMBED_CLIP_PRETRAINED, EMBED_BACKEND, EMBED_THREADS, EMBED_MODEL_DIR,
+    EMBED_BATCH_SIZE, EMBED_MAX_WAIT.
     """
 
     def __init__(self, crawler: Crawler):
@@ -143,8 +159,7 @@ class IndexPipeline:
             max_wait=settings.getfloat("EMBED_MAX_WAIT"),
             cache=vision_cache_from_settings(settings),
         )
-        shared = _acquire_store(self.path, self.encoders, store_options_from_settings(settings))
-        self.store, self.groups, self.touched = shared.store, shared.groups, shared.touched
+        self.writer = _acquire_writer(self.path, self.encoders, settings)
         crawler.signals.connect(self.spider_closed, signal=signals.spider_closed)
 
     @classmethod
@@ -171,14 +186,16 @@ class IndexPipeline:
             self.stats.inc_value("index/image_errors")
             logger.warning("%s: image %s has no vector: %s", adapter.get("url"),
                            paths[read[position][0]], reason)  # fmt: skip
-        record = offer_record(adapter, [self.images.reference(path) for path in paths])
-        result, membership = store_offer(self.store, self.groups, record, space_vectors(vectors))
-        self.touched.add(result.offer_id)
+        references = [self.images.reference(path) for path in paths]
+        written = self.writer.write(adapter.asdict(), references, space_vectors(vectors))
+        if written is None:  # another process holds the store: it or we index it later
+            self.stats.inc_value("index/spooled")
+            return
+        result, membership = written
         self.stats.inc_value(f"index/upsert/{result.matched_by}")
         self.stats.inc_value(f"index/grouped_by/{membership.rule}")
         if result.price_changed:
             self.stats.inc_value("index/price_changed")
-        self.store.maybe_flush()
 
     def spider_closed(self) -> None:
         """Embed what is still queued, release the store (the last spider flushes and regroups)."""
@@ -189,4 +206,7 @@ class IndexPipeline:
                 self.stats.set_value(f"index/embed/{name}", value)
             self.stats.set_value("stage/embed_s", self.embedder.stats().get("model_s", 0.0))
         finally:
-            _release_store(self.path)
+            writer = _release_writer(self.path)
+            if writer is not None:
+                for name, value in writer.counts.items():
+                    self.stats.set_value(f"index/spool/{name}", value)

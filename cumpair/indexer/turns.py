@@ -1,0 +1,240 @@
+"""Processes that share a store without Redis take turns at its one writer lock.
+
+`TurnWriter` is what one crawl process writes through. If the store is free it holds it and
+upserts directly; if another process holds it, every offer goes to the durable local spool
+(`spool.OfferSpool`) and the writer tries for the store again every `retry_s`. Whoever holds the
+store drains the spool every `drain_s`, when it gets the store, and before it lets go, so two
+scrapyd jobs of different shops on one store both end with all their offers indexed. At close a
+process still spooling waits up to `close_wait_s` for the store to drain its own offers; if the
+holder keeps it longer, they stay spooled (logged, counted) until the holder's next drain or the
+next writer's start. Never imports Scrapy.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import threading
+import time
+from collections import Counter
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from cumpair.index import ProductStore, SpaceSpec, StoreLockedError, StoreOptions, UpsertResult
+from cumpair.indexer.spool import SPOOL_NAME, OfferSpool
+from cumpair.ingest.stages import offer_record, regroup_store, store_offer
+from cumpair.search.products import ProductGroups
+
+logger = logging.getLogger(__name__)
+
+#: Regroup-then-drain rounds at close; what other processes spool after them they index
+#: themselves, taking the store once this process let go.
+CLOSE_ROUNDS = 3
+
+
+@dataclass(frozen=True)
+class TurnOptions:
+    """How processes take turns (the crawl's INDEX_SPOOL_* settings).
+
+    `spool` is the spool file (default ``<store>/spool/offers.sqlite``); a spooling process
+    tries for the store every `retry_s`; the holder looks for spooled offers every `drain_s`
+    and takes `drain_batch` at a time; a spooling process's close waits up to `close_wait_s`
+    for the store.
+    """
+
+    spool: Path | None = None
+    retry_s: float = 5.0
+    drain_s: float = 5.0
+    drain_batch: int = 64
+    close_wait_s: float = 300.0
+
+    def __post_init__(self) -> None:
+        if min(self.retry_s, self.drain_s, self.close_wait_s) < 0 or self.drain_batch < 1:
+            raise ValueError("spool intervals must not be negative, drain_batch at least 1")
+
+
+class TurnWriter:
+    """One process's writes into the store at `path`, taking turns with other processes.
+
+    `source` names this process in the spool (e.g. ``scrapy:<pid>``). Thread-safe: the crawl's
+    index threads call `write` at once. `counts` says what happened (``spooled``, ``drained``,
+    ``left`` in the spool at close, ``turns`` the store was taken).
+    """
+
+    def __init__(
+        self,
+        path: str | Path,
+        spaces: Mapping[str, SpaceSpec],
+        store_options: StoreOptions | None = None,
+        options: TurnOptions | None = None,
+        *,
+        source: str,
+    ) -> None:
+        self.path = Path(path)
+        self.spaces = dict(spaces)
+        self.store_options = store_options or StoreOptions()
+        self.options = options = options or TurnOptions()
+        self.source = source
+        self.store: ProductStore | None = None
+        self.groups: ProductGroups | None = None
+        self.touched: set[int] = set()  # offers upserted while holding: what the regroup covers
+        self.counts: Counter[str] = Counter()
+        self._spool_path = options.spool or self.path / "spool" / SPOOL_NAME
+        self._spool: OfferSpool | None = None
+        self._turn_lock = threading.Lock()  # taking the store
+        self._state_lock = threading.Lock()  # counts, touched, the spool's connection
+        self._drain_lock = threading.Lock()
+        self._next_try = 0.0
+        self._next_drain = 0.0
+        self._take(timeout_s=0.0)
+
+    @property
+    def holding(self) -> bool:
+        """Whether this process holds the store now."""
+        return self.store is not None
+
+    def write(
+        self, item: Mapping[str, Any], references: Sequence[str], vectors: Mapping[str, Any]
+    ) -> tuple[UpsertResult, Any] | None:
+        """Upsert and group one offer (`item` with its photo `references` and vectors by
+        space): the upsert's result and the offer's product membership; or spool it while
+        another process holds the store (None). Durable either way when it returns."""
+        if self.store is None and time.monotonic() >= self._next_try:
+            self._take(timeout_s=0.0)
+        store, groups = self.store, self.groups
+        if store is None or groups is None:
+            self._open_spool().put(item, references, vectors, self.source)
+            self._count("spooled")
+            return None
+        result, membership = store_offer(store, groups, offer_record(item, references), vectors)
+        self._note_touched(result.offer_id)
+        store.maybe_flush()
+        if time.monotonic() >= self._next_drain:
+            self.drain()
+        return result, membership
+
+    def drain(self) -> int:
+        """Upsert what other processes spooled (this one must hold the store); each spooled
+        offer is forgotten only once its upsert returned. Returns how many were taken; a
+        thread finding another one draining returns 0 at once."""
+        store, groups = self.store, self.groups
+        if store is None or groups is None or not self._drain_lock.acquire(blocking=False):
+            return 0
+        taken = 0
+        try:
+            self._next_drain = time.monotonic() + self.options.drain_s
+            if not self._spool_path.exists():
+                return 0
+            spool, after = self._open_spool(), 0
+            while batch := spool.take(self.options.drain_batch, after):
+                after = batch[-1].id
+                for offer in batch:
+                    if offer.item is None:  # kept in the spool for a person to look at
+                        logger.error("spool %s: row %d skipped: %s", spool.path, offer.id,
+                                     offer.error)  # fmt: skip
+                        self._count("unreadable")
+                        continue
+                    vectors = {k: np.asarray(v) for k, v in offer.vectors.items()}
+                    record = offer_record(offer.item, offer.references)
+                    result, _ = store_offer(store, groups, record, vectors)
+                    self._note_touched(result.offer_id)
+                    spool.done([offer.id])
+                    taken += 1
+                store.maybe_flush()
+        finally:
+            self._drain_lock.release()
+        if taken:
+            self._count("drained", taken)
+            logger.info("Indexed %d offers other crawl processes had spooled in %s", taken,
+                        self._spool_path)  # fmt: skip
+        return taken
+
+    def close(self) -> None:
+        """Let go of the store: drain the spool, flush, regroup what this process touched,
+        drain again what came meanwhile, close. A process still spooling waits up to
+        `close_wait_s` for the store to do the same; failing that its offers stay spooled."""
+        try:
+            if self.store is None:
+                self._take(timeout_s=self.options.close_wait_s)
+            if self.store is None:
+                self._leave_spooled()
+                return
+            self.drain()
+            for _ in range(CLOSE_ROUNDS):  # offers spooled during a regroup are drained after it
+                with self._state_lock:
+                    touched, self.touched = self.touched, set()
+                if not touched:
+                    break
+                self.store.flush()
+                products, offers = regroup_store(self.store, self.groups, touched)
+                logger.info("Regrouped %d offers into %d products", offers, products)
+                self.drain()
+        finally:
+            self._release()
+
+    def _take(self, timeout_s: float) -> None:
+        """Try for the store (for `timeout_s`); on success drain the spool at once."""
+        with self._turn_lock:
+            if self.store is not None:
+                return
+            options = dataclasses.replace(self.store_options, lock_timeout_s=timeout_s)
+            started = time.monotonic()
+            try:
+                store = ProductStore.open(self.path, self.spaces, options)
+            except StoreLockedError as exc:
+                self._next_try = time.monotonic() + self.options.retry_s
+                if not self.counts["waits"]:
+                    logger.warning("%s; offers go to the spool %s until it is free", exc,
+                                   self._spool_path)  # fmt: skip
+                self._count("waits")
+                return
+            if timeout_s:
+                self._count("waited_s", round(time.monotonic() - started))
+            self.groups = ProductGroups.open(self.path)
+            self.store = store
+            self._count("turns")
+        self._next_drain = 0.0
+        self.drain()
+
+    def _leave_spooled(self) -> None:
+        left = self._open_spool().count() if self._spool_path.exists() else 0
+        self.counts["left"] = left
+        if left:
+            logger.warning(
+                "The store %s stayed held by another process for %.0f s: %d offers wait in the "
+                "spool %s for its holder (or the next crawl of this store) to index them",
+                self.path, self.options.close_wait_s, left, self._spool_path,
+            )  # fmt: skip
+
+    def _release(self) -> None:
+        try:
+            if self.groups is not None:
+                self.groups.close()
+            if self.store is not None:
+                self.store.close()
+        finally:
+            self.store = self.groups = None
+            if self._spool is not None:
+                self._spool.close()
+                self._spool = None
+
+    def _open_spool(self) -> OfferSpool:
+        with self._state_lock:
+            if self._spool is None:
+                self._spool = OfferSpool(self._spool_path)
+            return self._spool
+
+    def _note_touched(self, offer_id: int) -> None:
+        with self._state_lock:
+            self.touched.add(offer_id)
+
+    def _count(self, name: str, n: int = 1) -> None:
+        with self._state_lock:
+            self.counts[name] += n
+
+
+__all__ = ["TurnOptions", "TurnWriter"]

@@ -1,0 +1,113 @@
+"""Crawl processes sharing a store without Redis take turns (`cumpair.indexer.turns`): the one
+finding the store held spools durably (`cumpair.indexer.spool`), the holder drains, nothing is
+lost. Real store, real file lock: the second writer meets the first one's lock.
+"""
+
+from __future__ import annotations
+
+from decimal import Decimal
+
+import numpy as np
+import pytest
+
+from cumpair.index import ProductStore, SpaceSpec, StoreLockedError, StoreOptions
+from cumpair.indexer.spool import OfferSpool
+from cumpair.indexer.turns import TurnOptions, TurnWriter
+
+SPACES = {"text": SpaceSpec(8, "test-text", "1")}
+QUICK = StoreOptions(lock_timeout_s=0.1)
+
+
+def offer(shop: str, n: int) -> tuple[dict, list[str], dict[str, np.ndarray]]:
+    item = {"shop": shop, "url": f"https://{shop}.example/p/{n}", "title": f"{shop} widget {n}",
+            "price": Decimal(f"{n}.99"), "currency": "EUR", "specs": {"volume_ml": 5}}  # fmt: skip
+    vector = np.random.default_rng(hash((shop, n)) % 2**32).standard_normal(8).astype(np.float32)
+    return item, [f"/imgs/{shop}/{n}.jpg"], {"text": vector}
+
+
+def writer(tmp_path, source: str, retry_s: float = 0) -> TurnWriter:
+    turns = TurnOptions(retry_s=retry_s, drain_s=3600, close_wait_s=0)
+    return TurnWriter(tmp_path / "store", SPACES, QUICK, turns, source=source)
+
+
+def stored(tmp_path) -> dict[str, list]:
+    with ProductStore.open(tmp_path / "store", readonly=True) as store:
+        offers = store.get_offers(range(1, 1000)).values()
+        return {r.url: [r.price, r.image_paths, len(store.price_history(r.id))] for r in offers}
+
+
+def test_a_second_writer_spools_while_the_store_is_held_and_the_holder_drains(tmp_path):
+    first = writer(tmp_path, "job-a")
+    second = writer(tmp_path, "job-b")
+    assert first.holding and not second.holding
+    assert first.write(*offer("north", 1)) is not None
+    assert second.write(*offer("corner", 1)) is None  # spooled, not refused
+    assert second.write(*offer("corner", 2)) is None
+    assert second.counts["spooled"] == 2
+    assert first.drain() == 2  # the holder indexes what the other one spooled
+    second.close()  # the store is still held: nothing of its own is left to wait for
+    assert second.counts["left"] == 0
+    first.close()
+    got = stored(tmp_path)
+    assert sorted(got) == sorted(offer(s, n)[0]["url"] for s, n in
+                                 [("north", 1), ("corner", 1), ("corner", 2)])  # fmt: skip
+    corner = got["https://corner.example/p/2"]
+    assert corner == [Decimal("2.99"), ("/imgs/corner/2.jpg",), 1]  # once, with its photo
+    assert OfferSpool(tmp_path / "store" / "spool" / "offers.sqlite").count() == 0
+
+
+def test_a_writer_that_waited_takes_the_store_at_close_and_indexes_its_own_offers(tmp_path):
+    first = writer(tmp_path, "job-a")
+    second = writer(tmp_path, "job-b", retry_s=3600)  # tries again only at close
+    second.write(*offer("corner", 1))
+    first.write(*offer("north", 1))
+    first.close()  # the holder ends first: its last drain took corner/1 already
+    second.write(*offer("corner", 2))  # spooled after the holder's last drain
+    assert not second.holding
+    second.close()  # the store is free now: it takes it and drains its own offer
+    assert second.counts["turns"] == 1 and second.counts["drained"] == 1
+    assert len(stored(tmp_path)) == 3
+
+
+def test_a_spooled_offer_survives_its_process_and_the_next_writer_indexes_it(tmp_path):
+    holder = writer(tmp_path, "job-a")
+    killed = writer(tmp_path, "job-b")
+    killed.write(*offer("corner", 7))
+    del killed  # never closed, as after kill -9: the spool's commit is all there is
+    holder.close()  # drained at close
+    assert "https://corner.example/p/7" in stored(tmp_path)
+
+    late = OfferSpool(tmp_path / "store" / "spool" / "offers.sqlite")
+    late.put(*offer("corner", 8), source="job-c")  # spooled while no process holds the store
+    late.close()
+    writer(tmp_path, "job-d").close()  # the next writer drains it when it takes the store
+    assert "https://corner.example/p/8" in stored(tmp_path)
+
+
+def test_a_spooling_writer_tries_the_store_again_once_the_holder_let_go(tmp_path):
+    first = writer(tmp_path, "job-a")
+    second = writer(tmp_path, "job-b")
+    second.write(*offer("corner", 1))
+    first.close()
+    assert second.write(*offer("corner", 2)) is not None  # took the store, wrote directly
+    assert second.holding and second.counts["drained"] == 0  # corner/1: drained by first
+    second.close()
+    assert len(stored(tmp_path)) == 2
+
+
+def test_without_turns_the_second_writer_is_refused(tmp_path):
+    """What the spool replaces: a second writer of a held store fails after lock_timeout_s."""
+    with ProductStore.open(tmp_path / "store", SPACES, QUICK), pytest.raises(StoreLockedError):
+        ProductStore.open(tmp_path / "store", SPACES, QUICK)
+
+
+def test_an_unreadable_spool_row_is_kept_aside_and_the_rest_are_indexed(tmp_path):
+    spool = OfferSpool(tmp_path / "store" / "spool" / "offers.sqlite")
+    spool.put(*offer("corner", 1), source="job-b")
+    spool._conn.execute("UPDATE spooled SET item = '{broken' WHERE id = 1")
+    spool.put(*offer("corner", 2), source="job-b")
+    holder = writer(tmp_path, "job-a")
+    assert holder.counts["unreadable"] == 1 and holder.counts["drained"] == 1
+    holder.close()
+    assert list(stored(tmp_path)) == ["https://corner.example/p/2"]
+    assert spool.count() == 1  # the broken row stays for a person to look at

@@ -6,7 +6,8 @@ stated; words in the title that say refurbished, used, open box or damaged (in s
 win over a stated "new", which shop templates print on every page. The title never makes an offer
 new, and words that only describe what the product is for ("for used cartridges", "Renewal
 Filter", "for every occasion") do not count: ambiguous words count only standing on their own
-(in brackets, between separators, or ending the title), and no word counts right after "for",
+(in brackets, between separators, ending the title, or "used" opening a title or segment as
+used-goods shops write "Used Canon EOS 70D - Good"), and no word counts right after "for",
 "with", "für", "pour"...
 """
 
@@ -23,6 +24,7 @@ _ANYWHERE = {
         "reconditionné", "reconditionnée", "reconditionnés", "reconditionnées",
         "ricondizionato", "ricondizionata", "ricondizionati", "reacondicionado",
         "reacondicionada", "recondicionado", "recondicionada", "gereviseerd", "odnowiony",
+        "recertified", "factory recertified",
     ),
     "Used": (
         "pre-owned", "preowned", "second-hand", "second hand", "secondhand", "b-ware",
@@ -30,6 +32,8 @@ _ANYWHERE = {
         "gebrauchtware", "vorführgerät", "vorfuehrgeraet", "wie neu", "like new",
         "d'occasion", "comme neuf", "seminuevo", "seminueva", "tweedehands",
         "begagnad", "używany", "gebraucht", "demo unit", "vorführmodell", "ausstellungsstück",
+        "opened box", "fair condition", "good condition", "very good condition",
+        "excellent condition", "acceptable condition",
     ),
 }  # fmt: skip
 # Words that also name other things ("used cartridges", "Special Occasion", "damaged hair"):
@@ -53,6 +57,11 @@ _MAY_END = frozenset(
         "usado", "usada", "gebruikt", "brugt", "defekt", "beschädigt",
     }
 )  # fmt: skip
+# Of those, the ones that also open a title or a segment before the product's name, as used-goods
+# shops write them ("Used Canon EOS 70D Body - Good", "Usado iPhone 11").
+_MAY_START = frozenset(
+    {"used", "usado", "usada", "usato", "usata", "gebrauchte", "gebrauchter", "gebrauchtes"}
+)
 # Grades that may follow a condition word in its segment ("Used - Like New", "(Renewed Premium)").
 _GRADES = (
     "like new", "very good", "good", "acceptable", "excellent", "fair", "premium", "grade a",
@@ -67,7 +76,7 @@ _GUARDS = frozenset(
         "fur", "mit", "aus", "zum", "zur", "bei", "pour", "avec", "per", "con", "para",
     }
 )  # fmt: skip
-_SEPARATORS = re.compile(r"\s*(?:[()\[\]{}|/:;,·•]|\s-\s|^-\s|\s-$)\s*")
+_SEPARATORS = re.compile(r"\s*(?:[()\[\]{}|/:;,·•\"*]|\s-\s|^-\s|\s-$)\s*")
 # Typographic apostrophes and dashes, read as their ASCII forms.
 _ASCII = str.maketrans({"\u2019": "'", "\u2013": "-", "\u2014": "-"})
 _STATED = {
@@ -94,6 +103,7 @@ _ON_THEIR_OWN_RE = {
     name: re.compile(rf"^(?:{_phrases(words)})(?:[\s-]+(?:{_phrases(_GRADES)}))*$")
     for name, words in _ON_THEIR_OWN.items()
 }
+_STARTING_RE = re.compile(rf"^(?:{_phrases(tuple(_MAY_START))})\s+\w")
 _ENDING_RE = {
     name: re.compile(rf"(?<![\w'-])(?:{_phrases(tuple(w for w in words if w in _MAY_END))})$")
     for name, words in _ON_THEIR_OWN.items()
@@ -122,6 +132,8 @@ def title_condition(title: str | None) -> str | None:
     for name, pattern in _ON_THEIR_OWN_RE.items():
         if any(pattern.match(segment) for segment in segments):
             return name
+    if any(_STARTING_RE.match(segment) for segment in segments):
+        return "Used"
     for name, pattern in _ENDING_RE.items():
         match = pattern.search(segments[-1]) if segments else None
         if match is not None and not _guarded(segments[-1], match.start()):

@@ -25,3 +25,6 @@ fi
 PYTHON=${PYTHON:-python3}
 "$PYTHON" -m pip install -q -r requirements.txt
 "$PYTHON" -m pip install -q --no-deps --no-build-isolation -e .
+# The offline encoders' ONNX files for the default index, exported once here (a crawl or query
+# finding them missing exports them in a child process, so torch never loads into it).
+"$PYTHON" -m cumpair.embed.onnx_export --model-dir index_data/models

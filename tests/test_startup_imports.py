@@ -1,5 +1,6 @@
 """Start-up imports: with the offline encoders selected, no command loads torch or open_clip,
-and `cumpair` without a command (`--help`, `--version`) loads no sub-command's module.
+and `cumpair` without a command (`--help`, `--version`) loads no sub-command's module; a crawl
+exports missing ONNX models in a child process, so torch stays out of the crawl too.
 
 Each check runs in a fresh interpreter (the test process itself has torch loaded by other
 tests) whose home holds no CLIP weights, so `auto` selection picks the offline encoders.
@@ -19,6 +20,8 @@ import pytest
 
 from cumpair.cli import _COMMANDS, build_full_parser, build_parser
 from cumpair.demo.catalog import build_catalog
+from cumpair.embed import load_encoders, onnx_export
+from cumpair.embed.base import DEFAULT_MODEL_DIR
 from cumpair.embed.reindex import spaces_for
 from cumpair.index import ProductStore, StoreOptions
 from cumpair.search.demo_index import demo_photo_path, index_demo_offers
@@ -31,8 +34,6 @@ HEAVY = ("torch", "open_clip", "torchvision", "easyocr", "transformers")
 @pytest.fixture(scope="module")
 def demo_index(tmp_path_factory):
     """A small demo store with the offline encoders' spaces (and their ONNX exports on disk)."""
-    from cumpair.embed import load_encoders
-
     path = tmp_path_factory.mktemp("index")
     store = ProductStore.open(
         path, spaces_for(load_encoders("offline")), StoreOptions(duplicate_threshold=None)
@@ -101,6 +102,72 @@ def test_cli_help_and_scrapy_project_do_not_import_torch(tmp_path):
         tmp_path,
     )
     assert loaded == []
+
+
+def test_a_crawl_with_its_models_exported_does_not_import_torch(demo_index, tmp_path):
+    # What a crawl process runs: every item pipeline built from the project's settings (the
+    # index pipeline loads the encoders), both models and the default OCR chain used once.
+    _, photo = demo_index
+    loaded = _loaded_in_fresh_process(
+        f"""
+        from scrapy.utils.misc import build_from_crawler, load_object
+        from scrapy.utils.project import get_project_settings
+        from scrapy.utils.reactor import install_reactor
+        from scrapy.utils.test import get_crawler
+
+        from cumpair.vision.image_specs import read_image_specs
+        from cumpair.vision.ocr_types import OcrOptions
+
+        settings = get_project_settings()
+        settings.set("INDEX_DATA_DIR", {str(tmp_path / "data")!r})
+        settings.set("EMBED_MODEL_DIR", {str(DEFAULT_MODEL_DIR.resolve())!r})
+        install_reactor(settings["TWISTED_REACTOR"])
+        crawler = get_crawler(settings_dict=settings.copy_to_dict())
+        pipelines = [
+            build_from_crawler(load_object(path), crawler) for path in settings["ITEM_PIPELINES"]
+        ]
+        encoders = next(p.encoders for p in pipelines if hasattr(p, "encoders"))
+        encoders.image.encode_images([{str(photo)!r}])
+        encoders.text.encode_texts(["cordless drill"])
+        engines = tuple(settings.getlist("SPECS_OCR_ENGINES"))
+        read_image_specs({str(photo)!r}, ocr_options=OcrOptions(engines=engines))
+        """,
+        tmp_path,
+    )
+    assert loaded == []
+
+
+def test_missing_onnx_exports_are_written_by_another_process(monkeypatch, tmp_path):
+    # The export itself is stood in for by copying finished files: what is checked is that
+    # the loading process hands it off instead of exporting (importing torch) itself.
+    load_encoders("offline")  # the default model directory holds both exports after this
+    handed_off = []
+
+    def export_elsewhere(model_dir):
+        handed_off.append(Path(model_dir))
+        for onnx in DEFAULT_MODEL_DIR.glob("*.onnx"):
+            (Path(model_dir) / onnx.name).write_bytes(onnx.read_bytes())
+
+    monkeypatch.setattr(onnx_export, "export_in_child", export_elsewhere)
+    (tmp_path / "models").mkdir()
+    encoders = load_encoders("offline", model_dir=tmp_path / "models")
+    assert handed_off == [tmp_path / "models"]
+    assert encoders.text.encode_texts(["kettle"]).shape == (1, 384)
+
+
+@pytest.mark.slow
+def test_a_first_load_exports_in_a_child_and_never_imports_torch(tmp_path):
+    models = tmp_path / "models"
+    loaded = _loaded_in_fresh_process(
+        f"""
+        from cumpair.embed import load_encoders
+
+        load_encoders("offline", model_dir={str(models)!r}).text.encode_texts(["kettle"])
+        """,
+        tmp_path,
+    )
+    assert loaded == []
+    assert len(list(models.glob("*.onnx"))) == 2
 
 
 @pytest.mark.parametrize(

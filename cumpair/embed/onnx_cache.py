@@ -2,6 +2,8 @@
 
 Several crawler processes may start at the same time; a file lock makes exactly one of them
 export while the others wait, and the export lands under its final name only when complete.
+Inside `exports_elsewhere()` a missing file raises `OnnxExportMissing` instead: the caller
+exports in another process (`cumpair.embed.onnx_export`) and keeps torch out of its own.
 """
 
 from __future__ import annotations
@@ -9,12 +11,37 @@ from __future__ import annotations
 import logging
 import os
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from pathlib import Path
 
 from filelock import FileLock
 
+from cumpair.embed.base import EmbedError
+
 logger = logging.getLogger(__name__)
+
+_exports_elsewhere: ContextVar[bool] = ContextVar("exports_elsewhere", default=False)
+
+
+class OnnxExportMissing(EmbedError):
+    """An ONNX file is not there and this code runs under `exports_elsewhere()`."""
+
+    def __init__(self, path: Path) -> None:
+        super().__init__(f"ONNX model {path} is not exported yet")
+        self.path = path
+
+
+@contextmanager
+def exports_elsewhere() -> Iterator[None]:
+    """Within this block (this thread or task), `cached_onnx` raises `OnnxExportMissing`
+    rather than run an export (which would import torch into this process)."""
+    token = _exports_elsewhere.set(True)
+    try:
+        yield
+    finally:
+        _exports_elsewhere.reset(token)
 
 
 def cached_onnx(path: Path, export: Callable[[Path], None], *, lock_timeout: float = 600) -> Path:
@@ -25,6 +52,8 @@ def cached_onnx(path: Path, export: Callable[[Path], None], *, lock_timeout: flo
     """
     if path.is_file():
         return path
+    if _exports_elsewhere.get():
+        raise OnnxExportMissing(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     with FileLock(str(path) + ".lock", timeout=lock_timeout):
         if path.is_file():  # another process exported while we waited

@@ -91,7 +91,8 @@ def load_encoders(
 
     `clip_model_config` registers a custom open_clip architecture (JSON) first. `backend`
     ("auto", "onnx", "torch") and `threads` apply to the offline encoders; ONNX exports are
-    written once under `model_dir`. Raises `EncoderUnavailable` when `kind` cannot be loaded.
+    written once under `model_dir`, by a child process (torch stays out of this one). Raises
+    `EncoderUnavailable` when `kind` cannot be loaded, `EmbedError` when an export fails.
     """
     if kind not in KINDS:
         raise ValueError(f"unknown encoder kind {kind!r}; expected one of {KINDS}")
@@ -147,18 +148,37 @@ def _load(kind: str, *, clip_model, clip_pretrained, clip_model_config, clip_cac
         clip = ClipEncoder(clip_model, clip_pretrained, threads=threads, cache_dir=clip_cache_dir)
         encoders = EncoderSet(kind="clip", image=clip, text=clip, text_to_image=clip)
     else:
-        from cumpair.embed.efficientnet import EfficientNetLite0Encoder
-        from cumpair.embed.minilm import MiniLMEncoder
+        encoders = _offline(backend=backend, threads=threads, model_dir=model_dir)
+    logger.info("loaded %s", encoders.describe())
+    return encoders
 
+
+def _offline(*, backend: str, threads: int | None, model_dir) -> EncoderSet:
+    """The offline encoders; on ONNX Runtime, missing exports are written by a child process
+    (`onnx_export.export_in_child`), so this process never imports torch."""
+    from cumpair.embed.efficientnet import EfficientNetLite0Encoder
+    from cumpair.embed.minilm import MiniLMEncoder
+    from cumpair.embed.onnx_cache import OnnxExportMissing, exports_elsewhere
+    from cumpair.embed.onnx_export import export_in_child
+
+    def build() -> EncoderSet:
         options = {"backend": backend, "threads": threads, "model_dir": model_dir}
-        encoders = EncoderSet(
+        return EncoderSet(
             kind="offline",
             image=EfficientNetLite0Encoder(**options),
             text=MiniLMEncoder(**options),
             text_to_image=None,
         )
-    logger.info("loaded %s", encoders.describe())
-    return encoders
+
+    if backend == "torch":
+        return build()
+    try:
+        with exports_elsewhere():
+            return build()
+    except OnnxExportMissing:
+        export_in_child(model_dir)
+    with exports_elsewhere():  # a file still missing now is an error, not a second export
+        return build()
 
 
 __all__ = ["KINDS", "EncoderSet", "EncoderUnavailable", "load_encoders"]

@@ -8,6 +8,7 @@ S3 against moto's S3 server over HTTP (skipped where moto is not installed).
 from __future__ import annotations
 
 import io
+from decimal import Decimal
 from pathlib import Path
 
 import pytest
@@ -191,3 +192,41 @@ def test_reader_paths_join_like_scrapys_fs_store(tmp_path: Path):
     ours = open_image_store(f"file://{tmp_path}")
     nested = "thumbs/small/0a1b.jpg"
     assert ours.reference(nested) == str(scrapy_store._get_filesystem_path(nested))
+
+
+@pytest.mark.slow
+@pytest.mark.integration
+def test_the_index_pipeline_embeds_photos_from_an_ftp_images_store(tmp_path):
+    """IMAGES_STORE=ftp://...: the index pipeline reads each photo back from the FTP server
+    (there is no local copy) and the record keeps the photo's FTP reference."""
+    from PIL import Image
+    from scrapy.utils.test import get_crawler
+
+    from cumpair.index import ProductStore
+    from cumpair_scraper.pipelines.index import IndexPipeline
+
+    root = tmp_path / "ftproot"
+    (root / "images" / "full").mkdir(parents=True)
+    jpeg = io.BytesIO()
+    Image.new("RGB", (96, 96), (30, 160, 40)).save(jpeg, "JPEG")
+    (root / "images" / "full" / "green.jpg").write_bytes(jpeg.getvalue())
+    with serve_ftp(root) as port:
+        uri = f"ftp://127.0.0.1:{port}/images"
+        settings = dict(_scrapy_settings(
+            INDEX_DATA_DIR=str(tmp_path / "data"), IMAGES_STORE=uri, FTP_USER="crawler",
+            FTP_PASSWORD="secret", EMBED_ENCODERS="offline", EMBED_BACKEND="torch",
+            EMBED_THREADS=1, EMBED_MAX_WAIT=0.01, TWISTED_REACTOR_ENABLED=False,
+        ))  # fmt: skip
+        crawler = get_crawler(settings_dict=settings)
+        pipeline = IndexPipeline.from_crawler(crawler)
+        photos = [{"url": "https://northwind.example/g.jpg", "path": "full/green.jpg"},
+                  {"url": "https://northwind.example/x.jpg", "path": "full/gone.jpg"}]  # fmt: skip
+        item = {"shop": "northwind", "url": "https://northwind.example/p/1", "title": "Widget",
+                "price": Decimal("9.99"), "currency": "EUR", "images": photos}  # fmt: skip
+        pipeline._index(item)
+        pipeline.spider_closed()
+        assert crawler.stats.get_value("index/image_errors") == 1
+    with ProductStore.open(tmp_path / "data", readonly=True) as store:
+        (record,) = store.get_offers([1]).values()
+        assert record.image_paths == (f"{uri}/full/green.jpg", f"{uri}/full/gone.jpg")
+        assert store.count("image") == 1  # the photo on the server; the missing one has none

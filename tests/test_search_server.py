@@ -49,8 +49,10 @@ async def test_search_by_gtin_returns_offers_cheapest_first(client, catalog):
     assert reply.status == 200
     body = await reply.json()
     (found,) = body["products"]
-    prices = [float(o["price"]) for o in found["offers"]]
-    assert prices == sorted(prices)
+    # cheapest first within each rank group (in stock before out of stock, see test_ranking)
+    ranked = [(o["rank_group"], float(o["price"])) for o in found["offers"]]
+    order = {group: n for n, group in enumerate(dict.fromkeys(g for g, _ in ranked))}
+    assert ranked == sorted(ranked, key=lambda pair: (order[pair[0]], pair[1]))
     assert {o["shop"] for o in found["offers"]} == {
         o.shop for o in catalog.offers_for_product(product.product_id)
     }

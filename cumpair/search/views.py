@@ -358,18 +358,61 @@ def spec_rows(records: Iterable[Any]) -> list[SpecRow]:
     return [SpecRow(name, by_name[name]) for name in names]
 
 
+@dataclass(frozen=True)
+class PhotoConflict:
+    """Where one shop's page and its product photo state different values of a spec (read by
+    the specs pipeline: the page's value is kept, the photo's is shown beside it)."""
+
+    offer_id: int
+    shop: str
+    field: str
+    page: Any
+    image: Any
+    image_url: str | None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "offer_id": self.offer_id,
+            "shop": self.shop,
+            "field": self.field,
+            "page": self.page,
+            "image": self.image,
+            "image_url": self.image_url,
+        }
+
+
+def photo_conflicts(records: Iterable[Any]) -> list[PhotoConflict]:
+    """The page-versus-photo conflicts of `records` (their `spec_conflicts`), by shop, field."""
+    out = [
+        PhotoConflict(
+            record.id,
+            record.shop,
+            str(c.get("field")),
+            c.get("page"),
+            c.get("image"),
+            c.get("image_url"),
+        )
+        for record in records
+        for c in record.spec_conflicts or ()
+        if isinstance(c, dict) and c.get("field")
+    ]
+    return sorted(out, key=lambda c: (c.shop, c.field, c.offer_id))
+
+
 @dataclass
 class ProductDetail:
     """Everything the product page shows: the product, its photos, spec table and histories.
 
     `photos` are (offer id, ordinal) pairs of photos present on disk (served at
-    ``/images/{offer_id}/{ordinal}``); `series` is keyed by offer id.
+    ``/images/{offer_id}/{ordinal}``); `series` is keyed by offer id; `conflicts` where a
+    shop's page and its photos disagree on a spec.
     """
 
     view: ProductView
     photos: list[tuple[int, int]]
     specs: list[SpecRow]
     series: dict[int, PriceSeries]
+    conflicts: list[PhotoConflict] = field(default_factory=list)
 
     @property
     def cheapest(self) -> OfferView | None:
@@ -388,6 +431,7 @@ class ProductDetail:
         out["shops"] = len({o.shop for o in self.view.offers})
         out["photos"] = [f"/images/{o}/{n}" for o, n in self.photos]
         out["spec_table"] = [row.to_dict() for row in self.specs]
+        out["spec_conflicts"] = [c.to_dict() for c in self.conflicts]
         return out
 
 
@@ -417,7 +461,8 @@ def product_detail(view: ProductView, store: Any, images_root: Path) -> ProductD
         if photo_file(records[offer_id], n, images_root) is not None
     ]
     series = {i: price_series(records[i], store.price_history(i)) for i in ids if i in records}
-    return ProductDetail(view, photos, spec_rows(records[i] for i in ids if i in records), series)
+    present = [records[i] for i in ids if i in records]
+    return ProductDetail(view, photos, spec_rows(present), series, photo_conflicts(present))
 
 
 def with_availability(products: list[ProductView], availability: str | None) -> list[ProductView]:

@@ -111,3 +111,15 @@ def test_an_unreadable_spool_row_is_kept_aside_and_the_rest_are_indexed(tmp_path
     holder.close()
     assert list(stored(tmp_path)) == ["https://corner.example/p/2"]
     assert spool.count() == 1  # the broken row stays for a person to look at
+
+
+def test_a_spooled_offer_the_store_refuses_is_logged_and_the_drain_goes_on(tmp_path):
+    spool = OfferSpool(tmp_path / "store" / "spool" / "offers.sqlite")
+    bad, refs, vectors = offer("corner", 1)
+    spool.put({**bad, "price": 9.5}, refs, vectors, source="job-b")  # a float: inexact, refused
+    spool.put(*offer("corner", 2), source="job-b")
+    holder = writer(tmp_path, "job-a")
+    assert holder.counts["refused"] == 1 and holder.counts["drained"] == 1
+    holder.close()
+    assert list(stored(tmp_path)) == ["https://corner.example/p/2"]
+    assert spool.count() == 0  # refused as its own process would have been: not kept

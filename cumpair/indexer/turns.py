@@ -24,7 +24,14 @@ from typing import Any
 
 import numpy as np
 
-from cumpair.index import ProductStore, SpaceSpec, StoreLockedError, StoreOptions, UpsertResult
+from cumpair.index import (
+    InvalidOfferError,
+    ProductStore,
+    SpaceSpec,
+    StoreLockedError,
+    StoreOptions,
+    UpsertResult,
+)
 from cumpair.indexer.spool import SPOOL_NAME, OfferSpool
 from cumpair.ingest.stages import offer_record, regroup_store, store_offer
 from cumpair.search.products import ProductGroups
@@ -62,7 +69,8 @@ class TurnWriter:
 
     `source` names this process in the spool (e.g. ``scrapy:<pid>``). Thread-safe: the crawl's
     index threads call `write` at once. `counts` says what happened (``spooled``, ``drained``,
-    ``left`` in the spool at close, ``turns`` the store was taken).
+    ``left`` in the spool at close, ``turns`` the store was taken, ``waits`` it was found held,
+    ``refused`` spooled offers the store refused as invalid, ``unreadable`` spool rows).
     """
 
     def __init__(
@@ -140,7 +148,14 @@ class TurnWriter:
                         continue
                     vectors = {k: np.asarray(v) for k, v in offer.vectors.items()}
                     record = offer_record(offer.item, offer.references)
-                    result, _ = store_offer(store, groups, record, vectors)
+                    try:
+                        result, _ = store_offer(store, groups, record, vectors)
+                    except InvalidOfferError as exc:  # as its own process would have: refused
+                        logger.error("spool %s: %s refused by the store: %s", spool.path,
+                                     offer.item.get("url"), exc)  # fmt: skip
+                        self._count("refused")
+                        spool.done([offer.id])
+                        continue
                     self._note_touched(result.offer_id)
                     spool.done([offer.id])
                     taken += 1

@@ -1,5 +1,5 @@
 """The product page and its JSON show where a shop's page and its own photo disagree on a spec
-(the specs pipeline's `spec_conflicts`, kept by the store)."""
+(the specs pipeline's `spec_conflicts`, kept by the store), and take the ranking options."""
 
 from __future__ import annotations
 
@@ -59,3 +59,23 @@ async def test_the_product_page_lists_page_versus_photo_conflicts(aiohttp_client
 
 def _no_models():
     raise AssertionError("these queries must not load models")
+
+
+async def test_a_bad_ranking_option_on_the_product_page_is_a_400(aiohttp_client, tmp_path):
+    with ProductStore.open(tmp_path, {}, StoreOptions(duplicate_threshold=None)) as store:
+        groups = ProductGroups.open(tmp_path)
+        groups.assign(store, store.upsert(_record("alpha", []), {}).offer_id, {})
+        groups.close()
+    with (
+        ProductStore.open(tmp_path, readonly=True) as store,
+        ProductGroups.open(tmp_path, readonly=True) as groups,
+    ):
+        service = SearchService(store, groups, encoder_loader=_no_models)
+        client = await aiohttp_client(create_app(service, warm=False))
+        product_id = groups.products_with_gtin(GTIN)[0]
+        reply = await client.get(f"/products/{product_id}", params={"rank_by": "cheapest"})
+        page = await client.get(f"/p/{product_id}", params={"ship_to": "Germany"})
+        good = await client.get(f"/products/{product_id}", params={"rank_by": "total"})
+    assert (reply.status, page.status) == (400, 400)
+    assert "rank by must be one of" in (await reply.json())["error"]
+    assert (await good.json())["ranking"]["by"] == "total"

@@ -152,7 +152,8 @@ def _basis(best: Any) -> str:
 
 
 class _BadId(QueryError):
-    """A product id in the path that is no integer (400, where an unknown id is 404)."""
+    """A product id in the path that is no integer, or a bad ranking option (400, where an
+    unknown id is 404)."""
 
 
 def _product_id(request: web.Request) -> int:
@@ -166,7 +167,10 @@ async def _detail(request: web.Request) -> Any:
     service = request.app[SERVICE]
     product_id = _product_id(request)
     explain = request.query.get("explain", "") in ("1", "true", "yes", "on")
-    options = ranking_options(request.query, request.app[RANKING])
+    try:
+        options = ranking_options(request.query, request.app[RANKING])
+    except QueryError as exc:
+        raise _BadId(str(exc)) from None
 
     def build() -> Any:
         (view,) = ranked_by([service.product(product_id, explain=explain)], options)

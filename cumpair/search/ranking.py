@@ -219,13 +219,6 @@ class RankedOffer(Generic[Offer]):
     compared_currency: str | None = None
 
     @property
-    def total(self) -> Decimal | None:
-        """Price plus shipping, in the offer's currency; None when either is unknown."""
-        if self.offer.price is None or self.shipping is None:
-            return None
-        return self.offer.price + self.shipping
-
-    @property
     def counts(self) -> bool:
         """Whether its price may be the product's lowest (priced, plausible, not out of stock,
         comparable with the product's main currency)."""

@@ -44,7 +44,9 @@ class RateTable:
     rates: dict[str, Decimal]
     source: str
 
-    def convert(self, amount: Decimal, from_currency: str | None, to_currency: str | None):
+    def convert(
+        self, amount: Decimal, from_currency: str | None, to_currency: str | None
+    ) -> Decimal | None:
         """`amount` in `from_currency` as `to_currency`, to the cent; None when either currency
         is missing from the table."""
         if from_currency == to_currency:

@@ -5,7 +5,13 @@ lost. Real store, real file lock: the second writer meets the first one's lock.
 
 from __future__ import annotations
 
+import os
+import signal
+import subprocess
+import sys
+import time
 from decimal import Decimal
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -14,6 +20,7 @@ from cumpair.index import ProductStore, SpaceSpec, StoreLockedError, StoreOption
 from cumpair.indexer.spool import OfferSpool
 from cumpair.indexer.turns import TurnOptions, TurnWriter
 
+ROOT = Path(__file__).resolve().parents[1]
 SPACES = {"text": SpaceSpec(8, "test-text", "1")}
 QUICK = StoreOptions(lock_timeout_s=0.1)
 
@@ -30,8 +37,8 @@ def writer(tmp_path, source: str, retry_s: float = 0) -> TurnWriter:
     return TurnWriter(tmp_path / "store", SPACES, QUICK, turns, source=source)
 
 
-def stored(tmp_path) -> dict[str, list]:
-    with ProductStore.open(tmp_path / "store", readonly=True) as store:
+def stored(tmp_path, store_dir: str = "store") -> dict[str, list]:
+    with ProductStore.open(tmp_path / store_dir, readonly=True) as store:
         offers = store.get_offers(range(1, 1000)).values()
         return {r.url: [r.price, r.image_paths, len(store.price_history(r.id))] for r in offers}
 
@@ -123,3 +130,42 @@ def test_a_spooled_offer_the_store_refuses_is_logged_and_the_drain_goes_on(tmp_p
     holder.close()
     assert list(stored(tmp_path)) == ["https://corner.example/p/2"]
     assert spool.count() == 0  # refused as its own process would have been: not kept
+
+
+@pytest.mark.slow
+@pytest.mark.integration
+def test_every_offer_a_crawl_spooled_before_kill_9_is_indexed_by_the_holder(
+    demo_server_factory, tmp_path
+):
+    """A real `scrapy crawl` finds the store held (by this test), spools, and is killed -9
+    midway: the holder's drain indexes every offer it had spooled, once."""
+    from cumpair.embed import load_encoders
+    from cumpair.embed.reindex import spaces_for
+
+    server = demo_server_factory()
+    data = tmp_path / "data"
+    spaces = spaces_for(load_encoders("offline", backend="torch", threads=1))
+    holder = TurnWriter(data, spaces, QUICK, TurnOptions(drain_s=3600), source="holder")
+    assert holder.holding
+    crawl = subprocess.Popen(
+        [sys.executable, "-m", "scrapy", "crawl", "cornerstore",
+         "-a", f"base_url={server.base_url('cornerstore')}",
+         "-s", f"INDEX_DATA_DIR={data}", "-s", "SPECS_ENABLED=False",
+         "-s", "EMBED_ENCODERS=offline", "-s", "EMBED_BACKEND=torch",
+         "-s", "INDEX_SPOOL_RETRY_S=3600", "-s", f"LOG_FILE={tmp_path / 'crawl.log'}"],
+        cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    spool_path = data / "spool" / "offers.sqlite"
+    deadline = time.monotonic() + 240
+    while not spool_path.exists() or OfferSpool(spool_path).count() < 5:
+        assert crawl.poll() is None, (tmp_path / "crawl.log").read_text()[-3000:]
+        assert time.monotonic() < deadline, "the crawl spooled nothing"
+        time.sleep(0.2)
+    os.kill(crawl.pid, signal.SIGKILL)
+    crawl.wait(timeout=30)
+    spooled = OfferSpool(spool_path).count()
+    assert holder.drain() == spooled
+    holder.close()
+    got = stored(tmp_path, "data")
+    assert len(got) == spooled and {points for *_, points in got.values()} == {1}
+    assert OfferSpool(spool_path).count() == 0

@@ -13,9 +13,9 @@ from cumpair.alerts.check import open_groups, watched_offers
 
 def describe_watched(index_dir: Path, watch: Watch) -> str:
     """ "product 3 (2 offers)"-style text; AlertError when the store holds none of it."""
-    from cumpair.index import ProductStore
+    from cumpair.index import ProductStore, store_exists
 
-    if not (index_dir / "meta.sqlite").exists():
+    if not store_exists(index_dir):
         raise AlertError(f"no index at {index_dir} (crawl or ingest first, or pass --index)")
     with ProductStore.open(index_dir, readonly=True) as store, open_groups(index_dir) as groups:
         offers = watched_offers(watch, store, groups)

@@ -28,11 +28,11 @@ class AlertRun:
 
 def run_alerts(index_dir: str | Path, options: AlertOptions | None = None) -> AlertRun | None:
     """Check and deliver; None when nothing is watched in `index_dir` (no watch book)."""
-    from cumpair.index import ProductStore
+    from cumpair.index import ProductStore, store_exists
 
     options = options or AlertOptions()
     index_dir = Path(index_dir)
-    if not WatchBook.exists(index_dir) or not (index_dir / "meta.sqlite").exists():
+    if not WatchBook.exists(index_dir) or not store_exists(index_dir):
         return None
     with WatchBook.open(index_dir) as book, ProductStore.open(index_dir, readonly=True) as store:
         with open_groups(index_dir) as groups:  # closed before delivery, which may take long

@@ -84,16 +84,10 @@ def run(args: argparse.Namespace) -> int:
 
 def _stale_spaces(path: Path, encoders) -> list[str]:
     """Spaces the store recorded with another encoder than `encoders` would write now."""
-    import contextlib
-
     from cumpair.embed.reindex import spaces_for
-    from cumpair.index import metadata
-    from cumpair.index.store import DB_NAME
+    from cumpair.index import recorded_spaces
 
-    if not (path / DB_NAME).is_file():
-        return []
-    with contextlib.closing(metadata.connect(path / DB_NAME, readonly=True)) as conn:
-        recorded = metadata.space_specs(conn)
+    recorded = recorded_spaces(path)
     wanted = spaces_for(encoders)
     return sorted(name for name, spec in recorded.items() if wanted.get(name) != spec)
 

@@ -10,7 +10,6 @@ about to be replaced. Plain library: never imports Scrapy.
 
 from __future__ import annotations
 
-import contextlib
 import ctypes
 import dataclasses
 import errno
@@ -35,16 +34,16 @@ from cumpair.index import (
     SpaceSpec,
     StoreError,
     StoreLockedError,
-    metadata,
-    vectorlog,
+    StoreOptions,
+    is_store_file,
+    migrate_locked,
+    store_exists,
 )
 from cumpair.index.locks import WriterLock
-from cumpair.index.records import StoreOptions
-from cumpair.index.store import DB_NAME
 from cumpair.progress import progress
 from cumpair.search.products import DB_NAME as GROUPS_DB_NAME
 from cumpair.search.products import ProductGroups
-from cumpair.search.store_scan import first_vectors, scan_offers, space_specs
+from cumpair.search.store_scan import first_vectors, scan_offers
 
 logger = logging.getLogger(__name__)
 
@@ -151,8 +150,8 @@ def reindex(
     """
     started = time.monotonic()
     source = Path(path)
-    if not (source / DB_NAME).is_file():
-        raise ReindexError(f"no product store at {source} ({DB_NAME} missing)")
+    if not store_exists(source):
+        raise ReindexError(f"no product store at {source}")
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
     target = Path(out) if out is not None else None
     if target is not None:
@@ -175,8 +174,7 @@ def reindex(
         ) from None
     try:
         # A store from an older version is migrated in place first (we hold its writer lock).
-        with contextlib.closing(metadata.connect(source / DB_NAME, readonly=False)) as conn:
-            metadata.migrate(conn, source)
+        migrate_locked(source)
         encoder_set = encoders() if callable(encoders) else encoders
         created = not build.exists()
         try:
@@ -213,7 +211,7 @@ def _rebuild(
     new_spaces = spaces_for(encoders)
     old = ProductStore.open(source, readonly=True)
     try:
-        old_spaces = space_specs(old)
+        old_spaces = old.spaces()
         offers = scan_offers(old)
         report = ReindexReport(
             source=source,
@@ -372,13 +370,7 @@ def _carry_files(source: Path, build: Path) -> None:
 
 def _store_owned(name: str) -> bool:
     """Files the store and the product grouping write (the rebuild made its own)."""
-    return (
-        name.startswith((DB_NAME, GROUPS_DB_NAME))
-        or name.endswith(".faiss")
-        or vectorlog.is_log_name(name)
-        or name in ("store.lock", "writer.json")
-        or (name.startswith(".") and name.endswith(".tmp"))
-    )
+    return is_store_file(name) or name.startswith(GROUPS_DB_NAME)
 
 
 def _link_or_copy(src: str, dst: str) -> None:

@@ -455,6 +455,21 @@ def get_offers(conn: sqlite3.Connection, ids: Iterable[int]) -> dict[int, OfferR
     return found
 
 
+def offer_ids_after(conn: sqlite3.Connection, after: int, limit: int) -> list[int]:
+    """Up to `limit` offer ids greater than `after`, ascending (a page of an offer scan)."""
+    rows = conn.execute(
+        "SELECT id FROM offers WHERE id > ? ORDER BY id LIMIT ?", (after, limit)
+    ).fetchall()
+    return [int(r[0]) for r in rows]
+
+
+def offers_with_url(conn: sqlite3.Connection, url: str) -> list[int]:
+    """Ids of the offers at `url`, in any shop."""
+    return [
+        int(r[0]) for r in conn.execute("SELECT id FROM offers WHERE url = ? ORDER BY id", (url,))
+    ]
+
+
 def price_history(conn: sqlite3.Connection, offer_id: int) -> list[PricePoint]:
     rows = conn.execute(
         "SELECT price, currency, availability, seen_at FROM price_history"

@@ -133,12 +133,12 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 def open_service(args: argparse.Namespace, *, regroup: bool = False):
     """The store (read-only), the grouping and a `SearchService` over them."""
-    from cumpair.index import ProductStore
+    from cumpair.index import ProductStore, store_exists
     from cumpair.search.products import ProductGroups
     from cumpair.search.service import SearchService
 
     path = Path(args.index)
-    if not (path / "meta.sqlite").exists():
+    if not store_exists(path):
         raise SystemExit(f"cumpair: no index at {path} (crawl first, or pass --index)")
     store = ProductStore.open(path, readonly=True)
     if regroup:
@@ -238,12 +238,12 @@ def run_history(args: argparse.Namespace) -> int:
 
 def run_products(args: argparse.Namespace) -> int:
     """Every product, cheapest offer first: JSON lines with --json, else one line each."""
-    from cumpair.index import ProductStore
+    from cumpair.index import ProductStore, store_exists
     from cumpair.search.export import product_dicts
     from cumpair.search.products import GroupingError, ProductGroups
 
     path = Path(args.index)
-    if not (path / "meta.sqlite").exists():
+    if not store_exists(path):
         print(f"cumpair products: no index at {path} (crawl or ingest first)", file=sys.stderr)
         return 1
     ranking = ranking_from_args(args)

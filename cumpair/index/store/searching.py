@@ -1,5 +1,5 @@
 """Search and reads: k-NN over a space (filtered, re-ranked, best vector per offer), offers,
-price histories and vector scans, all through per-thread read-only connections.
+price histories, offer and vector scans, all through per-thread read-only connections.
 """
 
 from __future__ import annotations
@@ -18,8 +18,10 @@ from cumpair.index.records import (
     OfferRecord,
     PricePoint,
     SearchFilters,
+    SpaceSpec,
     StoreError,
     UnknownSpaceError,
+    vector_id,
 )
 from cumpair.index.store.base import StoreBase, _Space
 
@@ -126,9 +128,48 @@ class Searching(StoreBase):
             self._note_damage(space, part[~ok])
             yield part[ok], vectors[ok]
 
+    def offer_vectors(
+        self, space: str, offer_ids: Iterable[int], ordinal: int = 0
+    ) -> dict[int, np.ndarray]:
+        """The `ordinal`-th vector of each offer that has one in `space` (0: its main photo, or
+        its text), as stored; damaged rows are left out (and reported in `health`)."""
+        conn = self._read_conn()
+        specs = metadata.space_specs(conn)
+        if space not in specs:
+            raise UnknownSpaceError(f"unknown vector space {space!r}; have {sorted(specs)}")
+        wanted = list(dict.fromkeys(int(i) for i in offer_ids))
+        found, vectors_log = self._pinned(
+            conn, space, specs[space].dim, lambda: metadata.offer_vector_rows(conn, space, wanted)
+        )
+        offers = [o for o in wanted if ordinal in found.get(o, {})]
+        ids = np.array([vector_id(o, ordinal) for o in offers], dtype=np.int64)
+        rows = np.array([found[o][ordinal] for o in offers], dtype=np.int64)
+        vectors, ok = vectors_log.read(rows, ids)
+        self._note_damage(space, ids[~ok])
+        return {o: vectors[n] for n, o in enumerate(offers) if ok[n]}
+
+    def spaces(self) -> dict[str, SpaceSpec]:
+        """Every vector space the store records (name -> spec), also those not opened now."""
+        return metadata.space_specs(self._read_conn())
+
     def get_offers(self, ids: Iterable[int]) -> dict[int, OfferRecord]:
         """Offer records by id (ids that do not exist are absent from the result)."""
         return metadata.get_offers(self._read_conn(), ids)
+
+    def iter_offers(self, batch: int = 1000) -> Iterator[list[OfferRecord]]:
+        """Every offer in id order, `batch` records at a time (each page one read; offers
+        written meanwhile appear when their id is past the page read last)."""
+        if batch < 1:
+            raise ValueError(f"batch must be at least 1, got {batch!r}")
+        conn, after = self._read_conn(), 0
+        while ids := metadata.offer_ids_after(conn, after, batch):
+            records = metadata.get_offers(conn, ids)
+            yield [records[i] for i in ids if i in records]
+            after = ids[-1]
+
+    def offers_with_url(self, url: str) -> list[int]:
+        """Ids of the offers at `url` (any shop)."""
+        return metadata.offers_with_url(self._read_conn(), url)
 
     def price_history(self, offer_id: int) -> list[PricePoint]:
         """Every recorded (price, currency, availability, seen_at) of an offer, oldest first."""

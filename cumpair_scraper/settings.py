@@ -145,6 +145,12 @@ SPECS_MAX_WORKERS = 2  # threads running OCR; bounds the images in flight
 SPECS_MAX_IMAGES_PER_ITEM = 2
 SPECS_DOMINANT_COLORS = 3
 SPECS_IMAGE_TIMEOUT = 60.0  # seconds before one image is given up (the item goes on)
+# OCR only images in which RapidOCR's detector sees a text line (cumpair/vision/text_gate.py): a
+# box SPECS_TEXT_GATE_MIN_ASPECT times wider than tall, at most SPECS_TEXT_GATE_MAX_HEIGHT of the
+# image high. Product photos rarely print a spec and cost 3-5x a label's OCR.
+SPECS_TEXT_GATE = True
+SPECS_TEXT_GATE_MIN_ASPECT = 2.0
+SPECS_TEXT_GATE_MAX_HEIGHT = 0.25
 
 # --- Vision cache (cumpair/vision/cache.py, pipelines/vision_cache.py) ------------------------
 # OCR answers, colours and vectors keyed by the image's (text's) bytes and the OCR chain /

@@ -167,7 +167,8 @@ async def test_an_image_read_before_runs_no_ocr_even_from_another_item(store, of
     pipeline, crawler = make_pipeline(store, INDEX_DATA_DIR=str(tmp_path / "data"))
     first = await pipeline.process_item(make_item(offer, ["photo.jpg", "label.jpg"]))
     pipeline.spider_closed()
-    assert crawler.stats.get_value("specs/ocr_runs") == 2
+    assert crawler.stats.get_value("specs/ocr_runs") == 1  # the label
+    assert crawler.stats.get_value("specs/ocr_gated") == 1  # the photo shows no text line
     pipeline, crawler = make_pipeline(store, INDEX_DATA_DIR=str(tmp_path / "data"))
     again = await pipeline.process_item(make_item(offer, ["photo.jpg", "label.jpg"]))
     pipeline.spider_closed()

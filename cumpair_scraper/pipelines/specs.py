@@ -6,7 +6,9 @@ bounded thread pool off the reactor thread; a broken image, a missing file or a 
 logged and counted (`specs/image_errors`) and the item goes on without that image. Images
 read before (the same bytes, the same OCR chain) come from the vision cache
 (`pipelines/vision_cache.py`): `specs/ocr_runs` counts the images OCR really ran on,
-`specs/ocr_cached` those answered by the cache, `stage/ocr_s` the seconds spent reading.
+`specs/ocr_cached` those answered by the cache, `specs/ocr_gated` those the text gate
+(SPECS_TEXT_GATE: RapidOCR's detector finds no text line, as on most product photos) spared,
+`stage/ocr_s` the seconds spent reading.
 """
 
 from __future__ import annotations
@@ -34,6 +36,7 @@ from cumpair.vision.merge import merge_specs
 from cumpair.vision.ocr import OcrUnavailableError
 from cumpair.vision.ocr_types import OcrOptions
 from cumpair.vision.specs import Specs, name_brand
+from cumpair.vision.text_gate import GateOptions
 from cumpair_scraper.pipelines.vision_cache import vision_cache_from_settings
 
 logger = logging.getLogger(__name__)
@@ -47,6 +50,9 @@ DEFAULTS: dict[str, Any] = {
     "SPECS_MAX_IMAGES_PER_ITEM": 2,
     "SPECS_DOMINANT_COLORS": 3,
     "SPECS_IMAGE_TIMEOUT": 60.0,
+    "SPECS_TEXT_GATE": True,
+    "SPECS_TEXT_GATE_MIN_ASPECT": 2.0,
+    "SPECS_TEXT_GATE_MAX_HEIGHT": 0.25,
 }
 
 
@@ -76,6 +82,18 @@ class SpecsPipeline:
         )
         self.colors = settings.getint("SPECS_DOMINANT_COLORS", DEFAULTS["SPECS_DOMINANT_COLORS"])
         self.timeout = settings.getfloat("SPECS_IMAGE_TIMEOUT", DEFAULTS["SPECS_IMAGE_TIMEOUT"])
+        self.text_gate = (
+            GateOptions(
+                min_aspect=settings.getfloat(
+                    "SPECS_TEXT_GATE_MIN_ASPECT", DEFAULTS["SPECS_TEXT_GATE_MIN_ASPECT"]
+                ),
+                max_height=settings.getfloat(
+                    "SPECS_TEXT_GATE_MAX_HEIGHT", DEFAULTS["SPECS_TEXT_GATE_MAX_HEIGHT"]
+                ),
+            )
+            if settings.getbool("SPECS_TEXT_GATE", DEFAULTS["SPECS_TEXT_GATE"])
+            else None
+        )
         workers = settings.getint("SPECS_MAX_WORKERS", DEFAULTS["SPECS_MAX_WORKERS"])
         if workers < 1:
             raise ValueError("SPECS_MAX_WORKERS must be at least 1")
@@ -140,6 +158,8 @@ class SpecsPipeline:
         self.stats.inc_value("stage/ocr_s", seconds)
         if outcome.ocr_cached:
             self.stats.inc_value("specs/ocr_cached")
+        elif outcome.gated:
+            self.stats.inc_value("specs/ocr_gated")
         else:
             self.stats.inc_value("specs/ocr_runs")
             self.stats.inc_value(f"specs/ocr_engine/{outcome.ocr.engine}")
@@ -151,7 +171,10 @@ class SpecsPipeline:
         threads, so a thread's CPU time would undercount)."""
         data = self.images.read(path)  # a StoredImageError is an OSError: the image is skipped
         started = time.perf_counter()
-        outcome = read_image_specs(data, ocr_options=self.options, colors=colors, cache=self.cache)
+        outcome = read_image_specs(
+            data, ocr_options=self.options, colors=colors, cache=self.cache,
+            text_gate=self.text_gate,
+        )  # fmt: skip
         return outcome, time.perf_counter() - started
 
     async def _in_pool(self, work: partial) -> Any:

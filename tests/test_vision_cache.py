@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 
@@ -105,3 +107,19 @@ def test_an_image_read_before_runs_no_ocr_and_yields_the_same_specs(tmp_path, mo
     assert not cold.ocr_cached and warm.ocr_cached and again.ocr_cached and not other.ocr_cached
     assert cold.specs.to_dict() == warm.specs.to_dict() == again.specs.to_dict()
     assert cold.specs.weight_g is not None or cold.specs.dimensions_mm  # a label was read
+
+
+def test_index_stats_reports_the_cache_size_and_bound(tmp_path, capsys):
+    from cumpair.cli import main as cumpair_main
+    from cumpair.index import ProductStore, StoreOptions
+
+    ProductStore.open(tmp_path, {}, StoreOptions(duplicate_threshold=None)).close()
+    assert cumpair_main(["index", "stats", "--index", str(tmp_path)]) == 0
+    assert "vision cache: none yet" in capsys.readouterr().out
+    with VisionCache(tmp_path / "vision_cache.sqlite", max_bytes=5 << 20) as cache:
+        cache.put("ocr", "v", "d", bytes(100))
+    assert cumpair_main(["index", "stats", "--index", str(tmp_path)]) == 0
+    assert "vision cache: 1 entries, 100 B of 5.0 MB" in capsys.readouterr().out
+    assert cumpair_main(["index", "stats", "--index", str(tmp_path), "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["vision_cache"]["max_bytes"] == 5 << 20

@@ -5,10 +5,17 @@ same catalog."""
 from __future__ import annotations
 
 from decimal import Decimal
+from pathlib import Path
 
 import pytest
 
-from cumpair.demo.catalog import CATEGORY_BY_SLUG, build_catalog
+from cumpair.demo.catalog import (
+    CATEGORY_BY_SLUG,
+    KIND_SUBJECTS,
+    build_catalog,
+    clipart_pool,
+    picture_subject,
+)
 
 SPECS = ("power_w", "voltage_v", "storage_gb", "volume_ml")
 TEXTILES = {"cotton", "polyester", "nylon", "wool"}
@@ -55,3 +62,17 @@ def test_the_same_seed_gives_the_same_catalog():
     first, again = build_catalog(n_products=40, seed=3), build_catalog(n_products=40, seed=3)
     assert first.products == again.products and first.offers == again.offers
     assert build_catalog(n_products=40, seed=4).products != first.products
+
+
+def test_products_show_a_picture_of_their_kind_where_one_exists():
+    catalog = build_catalog()
+    named = frozenset().union(*KIND_SUBJECTS.values())
+    for product in catalog.products:
+        subject = picture_subject(Path(product.clipart))
+        # never a picture of another kind's subject (a battery pack showing a telephone)
+        assert subject not in named - KIND_SUBJECTS.get(product.name, frozenset()), product
+    for kind, subjects in KIND_SUBJECTS.items():
+        sold = [p for p in catalog.products if p.name == kind]
+        pool = {picture_subject(Path(p)) for p in clipart_pool(sold[0].category)} if sold else set()
+        if sold and pool & subjects:  # the first of its kind shows it (a saw, not shears)
+            assert picture_subject(Path(sold[0].clipart)) in subjects, kind

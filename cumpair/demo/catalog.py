@@ -442,7 +442,7 @@ def _clipart_ok(path: Path) -> bool:
 _ARTICLES = frozenset({"a", "an", "another", "the", "old", "new", "simple", "blue", "red", "green"})
 
 
-def _subject(path: Path) -> str:
+def picture_subject(path: Path) -> str:
     """What a picture shows, from its file name: 'an_apple_01' and 'apple_bw' are both apple."""
     words = [w for w in path.stem.lower().replace("-", "_").split("_") if w.isalpha()]
     words = [w for w in words if w not in _ARTICLES] or words or [path.stem]
@@ -462,7 +462,7 @@ def clipart_pool(slug: str) -> tuple[str, ...]:
             for path in sorted(directory.glob("*.png")):
                 # One picture per subject: two magnifiers would be two products that image
                 # search cannot tell apart, which is not what the demo means to test.
-                subject = _subject(path)
+                subject = picture_subject(path)
                 if subject not in subjects and _clipart_ok(path):
                     files.append(str(path))
                     subjects.add(subject)
@@ -528,6 +528,85 @@ def _make_product(index: int, rng: random.Random, pictures: dict[str, list[str]]
         clipart=clipart,
         **specs,
     )
+
+
+# Clip-art subjects (`picture_subject`) that show a kind of product: a circular saw should show
+# a saw, not shears. Kinds missing here have no picture of their own in Debian's openclipart.
+KIND_SUBJECTS: dict[str, frozenset[str]] = {
+    "Cordless Drill": frozenset({"drill"}),
+    "Circular Saw": frozenset({"saw"}),
+    "Rotary Hammer": frozenset({"hammer"}),
+    "Impact Driver": frozenset({"screwdriver"}),
+    "USB Flash Drive": frozenset({"usb"}),
+    "Docking Station": frozenset({"hub"}),
+    "Battery Pack": frozenset({"battery"}),
+    "LED Bulb": frozenset({"bulb", "lightbulb"}),
+    "Cordless Phone": frozenset({"phone", "telephone", "telefono"}),
+    "Stapler": frozenset({"stappler", "pinzatrice"}),
+    "Pen Holder": frozenset({"pen", "pencil"}),
+    "Document Folder": frozenset({"folder", "dossier"}),
+    "Travel Mug": frozenset({"mug", "tazza", "teacup", "kubek", "cuppa"}),
+    "Serving Bowl": frozenset({"bowl"}),
+    "Training Ball": frozenset({"ball", "football", "soccer", "beachball", "handball", "volley"}),
+    "Practice Guitar": frozenset({"guitar"}),
+    "Board Game": frozenset({"dice"}),
+}
+
+
+def _pictures_that_fit(products: list[DemoProduct]) -> list[DemoProduct]:
+    """Products whose kind has pictures of its own (`KIND_SUBJECTS`) get one, taken from the
+    product that held it (which gets the picture given up) or from the unused rest of the
+    pool; then a product showing another kind's subject gets an unused picture of no kind.
+    Only pictures held by one product move (large catalogs reuse pictures; those stay). Draws
+    nothing at random: the offers and prices built after are the same as before."""
+    from dataclasses import replace
+
+    holders: dict[str, list[int]] = defaultdict(list)
+    by_category: dict[str, list[int]] = defaultdict(list)
+    for n, product in enumerate(products):
+        holders[product.clipart].append(n)
+        by_category[product.category].append(n)
+    named = frozenset().union(*KIND_SUBJECTS.values())
+    out = list(products)
+    for category in CATEGORIES:
+        members = by_category.get(category.slug)
+        if not members:
+            continue
+        pool = list(clipart_pool(category.slug))
+        subject = {picture: picture_subject(Path(picture)) for picture in pool}
+        for kind in (k.name for k in category.kinds if k.name in KIND_SUBJECTS):
+            subjects = KIND_SUBJECTS[kind]
+            wanting = [
+                n
+                for n in members
+                if out[n].name == kind
+                and subject[out[n].clipart] not in subjects
+                and len(holders[out[n].clipart]) == 1
+            ]
+            free = [
+                p
+                for p in pool
+                if subject[p] in subjects
+                and len(holders[p]) <= 1
+                and not any(out[h].name == kind for h in holders[p])
+            ]
+            for n, picture in zip(wanting, free, strict=False):
+                mine = out[n].clipart
+                for other in holders[picture]:  # the picture's holder takes this one
+                    out[other] = replace(out[other], clipart=mine)
+                holders[mine], holders[picture] = list(holders[picture]), [n]
+                out[n] = replace(out[n], clipart=picture)
+        # A picture of another kind's subject (a battery pack showing a telephone) gives way
+        # to an unused picture that shows no kind at all.
+        neutral = [p for p in pool if not holders[p] and subject[p] not in named]
+        for n in members:
+            own = KIND_SUBJECTS.get(out[n].name, frozenset())
+            picture = out[n].clipart
+            if neutral and subject[picture] in named - own and len(holders[picture]) == 1:
+                replacement = neutral.pop(0)
+                holders[picture], holders[replacement] = [], [n]
+                out[n] = replace(out[n], clipart=replacement)
+    return out
 
 
 def key_spec(product: DemoProduct, spaced: bool = False) -> str:
@@ -608,7 +687,7 @@ def build_catalog(n_products: int = 80, seed: int = 7, defects_per_kind: int = 2
     pictures = {c.slug: list(clipart_pool(c.slug)) for c in CATEGORIES}
     for pool in pictures.values():
         rng.shuffle(pool)
-    products = [_make_product(i, rng, pictures) for i in range(n_products)]
+    products = _pictures_that_fit([_make_product(i, rng, pictures) for i in range(n_products)])
 
     load = dict.fromkeys(SHOPS, 0)
     offers: list[DemoOffer] = []

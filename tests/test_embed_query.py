@@ -6,44 +6,107 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from cumpair.embed.query import QueryView, best_over_views, embed_query, query_views
+from cumpair.embed.query import (
+    OWN_MATCH_TRUSTED,
+    TRUST_WIDTH,
+    QueryView,
+    best_over_views,
+    embed_query,
+    own_match_trust,
+)
 
 
-def test_views_start_with_the_photo_as_taken_then_a_centre_crop_and_corner_windows():
+class _Encoder:
+    """Prepares by mean colour (rejecting all-black images: an 'odd crop'); with `activation`,
+    also gives that activation map for every image, as EfficientNet's last feature map."""
+
+    name, version, dim = "mean-colour", "1", 3
+
+    def __init__(self, activation=None) -> None:
+        self.activation = activation
+        self.embedded = []
+
+    def prepare_image(self, image):
+        pixels = np.asarray(image, dtype=np.float32)
+        if not pixels.any():
+            raise ValueError("nothing to frame")
+        self.embedded.append(image.size)
+        return pixels.mean(axis=(0, 1))
+
+    def embed_prepared(self, pixels):
+        return pixels / np.linalg.norm(pixels, axis=1, keepdims=True)
+
+    def encode_images(self, images):
+        return self.embed_prepared(np.stack([self.prepare_image(image) for image in images]))
+
+
+class _ActivationEncoder(_Encoder):
+    def embed_with_activation(self, pixels):
+        return self.embed_prepared(pixels), np.stack([self.activation] * len(pixels))
+
+
+def _blob_map():
+    activation = np.ones((7, 7), dtype=np.float32)
+    activation[4:6, 1:3] = 5.0  # the product: rows 4-5, cols 1-2
+    return activation
+
+
+def test_the_salient_box_of_the_photos_own_map_is_the_second_view():
+    photo = Image.new("RGB", (700, 350), (90, 120, 60))
+    encoder = _ActivationEncoder(_blob_map())
+    views, vectors = embed_query(encoder, photo)
+    assert [v.name for v in views] == ["full", "salient"]
+    assert views[0].image.size == (700, 350)
+    assert views[1].image.size == (250, 125)  # 2 x 2 cells of 100 x 50 px, 0.25 cell margin
+    assert vectors.shape == (2, 3)
+    assert encoder.embedded == [(700, 350), (250, 125)]
+
+
+def test_no_salient_view_without_an_object_or_an_activation_map():
     photo = Image.new("RGB", (300, 200), (200, 10, 10))
-    views = query_views(photo)
-    assert views[0].name == "full" and views[0].handicap == 0.0
-    assert views[0].image.size == (300, 200)
-    # A flat photo shows no object: no framed view.
-    names = ["centre 0.6", "window 0,0", "window 0,1", "window 1,0", "window 1,1"]
-    assert [v.name for v in views[1:]] == names
-    assert {v.image.size for v in views[1:]} == {(180, 120)}
-    assert all(v.handicap > 0 for v in views[1:])
+    flat = _ActivationEncoder(np.full((7, 7), 2.0, dtype=np.float32))
+    assert [v.name for v in embed_query(flat, photo)[0]] == ["full"]
+    assert [v.name for v in embed_query(_Encoder(), photo)[0]] == ["full"]
+    assert [
+        v.name for v in embed_query(_ActivationEncoder(_blob_map()), photo, views=False)[0]
+    ] == ["full"]
 
 
 def test_a_product_on_a_plain_backdrop_adds_its_framed_view_when_asked():
     photo = Image.new("RGB", (400, 300), (235, 235, 240))
     photo.paste((200, 30, 30), (40, 160, 140, 260))
     photo.paste((30, 60, 200), (60, 190, 120, 220))
-    assert "framed" not in [v.name for v in query_views(photo)]  # off by default
-    views = {v.name: v for v in query_views(photo, framed=True)}
+    assert "framed" not in [v.name for v in embed_query(_Encoder(), photo)[0]]  # off by default
+    views = {v.name: v for v in embed_query(_Encoder(), photo, framed=True)[0]}
     assert views["framed"].image.size == (224, 224)
     red = np.asarray(views["framed"].image)[..., 0] > 150
     assert red.mean() > 0.3  # the 100-px box fills the framed view, not a 400-px scene
 
 
 def test_other_views_lift_the_photos_own_score_but_never_replace_it():
-    views = [QueryView("full", None, 0.0), QueryView("window", None, 0.02)]
-    # Offer 3 fills a window (a second product in a corner of the shot) but the photo as taken
-    # matches offer 1 best: offer 1 stays first. Offer 3, not among the photo's own hits, is
-    # given the lowest of them (0.70) as its own score.
-    merged = best_over_views([[(1, 0.80), (2, 0.70)], [(2, 0.81), (3, 0.90)]], views, gain=0.4)
+    views = [QueryView("full", None, 0.0), QueryView("salient", None, 0.02)]
+    # The photo as taken matches nothing well (best 0.45): the salient view's hits lift offers
+    # by `gain` of their excess. Offer 3, not among the photo's own hits, is given the lowest
+    # of them (0.40) as its own score.
+    merged = best_over_views([[(1, 0.45), (2, 0.40)], [(2, 0.81), (3, 0.50)]], views, gain=0.4)
     assert merged == [
-        (1, 0.80),
-        (3, pytest.approx(0.70 + 0.4 * 0.18)),
-        (2, pytest.approx(0.70 + 0.4 * 0.09)),
+        (2, pytest.approx(0.40 + 0.4 * 0.39)),
+        (1, 0.45),
+        (3, pytest.approx(0.40 + 0.4 * 0.08)),
     ]
     assert best_over_views([[(1, 0.5)], [(1, 0.4)]], views) == [(1, 0.5)]  # never lowered
+
+
+def test_a_photo_that_matches_well_on_its_own_is_not_lifted_by_other_views():
+    """A product with another known product in a corner: its salient box may be that other
+    product's exact photo (cosine 0.95), which must not win over the photo's own match."""
+    views = [QueryView("full", None), QueryView("salient", None)]
+    good = OWN_MATCH_TRUSTED + TRUST_WIDTH
+    merged = best_over_views([[(1, good), (2, 0.5)], [(2, 0.95)]], views)
+    assert merged == [(1, good), (2, 0.5)]
+    assert own_match_trust(good) == 0.0
+    assert own_match_trust(OWN_MATCH_TRUSTED) == 0.5
+    assert own_match_trust(0.3) == 1.0
 
 
 def test_best_over_views_refuses_mismatched_lists():
@@ -51,30 +114,14 @@ def test_best_over_views_refuses_mismatched_lists():
         best_over_views([[], []], [QueryView("full", None)])
 
 
-class _Encoder:
-    """Prepares by mean colour; rejects images that are entirely black (an 'odd crop')."""
-
-    dim = 3
-
-    def prepare_image(self, image):
-        pixels = np.asarray(image, dtype=np.float32)
-        if not pixels.any():
-            raise ValueError("nothing to frame")
-        return pixels.mean(axis=(0, 1))
-
-    def embed_prepared(self, pixels):
-        return pixels / np.linalg.norm(pixels, axis=1, keepdims=True)
-
-
 def test_a_view_the_encoder_rejects_is_skipped_but_a_rejected_photo_raises():
-    photo = Image.new("RGB", (100, 100), (0, 0, 0))
-    photo.paste((255, 255, 255), (0, 0, 40, 40))  # only the top-left window sees anything
-    views, vectors = embed_query(_Encoder(), photo)
-    assert views[0].name == "full"
-    assert "window 2,2" not in [v.name for v in views]
-    assert vectors.shape == (len(views), 3)
+    photo = Image.new("RGB", (700, 350), (0, 0, 0))
+    photo.paste((255, 255, 255), (0, 0, 100, 50))  # the salient box (bottom left) is all black
+    views, vectors = embed_query(_ActivationEncoder(_blob_map()), photo)
+    assert [v.name for v in views] == ["full"]
+    assert vectors.shape == (1, 3)
     with pytest.raises(ValueError, match="nothing to frame"):
-        embed_query(_Encoder(), Image.new("RGB", (50, 50)))
+        embed_query(_ActivationEncoder(_blob_map()), Image.new("RGB", (50, 50)))
 
 
 def test_bad_input_raises_an_image_error_before_any_model_work():

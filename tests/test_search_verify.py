@@ -17,6 +17,7 @@ from cumpair.search.verify import (
     KEYPOINT_WEIGHT,
     MIN_INLIERS,
     GeometricVerifier,
+    contenders,
     distinctive_counts,
     fused_score,
     keypoint_span,
@@ -55,10 +56,14 @@ def test_a_photo_squeezed_onto_one_spot_of_another_product_does_not_verify(verif
     mapped into 8 px), so the battery "verified" above the monitor's own photo."""
     catalog = build_catalog(n_products=80, seed=7)
     monitor, battery = (  # both as northwind photographs them, as in that evaluation
-        dataclasses.replace(catalog.offers_for_product(product)[0], shop="northwind")
-        for product in ("P000061", "P000026")
+        dataclasses.replace(
+            catalog.offers_for_product(
+                next(p.product_id for p in catalog.products if art in p.clipart)
+            )[0],
+            shop="northwind",
+        )
+        for art in ("video_lcd_sergio", "battery_01")
     )
-    assert "video_lcd" in monitor.product.clipart and "battery" in battery.product.clipart
     with Image.open(monitor.product.clipart) as art:
         subject = art.convert("RGBA")
     query, applied = photo_query(render_product_photo(monitor), 7 + 18, subject)
@@ -124,6 +129,24 @@ def test_keypoints_add_a_bounded_bonus_to_the_cosine():
     assert fused_score(0.7, MIN_INLIERS) < fused_score(0.7, 2 * MIN_INLIERS)
     # Many keypoints do not lift a poor vector match over a good one.
     assert fused_score(0.85, MIN_INLIERS) > fused_score(0.6, 1000)
+
+
+def test_only_hits_keypoints_could_lift_to_the_top_are_contenders():
+    hits = [(1, 0.9), (2, 0.9 - KEYPOINT_WEIGHT), (3, 0.5), (4, 0.89)]
+    assert contenders(hits, 3) == [(1, 0.9), (2, 0.9 - KEYPOINT_WEIGHT)]
+    assert contenders([], 20) == []
+
+
+def test_a_decisive_vector_margin_skips_the_keypoint_check():
+    """No other hit within reach of the best: no keypoints matched, not even the query's."""
+    from types import SimpleNamespace
+
+    from cumpair.search.service import SearchService
+
+    service = SearchService(SimpleNamespace(path="unused"), None, encoder_loader=lambda: None)
+    hits = [(1, 0.9), (2, 0.9 - KEYPOINT_WEIGHT - 0.01)]
+    assert service._verify(Image.new("RGB", (64, 64)), hits) == hits
+    assert service._verifier is None  # never built: nothing was matched
 
 
 def test_keypoint_span_is_the_share_of_the_shot_the_matches_cover():

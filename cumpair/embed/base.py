@@ -59,6 +59,16 @@ class ImageEncoder(Protocol):
 
 
 @runtime_checkable
+class ActivationEncoder(ImageEncoder, Protocol):
+    """An image encoder that also says where in a photo its network sees the most: what a
+    photo query crops its product view from (`cumpair.embed.query`)."""
+
+    def embed_with_activation(self, pixels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """`embed_prepared`'s vectors and each image's channel-summed last feature map."""
+        ...
+
+
+@runtime_checkable
 class TextEncoder(Protocol):
     """Maps strings to unit vectors of `dim` floats."""
 

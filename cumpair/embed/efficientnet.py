@@ -7,8 +7,10 @@ JPEG, colour cast and shadow, close-up): the previous vector, the 112-d mid-leve
 11 on a framed product (picked on the demo's clip-art), reached recall@1 0.64 where these
 features reached 0.93 (issue 16), and framing the product before embedding lowered these too
 (recall@1 0.83 -> 0.79 in a first run of the evaluation: framing finds no object on real floors
-and tables, and cuts a different region at each crop). Runs on
-ONNX Runtime (exported once from the shipped weights) or PyTorch.
+and tables, and cuts a different region at each crop). The model returns the last feature map
+(7 x 7 cells of 1280 channels), pooled here; a photo query also reads from it where the product
+is (`embed_with_activation`, `cumpair.embed.saliency`). Runs on ONNX Runtime (exported once
+from the shipped weights) or PyTorch.
 """
 
 from __future__ import annotations
@@ -115,8 +117,10 @@ class EfficientNetLite0Encoder:
         self._session: OnnxSession | None = None
         self._session_lock = threading.Lock()
         if self.backend == "onnx":
-            # "u8": the graph takes uint8 NHWC pixels and normalises them itself.
-            onnx_path = Path(model_dir) / f"efficientnet-lite0-{self.version}-u8.onnx"
+            # "u8": the graph takes uint8 NHWC pixels and normalises them itself; "map": it
+            # returns the last feature map, which `embed_prepared` pools (and a photo query
+            # also reads for where the product is, `embed_with_activation`).
+            onnx_path = Path(model_dir) / f"efficientnet-lite0-{self.version}-u8map.onnx"
             from cumpair.embed.onnx_cache import cached_onnx
 
             # Exported now (once per machine): a failed export fails the load; a file ONNX
@@ -148,8 +152,9 @@ class EfficientNetLite0Encoder:
 
             def forward(self, pixels):  # (n, 224, 224, 3) uint8
                 x = ((pixels.float() - self.mean) * self.inv_std).permute(0, 3, 1, 2)
-                # What the network's classifier sees: the last feature map, average-pooled.
-                return self.net.extract_features(x).mean(dim=(2, 3))
+                # The last feature map, (n, 1280, 7, 7): average-pooled, what the network's
+                # classifier sees (`_pooled`).
+                return self.net.extract_features(x)
 
         return Features(model).eval()
 
@@ -166,8 +171,8 @@ class EfficientNetLite0Encoder:
                 (sample,),
                 str(target),
                 input_names=["pixels"],
-                output_names=["features"],
-                dynamic_axes={"pixels": {0: "batch"}, "features": {0: "batch"}},
+                output_names=["feature_map"],
+                dynamic_axes={"pixels": {0: "batch"}, "feature_map": {0: "batch"}},
                 opset_version=17,
                 dynamo=False,
             )
@@ -185,8 +190,14 @@ class EfficientNetLite0Encoder:
         """Embed a stack of `prepare_image` outputs, (n, views, 224, 224, 3) uint8: one vector
         each. A plain (n, 224, 224, 3) batch is taken as one view per image.
         """
+        return self.embed_with_activation(pixels)[0]
+
+    def embed_with_activation(self, pixels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """`embed_prepared`'s (n, 1280) vectors and, from the same forward pass, each image's
+        last feature map summed over its channels, (n, 7, 7) (averaged over views): where the
+        network sees the most (`cumpair.embed.saliency`)."""
         if len(pixels) == 0:
-            return empty_vectors(self.dim)
+            return empty_vectors(self.dim), np.zeros((0, 7, 7), dtype=np.float32)
         pixels = np.asarray(pixels)
         if pixels.ndim == 4:
             pixels = pixels[:, None]
@@ -200,11 +211,13 @@ class EfficientNetLite0Encoder:
                 f" {pixels.shape}"
             )
         count, views = pixels.shape[:2]
-        features = self._forward(
+        feature_map = self._forward(
             np.ascontiguousarray(pixels.reshape(-1, IMAGE_SIZE, IMAGE_SIZE, 3))
         )
-        features = l2_normalize(features).reshape(count, views, -1).mean(axis=1)
-        return l2_normalize(features)
+        activation = feature_map.sum(axis=1)
+        activation = activation.reshape(count, views, *activation.shape[1:]).mean(axis=1)
+        features = l2_normalize(feature_map.mean(axis=(2, 3))).reshape(count, views, -1)
+        return l2_normalize(features.mean(axis=1)), activation.astype(np.float32)
 
     def _onnx_session(self) -> OnnxSession:
         with self._session_lock:
@@ -213,6 +226,7 @@ class EfficientNetLite0Encoder:
             return self._session
 
     def _forward(self, pixels: np.ndarray) -> np.ndarray:
+        """The last feature map of a (n, 224, 224, 3) uint8 batch: (n, 1280, 7, 7)."""
         if self.backend == "onnx":
             features = self._onnx_session().run({"pixels": pixels})
         else:

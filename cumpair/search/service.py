@@ -2,10 +2,9 @@
 
 One `SearchService` per process holds the store, the grouping and the encoders (loaded on the
 first query that needs them, once); the CLI builds one per run, `cumpair serve` one for its
-lifetime. A photo query is embedded in several framings (`cumpair.embed.query`: the photo, the
-product framed when one is found, a centre crop, corner windows), its best hits' scores fused
-with keypoint evidence (`verify`), and OCR'd too: a GTIN, model code or brand read from the
-photo lifts the products that carry it.
+lifetime. A photo query is embedded as taken and as the product's salient box
+(`cumpair.embed.query`), its best hits' scores fused with keypoint evidence (`verify`), and
+OCR'd too: a GTIN, model code or brand read from the photo lifts the products that carry it.
 """
 
 from __future__ import annotations
@@ -51,7 +50,7 @@ class QueryError(ValueError):
 @dataclass
 class SearchResponse:
     """What a query found; `facts` are what OCR read from a photo query; `stages`: seconds a
-    photo query spent per stage (decode, views, embedding, search, keypoints, rest), not part of
+    photo query spent per stage (decode, embedding, search, keypoints, rest), not part of
     `to_dict` (for benchmarks and logs)."""
 
     query: dict[str, Any]
@@ -101,9 +100,8 @@ class SearchService:
     ) -> None:
         """`images_root`: where offers' `image_paths` live (default: the store's ``images``);
         `verify_candidates`: photo hits checked by keypoint matching (0 turns it off);
-        `query_views`: embed several framings of a photo query (up to 7x the model work of
-        one photo, for recall on close-ups and small products in a wider shot) rather than
-        the photo alone."""
+        `query_views`: embed a photo query's salient box too (twice the model work of the
+        photo alone, for recall on small products in a wider shot)."""
         self.store = store
         self.groups = groups
         self.ocr = ocr
@@ -140,7 +138,7 @@ class SearchService:
         explain: bool = False,
     ) -> SearchResponse:
         """Products whose photos look like `image` (path, bytes or PIL image), re-ranked by OCR."""
-        from cumpair.embed.query import QueryView, best_over_views, embed_query, query_views
+        from cumpair.embed.query import best_over_views, embed_views, first_pass, own_match_trust
         from cumpair.vision.images import load_image
 
         clock = _StageClock()
@@ -148,14 +146,22 @@ class SearchService:
         clock.lap("decode")
         encoder = self.encoders.image
         clock.lap("rest")  # loading the encoders, once per process
-        # One query, several framings of it (the photo, the framed product, crops): per offer
-        # the best view's score, as `cumpair.embed.query` explains.
-        views = query_views(picture) if self.query_views else [QueryView("full", picture)]
-        clock.lap("views")
-        views, vectors = embed_query(encoder, picture, views)
+        # The photo as taken, and its product's salient box read off the same forward pass;
+        # the box is embedded and searched only when the photo's own hits leave it a say
+        # (`cumpair.embed.query.own_match_trust`): most photos that match well skip it.
+        start = first_pass(encoder, picture, views=self.query_views)
         clock.lap("embedding")
         per_offer = max(k, self.verify_candidates // OVERSAMPLE)
-        found = self._vector_hit_lists("image", vectors, per_offer, shops, max_price)
+        found = self._vector_hit_lists("image", start.vector, per_offer, shops, max_price)
+        views = [start.view]
+        clock.lap("search")
+        own_best = found[0][0][1] if found[0] else 0.0
+        if start.others and own_match_trust(own_best) > 0:
+            others, vectors = embed_views(encoder, start.others)
+            clock.lap("embedding")
+            if others:
+                found += self._vector_hit_lists("image", vectors, per_offer, shops, max_price)
+                views += others
         hits = best_over_views(found, views)
         clock.lap("search")
         hits = self._verify(picture, hits)
@@ -247,10 +253,17 @@ class SearchService:
 
     def _verify(self, picture: Any, hits: list[tuple[int, float]]) -> list[tuple[int, float]]:
         """Re-rank photo hits by their cosine fused with keypoint matches with the offers'
-        photos on disk (`verify.fused_score`)."""
-        if not self.verify_candidates or not hits:
+        photos on disk (`verify.fused_score`). Nothing is matched, not even the query's own
+        keypoints, when the best hit's margin is decisive (`verify.contenders`)."""
+        from cumpair.search.verify import (
+            GeometricVerifier,
+            contenders,
+            resolve_photo,
+            verified_hits,
+        )
+
+        if not self.verify_candidates or len(contenders(hits, self.verify_candidates)) < 2:
             return hits
-        from cumpair.search.verify import GeometricVerifier, resolve_photo, verified_hits
 
         with self._lock:
             if self._verifier is None:

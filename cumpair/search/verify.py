@@ -188,6 +188,16 @@ def fused_score(cosine: float, inliers: int, span: float = 1.0) -> float:
     return cosine + KEYPOINT_WEIGHT * min(1.0, inliers / KEYPOINT_SATURATION) * span
 
 
+def contenders(hits: list[tuple[int, float]], candidates: int) -> list[tuple[int, float]]:
+    """The first `candidates` of `hits` (best first) within `KEYPOINT_WEIGHT` of the best: the
+    only ones keypoints can reorder (they add at most that much). Fewer than two: the vector's
+    margin is decisive, and matching keypoints could change no rank."""
+    if not hits:
+        return []
+    reach = hits[0][1] - KEYPOINT_WEIGHT
+    return [hit for hit in hits[:candidates] if hit[1] >= reach]
+
+
 def verified_hits(
     verifier: GeometricVerifier,
     query: Features,
@@ -199,16 +209,12 @@ def verified_hits(
     """Re-score the first `candidates` of `hits` (best first) with `fused_score`, best first.
 
     Inliers here are the distinctive ones (`distinctive_keypoints`, grouped by
-    `group_of(offer_id)`, by default each offer its own group). Only hits within
-    `KEYPOINT_WEIGHT` of the best hit's score are matched: keypoints add at most that much, so
-    a hit further down can never overtake the best one, and matching is the costly part of a
-    photo query (a few ms per candidate). The others, and hits past `candidates`, keep their
-    score. `features_of(offer_id)` returns the offer photo's features or None.
+    `group_of(offer_id)`, by default each offer its own group). Only the `contenders` are
+    matched: a hit further down can never overtake the best one, and matching is the costly
+    part of a photo query (a few ms per candidate). The others, and hits past `candidates`,
+    keep their score. `features_of(offer_id)` returns the offer photo's features or None.
     """
-    if not hits:
-        return []
-    reach = hits[0][1] - KEYPOINT_WEIGHT
-    head = [hit for hit in hits[:candidates] if hit[1] >= reach]
+    head = contenders(hits, candidates)
     candidates = len(head)
     # Offers often share a photo file (a manufacturer's shot in several shops, re-listings):
     # its features are one cached object, matched once (kept referenced, so ids stay unique).

@@ -186,3 +186,28 @@ def test_the_indexer_checks_the_watches_once_the_new_prices_are_stored(
     with WatchBook.open(index) as book:
         (notice,) = book.notices()
         assert notice.reason == "at or below 10.00"
+
+
+@pytest.mark.slow
+@pytest.mark.integration
+def test_the_indexer_indexes_what_crawls_without_redis_spooled_for_its_store(
+    redis_url, encoders, tmp_path
+):
+    """A crawl without Redis that found the store held by the indexer spooled its offer; the
+    indexer, the holder, indexes it when the stream is quiet and regroups it."""
+    from cumpair.indexer.spool import OfferSpool
+
+    index = tmp_path / "data"
+    offer = item(3)
+    vector = encoders.text.encode_texts([offer["title"]])[0]
+    with OfferSpool(index / "spool" / "offers.sqlite") as spool:
+        spool.put(offer, [], {"text": vector}, source="scrapy@elsewhere")
+    stream = ItemStream.from_url(redis_url)
+    options = IndexerOptions(ocr=False, exit_when_idle_s=0.5, regroup_idle_s=0, alerts=False)
+    report = Indexer(index, stream, encoders, options).run()
+    assert (report.from_spool, report.regroups) == (1, 1)
+    assert stream.awaiting_regroup() == set()
+    with OfferSpool(index / "spool" / "offers.sqlite") as spool:
+        assert spool.count() == 0
+    with ProductStore.open(index, readonly=True) as store:
+        assert [r.url for r in store.get_offers([1]).values()] == [offer["url"]]

@@ -15,6 +15,7 @@ import os
 import signal
 import sys
 import threading
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from cumpair.cli_options import add_index_option
@@ -68,6 +69,12 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     )
     parser.add_argument("--batch-size", type=int, default=32, help="entries per batch (32)")
     parser.add_argument(
+        "--spool",
+        metavar="PATH",
+        help="the spool of crawls without Redis sharing this store, indexed when the stream is "
+        "quiet (their INDEX_SPOOL_PATH; default: INDEX/spool/offers.sqlite)",
+    )
+    parser.add_argument(
         "--regroup-idle",
         type=float,
         default=2.0,
@@ -100,6 +107,7 @@ def options_from_args(args: argparse.Namespace) -> IndexerOptions:
         batch=args.batch_size,
         regroup_idle_s=args.regroup_idle,
         exit_when_idle_s=args.exit_when_idle,
+        spool=Path(args.spool) if args.spool else None,
     )
 
 

@@ -110,6 +110,10 @@ class ItemStream:
         pipe.xack(self.key, GROUP, entry.id).xdel(self.key, entry.id)
         pipe.execute()
 
+    def await_regroup(self, offer_id: int) -> None:
+        """Record an offer stored by other means (the local spool) as waiting for a regroup."""
+        self.client.sadd(self.regroup_key, offer_id)
+
     def awaiting_regroup(self) -> set[int]:
         """The offers indexed and not yet regrouped (also by an indexer that was killed)."""
         return {int(member) for member in self.client.smembers(self.regroup_key)}

@@ -17,7 +17,7 @@ import logging
 import threading
 import time
 from collections import Counter
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -132,41 +132,17 @@ class TurnWriter:
         store, groups = self.store, self.groups
         if store is None or groups is None or not self._drain_lock.acquire(blocking=False):
             return 0
-        taken = 0
         try:
             self._next_drain = time.monotonic() + self.options.drain_s
             if not self._spool_path.exists():
                 return 0
-            spool, after = self._open_spool(), 0
-            while batch := spool.take(self.options.drain_batch, after):
-                after = batch[-1].id
-                for offer in batch:
-                    if offer.item is None:  # kept in the spool for a person to look at
-                        logger.error("spool %s: row %d skipped: %s", spool.path, offer.id,
-                                     offer.error)  # fmt: skip
-                        self._count("unreadable")
-                        continue
-                    vectors = {k: np.asarray(v) for k, v in offer.vectors.items()}
-                    record = offer_record(offer.item, offer.references)
-                    try:
-                        result, _ = store_offer(store, groups, record, vectors)
-                    except InvalidOfferError as exc:  # as its own process would have: refused
-                        logger.error("spool %s: %s refused by the store: %s", spool.path,
-                                     offer.item.get("url"), exc)  # fmt: skip
-                        self._count("refused")
-                        spool.done([offer.id])
-                        continue
-                    self._note_touched(result.offer_id)
-                    spool.done([offer.id])
-                    taken += 1
-                store.maybe_flush()
+            counts = drain_spool(self._open_spool(), store, groups, self._note_touched,
+                                 self.options.drain_batch)  # fmt: skip
         finally:
             self._drain_lock.release()
-        if taken:
-            self._count("drained", taken)
-            logger.info("Indexed %d offers other crawl processes had spooled in %s", taken,
-                        self._spool_path)  # fmt: skip
-        return taken
+        for name, n in counts.items():
+            self._count(name, n)
+        return counts["drained"]
 
     def close(self) -> None:
         """Let go of the store: drain the spool, flush, regroup what this process touched,
@@ -252,4 +228,44 @@ class TurnWriter:
             self.counts[name] += n
 
 
-__all__ = ["TurnOptions", "TurnWriter"]
+def drain_spool(
+    spool: OfferSpool,
+    store: ProductStore,
+    groups: ProductGroups,
+    stored: Callable[[int], None],
+    batch: int = 64,
+) -> Counter[str]:
+    """Upsert and group every offer in `spool` into `store` (the caller holds it), oldest
+    first, each forgotten only once its upsert returned; `stored` gets each offer id (what a
+    regroup must cover). Counts ``drained``, ``refused`` (offers the store refuses as invalid,
+    let go as their own process would have) and ``unreadable`` (rows kept for a person)."""
+    counts: Counter[str] = Counter()
+    after = 0
+    while rows := spool.take(batch, after):
+        after = rows[-1].id
+        for offer in rows:
+            if offer.item is None:
+                logger.error("spool %s: row %d skipped: %s", spool.path, offer.id, offer.error)
+                counts["unreadable"] += 1
+                continue
+            vectors = {k: np.asarray(v) for k, v in offer.vectors.items()}
+            record = offer_record(offer.item, offer.references)
+            try:
+                result, _ = store_offer(store, groups, record, vectors)
+            except InvalidOfferError as exc:
+                logger.error("spool %s: %s refused by the store: %s", spool.path,
+                             offer.item.get("url"), exc)  # fmt: skip
+                counts["refused"] += 1
+                spool.done([offer.id])
+                continue
+            stored(result.offer_id)
+            spool.done([offer.id])
+            counts["drained"] += 1
+        store.maybe_flush()
+    if counts["drained"]:
+        logger.info("Indexed %d offers other crawl processes had spooled in %s",
+                    counts["drained"], spool.path)  # fmt: skip
+    return counts
+
+
+__all__ = ["TurnOptions", "TurnWriter", "drain_spool"]

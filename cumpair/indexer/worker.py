@@ -32,7 +32,9 @@ from cumpair.alerts.run import after_update
 from cumpair.embed import BatchEmbedder, EncoderSet
 from cumpair.embed.reindex import spaces_for
 from cumpair.index import ProductStore, StoreOptions
+from cumpair.indexer.spool import SPOOL_NAME, OfferSpool
 from cumpair.indexer.stream import Entry, ItemStream
+from cumpair.indexer.turns import drain_spool
 from cumpair.indexer.vision import Photos, VisionStage, default_vision_processes
 from cumpair.ingest.batches import embed_and_store
 from cumpair.ingest.stages import regroup_store
@@ -55,7 +57,10 @@ class IndexerOptions:
     the photos; default from the cores, `vision.default_vision_processes`); `batch` entries
     are read and embedded together; `alerts` checks the watches after each regroup; `block_s`
     is the longest wait for new entries; the stream quiet for `regroup_idle_s` triggers the
-    regroup and flush; `exit_when_idle_s` (None: run until stopped) ends a batch job.
+    regroup and flush; `exit_when_idle_s` (None: run until stopped) ends a batch job. `spool`
+    is the local spool of crawls without Redis sharing this store (default
+    ``<index>/spool/offers.sqlite``, `cumpair.indexer.spool`): the indexer holds the store, so it
+    indexes what they spooled, at start and whenever the stream is quiet.
     """
 
     images: str | None = None
@@ -71,6 +76,7 @@ class IndexerOptions:
     block_s: float = 1.0
     regroup_idle_s: float = 2.0
     exit_when_idle_s: float | None = None
+    spool: Path | None = None
     store: StoreOptions = field(default_factory=StoreOptions)
 
     def __post_init__(self) -> None:
@@ -87,6 +93,7 @@ class IndexerReport:
     new: int = 0
     updated: int = 0
     rejected: Counter = field(default_factory=Counter)
+    from_spool: int = 0  # offers crawls without Redis had spooled for the store's holder
     repeated: int = 0  # entries of an offer already indexed in their crawl run
     image_errors: int = 0
     regroups: int = 0
@@ -101,7 +108,8 @@ class IndexerReport:
         rejected = ", ".join(f"{n} x {why}" for why, n in sorted(self.rejected.items()))
         return (
             f"indexed {self.stored} offers in {self.seconds:.1f} s ({self.new} new, "
-            f"{self.updated} updated, {self.repeated} repeats skipped); "
+            f"{self.updated} updated, {self.repeated} repeats skipped, "
+            f"{self.from_spool} from the local spool); "
             f"rejected: {rejected or 'none'}; "
             f"photos without a vector: {self.image_errors}; regroups: {self.regroups}; "
             f"alerts queued: {self.alerts_queued}"
@@ -152,6 +160,7 @@ class Indexer:
                     colors=options.colors,
                 ) as vision,
             ):
+                touched |= self._drain_spool(store, groups)
                 quiet_since = time.monotonic()
                 while not stop.is_set():
                     entries = self.stream.read(options.batch, options.block_s)
@@ -161,6 +170,8 @@ class Indexer:
                         quiet_since = time.monotonic()
                         continue
                     idle = time.monotonic() - quiet_since
+                    if idle >= options.regroup_idle_s:
+                        touched |= self._drain_spool(store, groups)
                     if touched and idle >= options.regroup_idle_s:
                         self._regroup(store, groups, touched)
                         touched = set()
@@ -233,6 +244,23 @@ class Indexer:
             photos={references[position]: data for position, data in read},
             unread=len(unread),
         )
+
+    def _drain_spool(self, store: ProductStore, groups: ProductGroups) -> set[int]:
+        """Index what crawls without Redis spooled for this store's holder (`turns`); each
+        offer waits for its regroup in Redis like the stream's."""
+        path = self.options.spool or self.index_dir / "spool" / SPOOL_NAME
+        if not path.exists():
+            return set()
+        stored: set[int] = set()
+
+        def note(offer_id: int) -> None:
+            self.stream.await_regroup(offer_id)
+            stored.add(offer_id)
+
+        with OfferSpool(path) as spool:
+            counts = drain_spool(spool, store, groups, note)
+        self.report.from_spool += counts["drained"]
+        return stored
 
     def _reject(self, entry: Entry, reason: str) -> None:
         logger.warning("indexer: entry %s kept aside in %s: %s", entry.id, self.stream.dead_key,

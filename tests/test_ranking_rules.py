@@ -212,3 +212,23 @@ def test_an_alert_ignores_a_price_far_below_the_offers_own_history(tmp_path):
             ProductGroups.open(tmp_path, readonly=True) as groups,
         ):
             assert check_watches(book, store, groups) == 0  # the only offer: no others to judge by
+
+
+def test_an_ungrouped_offers_placeholder_is_judged_by_its_own_history(tmp_path):
+    from cumpair.index import ProductStore, StoreOptions
+    from cumpair.search.export import product_dicts
+    from cumpair.search.products import ProductGroups
+
+    with ProductStore.open(tmp_path, {}, StoreOptions(duplicate_threshold=None)) as store:
+        for n, price in enumerate(("59.99", "61.00", "0.01")):
+            record = _record(1, "solo", price)
+            store.upsert(replace(record, id=None, last_seen=None, seen_at=T0 + timedelta(n)), {})
+        ProductGroups.open(tmp_path).close()  # nothing grouped yet
+    with (
+        ProductStore.open(tmp_path, readonly=True) as store,
+        ProductGroups.open(tmp_path, readonly=True) as groups,
+    ):
+        (product,) = product_dicts(store, groups)
+    assert product["product_id"] is None
+    assert product["offers"][0]["price_flag"] == "implausible"
+    assert product["lowest_price"] is None

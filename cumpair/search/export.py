@@ -13,6 +13,7 @@ from collections.abc import Iterator
 from typing import Any
 
 from cumpair.search.products import ProductGroups
+from cumpair.search.ranking import price_flags
 from cumpair.search.ranking_options import RankingOptions
 from cumpair.search.service import QueryError, SearchService
 from cumpair.search.store_scan import scan_offers
@@ -49,7 +50,9 @@ def product_dicts(
 
 def _ungrouped(store: Any, record: Any, ranking: RankingOptions) -> dict[str, Any]:
     """An offer not grouped yet as a product of its own (ranked and priced the same way)."""
-    offers = cheapest_first([offer_view(record, store.price_history(record.id))], None, ranking)
+    history = store.price_history(record.id)
+    flags = price_flags([record], [history])  # alone: its own history is the only reference
+    offers = cheapest_first([offer_view(record, history)], flags, ranking)
     view = ProductView(
         0, record.title, record.brand, record.model, record.gtin, key_specs([record]), offers
     )

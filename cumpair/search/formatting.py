@@ -154,6 +154,8 @@ def format_product(view: ProductView, rank: int | None = None, base_url: str = "
         condition = "" if best.condition == "New" else f"{best.condition.lower()}, "
         basis = f" ({condition}{best.group})"
     lowest, seen = _money(view.lowest_price, currency), _money(view.lowest_price_seen, currency)
+    if best is not None and best.shipping is not None and best.offer.price is not None:
+        lowest += f" ({_money(best.offer.price + best.shipping, currency)} with shipping)"
     lines.append(
         f"    {len(view.offers)} offer(s), lowest price{basis} {lowest}, lowest price seen {seen}"
     )

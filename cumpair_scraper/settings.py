@@ -69,6 +69,11 @@ MEMUSAGE_ENABLED = True
 MEMUSAGE_CHECK_INTERVAL_SECONDS = 30.0
 MEMUSAGE_WARNING_MB = 3072
 MEMUSAGE_LIMIT_MB = 4096
+# The C allocator (cumpair_scraper/memory.py, the MallocLimits extension): at most this many
+# glibc malloc arenas, and blocks of MALLOC_MMAP_THRESHOLD bytes or more mapped and given back
+# when freed, so freed photo batches and model activations do not stay resident; 0 = glibc's.
+MALLOC_ARENA_MAX = 2
+MALLOC_MMAP_THRESHOLD = 256 * 1024
 
 # --- Challenge pages (middlewares/challenge.py) -------------------------------------------------
 # By default a challenge backs the host off and is recorded; it is never solved. Only hosts the
@@ -202,7 +207,7 @@ EMBED_MAX_WAIT = 1.0  # seconds a partial batch waits for more items
 # RETRIES (3) and BACKOFF_S (1.0, doubled per retry) for webhooks, WEBHOOK_TIMEOUT_S (10),
 # DEADLINE_S (60), SMTP_HOST (empty: no e-mail), SMTP_PORT (587), SMTP_USER, SMTP_PASSWORD,
 # SMTP_FROM, SMTP_STARTTLS (True).
-EXTENSIONS = {"cumpair_scraper.alerts.PriceAlerts": 500}
+EXTENSIONS = {"cumpair_scraper.memory.MallocLimits": 0, "cumpair_scraper.alerts.PriceAlerts": 500}
 from cumpair.alerts.options import AlertOptions  # noqa: E402
 
 globals().update(AlertOptions.setting_defaults())

@@ -1,7 +1,10 @@
 """Inference runtimes shared by the encoders: ONNX Runtime sessions and PyTorch thread setup.
 
 Threads are always set explicitly: the defaults of both runtimes oversubscribe a small shared
-machine (ONNX Runtime spins one thread per core per session, torch uses every core).
+machine (ONNX Runtime spins one thread per core per session, torch uses every core). For the
+same reason the ONNX runs of one process, whichever session and caller, are bounded to the
+calls that fill the cores (`run_slots`): `scrapy crawlall` gives each shop its own embedding
+stage, and each run holds a whole batch's activations.
 """
 
 from __future__ import annotations
@@ -45,10 +48,26 @@ def call_slots(threads: int) -> threading.Semaphore:
     return threading.Semaphore(calls_filling_cores(threads))
 
 
+_run_slots: dict[int, threading.Semaphore] = {}
+_run_slots_lock = threading.Lock()
+
+
+def run_slots(threads: int) -> threading.Semaphore:
+    """The process-wide bound on ONNX runs of `threads` threads each running at once:
+    `calls_filling_cores(threads)` (one per core for single-threaded runs). More runs side by
+    side would only share the cores, each holding its batch's activations meanwhile (four
+    shops' embedding stages, two model threads each, ran eight at once)."""
+    with _run_slots_lock:
+        if threads not in _run_slots:
+            _run_slots[threads] = threading.Semaphore(calls_filling_cores(threads))
+        return _run_slots[threads]
+
+
 class OnnxSession:
     """One ONNX Runtime session on the CPU with a fixed thread count.
 
-    `run` is safe to call from several threads at once (ONNX Runtime guarantees it).
+    `run` is safe to call from several threads at once (ONNX Runtime guarantees it); the runs
+    of the process wait for one of its `run_slots`.
     """
 
     def __init__(self, path: Path, threads: int) -> None:
@@ -78,10 +97,12 @@ class OnnxSession:
             raise EmbedError(f"cannot open ONNX model {path}: {exc}") from exc
         self.input_names = [item.name for item in self._session.get_inputs()]
         self.path = path
+        self._slots = run_slots(threads)
 
     def config(self, key: str) -> str:
         """A session configuration entry in effect (e.g. "session.intra_op.allow_spinning")."""
         return self._session.get_session_options().get_session_config_entry(key)
 
     def run(self, inputs: dict[str, np.ndarray]) -> np.ndarray:
-        return self._session.run(None, inputs)[0]
+        with self._slots:
+            return self._session.run(None, inputs)[0]

@@ -8,6 +8,7 @@ nothing. Engines return words in the coordinates of the image they were given; t
 
 from __future__ import annotations
 
+import os
 import queue
 import threading
 from abc import ABC, abstractmethod
@@ -51,12 +52,17 @@ class OcrEngine(ABC):
 class TesseractEngine(OcrEngine):
     """Tesseract 5 in-process via tesserocr (~6x faster than pytesseract's subprocess).
 
-    A `PyTessBaseAPI` is not thread-safe, so a small pool hands each thread its own.
+    A `PyTessBaseAPI` is not thread-safe, so a small pool hands each thread its own; at most
+    `max_apis` exist (default: one per core), since every thread reading at once would
+    otherwise hold one (`scrapy crawlall` runs a specs stage per shop) and reads beyond the
+    cores only share them.
     """
 
     name = "tesseract"
 
-    def __init__(self, language: str = "eng", tessdata: str = TESSDATA_DIR) -> None:
+    def __init__(
+        self, language: str = "eng", tessdata: str = TESSDATA_DIR, max_apis: int | None = None
+    ) -> None:
         try:
             import tesserocr
         except ImportError as exc:  # pragma: no cover - tesserocr is pinned
@@ -66,6 +72,7 @@ class TesseractEngine(OcrEngine):
         self._tessdata = tessdata
         self._pool: queue.SimpleQueue = queue.SimpleQueue()
         self._pool.put(self._new_api())  # fail now, not on first read, if data is missing
+        self._apis = threading.BoundedSemaphore(max_apis or len(os.sched_getaffinity(0)))
 
     def _new_api(self):  # -> tesserocr.PyTessBaseAPI
         try:
@@ -77,14 +84,15 @@ class TesseractEngine(OcrEngine):
 
     @contextmanager
     def _api(self) -> Iterator:
-        try:
-            api = self._pool.get_nowait()
-        except queue.Empty:
-            api = self._new_api()
-        try:
-            yield api
-        finally:
-            self._pool.put(api)
+        with self._apis:  # so no more than `max_apis` are ever taken at once
+            try:
+                api = self._pool.get_nowait()
+            except queue.Empty:
+                api = self._new_api()
+            try:
+                yield api
+            finally:
+                self._pool.put(api)
 
     def modes(self, text_lines: int) -> tuple[str, ...]:
         if text_lines == 1:  # captchas, banners: a single line, then a single word

@@ -23,14 +23,14 @@ from cumpair.search.views import recent_trend
 @contextmanager
 def open_groups(index_dir: Path) -> Iterator[Any | None]:
     """The store's product grouping opened read-only, or None where nothing is grouped yet (no
-    grouping database): what `watched_offers` and `check_watches` take as `groups`."""
-    from cumpair.search.products import DB_NAME as GROUPS_DB
+    product grouped): what `watched_offers` and `check_watches` take as `groups`."""
     from cumpair.search.products import ProductGroups
 
-    if not (index_dir / GROUPS_DB).exists():
+    groups = ProductGroups.open(index_dir, readonly=True)
+    if groups.count()[1] == 0:
+        groups.close()
         yield None
         return
-    groups = ProductGroups.open(index_dir, readonly=True)
     try:
         yield groups
     finally:

@@ -41,7 +41,6 @@ from cumpair.index import (
 )
 from cumpair.index.locks import WriterLock
 from cumpair.progress import progress
-from cumpair.search.products import DB_NAME as GROUPS_DB_NAME
 from cumpair.search.products import ProductGroups
 from cumpair.search.store_scan import first_vectors, scan_offers
 
@@ -358,7 +357,7 @@ def _carry_files(source: Path, build: Path) -> None:
     the backup stays complete too."""
     for entry in source.iterdir():
         dest = build / entry.name
-        if _store_owned(entry.name) or dest.exists() or dest.is_symlink():
+        if is_store_file(entry.name) or dest.exists() or dest.is_symlink():
             continue
         if entry.is_symlink():
             os.symlink(os.readlink(entry), dest)
@@ -366,11 +365,6 @@ def _carry_files(source: Path, build: Path) -> None:
             shutil.copytree(entry, dest, symlinks=True, copy_function=_link_or_copy)
         elif entry.is_file():
             _link_or_copy(str(entry), str(dest))
-
-
-def _store_owned(name: str) -> bool:
-    """Files the store and the product grouping write (the rebuild made its own)."""
-    return is_store_file(name) or name.startswith(GROUPS_DB_NAME)
 
 
 def _link_or_copy(src: str, dst: str) -> None:

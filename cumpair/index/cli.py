@@ -77,9 +77,8 @@ def run(args: argparse.Namespace) -> int:
 def stats_report(store: Any) -> dict[str, Any]:
     """The store's `health()` plus what a person asks first: shops, products, last snapshot."""
     from cumpair.index import metadata
+    from cumpair.index.products import ProductTables
     from cumpair.index.store import DB_NAME
-    from cumpair.search.products import DB_NAME as GROUPS_DB
-    from cumpair.search.products import ProductGroups
 
     report = store.health()
     path = Path(store.path)
@@ -90,11 +89,13 @@ def stats_report(store: Any) -> dict[str, Any]:
         ]
     report["shops"] = shops
     report["last_snapshot_at"] = max(made) if made else None
-    report["products"] = None  # no grouping yet (a crawl, an ingest or `search --regroup` makes it)
-    if (path / GROUPS_DB).exists():
-        with ProductGroups.open(path, readonly=True) as groups:
-            products, grouped = groups.count()
-        report["products"] = {"products": products, "offers_grouped": grouped}
+    tables = ProductTables.open(path, readonly=True)
+    try:
+        products, grouped = tables.count()
+    finally:
+        tables.close()
+    # None: no grouping yet (a crawl, an ingest or `search --regroup` makes it)
+    report["products"] = {"products": products, "offers_grouped": grouped} if products else None
     from cumpair.vision.cache import cache_stats
 
     cache = cache_stats(path)

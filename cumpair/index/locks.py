@@ -57,12 +57,24 @@ class RWLock:
                 self._cond.notify_all()
 
 
+# The writer locks this process holds, by store directory: what `WriterLock.join` shares.
+_held: dict[str, list] = {}
+_held_lock = threading.Lock()
+
+
 class WriterLock:
-    """One writer process per store directory (spiders, scrapyd jobs, the CLI)."""
+    """One writer process per store directory (spiders, scrapyd jobs, the CLI).
+
+    `acquire` is exclusive even within a process (a second `ProductStore` writer is refused);
+    `join` shares a lock this process already holds, for the product grouping that writes its
+    tables beside the store writer of the same process.
+    """
 
     def __init__(self, directory: Path) -> None:
+        self._key = str(Path(directory).resolve())
         self._lock = FileLock(directory / "store.lock", thread_local=False)
         self._owner = directory / "writer.json"
+        self._holds = False
 
     def acquire(self, timeout: float) -> None:
         try:
@@ -73,6 +85,19 @@ class WriterLock:
                 "open the store with readonly=True to search while it writes"
             ) from None
         self._owner.write_text(json.dumps({"pid": os.getpid()}))
+        with _held_lock:
+            _held.setdefault(self._key, [self._lock, 0])[1] += 1
+        self._holds = True
+
+    def join(self, timeout: float) -> None:
+        """Share this directory's lock when this process holds it already, else `acquire`."""
+        with _held_lock:
+            entry = _held.get(self._key)
+            if entry is not None:
+                entry[1] += 1
+                self._lock, self._holds = entry[0], True
+                return
+        self.acquire(timeout)
 
     def owner(self) -> str:
         try:
@@ -81,5 +106,14 @@ class WriterLock:
             return "unknown process"
 
     def release(self) -> None:
-        if self._lock.is_locked:
-            self._lock.release()
+        if not self._holds:
+            return
+        self._holds = False
+        with _held_lock:
+            entry = _held[self._key]
+            entry[1] -= 1
+            if entry[1]:
+                return
+            del _held[self._key]
+        if entry[0].is_locked:
+            entry[0].release()

@@ -29,6 +29,7 @@ from cumpair.index.records import (
     SearchFilters,
     SpaceSpec,
     StoreError,
+    utcnow,
 )
 from cumpair.index.vectorlog import VectorLog, log_name
 
@@ -129,6 +130,92 @@ def _checksum_vector_logs(conn: sqlite3.Connection, directory: Path) -> None:
         set_vector_log(conn, space, new_file, len(ids))
 
 
+LEGACY_PRODUCTS = "products.sqlite"  # the grouping's own database before schema 5
+
+_PRODUCT_TABLES = """
+CREATE TABLE products (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    title TEXT NOT NULL DEFAULT '', brand TEXT, model TEXT, gtin TEXT,
+    created_at TEXT NOT NULL, updated_at TEXT NOT NULL);
+CREATE TABLE memberships (
+    offer_id INTEGER PRIMARY KEY REFERENCES offers (id) ON DELETE CASCADE,
+    match_gtin TEXT, brand_key TEXT, models TEXT NOT NULL DEFAULT '',
+    spec_values TEXT NOT NULL DEFAULT '{}',
+    rule TEXT NOT NULL, score REAL NOT NULL, matched_offer INTEGER,
+    evidence TEXT NOT NULL DEFAULT '{}', assigned_at TEXT NOT NULL);
+CREATE INDEX memberships_gtin ON memberships (match_gtin) WHERE match_gtin IS NOT NULL;
+CREATE TABLE model_codes (
+    code TEXT NOT NULL,
+    offer_id INTEGER NOT NULL REFERENCES offers (id) ON DELETE CASCADE,
+    PRIMARY KEY (code, offer_id));
+CREATE INDEX model_codes_offer ON model_codes (offer_id);
+CREATE INDEX offers_url ON offers (url)
+"""
+
+
+def _products_into_store(conn: sqlite3.Connection, directory: Path) -> None:
+    """Schema 5: products live in this database; an offer's product is ``offers.product_id``.
+
+    ``memberships`` says why an offer is in its product and keeps the grouping's match keys
+    (normalised GTIN, brand key, model codes, numeric specs); shop, URL and title are read from
+    ``offers``. A ``products.sqlite`` of an older store is copied in: memberships whose offer is
+    gone or now has another shop or URL are stale and dropped (those offers, like any not
+    grouped yet, wait for the next regroup), then the file is renamed ``*.migrated``.
+    """
+    for statement in _split_sql(_PRODUCT_TABLES):
+        conn.execute(statement)
+    legacy = directory / LEGACY_PRODUCTS
+    if not legacy.is_file():
+        return
+    old = sqlite3.connect(legacy)  # read-write, so rows still in its WAL are read too
+    try:
+        members = old.execute(
+            "SELECT offer_id, product_id, shop, url, gtin, brand, models, specs, rule, score,"
+            " matched_offer, evidence, assigned_at FROM members"
+        ).fetchall()
+        products = {
+            r[0]: r
+            for r in old.execute(
+                "SELECT id, title, brand, model, gtin, created_at, updated_at FROM products"
+            )
+        }
+        codes = old.execute("SELECT code, offer_id FROM model_codes").fetchall()
+    except sqlite3.DatabaseError as exc:  # not a grouping we know: left as it is, regroup
+        record_event(conn, utcnow().isoformat(), "products_migrated", {"error": str(exc)})
+        return
+    finally:
+        old.close()
+    offers = {
+        int(r[0]): (r[1], r[2])
+        for chunk in _chunks([m[0] for m in members])
+        for r in conn.execute(
+            f"SELECT id, shop, url FROM offers WHERE id IN ({','.join('?' * len(chunk))})", chunk
+        )
+    }
+    kept = [m for m in members if offers.get(m[0]) == (m[2], m[3]) and m[1] in products]
+    conn.executemany(
+        "INSERT INTO products (id, title, brand, model, gtin, created_at, updated_at)"
+        " VALUES (?, ?, ?, ?, ?, ?, ?)",
+        [products[p] for p in sorted({m[1] for m in kept})],
+    )
+    conn.executemany(
+        "INSERT INTO memberships VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        [(m[0], *m[4:]) for m in kept],
+    )
+    conn.executemany("UPDATE offers SET product_id = ? WHERE id = ?", [(m[1], m[0]) for m in kept])
+    grouped = {m[0] for m in kept}
+    conn.executemany(
+        "INSERT OR IGNORE INTO model_codes VALUES (?, ?)", [c for c in codes if c[1] in grouped]
+    )
+    record_event(
+        conn,
+        utcnow().isoformat(),
+        "products_migrated",
+        {"memberships": len(kept), "stale": len(members) - len(kept)},
+    )
+    os.replace(legacy, legacy.with_name(legacy.name + ".migrated"))
+
+
 # Each step runs once, in order; PRAGMA user_version records how many ran. A step is SQL, or a
 # function of (connection, store directory) for steps that move data into files.
 MIGRATIONS: list[Migration] = [
@@ -182,6 +269,7 @@ MIGRATIONS: list[Migration] = [
     ALTER TABLE offers ADD COLUMN shipping TEXT NOT NULL DEFAULT '[]';
     ALTER TABLE offers ADD COLUMN spec_conflicts TEXT NOT NULL DEFAULT '[]'
     """,
+    _products_into_store,
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
 

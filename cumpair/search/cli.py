@@ -147,7 +147,7 @@ def open_service(args: argparse.Namespace, *, regroup: bool = False):
         with ProductGroups.open(path) as groups:
             products, offers = groups.regroup(scan_offers(store), first_vectors(store))
         print(f"regrouped {offers} offers into {products} products", file=sys.stderr)
-    groups = ProductGroups.open(path, readonly=not regroup and (path / "products.sqlite").exists())
+    groups = ProductGroups.open(path, readonly=not regroup)
     kind = args.encoders
 
     def encoders():

@@ -1,7 +1,9 @@
 """The stored grouping: a product table with every offer pointing to one product, and why.
 
-Lives in ``products.sqlite`` beside the store's own database (the store owns offers, prices and
-vectors; this file owns products), so grouping can be rebuilt without touching crawled data.
+Its rows live in the store's own database (``cumpair.index.products``: products, memberships
+and ``offers.product_id``, under the store's migrations); this module decides them, so grouping
+can be rebuilt without touching crawled data. A writable grouping shares the writer lock of the
+process's store writer (or takes it); a read-only one takes none.
 
 Two ways to keep it current, both using `matching.compare` and the consistency rules of
 `grouping`:
@@ -16,43 +18,22 @@ Two ways to keep it current, both using `matching.compare` and the consistency r
 
 from __future__ import annotations
 
-import json
-import sqlite3
 import threading
 from collections import Counter, defaultdict
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from cumpair.index import StoreError
+from cumpair.index.products import MemberRow, ProductTables
 from cumpair.search.features import OfferFeatures, features_from_record, title_tokens
 from cumpair.search.grouping import CONFLICT_RULES, RULE_STRENGTH, consistent, group_offers
 from cumpair.search.matching import MatchConfig, PairEvidence, compare
 
-DB_NAME = "products.sqlite"
 NEIGHBOURS = 10  # vector neighbours compared per new offer and space
-
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS products (
-    id INTEGER PRIMARY KEY AUTOINCREMENT,
-    title TEXT NOT NULL DEFAULT '', brand TEXT, model TEXT, gtin TEXT,
-    created_at TEXT NOT NULL, updated_at TEXT NOT NULL);
-CREATE TABLE IF NOT EXISTS members (
-    offer_id INTEGER PRIMARY KEY,
-    product_id INTEGER NOT NULL REFERENCES products (id),
-    shop TEXT NOT NULL, url TEXT NOT NULL, title TEXT NOT NULL DEFAULT '',
-    gtin TEXT, brand TEXT, models TEXT NOT NULL DEFAULT '', specs TEXT NOT NULL DEFAULT '{}',
-    rule TEXT NOT NULL, score REAL NOT NULL, matched_offer INTEGER,
-    evidence TEXT NOT NULL DEFAULT '{}', assigned_at TEXT NOT NULL);
-CREATE INDEX IF NOT EXISTS members_product ON members (product_id);
-CREATE INDEX IF NOT EXISTS members_gtin ON members (gtin) WHERE gtin IS NOT NULL;
-CREATE INDEX IF NOT EXISTS members_url ON members (url);
-CREATE TABLE IF NOT EXISTS model_codes (
-    code TEXT NOT NULL, offer_id INTEGER NOT NULL, PRIMARY KEY (code, offer_id));
-"""
 
 
 class GroupingError(RuntimeError):
@@ -80,36 +61,34 @@ class Membership:
     evidence: dict[str, Any]
 
 
-def _now() -> str:
-    return datetime.now(UTC).isoformat()
-
-
 class ProductGroups:
     """Read and update the grouping; one instance per process, safe across threads."""
 
-    def __init__(self, conn: sqlite3.Connection, readonly: bool) -> None:
-        self._conn = conn
-        self.readonly = readonly
+    def __init__(self, tables: ProductTables) -> None:
+        self._tables = tables
+        self.readonly = tables.readonly
         self._lock = threading.RLock()
 
     @classmethod
-    def open(cls, directory: str | Path, *, readonly: bool = False) -> ProductGroups:
-        """Open (creating when writable) ``products.sqlite`` in the store directory."""
-        path = Path(directory) / DB_NAME
-        if readonly:
-            if not path.exists():
-                raise GroupingError(f"no product grouping at {path} (run a crawl or --regroup)")
-            conn = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True,
-                                   check_same_thread=False, timeout=30)  # fmt: skip
-        else:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            conn = sqlite3.connect(path, check_same_thread=False, timeout=30, isolation_level=None)
-            conn.execute("PRAGMA journal_mode=WAL")
-            conn.executescript(_SCHEMA)
-        return cls(conn, readonly)
+    def open(
+        cls, directory: str | Path, *, readonly: bool = False, lock_timeout_s: float = 10.0
+    ) -> ProductGroups:
+        """Open the grouping of the store in `directory` (creating its database when writable).
+
+        Writable shares the writer lock a `ProductStore` writer of this process holds on the
+        directory, or waits up to `lock_timeout_s` to take it (`StoreLockedError` while another
+        process writes the store). Read-only takes no lock.
+        """
+        try:
+            tables = ProductTables.open(directory, readonly=readonly, lock_timeout_s=lock_timeout_s)
+            return cls(tables)
+        except StoreError as exc:
+            if not readonly or type(exc) is not StoreError:
+                raise
+            raise GroupingError(f"no product grouping at {directory}: {exc}") from None
 
     def close(self) -> None:
-        self._conn.close()
+        self._tables.close()
 
     def __enter__(self) -> ProductGroups:
         return self
@@ -118,71 +97,48 @@ class ProductGroups:
         self.close()
 
     # ------------------------------------------------------------------ reading
-    def _rows(self, sql: str, params: Iterable[Any] = ()) -> list[tuple]:
-        """All rows of a query, read under the lock: `cumpair serve` reads from many threads."""
-        with self._lock:
-            return self._conn.execute(sql, tuple(params)).fetchall()
-
+    # Every read holds the lock: `cumpair serve` reads from many threads over one connection.
     def product(self, product_id: int) -> Product | None:
-        row = self._rows(
-            "SELECT id, title, brand, model, gtin FROM products WHERE id = ?", (product_id,)
-        )
-        row = row[0] if row else None
+        with self._lock:
+            row = self._tables.product(product_id)
         return None if row is None else Product(*row)
 
     def offers_of(self, product_id: int) -> list[int]:
-        rows = self._rows(
-            "SELECT offer_id FROM members WHERE product_id = ? ORDER BY offer_id", (product_id,)
-        )
-        return [r[0] for r in rows]
+        with self._lock:
+            return self._tables.offers_of(product_id)
 
     def product_of(self, offer_ids: Iterable[int]) -> dict[int, int]:
-        ids = [int(i) for i in offer_ids]
-        out: dict[int, int] = {}
-        for start in range(0, len(ids), 900):
-            chunk = ids[start : start + 900]
-            marks = ",".join("?" * len(chunk))
-            rows = self._rows(
-                f"SELECT offer_id, product_id FROM members WHERE offer_id IN ({marks})", chunk
-            )
-            out.update((int(o), int(p)) for o, p in rows)
-        return out
+        with self._lock:
+            return self._tables.product_of(offer_ids)
 
     def membership(self, offer_id: int) -> Membership | None:
-        row = self._rows(
-            "SELECT offer_id, product_id, rule, score, matched_offer, evidence FROM members"
-            " WHERE offer_id = ?",
-            (offer_id,),
-        )
-        row = row[0] if row else None
-        return None if row is None else Membership(*row[:5], json.loads(row[5]))
+        with self._lock:
+            found = self._tables.members([offer_id]).get(offer_id)
+        if found is None:
+            return None
+        m = found[0]
+        return Membership(m.offer_id, m.product_id, m.rule, m.score, m.matched_offer, m.evidence)
 
     def products_with_gtin(self, gtin: str) -> list[int]:
-        rows = self._rows(
-            "SELECT DISTINCT product_id FROM members WHERE gtin = ? ORDER BY product_id", (gtin,)
-        )
-        return [r[0] for r in rows]
+        with self._lock:
+            return self._tables.products_with_gtin(gtin)
 
     def products_with_model(self, code: str) -> list[int]:
-        rows = self._rows(
-            "SELECT DISTINCT m.product_id FROM model_codes c JOIN members m USING (offer_id)"
-            " WHERE c.code = ? ORDER BY m.product_id",
-            (code,),
-        )
-        return [r[0] for r in rows]
+        with self._lock:
+            return self._tables.products_with_model(code)
 
     def offers_with_url(self, url: str) -> list[int]:
-        rows = self._rows("SELECT offer_id FROM members WHERE url = ?", (url,))
-        return [r[0] for r in rows]
+        with self._lock:
+            return self._tables.grouped_with_url(url)
 
     def identity_facts(self, product_ids: Iterable[int]) -> dict[int, tuple[set, set, set]]:
         """Per product: (GTINs, model codes, brands) of its offers, for photo re-ranking."""
         out: dict[int, tuple[set, set, set]] = {}
         for pid in product_ids:
             gtins, models, brands = set(), set(), set()
-            for gtin, brand, codes in self._rows(
-                "SELECT gtin, brand, models FROM members WHERE product_id = ?", (pid,)
-            ):
+            with self._lock:
+                rows = self._tables.identity_rows(pid)
+            for gtin, brand, codes in rows:
                 if gtin:
                     gtins.add(gtin)
                 if brand:
@@ -193,27 +149,26 @@ class ProductGroups:
 
     def count(self) -> tuple[int, int]:
         """(products, grouped offers)."""
-        products = self._rows("SELECT COUNT(*) FROM products")[0][0]
-        offers = self._rows("SELECT COUNT(*) FROM members")[0][0]
-        return int(products), int(offers)
+        with self._lock:
+            return self._tables.count()
 
     def _features(self, offer_ids: Iterable[int]) -> dict[int, OfferFeatures]:
-        ids = list(offer_ids)
-        out = {}
-        for start in range(0, len(ids), 900):
-            chunk = ids[start : start + 900]
-            marks = ",".join("?" * len(chunk))
-            for oid, shop, title, gtin, brand, models, specs in self._rows(
-                "SELECT offer_id, shop, title, gtin, brand, models, specs FROM members"
-                f" WHERE offer_id IN ({marks})",
-                chunk,
-            ):
-                out[oid] = OfferFeatures(
-                    key=oid, shop=shop, title=title, gtin=gtin, brand=brand,
-                    models=frozenset(models.split()), specs=json.loads(specs),
-                    tokens=title_tokens(title),
-                )  # fmt: skip
-        return out
+        """The match keys grouping stored for grouped offers, with their shop and title."""
+        with self._lock:
+            found = self._tables.members(offer_ids)
+        return {
+            oid: OfferFeatures(
+                key=oid,
+                shop=shop,
+                title=title,
+                gtin=m.gtin,
+                brand=m.brand,
+                models=frozenset(m.models),
+                specs=m.specs,
+                tokens=title_tokens(title),
+            )
+            for oid, (m, shop, title) in found.items()
+        }
 
     # ------------------------------------------------------------------ writing
     def _require_writer(self) -> None:
@@ -245,8 +200,8 @@ class ProductGroups:
                 if (old.gtin, old.models, old.brand) == (offer.gtin, offer.models, offer.brand):
                     self._write_member(record, offer, current.product_id, current)
                     return current
-                self._conn.execute("DELETE FROM members WHERE offer_id = ?", (offer_id,))
-                self._conn.execute("DELETE FROM model_codes WHERE offer_id = ?", (offer_id,))
+                with self._tables.transaction():
+                    self._tables.drop_members([offer_id])
             sims = self._neighbour_sims(store, offer_id, vectors or {})
             candidates = set(sims) | self._blocked(offer)
             candidates.discard(offer_id)
@@ -291,16 +246,11 @@ class ProductGroups:
         """Offers sharing the GTIN or a model code (capped: a code on 50 offers is no model)."""
         found: set[int] = set()
         if offer.gtin:
-            rows = self._conn.execute(
-                "SELECT offer_id FROM members WHERE gtin = ? LIMIT 50", (offer.gtin,)
-            )
-            found.update(r[0] for r in rows)
+            found.update(self._tables.offers_with_gtin(offer.gtin, 50))
         for code in offer.models:
-            rows = self._conn.execute(
-                "SELECT offer_id FROM model_codes WHERE code = ? LIMIT 51", (code,)
-            ).fetchall()
+            rows = self._tables.offers_with_code(code, 51)
             if len(rows) <= 50:
-                found.update(r[0] for r in rows)
+                found.update(rows)
         return found
 
     def _best_product(
@@ -330,50 +280,23 @@ class ProductGroups:
         return None
 
     def _new_product(self, record: Any, offer: OfferFeatures) -> int:
-        now = _now()
-        cur = self._conn.execute(
-            "INSERT INTO products (title, brand, model, gtin, created_at, updated_at)"
-            " VALUES (?, ?, ?, ?, ?, ?)",
-            (record.title or "", record.brand, record.model, offer.gtin, now, now),
-        )
-        return int(cur.lastrowid)
+        return self._tables.new_product(record.title or "", record.brand, record.model, offer.gtin)
 
     def _write_member(
         self, record: Any, offer: OfferFeatures, product_id: int, membership: Membership
     ) -> None:
-        self._conn.execute("BEGIN IMMEDIATE")
-        try:
+        with self._tables.transaction():
             self._insert_member(record, offer, product_id, membership)
-            self._conn.execute("COMMIT")
-        except BaseException:
-            self._conn.execute("ROLLBACK")
-            raise
 
     def _insert_member(
         self, record: Any, offer: OfferFeatures, product_id: int, membership: Membership
     ) -> None:
-        now = _now()
-        self._conn.execute(
-            "INSERT OR REPLACE INTO members (offer_id, product_id, shop, url, title, gtin,"
-            " brand, models, specs, rule, score, matched_offer, evidence, assigned_at)"
-            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            (
-                offer.key, product_id, record.shop, record.url, record.title or "",
-                offer.gtin, offer.brand, " ".join(sorted(offer.models)),
-                json.dumps(dict(offer.specs)), membership.rule, membership.score,
-                membership.matched_offer, json.dumps(membership.evidence), now,
-            ),
+        member = MemberRow(
+            offer.key, product_id, offer.gtin, offer.brand, tuple(sorted(offer.models)),
+            dict(offer.specs), membership.rule, membership.score, membership.matched_offer,
+            membership.evidence,
         )  # fmt: skip
-        self._conn.execute("DELETE FROM model_codes WHERE offer_id = ?", (offer.key,))
-        self._conn.executemany(
-            "INSERT INTO model_codes (code, offer_id) VALUES (?, ?)",
-            [(code, offer.key) for code in offer.models],
-        )
-        self._conn.execute(
-            "UPDATE products SET gtin = COALESCE(gtin, ?), brand = COALESCE(brand, ?),"
-            " model = COALESCE(model, ?), updated_at = ? WHERE id = ?",
-            (offer.gtin, record.brand, record.model, now, product_id),
-        )
+        self._tables.put_member(member, record.brand, record.model)
 
     def regroup(
         self,
@@ -406,35 +329,22 @@ class ProductGroups:
             keep = set(ids.values())
             by_key = {r.id: r for r in records}
             feats = {f.key: f for f in features}
-            self._conn.execute("BEGIN IMMEDIATE")
-            try:  # one transaction: readers see the old grouping or the new one, never a mix
+            # One transaction: readers see the old grouping or the new one, never a mix.
+            with self._tables.transaction():
                 if partial:
                     stale = sorted(set(old.values()))
-                    self._conn.executemany(
-                        "DELETE FROM members WHERE offer_id = ?", [(r.id,) for r in records]
-                    )
-                    self._conn.executemany(
-                        "DELETE FROM model_codes WHERE offer_id = ?", [(r.id,) for r in records]
-                    )
+                    self._tables.drop_members(r.id for r in records)
                 else:
-                    stale = [r[0] for r in self._conn.execute("SELECT id FROM products")]
-                    self._conn.execute("DELETE FROM members")
-                    self._conn.execute("DELETE FROM model_codes")
-                self._conn.executemany(  # a product left without offers goes
-                    "DELETE FROM products WHERE id = ?"
-                    " AND NOT EXISTS (SELECT 1 FROM members WHERE product_id = ?)",
-                    [(p, p) for p in stale if p not in keep],
-                )
+                    stale = self._tables.product_ids()
+                    self._tables.drop_members()
+                # a product left without offers goes
+                self._tables.drop_empty_products(p for p in stale if p not in keep)
                 for group_index, members in enumerate(groups):
                     first = by_key[members[0]]
                     product_id = ids.get(group_index) or self._new_product(first, feats[first.id])
                     for key in members:
                         membership = self._regroup_membership(key, product_id, members, grouping)
                         self._insert_member(by_key[key], feats[key], product_id, membership)
-                self._conn.execute("COMMIT")
-            except BaseException:
-                self._conn.execute("ROLLBACK")
-                raise
         return len(grouping.groups()), len(records)
 
     @staticmethod

@@ -96,7 +96,7 @@ def perturb(title: str, rng: np.random.Generator) -> str:
     return " ".join(words)
 
 
-def real_vectors(n: int, cache: Path, cpu_budget_s: float = 900.0, seed: int = 0) -> np.ndarray:
+def real_vectors(n: int, cache: Path, cpu_budget_s: float = 240.0, seed: int = 0) -> np.ndarray:
     """`n` MiniLM vectors of real titles and their perturbations, embedded once into `cache`.
 
     Every distinct title is embedded, then perturbed copies until `n` or the CPU budget; the
@@ -548,7 +548,7 @@ def main() -> None:
     )  # fmt: skip
     parser.add_argument(
         "--real-cache", type=Path, default=Path(tempfile.gettempdir()) / "cumpair_bench_real.npy",
-        help="where the real encoder vectors are cached (embedded once, ~10 min CPU)",
+        help="where the real encoder vectors are cached (embedded once, ~5 min CPU)",
     )  # fmt: skip
     parser.add_argument("--only", choices=["overhead", "ivfpq", "soak"])
     parser.add_argument(

@@ -174,10 +174,14 @@ def health_problems(report: dict[str, Any]) -> list[str]:
 
 
 def _space_line(name: str, space: dict[str, Any]) -> str:
+    from cumpair.index.ivf import IndexParams
+
     state = ", upgrading" if space["upgrading"] else ""
+    params = IndexParams.from_dict(space["index"])
+    layout = "" if params.kind == "flat" else f"; {params.describe()}"
     return (
         f"{space['vectors']} {name} ({space['index_type']}{state}, {space['dim']}-d "
-        f"{space['encoder']})"
+        f"{space['encoder']}{layout})"
     )
 
 

@@ -1,17 +1,21 @@
 """Which FAISS index a space holds, how it is built, searched and tuned.
 
 Small spaces use exact inner-product Flat (``IDMap2,Flat``). Past the upgrade threshold a space
-is rebuilt aside as ``OPQm,IVFnlist,PQmxnbits`` with parameters from the FAISS guidelines
-(nlist ~ 4*sqrt(N), at least 39 training points per centroid, m = bytes per code), and nprobe is
-tuned on held-out vectors until recall@k against exact search reaches the target. IVF-PQ
-candidates are re-ranked exactly (``refine``) from raw vectors that live outside RAM.
+is rebuilt aside as ``IVFnlist,PQmx4fs``: 4-bit fast-scan PQ codes (16 bytes at m=32, plus the
+8-byte id) scanned with SIMD, whose candidates are re-ranked exactly from raw vectors read from
+the memory-mapped vector log (never resident). nlist follows the FAISS guidelines (~4*sqrt(N),
+at least 39 training points per centroid); nprobe and the re-rank depth are tuned together on
+held-out stored vectors until recall@k against exact search reaches the target, keeping the
+fastest pair measured. Training uses a sample; vectors are added chunk by chunk, so a build
+never holds every raw vector in RAM. Indexes of the earlier 8-bit layout (``OPQm,IVFn,PQmx8``)
+load and search as before; `outdated_layout` tells `optimize` to rebuild them.
 """
 
 from __future__ import annotations
 
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass, replace
 from typing import Any, Literal
 
@@ -23,9 +27,14 @@ from cumpair.index.records import StoreOptions
 # Leave-one-out recall runs ~1-2 points above recall on unseen queries (the query helped train
 # the centroids), so nprobe is tuned to the target plus this margin.
 _TUNING_MARGIN = 0.015
+_ADD_CHUNK = 65536
+# Re-rank depths (x k) the tuning tries, up to `StoreOptions.refine_k_factor`.
+_K_FACTORS = (2, 4, 8, 16, 32)
 
 # Fetches raw vectors for an array of ids (-1 allowed, returns zeros there): the refine source.
 VectorLookup = Callable[[np.ndarray], np.ndarray]
+# Every vector of a space, chunk by chunk: (ids, matrix) pairs; called once per pass.
+VectorChunks = Callable[[], Iterable[tuple[np.ndarray, np.ndarray]]]
 
 
 @dataclass(frozen=True)
@@ -44,6 +53,8 @@ class IndexParams:
     recall: float | None = None
     recall_k: int = 0
     build_s: float = 0.0
+    fast_scan: bool = False  # 4-bit PQ codes scanned in SIMD registers (``PQmx4fs``)
+    coarse: Literal["flat", "hnsw"] = "flat"  # how the nearest lists are found
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -52,6 +63,17 @@ class IndexParams:
     def from_dict(cls, data: dict[str, Any]) -> IndexParams:
         known = {k: v for k, v in data.items() if k in cls.__dataclass_fields__}
         return cls(**known)
+
+    def describe(self) -> str:
+        """One line for `cumpair index stats`: layout, search parameters, measured recall."""
+        if self.kind == "flat":
+            return "exact (Flat)"
+        recall = "not measured" if self.recall is None else f"{self.recall:.3f}"
+        rerank = f"re-rank x{self.k_factor} from the vector log" if self.k_factor else "no re-rank"
+        return (
+            f"{self.factory}, nprobe {self.nprobe}, {rerank}, recall@{self.recall_k} {recall}"
+            f" (trained on {self.trained_on})"
+        )
 
 
 def new_flat(dim: int) -> faiss.Index:
@@ -64,14 +86,22 @@ def choose_ivfpq(n: int, dim: int, options: StoreOptions) -> IndexParams:
     nlist = 2 ** round(math.log2(max(16.0, 4 * math.sqrt(n))))
     while nlist > 16 and n < 39 * nlist:  # k-means needs >= 39 points per centroid
         nlist //= 2
-    nbits = 8 if n >= 39 * 256 else max(4, int(math.log2(n / 39)))
-    m = max(d for d in range(1, min(dim, options.max_code_bytes) + 1) if dim % d == 0)
-    wants_opq = n >= options.opq_from if options.use_opq is None else options.use_opq
-    opq = wants_opq and m > 1
-    factory = (f"OPQ{m}," if opq else "") + f"IVF{nlist},PQ{m}x{nbits}"
+    if options.fast_scan:  # 4-bit codes: two sub-quantisers per code byte
+        nbits, budget = 4, 2 * options.max_code_bytes
+    else:
+        nbits = 8 if n >= 39 * 256 else max(4, int(math.log2(n / 39)))
+        budget = options.max_code_bytes
+    m = max(d for d in range(1, min(dim, budget) + 1) if dim % d == 0)
+    # OPQ's rotation pays for 8-bit codes; with fast-scan codes and exact re-ranking it cost
+    # 19x the build for +0.007 recall at 10^5 x 512 (bench_index.py), so auto leaves it off.
+    auto_opq = n >= options.opq_from and not options.fast_scan
+    opq = (auto_opq if options.use_opq is None else options.use_opq) and m > 1
+    coarse = "hnsw" if options.coarse_hnsw else "flat"
+    ivf = f"IVF{nlist}" + ("_HNSW32" if coarse == "hnsw" else "")
+    codes = f"PQ{m}x4fs" if options.fast_scan else f"PQ{m}x{nbits}"
     return IndexParams(
         kind="ivfpq",
-        factory=factory,
+        factory=(f"OPQ{m}," if opq else "") + f"{ivf},{codes}",
         nlist=nlist,
         m=m,
         nbits=nbits,
@@ -79,6 +109,8 @@ def choose_ivfpq(n: int, dim: int, options: StoreOptions) -> IndexParams:
         k_factor=options.refine_k_factor,
         trained_on=n,
         recall_k=options.recall_k,
+        fast_scan=options.fast_scan,
+        coarse=coarse,
     )
 
 
@@ -89,26 +121,69 @@ def needs_ivfpq(params: IndexParams, count: int, options: StoreOptions) -> bool:
     return count >= params.trained_on * options.retrain_growth
 
 
+def outdated_layout(params: IndexParams, options: StoreOptions) -> bool:
+    """IVF-PQ built with another code layout than the options ask for (rebuilt by optimize)."""
+    if params.kind != "ivfpq":
+        return False
+    wanted = "hnsw" if options.coarse_hnsw else "flat"
+    return params.fast_scan != options.fast_scan or params.coarse != wanted
+
+
 def build_ivfpq(
-    vectors: np.ndarray, ids: np.ndarray, params: IndexParams, seed: int = 1234
-) -> faiss.Index:
-    """Train on a sample and add every vector (slow: call it without holding store locks)."""
-    dim = vectors.shape[1]
-    index = faiss.index_factory(dim, params.factory, faiss.METRIC_INNER_PRODUCT)
-    ivf = faiss.downcast_index(faiss.extract_index_ivf(index))
-    ivf.cp.seed = seed
-    # The factory turns on polysemous training, ~10x the PQ training time for a search mode we
-    # never use (we re-rank exactly instead).
-    ivf.do_polysemous_training = False
+    sample: np.ndarray, chunks: Iterable[tuple[np.ndarray, np.ndarray]], params: IndexParams,
+    seed: int = 1234,
+) -> faiss.Index:  # fmt: skip
+    """Train on `sample`, then add `chunks` of (ids, vectors) one at a time (slow: call it
+    without holding store locks)."""
+    index = faiss.index_factory(sample.shape[1], params.factory, faiss.METRIC_INNER_PRODUCT)
+    inner = faiss.downcast_index(faiss.extract_index_ivf(index))
+    inner.cp.seed = seed
+    if not params.fast_scan:
+        # The factory turns on polysemous training, ~10x the PQ training time for a search
+        # mode we never use (we re-rank exactly instead).
+        inner.do_polysemous_training = False
     if params.opq:
         opq = faiss.downcast_VectorTransform(faiss.downcast_index(index).chain.at(0))
         opq.niter = 10  # default 50 takes minutes on 2 cores for little gain after refine
-    n_train = min(len(vectors), max(40 * params.nlist, 40 * 2**params.nbits))
-    sample = np.random.default_rng(seed).choice(len(vectors), n_train, replace=False)
-    index.train(vectors[np.sort(sample)])
-    for start in range(0, len(vectors), 65536):
-        index.add_with_ids(vectors[start : start + 65536], ids[start : start + 65536])
+    index.train(sample)
+    for ids, vectors in chunks:
+        for start in range(0, len(ids), _ADD_CHUNK):
+            part = slice(start, start + _ADD_CHUNK)
+            index.add_with_ids(vectors[part], ids[part])
     return index
+
+
+def resident_bytes_per_vector(index: faiss.Index) -> float:
+    """RAM per vector of an IVF index: code, 64-bit id, and its share of centroids and rotation.
+
+    Raw vectors are not counted: re-ranking reads them from the vector log on disk.
+    """
+    inner = faiss.downcast_index(faiss.extract_index_ivf(index))
+    fixed = inner.nlist * inner.d * 4
+    quantizer = faiss.downcast_index(inner.quantizer)
+    if isinstance(quantizer, faiss.IndexHNSW):
+        fixed += quantizer.hnsw.neighbors.size() * 4
+    if isinstance(index, faiss.IndexPreTransform):
+        fixed += index.d * inner.d * 4
+    return inner.code_size + 8 + fixed / max(1, index.ntotal)
+
+
+def training_size(params: IndexParams) -> int:
+    """Vectors to train on: 40 per coarse centroid and per PQ centroid (FAISS's guideline)."""
+    return max(40 * params.nlist, 40 * 2**params.nbits, 10_000 if params.opq else 0)
+
+
+def search_parameters(
+    index: faiss.Index, nprobe: int, selector: faiss.IDSelector | None = None
+) -> faiss.SearchParametersIVF:
+    """nprobe (and, over an HNSW coarse quantiser, a search breadth that covers it)."""
+    quantizer = faiss.downcast_index(faiss.extract_index_ivf(index).quantizer)
+    extra = {}
+    if isinstance(quantizer, faiss.IndexHNSW):
+        extra["quantizer_params"] = faiss.SearchParametersHNSW(efSearch=max(32, 2 * nprobe))
+    if selector is not None:
+        extra["sel"] = selector
+    return faiss.SearchParametersIVF(nprobe=nprobe, **extra)
 
 
 def search(
@@ -119,16 +194,21 @@ def search(
     allowed: np.ndarray | None = None,
     lookup: VectorLookup | None = None,
     nprobe: int | None = None,
+    k_factor: int | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Top-k (scores, ids); per-call parameters so concurrent searches never share state."""
+    """Top-k (scores, ids); per-call parameters so concurrent searches never share state.
+
+    With `lookup`, IVF-PQ asks for ``k * k_factor`` candidates and re-ranks them exactly;
+    without, it returns the first k by their PQ scores.
+    """
     selector = None if allowed is None else faiss.IDSelectorBatch(allowed)
     if params.kind == "flat":
         search_params = faiss.SearchParameters(sel=selector) if selector is not None else None
         return index.search(queries, k, params=search_params)
-    search_params = faiss.SearchParametersIVF(sel=selector, nprobe=nprobe or params.nprobe or 1)
-    refine = params.k_factor > 0 and lookup is not None
-    k_candidates = k * params.k_factor if refine else k
-    scores, ids = index.search(queries, k_candidates, params=search_params)
+    search_params = search_parameters(index, nprobe or params.nprobe or 1, selector)
+    depth = params.k_factor if k_factor is None else k_factor
+    refine = depth > 0 and lookup is not None
+    scores, ids = index.search(queries, k * depth if refine else k, params=search_params)
     if not refine:
         return scores, ids
     return rerank(queries, ids, lookup, k)
@@ -137,11 +217,15 @@ def search(
 def rerank(
     queries: np.ndarray, candidates: np.ndarray, lookup: VectorLookup, k: int
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Exact inner products of each query with its candidates; keep the best k."""
+    """Exact inner products of each query with its candidates; keep the best k.
+
+    A candidate the lookup returns as zeros (gone, or its log row damaged: stored vectors are
+    unit length, never zero) is dropped rather than ranked with score 0.
+    """
     nq, kc = candidates.shape
     vecs = lookup(candidates.reshape(-1)).reshape(nq, kc, -1)
     exact = np.einsum("qd,qkd->qk", queries, vecs)
-    exact[candidates < 0] = -np.inf
+    exact[(candidates < 0) | ~vecs.any(axis=2)] = -np.inf
     order = np.argsort(-exact, axis=1)[:, :k]
     scores = np.take_along_axis(exact, order, axis=1)
     ids = np.take_along_axis(candidates, order, axis=1)
@@ -161,37 +245,54 @@ def array_lookup(ids_sorted: np.ndarray, vectors: np.ndarray) -> VectorLookup:
     return lookup
 
 
-def tune_nprobe(
+def tune(
     index: faiss.Index,
     params: IndexParams,
-    vectors: np.ndarray,
-    ids: np.ndarray,
+    queries: np.ndarray,
+    query_ids: np.ndarray,
+    chunks: VectorChunks,
+    lookup: VectorLookup,
     options: StoreOptions,
-    n_queries: int = 500,
-    seed: int = 99,
 ) -> IndexParams:
-    """Smallest nprobe whose recall@k (vs exact search) on sampled queries meets the target.
+    """The fastest (nprobe, re-rank depth) whose recall@k (vs exact search) meets the target.
 
-    Leave-one-out: queries are stored vectors (the real distribution), and each query's own id
-    is dropped from both the exact and the approximate results before comparing.
+    Leave-one-out: `queries` are stored vectors (the real distribution, ids `query_ids`), and
+    each query's own id is dropped from both the exact and the approximate results. For each
+    depth up to ``refine_k_factor`` the smallest nprobe that reaches the target is timed with
+    the real re-rank source; the quickest pair wins. No pair reaching it: the deepest search.
     """
-    rng = np.random.default_rng(seed)
-    k = min(options.recall_k, len(vectors) - 1)
-    pick = rng.choice(len(vectors), min(n_queries, len(vectors)), replace=False)
-    queries = vectors[pick]
-    _, truth = faiss.knn(queries, vectors, k + 1, metric=faiss.METRIC_INNER_PRODUCT)
-    truth_ids = _without_self(ids[truth], ids[pick], k)
-    lookup = array_lookup(ids, vectors)
-    nprobe, recall = params.nlist, 0.0
-    probe = 1
-    while probe <= params.nlist:
-        _, found = search(index, params, queries, k + 1, lookup=lookup, nprobe=probe)
-        recall = recall_at_k(_without_self(found, ids[pick], k), truth_ids)
-        if recall >= min(1.0, options.recall_target + _TUNING_MARGIN):
-            nprobe = probe
-            break
-        probe *= 2
-    return replace(params, nprobe=min(nprobe, params.nlist), recall=round(recall, 4), recall_k=k)
+    k = min(options.recall_k, params.trained_on - 1)
+    truth = _without_self(exact_neighbours(queries, chunks, k + 1), query_ids, k)
+    goal = min(1.0, options.recall_target + _TUNING_MARGIN)
+    depths = [f for f in _K_FACTORS if f <= options.refine_k_factor] or [0]
+    best: tuple[float, int, int, float] | None = None  # seconds, nprobe, depth, recall
+    fallback = (params.nlist, depths[-1], 0.0)
+    for depth in depths:
+        probe = 1
+        while probe <= params.nlist:
+            started = time.perf_counter()
+            _, found = search(index, params, queries, k + 1, None, lookup, probe, depth)
+            seconds = time.perf_counter() - started
+            recall = recall_at_k(_without_self(found, query_ids, k), truth)
+            if recall >= goal:
+                if best is None or seconds < best[0]:
+                    best = (seconds, probe, depth, recall)
+                break
+            if probe * 2 > params.nlist and depth == depths[-1]:
+                fallback = (probe, depth, recall)
+            probe *= 2
+    nprobe, depth, recall = best[1:] if best is not None else fallback
+    return replace(params, nprobe=nprobe, k_factor=depth, recall=round(recall, 4), recall_k=k)
+
+
+def exact_neighbours(queries: np.ndarray, chunks: VectorChunks, k: int) -> np.ndarray:
+    """Ids of the exact top-k inner products over every chunk (one pass, one chunk in RAM)."""
+    heap = faiss.ResultHeap(len(queries), k, keep_max=True)
+    for ids, vectors in chunks():
+        scores, rows = faiss.knn(queries, vectors, min(k, len(ids)), faiss.METRIC_INNER_PRODUCT)
+        heap.add_result(scores, np.where(rows >= 0, ids[np.maximum(rows, 0)], -1))
+    heap.finalize()
+    return heap.I
 
 
 def _without_self(found: np.ndarray, self_ids: np.ndarray, k: int) -> np.ndarray:
@@ -212,11 +313,24 @@ def recall_at_k(found: np.ndarray, truth: np.ndarray) -> float:
 
 
 def build_and_tune(
-    vectors: np.ndarray, ids: np.ndarray, options: StoreOptions
+    sample: np.ndarray,
+    sample_ids: np.ndarray,
+    count: int,
+    chunks: VectorChunks,
+    lookup: VectorLookup,
+    options: StoreOptions,
+    n_queries: int = 500,
+    seed: int = 99,
 ) -> tuple[faiss.Index, IndexParams]:
-    """Everything an upgrade does off-lock: choose, train, add, tune; returns the ready index."""
+    """Everything an upgrade does off-lock: choose, train, add, tune; returns the ready index.
+
+    `sample` (random stored vectors, ids `sample_ids`, at least `training_size` of them when
+    the space has that many) trains the index and supplies the tuning queries; `chunks` yields
+    all `count` vectors, once to add and once for the exact neighbours of the queries.
+    """
     started = time.perf_counter()
-    params = choose_ivfpq(len(vectors), vectors.shape[1], options)
-    index = build_ivfpq(vectors, ids, params)
-    params = tune_nprobe(index, params, vectors, ids, options)
+    params = choose_ivfpq(count, sample.shape[1], options)
+    index = build_ivfpq(sample, chunks(), params)
+    pick = np.random.default_rng(seed).choice(len(sample), min(n_queries, len(sample)), False)
+    params = tune(index, params, sample[pick], sample_ids[pick], chunks, lookup, options)
     return index, replace(params, build_s=round(time.perf_counter() - started, 3))

@@ -9,10 +9,9 @@ import os
 from collections import deque
 from typing import Any
 
-import faiss
 import numpy as np
 
-from cumpair.index import lostfound, metadata, snapshots
+from cumpair.index import ivf, lostfound, metadata, snapshots
 from cumpair.index.records import ORDINAL_BITS, StoreError, utcnow
 from cumpair.index.store.base import StoreBase, _Space
 
@@ -160,8 +159,7 @@ def _bytes_per_vector(space: _Space) -> float | None:
         return None
     if space.params.kind == "flat":
         return float(space.spec.dim * 4 + 8)
-    invlists = faiss.extract_index_ivf(space.index).invlists
-    return float(invlists.code_size + 8)  # PQ code + 64-bit id in its inverted list
+    return ivf.resident_bytes_per_vector(space.index)  # code + id + share of the centroids
 
 
 def _rss_bytes() -> int | None:

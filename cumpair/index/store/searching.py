@@ -81,7 +81,8 @@ class Searching(StoreBase):
             index, params = space.index, space.params
             fetch = max(1, min(fetch, index.ntotal))
             refine = params.kind == "ivfpq" and params.k_factor > 0
-            wanted = fetch * params.k_factor if refine else fetch
+            # the depth was tuned for recall@recall_k: a smaller k still gets that many candidates
+            wanted = max(fetch, params.recall_k) * params.k_factor if refine else fetch
             scores, ids = ivf.search(index, params, matrix, wanted, allowed)
         if refine:  # exact re-ranking reads SQLite; done outside the lock
             scores, ids = ivf.rerank(matrix, ids, self._lookup(space), fetch)

@@ -1,14 +1,25 @@
 """The upgrade path: a Flat space past ``upgrade_threshold`` becomes IVF-PQ (re-trained as it
-grows), built aside on a worker thread from one consistent snapshot of rows, then swapped in.
+grows, rebuilt by `optimize` when its code layout is not the configured one), built aside on a
+worker thread from one consistent snapshot of rows, then swapped in.
+
+A build reads the vector log, never a copy of it: it trains on a random sample of rows, adds
+the rest chunk by chunk, and re-ranks while tuning straight from the (memory-mapped) log, so
+its memory is the new index, the sample and one chunk. Damaged rows are left out and noted.
 """
 
 from __future__ import annotations
 
 import threading
+from collections.abc import Iterator
 
-from cumpair.index import ivf, metadata
+import numpy as np
+
+from cumpair.index import ivf, metadata, vectorlog
 from cumpair.index.records import utcnow
 from cumpair.index.store.base import DB_NAME, StoreBase, _Space, log
+
+_CHUNK = 65536  # rows read from the log per add (32 MiB at 128-d, 128 MiB at 512-d)
+_SAMPLE_SEED = 1234
 
 
 class Upgrade(StoreBase):
@@ -50,12 +61,32 @@ class Upgrade(StoreBase):
             )
         finally:
             conn.close()
-        vectors, ok = source.read(rows, ids)
-        self._note_damage(space.name, ids[~ok])
+        if not len(ids):
+            return
+        planned = ivf.choose_ivfpq(len(ids), space.spec.dim, self.options)
+        pick = np.random.default_rng(_SAMPLE_SEED).choice(
+            len(ids), min(len(ids), ivf.training_size(planned)), replace=False
+        )
+        pick.sort()
+        sample, ok = source.read(rows[pick], ids[pick])
+        self._note_damage(space.name, ids[pick][~ok])
         if not ok.any():
             return
-        index, params = ivf.build_and_tune(vectors[ok], ids[ok], self.options)
-        del vectors
+
+        def chunks() -> Iterator[tuple[np.ndarray, np.ndarray]]:
+            for start in range(0, len(ids), _CHUNK):
+                part = ids[start : start + _CHUNK]
+                vectors, good = source.read(rows[start : start + _CHUNK], part)
+                self._note_damage(space.name, part[~good])
+                yield part[good], vectors[good]
+
+        if not ok.all():
+            sample, pick = sample[ok], pick[ok]
+        lookup = _log_lookup(ids, rows, source)
+        index, params = ivf.build_and_tune(
+            sample, ids[pick], len(ids), chunks, lookup, self.options
+        )
+        del sample
         with self._write_lock:
             seq = metadata.state(self._conn, "seq")
             shadow = _Space(space.name, space.spec, index, params, base_seq)
@@ -78,14 +109,31 @@ class Upgrade(StoreBase):
                 thread.join(timeout)
 
     def optimize(self) -> dict[str, str]:
-        """Upgrade/re-train every space that has outgrown its index now, then flush."""
+        """Upgrade/re-train every space that has outgrown its index (or whose IVF-PQ codes are
+        not the configured layout) now, then flush."""
         self._require_writer()
         self.wait_for_upgrades()
         done = {}
         for space in self._spaces.values():
             space.upgrade_error = None
-            if ivf.needs_ivfpq(space.params, space.index.ntotal, self.options):
+            params, count = space.params, space.index.ntotal
+            if ivf.needs_ivfpq(params, count, self.options) or ivf.outdated_layout(
+                params, self.options
+            ):
                 self._upgrade(space)
             done[space.name] = space.params.factory
         self.flush()
         return done
+
+
+def _log_lookup(ids: np.ndarray, rows: np.ndarray, source: vectorlog.VectorLog) -> ivf.VectorLookup:
+    """Re-rank source over the pinned rows (`ids` ascending): a damaged row scores 0."""
+
+    def lookup(wanted: np.ndarray) -> np.ndarray:
+        pos = np.clip(np.searchsorted(ids, wanted), 0, len(ids) - 1)
+        known = (wanted >= 0) & (ids[pos] == wanted)
+        out = np.zeros((len(wanted), source.dim), dtype=np.float32)
+        out[known] = source.read(rows[pos[known]], wanted[known]).vectors
+        return out
+
+    return lookup

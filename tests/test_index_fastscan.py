@@ -1,0 +1,195 @@
+"""The fast-scan IVF-PQ layout of large spaces: upgrade from the vector log, tuned nprobe and
+re-rank depth, retrain, remove/update, damaged rows, recovery, and stores of the 8-bit layout."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from pathlib import Path
+
+import faiss
+import numpy as np
+import pytest
+
+from cumpair.index import OfferRecord, ProductStore, SpaceSpec, StoreOptions, ivf, vector_id
+from cumpair.index.store import upgrade as upgrade_module
+from cumpair.index.vectorlog import HEADER_BYTES
+
+DIM = 32
+SPACES = {"image": SpaceSpec(DIM, "test-image", "1")}
+ROW_BYTES = 8 + DIM * 4 + 4
+OPTIONS = StoreOptions(upgrade_threshold=3000, background_upgrade=False, duplicate_threshold=None)
+
+
+def clustered(n: int, seed: int = 0, clusters: int = 40) -> np.ndarray:
+    """Unit vectors around random centres, like real embeddings (not uniform noise)."""
+    rng = np.random.default_rng(seed)
+    centres = rng.standard_normal((clusters, DIM)).astype(np.float32)
+    x = centres[rng.integers(0, clusters, n)] + 0.5 * rng.standard_normal((n, DIM))
+    x = x.astype(np.float32)
+    return x / np.linalg.norm(x, axis=1, keepdims=True)
+
+
+def items(vectors: np.ndarray, start: int = 0, shop: str = "northwind"):
+    return [
+        (OfferRecord(shop, f"http://{shop}/{start + i}", price=Decimal(1)), {"image": v})
+        for i, v in enumerate(vectors)
+    ]
+
+
+def recall(store: ProductStore, queries: np.ndarray, data: np.ndarray) -> float:
+    _, truth = faiss.knn(queries, data, 10, metric=faiss.METRIC_INNER_PRODUCT)
+    found = [{h.offer_id - 1 for h in row} for row in store.search("image", queries, 10)]
+    return float(np.mean([len(f & set(t)) / 10 for f, t in zip(found, truth, strict=True)]))
+
+
+def test_upgrade_builds_fast_scan_codes_in_chunks_and_tunes_nprobe_with_depth(
+    tmp_path, monkeypatch
+):
+    """Adds arrive in several chunks from the log; the tuned pair reaches the recall target."""
+    monkeypatch.setattr(upgrade_module, "_CHUNK", 1000)
+    added: list[int] = []
+    build = ivf.build_ivfpq
+
+    def counting_build(sample, chunks, params, seed=1234):
+        def counted():
+            for ids, vectors in chunks:
+                added.append(len(ids))
+                yield ids, vectors
+
+        return build(sample, counted(), params, seed)
+
+    monkeypatch.setattr(ivf, "build_ivfpq", counting_build)
+    data, queries = np.split(clustered(3400), [3200])
+    with ProductStore.open(tmp_path / "s", SPACES, OPTIONS) as store:
+        store.upsert_many(items(data))
+        space = store.health()["spaces"]["image"]
+        params = space["index"]
+        assert space["index_type"] == "ivfpq" and params["fast_scan"]
+        assert params["factory"].endswith(f"PQ{params['m']}x4fs") and params["nbits"] == 4
+        assert added == [1000, 1000, 1000, 200]  # never every vector at once
+        assert 2 <= params["k_factor"] <= OPTIONS.refine_k_factor
+        assert 1 <= params["nprobe"] <= params["nlist"]
+        assert space["measured_recall"] >= 0.95
+        assert space["index_bytes_per_vector"] <= 32
+        assert recall(store, queries, data) >= 0.9  # queries it never saw
+        assert "x4fs, nprobe" in ivf.IndexParams.from_dict(params).describe()
+
+
+def test_remove_and_update_work_on_the_fast_scan_index_and_survive_reopen(tmp_path):
+    data = clustered(3200, seed=1)
+    path = tmp_path / "s"
+    with ProductStore.open(path, SPACES, OPTIONS) as store:
+        store.upsert_many(items(data))
+        assert store.health()["spaces"]["image"]["index"]["fast_scan"]
+        moved = clustered(1, seed=9)[0]
+        store.upsert(items([moved], start=10)[0][0], {"image": moved})
+        assert store.search("image", moved, 1)[0][0].offer_id == 11
+        assert store.remove(21)
+        assert all(h.offer_id != 21 for h in store.search("image", data[20], 10)[0])
+        store.flush()
+        store.remove(31)  # after the snapshot: replayed on open
+    with ProductStore.open(path, SPACES, OPTIONS) as store:
+        assert store.health()["spaces"]["image"]["index"]["fast_scan"]
+        assert store.count("image") == 3198
+        assert store.search("image", moved, 1)[0][0].offer_id == 11
+        assert all(h.offer_id not in (21, 31) for h in store.search("image", data[30], 10)[0])
+
+
+def test_fast_scan_index_is_retrained_once_the_space_outgrows_its_training(tmp_path):
+    data = clustered(4200, seed=2)
+    options = StoreOptions(
+        upgrade_threshold=1000, retrain_growth=4.0, background_upgrade=False,
+        duplicate_threshold=None,
+    )  # fmt: skip
+    with ProductStore.open(tmp_path / "s", SPACES, options) as store:
+        store.upsert_many(items(data[:1000]))
+        first = store.health()["spaces"]["image"]["index"]
+        assert first["fast_scan"] and first["trained_on"] == 1000
+        store.upsert_many(items(data[1000:], start=1000))
+        second = store.health()["spaces"]["image"]
+        assert second["index"]["fast_scan"] and second["index"]["trained_on"] == 4200
+        assert second["index"]["nlist"] > first["nlist"]
+        assert second["measured_recall"] >= 0.95
+        assert store.search("image", data[4199], 1)[0][0].offer_id == 4200
+
+
+def test_damaged_log_rows_are_left_out_of_the_build_and_of_re_ranking(tmp_path):
+    """A row damaged before the upgrade is never indexed; one damaged after it never returned."""
+    data = clustered(3200, seed=3)
+    path = tmp_path / "s"
+    options = StoreOptions(upgrade_threshold=4000, duplicate_threshold=None)
+    with ProductStore.open(path, SPACES, options) as store:
+        store.upsert_many(items(data))  # Flat: below this store's threshold
+    log = path / "vectors.image.e0001.vlog"
+    with open(log, "r+b") as fh:  # offer 8's values
+        fh.seek(HEADER_BYTES + 7 * ROW_BYTES + 8 + 20)
+        fh.write(b"\x7f\x7f\x7f\x7f")
+    with ProductStore.open(path, SPACES, OPTIONS) as store:
+        store.optimize()
+        space = store.health()["spaces"]["image"]
+        assert space["index"]["fast_scan"] and space["vectors"] == 3199
+        assert store.health()["damage"]["damaged_vector_ids"] == {"image": [vector_id(8, 0)]}
+        assert all(h.offer_id != 8 for h in store.search("image", data[7], 10)[0])
+        with open(log, "r+b") as fh:  # offer 13's values, now inside the index
+            fh.seek(HEADER_BYTES + 12 * ROW_BYTES + 8 + 20)
+            fh.write(b"\x7f\x7f\x7f\x7f")
+        hits = store.search("image", data[12], 10)[0]
+        assert hits and all(h.offer_id != 13 for h in hits)
+        assert vector_id(13, 0) in store.health()["damage"]["damaged_vector_ids"]["image"]
+
+
+def test_all_snapshots_corrupt_rebuilds_and_upgrades_to_fast_scan_again(tmp_path):
+    data = clustered(3200, seed=4)
+    path = tmp_path / "s"
+    with ProductStore.open(path, SPACES, OPTIONS) as store:
+        store.upsert_many(items(data))
+        assert store.health()["spaces"]["image"]["index"]["fast_scan"]
+    for file in path.glob("*.faiss"):
+        file.write_bytes(b"not a faiss index")
+    with ProductStore.open(path, SPACES, OPTIONS) as store:
+        assert store.health()["last_recovery"]["used"] == "a rebuild from SQLite"
+        assert store.count("image") == 3200
+        store.optimize()
+        assert store.health()["spaces"]["image"]["index"]["fast_scan"]
+        assert store.search("image", data[99], 1)[0][0].offer_id == 100
+
+
+def test_a_store_of_the_8_bit_layout_loads_as_it_is_and_optimize_moves_it_to_fast_scan(
+    tmp_path: Path,
+):
+    data = clustered(3200, seed=5)
+    path = tmp_path / "s"
+    old = StoreOptions(
+        upgrade_threshold=3000, background_upgrade=False, duplicate_threshold=None,
+        fast_scan=False, max_code_bytes=16,
+    )  # fmt: skip
+    with ProductStore.open(path, SPACES, old) as store:
+        store.upsert_many(items(data))
+        params = store.health()["spaces"]["image"]["index"]
+        assert not params["fast_scan"] and "fs" not in params["factory"]
+    legacy = {k: v for k, v in params.items() if k not in ("fast_scan", "coarse")}
+    assert not ivf.IndexParams.from_dict(legacy).fast_scan  # params written before the field
+    with ProductStore.open(path, SPACES, OPTIONS) as store:
+        assert store.health()["spaces"]["image"]["index"]["factory"] == params["factory"]
+        assert store.search("image", data[5], 1)[0][0].offer_id == 6
+        store.upsert_many(items(clustered(10, seed=6), start=3200))  # no rebuild on writes
+        assert not store.health()["spaces"]["image"]["index"]["fast_scan"]
+        done = store.optimize()
+        assert done["image"].endswith("x4fs")
+        assert store.search("image", data[5], 1)[0][0].offer_id == 6
+    with ProductStore.open(path, SPACES, OPTIONS) as store:
+        assert store.health()["spaces"]["image"]["index"]["fast_scan"]
+
+
+@pytest.mark.parametrize("coarse_hnsw", [False, True])
+def test_choose_ivfpq_fits_the_code_budget_and_names_the_layout(coarse_hnsw):
+    options = StoreOptions(coarse_hnsw=coarse_hnsw)
+    params = ivf.choose_ivfpq(1_000_000, 512, options)
+    assert params.m * params.nbits // 8 <= options.max_code_bytes and params.nbits == 4
+    assert (
+        params.factory == (f"IVF4096{'_HNSW32' if coarse_hnsw else ''},PQ32x4fs") and not params.opq
+    )
+    assert ivf.outdated_layout(params, StoreOptions(coarse_hnsw=not coarse_hnsw))
+    assert not ivf.outdated_layout(params, options)
+    eight_bit = ivf.choose_ivfpq(1_000_000, 512, StoreOptions(fast_scan=False))
+    assert eight_bit.factory.startswith("OPQ") and eight_bit.factory.endswith("x8")

@@ -19,7 +19,7 @@ from scrapy.http import HtmlResponse
 from cumpair.alerts.book import WatchBook, make_watch
 from cumpair.alerts.check import check_watches
 from cumpair.demo import pages
-from cumpair.demo.catalog import RULES, SHOP_HOSTS, build_catalog
+from cumpair.demo.catalog import RULES, SHIPPING, SHOP_HOSTS, SHOPS, build_catalog
 from cumpair.identifiers import normalize_gtin
 from cumpair.index import ProductStore, StoreOptions
 from cumpair.ingest.stages import offer_record
@@ -235,3 +235,11 @@ def test_alerts_ignore_the_placeholder_price(index, tmp_path):
 
 def _no_models():
     raise AssertionError("these queries must not load models")
+
+
+def test_the_catalogs_shipping_table_is_what_the_shop_configs_state():
+    configs = load_shop_configs()
+    for shop in SHOPS:
+        rules = [r for r in configs[shop].shipping if r["country"] is None]
+        stated = [(Decimal(r["rate"]), Decimal(r["free_from"])) for r in rules]
+        assert stated == ([SHIPPING[shop]] if shop in SHIPPING else []), shop

@@ -1,4 +1,7 @@
-"""Real crawls of the four demo shops, compared field by field with the shops' own catalog."""
+"""Real crawls of the four demo shops, compared field by field with the shops' own catalog.
+
+With CUMPAIR_DEMO_PORT set (see conftest.py) the crawls use shop configs pointed at that port.
+"""
 
 from __future__ import annotations
 
@@ -12,6 +15,7 @@ from pathlib import Path
 import pytest
 
 from cumpair.demo.catalog import Catalog
+from cumpair.demo.server import DEFAULT_PORT
 from cumpair.identifiers import normalize_gtin
 from cumpair.index import ProductStore
 
@@ -35,11 +39,24 @@ def run_scrapy(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
     )
 
 
-def crawlall(out: Path, data: Path) -> tuple[dict[str, list[dict]], str, str, dict[str, dict]]:
+def shop_configs(port: int, folder: Path) -> list[str]:
+    """Settings pointing the bundled shop configs at `port` (none for the default port)."""
+    if port == DEFAULT_PORT:
+        return []
+    folder.mkdir(exist_ok=True)
+    for config in (ROOT / "cumpair_scraper" / "shops").glob("*.toml"):
+        (folder / config.name).write_text(config.read_text().replace(":8070", f":{port}"))
+    return ["-s", f"SHOP_CONFIG_DIRS={folder}"]
+
+
+def crawlall(
+    out: Path, data: Path, port: int
+) -> tuple[dict[str, list[dict]], str, str, dict[str, dict]]:
     """`scrapy crawlall` of every demo shop into `data`; (items by shop, log, stdout, stats by
     shop)."""
     result = run_scrapy(
         "crawlall",
+        *shop_configs(port, out / "shops"),
         "--feeds-dir",
         str(out / "feeds"),
         "-s",
@@ -70,7 +87,7 @@ def crawl(demo_server, tmp_path_factory):
     data directory, stats by shop)."""
     out = tmp_path_factory.mktemp("crawl")
     demo_server.reset_hits()
-    items, log, stdout, stats = crawlall(out, out / "data")
+    items, log, stdout, stats = crawlall(out, out / "data", demo_server.port)
     return items, log, list(demo_server.hits), stdout, out / "data", stats
 
 
@@ -167,7 +184,7 @@ def test_a_recrawl_of_unchanged_images_runs_no_ocr_or_model_yet_records_every_ne
     assert len(changed) == 3 * len(SHOPS)
     demo_server.catalog = Catalog(original.seed, original.products, offers)
     try:
-        again, _, _, stats = crawlall(tmp_path, data)
+        again, _, _, stats = crawlall(tmp_path, data, demo_server.port)
     finally:
         demo_server.catalog = original
     assert {i["url"] for shop_items in again.values() for i in shop_items} == crawled

@@ -41,8 +41,17 @@ class _Encoder:
 
 
 class _ActivationEncoder(_Encoder):
+    """Its n-th forward pass with an activation map gives `maps[n]` (the last one thereafter)."""
+
+    def __init__(self, *maps) -> None:
+        super().__init__()
+        self.maps = maps
+        self.passes = 0
+
     def embed_with_activation(self, pixels):
-        return self.embed_prepared(pixels), np.stack([self.activation] * len(pixels))
+        activation = self.maps[min(self.passes, len(self.maps) - 1)]
+        self.passes += 1
+        return self.embed_prepared(pixels), np.stack([activation] * len(pixels))
 
 
 def _blob_map():
@@ -51,15 +60,26 @@ def _blob_map():
     return activation
 
 
-def test_the_salient_box_of_the_photos_own_map_is_the_second_view():
+def test_the_salient_view_is_the_box_found_inside_the_box_of_the_photos_own_map():
     photo = Image.new("RGB", (700, 350), (90, 120, 60))
     encoder = _ActivationEncoder(_blob_map())
     views, vectors = embed_query(encoder, photo)
     assert [v.name for v in views] == ["full", "salient"]
     assert views[0].image.size == (700, 350)
-    assert views[1].image.size == (250, 125)  # 2 x 2 cells of 100 x 50 px, 0.25 cell margin
+    # 2 x 2 cells of 100 x 50 px with a 0.25 cell margin: 250 x 125; the same cells of that
+    # crop's own map: 90 x 46.
+    assert views[1].image.size == (90, 46)
     assert vectors.shape == (2, 3)
-    assert encoder.embedded == [(700, 350), (250, 125)]
+    assert encoder.embedded == [(700, 350), (250, 125), (90, 46)]
+
+
+def test_a_first_box_with_nothing_more_inside_is_the_salient_view():
+    photo = Image.new("RGB", (700, 350), (90, 120, 60))
+    encoder = _ActivationEncoder(_blob_map(), np.full((7, 7), 2.0, dtype=np.float32))
+    views, vectors = embed_query(encoder, photo)
+    assert views[1].image.size == (250, 125)
+    assert encoder.embedded == [(700, 350), (250, 125)]  # its vector came with its map
+    assert vectors.shape == (2, 3)
 
 
 def test_no_salient_view_without_an_object_or_an_activation_map():

@@ -29,6 +29,7 @@ from cumpair.embed.registry import EncoderSet
 from cumpair.embed.text import product_text
 from cumpair.index import (
     OfferRecord,
+    OfferStore,
     PricePoint,
     ProductStore,
     SpaceSpec,
@@ -271,8 +272,8 @@ def _embed_chunk(
 
 
 def _write_chunk(
-    old: ProductStore,
-    new: ProductStore,
+    old: OfferStore,
+    new: OfferStore,
     chunk: Sequence[OfferRecord],
     vectors: Sequence[ItemVectors],
     report: ReindexReport,

@@ -49,7 +49,11 @@ class ProductTables:
 
     @classmethod
     def open(
-        cls, directory: str | os.PathLike[str], *, readonly: bool = False, lock_timeout_s=10.0
+        cls,
+        directory: str | os.PathLike[str],
+        *,
+        readonly: bool = False,
+        lock_timeout_s: float = 10.0,
     ) -> Self:
         """Open the product tables of the store at `directory`.
 

@@ -27,7 +27,7 @@ from typing import Any
 
 import numpy as np
 
-from cumpair.index import StoreError
+from cumpair.index import OfferStore, StoreError
 from cumpair.index.products import MemberRow, ProductTables
 from cumpair.search.features import OfferFeatures, features_from_record, title_tokens
 from cumpair.search.grouping import CONFLICT_RULES, RULE_STRENGTH, consistent, group_offers
@@ -177,12 +177,12 @@ class ProductGroups:
 
     def assign(
         self,
-        store: Any,
+        store: OfferStore,
         offer_id: int,
         vectors: Mapping[str, np.ndarray] | None = None,
         config: MatchConfig | None = None,
     ) -> Membership:
-        """Group one offer just upserted into `store` (a `ProductStore`); return its membership.
+        """Group one offer just upserted into `store`; return its membership.
 
         `vectors` are the offer's vectors by space (as given to `upsert`); the first row of each
         finds neighbours to compare with. An offer already grouped is re-grouped only when its
@@ -229,7 +229,7 @@ class ProductGroups:
             return membership
 
     def _neighbour_sims(
-        self, store: Any, offer_id: int, vectors: Mapping[str, np.ndarray]
+        self, store: OfferStore, offer_id: int, vectors: Mapping[str, np.ndarray]
     ) -> dict[int, dict[str, float]]:
         sims: dict[int, dict[str, float]] = defaultdict(dict)
         for space, matrix in vectors.items():

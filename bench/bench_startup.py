@@ -10,12 +10,26 @@ not counted), several times; the figures are the median wall time and the larges
   process doing the SQLite GTIN lookup alone.
 * `cumpair --help`: the interpreter starting and importing argparse.
 * `scrapy list`: the interpreter importing Scrapy's command line, crawler and spiders.
+* the crawl of the four demo shops (`scrapy crawlall`, every pipeline, served by this process on
+  a spare port): the bare crawl, the same crawl with the specs and index pipelines off (photos
+  still downloaded). One run of each (minutes); the crawl's resident set is sampled every 0.2 s
+  (`/proc/PID/status`), and where it peaks, `/proc/PID/smaps` says what holds it (anonymous
+  memory, each big native library's code). Then a fresh process loads the crawl's parts one by
+  one with its settings (Scrapy and the project, the encoders, the ONNX sessions, the OCR
+  engines, the store, the regroup at close, a batch per model thread and a read per specs worker
+  of every shop at once) and prints what each adds and its transient peak; the rest of the peak
+  is what is in flight. `--crawl-products 10000 --crawl-seconds 600` crawls a 10^4-product
+  catalog for ten minutes and prints its peak per fifth of the crawl, flat when every queue
+  between stages is bounded.
 
 The searches run on a small demo store built first (the demo catalog's real photos and texts,
 the offline encoders), in a temporary directory, with no CLIP weights reachable (a temporary
 HOME), so `auto` selects the offline encoders as it does on a fresh machine. Then, per command,
 the heaviest top-level imports (`python -X importtime`) show what it loads; torch, open_clip,
 torchvision, transformers or easyocr there is a bug while the offline encoders are selected.
+"imported, never called" lists the packages (ours by sub-package) the command imports but
+whose functions it never calls once imports are done (a profile hook), with their import time:
+what a lazier import would save.
 
     python3 bench/bench_startup.py              # 3 runs of each (about a minute on 2 cores)
     python3 bench/bench_startup.py --runs 5
@@ -37,19 +51,26 @@ after the sub-command registry and the ONNX sessions opened on first use):
 from __future__ import annotations
 
 import argparse
+import json
 import os
+import re
+import socket
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
 from dataclasses import dataclass
+from importlib import resources
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from cumpair.embed.base import DEFAULT_MODEL_DIR  # noqa: E402
+
 HEAVY = ("torch", "open_clip", "torchvision", "transformers", "easyocr")
+OURS = ("cumpair", "cumpair_scraper", "captcha_server")
 
 # The baseline search: what `search_index.py` must at least do, and nothing else.
 _BASELINE_VECTOR = """
@@ -105,8 +126,14 @@ def measure(argv: list[str], env: dict[str, str], runs: int) -> Figure:
     return Figure(statistics.median(walls), max(peaks))
 
 
-def heaviest_imports(argv: list[str], env: dict[str, str], top: int = 6) -> list[str]:
-    """The top-level packages whose modules took the longest to import (their own time)."""
+def _package(module: str) -> str:
+    """What the listings count: a third-party package, or a sub-package of ours."""
+    parts = module.split(".")
+    return ".".join(parts[:2]) if parts[0] in OURS else parts[0]
+
+
+def import_times(argv: list[str], env: dict[str, str]) -> dict[str, int]:
+    """Microseconds each package's modules took to import (their own time) in `argv`."""
     done = subprocess.run(
         [argv[0], "-X", "importtime", *argv[1:]],
         cwd=REPO, env=env, capture_output=True, text=True, check=True,
@@ -116,10 +143,329 @@ def heaviest_imports(argv: list[str], env: dict[str, str], top: int = 6) -> list
         fields = line.removeprefix("import time:").split("|")
         if len(fields) != 3 or not fields[0].strip().isdigit():
             continue  # the header line
-        package = fields[2].strip().split(".")[0]
+        package = _package(fields[2].strip())
         totals[package] = totals.get(package, 0) + int(fields[0])
+    return totals
+
+
+def heaviest_imports(totals: dict[str, int], top: int = 6) -> list[str]:
+    """The packages whose modules took the longest to import."""
     ranked = sorted(totals.items(), key=lambda kv: -kv[1])[:top]
     return [f"{name} {us / 1e6:.2f}s" + (" (!)" if name in HEAVY else "") for name, us in ranked]
+
+
+# Runs a command (`-m module args` or `script args`) with a profile hook that records which
+# packages had a function called outside of any import (a module's top-level code and what it
+# calls count as importing); prints the packages imported and the ones used, as JSON.
+_USAGE = """
+import json, runpy, sys, threading
+imported_before = set(sys.modules)
+out, argv = sys.argv[1], sys.argv[2:]
+local, used = threading.local(), set()
+
+def hook(frame, event, arg):
+    depth, module = getattr(local, "depth", 0), frame.f_globals.get("__name__")
+    if frame.f_code.co_name == "<module>" and module != "__main__":  # the command's own runs
+        local.depth = depth + (1 if event == "call" else -1 if event == "return" else 0)
+    elif depth == 0 and event in ("call", "c_call"):
+        name = module if event == "call" else getattr(arg, "__module__", None)
+        if isinstance(name, str):
+            used.add(name)
+
+sys.argv = argv[1:] if argv[0] == "-m" else argv
+threading.setprofile(hook)
+sys.setprofile(hook)
+try:
+    if argv[0] == "-m":
+        runpy.run_module(argv[1], run_name="__main__", alter_sys=True)
+    else:
+        runpy.run_path(argv[0], run_name="__main__")
+except SystemExit:
+    pass
+finally:
+    sys.setprofile(None)
+    threading.setprofile(None)
+imported = sorted(set(sys.modules) - imported_before)
+with open(out, "w") as result:
+    json.dump({"imported": imported, "used": sorted(used)}, result)
+"""
+
+
+def unused_imports(
+    argv: list[str], env: dict[str, str], times: dict[str, int], top: int = 6
+) -> str:
+    """The packages `argv` imports but never calls into outside imports, slowest first."""
+    with tempfile.NamedTemporaryFile(suffix=".json") as result:
+        subprocess.run(
+            [argv[0], "-c", _USAGE, result.name, *argv[1:]],
+            cwd=REPO, env=env, capture_output=True, check=True,
+        )  # fmt: skip
+        usage = json.loads(Path(result.name).read_text())
+    stdlib = sys.stdlib_module_names
+    used = {_package(name) for name in usage["used"]}
+    unused = {
+        _package(name) for name in usage["imported"] if name.split(".")[0] not in stdlib
+    } - used
+    costly = [name for name in unused if times.get(name, 0) >= 5000]  # 5 ms and more
+    ranked = sorted(costly, key=lambda name: -times[name])[:top]
+    return ", ".join(f"{name} {times[name] / 1e6:.2f}s" for name in ranked) or "none"
+
+
+# The accounting child: the crawl's parts loaded one by one in a fresh interpreter with the
+# crawl's settings; each line is (part, MB resident after it, MB of peak above that).
+_ACCOUNT = """
+import json, sys, threading
+from pathlib import Path
+
+def status(key):
+    with open("/proc/self/status") as lines:
+        return int(next(l for l in lines if l.startswith(key)).split()[1]) / 1024
+
+def step(name, work):
+    before = status("VmRSS")
+    with open("/proc/self/clear_refs", "w") as refs:
+        refs.write("5")  # the peak (VmHWM) restarts from the resident set now
+    work()
+    after = status("VmRSS")
+    print(json.dumps([name, round(after - before), round(status("VmHWM") - after)]), flush=True)
+
+def side_by_side(count, work):
+    threads = [threading.Thread(target=work) for _ in range(count)]
+    for thread in threads: thread.start()
+    for thread in threads: thread.join()
+
+data_dir, model_dir, shops = sys.argv[1], sys.argv[2], int(sys.argv[3])
+photos = sorted(str(p) for p in Path(data_dir, "images").rglob("*.jpg"))
+state = {}
+
+def project():
+    from scrapy.utils.misc import load_object
+    from scrapy.utils.project import get_project_settings
+    settings = get_project_settings()
+    settings.set("INDEX_DATA_DIR", data_dir)
+    settings.set("EMBED_MODEL_DIR", model_dir)
+    for name in ("ITEM_PIPELINES", "EXTENSIONS", "DOWNLOADER_MIDDLEWARES"):
+        for path, order in settings.getdict(name).items():
+            if order is not None:
+                load_object(path)
+    import scrapy.crawler, scrapy_playwright.handler  # noqa: F401
+    state["settings"] = settings
+
+def encoders():
+    from cumpair_scraper.pipelines.index import encoders_from_settings
+    state["encoders"] = encoders_from_settings(state["settings"])
+
+def sessions():
+    state["encoders"].image.encode_images(photos[:1])
+    state["encoders"].text.encode_texts(["cordless drill"])
+
+def ocr_engines():
+    from cumpair.vision.image_specs import read_image_specs
+    from cumpair.vision.ocr_types import OcrOptions
+    state["ocr"] = OcrOptions(engines=tuple(state["settings"].getlist("SPECS_OCR_ENGINES")))
+    read_image_specs(photos[0], ocr_options=state["ocr"])
+
+def store():
+    from cumpair.embed.reindex import spaces_for
+    from cumpair.index import ProductStore
+    from cumpair.search.products import ProductGroups
+    state["store"] = ProductStore.open(data_dir, spaces_for(state["encoders"]))
+    state["groups"] = ProductGroups.open(data_dir)
+
+def regroup():
+    from cumpair.ingest.stages import regroup_store
+    regroup_store(state["store"], state["groups"])
+
+def embedding(count):
+    from cumpair.embed.batch import default_workers
+    batch = state["settings"].getint("EMBED_BATCH_SIZE")
+    image = state["encoders"].image
+    pixels = __import__("numpy").stack([image.prepare_image(p) for p in (photos * batch)[:batch]])
+    side_by_side(count * default_workers(state["encoders"]), lambda: image.embed_prepared(pixels))
+
+def ocr_reads(count):
+    from cumpair.vision.image_specs import read_image_specs
+    workers = count * state["settings"].getint("SPECS_MAX_WORKERS")
+    read = lambda: [read_image_specs(p, ocr_options=state["ocr"]) for p in photos[:2]]
+    side_by_side(workers, read)
+
+print(json.dumps(["python", round(status("VmRSS")), 0]), flush=True)
+step("Scrapy + the project's components (imports)", project)
+step("encoders loaded (ONNX files found, no session)", encoders)
+step("ONNX sessions: image and text model", sessions)
+step("OCR engines (Tesseract, RapidOCR) + one read", ocr_engines)
+step("store + grouping opened (FAISS, SQLite)", store)
+step("regroup of every offer (what the last spider's close runs)", regroup)
+step(f"embedding: a batch per model thread of each of {shops} crawlers", lambda: embedding(shops))
+step(f"OCR: a read per specs worker of each of {shops} crawlers", lambda: ocr_reads(shops))
+"""
+
+
+@dataclass
+class CrawlFigure:
+    wall_s: float
+    peak_mb: float
+    items: int
+    timeline: list[tuple[float, float, int]]  # seconds, MB resident, threads
+    at_peak: dict[str, float]  # MB resident at the peak by what holds it
+    threads_at_peak: int
+
+
+# Which package a mapped file belongs to, for the breakdown of the peak.
+_LIBRARIES = {
+    "torch": ("libtorch", "libc10", "libcu", "libnv", "libtriton", "libcusparse", "libgomp"),
+    "onnxruntime": ("onnxruntime",),
+    "opencv": ("cv2", "libQt", "libavcodec", "libavformat"),
+    "faiss": ("faiss",),
+    "tesseract": ("libtesseract", "libleptonica", "tesserocr"),
+}
+
+
+def _status(pid: int) -> dict[str, int]:
+    fields = {}
+    with open(f"/proc/{pid}/status") as lines:
+        for line in lines:
+            key, _, value = line.partition(":")
+            if key in ("VmRSS", "Threads"):
+                fields[key] = int(value.split()[0])
+    return fields
+
+
+def _resident_by_holder(pid: int) -> dict[str, float]:
+    """MB resident per kind of mapping (/proc/PID/smaps): anonymous memory (Python objects,
+    model weights, activations, buffers) and the code of the big native libraries."""
+    totals: dict[str, float] = {}
+    holder = "anonymous"
+    with open(f"/proc/{pid}/smaps") as lines:
+        for line in lines:
+            fields = line.split()
+            if "-" in fields[0] and not fields[0].endswith(":"):
+                path = fields[5] if len(fields) > 5 else ""
+                name = os.path.basename(path)
+                if not path or path.startswith("["):
+                    holder = "anonymous"
+                else:
+                    holder = next(
+                        (lib for lib, prefixes in _LIBRARIES.items() if name.startswith(prefixes)),
+                        "other files",
+                    )
+            elif fields[0] == "Rss:":
+                totals[holder] = totals.get(holder, 0.0) + int(fields[1]) / 1024
+    return totals
+
+
+def measure_crawl(argv: list[str], env: dict[str, str], output: Path) -> CrawlFigure:
+    """Wall time and peak RSS of one crawl, its resident set sampled every 0.2 s (what holds
+    it and which threads run, read again each time it passes the peak by 20 MB)."""
+    start = time.perf_counter()
+    with output.open("w") as out:
+        child = subprocess.Popen(argv, cwd=REPO, env=env, stdout=out, stderr=subprocess.STDOUT)
+    timeline: list[tuple[float, float, int]] = []
+    peak, at_peak, threads = 0.0, {}, 0
+    while True:
+        pid, status, usage = os.wait4(child.pid, os.WNOHANG)
+        if pid:
+            break
+        try:
+            fields = _status(child.pid)
+            resident = fields.get("VmRSS", 0) / 1024
+            if resident > peak + 20:
+                at_peak, threads = _resident_by_holder(child.pid), fields.get("Threads", 0)
+        except (FileNotFoundError, ProcessLookupError):
+            continue  # exiting: wait4 reaps it next
+        peak = max(peak, resident)
+        timeline.append((time.perf_counter() - start, resident, fields.get("Threads", 0)))
+        time.sleep(0.2)
+    wall = time.perf_counter() - start
+    child.returncode = os.waitstatus_to_exitcode(status)
+    text = output.read_text(errors="replace")
+    if child.returncode != 0:
+        raise SystemExit(f"{' '.join(argv)} failed ({child.returncode}):\n{text[-3000:]}")
+    items = sum(int(n) for n in re.findall(r"items=\s*(\d+)", text))
+    return CrawlFigure(wall, usage.ru_maxrss / 1024, items, timeline, at_peak, threads)
+
+
+def free_port(host: str) -> int:
+    with socket.socket() as probe:
+        probe.bind((host, 0))
+        return int(probe.getsockname()[1])
+
+
+def demo_shop_configs(folder: Path, port: int) -> Path:
+    """The bundled shop configs pointed at `port` (SHOP_CONFIG_DIRS overrides them by name)."""
+    from cumpair.demo.server import DEFAULT_PORT
+
+    folder.mkdir(parents=True)
+    for entry in (resources.files("cumpair_scraper") / "shops").iterdir():
+        if entry.name.endswith(".toml"):
+            text = entry.read_text(encoding="utf-8")
+            (folder / entry.name).write_text(text.replace(f":{DEFAULT_PORT}/", f":{port}/"))
+    return folder
+
+
+def account_parts(py: str, data_dir: Path, env: dict[str, str], shops: int) -> list[list]:
+    """The accounting child's lines: [part, MB resident added, MB transient peak above]."""
+    done = subprocess.run(
+        [py, "-c", _ACCOUNT, str(data_dir), str(REPO / DEFAULT_MODEL_DIR), str(shops)],
+        cwd=REPO, env=env, capture_output=True, text=True,
+    )  # fmt: skip
+    if done.returncode != 0:
+        raise SystemExit(f"the accounting process failed:\n{done.stderr[-3000:]}")
+    return [json.loads(line) for line in done.stdout.splitlines() if line.startswith("[")]
+
+
+def crawl_rows(py: str, tmp: Path, env: dict[str, str], args: argparse.Namespace) -> None:
+    """The crawl of the demo shops beside the bare crawl, with what its peak is made of."""
+    from cumpair.demo.catalog import SHOP_HOSTS, SHOPS, build_catalog
+    from cumpair.demo.server import DemoServer
+
+    catalog = build_catalog(n_products=args.crawl_products) if args.crawl_products else None
+    port = free_port(SHOP_HOSTS["northwind"])
+    configs = demo_shop_configs(tmp / "shops", port)
+    limit = ["-s", f"CLOSESPIDER_TIMEOUT={args.crawl_seconds}"] if args.crawl_seconds else []
+
+    def crawl(name: str, *settings: str) -> list[str]:
+        (tmp / name).mkdir()
+        return [
+            py, "-m", "scrapy", "crawlall", "--feeds-dir", str(tmp / name / "feeds"),
+            "-s", f"SHOP_CONFIG_DIRS={configs}", "-s", f"INDEX_DATA_DIR={tmp / name / 'data'}",
+            "-s", f"EMBED_MODEL_DIR={REPO / DEFAULT_MODEL_DIR}",
+            "-s", f"LOG_FILE={tmp / name / 'crawl.log'}", *limit, *settings,
+        ]  # fmt: skip
+
+    with DemoServer(catalog=catalog, port=port):
+        bare_argv = crawl("bare", "-s", "SPECS_ENABLED=False", "-s", "INDEX_ENABLED=False")
+        bare = measure_crawl(bare_argv, env, tmp / "bare" / "out.txt")
+        ours = measure_crawl(crawl("ours"), env, tmp / "ours" / "out.txt")
+    products = args.crawl_products or "demo"
+    name = f"crawl ({len(SHOPS)} shops, {products})"
+    print(
+        f"{name:<24} {bare.wall_s:6.0f} s {bare.peak_mb:5.0f} MB {ours.wall_s:6.0f} s"
+        f" {ours.peak_mb:5.0f} MB {ours.wall_s / bare.wall_s:4.1f}x"
+        f" {ours.peak_mb / bare.peak_mb:4.1f}x"
+    )
+    print(f"{'':<24} items: {ours.items} (bare crawl: {bare.items}); one run of each")
+    fifth = ours.wall_s / 5
+    fifths = [
+        max((mb for t, mb, _ in ours.timeline if n * fifth <= t < (n + 1) * fifth), default=0.0)
+        for n in range(5)
+    ]
+    print(f"{'':<24} peak RSS per fifth of the crawl: {', '.join(f'{mb:.0f}' for mb in fifths)} MB")
+    holders = sorted(ours.at_peak.items(), key=lambda kv: -kv[1])
+    print(f"{'':<24} at the peak ({ours.threads_at_peak} threads):"
+          f" {', '.join(f'{k} {v:.0f} MB' for k, v in holders if v >= 1)}")  # fmt: skip
+    print(f"{'':<24} its parts, loaded one by one in a fresh process with the crawl's settings:")
+    parts = account_parts(py, tmp / "ours" / "data", env, len(SHOPS))
+    for part, resident, transient in parts:
+        extra = f", peak +{transient} MB" if transient >= 5 else ""
+        print(f"{'':<26} {part:<58} {resident:+5d} MB{extra}")
+    held = sum(resident for _, resident, _ in parts)
+    transient = max(transient for _, _, transient in parts)
+    print(
+        f"{'':<26} {'held + the largest transient':<58} {held + transient:5d} MB; the rest of the"
+        f" peak, {ours.peak_mb - held - transient:.0f} MB: requests, responses and items in"
+        " flight, thread stacks, allocator slack"
+    )
 
 
 def build_demo_index(path: Path, n_products: int) -> Path:
@@ -149,6 +495,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--runs", type=int, default=3, help="runs of each command (3)")
     parser.add_argument("--products", type=int, default=12, help="demo products indexed (12)")
     parser.add_argument("--build-only", metavar="DIR", type=Path, help=argparse.SUPPRESS)
+    parser.add_argument("--no-commands", action="store_true", help="the crawl row only")
+    parser.add_argument("--no-crawl", action="store_true", help="skip the crawl row (minutes)")
+    parser.add_argument(
+        "--crawl-products", type=int, help="products in the crawled catalog (default: the demo's)"
+    )
+    parser.add_argument(
+        "--crawl-seconds", type=int, help="stop each crawl after this many seconds (at the end)"
+    )
     args = parser.parse_args(argv)
     if args.build_only:
         print(build_demo_index(args.build_only, args.products))
@@ -161,7 +515,9 @@ def main(argv: list[str] | None = None) -> int:
         # In a child process: a child forked from a process holding the encoders would
         # start with (and report) their resident memory.
         built = [py, __file__, "--products", str(args.products), "--build-only", str(index)]
-        photo = subprocess.run(built, capture_output=True, text=True, check=True).stdout.strip()
+        photo = subprocess.run(
+            built, cwd=REPO, capture_output=True, text=True, check=True
+        ).stdout.strip()
         print(
             f"demo store: {args.products} products, built in {time.perf_counter() - started:.0f} s"
         )
@@ -189,7 +545,7 @@ def main(argv: list[str] | None = None) -> int:
         header = f"{'command':<24} {'baseline':>16} {'ours':>16} {'ratio':>12}"
         print(header)
         print("-" * len(header))
-        for name, ours_argv, base_argv in cases:
+        for name, ours_argv, base_argv in [] if args.no_commands else cases:
             base = measure(base_argv, env, args.runs)
             ours = measure(ours_argv, env, args.runs)
             print(
@@ -197,7 +553,11 @@ def main(argv: list[str] | None = None) -> int:
                 f" {ours.wall_s:6.2f} s {ours.peak_mb:5.0f} MB"
                 f" {ours.wall_s / base.wall_s:4.1f}x {ours.peak_mb / base.peak_mb:4.1f}x"
             )
-            print(f"{'':<24} imports: {', '.join(heaviest_imports(ours_argv, env))}")
+            times = import_times(ours_argv, env)
+            print(f"{'':<24} imports: {', '.join(heaviest_imports(times))}")
+            print(f"{'':<24} imported, never called: {unused_imports(ours_argv, env, times)}")
+        if not args.no_crawl:
+            crawl_rows(py, Path(tmp), env, args)
     return 0
 
 

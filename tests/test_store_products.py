@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import json
 import sqlite3
 import subprocess
@@ -11,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from cumpair.index import OfferRecord, ProductStore, StoreLockedError, StoreOptions, metadata
+from cumpair.search.cli import open_service
 from cumpair.search.products import ProductGroups
 
 OPTIONS = StoreOptions(duplicate_threshold=None)
@@ -152,6 +154,8 @@ def test_a_writable_grouping_is_refused_while_another_process_writes_the_store(t
         assert holder.stdout.readline().strip() == "ready"
         with pytest.raises(StoreLockedError):
             ProductGroups.open(tmp_path, lock_timeout_s=0)
+        with pytest.raises(SystemExit, match="cannot regroup now"):  # `cumpair search --regroup`
+            open_service(argparse.Namespace(index=str(tmp_path), encoders="offline"), regroup=True)
         with ProductGroups.open(tmp_path, readonly=True) as groups:  # searches take no lock
             assert groups.count() == (0, 0)
     finally:

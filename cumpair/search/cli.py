@@ -133,7 +133,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 def open_service(args: argparse.Namespace, *, regroup: bool = False):
     """The store (read-only), the grouping and a `SearchService` over them."""
-    from cumpair.index import ProductStore, store_exists
+    from cumpair.index import ProductStore, StoreLockedError, store_exists
     from cumpair.search.products import ProductGroups
     from cumpair.search.service import SearchService
 
@@ -144,7 +144,11 @@ def open_service(args: argparse.Namespace, *, regroup: bool = False):
     if regroup:
         from cumpair.search.store_scan import first_vectors, scan_offers
 
-        with ProductGroups.open(path) as groups:
+        try:  # products are written by the store's one writer: refused while a crawl writes
+            writer = ProductGroups.open(path)
+        except StoreLockedError as exc:
+            raise SystemExit(f"cumpair: cannot regroup now: {exc}") from None
+        with writer as groups:
             products, offers = groups.regroup(scan_offers(store), first_vectors(store))
         print(f"regrouped {offers} offers into {products} products", file=sys.stderr)
     groups = ProductGroups.open(path, readonly=not regroup)

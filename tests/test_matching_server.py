@@ -35,8 +35,10 @@ async def test_match_returns_the_verdict_and_each_signals_contribution(client):
     assert data["same_product"] and data["rule"] == "learned"
     assert data["signals"]["code_exact"] == 1.0 and data["signals"]["brand_agree"] == 1.0
     assert data["contributions"]["code_exact"] > 0
+    # the JSON rounds every figure to 4 decimals: ~33 contributions and a score near 1, whose
+    # log-odds that rounding moves by up to 0.00005 / (p (1 - p))
     assert data["base"] + sum(data["contributions"].values()) == pytest.approx(
-        math.log(data["score"] / (1 - data["score"])), abs=1e-3
+        math.log(data["score"] / (1 - data["score"])), abs=5e-3
     )
     assert data["model"]["kind"] in ("gradient-boosted-trees", "logistic-regression")
 

@@ -33,6 +33,28 @@ def test_tfidf_weighs_a_shared_rare_word_above_a_shared_common_one():
     assert pair_signals(offers[0], offers[1], weights=weights)["tfidf_known"] == 1.0
 
 
+def test_the_most_specific_words_shared_and_unshared_are_signals():
+    # real titles, ../shared/data/real/matching/wdc/shoes/valid.txt (WDC gold standard): two
+    # Concave Volt boots (one product) and a Quantum of the same line, beside other Concave boots
+    titles = [
+        "Concave Volt 1.0 SG - Black/White Concave Mens Boots Soft Ground Black/White",
+        "Concave Volt 1.0 SG - Zwart/Wit Concave Heren Voetbalschoenen Zachte Grond Zwart/Wit",
+        "Concave Quantum 1.0 SG - Nero/Bianco Concave Scarpe Uomo Terreni Morbidi Nero/Bianco",
+        "Concave Halo+ FG - Blue/White",
+        "Concave Halo+ FG - Schwarz/Gold",
+        "Concave Halo+ SG - Schwarz/Gold",
+    ]
+    offers = [offer_features(i, "s", t) for i, t in enumerate(titles)]
+    weights = TokenWeights.learn(o.tokens for o in offers)
+    same = pair_signals(offers[0], offers[1], weights=weights)
+    variant = pair_signals(offers[0], offers[2], weights=weights)
+    assert same["tfidf_shared_rarest"] > variant["tfidf_shared_rarest"]  # "volt" vs "1.0"
+    once = weights.idf["quantum"] / weights.unseen  # a word of one title only
+    assert variant["tfidf_unshared_rarest"] == pytest.approx(once)
+    alone = pair_signals(offers[0], offers[2])  # no corpus, no IDF
+    assert alone["tfidf_unshared_rarest"] == alone["tfidf_shared_rarest"] == 0.0
+
+
 def test_prices_are_compared_only_in_one_currency():
     a = offer_features(1, "a", "Drill", price="100", currency="EUR")
     b = offer_features(2, "b", "Drill", price="200", currency="EUR")

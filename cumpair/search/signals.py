@@ -33,6 +33,8 @@ SIGNALS: tuple[str, ...] = (
     "tfidf_cosine",
     "tfidf_cosine_high",
     "tfidf_known",
+    "tfidf_unshared_rarest",
+    "tfidf_shared_rarest",
     "token_containment",
     "length_ratio",
     "numbers_jaccard",
@@ -92,6 +94,11 @@ class TokenWeights:
         shared = sum(square(t) for t in a & b)
         return shared / math.sqrt(sum(map(square, a)) * sum(map(square, b)))
 
+    def rarest(self, tokens: Iterable[str]) -> float:
+        """The highest IDF among `tokens` over that of a token never seen (0 when none): how
+        specific the most specific of them is."""
+        return max((self.idf.get(t, self.unseen) for t in tokens), default=0.0) / self.unseen
+
 
 def char_cosine(a: str, b: str) -> float:
     """Cosine of the two texts' character 3-gram counts: robust to spacing, plurals, typos."""
@@ -149,6 +156,14 @@ def pair_signals(
     out["tfidf_known"] = float(weights is not None)
     out["tfidf_cosine"] = tfidf
     out["tfidf_cosine_high"] = _high(tfidf)
+    # the most specific word one title has and the other lacks ("Volt" vs "Quantum", "SG" vs
+    # "FG") tells variants apart that share every common word; the most specific shared word
+    # (a product line's name) says the opposite
+    if weights is not None:
+        out["tfidf_unshared_rarest"] = weights.rarest(a.tokens ^ b.tokens)
+        out["tfidf_shared_rarest"] = weights.rarest(a.tokens & b.tokens)
+    else:
+        out["tfidf_unshared_rarest"] = out["tfidf_shared_rarest"] = 0.0
     numbers_known = bool(a.numbers and b.numbers)
     out["numbers_known"] = float(numbers_known)
     out["numbers_jaccard"] = (

@@ -24,7 +24,9 @@ Four rankings in the same run, with recall@1/@5 and ms per query:
     PYTHONPATH=. python3 bench/eval_retrieval.py --split in --sweep --demo 0
 
 The default real subset: 30 of the held-out half's shop photos (seeded) and its skimage photos,
-each through the 6 transformations (and the second shot when its photo is in that half).
+each through the 6 transformations (and the second shot when its photo is in that half): 223
+queries over 181 gallery photos. With the demo's 40 it ran in 12 minutes on 2 cores shared
+with other jobs (load average 25-30), most of it the PyTorch baseline.
 """
 
 from __future__ import annotations

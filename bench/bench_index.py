@@ -243,11 +243,12 @@ def bench_ivfpq(data: np.ndarray, queries: np.ndarray, root: Path, opq, refine, 
     exact_qps = len(test_q) / (time.perf_counter() - t)
     _, tune_truth = faiss.knn(tune_q, data, K, metric=faiss.METRIC_INNER_PRODUCT)
     print(f"  exact search (Flat, brute force): {exact_qps:.0f} q/s")
-    nlist = ivf.choose_ivfpq(n, dim, StoreOptions()).nlist
+    nlist = ivf.choose_ivfpq(n, dim, StoreOptions()).nlist  # the store's, for a like comparison
     raw = bench_layouts(data, tune_q, tune_truth, test_q, test_truth, nlist, root)
     store = bench_store(data, test_q, test_truth, root, opq, refine)
-    fits = [r for r in raw if r.recall >= RECALL_TARGET and r.bytes_per_vector <= 32]
-    best = max(fits or raw, key=lambda r: r.qps)
+    # the store's counterpart: raw vectors off-heap (mmap re-rank), recall target reached
+    off_heap = [r for r in raw if "mmap" in r.name]
+    best = max([r for r in off_heap if r.recall >= RECALL_TARGET] or off_heap, key=lambda r: r.qps)
     print(f"\n  store {store.name}   vs   best raw FAISS {best.name}")
     side_by_side("recall@10 vs exact", ">= 0.95", store.recall, best.recall, "{:.4f}")
     side_by_side("QPS (x exact Flat)", ">= 50x", store.qps / exact_qps, best.qps / exact_qps,

@@ -186,8 +186,9 @@ def test_choose_ivfpq_fits_the_code_budget_and_names_the_layout(coarse_hnsw):
     options = StoreOptions(coarse_hnsw=coarse_hnsw)
     params = ivf.choose_ivfpq(1_000_000, 512, options)
     assert params.m * params.nbits // 8 <= options.max_code_bytes and params.nbits == 4
+    assert params.nlist * 512 * 4 <= 1_000_000 * options.max_centroid_bytes
     assert (
-        params.factory == (f"IVF4096{'_HNSW32' if coarse_hnsw else ''},PQ32x4fs") and not params.opq
+        params.factory == (f"IVF2048{'_HNSW32' if coarse_hnsw else ''},PQ32x4fs") and not params.opq
     )
     assert ivf.outdated_layout(params, StoreOptions(coarse_hnsw=not coarse_hnsw))
     assert not ivf.outdated_layout(params, options)

@@ -4,11 +4,12 @@ Small spaces use exact inner-product Flat (``IDMap2,Flat``). Past the upgrade th
 is rebuilt aside as ``IVFnlist,PQmx4fs``: 4-bit fast-scan PQ codes (16 bytes at m=32, plus the
 8-byte id) scanned with SIMD, whose candidates are re-ranked exactly from raw vectors read from
 the memory-mapped vector log (never resident). nlist follows the FAISS guidelines (~4*sqrt(N),
-at least 39 training points per centroid); nprobe and the re-rank depth are tuned together on
-held-out stored vectors until recall@k against exact search reaches the target, keeping the
-fastest pair measured. Training uses a sample; vectors are added chunk by chunk, so a build
-never holds every raw vector in RAM. Indexes of the earlier 8-bit layout (``OPQm,IVFn,PQmx8``)
-load and search as before; `outdated_layout` tells `optimize` to rebuild them.
+at least 39 training points per centroid) within `max_centroid_bytes`; nprobe and the re-rank
+depth are tuned together on held-out stored vectors until recall@k against exact search
+reaches the target, keeping the fastest pair measured. Training uses a sample; vectors are
+added chunk by chunk, so a build never holds every raw vector in RAM. Indexes of the earlier
+8-bit layout (``OPQm,IVFn,PQmx8``) load and search as before; `outdated_layout` tells
+`optimize` to rebuild them.
 """
 
 from __future__ import annotations
@@ -85,6 +86,10 @@ def choose_ivfpq(n: int, dim: int, options: StoreOptions) -> IndexParams:
     """IVF-PQ parameters for `n` vectors of `dim` following the FAISS index-selection guide."""
     nlist = 2 ** round(math.log2(max(16.0, 4 * math.sqrt(n))))
     while nlist > 16 and n < 39 * nlist:  # k-means needs >= 39 points per centroid
+        nlist //= 2
+    # Centroids stay resident: at 10^6 x 512, 4096 of them are 8.4 bytes a vector on top of the
+    # 24 of code and id; more vectors per list cost little to a fast scan.
+    while nlist > 16 and nlist * dim * 4 > n * options.max_centroid_bytes:
         nlist //= 2
     if options.fast_scan:  # 4-bit codes: two sub-quantisers per code byte
         nbits, budget = 4, 2 * options.max_code_bytes

@@ -18,7 +18,7 @@ from cumpair.index import ivf, metadata, vectorlog
 from cumpair.index.records import utcnow
 from cumpair.index.store.base import DB_NAME, StoreBase, _Space, log
 
-_CHUNK = 65536  # rows read from the log per add (32 MiB at 128-d, 128 MiB at 512-d)
+_CHUNK = 16384  # rows read from the log per add (8 MiB at 128-d, 32 MiB at 512-d)
 _SAMPLE_SEED = 1234
 
 

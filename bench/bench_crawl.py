@@ -1,0 +1,277 @@
+"""Benchmark the crawl end to end: a bare crawl, a first full crawl, an immediate recrawl and a
+recrawl with 10% of the prices and 2% of the photos changed, against the compute bound.
+
+The demo shops are served in this process on a spare port (`--quick`: the default 80-product
+catalog; otherwise `build_catalog(n_products=--products)`, 2000 by default), and each crawl is
+`scrapy crawlall` as an operator runs it (shop configs pointed at the port through
+SHOP_CONFIG_DIRS). Printed per crawl: items, seconds, items/s, CPU seconds, peak RSS, the
+per-stage seconds of its stats (`stage/download_s`, `stage/ocr_s`, `stage/embed_s`) and the
+vision-cache counters. The changed recrawl's counts are checked exactly: every changed price is
+a price change in the store, every changed photo (and nothing else) is read (OCR'd, or
+spared by the text gate) and embedded.
+
+The compute bound is measured apart on the first crawl's own stored images and items, each
+stage alone in this process: the bare crawl's CPU per item (including its start-up), OCR +
+specs of an item's images (no cache, the crawl's text gate) and embedding its photos and text
+with the crawl's encoders, as CPU seconds per item on a sample (`--sample`). Bound
+= cores / (sum of the stages' CPU per item) items/s. Targets (issue 17): first crawl >= 0.8x
+the bound, unchanged recrawl >= 0.7x the bare crawl. On a shared machine, quote `uptime`
+beside the figures: the bound is CPU time, the crawls are wall time.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import os
+import random
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from decimal import Decimal
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from cumpair.demo.catalog import SHOP_HOSTS, SHOPS, Catalog, build_catalog, clipart_pool  # noqa: E402
+from cumpair.demo.server import DemoServer  # noqa: E402
+
+BARE_PIPELINES = json.dumps({"cumpair_scraper.pipelines.validate.ValidationPipeline": 100})
+STAGES = ("stage/download_s", "stage/ocr_s", "stage/embed_s")
+
+
+@dataclasses.dataclass
+class Run:
+    name: str
+    items: int
+    seconds: float
+    cpu_s: float
+    peak_rss_mb: float
+    stats: dict[str, float]
+
+    @property
+    def rate(self) -> float:
+        return self.items / self.seconds if self.seconds else 0.0
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as probe:
+        probe.bind((SHOP_HOSTS["northwind"], 0))
+        return int(probe.getsockname()[1])
+
+
+def shop_configs(port: int, folder: Path) -> Path:
+    """The bundled shop configs with their URLs on `port` (they override the bundled ones)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    for config in (ROOT / "cumpair_scraper" / "shops").glob("*.toml"):
+        (folder / config.name).write_text(config.read_text().replace(":8070", f":{port}"))
+    return folder
+
+
+def crawl(name: str, out: Path, data: Path, shops: Path, *settings: str) -> Run:
+    """One `scrapy crawlall` into `data`; its wall time, CPU, peak RSS and summed stats."""
+    run_dir = out / name
+    run_dir.mkdir()
+    args = [
+        sys.executable, "-m", "scrapy", "crawlall", "--feeds-dir", str(run_dir / "feeds"),
+        "-s", f"SHOP_CONFIG_DIRS={shops}", "-s", f"INDEX_DATA_DIR={data}",
+        "-s", f"LOG_FILE={run_dir / 'crawl.log'}",
+        "-s", "STATS_CLASS=tests.stats_dump.JsonDumpStatsCollector",
+        "-s", f"STATS_DUMP_FILE={run_dir / 'stats-{spider}.json'}",
+    ]  # fmt: skip
+    for setting in settings:
+        args += ["-s", setting]
+    started = time.perf_counter()
+    process = subprocess.Popen(args, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    _, status, usage = os.wait4(process.pid, 0)
+    seconds = time.perf_counter() - started
+    stderr = process.stderr.read().decode(errors="replace") if process.stderr else ""
+    if status != 0:
+        raise SystemExit(f"{name}: crawlall failed ({status}): {stderr[-2000:]}")
+    stats: dict[str, float] = {}
+    for path in run_dir.glob("stats-*.json"):
+        for key, value in json.loads(path.read_text()).items():
+            if isinstance(value, int | float):
+                stats[key] = stats.get(key, 0) + value
+    items = sum(len(p.read_text().splitlines()) for p in (run_dir / "feeds").glob("*.jsonl"))
+    return Run(name, items, seconds, usage.ru_utime + usage.ru_stime, usage.ru_maxrss / 1024, stats)
+
+
+def changed_catalog(
+    catalog: Catalog, crawled: set[str], server: DemoServer, seed: int
+) -> tuple[Catalog, int, int]:
+    """The catalog with 10% of the crawled offers repriced and 2% given another photo (same
+    URL, other bytes); returns it with the counts of each change."""
+    rng = random.Random(seed)
+    urls = {o.sku: server.base_url(o.shop) + o.url_path for o in catalog.offers}
+    items = [o for o in catalog.offers if urls[o.sku] in crawled]
+    repriced = {o.sku for o in rng.sample(items, max(1, round(0.10 * len(items))))}
+    rephotographed = {o.sku for o in rng.sample(items, max(1, round(0.02 * len(items))))}
+    # A clip-art no product shows yet: a photo of one already shown would be bytes the cache
+    # knows (rightly answered from it), not a changed image.
+    shown = {o.product.clipart for o in catalog.offers}
+    offers = []
+    for offer in catalog.offers:
+        if offer.sku in repriced:
+            offer = dataclasses.replace(offer, price=offer.price + Decimal("1.00"))
+        if offer.sku in rephotographed:
+            pool = [c for c in clipart_pool(offer.product.category) if c not in shown]
+            if not pool:  # every clip-art of the category is shown already: leave this one
+                rephotographed.discard(offer.sku)
+            else:
+                clipart = rng.choice(pool)
+                shown.add(clipart)
+                product = dataclasses.replace(offer.product, clipart=clipart)
+                offer = dataclasses.replace(offer, product=product)
+        offers.append(offer)
+    return Catalog(catalog.seed, catalog.products, offers), len(repriced), len(rephotographed)
+
+
+def compute_bound(first_dir: Path, data: Path, bare: Run, sample: int) -> dict[str, float]:
+    """CPU seconds per item of each stage measured alone, and the items/s they bound."""
+    from scrapy.utils.project import get_project_settings
+
+    from cumpair.embed import product_text
+    from cumpair.vision.image_specs import read_image_specs
+    from cumpair.vision.ocr_types import OcrOptions
+    from cumpair.vision.text_gate import GateOptions
+    from cumpair_scraper.pipelines.index import encoders_from_settings
+
+    settings = get_project_settings()
+    settings.set("INDEX_DATA_DIR", str(data))
+    items = [
+        json.loads(line)
+        for path in sorted((first_dir / "feeds").glob("*.jsonl"))
+        for line in path.read_text().splitlines()
+    ]
+    items = [item for item in items if item.get("images")]
+    items = random.Random(0).sample(items, min(sample, len(items)))
+    options = OcrOptions(
+        engines=tuple(settings.getlist("SPECS_OCR_ENGINES")),
+        min_confidence=settings.getfloat("SPECS_MIN_CONFIDENCE"),
+        max_variants=settings.getint("SPECS_OCR_MAX_VARIANTS"),
+    )
+    gate = (
+        GateOptions(
+            settings.getfloat("SPECS_TEXT_GATE_MIN_ASPECT"),
+            settings.getfloat("SPECS_TEXT_GATE_MAX_HEIGHT"),
+        )
+        if settings.getbool("SPECS_TEXT_GATE")
+        else None
+    )
+    per_item = settings.getint("SPECS_MAX_IMAGES_PER_ITEM")
+    colours = settings.getint("SPECS_DOMINANT_COLORS")
+    images = data / "images"
+    encoders = encoders_from_settings(settings)
+    # Warm every model once, so the sample measures steady work, not loading.
+    first = str(images / items[0]["images"][0]["path"])
+    read_image_specs(first, ocr_options=options, colors=colours, text_gate=gate)
+    encoders.image.encode_images([first])
+    encoders.text.encode_texts(["warm up"])
+    ocr_cpu = embed_cpu = 0.0
+    for item in items:
+        paths = [str(images / image["path"]) for image in item["images"]]
+        started = time.process_time()
+        for index, path in enumerate(paths[:per_item]):
+            colors = colours if index == 0 else 0
+            read_image_specs(path, ocr_options=options, colors=colors, text_gate=gate)
+        ocr_cpu += time.process_time() - started
+        started = time.process_time()
+        encoders.image.encode_images(paths)
+        encoders.text.encode_texts([product_text(item)])
+        embed_cpu += time.process_time() - started
+    stages = {
+        "crawl (bare)": bare.cpu_s / bare.items,
+        "ocr + specs": ocr_cpu / len(items),
+        "embedding": embed_cpu / len(items),
+    }
+    cores = os.cpu_count() or 1
+    stages["bound items/s"] = cores / sum(stages.values())
+    return stages
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--quick", action="store_true", help="the 80-product demo catalog")
+    parser.add_argument("--products", type=int, default=2000, help="catalog size without --quick")
+    parser.add_argument("--sample", type=int, default=24, help="items timed per stage (24)")
+    parser.add_argument("--keep", type=Path, help="work in this directory and keep it")
+    args = parser.parse_args()
+    catalog = build_catalog() if args.quick else build_catalog(n_products=args.products)
+    out = args.keep or Path(tempfile.mkdtemp(prefix="bench-crawl-"))
+    out.mkdir(parents=True, exist_ok=True)
+    port = free_port()
+    shops = shop_configs(port, out / "shops")
+    print(f"catalog: {len(catalog.offers)} offers in {len(SHOPS)} shops; port {port}; {out}")
+    print(f"load before: {os.getloadavg()[0]:.1f}, {os.cpu_count()} cores")
+    with DemoServer(catalog, port=port) as server:
+        bare = crawl("bare", out, out / "bare-data", shops, f"ITEM_PIPELINES={BARE_PIPELINES}")
+        first = crawl("first", out, out / "data", shops)
+        again = crawl("recrawl", out, out / "data", shops)
+        crawled = {
+            json.loads(line)["url"]
+            for path in (out / "first" / "feeds").glob("*.jsonl")
+            for line in path.read_text().splitlines()
+        }
+        server.catalog, repriced, rephotographed = changed_catalog(catalog, crawled, server, 1)
+        changed = crawl("changed", out, out / "data", shops)
+    runs = (bare, first, again, changed)
+    print(f"load after crawls: {os.getloadavg()[0]:.1f}")
+    header = (
+        f"{'crawl':<10} {'items':>6} {'s':>7} {'items/s':>8} {'cpu s':>7} {'rss MB':>7} "
+        + " ".join(f"{s.split('/')[1]:>10}" for s in STAGES)
+        + f" {'ocr runs':>8} {'gated':>6} {'ocr hits':>8} {'emb runs':>8} {'emb hits':>8}"
+        + f" {'conflicts':>9}"
+    )
+    print(header)
+    for run in runs:
+        s = run.stats
+        print(
+            f"{run.name:<10} {run.items:>6} {run.seconds:>7.1f} {run.rate:>8.2f} {run.cpu_s:>7.1f} "
+            f"{run.peak_rss_mb:>7.0f} "
+            + " ".join(f"{s.get(stage, 0):>10.1f}" for stage in STAGES)
+            + f" {s.get('specs/ocr_runs', 0):>8.0f} {s.get('specs/ocr_gated', 0):>6.0f}"
+            f" {s.get('specs/ocr_cached', 0):>8.0f}"
+            f" {s.get('index/embed/images', 0) + s.get('index/embed/texts', 0):>8.0f}"
+            f" {s.get('index/embed/cache_hits', 0):>8.0f} {s.get('specs/conflicts', 0):>9.0f}"
+        )
+    # A changed photo is read again: OCR'd, or spared by the text gate (no text line in it).
+    photos_read = changed.stats.get("specs/ocr_runs", 0) + changed.stats.get("specs/ocr_gated", 0)
+    photos_embedded = changed.stats.get("index/embed/images", 0)
+    prices = changed.stats.get("index/price_changed", 0)
+    exact = prices == repriced and photos_read == photos_embedded == rephotographed
+    print(
+        f"changed recrawl: {repriced} prices changed -> {prices:.0f} price changes stored; "
+        f"{rephotographed} photos changed -> {photos_read:.0f} read, {photos_embedded:.0f} "
+        f"embedded: {'exact' if exact else 'MISMATCH'}"
+    )
+    bound = compute_bound(out / "first", out / "data", bare, args.sample)
+    print("compute bound (CPU s per item, each stage alone, sample of", args.sample, "items):")
+    for stage, value in bound.items():
+        print(f"  {stage:<14} {value:.3f}")
+    # On a shared machine a crawl's wall time measures the other jobs too; its items per CPU
+    # second (times the cores) compares with the bound on the same footing.
+    cores = os.cpu_count() or 1
+    per_cpu = {run.name: run.items / run.cpu_s * cores for run in runs}
+    print(
+        f"first crawl {first.rate:.2f} items/s = {first.rate / bound['bound items/s']:.2f}x the "
+        f"bound {bound['bound items/s']:.2f} (target >= 0.8x); by its CPU "
+        f"{per_cpu['first']:.2f} items/s = {per_cpu['first'] / bound['bound items/s']:.2f}x"
+    )
+    print(
+        f"unchanged recrawl {again.rate:.2f} items/s = {again.rate / bare.rate:.2f}x the bare "
+        f"crawl {bare.rate:.2f} (target >= 0.7x); by CPU "
+        f"{per_cpu['recrawl'] / per_cpu['bare']:.2f}x"
+    )
+    own = resource.getrusage(resource.RUSAGE_SELF)
+    print(f"load at the end: {os.getloadavg()[0]:.1f}; bench process CPU {own.ru_utime:.0f} s")
+
+
+if __name__ == "__main__":
+    main()

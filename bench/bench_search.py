@@ -26,11 +26,12 @@ baseline's single encode and exact scan. At 10^5 (20 queries, load average 6): p
 417 ms (embedding 173, search 93, keypoints 58); building it took 1074 s, 771 s of it the image
 space's OPQ40,IVF1024,PQ40x8 training on 1280-d vectors (peak RSS 5.5 GiB). Those were the
 six-view query. With the salient view (one pass for a photo that matches well, three at most),
-10^4 offers, 20 queries a row, on 2 cores at load average 26-29: demo photos p50 616 ms, p95
-1056 (4.3x the baseline's 143 / 238 ms in the same run, where the six views were 9.1x), real
-photos p50 795, p95 1234 (5.4x); demo stages embedding 111, search 152, keypoints 308. Under
-such load the search stage is mostly FAISS's OpenMP threads waiting for each other: one
-single-vector search of 10^4 x 1280 took 110 ms with its default 2 threads, 17 ms with 1.
+10^4 offers, 20 queries a row, on 2 cores at load average 16-17: demo photos p50 299 ms, p95
+419 (baseline 59 / 98 ms), stages embedding 44, search 78, keypoints 162; real photos (three
+passes, two searches) p50 380, p95 714 (baseline 58 / 84), stages embedding 136, search 166,
+keypoints 79. Under load the search stage is mostly FAISS's OpenMP threads waiting for each
+other: one single-vector search of 10^4 x 1280 took 110 ms with its default 2 threads, 17 ms
+with 1 (load 32). 10^5 was not measured again (its build takes about 18 minutes).
 """
 
 from __future__ import annotations

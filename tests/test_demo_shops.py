@@ -50,10 +50,14 @@ class _NoRedirect(urllib.request.HTTPRedirectHandler):
         return None  # the tests look at the 302 itself
 
 
-def fetch(url: str, data: dict | None = None, cookie: str | None = None) -> Reply:
+def fetch(
+    url: str, data: dict | None = None, cookie: str | None = None, headers: dict | None = None
+) -> Reply:
     """GET (or POST a form to) `url` without following redirects; errors are replies too."""
     body = urllib.parse.urlencode(data).encode() if data is not None else None
-    request = urllib.request.Request(url, data=body, headers={"User-Agent": "demo-tests"})
+    request = urllib.request.Request(
+        url, data=body, headers={"User-Agent": "demo-tests", **(headers or {})}
+    )
     if cookie:
         request.add_header("Cookie", cookie)
     opener = urllib.request.build_opener(_NoRedirect)
@@ -373,6 +377,18 @@ def test_images_decode_at_the_shop_formats(demo_server, shop, photo_format):
     label = fetch(f"{base}/images/{offer.label_name}")
     with Image.open(io.BytesIO(label.body)) as image:
         assert (image.format, image.size) == ("PNG", (640, 360))
+
+
+def test_images_carry_an_etag_and_answer_a_matching_revalidation_with_304(demo_server):
+    offer = demo_server.catalog.offers_by_shop("northwind")[0]
+    url = f"{demo_server.base_url('northwind')}/images/{offer.photo_name}"
+    first = fetch(url)
+    etag = first.headers["Etag"]  # as aiohttp spells it
+    assert first.status == 200 and etag.startswith('"')
+    again = fetch(url, headers={"If-None-Match": etag})
+    assert (again.status, again.body, again.headers["Etag"]) == (304, b"", etag)
+    other = fetch(url, headers={"If-None-Match": '"not-this-one", W/"nor-this"'})
+    assert other.status == 200 and other.body == first.body
 
 
 def test_same_product_is_framed_differently_per_shop():

@@ -99,8 +99,8 @@ def perturb(title: str, rng: np.random.Generator) -> str:
 def real_vectors(n: int, cache: Path, cpu_budget_s: float = 240.0, seed: int = 0) -> np.ndarray:
     """`n` MiniLM vectors of real titles and their perturbations, embedded once into `cache`.
 
-    Every distinct title is embedded, then perturbed copies until `n` or the CPU budget; the
-    rest are real perturbation offsets (perturbed minus original embedding of one title) added
+    Every distinct title is embedded, then perturbed copies (at least 2048) until `n` or the CPU
+    budget; the rest are real perturbation offsets (perturbed minus original embedding of one title) added
     to other titles' vectors, so every vector's neighbourhood is shaped by the encoder.
     """
     if cache.exists():
@@ -117,7 +117,7 @@ def real_vectors(n: int, cache: Path, cpu_budget_s: float = 240.0, seed: int = 0
     base = np.concatenate(vectors)
     offsets = []
     embedded = len(base)
-    while embedded < n and time.process_time() - started < cpu_budget_s:
+    while embedded < n and (time.process_time() - started < cpu_budget_s or len(offsets) < 8):
         pick = rng.integers(0, len(titles), 256)
         moved = encoder.encode_texts([perturb(titles[i], rng) for i in pick])
         vectors.append(moved)

@@ -100,8 +100,8 @@ def real_vectors(n: int, cache: Path, cpu_budget_s: float = 240.0, seed: int = 0
     """`n` MiniLM vectors of real titles and their perturbations, embedded once into `cache`.
 
     Every distinct title is embedded, then perturbed copies (at least 2048) until `n` or the CPU
-    budget; the rest are real perturbation offsets (perturbed minus original embedding of one title) added
-    to other titles' vectors, so every vector's neighbourhood is shaped by the encoder.
+    budget; the rest are real perturbation offsets (perturbed minus original embedding of one
+    title) added to other titles' vectors, so every vector's neighbourhood is the encoder's.
     """
     if cache.exists():
         data = np.load(cache)

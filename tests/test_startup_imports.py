@@ -104,6 +104,22 @@ def test_cli_help_and_scrapy_project_do_not_import_torch(tmp_path):
     assert loaded == []
 
 
+def test_scrapy_list_loads_the_spiders_without_the_store_or_page_extraction(tmp_path):
+    """`scrapy list` imports the settings and every spider class: neither may pull in FAISS
+    (via `cumpair.index`) or extruct (via the page extraction the spiders use only to parse)."""
+    loaded = _loaded_in_fresh_process(
+        """
+        from scrapy.spiderloader import get_spider_loader
+        from scrapy.utils.project import get_project_settings
+
+        assert get_spider_loader(get_project_settings()).list()
+        """,
+        tmp_path,
+        watched=("faiss", "extruct", "rdflib", "cumpair.index.store"),
+    )
+    assert loaded == []
+
+
 def test_a_crawl_with_its_models_exported_does_not_import_torch(demo_index, tmp_path):
     # What a crawl process runs: every item pipeline built from the project's settings (the
     # index pipeline loads the encoders), both models and the default OCR chain used once.

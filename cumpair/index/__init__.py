@@ -6,7 +6,9 @@ store/directory.py answer questions about a store directory without opening it. 
 never imports Scrapy (the item pipeline in cumpair_scraper adapts it).
 """
 
-from cumpair.index.protocol import OfferStore
+from importlib import import_module
+from typing import TYPE_CHECKING, Any
+
 from cumpair.index.records import (
     EncoderMismatchError,
     Hit,
@@ -28,13 +30,39 @@ from cumpair.index.records import (
     split_vector_id,
     vector_id,
 )
-from cumpair.index.store import ProductStore, recover
-from cumpair.index.store.directory import (
-    is_store_file,
-    migrate_locked,
-    recorded_spaces,
-    store_exists,
-)
+
+if TYPE_CHECKING:
+    from cumpair.index.protocol import OfferStore
+    from cumpair.index.store import ProductStore, recover
+    from cumpair.index.store.directory import (
+        is_store_file,
+        migrate_locked,
+        recorded_spaces,
+        store_exists,
+    )
+
+# Names whose modules import numpy and FAISS load on first use (PEP 562): records.py is plain
+# dataclasses, and Scrapy's settings import `StoreOptions` from here in every `scrapy` command
+# (`scrapy list` spent 0.17 s importing the store it never opens).
+_LAZY = {
+    "OfferStore": "cumpair.index.protocol",
+    "ProductStore": "cumpair.index.store",
+    "recover": "cumpair.index.store",
+    "is_store_file": "cumpair.index.store.directory",
+    "migrate_locked": "cumpair.index.store.directory",
+    "recorded_spaces": "cumpair.index.store.directory",
+    "store_exists": "cumpair.index.store.directory",
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(import_module(module), name)
+    globals()[name] = value
+    return value
+
 
 __all__ = [
     "EncoderMismatchError",

@@ -15,7 +15,6 @@ import scrapy
 from scrapy.http import Response, TextResponse
 from scrapy.utils.sitemap import Sitemap, sitemap_urls_from_robots
 
-from cumpair_scraper.extraction import extract_product
 from cumpair_scraper.shopconfig import ShopConfig
 
 
@@ -100,6 +99,10 @@ class ShopSpider(scrapy.Spider):
         if not isinstance(response, TextResponse):
             self.crawler.stats.inc_value("cumpair/product_not_html")
             return
+        # Imported here: extruct and rdflib take 0.2 s that `scrapy list` (which only loads the
+        # spider classes) never needs.
+        from cumpair_scraper.extraction import extract_product
+
         extraction = extract_product(response, self.shop)
         stats = self.crawler.stats
         for source in extraction.sources:

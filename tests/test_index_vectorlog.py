@@ -18,6 +18,7 @@ from cumpair.index import (
     metadata,
     vector_id,
 )
+from cumpair.index.locks import WriterLock
 from cumpair.index.vectorlog import HEADER_BYTES
 
 SPACES = {"image": SpaceSpec(16, "test-image", "1"), "text": SpaceSpec(8, "test-text", "1")}
@@ -152,8 +153,16 @@ def test_a_schema_1_store_with_vectors_in_sqlite_is_migrated_to_logs(tmp_path):
         )
     conn.execute("UPDATE state SET value = 5 WHERE key = 'seq'")
     conn.close()
-    with pytest.raises(StoreError, match=r"has schema 1.*open it once as a writer"):
-        ProductStore.open(path, readonly=True)  # readers cannot migrate
+    held = WriterLock(path)
+    held.acquire(1)
+    try:  # a writer holds the store: the reader neither waits nor migrates
+        with pytest.raises(StoreError, match=r"has schema 1.*cannot be migrated now.*as a writer"):
+            ProductStore.open(path, readonly=True)
+    finally:
+        held.release()
+    with ProductStore.open(path, readonly=True) as reader:  # no writer: the reader migrates it
+        assert reader.count("image") == 5
+        assert [h[0].offer_id for h in reader.search("image", images, k=1)] == [1, 2, 3, 4, 5]
     with ProductStore.open(path, {"image": SPACES["image"]}, OPTIONS) as store:
         assert store.count("image") == 5
         assert [h[0].offer_id for h in store.search("image", images, k=1)] == [1, 2, 3, 4, 5]

@@ -20,11 +20,36 @@ from cumpair.index.records import (
     MissingDatabaseError,
     SpaceSpec,
     StoreError,
+    StoreLockedError,
     StoreOptions,
     UnknownSpaceError,
     utcnow,
 )
 from cumpair.index.store.base import DB_NAME, StoreBase, _Space, log
+from cumpair.index.store.directory import migrate_locked
+
+
+def _migrate_for_reader(path: Path, version: int) -> None:
+    """Bring an older store to this code's schema for a reader, when no writer holds it.
+
+    A search after upgrading Cumpair would otherwise fail until the next crawl. Migrating is
+    a write, so it takes the writer lock for its duration, never waiting: a running writer has
+    migrated on opening already (unless it runs older code), and a reader without write access
+    to the directory gets the error it would have had.
+    """
+    lock = WriterLock(path)
+    try:
+        lock.acquire(0)
+    except (StoreLockedError, OSError) as exc:
+        raise StoreError(
+            f"{path / DB_NAME} has schema {version}, this code reads {metadata.SCHEMA_VERSION},"
+            f" and it cannot be migrated now ({exc}): open it once as a writer (a crawl,"
+            " `cumpair index save`, or `cumpair reindex`)"
+        ) from None
+    try:
+        migrate_locked(path)
+    finally:
+        lock.release()
 
 
 class Opening(StoreBase):
@@ -64,12 +89,10 @@ class Opening(StoreBase):
             version = self._conn.execute("PRAGMA user_version").fetchone()[0]
             if version == 0:
                 raise StoreError(f"{db_path} has not been initialised by a writer yet")
-            if version < metadata.SCHEMA_VERSION:  # readers cannot migrate
-                raise StoreError(
-                    f"{db_path} has schema {version}, this code reads {metadata.SCHEMA_VERSION}:"
-                    " open it once as a writer to migrate it (a crawl, `cumpair index save`,"
-                    " or `cumpair reindex`)"
-                )
+            if version < metadata.SCHEMA_VERSION:
+                self._conn.close()
+                _migrate_for_reader(self.path, version)
+                self._conn = metadata.connect(db_path, readonly=True)
         else:
             self.path.mkdir(parents=True, exist_ok=True)
             self._writer_lock = WriterLock(self.path)

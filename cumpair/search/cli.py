@@ -156,14 +156,19 @@ def limit_search_threads(default: int) -> None:
 
 def open_service(args: argparse.Namespace, *, regroup: bool = False):
     """The store (read-only), the grouping and a `SearchService` over them."""
-    from cumpair.index import ProductStore, StoreLockedError, store_exists
+    from cumpair.index import ProductStore, StoreError, StoreLockedError, store_exists
     from cumpair.search.products import ProductGroups
     from cumpair.search.service import SearchService
 
     path = Path(args.index)
     if not store_exists(path):
         raise SystemExit(f"cumpair: no index at {path} (crawl first, or pass --index)")
-    store = ProductStore.open(path, readonly=True)
+    try:
+        store = ProductStore.open(path, readonly=True)
+    except (StoreError, OSError) as exc:  # too new, not migratable now, a file gone: say why
+        raise SystemExit(
+            f"cumpair: cannot open the index at {path}: {exc} (`cumpair index check` says more)"
+        ) from None
     if regroup:
         from cumpair.search.store_scan import first_vectors, scan_offers
 

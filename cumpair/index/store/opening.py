@@ -89,6 +89,11 @@ class Opening(StoreBase):
             version = self._conn.execute("PRAGMA user_version").fetchone()[0]
             if version == 0:
                 raise StoreError(f"{db_path} has not been initialised by a writer yet")
+            if version > metadata.SCHEMA_VERSION:
+                raise StoreError(
+                    f"{db_path} has schema {version}, newer than this code reads"
+                    f" ({metadata.SCHEMA_VERSION}): it was written by a newer Cumpair"
+                )
             if version < metadata.SCHEMA_VERSION:
                 self._conn.close()
                 _migrate_for_reader(self.path, version)

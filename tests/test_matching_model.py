@@ -5,6 +5,10 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import os
+import subprocess
+import sys
+import zipfile
 from pathlib import Path
 
 import pytest
@@ -15,7 +19,6 @@ from cumpair.search.matcher_model import (
     ENV_MODEL,
     MatcherModel,
     MatcherModelError,
-    default_model_path,
     load_matcher,
 )
 from cumpair.search.matcher_train import PairsError, read_pairs, train
@@ -29,7 +32,7 @@ WDC_TRAIN = ("computers", "cameras", "watches", "shoes")
 def test_the_shipped_model_says_how_it_was_made(monkeypatch):
     monkeypatch.delenv(ENV_MODEL, raising=False)
     model = load_matcher()
-    assert model.source == str(default_model_path())
+    assert Path(model.source).parts[-3:] == ("search", "models", "matcher.json")
     assert model.signals_used() <= set(SIGNALS) and "code_exact" in model.signals_used()
     provenance = model.provenance
     files = [Path(d["file"]) for d in provenance["data"]]
@@ -44,6 +47,29 @@ def test_the_shipped_model_says_how_it_was_made(monkeypatch):
     # what the WDC titles cannot teach stays out of the decision instead of being guessed
     assert not model.signals_used() & set(provenance["signals_absent_from_data"])
     assert "price_known" in provenance["signals_absent_from_data"]
+
+
+def test_the_shipped_model_loads_from_a_zipped_package(tmp_path):
+    """scrapyd deploys the project as a zipped egg: the model has no path on disk there."""
+    package = Path(__file__).resolve().parent.parent / "cumpair"
+    egg = tmp_path / "project.egg"
+    with zipfile.ZipFile(egg, "w") as archive:
+        for file in package.rglob("*"):
+            if file.is_file() and "__pycache__" not in file.parts:
+                archive.write(file, Path("cumpair") / file.relative_to(package))
+    probe = (
+        "import cumpair.search.matcher_model as m; model = m.load_matcher();"
+        "print(m.__file__); print(model.source); print(len(model.signals_used()))"
+    )
+    env = {k: v for k, v in os.environ.items() if k != ENV_MODEL}
+    env["PYTHONPATH"] = str(egg)
+    done = subprocess.run(
+        [sys.executable, "-c", probe], env=env, cwd=tmp_path, capture_output=True, text=True
+    )
+    assert done.returncode == 0, done.stderr
+    module_file, source, used = done.stdout.split()
+    assert module_file.startswith(str(egg)) and source.startswith(str(egg))
+    assert int(used) > 0
 
 
 def test_the_shipped_model_separates_a_shared_code_from_sibling_codes():

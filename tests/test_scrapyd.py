@@ -38,11 +38,9 @@ def _post(path: str, data: list[tuple[str, str]], port: int = SCRAPYD_PORT) -> d
 
 
 @contextmanager
-def running_scrapyd(
-    directory: Path, port: int, env: dict[str, str] | None = None
-) -> Iterator[Path]:
+def running_scrapyd(directory: Path, port: int) -> Iterator[Path]:
     """A real scrapyd on `port` with its eggs, logs and item feeds under `directory`, running
-    two jobs at once; `env` is added to the environment of it and its jobs."""
+    two jobs at once (the shipped matcher model read from inside the deployed egg)."""
     with socket.socket() as probe:
         if probe.connect_ex(("127.0.0.1", port)) == 0:
             pytest.fail(f"port {port} is taken: stop the scrapyd running there")
@@ -58,7 +56,7 @@ def running_scrapyd(
         cwd=directory,
         stdout=log,
         stderr=subprocess.STDOUT,
-        env={**os.environ, **(env or {})},
+        env={k: v for k, v in os.environ.items() if k != "CUMPAIR_MATCHER_MODEL"},
     )
     try:
         deadline = time.monotonic() + 60
@@ -78,18 +76,10 @@ def running_scrapyd(
         log.close()
 
 
-# The shipped matcher model cannot be read from inside the zipped egg scrapyd runs (reported to
-# its owner, 17:08 in the coordination log): the jobs get the checkout's copy of the same file.
-# Drop this once load_matcher reads package data through importlib.resources.
-MATCHER_ENV = {
-    "CUMPAIR_MATCHER_MODEL": str(ROOT / "cumpair" / "search" / "models" / "matcher.json")
-}
-
-
 @pytest.fixture
 def scrapyd(tmp_path: Path):
     """scrapyd on the port of scrapy.cfg's deploy target, so `scrapyd-deploy local` reaches it."""
-    with running_scrapyd(tmp_path, SCRAPYD_PORT, env=MATCHER_ENV) as directory:
+    with running_scrapyd(tmp_path, SCRAPYD_PORT) as directory:
         yield directory
 
 
@@ -165,7 +155,7 @@ def test_two_scheduled_crawls_of_different_shops_on_one_store_both_index_everyth
     assert build.returncode == 0, build.stdout + build.stderr
     data = tmp_path / "data"
     shops = ("northwind", "cornerstore")
-    with running_scrapyd(tmp_path, port, env=MATCHER_ENV):
+    with running_scrapyd(tmp_path, port):
         with egg.open("rb") as body:
             added = requests.post(
                 f"http://127.0.0.1:{port}/addversion.json",

@@ -156,11 +156,16 @@ class MatcherModel:
             text = Path(path).read_text()
         except OSError as exc:
             raise MatcherModelError(f"cannot read matcher model {path}: {exc}") from exc
+        return cls.from_json(text, str(path))
+
+    @classmethod
+    def from_json(cls, text: str, source: str) -> MatcherModel:
+        """The model a JSON document holds; `source` names where it came from in errors."""
         try:
             data = json.loads(text)
         except json.JSONDecodeError as exc:
-            raise MatcherModelError(f"{path}: not JSON ({exc})") from exc
-        return cls.from_dict(data, str(path))
+            raise MatcherModelError(f"{source}: not JSON ({exc})") from exc
+        return cls.from_dict(data, source)
 
 
 @lru_cache(maxsize=8)
@@ -169,18 +174,27 @@ def _load_cached(path: str, mtime: float) -> MatcherModel:
 
 
 @lru_cache(maxsize=1)
-def default_model_path() -> Path:
-    """The shipped model (package data)."""
-    return Path(str(resources.files("cumpair.search").joinpath(DEFAULT_MODEL)))
+def _shipped_model() -> MatcherModel:
+    """The model shipped as package data, read through `importlib.resources`: scrapyd deploys
+    the project as a zipped egg, where the file has no path on disk to stat or open."""
+    resource = resources.files("cumpair.search").joinpath(DEFAULT_MODEL)
+    try:
+        text = resource.read_text()
+    except OSError as exc:
+        raise MatcherModelError(f"cannot read the shipped matcher model {resource}: {exc}") from exc
+    return MatcherModel.from_json(text, str(resource))
 
 
 def load_matcher(path: str | Path | None = None) -> MatcherModel:
     """The model at `path`, else at ``$CUMPAIR_MATCHER_MODEL``, else the shipped default.
 
     Cached per file and modification time, so matching many pairs reads the file once and a
-    retrained file is picked up by the next call.
+    retrained file is picked up by the next call (the shipped model is read once).
     """
-    chosen = Path(path or os.environ.get(ENV_MODEL) or default_model_path())
+    chosen_name = path or os.environ.get(ENV_MODEL)
+    if not chosen_name:
+        return _shipped_model()
+    chosen = Path(chosen_name)
     try:
         mtime = chosen.stat().st_mtime
     except OSError as exc:

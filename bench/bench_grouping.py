@@ -5,8 +5,9 @@ For each size N: a store of N demo-catalog offers (records as a crawl stores the
 synthetic, 384-d like MiniLM: one direction per product plus noise) is grouped as earlier crawls
 left it. A later crawl then touches some of it (`--touched`, a share or a count: offers of new
 products, and price changes of existing offers), each offer grouped on arrival as the pipeline
-does. The grouping is then regrouped twice from that same state (the products file is copied
-back in between): fully, and incrementally (`cumpair.ingest.stages.regroup_store(touched)`).
+does. The grouping is then regrouped twice from that same state (the closed store directory,
+products included since they share its database, is copied aside first): fully, and
+incrementally (`cumpair.ingest.stages.regroup_store(touched)`).
 Printed per N: wall and CPU seconds of each (CPU: the figure that holds on a loaded machine),
 their ratios, the offers the incremental pass looked at, how far the two groupings agree (pair
 F1 of incremental against full) and each one's pair F1 against the catalog's truth.
@@ -35,7 +36,7 @@ from cumpair.index import ProductStore, SpaceSpec, StoreOptions
 from cumpair.ingest.stages import regroup_store, touched_scope
 from cumpair.search.demo_index import demo_offer_record, demo_url
 from cumpair.search.evaluation import pairwise_scores
-from cumpair.search.products import DB_NAME, ProductGroups
+from cumpair.search.products import ProductGroups
 from cumpair.search.store_scan import first_vectors, scan_offers
 
 DIM = 384
@@ -53,6 +54,14 @@ def offer_vectors(catalog, offers, seed: int) -> np.ndarray:
     return rows / np.linalg.norm(rows, axis=1, keepdims=True)
 
 
+def open_store(path: Path) -> ProductStore:
+    return ProductStore.open(
+        path,
+        {"text": SpaceSpec(DIM, "bench-random", "1")},
+        StoreOptions(duplicate_threshold=None, background_upgrade=False),
+    )
+
+
 def build(path: Path, n: int, touched: float, seed: int):
     """The grouped store of `n` offers after its first crawl, and the second crawl's offers
     (`touched`: a share of `n` below 1, else a number of offers; half new, half repriced)."""
@@ -66,11 +75,7 @@ def build(path: Path, n: int, touched: float, seed: int):
     late = [i for i, o in enumerate(offers) if o.product_id in late_ids]
     rng = random.Random(seed)
     repriced = rng.sample(early, min(len(early), max(1, round(count / 2))))
-    store = ProductStore.open(
-        path,
-        {"text": SpaceSpec(DIM, "bench-random", "1")},
-        StoreOptions(duplicate_threshold=None, background_upgrade=False),
-    )
+    store = open_store(path)
     for start in range(0, len(early), 5000):
         chunk = early[start : start + 5000]
         store.upsert_many(
@@ -129,7 +134,10 @@ def run_size(n: int, touched: float, seed: int) -> dict[str, float]:
         store, offers, vectors, second, first = build(path, n, touched, seed)
         built = time.perf_counter() - started
         touched, assign_s = second_crawl(store, path, offers, vectors, second)
-        shutil.copy(path / DB_NAME, work / "products.before")
+        store.close()
+        before = work / "before"  # the same state for the full regroup
+        shutil.copytree(path, before)
+        store = open_store(path)
         product_of_url = {demo_url(o): o.product_id for o in offers}
         truth = {r.id: product_of_url[r.url] for r in scan_offers(store)}
         ids = list(truth)
@@ -141,14 +149,15 @@ def run_size(n: int, touched: float, seed: int) -> dict[str, float]:
             incremental_s = time.perf_counter() - started
             incremental_cpu = time.process_time() - cpu
         incremental = labels(path, ids)
+        store.close()
 
-        shutil.copy(work / "products.before", path / DB_NAME)
-        with ProductGroups.open(path) as groups:
+        store = open_store(before)
+        with ProductGroups.open(before) as groups:
             started, cpu = time.perf_counter(), time.process_time()
             regroup_store(store, groups)
             full_s = time.perf_counter() - started
             full_cpu = time.process_time() - cpu
-        full = labels(path, ids)
+        full = labels(before, ids)
         store.close()
         return {
             "offers": len(ids),

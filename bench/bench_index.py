@@ -249,7 +249,11 @@ def bench_ivfpq(data: np.ndarray, queries: np.ndarray, root: Path, opq, refine, 
     # the store's counterpart: raw vectors off-heap (mmap re-rank), recall target reached
     off_heap = [r for r in raw if "mmap" in r.name]
     if not off_heap:
-        print(f"  no raw layout reached recall@10 {RECALL_TARGET}; store recall {store.recall:.4f}")
+        print(
+            f"  no raw layout reached recall@10 {RECALL_TARGET}; store recall {store.recall:.4f},"
+            f" {store.qps:.0f} q/s ({store.qps / exact_qps:.1f}x exact),"
+            f" {store.bytes_per_vector:.1f} B/vector"
+        )
         return
     best = max([r for r in off_heap if r.recall >= RECALL_TARGET] or off_heap, key=lambda r: r.qps)
     print(f"\n  store {store.name}   vs   best raw FAISS {best.name}")
@@ -462,7 +466,7 @@ def bench_layouts(
             _, cand = index.search(q, K * k_factor, params=ivf_params(index, nprobe))
             return ivf.rerank(q, cand, lookup, K)
 
-        best = tune(mmap_rerank, nlist, tune_q, tune_truth, (2, 4, 8, 16))
+        best = tune(mmap_rerank, nlist, tune_q, tune_truth, ivf.RERANK_DEPTHS)  # as the store
         if best is None:
             print(f"  {factory}: recall target not reached")
             continue

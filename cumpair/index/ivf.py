@@ -29,8 +29,10 @@ from cumpair.index.records import StoreOptions
 # the centroids), so nprobe is tuned to the target plus this margin.
 _TUNING_MARGIN = 0.015
 _ADD_CHUNK = 65536
-# Re-rank depths (x k) the tuning tries, up to `StoreOptions.refine_k_factor`.
-_K_FACTORS = (2, 4, 8, 16, 32)
+# Re-rank depths (x k) the tuning tries, up to `StoreOptions.refine_k_factor`. Real text
+# vectors need the deep end: 10^5 MiniLM title vectors in IVF256,PQ32x4fs reach recall@10
+# 0.898 at x16 whatever nprobe, 0.955 at x40 (synthetic clustered data: 0.95 by x8).
+RERANK_DEPTHS = (2, 4, 8, 16, 32, 64)
 
 # Fetches raw vectors for an array of ids (-1 allowed, returns zeros there): the refine source.
 VectorLookup = Callable[[np.ndarray], np.ndarray]
@@ -269,7 +271,7 @@ def tune(
     k = min(options.recall_k, params.trained_on - 1)
     truth = _without_self(exact_neighbours(queries, chunks, k + 1), query_ids, k)
     goal = min(1.0, options.recall_target + _TUNING_MARGIN)
-    depths = [f for f in _K_FACTORS if f <= options.refine_k_factor] or [0]
+    depths = [f for f in RERANK_DEPTHS if f <= options.refine_k_factor] or [0]
     best: tuple[float, int, int, float] | None = None  # seconds, nprobe, depth, recall
     fallback = (params.nlist, depths[-1], 0.0)
     for depth in depths:

@@ -120,7 +120,7 @@ class StoreOptions:
     # it lifted their recall@10 from 0.81 to 0.97); fast-scan codes re-ranked exactly skip it.
     use_opq: bool | None = None
     opq_from: int = 100_000
-    refine_k_factor: int = 16  # deepest exact re-rank (k*factor candidates) tuning may pick
+    refine_k_factor: int = 64  # deepest exact re-rank (k*factor candidates) tuning may pick
     duplicate_threshold: float | None = 0.995  # cosine; None disables near-duplicate merging
     duplicate_space: str = "image"
     background_upgrade: bool = True  # build IVF-PQ on a worker thread, swap when ready

@@ -190,7 +190,7 @@ def test_a_regroup_shows_its_pairs_on_a_terminal(demo_store, monkeypatch):
     assert "regroup" in stream.getvalue() and "pair" in stream.getvalue()
 
 
-def test_index_optimize_ticks_on_a_terminal(tmp_path, monkeypatch, capsys):
+def test_index_optimize_shows_its_bar_on_a_terminal(tmp_path, monkeypatch, capsys):
     path = tmp_path / "s"
     _vector_store(path, 4)
     stream = _Terminal()

@@ -3,6 +3,8 @@ re-rank depth, retrain, remove/update, damaged rows, recovery, and stores of the
 
 from __future__ import annotations
 
+import io
+import sys
 from decimal import Decimal
 from pathlib import Path
 
@@ -11,6 +13,7 @@ import numpy as np
 import pytest
 
 from cumpair.index import OfferRecord, ProductStore, SpaceSpec, StoreOptions, ivf, vector_id
+from cumpair.index.cli import _optimize_with_progress
 from cumpair.index.store import upgrade as upgrade_module
 from cumpair.index.vectorlog import HEADER_BYTES
 
@@ -194,3 +197,40 @@ def test_choose_ivfpq_fits_the_code_budget_and_names_the_layout(coarse_hnsw):
     assert not ivf.outdated_layout(params, options)
     eight_bit = ivf.choose_ivfpq(1_000_000, 512, StoreOptions(fast_scan=False))
     assert eight_bit.factory.startswith("OPQ") and eight_bit.factory.endswith("x8")
+
+
+def test_optimize_reports_each_phase_of_a_build_row_by_row(tmp_path, monkeypatch):
+    """`cumpair index optimize` draws its bar from these reports: rows added, then tuned over."""
+    monkeypatch.setattr(upgrade_module, "_CHUNK", 1000)
+    path = tmp_path / "s"
+    flat = StoreOptions(upgrade_threshold=10**9, background_upgrade=False, duplicate_threshold=None)
+    with ProductStore.open(path, SPACES, flat) as store:  # past OPTIONS' threshold, still Flat
+        store.upsert_many(items(clustered(3200, seed=4)))
+    reports: list[tuple[str, str, int, int]] = []
+    with ProductStore.open(path, SPACES, OPTIONS) as store:
+        assert store.optimize(lambda *report: reports.append(report))["image"].endswith("x4fs")
+    added = [r for r in reports if r[1] == "add"]
+    assert [r[2] for r in added] == [1000, 2000, 3000, 3200]
+    assert {(r[0], r[3]) for r in reports} == {("image", 3200)}
+    assert reports[-1][1:] == ("tune", 3200, 3200)  # tuning streams the rows after the add
+    assert reports.index(added[-1]) < reports.index(reports[-1])
+
+
+def test_the_optimize_bar_counts_the_rows_of_each_phase(tmp_path, monkeypatch):
+    monkeypatch.setattr(upgrade_module, "_CHUNK", 1000)
+
+    class Terminal(io.StringIO):
+        def isatty(self) -> bool:
+            return True
+
+    stream = Terminal()
+    monkeypatch.setattr(sys, "stderr", stream)
+    path = tmp_path / "s"
+    flat = StoreOptions(upgrade_threshold=10**9, background_upgrade=False, duplicate_threshold=None)
+    with ProductStore.open(path, SPACES, flat) as store:
+        store.upsert_many(items(clustered(3200, seed=5)))
+    with ProductStore.open(path, SPACES, OPTIONS) as store:
+        _optimize_with_progress(store)
+    written = stream.getvalue()
+    assert "index optimize image: add" in written and "index optimize image: tune" in written
+    assert "3200/3200" in written

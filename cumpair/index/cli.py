@@ -20,10 +20,9 @@ from typing import Any
 
 from cumpair.cli_options import add_index_option
 from cumpair.index.records import StoreError
-from cumpair.progress import working
+from cumpair.progress import progress, working
 
 _READONLY = ("stats", "check")
-_SLOW = ("compact", "optimize")  # long enough to deserve a ticker on a terminal
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -61,9 +60,11 @@ def run(args: argparse.Namespace) -> int:
                     status = 0 if result["ok"] else 1
                 elif command == "save":
                     result = {"files_written": store.flush()}
+                elif command == "compact":
+                    with working("index compact"):
+                        result = store.compact()
                 else:
-                    with working(f"index {command}"):
-                        result = store.compact() if command == "compact" else store.optimize()
+                    result = _optimize_with_progress(store)
     except StoreError as exc:
         print(f"cumpair index {command}: {exc}", file=sys.stderr)
         return 1
@@ -72,6 +73,23 @@ def run(args: argparse.Namespace) -> int:
     else:
         print(summary(result) if command == "stats" else _text(result))
     return status
+
+
+def _optimize_with_progress(store: Any) -> dict[str, str]:
+    """`optimize` with a bar of the rows each space's build has added, then tuned over."""
+    with progress(desc="index optimize", unit="rows") as bar:
+        shown = [""]
+
+        def report(space: str, phase: str, done: int, total: int) -> None:
+            label = f"index optimize {space}: {phase}"
+            if label != shown[0]:
+                shown[0] = label
+                bar.reset(total=total)
+                bar.set_description(label, refresh=False)
+            bar.n = done
+            bar.refresh()
+
+        return store.optimize(report)
 
 
 def stats_report(store: Any) -> dict[str, Any]:

@@ -10,7 +10,7 @@ its memory is the new index, the sample and one chunk. Damaged rows are left out
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import numpy as np
 
@@ -19,6 +19,10 @@ from cumpair.index.records import utcnow
 from cumpair.index.store.base import DB_NAME, StoreBase, _Space, log
 
 _CHUNK = 16384  # rows read from the log per add (8 MiB at 128-d, 32 MiB at 512-d)
+
+# (space, phase, rows done, rows in all) after each chunk of a build: phase "add" while the new
+# index takes the rows, "tune" while its recall is measured against exact search over them.
+UpgradeProgress = Callable[[str, str, int, int], None]
 _SAMPLE_SEED = 1234
 
 
@@ -49,7 +53,7 @@ class Upgrade(StoreBase):
         finally:
             space.upgrade_thread = None
 
-    def _upgrade(self, space: _Space) -> None:
+    def _upgrade(self, space: _Space, on_progress: UpgradeProgress | None = None) -> None:
         """Build IVF-PQ aside from the rows at one sequence number, replay newer rows, swap."""
         conn = metadata.connect(self.path / DB_NAME, readonly=True)
         try:
@@ -73,12 +77,18 @@ class Upgrade(StoreBase):
         if not ok.any():
             return
 
+        passes = 0
+
         def chunks() -> Iterator[tuple[np.ndarray, np.ndarray]]:
+            nonlocal passes
+            phase, passes = ("add" if passes == 0 else "tune"), passes + 1
             for start in range(0, len(ids), _CHUNK):
                 part = ids[start : start + _CHUNK]
                 vectors, good = source.read(rows[start : start + _CHUNK], part)
                 self._note_damage(space.name, part[~good])
                 yield part[good], vectors[good]
+                if on_progress is not None:
+                    on_progress(space.name, phase, min(start + _CHUNK, len(ids)), len(ids))
 
         if not ok.all():
             sample, pick = sample[ok], pick[ok]
@@ -108,9 +118,9 @@ class Upgrade(StoreBase):
             if thread is not None:
                 thread.join(timeout)
 
-    def optimize(self) -> dict[str, str]:
+    def optimize(self, on_progress: UpgradeProgress | None = None) -> dict[str, str]:
         """Upgrade/re-train every space that has outgrown its index (or whose IVF-PQ codes are
-        not the configured layout) now, then flush."""
+        not the configured layout) now, then flush; `on_progress` hears each build's rows."""
         self._require_writer()
         self.wait_for_upgrades()
         done = {}
@@ -120,7 +130,7 @@ class Upgrade(StoreBase):
             if ivf.needs_ivfpq(params, count, self.options) or ivf.outdated_layout(
                 params, self.options
             ):
-                self._upgrade(space)
+                self._upgrade(space, on_progress)
             done[space.name] = space.params.factory
         self.flush()
         return done

@@ -68,12 +68,16 @@ def test_flush_keeps_n_timestamped_backups_and_writes_nothing_when_clean(tmp_pat
     assert health["snapshot"] == files[-1].name and health["pending_unflushed"] == 0
 
 
-def test_maybe_flush_waits_for_the_interval(tmp_path):
+def test_maybe_flush_waits_for_the_interval(tmp_path, monkeypatch):
+    """On a clock the test moves (a slept interval failed on a busy machine)."""
+    now = [1000.0]
+    monkeypatch.setattr(time, "monotonic", lambda: now[0])
     rng = np.random.default_rng(3)
-    with ProductStore.open(tmp_path / "s", SPACES, StoreOptions(flush_interval_s=0.2)) as store:
+    with ProductStore.open(tmp_path / "s", SPACES, StoreOptions(flush_interval_s=60)) as store:
         fill(store, rng, 0, 5)
+        now[0] += 59
         assert store.maybe_flush() is False
-        time.sleep(0.25)
+        now[0] += 2
         assert store.maybe_flush() is True
         assert store.maybe_flush() is False
 

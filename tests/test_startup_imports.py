@@ -81,6 +81,7 @@ def test_search_queries_with_offline_encoders_do_not_import_torch(demo_index, tm
             assert main_search({argv!r}) == 0
         """,
         tmp_path,
+        (*HEAVY, "pint"),  # units load with the first quantity to convert: none in these
     )
     assert loaded == []
 

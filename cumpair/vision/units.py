@@ -8,8 +8,10 @@ from __future__ import annotations
 import re
 import threading
 from functools import lru_cache
+from typing import TYPE_CHECKING
 
-import pint
+if TYPE_CHECKING:  # pint itself loads with the registry: 0.12 s that most searches never use
+    import pint
 
 # Spelling in product text (lower-cased, dots removed) -> pint unit expression.
 UNIT_ALIASES: dict[str, str] = {
@@ -53,6 +55,8 @@ def registry() -> pint.UnitRegistry:
     if _registry is None:
         with _registry_lock:
             if _registry is None:
+                import pint
+
                 _registry = pint.UnitRegistry()
     return _registry
 
@@ -63,9 +67,19 @@ def canonical_unit(raw: str) -> str | None:
     return UNIT_ALIASES.get(key) or UNIT_ALIASES.get(key.replace(" ", ""))
 
 
+class _DimensionMismatch(ValueError):
+    """pint's DimensionalityError, raised where pint is loaded already."""
+
+
 @lru_cache(maxsize=256)
 def _factor(unit: str, target: str) -> float:
-    return float(registry().Quantity(1.0, unit).to(target).magnitude)
+    units = registry()
+    import pint  # imported by registry() already: only binds the name
+
+    try:
+        return float(units.Quantity(1.0, unit).to(target).magnitude)
+    except pint.DimensionalityError as exc:
+        raise _DimensionMismatch(str(exc)) from exc
 
 
 def convert(value: float, raw_unit: str, target: str) -> float:
@@ -78,7 +92,7 @@ def convert(value: float, raw_unit: str, target: str) -> float:
         raise ValueError(f"unknown unit {raw_unit!r}")
     try:
         return value * _factor(unit, target)
-    except pint.DimensionalityError as exc:
+    except _DimensionMismatch as exc:
         raise ValueError(f"cannot convert {raw_unit!r} to {target}") from exc
 
 

@@ -668,9 +668,42 @@ def _item_ids(shop: str, number: int) -> tuple[str, str, str]:
 def _printed_gtin(shop: str, product: DemoProduct, rng: random.Random) -> str | None:
     if rng.random() < 0.05:
         return None  # some shops print no GTIN: matching must use images and titles
+    return _shop_gtin(shop, product)
+
+
+def _shop_gtin(shop: str, product: DemoProduct) -> str:
     if shop == "bluepeak" and product.gtin.startswith("0"):
         return product.gtin[1:]  # UPC-A, as US-facing shops print it
     return product.gtin
+
+
+def _offer(
+    shop: str,
+    product: DemoProduct,
+    number: int,
+    price: Decimal,
+    availability: str,
+    gtin_printed: str | None,
+    rule: str | None = None,
+) -> DemoOffer:
+    """The shop's `number`-th listing, of `product`, in EUR."""
+    item_id, sku, path = _item_ids(shop, number)
+    extension = "jpg" if shop in ("northwind", "cornerstore") else "png"
+    return DemoOffer(
+        shop=shop,
+        product=product,
+        item_id=item_id,
+        sku=sku,
+        title=_title(shop, product),
+        price=price,
+        currency="EUR",
+        availability=availability,
+        description=_description(shop, product),
+        url_path=path,
+        image_names=(f"{item_id}-photo.{extension}", f"{item_id}-label.png"),
+        gtin_printed=gtin_printed,
+        rule=rule,
+    )
 
 
 def build_catalog(n_products: int = 80, seed: int = 7, defects_per_kind: int = 2) -> Catalog:
@@ -705,21 +738,13 @@ def build_catalog(n_products: int = 80, seed: int = 7, defects_per_kind: int = 2
             while price in prices:  # shops never agree to the cent: prices must be comparable
                 price += Decimal("0.50")
             prices.add(price)
-            item_id, sku, path = _item_ids(shop, load[shop])
-            extension = "jpg" if shop in ("northwind", "cornerstore") else "png"
             offers.append(
-                DemoOffer(
-                    shop=shop,
-                    product=product,
-                    item_id=item_id,
-                    sku=sku,
-                    title=_title(shop, product),
-                    price=price,
-                    currency="EUR",
+                _offer(
+                    shop,
+                    product,
+                    load[shop],
+                    price,
                     availability=rng.choices(AVAILABILITIES, weights=(80, 12, 8))[0],
-                    description=_description(shop, product),
-                    url_path=path,
-                    image_names=(f"{item_id}-photo.{extension}", f"{item_id}-label.png"),
                     gtin_printed=_printed_gtin(shop, product, rng),
                 )
             )
@@ -784,24 +809,8 @@ def _rule_offers(
         free = free_shops(rule, listed)
         shop = _free_shipping_shop(listed) if rule == "free_shipping" else rng.choice(free)
         load[shop] += 1
-        item_id, sku, path = _item_ids(shop, load[shop])
-        extension = "jpg" if shop in ("northwind", "cornerstore") else "png"
-        gtin = product.gtin[1:] if shop == "bluepeak" and product.gtin[0] == "0" else product.gtin
-        offer = DemoOffer(
-            shop=shop,
-            product=product,
-            item_id=item_id,
-            sku=sku,
-            title=_title(shop, product),
-            price=cheapest,
-            currency="EUR",
-            availability="InStock",
-            description=_description(shop, product),
-            url_path=path,
-            image_names=(f"{item_id}-photo.{extension}", f"{item_id}-label.png"),
-            gtin_printed=gtin,
-            rule=rule,
-        )
+        gtin = _shop_gtin(shop, product)
+        offer = _offer(shop, product, load[shop], cheapest, "InStock", gtin, rule=rule)
         cent = Decimal("0.01")
         if rule == "out_of_stock_cheapest":
             offer = replace(offer, price=cheapest - 1, availability="OutOfStock")

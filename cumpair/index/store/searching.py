@@ -5,6 +5,7 @@ price histories, offer and vector scans, all through per-thread read-only connec
 from __future__ import annotations
 
 import asyncio
+import sqlite3
 import time
 from collections.abc import Iterable, Iterator
 
@@ -117,11 +118,8 @@ class Searching(StoreBase):
         Vectors whose log rows are damaged are left out (and reported in `health`).
         """
         conn = self._read_conn()
-        specs = metadata.space_specs(conn)
-        if space not in specs:
-            raise UnknownSpaceError(f"unknown vector space {space!r}; have {sorted(specs)}")
         (ids, rows), vectors_log = self._pinned(
-            conn, space, specs[space].dim, lambda: metadata.live_vector_rows(conn, space)
+            conn, space, _recorded_dim(conn, space), lambda: metadata.live_vector_rows(conn, space)
         )
         for start in range(0, len(ids), batch):
             part = ids[start : start + batch]
@@ -135,12 +133,10 @@ class Searching(StoreBase):
         """The `ordinal`-th vector of each offer that has one in `space` (0: its main photo, or
         its text), as stored; damaged rows are left out (and reported in `health`)."""
         conn = self._read_conn()
-        specs = metadata.space_specs(conn)
-        if space not in specs:
-            raise UnknownSpaceError(f"unknown vector space {space!r}; have {sorted(specs)}")
+        dim = _recorded_dim(conn, space)
         wanted = list(dict.fromkeys(int(i) for i in offer_ids))
         found, vectors_log = self._pinned(
-            conn, space, specs[space].dim, lambda: metadata.offer_vector_rows(conn, space, wanted)
+            conn, space, dim, lambda: metadata.offer_vector_rows(conn, space, wanted)
         )
         offers = [o for o in wanted if ordinal in found.get(o, {})]
         ids = np.array([vector_id(o, ordinal) for o in offers], dtype=np.int64)
@@ -204,3 +200,11 @@ def _exact_search(
     vectors = lookup(allowed)
     scores, rows = faiss.knn(queries, vectors, k, metric=faiss.METRIC_INNER_PRODUCT)
     return scores, np.where(rows >= 0, allowed[np.maximum(rows, 0)], -1)
+
+
+def _recorded_dim(conn: sqlite3.Connection, space: str) -> int:
+    """The dimension of a space the database records (`UnknownSpaceError` for any other)."""
+    specs = metadata.space_specs(conn)
+    if space not in specs:
+        raise UnknownSpaceError(f"unknown vector space {space!r}; have {sorted(specs)}")
+    return specs[space].dim

@@ -22,8 +22,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from cumpair.index import (
     InvalidOfferError,
     ProductStore,
@@ -248,10 +246,9 @@ def drain_spool(
                 logger.error("spool %s: row %d skipped: %s", spool.path, offer.id, offer.error)
                 counts["unreadable"] += 1
                 continue
-            vectors = {k: np.asarray(v) for k, v in offer.vectors.items()}
             record = offer_record(offer.item, offer.references)
             try:
-                result, _ = store_offer(store, groups, record, vectors)
+                result, _ = store_offer(store, groups, record, offer.vectors)
             except InvalidOfferError as exc:
                 logger.error("spool %s: %s refused by the store: %s", spool.path,
                              offer.item.get("url"), exc)  # fmt: skip

@@ -107,11 +107,8 @@ def stats_report(store: Any) -> dict[str, Any]:
         ]
     report["shops"] = shops
     report["last_snapshot_at"] = max(made) if made else None
-    tables = ProductTables.open(path, readonly=True)
-    try:
+    with contextlib.closing(ProductTables.open(path, readonly=True)) as tables:
         products, grouped = tables.count()
-    finally:
-        tables.close()
     # None: no grouping yet (a crawl, an ingest or `search --regroup` makes it)
     report["products"] = {"products": products, "offers_grouped": grouped} if products else None
     from cumpair.vision.cache import cache_stats

@@ -174,6 +174,20 @@ def ranking_text(options: RankingOptions, best: RankedOffer | None) -> str:
     )
 
 
+def _lowest_seen(
+    ranked: Sequence[RankedOffer[OfferView]], best: RankedOffer[OfferView] | None
+) -> Decimal | None:
+    """`ProductView.lowest_price_seen` of the offers `ranked`, whose lowest price is `best`."""
+    if best is None:
+        return None
+    counted = [
+        r.offer.lowest_price
+        for r in ranked
+        if r.counts and r.condition == best.condition and r.offer.currency == best.offer.currency
+    ]
+    return min((p for p in counted if p is not None), default=None)
+
+
 @dataclass
 class ProductView:
     """A product and its offers across shops: one row of search results; `offers` as
@@ -206,25 +220,17 @@ class ProductView:
         """The lowest price ever crawled of the offers whose price counts for the lowest price
         now (`RankedOffer.counts`) in the lowest price's currency and condition, so no other
         currency, condition or implausible price."""
-        best = self.best
-        if best is None:
-            return None
-        counted = [
-            r.offer.lowest_price
-            for r in self._ranked()
-            if r.counts
-            and r.condition == best.condition
-            and r.offer.currency == best.offer.currency
-        ]
-        return min((p for p in counted if p is not None), default=None)
+        ranked = self._ranked()
+        return _lowest_seen(ranked, lowest_offer(ranked))
 
     def _ranked(self) -> list[RankedOffer[OfferView]]:
         # The offers' own flags: judged among all the product's offers, not only those shown.
         return rank_offers(self.offers, [o.price_flag for o in self.offers], self.ranking)
 
     def to_dict(self) -> dict[str, Any]:
-        lowest = self.lowest_price_seen
-        best = self.best
+        ranked = self._ranked()  # once: `best` and `lowest_price_seen` would each rank again
+        best = lowest_offer(ranked)
+        lowest = _lowest_seen(ranked, best)
         return {
             "product_id": self.product_id,
             "title": self.title,

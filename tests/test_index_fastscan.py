@@ -6,6 +6,7 @@ from __future__ import annotations
 import io
 import sys
 from decimal import Decimal
+from functools import partial
 from pathlib import Path
 
 import faiss
@@ -16,6 +17,7 @@ from cumpair.index import OfferRecord, ProductStore, SpaceSpec, StoreOptions, iv
 from cumpair.index.cli import _optimize_with_progress
 from cumpair.index.store import upgrade as upgrade_module
 from cumpair.index.vectorlog import HEADER_BYTES
+from tests import vector_fixtures
 
 DIM = 32
 SPACES = {"image": SpaceSpec(DIM, "test-image", "1")}
@@ -23,13 +25,7 @@ ROW_BYTES = 8 + DIM * 4 + 4
 OPTIONS = StoreOptions(upgrade_threshold=3000, background_upgrade=False, duplicate_threshold=None)
 
 
-def clustered(n: int, seed: int = 0, clusters: int = 40) -> np.ndarray:
-    """Unit vectors around random centres, like real embeddings (not uniform noise)."""
-    rng = np.random.default_rng(seed)
-    centres = rng.standard_normal((clusters, DIM)).astype(np.float32)
-    x = centres[rng.integers(0, clusters, n)] + 0.5 * rng.standard_normal((n, DIM))
-    x = x.astype(np.float32)
-    return x / np.linalg.norm(x, axis=1, keepdims=True)
+clustered = partial(vector_fixtures.clustered, dim=DIM, clusters=40)
 
 
 def items(vectors: np.ndarray, start: int = 0, shop: str = "northwind"):

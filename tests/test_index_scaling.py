@@ -7,6 +7,7 @@ import subprocess
 import sys
 import threading
 from decimal import Decimal
+from functools import partial
 from pathlib import Path
 
 import faiss
@@ -21,19 +22,14 @@ from cumpair.index import (
     StoreLockedError,
     StoreOptions,
 )
+from tests import vector_fixtures
 
 DIM = 32
 SPACES = {"image": SpaceSpec(DIM, "test-image", "1")}
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def clustered(n: int, seed: int = 0, clusters: int = 50) -> np.ndarray:
-    """Unit vectors around random centres, like real embeddings (not uniform noise)."""
-    rng = np.random.default_rng(seed)
-    centres = rng.standard_normal((clusters, DIM)).astype(np.float32)
-    x = centres[rng.integers(0, clusters, n)] + 0.5 * rng.standard_normal((n, DIM))
-    x = x.astype(np.float32)
-    return x / np.linalg.norm(x, axis=1, keepdims=True)
+clustered = partial(vector_fixtures.clustered, dim=DIM, clusters=50)
 
 
 def items(vectors: np.ndarray, start: int = 0, shop: str = "northwind"):

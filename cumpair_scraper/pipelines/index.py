@@ -202,9 +202,10 @@ class IndexPipeline:
         try:
             self.embedder.close()
             self.executor.shutdown(wait=True)
-            for name, value in self.embedder.stats().items():
+            embed_stats = self.embedder.stats()
+            for name, value in embed_stats.items():
                 self.stats.set_value(f"index/embed/{name}", value)
-            self.stats.set_value("stage/embed_s", self.embedder.stats().get("model_s", 0.0))
+            self.stats.set_value("stage/embed_s", embed_stats.get("model_s", 0.0))
         finally:
             writer = _release_writer(self.path)
             if writer is not None:

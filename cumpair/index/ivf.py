@@ -240,18 +240,6 @@ def rerank(
     return scores.astype(np.float32), ids
 
 
-def array_lookup(ids_sorted: np.ndarray, vectors: np.ndarray) -> VectorLookup:
-    """A refine source over in-memory vectors whose ids are sorted ascending."""
-
-    def lookup(wanted: np.ndarray) -> np.ndarray:
-        pos = np.clip(np.searchsorted(ids_sorted, wanted), 0, len(ids_sorted) - 1)
-        out = vectors[pos].copy()
-        out[(wanted < 0) | (ids_sorted[pos] != wanted)] = 0
-        return out
-
-    return lookup
-
-
 def tune(
     index: faiss.Index,
     params: IndexParams,

@@ -11,6 +11,7 @@ from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
+from cumpair.search.ranking import CONDITIONS, RankedOffer
 from cumpair.search.views import OfferView, ProductView, ranking_text
 
 _SPEC_UNITS = {
@@ -149,10 +150,7 @@ def format_product(view: ProductView, rank: int | None = None, base_url: str = "
     lines.append("    " + " | ".join(part for part in identity if part))
     best = view.best
     currency = None if best is None else best.offer.currency
-    basis = ""
-    if best is not None:
-        condition = "" if best.condition == "New" else f"{best.condition.lower()}, "
-        basis = f" ({condition}{best.group})"
+    basis = "" if best is None else f" ({basis_text(best)})"
     lowest, seen = _money(view.lowest_price, currency), _money(view.lowest_price_seen, currency)
     if best is not None and best.shipping is not None and best.offer.price is not None:
         lowest += f" ({_money(best.offer.price + best.shipping, currency)} with shipping)"
@@ -188,6 +186,12 @@ def format_product(view: ProductView, rank: int | None = None, base_url: str = "
         if offer.explanation is not None:
             lines.append("        why: " + explain_text(offer.explanation))
     return "\n".join(lines)
+
+
+def basis_text(best: RankedOffer) -> str:
+    """The lowest price's basis (`ProductView.best`): "in stock", "refurbished, in stock"."""
+    condition = "" if best.condition == CONDITIONS[0] else f"{best.condition.lower()}, "
+    return condition + best.group
 
 
 def _shipping(offer: OfferView) -> str:

@@ -24,6 +24,7 @@ from cumpair.alerts.book import AlertError, WatchBook, make_watch
 from cumpair.alerts.resolve import describe_watched
 from cumpair.search.chart import chart_legend, price_chart_svg
 from cumpair.search.formatting import (
+    basis_text,
     change_text,
     money_text,
     spec_label,
@@ -137,18 +138,12 @@ def _result_rows(service: Any, products: list[Any]) -> list[dict[str, Any]]:
                 "view": view,
                 "photo": None if photo is None else f"/images/{photo[0]}/{photo[1]}",
                 "cheapest": None if best is None else best.offer,
-                "basis": None if best is None else _basis(best),
+                "basis": None if best is None else basis_text(best),
                 "said": ranking_text(view.ranking, best),
                 "shops": len({o.shop for o in view.offers}),
             }
         )
     return rows
-
-
-def _basis(best: Any) -> str:
-    """The lowest price's basis as the page labels it: "in stock", "refurbished, in stock"."""
-    condition = "" if best.condition == CONDITIONS[0] else f"{best.condition.lower()}, "
-    return condition + best.group
 
 
 class _BadId(QueryError):
@@ -194,7 +189,7 @@ async def product_page(request: web.Request) -> web.Response:
         detail=detail,
         view=detail.view,
         cheapest=cheapest,
-        basis=None if best is None else _basis(best),
+        basis=None if best is None else basis_text(best),
         said=ranking_text(detail.view.ranking, best),
         shops=len({o.shop for o in detail.view.offers}),
         chart=price_chart_svg(series, cheapest.offer_id if cheapest else None),

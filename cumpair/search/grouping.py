@@ -273,8 +273,7 @@ def _refine(
         for row in range(len(label)):
             own = label[row]
             rest = members[own] - {row}
-            own_link = _link(row, rest, verdicts) if rest else -1.0
-            best, best_link = None, own_link
+            best, best_link = None, _link(row, rest, verdicts)  # -1 when `row` is alone
             for group in {label[n] for n in neighbours.get(row, ())} - {own}:
                 link = _link(row, members[group], verdicts)
                 if link > best_link and _supported([row], members[group], verdicts, options):

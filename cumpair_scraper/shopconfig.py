@@ -17,6 +17,8 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
+from cumpair.search.shipping import ShippingRule
+
 _NAME = re.compile(r"^[a-z][a-z0-9_]*$")
 FIELD_NAMES = frozenset(
     {
@@ -157,15 +159,7 @@ def shipping_rules_from(
             if country is not None:
                 raise ShopConfigError(f"{source}: {where} gives neither rate nor free_from")
             continue
-        rules.append(
-            {
-                "country": country,
-                "rate": None if rate is None else str(rate),
-                "currency": code,
-                "free_from": None if free_from is None else str(free_from),
-                "source": "shop",
-            }
-        )
+        rules.append(ShippingRule(country, rate, code, free_from, "shop").to_dict())
     return tuple(rules)
 
 

@@ -67,19 +67,9 @@ def canonical_unit(raw: str) -> str | None:
     return UNIT_ALIASES.get(key) or UNIT_ALIASES.get(key.replace(" ", ""))
 
 
-class _DimensionMismatch(ValueError):
-    """pint's DimensionalityError, raised where pint is loaded already."""
-
-
 @lru_cache(maxsize=256)
 def _factor(unit: str, target: str) -> float:
-    units = registry()
-    import pint  # imported by registry() already: only binds the name
-
-    try:
-        return float(units.Quantity(1.0, unit).to(target).magnitude)
-    except pint.DimensionalityError as exc:
-        raise _DimensionMismatch(str(exc)) from exc
+    return float(registry().Quantity(1.0, unit).to(target).magnitude)
 
 
 def convert(value: float, raw_unit: str, target: str) -> float:
@@ -90,9 +80,11 @@ def convert(value: float, raw_unit: str, target: str) -> float:
     unit = canonical_unit(raw_unit)
     if unit is None:
         raise ValueError(f"unknown unit {raw_unit!r}")
+    import pint  # a known unit is converted with pint's registry, which loads it anyway
+
     try:
         return value * _factor(unit, target)
-    except _DimensionMismatch as exc:
+    except pint.DimensionalityError as exc:
         raise ValueError(f"cannot convert {raw_unit!r} to {target}") from exc
 
 

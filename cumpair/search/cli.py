@@ -40,8 +40,10 @@ def _common(parser: argparse.ArgumentParser) -> None:
 
 def add_ranking_arguments(parser: argparse.ArgumentParser) -> None:
     """How offers are ranked (over the ``CUMPAIR_RANKING_*`` settings, see `ranking_options`)."""
+    from cumpair.search.ranking_options import RANK_BY
+
     parser.add_argument(
-        "--rank-by", choices=("price", "total", "unit"),
+        "--rank-by", choices=RANK_BY,
         help="rank offers by item price, total price with shipping, or unit price "
         "(default: CUMPAIR_RANKING_BY, else price)",
     )  # fmt: skip
@@ -78,6 +80,8 @@ def ranking_from_args(args: argparse.Namespace) -> RankingOptions:
 
 def add_search_arguments(parser: argparse.ArgumentParser) -> None:
     """The arguments of `cumpair search` (shared with search_index.py)."""
+    from cumpair.search.ranking import CONDITIONS
+
     query = parser.add_mutually_exclusive_group()
     query.add_argument("--image", metavar="PATH", help="find the product in this photo")
     query.add_argument("--text", help="find products matching this text")
@@ -90,7 +94,7 @@ def add_search_arguments(parser: argparse.ArgumentParser) -> None:
         "--max-price", type=price_argument, help="only offers at or below this price"
     )
     parser.add_argument(
-        "--condition", type=str.capitalize, choices=("New", "Refurbished", "Used", "Damaged"),
+        "--condition", type=str.capitalize, choices=CONDITIONS,
         help="only offers in this condition (an offer stating none counts as new)",
     )  # fmt: skip
     add_ranking_arguments(parser)

@@ -29,6 +29,12 @@ from cumpair.indexer.messages import MessageError, decode_item, encode_item
 #: The spool's file, under the store directory's ``spool/`` folder unless told otherwise.
 SPOOL_NAME = "offers.sqlite"
 
+
+def default_spool_path(store_dir: str | Path) -> Path:
+    """Where the processes sharing the store at `store_dir` spool, unless told otherwise."""
+    return Path(store_dir) / "spool" / SPOOL_NAME
+
+
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS spooled (
     id INTEGER PRIMARY KEY AUTOINCREMENT,
@@ -139,4 +145,4 @@ def _unpack(blob: bytes) -> dict[str, np.ndarray]:
         return {name: arrays[name] for name in arrays.files}
 
 
-__all__ = ["SPOOL_NAME", "OfferSpool", "SpooledOffer"]
+__all__ = ["SPOOL_NAME", "OfferSpool", "SpooledOffer", "default_spool_path"]

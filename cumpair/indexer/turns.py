@@ -30,7 +30,7 @@ from cumpair.index import (
     StoreOptions,
     UpsertResult,
 )
-from cumpair.indexer.spool import SPOOL_NAME, OfferSpool
+from cumpair.indexer.spool import OfferSpool, default_spool_path
 from cumpair.ingest.stages import offer_record, regroup_store, store_offer
 from cumpair.search.products import ProductGroups
 
@@ -89,7 +89,7 @@ class TurnWriter:
         self.groups: ProductGroups | None = None
         self.touched: set[int] = set()  # offers upserted while holding: what the regroup covers
         self.counts: Counter[str] = Counter()
-        self._spool_path = options.spool or self.path / "spool" / SPOOL_NAME
+        self._spool_path = options.spool or default_spool_path(self.path)
         self._spool: OfferSpool | None = None
         self._turn_lock = threading.Lock()  # taking the store
         self._state_lock = threading.Lock()  # counts, touched, the spool's connection

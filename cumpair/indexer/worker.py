@@ -32,7 +32,7 @@ from cumpair.alerts.run import after_update
 from cumpair.embed import BatchEmbedder, EncoderSet
 from cumpair.embed.reindex import spaces_for
 from cumpair.index import ProductStore, StoreOptions
-from cumpair.indexer.spool import SPOOL_NAME, OfferSpool
+from cumpair.indexer.spool import OfferSpool, default_spool_path
 from cumpair.indexer.stream import Entry, ItemStream
 from cumpair.indexer.turns import drain_spool
 from cumpair.indexer.vision import Photos, VisionStage, default_vision_processes
@@ -248,7 +248,7 @@ class Indexer:
     def _drain_spool(self, store: ProductStore, groups: ProductGroups) -> set[int]:
         """Index what crawls without Redis spooled for this store's holder (`turns`); each
         offer waits for its regroup in Redis like the stream's."""
-        path = self.options.spool or self.index_dir / "spool" / SPOOL_NAME
+        path = self.options.spool or default_spool_path(self.index_dir)
         if not path.exists():
             return set()
         stored: set[int] = set()

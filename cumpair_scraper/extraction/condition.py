@@ -1,7 +1,7 @@
 """An offer's condition (new, used, refurbished, damaged) from schema.org and its title's words.
 
-Values are the schema.org OfferItemCondition short names the store keeps (`CONDITIONS`, the same
-as `cumpair.index.records.CONDITIONS`). A stated `itemCondition` of anything but new is taken as
+Values are the schema.org OfferItemCondition short names the store keeps
+(`cumpair.index.records.CONDITIONS`). A stated `itemCondition` of anything but new is taken as
 stated; words in the title that say refurbished, used, open box or damaged (in several languages)
 win over a stated "new", which shop templates print on every page. The title never makes an offer
 new, and words that only describe what the product is for ("for used cartridges", "Renewal
@@ -14,8 +14,6 @@ used-goods shops write "Used Canon EOS 70D - Good"), and no word counts right af
 from __future__ import annotations
 
 import re
-
-CONDITIONS = ("New", "Used", "Refurbished", "Damaged")
 
 # Words that say the condition wherever they stand in a title (whole words only).
 _ANYWHERE = {
@@ -113,7 +111,7 @@ _ENDING_RE = {
 
 def stated_condition(value: str | None) -> str | None:
     """A schema.org itemCondition (short name, full name or URL; OpenGraph's "new", "used",
-    "refurbished") as one of `CONDITIONS`; None when absent or not a condition."""
+    "refurbished") as one of the store's `CONDITIONS`; None when absent or not a condition."""
     if not value:
         return None
     key = re.sub(r"[^a-z]", "", value.rstrip("/").rsplit("/", 1)[-1].lower())

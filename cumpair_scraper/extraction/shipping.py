@@ -48,12 +48,11 @@ def _countries(region: Any) -> list[str | None]:
     codes: list[str | None] = []
     for node in _as_list(region):
         if isinstance(node, dict):
-            for country in _as_list(node.get("addressCountry") or node.get("name")):
-                code = text(country)
-                if code and len(code) == 2 and code.isalpha():
-                    codes.append(code.upper())
+            named = _as_list(node.get("addressCountry") or node.get("name"))
         else:
-            code = text(node)
+            named = [node]
+        for country in named:
+            code = text(country)
             if code and len(code) == 2 and code.isalpha():
                 codes.append(code.upper())
     return codes or [None]

@@ -85,6 +85,11 @@ class _Job:
     queued_at: float
     digest: str | None = None  # the content's cache key, when a cache is used
 
+    @property
+    def cache_kind(self) -> str:
+        """The cache entry kind of this job's vector."""
+        return "text-vector" if self.position < 0 else "image-vector"
+
 
 class BatchEmbedder:
     """Batches image and text embedding for the crawl; thread-safe; use as a context manager.
@@ -192,7 +197,7 @@ class BatchEmbedder:
         job = _Job(item, position, payload, 0.0)
         if self.cache is None:
             return job
-        kind = "text-vector" if position < 0 else "image-vector"
+        kind = job.cache_kind
         try:
             data = payload if position < 0 else encoded_bytes(payload)  # type: ignore[arg-type]
         except (ImageError, OSError, TypeError):
@@ -346,7 +351,7 @@ class BatchEmbedder:
         if self.cache is not None:
             for job, vector, _ in outcomes:
                 if vector is not None and job.digest is not None:
-                    kind = "text-vector" if job.position < 0 else "image-vector"
+                    kind = job.cache_kind
                     self.cache.put_vector(kind, job.digest, self._versions[kind][0], vector)
         finished: list[_Item] = []
         with self._cond:

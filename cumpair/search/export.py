@@ -38,10 +38,7 @@ def product_dicts(
             view = service.product(product_id)
         except QueryError:  # its offers left the store since the scan
             continue
-        data = ranked_by([view], ranking)[0].to_dict()
-        for name in _QUERY_ONLY:
-            data.pop(name)
-        yield data
+        yield _exported(ranked_by([view], ranking)[0])
     for offer_id in offer_ids:
         record = None if offer_id in product_of else store.get_offers([offer_id]).get(offer_id)
         if record is not None:
@@ -53,14 +50,19 @@ def _ungrouped(store: Any, record: Any, ranking: RankingOptions) -> dict[str, An
     history = store.price_history(record.id)
     flags = price_flags([record], [history])  # alone: its own history is the only reference
     offers = cheapest_first([offer_view(record, history)], flags, ranking)
+    specs = key_specs([record])
     view = ProductView(
-        0, record.title, record.brand, record.model, record.gtin, key_specs([record]), offers
+        0, record.title, record.brand, record.model, record.gtin, specs, offers, ranking=ranking
     )
-    view.ranking = ranking
+    return {**_exported(view), "product_id": None}
+
+
+def _exported(view: ProductView) -> dict[str, Any]:
+    """The view's JSON without what only a query gives (match score and reasons)."""
     data = view.to_dict()
     for name in _QUERY_ONLY:
         data.pop(name)
-    return {**data, "product_id": None}
+    return data
 
 
 def _no_encoders() -> Any:

@@ -122,6 +122,12 @@ def image_store_uri(settings: Mapping[str, Any]) -> str:
     return str(settings.get("IMAGES_STORE") or Path(settings["INDEX_DATA_DIR"]) / DEFAULT_SUBDIR)
 
 
+def image_store_from_settings(settings: Mapping[str, Any]) -> ImageStore:
+    """The reader of the crawl's IMAGES_STORE (`image_store_uri`), with the store settings of
+    `ImageStoreOptions.from_settings`: what the pipelines after the images pipeline read."""
+    return open_image_store(image_store_uri(settings), ImageStoreOptions.from_settings(settings))
+
+
 def open_image_store(uri: str | Path, options: ImageStoreOptions | None = None) -> ImageStore:
     """The reader for `uri`, chosen as Scrapy's FilesPipeline chooses the writer: an absolute
     path or no scheme is the file system, else by scheme. Raises `ImageStoreError`."""
@@ -296,6 +302,7 @@ __all__ = [
     "ImageStoreOptions",
     "S3ImageStore",
     "StoredImageError",
+    "image_store_from_settings",
     "image_store_uri",
     "open_image_store",
     "read_photos",

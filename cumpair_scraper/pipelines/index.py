@@ -34,12 +34,7 @@ from cumpair.embed.reindex import spaces_for
 from cumpair.index import StoreOptions
 from cumpair.indexer.turns import TurnOptions, TurnWriter
 from cumpair.ingest.stages import space_vectors
-from cumpair.stored_images import (
-    ImageStoreOptions,
-    image_store_uri,
-    open_image_store,
-    read_photos,
-)
+from cumpair.stored_images import image_store_from_settings, read_photos
 from cumpair_scraper.pipelines.vision_cache import vision_cache_from_settings
 
 logger = logging.getLogger(__name__)
@@ -147,9 +142,7 @@ class IndexPipeline:
         self.crawler = crawler
         self.stats = crawler.stats
         self.path = Path(settings["INDEX_DATA_DIR"]).resolve()
-        self.images = open_image_store(
-            image_store_uri(settings), ImageStoreOptions.from_settings(settings)
-        )
+        self.images = image_store_from_settings(settings)
         self.executor = ThreadPoolExecutor(settings.getint("INDEX_WORKERS"), "cumpair-index")
         self.encoders = encoders_from_settings(settings)
         logger.info("Indexing into %s with %s", self.path, self.encoders.describe())

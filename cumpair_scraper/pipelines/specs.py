@@ -27,7 +27,7 @@ from scrapy.exceptions import NotConfigured
 from twisted.internet import defer
 
 from cumpair.ingest.stages import page_specs_of
-from cumpair.stored_images import ImageStoreOptions, image_store_uri, open_image_store
+from cumpair.stored_images import image_store_from_settings
 from cumpair.vision.brands import shipped_brands
 from cumpair.vision.cache import VisionCacheError
 from cumpair.vision.image_specs import ImageSpecs, read_image_specs
@@ -65,9 +65,7 @@ class SpecsPipeline:
             raise NotConfigured("SPECS_ENABLED is off")
         self.crawler = crawler
         self.stats = crawler.stats
-        self.images = open_image_store(
-            image_store_uri(settings), ImageStoreOptions.from_settings(settings)
-        )
+        self.images = image_store_from_settings(settings)
         self.options = OcrOptions(
             engines=tuple(settings.getlist("SPECS_OCR_ENGINES", DEFAULTS["SPECS_OCR_ENGINES"])),
             min_confidence=settings.getfloat(

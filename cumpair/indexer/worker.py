@@ -172,9 +172,9 @@ class Indexer:
                     idle = time.monotonic() - quiet_since
                     if idle >= options.regroup_idle_s:
                         touched |= self._drain_spool(store, groups)
-                    if touched and idle >= options.regroup_idle_s:
-                        self._regroup(store, groups, touched)
-                        touched = set()
+                        if touched:
+                            self._regroup(store, groups, touched)
+                            touched = set()
                     if options.exit_when_idle_s is not None and idle >= options.exit_when_idle_s:
                         break
                 if touched:

@@ -19,6 +19,8 @@ from pathlib import Path
 from typing import Any, Protocol
 from urllib.parse import urlparse
 
+from cumpair.flags import parse_flag
+
 #: Where the crawl's photos go unless IMAGES_STORE says otherwise (relative to INDEX_DATA_DIR).
 DEFAULT_SUBDIR = "images"
 
@@ -67,7 +69,7 @@ class ImageStoreOptions:
             return None if value in (None, "") else str(value)
 
         verify = settings.get("AWS_VERIFY")  # a boolean, or the path of a CA bundle
-        if isinstance(verify, str) and verify.strip().lower() not in _BOOLEANS:
+        if isinstance(verify, str) and parse_flag(verify) is None:
             verify = verify or None
         else:
             verify = _flag("AWS_VERIFY", verify)
@@ -88,21 +90,13 @@ class ImageStoreOptions:
         )
 
 
-_TRUE, _FALSE = {"1", "true", "yes", "on"}, {"0", "false", "no", "off"}
-_BOOLEANS = _TRUE | _FALSE
-
-
 def _flag(name: str, value: Any) -> bool | None:
     """A boolean setting given typed or as text; None when unset."""
     if value in (None, ""):
         return None
-    if isinstance(value, bool):
-        return value
-    lowered = str(value).strip().lower()
-    if lowered in _TRUE:
-        return True
-    if lowered in _FALSE:
-        return False
+    flag = parse_flag(value)
+    if flag is not None:
+        return flag
     raise ValueError(f"setting {name} is not a boolean: {value!r}")
 
 

@@ -11,8 +11,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass, fields
 from typing import Any, Self
 
+from cumpair.flags import parse_flag
+
 SETTINGS_PREFIX = "CUMPAIR_ALERTS_"
-_TRUE, _FALSE = {"1", "true", "yes", "on"}, {"0", "false", "no", "off"}
 
 
 @dataclass(frozen=True)
@@ -64,9 +65,10 @@ def _convert(name: str, value: Any, kind: type) -> Any:
     text = str(value).strip()
     try:
         if kind is bool:
-            if text.lower() not in _TRUE | _FALSE:
+            flag = parse_flag(text)
+            if flag is None:
                 raise ValueError("not a boolean")
-            return text.lower() in _TRUE
+            return flag
         return kind(text)
     except ValueError as exc:
         raise ValueError(f"setting {name}={value!r}: {exc}") from None

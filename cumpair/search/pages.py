@@ -22,6 +22,7 @@ from multidict import MultiDict
 
 from cumpair.alerts.book import AlertError, WatchBook, make_watch
 from cumpair.alerts.resolve import describe_watched
+from cumpair.flags import parse_flag
 from cumpair.search.chart import chart_legend, price_chart_svg
 from cumpair.search.formatting import (
     basis_text,
@@ -161,7 +162,7 @@ def _product_id(request: web.Request) -> int:
 async def _detail(request: web.Request) -> Any:
     service = request.app[SERVICE]
     product_id = _product_id(request)
-    explain = request.query.get("explain", "") in ("1", "true", "yes", "on")
+    explain = parse_flag(request.query.get("explain", "")) is True
     try:
         options = ranking_options(request.query, request.app[RANKING])
     except QueryError as exc:

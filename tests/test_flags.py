@@ -1,0 +1,27 @@
+"""Boolean settings read as text the same way everywhere (`cumpair.flags`)."""
+
+import pytest
+
+from cumpair.alerts.options import AlertOptions
+from cumpair.flags import parse_flag
+from cumpair.stored_images import ImageStoreOptions
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [(True, True), (False, False), ("1", True), (" Yes ", True), ("ON", True),
+     ("true", True), ("0", False), ("no", False), ("Off", False), ("FALSE", False),
+     ("", None), ("maybe", None), ("2", None), (None, None)],
+)  # fmt: skip
+def test_parse_flag_reads_words_and_bools(value, expected):
+    assert parse_flag(value) is expected
+
+
+def test_settings_readers_share_the_words():
+    alerts = AlertOptions.from_settings({"CUMPAIR_ALERTS_SMTP_STARTTLS": "off"})
+    assert alerts.smtp_starttls is False
+    assert ImageStoreOptions.from_settings({"AWS_USE_SSL": "on"}).aws_use_ssl is True
+    with pytest.raises(ValueError, match="CUMPAIR_ALERTS_ENABLED"):
+        AlertOptions.from_settings({"CUMPAIR_ALERTS_ENABLED": "maybe"})
+    with pytest.raises(ValueError, match="AWS_USE_SSL"):
+        ImageStoreOptions.from_settings({"AWS_USE_SSL": "maybe"})

@@ -20,6 +20,7 @@ from cumpair_scraper.extraction.shipping import shipping_rules
 from cumpair_scraper.extraction.values import (
     AVAILABILITY_RANK,
     GTIN_KEYS,
+    as_list,
     availability,
     best_availability,
     checked_gtin,
@@ -63,22 +64,16 @@ def is_type(node: dict[str, Any], name: str) -> bool:
     return any(isinstance(t, str) and t.rsplit("/", 1)[-1] == name for t in types)
 
 
-def _as_list(value: Any) -> list[Any]:
-    if value is None:
-        return []
-    return value if isinstance(value, list) else [value]
-
-
 def offer_nodes(product: dict[str, Any]) -> list[tuple[dict[str, Any], dict[str, Any]]]:
     """(offer, the variant it sells) for the product's own offers (no variant: the product's
     identifiers are read once, by the caller) and for its variants' offers."""
-    pairs = [(o, {}) for o in _as_list(product.get("offers")) if isinstance(o, dict)]
-    for variant in _as_list(product.get("hasVariant")):
+    pairs = [(o, {}) for o in as_list(product.get("offers")) if isinstance(o, dict)]
+    for variant in as_list(product.get("hasVariant")):
         if isinstance(variant, dict):
-            pairs += [(o, variant) for o in _as_list(variant.get("offers")) if isinstance(o, dict)]
+            pairs += [(o, variant) for o in as_list(variant.get("offers")) if isinstance(o, dict)]
     expanded = []
     for offer, owner in pairs:
-        inner = [o for o in _as_list(offer.get("offers")) if isinstance(o, dict)]
+        inner = [o for o in as_list(offer.get("offers")) if isinstance(o, dict)]
         if is_type(offer, "AggregateOffer") and inner:
             expanded.append((_without(offer, "offers"), owner))
             expanded += [(o, owner) for o in inner]
@@ -155,7 +150,7 @@ def _price_specifications(
     """(specifications that may be the price, strikethrough/list ones). Per-unit prices
     (a referenceQuantity), instalments (a billing duration) and other price types are neither."""
     main, listed = [], []
-    for spec in _as_list(offer.get("priceSpecification")):
+    for spec in as_list(offer.get("priceSpecification")):
         if not isinstance(spec, dict) or text(spec.get("price")) is None:
             continue
         if any(is_type(spec, name) for name in _CHARGE_TYPES):

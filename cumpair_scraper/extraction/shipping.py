@@ -15,13 +15,7 @@ from decimal import Decimal
 from typing import Any
 
 from cumpair.search.shipping import ShippingRule
-from cumpair_scraper.extraction.values import currency, first, parse_price, text
-
-
-def _as_list(value: Any) -> list[Any]:
-    if value is None:
-        return []
-    return value if isinstance(value, list) else [value]
+from cumpair_scraper.extraction.values import as_list, currency, first, parse_price, text
 
 
 def _type(node: dict[str, Any]) -> str:
@@ -46,9 +40,9 @@ def _amount(node: Any, problems: list[str], *keys: str) -> tuple[Decimal | None,
 def _countries(region: Any) -> list[str | None]:
     """The ISO country codes a destination names; [None] (everywhere) when it names none."""
     codes: list[str | None] = []
-    for node in _as_list(region):
+    for node in as_list(region):
         if isinstance(node, dict):
-            named = _as_list(node.get("addressCountry") or node.get("name"))
+            named = as_list(node.get("addressCountry") or node.get("name"))
         else:
             named = [node]
         for country in named:
@@ -62,7 +56,7 @@ def shipping_rules(offer: dict[str, Any], problems: list[str]) -> list[dict[str,
     """The offer's shipping rules (see the module docstring), as stored rule dicts."""
     rules: list[ShippingRule] = []
     offer_currency = currency(text(offer.get("priceCurrency")))
-    for details in _as_list(offer.get("shippingDetails")):
+    for details in as_list(offer.get("shippingDetails")):
         if not isinstance(details, dict):
             continue
         if text(details.get("doesNotShip")) in ("true", "True", "1"):
@@ -77,7 +71,7 @@ def shipping_rules(offer: dict[str, Any], problems: list[str]) -> list[dict[str,
             rules.append(
                 ShippingRule(country, rate, code or free_code or offer_currency, free, "json-ld")
             )
-    for spec in _as_list(offer.get("priceSpecification")):
+    for spec in as_list(offer.get("priceSpecification")):
         if not isinstance(spec, dict) or _type(spec) != "DeliveryChargeSpecification":
             continue
         price, code = _amount(spec, problems, "price", "maxPrice")

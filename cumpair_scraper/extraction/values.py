@@ -51,6 +51,13 @@ AVAILABILITY_RANK = (
 GTIN_KEYS = ("gtin13", "gtin", "gtin14", "gtin12", "gtin8", "ean", "upc", "isbn")
 
 
+def as_list(value: Any) -> list[Any]:
+    """A schema.org value as a list: none, one, or the list it already is."""
+    if value is None:
+        return []
+    return value if isinstance(value, list) else [value]
+
+
 def first(value: Any) -> Any:
     """The first element of a list (schema.org allows a list wherever a value may be)."""
     if isinstance(value, list):

@@ -243,16 +243,20 @@ def group_offers(
     config: MatchConfig | None = None,
     k: int = 10,
     options: GroupingOptions | None = None,
+    pairs: Iterable[tuple[int, int]] | None = None,
 ) -> Grouping:
     """Group offers into products (rows of `vectors` align with `features`; `options` None:
-    `GroupingOptions` from the environment)."""
+    `GroupingOptions` from the environment). `pairs`: the row pairs to compare, when the caller
+    found them (an incremental regroup, from the store's ANN index and identifier tables);
+    None: `candidates.candidate_pairs` of all rows."""
     options = options or GroupingOptions.from_settings(os.environ)
     keys = [f.key for f in features]
     if len(set(keys)) != len(keys):
         raise ValueError("offer keys must be unique")
     features = with_learned_brands(features)
     verdicts = _Verdicts(features, vectors, config or MatchConfig())
-    pairs = candidate_pairs(features, vectors, k, options.title_neighbours)
+    if pairs is None:
+        pairs = candidate_pairs(features, vectors, k, options.title_neighbours)
     neighbours: dict[int, set[int]] = defaultdict(set)
     for i, j in progress(pairs, desc="regroup", unit="pair"):  # the long part of a regroup
         verdicts.get(i, j)

@@ -1,16 +1,20 @@
 """Incremental regrouping: after a crawl or an ingest touched some offers, only the products they
-are in or could join are regrouped, with the same products a full regroup makes."""
+are in or could join are regrouped, with the same products a full regroup makes, and only the
+products whose offers change are rewritten."""
 
 from __future__ import annotations
 
 import shutil
-from datetime import UTC, datetime
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
 
 import numpy as np
 import pytest
 
 from cumpair.demo.catalog import build_catalog
 from cumpair.index import ProductStore, SpaceSpec, StoreOptions
+from cumpair.index.products import ProductTables
 from cumpair.ingest.stages import regroup_store, touched_scope
 from cumpair.search.demo_index import demo_offer_record
 from cumpair.search.products import ProductGroups
@@ -89,6 +93,56 @@ def test_incremental_regroup_covers_the_touched_products_only_and_agrees_with_a_
     assert outside <= incremental
     regroup_store(store, groups)
     assert _partition(groups, everything) == incremental
+
+
+@pytest.fixture
+def written(monkeypatch):
+    """The offers whose memberships are written from now on."""
+    offers: set[int] = set()
+    put = ProductTables.put_member
+
+    def spy(self, member, brand, model):
+        offers.add(member.offer_id)
+        return put(self, member, brand, model)
+
+    monkeypatch.setattr(ProductTables, "put_member", spy)
+    return offers
+
+
+def test_incremental_regroup_rewrites_only_the_products_that_change(crawled, written):
+    store, groups, late = crawled
+    touched = set()
+    for offer, vectors in late:
+        result = store.upsert(demo_offer_record(offer, seen_at=T0), vectors)
+        groups.assign(store, result.offer_id, vectors)
+        touched.add(result.offer_id)
+    everything = [r.id for r in scan_offers(store)]
+    # one new product split into single offers, as if grouped wrongly on arrival
+    split = groups.offers_of(groups.product_of(touched)[min(touched)])
+    assert len(split) > 1
+    records = store.get_offers(split)
+    groups.regroup([records[i] for i in split], partial=True, pairs=[])
+    before = _partition(groups, everything)
+    written.clear()
+    regroup_store(store, groups, touched)
+    after = _partition(groups, everything)
+    changed = set().union(*(group for group in after if group not in before))
+    assert changed and written == changed  # the split product formed again, nothing else
+    assert written < touched_scope(store, groups, touched)
+
+
+def test_a_price_change_rewrites_no_product(crawled, written):
+    store, groups, _ = crawled
+    record = scan_offers(store)[0]
+    before = _partition(groups, [r.id for r in scan_offers(store)])
+    later = replace(record, id=None, price=record.price + Decimal("1.00"))
+    later = replace(later, seen_at=T0 + timedelta(days=1))
+    offer_id = store.upsert(later, {}).offer_id
+    assert offer_id == record.id
+    written.clear()
+    regroup_store(store, groups, {offer_id})
+    assert written == set()
+    assert _partition(groups, [r.id for r in scan_offers(store)]) == before
 
 
 def test_partial_regroup_leaves_other_products_and_drops_emptied_ones(crawled):

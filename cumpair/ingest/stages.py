@@ -15,8 +15,7 @@ from typing import Any
 import numpy as np
 
 from cumpair.index import OfferRecord, UpsertResult
-from cumpair.search.features import features_from_record
-from cumpair.search.products import NEIGHBOURS
+from cumpair.search.candidates import touched_pairs, touched_reach
 from cumpair.search.store_scan import first_vectors, scan_offers
 from cumpair.vision.image_specs import read_image_specs
 from cumpair.vision.images import ImageError
@@ -29,8 +28,6 @@ from cumpair.vision.specs import Specs, extract_specs
 REQUIRED_FIELDS = ("title", "price", "currency")
 #: A regroup touching at least this share of the store's offers regroups them all (as cheap).
 FULL_REGROUP_SHARE = 0.5
-#: A GTIN or model code shared by more products than this is not a product identity.
-MAX_BLOCK_PRODUCTS = 50
 
 
 def missing_fields(item: Mapping[str, Any], *, allow_missing_price: bool = False) -> list[str]:
@@ -149,48 +146,31 @@ def regroup_store(
 
     Without `touched`, every offer in one pass. With `touched` (the ids of the offers a crawl or
     an ingest upserted), only the neighbourhood those offers can change: the products they are
-    in or could join (`touched_scope`), each with all its offers; every other product keeps its
-    grouping. Where that neighbourhood is most of the store (a first crawl), it regroups all.
+    in or could join (`candidates.touched_reach`), each with all its offers, comparing only the
+    pairs `candidates.touched_pairs` names; every other product keeps its grouping, and a
+    product that comes out with the same offers is not rewritten. Where that neighbourhood is
+    most of the store (a first crawl), it regroups all.
     """
     if touched is None:
         return groups.regroup(scan_offers(store), first_vectors(store))
-    scope = touched_scope(store, groups, touched)
+    reach = touched_reach(store, groups, touched)
+    scope = reach.scope()
     if not scope:
         return 0, 0
     if len(scope) >= FULL_REGROUP_SHARE * max(groups.count()[1], len(scope)):
         return groups.regroup(scan_offers(store), first_vectors(store))
     records = store.get_offers(sorted(scope))
     ordered = [records[i] for i in sorted(records)]
-    return groups.regroup(ordered, first_vectors(store, records), partial=True)
+    return groups.regroup(
+        ordered, first_vectors(store, records), partial=True, pairs=touched_pairs(reach)
+    )
 
 
 def touched_scope(store: Any, groups: Any, touched: Collection[int]) -> set[int]:
     """The offers a regroup after upserting `touched` must look at: `touched` and every offer of
     the products that share a GTIN or a model code with one of them, or that hold one of its
-    nearest neighbours in a vector space (the candidates `ProductGroups.assign` compares)."""
-    records = store.get_offers(sorted(set(touched)))
-    if not records:
-        return set()
-    products = set(groups.product_of(records).values())
-    for record in records.values():
-        offer = features_from_record(record)
-        blocks = [groups.products_with_model(code) for code in offer.models]
-        if offer.gtin:
-            blocks.append(groups.products_with_gtin(offer.gtin))
-        for found in blocks:
-            if len(found) <= MAX_BLOCK_PRODUCTS:  # a code on many products is no model number
-                products.update(found)
-    for space, by_offer in first_vectors(store, records).items():
-        ids = sorted(by_offer)
-        if not ids:
-            continue
-        hits = store.search(space, np.stack([by_offer[i] for i in ids]), k=NEIGHBOURS + 1)
-        neighbours = {hit.offer_id for row in hits for hit in row}
-        products.update(groups.product_of(neighbours).values())
-    scope = set(records)
-    for product_id in products:
-        scope.update(groups.offers_of(product_id))
-    return scope
+    nearest neighbours in a vector space (`candidates.touched_reach`)."""
+    return touched_reach(store, groups, touched).scope()
 
 
 __all__ = [

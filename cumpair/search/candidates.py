@@ -1,20 +1,29 @@
 """Candidate pairs for grouping: which offers are worth a pair verdict at all.
 
-Blocking (a shared GTIN or model code), TF-IDF title neighbours and nearest neighbours in the
-text and image vector spaces, so the pairs compared grow linearly with the offers, not
-quadratically. Nothing here decides a match; `grouping` compares the pairs this returns.
+A full regroup (`candidate_pairs`): blocking (a shared GTIN or model code), TF-IDF title
+neighbours and nearest neighbours in the text and image vector spaces, so the pairs compared
+grow linearly with the offers, not quadratically. An incremental regroup (`touched_pairs`):
+each touched offer against the offers of the products its store look-ups reached, and the pairs
+within those products, so the pairs per touched offer stay the same however large the store.
+Nothing here decides a match; `grouping` compares the pairs these return.
 """
 
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
-from cumpair.search.features import OfferFeatures
+from cumpair.search.features import OfferFeatures, features_from_record
+from cumpair.search.store_scan import first_vectors
 
 BLOCK_LIMIT = 50  # a code or GTIN on more offers than this is no model number ("USB3")
+#: A GTIN or model code shared by more products than this is not a product identity.
+MAX_BLOCK_PRODUCTS = 50
+NEIGHBOURS = 10  # vector neighbours compared per new offer and space
 
 
 def _neighbour_pairs(vectors: np.ndarray, k: int) -> Iterable[tuple[int, int]]:
@@ -88,3 +97,86 @@ def candidate_pairs(
     for matrix in (vectors or {}).values():
         pairs.update(_neighbour_pairs(matrix, k))
     return pairs
+
+
+@dataclass(frozen=True)
+class Reach:
+    """What an incremental regroup after upserting some offers looks at (`touched_reach`).
+
+    `products`: per touched offer still in the store, the products it is in or could join;
+    `offers`: each of those products' offers; `linked`: touched offers that found each other
+    directly (a shared GTIN or code, or a vector neighbour) whatever their products.
+    """
+
+    products: dict[int, set[int]]
+    offers: dict[int, list[int]]
+    linked: set[tuple[int, int]]
+
+    def scope(self) -> set[int]:
+        """Every offer the regroup reads: the touched ones and all offers of products reached."""
+        out = set(self.products)
+        for offers in self.offers.values():
+            out.update(offers)
+        return out
+
+
+def touched_reach(store: Any, groups: Any, touched: Collection[int]) -> Reach:
+    """Look the touched offers up in the store (an `OfferStore`) and its grouping (a
+    `ProductGroups`): the products each is in, those sharing its GTIN or a model code (at most
+    `MAX_BLOCK_PRODUCTS`), and those holding one of its `NEIGHBOURS` nearest offers in a vector
+    space (the candidates `ProductGroups.assign` compares). Every look-up is by key or through
+    the ANN index, so the work per touched offer does not grow with the store."""
+    records = store.get_offers(sorted(set(touched)))
+    own = groups.product_of(records)
+    reached: dict[int, set[int]] = {oid: {own[oid]} if oid in own else set() for oid in records}
+    linked: set[tuple[int, int]] = set()
+    blocks: dict[tuple[str, str], list[int]] = defaultdict(list)
+    for oid, record in records.items():
+        offer = features_from_record(record)
+        found = [("model", code, groups.products_with_model(code)) for code in offer.models]
+        if offer.gtin:
+            found.append(("gtin", offer.gtin, groups.products_with_gtin(offer.gtin)))
+        for kind, key, products in found:
+            blocks[kind, key].append(oid)
+            if len(products) <= MAX_BLOCK_PRODUCTS:  # a code on many products is no model number
+                reached[oid].update(products)
+    for rows in blocks.values():
+        if len(rows) <= BLOCK_LIMIT:
+            linked.update(_ordered(a, b) for n, a in enumerate(rows) for b in rows[n + 1 :])
+    for space, by_offer in first_vectors(store, records).items():
+        ids = sorted(by_offer)
+        if not ids:
+            continue
+        hits = store.search(space, np.stack([by_offer[i] for i in ids]), k=NEIGHBOURS + 1)
+        product_of = groups.product_of({hit.offer_id for row in hits for hit in row})
+        for oid, row in zip(ids, hits, strict=True):
+            for hit in row:
+                if hit.offer_id in product_of:
+                    reached[oid].add(product_of[hit.offer_id])
+                if hit.offer_id in reached and hit.offer_id != oid:
+                    linked.add(_ordered(oid, hit.offer_id))
+    products = set().union(*reached.values()) if reached else set()
+    return Reach(reached, {p: groups.offers_of(p) for p in sorted(products)}, linked)
+
+
+def touched_pairs(reach: Reach) -> set[tuple[int, int]]:
+    """Offer-id pairs (low, high) an incremental regroup compares.
+
+    A touched offer is compared with every offer of the products it reached (so it can join
+    one, or bridge two: a merge then checks the cross pairs itself) and with the touched offers
+    it found directly; each product's offers with each other (so it forms again, or splits).
+    Offers of products that no touched offer reached are never paired: nothing about them
+    changed. The pairs grow with the touched offers, not with the store.
+    """
+    pairs = set(reach.linked)
+    for offer, found in reach.products.items():
+        for product in found:
+            pairs.update(_ordered(offer, o) for o in reach.offers[product] if o != offer)
+    for offers in reach.offers.values():
+        members = sorted(offers)
+        pairs.update((a, b) for n, a in enumerate(members) for b in members[n + 1 :])
+    return pairs
+
+
+def _ordered(a: int, b: int) -> tuple[int, int]:
+    return (a, b) if a < b else (b, a)

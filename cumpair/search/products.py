@@ -29,11 +29,10 @@ import numpy as np
 
 from cumpair.index import OfferStore, StoreError
 from cumpair.index.products import MemberRow, ProductTables
+from cumpair.search.candidates import BLOCK_LIMIT, NEIGHBOURS
 from cumpair.search.features import OfferFeatures, features_from_record, title_tokens
 from cumpair.search.grouping import CONFLICT_RULES, RULE_STRENGTH, consistent, group_offers
 from cumpair.search.matching import MatchConfig, PairEvidence, compare
-
-NEIGHBOURS = 10  # vector neighbours compared per new offer and space
 
 
 class GroupingError(RuntimeError):
@@ -243,13 +242,14 @@ class ProductGroups:
         return sims
 
     def _blocked(self, offer: OfferFeatures) -> set[int]:
-        """Offers sharing the GTIN or a model code (capped: a code on 50 offers is no model)."""
+        """Offers sharing the GTIN or a model code (capped: a code on more than `BLOCK_LIMIT`
+        offers is no model)."""
         found: set[int] = set()
         if offer.gtin:
-            found.update(self._tables.offers_with_gtin(offer.gtin, 50))
+            found.update(self._tables.offers_with_gtin(offer.gtin, BLOCK_LIMIT))
         for code in offer.models:
-            rows = self._tables.offers_with_code(code, 51)
-            if len(rows) <= 50:
+            rows = self._tables.offers_with_code(code, BLOCK_LIMIT + 1)
+            if len(rows) <= BLOCK_LIMIT:
                 found.update(rows)
         return found
 
@@ -305,6 +305,7 @@ class ProductGroups:
         config: MatchConfig | None = None,
         *,
         partial: bool = False,
+        pairs: Iterable[tuple[int, int]] | None = None,
     ) -> tuple[int, int]:
         """Regroup all `records` (store `OfferRecord`s) in one pass; returns (products, offers).
 
@@ -312,7 +313,9 @@ class ProductGroups:
         there by its other signals only. Offers not in `records` leave the grouping, unless
         `partial`: then only `records` are regrouped and every other offer keeps its product
         (pass whole products, as `cumpair.ingest.stages.regroup_store` does, so a product is
-        never split between the regrouped part and the rest).
+        never split between the regrouped part and the rest), and a product that comes out
+        with the same offers keeps its rows untouched. `pairs`: the offer-id pairs to compare
+        (`candidates.touched_pairs`; None: `candidates.candidate_pairs` of all `records`).
         """
         self._require_writer()
         records = list(records)
@@ -321,7 +324,11 @@ class ProductGroups:
         for space, by_offer in (vectors or {}).items():
             if all(r.id in by_offer for r in records) and records:
                 matrices[space] = np.stack([by_offer[r.id] for r in records]).astype(np.float32)
-        grouping = group_offers(features, matrices, config=config)
+        rows = None
+        if pairs is not None:
+            row = {r.id: n for n, r in enumerate(records)}
+            rows = [(row[a], row[b]) for a, b in pairs if a in row and b in row]
+        grouping = group_offers(features, matrices, config=config, pairs=rows)
         with self._lock:
             old = self.product_of(r.id for r in records)
             groups = grouping.groups()
@@ -329,17 +336,27 @@ class ProductGroups:
             keep = set(ids.values())
             by_key = {r.id: r for r in records}
             feats = {f.key: f for f in features}
+            if partial:  # a product that keeps exactly its offers is not rewritten
+                before: dict[int, set[int]] = defaultdict(set)
+                for key, product_id in old.items():
+                    before[product_id].add(key)
+                changed = [
+                    g for g, members in enumerate(groups) if before.get(ids.get(g)) != set(members)
+                ]
+            else:
+                changed = list(range(len(groups)))
             # One transaction: readers see the old grouping or the new one, never a mix.
             with self._tables.transaction():
                 if partial:
                     stale = sorted(set(old.values()))
-                    self._tables.drop_members(r.id for r in records)
+                    self._tables.drop_members(key for g in changed for key in groups[g])
                 else:
                     stale = self._tables.product_ids()
                     self._tables.drop_members()
                 # a product left without offers goes
                 self._tables.drop_empty_products(p for p in stale if p not in keep)
-                for group_index, members in enumerate(groups):
+                for group_index in changed:
+                    members = groups[group_index]
                     first = by_key[members[0]]
                     product_id = ids.get(group_index) or self._new_product(first, feats[first.id])
                     for key in members:

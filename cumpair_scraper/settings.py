@@ -38,6 +38,8 @@ RETRY_BACKOFF_BASE = 1.0
 RETRY_AFTER_MAX = 300.0
 
 DOWNLOADER_MIDDLEWARES = {
+    # First: a page request waits here while PAGES_IN_FLIGHT_MAX pages are being scraped.
+    "cumpair_scraper.inflight.PagesInFlightLimit": 50,
     "scrapy.downloadermiddlewares.retry.RetryMiddleware": None,
     "cumpair_scraper.middlewares.retry_after.RetryAfterMiddleware": 550,
     # Above the retry middleware, so challenge pages are seen (and backed off) first.
@@ -75,6 +77,14 @@ MEMUSAGE_LIMIT_MB = 4096
 # when freed, so freed photo batches and model activations do not stay resident; 0 = glibc's.
 MALLOC_ARENA_MAX = 2
 MALLOC_MMAP_THRESHOLD = 256 * 1024
+# Pages of one spider in Scrapy's scraper at once (cumpair_scraper/inflight.py; a page stays
+# until its items are through the pipelines): past it, page requests wait, so a large catalog
+# queues requests, not pages and items, ahead of OCR and embedding (Scrapy's own bound,
+# SCRAPER_SLOT_MAX_ACTIVE_SIZE, counts 5 MB of page bodies: thousands of small pages). 0 = off.
+PAGES_IN_FLIGHT_MAX = 32
+# Scrapy runs CONCURRENT_ITEMS asyncio tasks per response until its items are through the
+# pipelines (86 KB at Scrapy's 100, 7 KB at 1); a shop page yields one item or only requests.
+CONCURRENT_ITEMS = 4
 
 # --- Challenge pages (middlewares/challenge.py) -------------------------------------------------
 # By default a challenge backs the host off and is recorded; it is never solved. Only hosts the

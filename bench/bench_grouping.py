@@ -1,29 +1,38 @@
-"""Benchmark regrouping after a crawl: a full regroup (the baseline, what every crawl's end did)
-against the incremental regroup of the products the crawl touched, from the same state, in one run.
+"""Benchmark grouping cost per offer as the store grows, with a full regroup as the baseline.
+
+A crawl groups each offer it touches twice: on arrival (`ProductGroups.assign`) and at its end
+(the incremental regroup, `cumpair.ingest.stages.regroup_store(touched)`). Both should cost the
+same per touched offer whatever the store's size. This measures them at each size in `--sizes`
+(one run), beside a full regroup of the same state (the baseline: what every crawl's end did).
 
 For each size N: a store of N demo-catalog offers (records as a crawl stores them; text vectors
-synthetic, 384-d like MiniLM: one direction per product plus noise) is grouped as earlier crawls
-left it. A later crawl then touches some of it (`--touched`, a share or a count: offers of new
-products, and price changes of existing offers), each offer grouped on arrival as the pipeline
-does. The grouping is then regrouped twice from that same state (the closed store directory,
-products included since they share its database, is copied aside first): fully, and
-incrementally (`cumpair.ingest.stages.regroup_store(touched)`).
-Printed per N: wall and CPU seconds of each (CPU: the figure that holds on a loaded machine),
-their ratios, the offers the incremental pass looked at, how far the two groupings agree (pair
-F1 of incremental against full) and each one's pair F1 against the catalog's truth.
+synthetic, 384-d like MiniLM: one direction per product plus noise; IVF-PQ from `--upgrade-at`
+vectors on, as a store past its upgrade threshold searches) whose grouping is the catalog's own
+products, as if earlier crawls had grouped it without a mistake (building it by regrouping would
+cost more than everything measured). A later crawl then touches `--touched` of it (a share of N
+below 1, else a count; half offers of new products, half price changes), each upserted and
+assigned as the pipeline does, and the grouping is regrouped incrementally. The full regroup
+starts from a copy of the same state (sizes up to `--full-up-to`: above, it takes longer than the
+rest of the run).
 
-Defaults: N = 10^4 and 10^5. Sizes not run (`--extrapolate`, 10^6) are extrapolated from the
-CPU seconds of the two largest measured."""
+Printed per N, CPU time (the figure that holds on a loaded machine): assign per touched offer
+(its upsert beside), the incremental regroup per touched offer, the offers it read and pairs it
+compared per touched offer, the full regroup per store offer and its ratio to the incremental
+regroup, the pair F1 of incremental against full (agreement), and each one's pair F1 against the
+catalog's truth over the offers the incremental regroup read. Last, how each per-offer cost grows
+from the smallest size to the largest (N^0: flat).
+"""
 
 from __future__ import annotations
 
 import argparse
-import itertools
 import math
+import os
 import random
 import shutil
 import tempfile
 import time
+from collections import defaultdict
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
@@ -33,11 +42,14 @@ import numpy as np
 
 from cumpair.demo.catalog import build_catalog
 from cumpair.index import ProductStore, SpaceSpec, StoreOptions
-from cumpair.ingest.stages import regroup_store, touched_scope
+from cumpair.index.products import MemberRow, ProductTables
+from cumpair.ingest.stages import regroup_store
+from cumpair.search.candidates import touched_pairs, touched_reach
 from cumpair.search.demo_index import demo_offer_record, demo_url
 from cumpair.search.evaluation import pairwise_scores
+from cumpair.search.features import features_from_record
 from cumpair.search.products import ProductGroups
-from cumpair.search.store_scan import first_vectors, scan_offers
+from cumpair.search.store_scan import scan_offers
 
 DIM = 384
 T0 = datetime(2026, 11, 1, 12, 0, tzinfo=UTC)
@@ -54,71 +66,81 @@ def offer_vectors(catalog, offers, seed: int) -> np.ndarray:
     return rows / np.linalg.norm(rows, axis=1, keepdims=True)
 
 
-def open_store(path: Path) -> ProductStore:
+def open_store(path: Path, upgrade_at: int) -> ProductStore:
     return ProductStore.open(
         path,
         {"text": SpaceSpec(DIM, "bench-random", "1")},
-        StoreOptions(duplicate_threshold=None, background_upgrade=False),
+        StoreOptions(
+            duplicate_threshold=None, background_upgrade=False, upgrade_threshold=upgrade_at
+        ),
     )
 
 
-def build(path: Path, n: int, touched: float, seed: int):
-    """The grouped store of `n` offers after its first crawl, and the second crawl's offers
+def build(path: Path, n: int, touched: float, seed: int, upgrade_at: int):
+    """The grouped store of `n` offers after its first crawls, and the next crawl's offers
     (`touched`: a share of `n` below 1, else a number of offers; half new, half repriced)."""
     catalog = build_catalog(n_products=max(2, n // 2), seed=seed, defects_per_kind=0)
     offers = catalog.offers[:n]
     vectors = offer_vectors(catalog, offers, seed)
     count = touched * n if touched < 1 else touched
     late_products = max(1, round(count / 2 / 3))  # a product has about 3 offers
-    late_ids = {p.product_id for p in catalog.products[-late_products:]}
+    kept = list(dict.fromkeys(o.product_id for o in offers))  # products with offers in the store
+    late_ids = set(kept[-late_products:])
     early = [i for i, o in enumerate(offers) if o.product_id not in late_ids]
     late = [i for i, o in enumerate(offers) if o.product_id in late_ids]
     rng = random.Random(seed)
     repriced = rng.sample(early, min(len(early), max(1, round(count / 2))))
-    store = open_store(path)
+    store = open_store(path, upgrade_at)
+    grouped: dict[str, list] = defaultdict(list)  # catalog product -> its stored records
     for start in range(0, len(early), 5000):
-        chunk = early[start : start + 5000]
-        store.upsert_many(
-            [(demo_offer_record(offers[i], seen_at=T0), {"text": vectors[i]}) for i in chunk]
-        )
-    started = time.perf_counter()
-    with ProductGroups.open(path) as groups:
-        first_grouping(store, groups, [offers[i] for i in early])
-    first = time.perf_counter() - started
+        chunk = [(demo_offer_record(offers[i], seen_at=T0), i) for i in early[start : start + 5000]]
+        results = store.upsert_many([(record, {"text": vectors[i]}) for record, i in chunk])
+        for (record, i), result in zip(chunk, results, strict=True):
+            grouped[offers[i].product_id].append(replace(record, id=result.offer_id))
+    seed_grouping(path, grouped.values())
     second = [(i, None) for i in late] + [(i, offers[i].price - Decimal("1.00")) for i in repriced]
-    return store, offers, vectors, second, first
+    return store, offers, vectors, second
 
 
-def first_grouping(store, groups, offers, part: int = 5000) -> None:
-    """The grouping earlier crawls left: regroups of parts of `part` offers, each holding whole
-    products (catalog order keeps a product's offers together), so building it costs N/part
-    small regroups instead of one full one; the measured regroups start from it."""
-    records = scan_offers(store)  # in upsert order, i.e. catalog order
-    cuts = [0]
-    for n in range(part, len(records), part):
-        while n < len(records) and offers[n].product_id == offers[n - 1].product_id:
-            n += 1
-        cuts.append(n)
-    cuts.append(len(records))
-    for start, end in itertools.pairwise(cuts):
-        if start < end:
-            chunk = records[start:end]
-            groups.regroup(chunk, first_vectors(store, [r.id for r in chunk]), partial=True)
+def seed_grouping(path: Path, products) -> None:
+    """Write each catalog product's offers as one product (what earlier crawls left, without a
+    mistake), with the match keys grouping stores for each offer."""
+    tables = ProductTables.open(path)
+    try:
+        with tables.transaction():
+            for records in products:
+                first = records[0]
+                product_id = tables.new_product(first.title, first.brand, first.model, first.gtin)
+                for n, record in enumerate(records):
+                    offer = features_from_record(record)
+                    member = MemberRow(
+                        record.id, product_id, offer.gtin, offer.brand,
+                        tuple(sorted(offer.models)), dict(offer.specs),
+                        "new" if n == 0 else "learned", 1.0, None if n == 0 else first.id, {},
+                    )  # fmt: skip
+                    tables.put_member(member, record.brand, record.model)
+    finally:
+        tables.close()
 
 
-def second_crawl(store, path, offers, vectors, second) -> tuple[set[int], float]:
-    """Upsert and assign the second crawl's offers as the pipeline does; (touched, s/offer)."""
-    touched = set()
-    started = time.perf_counter()
+def second_crawl(store, path, offers, vectors, second) -> tuple[set[int], float, float]:
+    """Upsert and assign the next crawl's offers as the pipeline does: (touched, upsert and
+    assign CPU seconds per offer)."""
+    records = []
+    for i, price in second:
+        record = demo_offer_record(offers[i], seen_at=T0 + timedelta(days=1))
+        records.append((i, record if price is None else replace(record, price=price)))
+    touched, upsert_s, assign_s = set(), 0.0, 0.0
     with ProductGroups.open(path) as groups:
-        for i, price in second:
-            record = demo_offer_record(offers[i], seen_at=T0 + timedelta(days=1))
-            if price is not None:
-                record = replace(record, price=price)
+        for i, record in records:
+            started = time.process_time()
             result = store.upsert(record, {"text": vectors[i]})
+            between = time.process_time()
             groups.assign(store, result.offer_id, {"text": vectors[i]})
+            upsert_s += between - started
+            assign_s += time.process_time() - between
             touched.add(result.offer_id)
-    return touched, (time.perf_counter() - started) / max(1, len(second))
+    return touched, upsert_s / len(records), assign_s / len(records)
 
 
 def labels(path: Path, offer_ids) -> dict[int, int]:
@@ -126,57 +148,71 @@ def labels(path: Path, offer_ids) -> dict[int, int]:
         return groups.product_of(offer_ids)
 
 
-def run_size(n: int, touched: float, seed: int) -> dict[str, float]:
+def restricted(grouping: dict[int, int], offers) -> dict[int, int]:
+    return {o: grouping[o] for o in offers}
+
+
+def run_size(n: int, touched: float, seed: int, upgrade_at: int, full: bool) -> dict:
     work = Path(tempfile.mkdtemp(prefix=f"bench-grouping-{n}-"))
     try:
         path = work / "store"
         started = time.perf_counter()
-        store, offers, vectors, second, first = build(path, n, touched, seed)
+        store, offers, vectors, second = build(path, n, touched, seed, upgrade_at)
         built = time.perf_counter() - started
-        touched, assign_s = second_crawl(store, path, offers, vectors, second)
+        touched, upsert_s, assign_s = second_crawl(store, path, offers, vectors, second)
         store.close()
         before = work / "before"  # the same state for the full regroup
-        shutil.copytree(path, before)
-        store = open_store(path)
+        if full:
+            shutil.copytree(path, before)
+        store = open_store(path, upgrade_at)
         product_of_url = {demo_url(o): o.product_id for o in offers}
         truth = {r.id: product_of_url[r.url] for r in scan_offers(store)}
         ids = list(truth)
 
         with ProductGroups.open(path) as groups:
-            scope = len(touched_scope(store, groups, touched))
-            started, cpu = time.perf_counter(), time.process_time()
-            _, looked_at = regroup_store(store, groups, touched)
-            incremental_s = time.perf_counter() - started
+            reach = touched_reach(store, groups, touched)  # what the regroup will look at
+            scope, pairs = reach.scope(), len(touched_pairs(reach))
+            cpu = time.process_time()
+            regroup_store(store, groups, touched)
             incremental_cpu = time.process_time() - cpu
         incremental = labels(path, ids)
         store.close()
-
-        store = open_store(before)
-        with ProductGroups.open(before) as groups:
-            started, cpu = time.perf_counter(), time.process_time()
-            regroup_store(store, groups)
-            full_s = time.perf_counter() - started
-            full_cpu = time.process_time() - cpu
-        full = labels(before, ids)
-        store.close()
-        return {
+        row = {
             "offers": len(ids),
             "touched": len(touched),
             "build_s": built,
-            "first_regroup_s": first,
+            "upsert_ms": 1000 * upsert_s,
             "assign_ms": 1000 * assign_s,
-            "full_s": full_s,
-            "incremental_s": incremental_s,
-            "full_cpu": full_cpu,
-            "incremental_cpu": incremental_cpu,
-            "scope": scope,
-            "looked_at": looked_at,
-            "agreement_f1": pairwise_scores(incremental, full).f1,
-            "truth_f1_full": pairwise_scores(full, truth).f1,
-            "truth_f1_incremental": pairwise_scores(incremental, truth).f1,
+            "incremental_ms": 1000 * incremental_cpu / len(touched),
+            "scope": len(scope) / len(touched),
+            "pairs": pairs / len(touched),
+            "truth_f1_incremental": pairwise_scores(
+                restricted(incremental, scope), restricted(truth, scope)
+            ).f1,
         }
+        if full:
+            store = open_store(before, upgrade_at)
+            with ProductGroups.open(before) as groups:
+                cpu = time.process_time()
+                regroup_store(store, groups)
+                full_cpu = time.process_time() - cpu
+            complete = labels(before, ids)
+            store.close()
+            row |= {
+                "full_ms": 1000 * full_cpu / len(ids),
+                "ratio": full_cpu / incremental_cpu,
+                "agreement_f1": pairwise_scores(incremental, complete).f1,
+                "truth_f1_full": pairwise_scores(
+                    restricted(complete, scope), restricted(truth, scope)
+                ).f1,
+            }
+        return row
     finally:
         shutil.rmtree(work, ignore_errors=True)
+
+
+def _cell(row: dict, key: str, form: str) -> str:
+    return format(row[key], form) if key in row else "-".rjust(int(form.split(".")[0]))
 
 
 def main() -> None:
@@ -190,44 +226,50 @@ def main() -> None:
         default=0.01,
         help="offers a crawl touches: a share of the store below 1, else a count (0.01)",
     )
-    parser.add_argument("--extrapolate", type=int, nargs="*", default=[1_000_000])
+    parser.add_argument(
+        "--upgrade-at", type=int, default=50_000, help="vectors before IVF-PQ (50000)"
+    )
+    parser.add_argument(
+        "--full-up-to", type=int, default=100_000, help="largest size regrouped fully too"
+    )
     parser.add_argument("--seed", type=int, default=7)
     args = parser.parse_args()
 
     print(
-        f"{'offers':>8} {'touched':>8} {'full s':>8} {'incr s':>8} {'ratio':>7} "
-        f"{'full cpu':>8} {'incr cpu':>8} {'ratio':>7} {'scope':>7} "
-        f"{'agree F1':>8} {'F1 full':>8} {'F1 incr':>8} {'assign ms':>9} {'build s':>8}"
+        "per touched offer: upsert, assign and incremental regroup CPU ms, offers read, pairs"
+        " compared; full: regroup CPU ms per store offer, and its CPU over the incremental's"
     )
-    measured: list[dict[str, float]] = []
+    print(
+        f"{'offers':>8} {'touched':>7} | {'upsert':>6} {'assign':>6} {'regroup':>7} "
+        f"{'read':>5} {'pairs':>6} | {'full':>6} {'ratio':>7} | "
+        f"{'agree F1':>8} {'F1 incr':>7} {'F1 full':>7} | {'build s':>7} {'load':>5}"
+    )
+    measured = []
     for n in args.sizes:
-        row = run_size(n, args.touched, args.seed)
+        row = run_size(n, args.touched, args.seed, args.upgrade_at, n <= args.full_up_to)
         measured.append(row)
+        ratio = f"{row['ratio']:>6.1f}x" if "ratio" in row else "-".rjust(7)
         print(
-            f"{row['offers']:>8} {row['touched']:>8} {row['full_s']:>8.2f} "
-            f"{row['incremental_s']:>8.2f} {row['full_s'] / row['incremental_s']:>6.1f}x "
-            f"{row['full_cpu']:>8.2f} {row['incremental_cpu']:>8.2f} "
-            f"{row['full_cpu'] / row['incremental_cpu']:>6.1f}x "
-            f"{row['looked_at']:>7} {row['agreement_f1']:>8.3f} {row['truth_f1_full']:>8.3f} "
-            f"{row['truth_f1_incremental']:>8.3f} {row['assign_ms']:>9.1f} {row['build_s']:>8.1f}",
+            f"{row['offers']:>8} {row['touched']:>7} | {row['upsert_ms']:>6.2f} "
+            f"{row['assign_ms']:>6.2f} {row['incremental_ms']:>7.2f} {row['scope']:>5.1f} "
+            f"{row['pairs']:>6.1f} | {_cell(row, 'full_ms', '6.2f')} {ratio} | "
+            f"{_cell(row, 'agreement_f1', '8.3f')} {row['truth_f1_incremental']:>7.3f} "
+            f"{_cell(row, 'truth_f1_full', '7.3f')} | {row['build_s']:>7.0f} "
+            f"{os.getloadavg()[0]:>5.1f}",
             flush=True,
         )
     if len(measured) >= 2:
-        a, b = measured[-2], measured[-1]
+        a, b = measured[0], measured[-1]
         scale = math.log(b["offers"] / a["offers"])
-        for n in args.extrapolate:
-            if n in args.sizes:
-                continue
-            growth = {
-                key: math.log(b[key] / a[key]) / scale for key in ("full_cpu", "incremental_cpu")
-            }
-            factor = n / b["offers"]
-            full = b["full_cpu"] * factor ** growth["full_cpu"]
-            incremental = b["incremental_cpu"] * factor ** growth["incremental_cpu"]
+        growth = ", ".join(
+            f"{name} ~N^{math.log(b[key] / a[key]) / scale:.2f}"
+            for name, key in (("assign", "assign_ms"), ("incremental regroup", "incremental_ms"))
+        )
+        print(f"per touched offer from {a['offers']} to {b['offers']} offers: {growth}")
+        if "full_ms" in a and "full_ms" in b:
             print(
-                f"{n:>8} extrapolated CPU: full {full:.0f} s (~N^{growth['full_cpu']:.2f}), "
-                f"incremental {incremental:.0f} s (~N^{growth['incremental_cpu']:.2f}), "
-                f"ratio {full / incremental:.1f}x"
+                f"full regroup per store offer: ~N^"
+                f"{math.log(b['full_ms'] / a['full_ms']) / scale:.2f}"
             )
 
 

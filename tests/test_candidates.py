@@ -3,7 +3,7 @@ caller's own pairs (`group_offers(pairs=...)`, what the incremental regroup pass
 
 from __future__ import annotations
 
-from cumpair.search.candidates import candidate_pairs
+from cumpair.search.candidates import Reach, candidate_pairs, touched_pairs
 from cumpair.search.features import offer_features
 from cumpair.search.grouping import GroupingOptions, group_offers
 
@@ -25,3 +25,18 @@ def test_group_offers_compares_only_the_pairs_it_is_given():
     assert len(set(group_offers(offers, options=options).labels.values())) == 1
     labels = group_offers(offers, options=options, pairs=[(0, 1)]).labels
     assert labels[0] == labels[1] != labels[2]  # no pair reached offer 2
+
+
+def test_touched_pairs_pair_touched_offers_with_what_they_reached_and_products_within():
+    reach = Reach(
+        products={1: {10, 20}, 2: {20}},
+        offers={10: [1, 3], 20: [4, 5]},
+        linked={(1, 2)},
+    )
+    assert reach.scope() == {1, 2, 3, 4, 5}
+    assert touched_pairs(reach) == {
+        (1, 2),  # found each other directly
+        (1, 3), (1, 4), (1, 5), (2, 4), (2, 5),  # each touched offer x offers it reached
+        (4, 5),  # within product 20 (1-3 within product 10 is already there)
+    }  # fmt: skip
+    # 3 and 4 (products 10 and 20) are never paired: no touched offer links them

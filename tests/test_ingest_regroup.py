@@ -16,6 +16,8 @@ from cumpair.demo.catalog import build_catalog
 from cumpair.index import ProductStore, SpaceSpec, StoreOptions
 from cumpair.index.products import ProductTables
 from cumpair.ingest.stages import regroup_store, touched_scope
+from cumpair.search import grouping
+from cumpair.search.candidates import touched_reach
 from cumpair.search.demo_index import demo_offer_record
 from cumpair.search.products import ProductGroups
 from cumpair.search.store_scan import scan_offers
@@ -129,6 +131,29 @@ def test_incremental_regroup_rewrites_only_the_products_that_change(crawled, wri
     changed = set().union(*(group for group in after if group not in before))
     assert changed and written == changed  # the split product formed again, nothing else
     assert written < touched_scope(store, groups, touched)
+
+
+def test_the_incremental_regroup_compares_touched_pairs_only_and_scans_nothing(
+    crawled, monkeypatch
+):
+    store, groups, late = crawled
+    touched = set()
+    for offer, vectors in late:
+        result = store.upsert(demo_offer_record(offer, seen_at=T0), vectors)
+        groups.assign(store, result.offer_id, vectors)
+        touched.add(result.offer_id)
+
+    def whole_store(*args, **kwargs):
+        raise AssertionError("an incremental regroup must not look at the whole store")
+
+    # neither pairs over its whole scope (candidate_pairs) nor a scan of the store
+    monkeypatch.setattr(grouping, "candidate_pairs", whole_store)
+    monkeypatch.setattr(store, "iter_offers", whole_store)
+    monkeypatch.setattr(store, "iter_vectors", whole_store)
+    reach = touched_reach(store, groups, touched)
+    assert all(groups.product_of([t])[t] in reach.products[t] for t in touched)
+    _, offers = regroup_store(store, groups, touched)
+    assert offers == len(reach.scope())
 
 
 def test_a_price_change_rewrites_no_product(crawled, written):

@@ -7,7 +7,7 @@ price|total|unit, ``ship_to`` = a country code, ``currency``, over the server's
 ``{"left": offer, "right": offer}``: are they one product, and each signal's contribution).
 The pages people use (``/``, ``/p/{id}``), ``/products/{id}`` with its ``/history``, photos and
 watches live in `pages`. Queries run in worker threads so one slow photo never stalls the
-event loop.
+event loop; k-NN searches that overlap are joined into batched store searches (`batching`).
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ from typing import Any
 
 from aiohttp import web
 
+from cumpair.search.batching import DEFAULT_MAX_BATCH, BatchedSearches
 from cumpair.search.features import OfferError
 from cumpair.search.matching import MatchConfig, explain_dict, match_offers
 from cumpair.search.ranking import CONDITIONS
@@ -160,11 +161,19 @@ async def _warm(app: web.Application) -> None:
 
 
 def create_app(
-    service: SearchService, *, warm: bool = True, ranking: RankingOptions | None = None
+    service: SearchService,
+    *,
+    warm: bool = True,
+    ranking: RankingOptions | None = None,
+    search_batch: int = DEFAULT_MAX_BATCH,
 ) -> web.Application:
     """The aiohttp application over `service` (`warm` loads models at startup; `ranking`: how
-    offers are ranked unless a query says otherwise, default by item price)."""
+    offers are ranked unless a query says otherwise, default by item price; `search_batch`: at
+    most this many concurrent k-NN queries joined into one store search, 1: each alone)."""
     from cumpair.search.pages import add_page_routes
+
+    if search_batch > 1 and not isinstance(service.store, BatchedSearches):
+        service.store = BatchedSearches(service.store, search_batch)
 
     app = web.Application(client_max_size=MAX_UPLOAD_BYTES)
     app[SERVICE] = service

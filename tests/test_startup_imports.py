@@ -218,6 +218,40 @@ def test_a_query_opens_only_the_onnx_model_it_embeds_with(demo_index, tmp_path, 
     assert len(opened) == len(models)
 
 
+@pytest.mark.parametrize(
+    ("argv", "spaces"),
+    [
+        (["search", "--gtin", "GTIN"], []),
+        (["history", "1"], []),
+        (["search", "--text", "cordless drill"], ["image", "text"]),
+    ],
+    ids=["gtin", "history", "text"],
+)
+def test_only_vector_queries_open_the_stores_vector_spaces(
+    demo_index, monkeypatch, capsys, argv, spaces
+):
+    # A GTIN lookup and a price history read rows: on a large index, loading its FAISS files
+    # and replaying its vector logs would be most of their time.
+    from cumpair.cli import main
+    from cumpair.index.store.opening import Opening
+
+    index, _ = demo_index
+    opened, load_space = [], Opening._load_space
+
+    def recording_load(self, name, spec):
+        opened.append(name)
+        return load_space(self, name, spec)
+
+    monkeypatch.setattr(Opening, "_load_space", recording_load)
+    offer = next(o for o in build_catalog(n_products=4, seed=2).offers if o.gtin_printed)
+    gtin = offer.product.gtin  # an offer of the fixture's that states its GTIN
+    argv = [argv[0], "--index", str(index), *(gtin if a == "GTIN" else a for a in argv[1:])]
+    assert main(argv) == 0
+    assert sorted(opened) == spaces
+    if "--gtin" in argv:
+        assert offer.title in capsys.readouterr().out
+
+
 @pytest.mark.parametrize("argv", [["--help"], ["--version"], []], ids=["help", "version", "none"])
 def test_cumpair_without_a_command_imports_no_sub_command_module(tmp_path, argv):
     watched = (

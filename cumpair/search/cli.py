@@ -158,8 +158,12 @@ def limit_search_threads(default: int) -> None:
         faiss.omp_set_num_threads(threads)
 
 
-def open_service(args: argparse.Namespace, *, regroup: bool = False):
-    """The store (read-only), the grouping and a `SearchService` over them."""
+def open_service(args: argparse.Namespace, *, regroup: bool = False, vectors: bool = True):
+    """The store (read-only), the grouping and a `SearchService` over them.
+
+    `vectors=False` opens none of the store's vector spaces (no FAISS file read, no vector
+    log replayed: on a large index most of the opening): enough for GTIN lookups and
+    histories, which read rows only."""
     from cumpair.index import ProductStore, StoreError, StoreLockedError, store_exists
     from cumpair.search.products import ProductGroups
     from cumpair.search.service import SearchService
@@ -168,7 +172,7 @@ def open_service(args: argparse.Namespace, *, regroup: bool = False):
     if not store_exists(path):
         raise SystemExit(f"cumpair: no index at {path} (crawl first, or pass --index)")
     try:
-        store = ProductStore.open(path, readonly=True)
+        store = ProductStore.open(path, None if vectors or regroup else {}, readonly=True)
     except (StoreError, OSError) as exc:  # too new, not migratable now, a file gone: say why
         raise SystemExit(
             f"cumpair: cannot open the index at {path}: {exc} (`cumpair index check` says more)"
@@ -211,7 +215,7 @@ def run_search(args: argparse.Namespace) -> int:
         return 2
     ranking = ranking_from_args(args)
     limit_search_threads(1)  # one query: see limit_search_threads
-    service = open_service(args, regroup=args.regroup)
+    service = open_service(args, regroup=args.regroup, vectors=bool(args.image or args.text))
     if not (args.image or args.text or args.gtin):
         return 0
     options = {
@@ -242,7 +246,7 @@ def run_history(args: argparse.Namespace) -> int:
     from cumpair.search.formatting import format_history
     from cumpair.search.service import QueryError
 
-    service = open_service(args)
+    service = open_service(args, vectors=False)
     try:
         rows = service.history(args.reference)
     except QueryError as exc:

@@ -107,7 +107,8 @@ def test_cli_help_and_scrapy_project_do_not_import_torch(tmp_path):
 
 def test_scrapy_list_loads_the_spiders_without_the_store_or_page_extraction(tmp_path):
     """`scrapy list` imports the settings and every spider class: neither may pull in FAISS
-    (via `cumpair.index`) or extruct (via the page extraction the spiders use only to parse)."""
+    (via `cumpair.index`), extruct (via the page extraction the spiders use only to parse) or
+    the alert run (via `cumpair.alerts`, whose options the settings declare)."""
     loaded = _loaded_in_fresh_process(
         """
         from scrapy.spiderloader import get_spider_loader
@@ -116,7 +117,7 @@ def test_scrapy_list_loads_the_spiders_without_the_store_or_page_extraction(tmp_
         assert get_spider_loader(get_project_settings()).list()
         """,
         tmp_path,
-        watched=("faiss", "extruct", "rdflib", "cumpair.index.store"),
+        watched=("faiss", "extruct", "rdflib", "cumpair.index.store", "cumpair.alerts.run"),
     )
     assert loaded == []
 

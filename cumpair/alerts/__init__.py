@@ -7,9 +7,36 @@ three together for the Scrapy extension (`cumpair_scraper.alerts`), `cumpair ing
 `cumpair watch check`. Nothing here writes the product store: prices are read through its API.
 """
 
-from cumpair.alerts.book import AlertError, Notice, Watch, WatchBook
+from importlib import import_module
+from typing import TYPE_CHECKING, Any
+
 from cumpair.alerts.options import AlertOptions
-from cumpair.alerts.run import AlertRun, run_alerts
+
+if TYPE_CHECKING:
+    from cumpair.alerts.book import AlertError, Notice, Watch, WatchBook
+    from cumpair.alerts.run import AlertRun, run_alerts
+
+# Loaded on first use (PEP 562): Scrapy's settings import `AlertOptions` in every `scrapy`
+# command, and `run` pulls in the ranking, the views, SQLite and smtplib (a third of the
+# project's imports in `scrapy list`).
+_LAZY = {
+    "AlertError": "cumpair.alerts.book",
+    "Notice": "cumpair.alerts.book",
+    "Watch": "cumpair.alerts.book",
+    "WatchBook": "cumpair.alerts.book",
+    "AlertRun": "cumpair.alerts.run",
+    "run_alerts": "cumpair.alerts.run",
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(import_module(module), name)
+    globals()[name] = value
+    return value
+
 
 __all__ = [
     "AlertError",

@@ -105,32 +105,43 @@ BRAND_ALIASES: dict[str, str] = {
 # Basic colour terms in the languages shops write titles in, to one English name: a shoe in
 # "Negro/Blanco" and one in "Nero/Bianco" agree; "Schwarz" and "Weiss" do not.
 _COLOUR_WORDS = {
-    "black": "black schwarz noir noire negro negra nero nera zwart czarny czarna svart sort preto",
-    "white": "white weiss weiß blanc blanche blanco blanca bianco bianca wit witte biały biała vit"
-    " hvid branco",
-    "red": "red rot rouge rojo roja rosso rossa rood czerwony czerwona röd rød vermelho",
-    "blue": "blue blau bleu azul blu blauw niebieski niebieska blå",
-    "green": "green grün gruen vert verte verde groen zielony zielona grön grøn",
+    "black": "black schwarz noir noire negro negra nero nera zwart czarny czarna czarne svart sort"
+    " preto",
+    "white": "white weiss weiß blanc blanche blanco blanca bianco bianca wit witte biały biała"
+    " białe bialy biala biale vit hvid branco",
+    "red": "red rot rouge rojo roja rosso rossa rood czerwony czerwona czerwone röd rød vermelho",
+    "blue": "blue blau bleu azul blu blauw niebieski niebieska niebieskie blå navy marine"
+    " granatowy",
+    "green": "green grün gruen vert verte verde groen zielony zielona zielone grön grøn",
     "yellow": "yellow gelb jaune amarillo amarilla giallo geel żółty gul amarelo",
-    "grey": "grey gray grau gris grise grigio grijs szary szara grå cinza",
+    "grey": "grey gray grau gris grise grigio grijs szary szara szare grå cinza anthracite"
+    " anthrazit antracite antracita",
     "brown": "brown braun marron brun marrón marrone bruin brązowy",
-    "pink": "pink rosa roze różowy",
+    "pink": "pink rosa roze różowy rose rosé rosado rosada",
     "purple": "purple lila violet violett morado viola paars fioletowy",
-    "orange": "orange naranja arancione oranje pomarańczowy",
-    "silver": "silver silber argent plata argento zilver srebrny",
-    "gold": "gold oro goud złoty dorado dorato",
+    "orange": "orange naranja arancione arancio oranje pomarańczowy",
+    "silver": "silver silber argent argenté plata plateado plateada argento zilver srebrny",
+    "gold": "gold oro goud złoty dorado dorada dorato doré",
     "beige": "beige",
 }
+
+
+def fold_accents(text: str) -> str:
+    """`text` without diacritics ("Rosé" -> "Rose", "Marrón" -> "Marron"; ł and ß are letters
+    of their own and stay), so words shops write with or without accents compare equal."""
+    decomposed = unicodedata.normalize("NFKD", text)
+    return "".join(c for c in decomposed if not unicodedata.combining(c))
+
+
 COLOUR_NAMES: dict[str, str] = {
-    word: colour for colour, words in _COLOUR_WORDS.items() for word in words.split()
+    fold_accents(word): colour for colour, words in _COLOUR_WORDS.items() for word in words.split()
 }
 
 
 def colour_names(text: str) -> frozenset[str]:
     """The basic colours `text` names, in English ("Nero/Bianco" -> black, white)."""
-    return frozenset(
-        COLOUR_NAMES[w] for w in _WORD.findall(clean_text(text).lower()) if w in COLOUR_NAMES
-    )
+    words = _WORD.findall(fold_accents(clean_text(text).lower()))
+    return frozenset(COLOUR_NAMES[w] for w in words if w in COLOUR_NAMES)
 
 
 def clean_text(text: str | None) -> str:
@@ -338,6 +349,113 @@ class BrandLexicon:
                 if key in self.brands:
                     return key
         return None
+
+
+# A quantity's unit -> (dimension, factor to the dimension's base unit). French writes bytes as
+# octets (2 To, 64 Mo); binary and decimal prefixes differ by < 5% and compare within tolerance.
+# A number glued after "x" counts ("2x8GB": 8 GB); one glued after other letters does not.
+# Not units here: "in" ("2 in 1"), octets in lower case ("1 to 2"), and 2G-6G (networks).
+_OCTETS = frozenset({"Ko", "Mo", "Go", "To"})
+_NETWORK = re.compile(r"^[2-6]g$", re.IGNORECASE)
+_QUANTITY_UNITS: dict[str, tuple[str, float]] = {
+    **{u: ("bytes_gb", f) for units, f in (("kb ko", 1e-6), ("mb mo", 1e-3), ("gb go", 1.0),
+                                           ("tb to", 1e3)) for u in units.split()},
+    **{u: ("rate_mbps", f) for units, f in (("mb/s mbps mbit/s mo/s", 1.0), ("mbit", 1.0),
+                                             ("gb/s gbps gbit/s", 1e3)) for u in units.split()},
+    "hz": ("frequency_ghz", 1e-9), "khz": ("frequency_ghz", 1e-6),
+    "mhz": ("frequency_ghz", 1e-3), "ghz": ("frequency_ghz", 1.0),
+    "mm": ("length_mm", 1.0), "cm": ("length_mm", 10.0),
+    "inch": ("length_mm", 25.4), "zoll": ("length_mm", 25.4), "pouces": ("length_mm", 25.4),
+    "w": ("power_w", 1.0), "kw": ("power_w", 1e3), "v": ("voltage_v", 1.0),
+    "mah": ("charge_mah", 1.0), "wh": ("energy_wh", 1.0), "mp": ("pixels_mp", 1.0),
+    "ml": ("volume_ml", 1.0), "l": ("volume_ml", 1e3), "g": ("weight_g", 1.0),
+    "kg": ("weight_g", 1e3), "rpm": ("speed_rpm", 1.0), "atm": ("water_atm", 1.0),
+    "bar": ("water_atm", 1.0), "port": ("ports", 1.0), "ports": ("ports", 1.0),
+    "puertos": ("ports", 1.0), "portas": ("ports", 1.0), "pin": ("pins", 1.0),
+    "pins": ("pins", 1.0), "core": ("cores", 1.0), "cores": ("cores", 1.0),
+}  # fmt: skip
+_QUANTITY = re.compile(
+    r"(?<![^\W\dxX])(?<![\d.,])(\d+(?:[.,]\d+)?)\s*-?\s*("
+    + "|".join(sorted((re.escape(u) for u in _QUANTITY_UNITS), key=len, reverse=True))
+    + r")(?![^\W_])",
+    re.IGNORECASE,
+)
+QUANTITY_TOLERANCE = 0.05  # 6144 MB vs 6 GB, 15.6" vs 396 mm
+
+
+def quantities(text: str) -> frozenset[tuple[str, float]]:
+    """(dimension, value in its base unit) of every number-with-unit in `text`: "2To" and
+    "2 TB" -> ("bytes_gb", 2000.0); "8GB (2x4GB)" -> 8 and 4 GB. Two offers that state the same
+    dimension with values neither shares are two products (64 GB vs 32 GB, 4-port vs 8-port)."""
+    out = set()
+    for number, unit in _QUANTITY.findall(fold_accents(clean_text(text))):
+        dimension, factor = _QUANTITY_UNITS[unit.lower()]
+        if _NETWORK.match(number + unit) or (unit.lower().endswith("o") and unit not in _OCTETS):
+            continue
+        value = float(number.replace(",", ".")) * factor
+        if value > 0:
+            out.add((dimension, value))
+    return frozenset(out)
+
+
+def _same_quantity(x: float, y: float) -> bool:
+    return abs(x - y) <= QUANTITY_TOLERANCE * max(x, y)
+
+
+def quantity_relation(
+    a: frozenset[tuple[str, float]], b: frozenset[tuple[str, float]]
+) -> tuple[int, int]:
+    """(dimensions both state, how many of them conflict): a dimension conflicts when each side
+    has a value the other lacks (8 GB + 256 GB vs 16 GB + 256 GB); one side's values all found
+    on the other (2x4GB = 8 GB vs 8 GB) is agreement."""
+    common = {d for d, _ in a} & {d for d, _ in b}
+    conflicts = 0
+    for dimension in common:
+        xs = [v for d, v in a if d == dimension]
+        ys = [v for d, v in b if d == dimension]
+        a_alone = any(not any(_same_quantity(x, y) for y in ys) for x in xs)
+        b_alone = any(not any(_same_quantity(x, y) for x in xs) for y in ys)
+        conflicts += a_alone and b_alone
+    return len(common), conflicts
+
+
+_BARE_NUMBER = re.compile(r"(?<![\w.,/:])\d{1,4}(?![\w.,/:]*\d)(?![^\W_])")
+
+
+def bare_numbers(text: str) -> frozenset[str]:
+    """Numbers of 1-4 digits standing alone, without a unit ("GTX 1060", "Air Jordan 11",
+    "Series 3"): a product line's generation or tier, which siblings differ in."""
+    return frozenset(m.group(0).lstrip("0") or "0" for m in _BARE_NUMBER.finditer(clean_text(text)))
+
+
+def unexplained_numbers(numbers: frozenset[str], other_text: str) -> int:
+    """How many of `numbers` the other offer's text never writes as a digit run of its own
+    ("1060" is in "GTX1060" and "gtx-1060", not in "10600" nor "E7-1060x2")."""
+    digits_of_other = set(re.findall(r"\d+", clean_text(other_text)))
+    return sum(1 for n in numbers if n not in {d.lstrip("0") or "0" for d in digits_of_other})
+
+
+_HEAD_END = re.compile(r"\s[-|\u2013\u2014:\u00b7]\s|[|(\[,]|\s[-\u2013]\S")
+HEAD_WORDS = 8  # at most, the words a product name takes before a shop adds its own text
+
+
+def title_head(text: str) -> frozenset[str]:
+    """The tokens of a title's first part, up to the first separator shops put between the
+    product's name and their own text ("Nike Tiempo Genio II FG - Bianco/Nero ... Scarpe Uomo",
+    "Kingston 32GB DT microDuo | Memorybits UK"); at least two words, at most `HEAD_WORDS`."""
+    cleaned = clean_text(text)
+    for match in _HEAD_END.finditer(cleaned):
+        tokens = _WORD.findall(title_tokens_text(cleaned[: match.start()]))
+        if len(tokens) >= 2:
+            return frozenset(tokens[:HEAD_WORDS])
+    return frozenset(_WORD.findall(title_tokens_text(cleaned))[:HEAD_WORDS])
+
+
+def title_tokens_text(text: str) -> str:
+    """`text` lower-cased with quantities glued to their unit and stop words dropped, the form
+    `title_tokens` splits."""
+    glued = _NUMBER_UNIT.sub(lambda m: m.group(1) + m.group(2), clean_text(text).lower())
+    return " ".join(t for t in _WORD.findall(glued) if t not in _STOPWORDS)
 
 
 def title_tokens(text: str) -> frozenset[str]:

@@ -15,7 +15,15 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from functools import lru_cache
 
-from cumpair.search.features import OfferFeatures, code_relation
+from cumpair.search.features import (
+    OfferFeatures,
+    bare_numbers,
+    code_relation,
+    quantities,
+    quantity_relation,
+    title_head,
+    unexplained_numbers,
+)
 
 # In the order a model file lists them; adding one means retraining the shipped model.
 SIGNALS: tuple[str, ...] = (
@@ -39,6 +47,12 @@ SIGNALS: tuple[str, ...] = (
     "length_ratio",
     "numbers_jaccard",
     "numbers_known",
+    "numbers_unexplained",
+    "quantity_known",
+    "quantity_agree",
+    "quantity_conflict",
+    "head_containment",
+    "head_char_cosine",
     "colour_jaccard",
     "colour_known",
     "brand_agree",
@@ -110,6 +124,13 @@ def char_cosine(a: str, b: str) -> float:
     return sum(c * gb.get(g, 0) for g, c in ga.items()) / (na * nb)
 
 
+@lru_cache(maxsize=200_000)
+def _title_facts(title: str) -> tuple[frozenset[tuple[str, float]], frozenset[str], frozenset[str]]:
+    """Quantities, bare numbers and head tokens of a title (read off `OfferFeatures.title`, so
+    a title cleaned of shop boilerplate is what they come from)."""
+    return quantities(title), bare_numbers(title), title_head(title)
+
+
 def _high(value: float) -> float:
     """The part of a similarity above 0.5, rescaled: lets a linear model bend at the top."""
     return max(0.0, value - 0.5) * 2
@@ -164,6 +185,25 @@ def pair_signals(
         out["tfidf_shared_rarest"] = weights.rarest(a.tokens & b.tokens)
     else:
         out["tfidf_unshared_rarest"] = out["tfidf_shared_rarest"] = 0.0
+    (a_quantities, a_bare, a_head), (b_quantities, b_bare, b_head) = (
+        _title_facts(a.title),
+        _title_facts(b.title),
+    )
+    # "GTX 1060" vs "GTX 1070", "Air Jordan 11" vs "13": a generation each side has alone
+    out["numbers_unexplained"] = (
+        min(unexplained_numbers(a_bare, b.title), unexplained_numbers(b_bare, a.title), 2) / 2
+    )
+    stated, conflicting = quantity_relation(a_quantities, b_quantities)
+    out["quantity_known"] = float(stated > 0)
+    out["quantity_agree"] = float(stated > 0 and not conflicting)
+    out["quantity_conflict"] = min(conflicting, 2) / 2
+    # the product's name comes first; shops append their own words after a separator
+    out["head_containment"] = (
+        (len(a_head & b.tokens) / len(a_head) + len(b_head & a.tokens) / len(b_head)) / 2
+        if a_head and b_head
+        else 0.0
+    )
+    out["head_char_cosine"] = char_cosine(" ".join(sorted(a_head)), " ".join(sorted(b_head)))
     numbers_known = bool(a.numbers and b.numbers)
     out["numbers_known"] = float(numbers_known)
     out["numbers_jaccard"] = (

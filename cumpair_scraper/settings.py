@@ -29,6 +29,10 @@ AUTOTHROTTLE_ENABLED = True
 AUTOTHROTTLE_START_DELAY = 0.25
 AUTOTHROTTLE_MAX_DELAY = 30.0
 AUTOTHROTTLE_TARGET_CONCURRENCY = 2.0
+# Statuses besides 200 whose latency may lower a host's delay (cumpair_scraper/throttle.py, which
+# replaces Scrapy's AutoThrottle in EXTENSIONS): a recrawl's 304s to revalidated photos are the
+# shop's real, cheap answers. [] is Scrapy's own rule (only a 200 lowers it).
+AUTOTHROTTLE_LEARN_STATUSES = [304]
 COOKIES_ENABLED = True
 RETRY_ENABLED = True
 RETRY_TIMES = 3
@@ -130,6 +134,9 @@ PLAYWRIGHT_LAUNCH_OPTIONS = {
 PLAYWRIGHT_MAX_CONTEXTS = 2
 PLAYWRIGHT_MAX_PAGES_PER_CONTEXT = 4
 PLAYWRIGHT_DEFAULT_NAVIGATION_TIMEOUT = 30_000
+# The browser loads no images, media or fonts (cumpair_scraper/browser.py): the spider reads the
+# DOM, and the images pipeline downloads the photos once. None: the browser loads everything.
+PLAYWRIGHT_ABORT_REQUEST = "cumpair_scraper.browser.skip_media"
 
 # --- Items ------------------------------------------------------------------------------------
 ITEM_PIPELINES = {
@@ -218,7 +225,12 @@ EMBED_MAX_WAIT = 1.0  # seconds a partial batch waits for more items
 # RETRIES (3) and BACKOFF_S (1.0, doubled per retry) for webhooks, WEBHOOK_TIMEOUT_S (10),
 # DEADLINE_S (60), SMTP_HOST (empty: no e-mail), SMTP_PORT (587), SMTP_USER, SMTP_PASSWORD,
 # SMTP_FROM, SMTP_STARTTLS (True).
-EXTENSIONS = {"cumpair_scraper.memory.MallocLimits": 0, "cumpair_scraper.alerts.PriceAlerts": 500}
+EXTENSIONS = {
+    "cumpair_scraper.memory.MallocLimits": 0,
+    "scrapy.extensions.throttle.AutoThrottle": None,
+    "cumpair_scraper.throttle.RevalidationAwareAutoThrottle": 0,
+    "cumpair_scraper.alerts.PriceAlerts": 500,
+}
 from cumpair.alerts.options import AlertOptions  # noqa: E402
 
 globals().update(AlertOptions.setting_defaults())

@@ -5,6 +5,7 @@ With CUMPAIR_DEMO_PORT set (see conftest.py) the crawls use shop configs pointed
 
 from __future__ import annotations
 
+import collections
 import dataclasses
 import json
 import subprocess
@@ -133,6 +134,17 @@ def test_crawl_never_fetches_robots_disallowed_paths(crawl):
     _, _, hits, *_ = crawl
     assert {hit.shop for hit in hits} == set(SHOPS)
     assert not [hit for hit in hits if hit.path.startswith("/private/")]
+
+
+def test_each_photo_is_fetched_once_by_the_images_pipeline_and_never_by_the_browser(crawl):
+    """The JavaScript shop's pages render without their images (PLAYWRIGHT_ABORT_REQUEST):
+    only the images pipeline asks for a photo, once per crawl."""
+    _, _, hits, *_ = crawl
+    photos = collections.Counter(
+        (hit.shop, hit.path) for hit in hits if hit.path.startswith("/images/")
+    )
+    assert {shop for shop, _ in photos} == set(SHOPS)
+    assert max(photos.values()) == 1
 
 
 def test_malformed_pages_are_logged_drops_not_crashes(crawl, demo_server):

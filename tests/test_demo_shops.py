@@ -19,6 +19,7 @@ from parsel import Selector
 from PIL import Image
 
 from cumpair.demo import cli
+from cumpair.demo import server as demo_server_module
 from cumpair.demo.captcha import captcha_answer, captcha_png
 from cumpair.demo.catalog import (
     DEFECT_KINDS,
@@ -389,6 +390,25 @@ def test_images_carry_an_etag_and_answer_a_matching_revalidation_with_304(demo_s
     assert (again.status, again.body, again.headers["Etag"]) == (304, b"", etag)
     other = fetch(url, headers={"If-None-Match": '"not-this-one", W/"nor-this"'})
     assert other.status == 200 and other.body == first.body
+
+
+def test_a_matching_revalidation_is_answered_without_rendering_the_image_again(
+    demo_server_factory, monkeypatch
+):
+    """A 304 costs the shop what it costs a CDN (a look-up), not a render: the rendered bytes
+    are cached for a few thousand images only, and a large catalog's recrawl asks for all."""
+    server = demo_server_factory()
+    offer = server.catalog.offers_by_shop("bluepeak")[0]
+    url = f"{server.base_url('bluepeak')}/images/{offer.photo_name}"
+    etag = fetch(url).headers["Etag"]
+    rendered = []
+    monkeypatch.setattr(
+        demo_server_module, "image_response", lambda *args: rendered.append(args) or (b"x", "")
+    )
+    again = fetch(url, headers={"If-None-Match": etag})
+    assert (again.status, again.headers["Etag"], rendered) == (304, etag, [])
+    assert fetch(url, headers={"If-None-Match": '"stale"'}).status == 200  # no match: rendered
+    assert len(rendered) == 1
 
 
 def test_same_product_is_framed_differently_per_shop():

@@ -14,6 +14,9 @@ own group no longer reaches the threshold. Groups also stay consistent: one GTIN
 hard rule declared different, and (a setting) at most one offer per shop except in shops
 listed as marketplaces.
 
+Before any of it, the title boilerplate the offers themselves show (a shop's name and template
+tail, `boilerplate`) leaves the compared text, so offers do not group by shop template.
+
 `group_offers` is the entry point (what ``products.regroup`` and a products export call).
 """
 
@@ -28,6 +31,7 @@ from typing import Any
 import numpy as np
 
 from cumpair.progress import progress
+from cumpair.search.boilerplate import without_boilerplate
 from cumpair.search.candidates import candidate_pairs
 from cumpair.search.features import OfferFeatures, with_learned_brands
 from cumpair.search.matching import MatchConfig, PairEvidence, compare
@@ -253,7 +257,7 @@ def group_offers(
     keys = [f.key for f in features]
     if len(set(keys)) != len(keys):
         raise ValueError("offer keys must be unique")
-    features = with_learned_brands(features)
+    features = without_boilerplate(with_learned_brands(features))
     verdicts = _Verdicts(features, vectors, config or MatchConfig())
     if pairs is None:
         pairs = candidate_pairs(features, vectors, k, options.title_neighbours)

@@ -13,6 +13,10 @@ from pathlib import Path
 
 import pytest
 from PIL import Image
+from scrapy import Spider
+from scrapy.utils.test import get_crawler
+
+from cumpair_scraper.pipelines.images import ProductImagesPipeline
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -66,7 +70,7 @@ class _Shop(BaseHTTPRequestHandler):
         pass
 
 
-def _crawl(tmp: Path, shops: Path, run: int) -> tuple[dict, dict]:
+def _crawl(tmp: Path, shops: Path, run: int, *settings: str) -> tuple[dict, dict]:
     feed, stats = tmp / f"items{run}.jsonl", tmp / f"stats{run}.json"
     result = subprocess.run(
         [
@@ -76,6 +80,7 @@ def _crawl(tmp: Path, shops: Path, run: int) -> tuple[dict, dict]:
             "-s", f"LOG_FILE={tmp / f'crawl{run}.log'}",
             "-s", "STATS_CLASS=tests.stats_dump.JsonDumpStatsCollector",
             "-s", f"STATS_DUMP_FILE={stats}",
+            *(arg for setting in settings for arg in ("-s", setting)),
         ],
         cwd=ROOT, capture_output=True, text=True, timeout=300,
     )  # fmt: skip
@@ -84,7 +89,9 @@ def _crawl(tmp: Path, shops: Path, run: int) -> tuple[dict, dict]:
     return item, json.loads(stats.read_text())
 
 
-def test_unchanged_images_cost_a_304_and_changed_ones_are_downloaded(tmp_path):
+def _shop(tmp_path: Path) -> tuple[ThreadingHTTPServer, Path]:
+    """The one-product shop served on a spare port, and a folder with its shop config."""
+    _Shop.photo, _Shop.answers = _png((200, 30, 30)), []
     server = ThreadingHTTPServer(("127.0.0.1", 0), _Shop)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     base = f"http://127.0.0.1:{server.server_address[1]}"
@@ -95,6 +102,11 @@ def test_unchanged_images_cost_a_304_and_changed_ones_are_downloaded(tmp_path):
         '[links]\nproduct = "a.product"\n'
         '[fields]\ntitle = "h1.t::text"\nprice = "span.p::text"\nimages = "img.g::attr(src)"\n'
     )
+    return server, shops
+
+
+def test_unchanged_images_cost_a_304_and_changed_ones_are_downloaded(tmp_path):
+    server, shops = _shop(tmp_path)
     try:
         first, first_stats = _crawl(tmp_path, shops, 1)
         second, second_stats = _crawl(tmp_path, shops, 2)
@@ -114,3 +126,28 @@ def test_unchanged_images_cost_a_304_and_changed_ones_are_downloaded(tmp_path):
     assert third["images"][0]["path"] == first["images"][0]["path"]
     assert third["images"][0]["checksum"] != first["images"][0]["checksum"]
     assert first_stats["stage/download_s"] > 0
+
+
+def test_an_expiry_in_hours_spares_the_request_for_a_recently_stored_photo(tmp_path):
+    """IMAGES_EXPIRES_HOURS: a recrawl within the hours sends no photo request (the trade-off:
+    a photo replaced meanwhile under the same URL is not seen), then asks again after them."""
+    server, shops = _shop(tmp_path)
+    try:
+        first, _ = _crawl(tmp_path, shops, 1, "IMAGES_EXPIRES_HOURS=1")
+        _Shop.photo = _png((30, 30, 200))  # replaced: not seen within the hour
+        second, second_stats = _crawl(tmp_path, shops, 2, "IMAGES_EXPIRES_HOURS=1")
+        third, third_stats = _crawl(tmp_path, shops, 3, "IMAGES_EXPIRES_HOURS=0")
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert _Shop.answers == [200, 200]  # the first crawl's and the third's: none in between
+    assert second_stats["file_status_count/uptodate"] == 1
+    assert second["images"][0]["checksum"] == first["images"][0]["checksum"]
+    assert third_stats["file_status_count/downloaded"] == 1
+    assert third["images"][0]["checksum"] != first["images"][0]["checksum"]
+
+
+def test_a_negative_expiry_in_hours_is_a_clear_error(tmp_path):
+    crawler = get_crawler(Spider, {"INDEX_DATA_DIR": str(tmp_path), "IMAGES_EXPIRES_HOURS": "-2"})
+    with pytest.raises(ValueError, match="IMAGES_EXPIRES_HOURS must not be negative"):
+        ProductImagesPipeline.from_crawler(crawler)

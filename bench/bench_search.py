@@ -54,6 +54,7 @@ from cumpair.embed import load_encoders
 from cumpair.embed.reindex import spaces_for
 from cumpair.index import ProductStore, StoreOptions
 from cumpair.search.augment import photo_query
+from cumpair.search.cli import limit_search_threads
 from cumpair.search.demo_index import (
     demo_offer_record,
     demo_photo_path,
@@ -282,6 +283,8 @@ def main(argv: list[str] | None = None) -> int:
         "--build-only", action="store_true", help="time building the stores, query nothing"
     )
     args = parser.parse_args(argv)
+    # As `cumpair search` runs a query: FAISS on one thread (CUMPAIR_SEARCH_THREADS overrides).
+    limit_search_threads(1)
     catalog = build_catalog(n_products=args.products, seed=7)
     encoders = load_encoders("offline")
     vectors = demo_vectors(catalog.offers, encoders)

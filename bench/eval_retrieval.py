@@ -18,7 +18,8 @@ Four rankings in the same run, with recall@1/@5 and ms per query:
   * the full photo search: the project's multi-view query and keypoint fusion
     (`cumpair.embed.query`, `cumpair.search.verify`), as `SearchService` ranks.
 `--sweep` also prints recall@1 of the full search over view gain, handicap and keypoint weight
-(from the same cached scores), which is how the defaults were chosen, on `--split in`.
+(from the same cached scores, without the occluder check of `verify.explain_away`), which is
+how the defaults were chosen, on `--split in`.
 
     PYTHONPATH=. python3 bench/eval_retrieval.py                   # held-out half, the figure
     PYTHONPATH=. python3 bench/eval_retrieval.py --split in --sweep --demo 0
@@ -48,7 +49,13 @@ from PIL import Image
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from cumpair.embed import load_encoders
-from cumpair.embed.query import best_over_views, embed_query, own_match_trust
+from cumpair.embed.query import (
+    best_over_views,
+    embed_views,
+    first_pass,
+    own_match_trust,
+    vector_outside,
+)
 from cumpair.search import verify
 from cumpair.search.augment import REAL_TRANSFORMS, Scene, photo_query
 from cumpair.search.service import VERIFY_CANDIDATES
@@ -210,14 +217,15 @@ def view_kind(name: str) -> str:
 
 def fused_ranking(scores: QueryScores, handicaps: dict[str, float], gain: float, weight: float,
                   candidates: int) -> list[int]:  # fmt: skip
-    """Gallery rows ranked as the full search ranks them (`best_over_views`, `verified_hits`)
-    with these handicaps, view gain (times `own_match_trust`) and keypoint weight."""
+    """Gallery rows ranked as the full search ranks them (`best_over_views`, `verified_hits`,
+    but not `explain_away`) with these handicaps, view gain (times `own_match_trust`) and
+    keypoint weight, matching the hits within `verify.KEYPOINT_REACH` of the best."""
     handicap = np.array([handicaps.get(k, 0.0) for k in scores.view_kinds])[:, None]
     adjusted = scores.view_scores - handicap
     gain *= own_match_trust(float(adjusted[0].max()))
     best = adjusted[0] + gain * np.maximum(0.0, adjusted[1:].max(axis=0, initial=-9) - adjusted[0])
     order = np.argsort(-best, kind="stable")
-    reach = best[order[0]] - weight  # `verified_hits` matches only hits that could reach the top
+    reach = best[order[0]] - verify.KEYPOINT_REACH  # what `verified_hits` matches
     head = [int(r) for r in order[:candidates] if best[r] >= reach]
     kept = verify.distinctive_keypoints([scores.matched.get(r, frozenset()) for r in head], head)
     fused = []
@@ -244,17 +252,31 @@ class RecordingVerifier:
 
 
 def full_search(encoder, verifier, query, gallery_vectors, gallery_features, candidates):
-    """One query through the two-view query and the keypoint fusion: its ranking, the scores
-    kept for the sweep, and the seconds it took."""
+    """One query through the two-view query, the keypoint fusion and the occluder check
+    (`verify.explain_away`), as `SearchService.search_image` does: its ranking, the scores kept
+    for the sweep, and the seconds it took."""
     started = time.perf_counter()
-    views, vectors = embed_query(encoder, query)
+    start = first_pass(encoder, query)
+    others, more = embed_views(encoder, start.others)
+    views, vectors = [start.view, *others], np.concatenate([start.vector, more])
     view_scores = vectors @ gallery_vectors.T
     hits = best_over_views([list(enumerate(row.tolist())) for row in view_scores], views)
     recording = RecordingVerifier(verifier, {id(f): n for n, f in enumerate(gallery_features)})
     features = verifier.features(query)
-    ranked = verify.verified_hits(
+    evidence = verify.keypoint_evidence(
         recording, features, hits, gallery_features.__getitem__, candidates
     )
+
+    def rest_hits(box):
+        rest = vector_outside(start.feature_map, box)
+        if rest is None:
+            return []
+        scores = (gallery_vectors @ rest[0]).tolist()
+        return sorted(enumerate(scores), key=lambda hit: -hit[1])
+
+    fused = verify.fused_hits(hits, evidence, features)
+    frame = verify.frame_size(query.size)
+    ranked = verify.explain_away(hits, fused, evidence, features, frame, rest_hits)
     seconds = time.perf_counter() - started
     kinds = [view_kind(v.name) for v in views]
     kept = QueryScores(view_scores, kinds, (features[0], None), recording.matched)

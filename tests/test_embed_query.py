@@ -12,7 +12,10 @@ from cumpair.embed.query import (
     QueryView,
     best_over_views,
     embed_query,
+    embed_views,
+    first_pass,
     own_match_trust,
+    vector_outside,
 )
 
 
@@ -71,6 +74,31 @@ def test_the_salient_view_is_the_box_found_inside_the_box_of_the_photos_own_map(
     assert views[1].image.size == (90, 46)
     assert vectors.shape == (2, 3)
     assert encoder.embedded == [(700, 350), (250, 125), (90, 46)]
+
+
+def test_each_forward_pass_is_timed_as_embedding_and_the_cropping_between_as_views():
+    """`lap` closes a stage when it ends: what a photo query's stage breakdown reads."""
+    log = []
+
+    class _Logged(_ActivationEncoder):
+        def prepare_image(self, image):
+            log.append("prepare")
+            return super().prepare_image(image)
+
+        def embed_prepared(self, pixels):
+            log.append("forward")
+            return super().embed_prepared(pixels)
+
+    photo = Image.new("RGB", (700, 350), (90, 120, 60))
+    encoder = _Logged(_blob_map())
+    start = first_pass(encoder, photo, lap=log.append)
+    embed_views(encoder, start.others, lap=log.append)
+    # The photo, the first box (whose pass finds the box inside it), that inner box.
+    assert log == [
+        *("prepare", "views", "forward", "embedding", "views"),
+        *("prepare", "views", "forward", "embedding"),
+        *("prepare", "views", "forward", "embedding"),
+    ]
 
 
 def test_a_first_box_with_nothing_more_inside_is_the_salient_view():
@@ -149,3 +177,31 @@ def test_bad_input_raises_an_image_error_before_any_model_work():
 
     with pytest.raises(ImageError):
         embed_query(_Encoder(), b"not an image")
+
+
+def test_the_rest_of_a_shot_is_pooled_from_the_cells_clear_of_the_box():
+    feature_map = np.zeros((2, 7, 7), dtype=np.float32)
+    feature_map[0, :4, :4] = 1.0  # a known photo in the top-left corner
+    feature_map[1, 4:, :] = 1.0  # what the shot is of, below it
+    feature_map[1, :4, 4:] = 1.0
+    rest = vector_outside(feature_map, (0.0, 0.0, 0.5, 0.5))
+    assert rest.shape == (1, 2)
+    np.testing.assert_allclose(rest, [[0.0, 1.0]])  # nothing of the corner left
+    assert vector_outside(feature_map, (0.0, 0.0, 1.0, 1.0)) is None
+
+
+@pytest.mark.slow
+def test_the_first_pass_keeps_the_feature_map_its_vector_and_box_come_from(tmp_path):
+    from skimage import data
+
+    from cumpair.embed.efficientnet import EfficientNetLite0Encoder
+
+    encoder = EfficientNetLite0Encoder(threads=2, model_dir=tmp_path)
+    photo = Image.fromarray(data.coffee())
+    start = first_pass(encoder, photo)
+    prepared = encoder.prepare_image(photo)[None]
+    vector, activation = encoder.embed_with_activation(prepared)
+    np.testing.assert_allclose(start.vector, vector, atol=1e-5)
+    np.testing.assert_allclose(start.feature_map.sum(axis=0), activation[0], rtol=1e-4)
+    whole = vector_outside(start.feature_map, (0.0, 0.0, 0.0, 0.0))  # an empty box: all cells
+    np.testing.assert_allclose(whole, vector, atol=1e-5)

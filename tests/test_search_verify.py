@@ -13,12 +13,17 @@ from cumpair.demo.catalog import build_catalog
 from cumpair.demo.images import render_product_photo
 from cumpair.search.augment import crop, photo_query, rotate
 from cumpair.search.verify import (
+    KEYPOINT_REACH,
     KEYPOINT_SATURATION,
     KEYPOINT_WEIGHT,
     MIN_INLIERS,
+    MINORITY_SPAN,
+    REST_MATCH,
     GeometricVerifier,
     contenders,
     distinctive_counts,
+    explain_away,
+    fused_hits,
     fused_score,
     keypoint_span,
     verified_hits,
@@ -131,10 +136,26 @@ def test_keypoints_add_a_bounded_bonus_to_the_cosine():
     assert fused_score(0.85, MIN_INLIERS) > fused_score(0.6, 1000)
 
 
-def test_only_hits_keypoints_could_lift_to_the_top_are_contenders():
-    hits = [(1, 0.9), (2, 0.9 - KEYPOINT_WEIGHT), (3, 0.5), (4, 0.89)]
-    assert contenders(hits, 3) == [(1, 0.9), (2, 0.9 - KEYPOINT_WEIGHT)]
+def test_only_hits_within_reach_of_the_best_are_contenders():
+    hits = [(1, 0.9), (2, 0.9 - KEYPOINT_REACH), (3, 0.5), (4, 0.89)]
+    assert contenders(hits, 3) == [(1, 0.9), (2, 0.9 - KEYPOINT_REACH)]
     assert contenders([], 20) == []
+
+
+def test_a_hit_keypoints_could_lift_but_further_than_the_reach_is_not_matched():
+    """The reach is narrower than the bonus: a hit 0.2 below the best keeps its cosine."""
+    assert KEYPOINT_REACH < 0.2 < KEYPOINT_WEIGHT
+    hits = [(1, 0.9), (2, 0.7)]
+    matched = []
+
+    class _Verifier:
+        def matched_keypoints(self, query, candidate):
+            matched.append(candidate)
+            return frozenset(range(KEYPOINT_SATURATION))
+
+    query = ([(x, x) for x in range(KEYPOINT_SATURATION)], None)
+    assert verified_hits(_Verifier(), query, hits, lambda offer: offer, 20)[1] == (2, 0.7)
+    assert matched == [1]
 
 
 def test_a_decisive_vector_margin_skips_the_keypoint_check():
@@ -144,8 +165,8 @@ def test_a_decisive_vector_margin_skips_the_keypoint_check():
     from cumpair.search.service import SearchService
 
     service = SearchService(SimpleNamespace(path="unused"), None, encoder_loader=lambda: None)
-    hits = [(1, 0.9), (2, 0.9 - KEYPOINT_WEIGHT - 0.01)]
-    assert service._verify(Image.new("RGB", (64, 64)), hits) == hits
+    hits = [(1, 0.9), (2, 0.9 - KEYPOINT_REACH - 0.01)]
+    assert service._verify(Image.new("RGB", (64, 64)), hits, lambda box: []) == hits
     assert service._verifier is None  # never built: nothing was matched
 
 
@@ -212,3 +233,53 @@ def test_offers_sharing_one_photo_are_matched_once_and_scored_alike(verifier, ca
     assert len(calls) == 2
     assert ranked[1] - 0.9 == pytest.approx(ranked[4] - 0.87)
     assert ranked[1] - 0.9 > 0.1  # verified: the keypoint bonus was added
+
+
+def _corner_evidence():
+    """A 10 x 10 grid of query keypoints over a 100 x 100 shot and the best hit (offer 1)
+    verified by the 16 in its top-left corner (span 0.33 of the shot's side)."""
+    grid = [(x * 11.0, y * 11.0) for x in range(10) for y in range(10)]
+    corner = frozenset(n for n, (x, y) in enumerate(grid) if x <= 33 and y <= 33)
+    hits = [(1, 0.70), (2, 0.66), (3, 0.40)]
+    evidence = {1: corner, 2: frozenset()}
+    query = (grid, None)
+    return hits, fused_hits(hits, evidence, query), evidence, query
+
+
+def test_a_known_photo_in_a_corner_gives_way_to_what_the_rest_of_the_shot_matches():
+    hits, fused, evidence, query = _corner_evidence()
+    assert fused[0][0] == 1 and fused[0][1] > 0.70  # the corner's keypoints lifted it
+    asked = []
+
+    def rest_hits(box):
+        asked.append(box)
+        return [(2, REST_MATCH + 0.15), (1, 0.3)]
+
+    ranked = explain_away(hits, fused, evidence, query, (100, 100), rest_hits)
+    assert ranked[:2] == [(2, pytest.approx(REST_MATCH + 0.15)), (1, 0.70)]
+    assert asked == [pytest.approx((0.0, 0.0, 0.33, 0.33))]  # the corner's box, as shares
+
+
+def test_a_corner_match_stays_best_when_the_rest_of_the_shot_matches_nothing_well():
+    """A product small on a textured floor: verified in a corner, the floor matches nothing."""
+    hits, fused, evidence, query = _corner_evidence()
+    rest = [(2, REST_MATCH - 0.01)]
+    assert explain_away(hits, fused, evidence, query, (100, 100), lambda box: rest) == fused
+    # Another offer of the best hit's own product in the rest is no other subject.
+    same = [(7, 0.9)]
+    group = {1: "p", 7: "p"}.get
+    assert explain_away(hits, fused, evidence, query, (100, 100), lambda box: same, group) == fused
+
+
+def test_a_best_hit_verified_across_the_shot_is_not_second_guessed():
+    grid = [(x * 11.0, y * 11.0) for x in range(10) for y in range(10)]
+    hits = [(1, 0.70), (2, 0.66)]
+    evidence = {1: frozenset(range(len(grid)))}
+    query = (grid, None)
+    fused = fused_hits(hits, evidence, query)
+
+    def rest_hits(box):
+        raise AssertionError("the rest of the shot is not searched")
+
+    assert keypoint_span(query, evidence[1]) >= MINORITY_SPAN
+    assert explain_away(hits, fused, evidence, query, (100, 100), rest_hits) == fused

@@ -69,6 +69,16 @@ class ActivationEncoder(ImageEncoder, Protocol):
 
 
 @runtime_checkable
+class FeatureMapEncoder(ActivationEncoder, Protocol):
+    """An activation encoder that also gives its whole last feature map (channels x rows x
+    cols per image), from which a photo query pools the vector of part of its shot."""
+
+    def embed_with_feature_map(self, pixels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """`embed_prepared`'s vectors (one view per image) and each image's feature map."""
+        ...
+
+
+@runtime_checkable
 class TextEncoder(Protocol):
     """Maps strings to unit vectors of `dim` floats."""
 

@@ -87,6 +87,24 @@ def prepare_pixels(image: Image.Image) -> np.ndarray:
     return resized[None]
 
 
+def _checked_pixels(pixels: np.ndarray) -> np.ndarray:
+    """`prepare_image` outputs stacked as (n, views, 224, 224, 3) uint8 (a plain (n, 224, 224,
+    3) batch is one view per image); anything else raises `ValueError`."""
+    pixels = np.asarray(pixels)
+    if pixels.ndim == 4:
+        pixels = pixels[:, None]
+    if (
+        pixels.dtype != np.uint8
+        or pixels.ndim != 5
+        or pixels.shape[2:] != (IMAGE_SIZE, IMAGE_SIZE, 3)
+    ):
+        raise ValueError(
+            f"expected prepared uint8 pixels (n, views, 224, 224, 3), got {pixels.dtype}"
+            f" {pixels.shape}"
+        )
+    return pixels
+
+
 class EfficientNetLite0Encoder:
     """Offline image encoder (1280-d). Thread-safe; load once per process (see `load_encoders`)."""
 
@@ -198,18 +216,7 @@ class EfficientNetLite0Encoder:
         network sees the most (`cumpair.embed.saliency`)."""
         if len(pixels) == 0:
             return empty_vectors(self.dim), np.zeros((0, 7, 7), dtype=np.float32)
-        pixels = np.asarray(pixels)
-        if pixels.ndim == 4:
-            pixels = pixels[:, None]
-        if (
-            pixels.dtype != np.uint8
-            or pixels.ndim != 5
-            or pixels.shape[2:] != (IMAGE_SIZE, IMAGE_SIZE, 3)
-        ):
-            raise ValueError(
-                f"expected prepared uint8 pixels (n, views, 224, 224, 3), got {pixels.dtype}"
-                f" {pixels.shape}"
-            )
+        pixels = _checked_pixels(pixels)
         count, views = pixels.shape[:2]
         feature_map = self._forward(
             np.ascontiguousarray(pixels.reshape(-1, IMAGE_SIZE, IMAGE_SIZE, 3))
@@ -218,6 +225,18 @@ class EfficientNetLite0Encoder:
         activation = activation.reshape(count, views, *activation.shape[1:]).mean(axis=1)
         features = l2_normalize(feature_map.mean(axis=(2, 3))).reshape(count, views, -1)
         return l2_normalize(features.mean(axis=1)), activation.astype(np.float32)
+
+    def embed_with_feature_map(self, pixels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """`embed_prepared`'s (n, 1280) vectors of a batch of one view each and, from the same
+        forward pass, each image's whole last feature map, (n, 1280, 7, 7): a photo query reads
+        its product's box and the rest of its shot off it (`cumpair.embed.query`)."""
+        pixels = _checked_pixels(pixels)
+        if pixels.shape[1] != 1:
+            raise ValueError(f"expected one view per image, got {pixels.shape[1]}")
+        if len(pixels) == 0:
+            return empty_vectors(self.dim), np.zeros((0, self.dim, 7, 7), dtype=np.float32)
+        feature_map = self._forward(np.ascontiguousarray(pixels[:, 0]))
+        return l2_normalize(feature_map.mean(axis=(2, 3))), feature_map.astype(np.float32)
 
     def _onnx_session(self) -> OnnxSession:
         with self._session_lock:

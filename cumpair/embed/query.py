@@ -15,18 +15,21 @@ A left-right flipped view did not help (recall@1 of the flip averaged in 0.773 a
 alone) and is not made. The product framed alone on grey (`cumpair.embed.framing`, only when
 it finds one with confidence) can be added with `framed=True`; it is off by default because it
 did not change recall on real photographs.
-Per offer the views' scores merge as `best_over_views` says. Only the query side changes: the
-indexed vectors do not.
+Per offer the views' scores merge as `best_over_views` says. The first pass keeps the photo's
+feature map, so the rest of the shot outside a box is one pooling away (`vector_outside`, what
+`cumpair.search.verify.explain_away` searches). Only the query side changes: the indexed
+vectors do not.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 
 import numpy as np
 from PIL import Image
 
-from cumpair.embed.base import ActivationEncoder, ImageEncoder
+from cumpair.embed.base import ActivationEncoder, FeatureMapEncoder, ImageEncoder
 from cumpair.embed.framing import framed_product
 from cumpair.embed.saliency import salient_box
 from cumpair.vision.images import load_image
@@ -43,6 +46,14 @@ VIEW_GAIN = 1.0
 #: `TRUST_WIDTH / 2` below it and not at all as far above it.
 OWN_MATCH_TRUSTED = 0.6
 TRUST_WIDTH = 0.05
+
+#: Called with a stage name when a stage of the query's work ends: "views" (resizing and
+#: cropping the views) or "embedding" (the model's forward passes); see `SearchService`.
+Lap = Callable[[str], None]
+
+
+def _no_lap(stage: str) -> None:
+    """A `Lap` that times nothing."""
 
 
 @dataclass(frozen=True)
@@ -61,47 +72,68 @@ class QueryView:
 @dataclass(frozen=True)
 class FirstPass:
     """A query photo after its own forward pass: the photo as taken (`view`, the picture
-    decoded), its (1, dim) `vector`, and the other views worth embedding if the photo's own
-    hits call for them (`own_match_trust`)."""
+    decoded), its (1, dim) `vector`, the other views worth embedding if the photo's own hits
+    call for them (`own_match_trust`), and its last feature map (channels x rows x cols) when
+    the encoder gives one (`FeatureMapEncoder`), for `vector_outside`."""
 
     view: QueryView
     vector: np.ndarray
     others: tuple[QueryView, ...]
+    feature_map: np.ndarray | None = None
 
 
 def first_pass(
-    encoder: ImageEncoder, image: object, *, views: bool = True, framed: bool = False
+    encoder: ImageEncoder,
+    image: object,
+    *,
+    views: bool = True,
+    framed: bool = False,
+    lap: Lap = _no_lap,
 ) -> FirstPass:
     """Embed the photo as taken and find its other views: with `views`, the product's salient
     box (encoders that give an activation map, `ActivationEncoder`, when one is found) and,
     with `framed`, the framed product (when one is found).
 
     `image` is anything `load_image` takes (bad input raises `ImageError` before any model
-    work); a photo the encoder's preprocessing rejects raises its `ValueError`.
+    work); a photo the encoder's preprocessing rejects raises its `ValueError`. `lap` is told
+    when each stage ends.
     """
     picture = load_image(image).convert("RGB")
     full = QueryView("full", picture)
     prepared = encoder.prepare_image(picture)[None]
+    lap("views")
     if not views:
-        return FirstPass(full, encoder.embed_prepared(prepared), ())
+        vector = encoder.embed_prepared(prepared)
+        lap("embedding")
+        return FirstPass(full, vector, ())
     others: list[QueryView] = []
+    feature_map = None
     if isinstance(encoder, ActivationEncoder):
-        vector, activation = encoder.embed_with_activation(prepared)
+        if isinstance(encoder, FeatureMapEncoder):
+            vector, maps = encoder.embed_with_feature_map(prepared)
+            feature_map, activation = maps[0], maps.sum(axis=1)
+        else:
+            vector, activation = encoder.embed_with_activation(prepared)
+        lap("embedding")
         box = salient_box(activation[0], picture.size)
         if box is not None:
             crop = picture.crop(box)
             others.append(QueryView("salient", crop, SALIENT_HANDICAP, refine=True))
     else:
         vector = encoder.embed_prepared(prepared)
+        lap("embedding")
     if framed:
         product = framed_product(picture, FRAMED_SIZE)
         if product is not None:
             others.append(QueryView("framed", product, FRAMED_HANDICAP))
-    return FirstPass(full, vector, tuple(others))
+    lap("views")
+    return FirstPass(full, vector, tuple(others), feature_map)
 
 
 def embed_views(
-    encoder: ImageEncoder, views: tuple[QueryView, ...] | list[QueryView]
+    encoder: ImageEncoder,
+    views: tuple[QueryView, ...] | list[QueryView],
+    lap: Lap = _no_lap,
 ) -> tuple[list[QueryView], np.ndarray]:
     """The `views` the encoder's preprocessing accepts (as embedded: a `refine` view becomes its
     own salient box when one is found) and their unit vectors; a rejected view (an odd crop
@@ -110,7 +142,7 @@ def embed_views(
     A first box read off the whole photo's 7 x 7 map is coarse: a product small on a floor
     fills about a third of it. Its own map, at the encoder's full resolution, finds the product
     inside it (real photos held in, small on a texture, recall@1 without keypoints: 0.74 with
-    the first box, 0.85 with the box inside it)."""
+    the first box, 0.85 with the box inside it). `lap` is told when each stage ends."""
     kept, vectors, pixels, batched = [], [], [], []
     for view in views:
         try:
@@ -118,7 +150,9 @@ def embed_views(
         except ValueError:
             continue
         if view.refine and isinstance(encoder, ActivationEncoder):
+            lap("views")
             vector, activation = encoder.embed_with_activation(prepared[None])
+            lap("embedding")
             box = salient_box(activation[0], view.image.size)
             if box is None:  # nothing more inside: this pass's vector is the view's
                 kept.append(view)
@@ -131,9 +165,11 @@ def embed_views(
                 continue
         batched.append(view)
         pixels.append(prepared)
+    lap("views")
     if pixels:
         kept += batched
         vectors.append(encoder.embed_prepared(np.stack(pixels)))
+        lap("embedding")
     if not kept:
         return [], np.zeros((0, encoder.dim), dtype=np.float32)
     return kept, np.concatenate(vectors)
@@ -147,6 +183,31 @@ def embed_query(
     start = first_pass(encoder, image, views=views, framed=framed)
     kept, vectors = embed_views(encoder, start.others)
     return [start.view, *kept], np.concatenate([start.vector, vectors])
+
+
+def vector_outside(
+    feature_map: np.ndarray, box: tuple[float, float, float, float]
+) -> np.ndarray | None:
+    """The (1, channels) unit vector of a photo's feature map pooled over the cells that do not
+    touch `box` (left, top, right, bottom as shares 0..1 of the photo's width and height): the
+    rest of the shot, with no second forward pass. None when every cell touches the box.
+
+    What `cumpair.search.verify.explain_away` searches for when a known photo is verified in
+    a corner of the shot."""
+    _, rows, cols = feature_map.shape
+    left, top, right, bottom = box
+    keep = np.ones((rows, cols), dtype=bool)
+    keep[
+        max(0, int(np.floor(top * rows))) : int(np.ceil(bottom * rows)),
+        max(0, int(np.floor(left * cols))) : int(np.ceil(right * cols)),
+    ] = False
+    if not keep.any():
+        return None
+    pooled = feature_map[:, keep].mean(axis=1)
+    norm = float(np.linalg.norm(pooled))
+    if norm <= 0:
+        return None
+    return (pooled / norm)[None].astype(np.float32)
 
 
 def own_match_trust(own_best: float) -> float:

@@ -3,8 +3,10 @@
 One `SearchService` per process holds the store, the grouping and the encoders (loaded on the
 first query that needs them, once); the CLI builds one per run, `cumpair serve` one for its
 lifetime. A photo query is embedded as taken and as the product's salient box
-(`cumpair.embed.query`), its best hits' scores fused with keypoint evidence (`verify`), and
-OCR'd too: a GTIN, model code or brand read from the photo lifts the products that carry it.
+(`cumpair.embed.query`), its best hits' scores fused with keypoint evidence (`verify`), a
+known photo in a corner of the shot explained away by searching the rest of the shot
+(`verify.explain_away`), and OCR'd too: a GTIN, model code or brand read from the photo lifts
+the products that carry it.
 """
 
 from __future__ import annotations
@@ -50,7 +52,7 @@ class QueryError(ValueError):
 @dataclass
 class SearchResponse:
     """What a query found; `facts` are what OCR read from a photo query; `stages`: seconds a
-    photo query spent per stage (decode, embedding, search, keypoints, rest), not part of
+    photo query spent per stage (decode, views, embedding, search, keypoints, rest), not part of
     `to_dict` (for benchmarks and logs)."""
 
     query: dict[str, Any]
@@ -138,7 +140,13 @@ class SearchService:
         explain: bool = False,
     ) -> SearchResponse:
         """Products whose photos look like `image` (path, bytes or PIL image), re-ranked by OCR."""
-        from cumpair.embed.query import best_over_views, embed_views, first_pass, own_match_trust
+        from cumpair.embed.query import (
+            best_over_views,
+            embed_views,
+            first_pass,
+            own_match_trust,
+            vector_outside,
+        )
         from cumpair.vision.images import load_image
 
         clock = _StageClock()
@@ -149,22 +157,29 @@ class SearchService:
         # The photo as taken, and its product's salient box read off the same forward pass;
         # the box is embedded and searched only when the photo's own hits leave it a say
         # (`cumpair.embed.query.own_match_trust`): most photos that match well skip it.
-        start = first_pass(encoder, picture, views=self.query_views)
-        clock.lap("embedding")
+        start = first_pass(encoder, picture, views=self.query_views, lap=clock.lap)
         per_offer = max(k, self.verify_candidates // OVERSAMPLE)
         found = self._vector_hit_lists("image", start.vector, per_offer, shops, max_price)
         views = [start.view]
         clock.lap("search")
         own_best = found[0][0][1] if found[0] else 0.0
         if start.others and own_match_trust(own_best) > 0:
-            others, vectors = embed_views(encoder, start.others)
-            clock.lap("embedding")
+            others, vectors = embed_views(encoder, start.others, lap=clock.lap)
             if others:
                 found += self._vector_hit_lists("image", vectors, per_offer, shops, max_price)
                 views += others
         hits = best_over_views(found, views)
         clock.lap("search")
-        hits = self._verify(picture, hits)
+
+        def rest_hits(box: tuple[float, float, float, float]) -> list[tuple[int, float]]:
+            """Hits of the shot outside `box` (`verify.explain_away`), from the photo's own
+            feature map: no forward pass, one search."""
+            vector = None if start.feature_map is None else vector_outside(start.feature_map, box)
+            if vector is None:
+                return []
+            return self._vector_hit_lists("image", vector, per_offer, shops, max_price)[0]
+
+        hits = self._verify(picture, hits, rest_hits)
         clock.lap("keypoints")
         facts = self._read_photo(picture) if self.ocr else QueryFacts()
         ranked = self._with_facts(rank_products(hits, self._products_of(hits)), facts)
@@ -251,15 +266,25 @@ class SearchService:
         found = self.store.search(space, np.asarray(vectors), k=k * OVERSAMPLE, filters=filters)
         return [[(hit.offer_id, hit.score) for hit in row] for row in found]
 
-    def _verify(self, picture: Any, hits: list[tuple[int, float]]) -> list[tuple[int, float]]:
+    def _verify(
+        self,
+        picture: Any,
+        hits: list[tuple[int, float]],
+        rest_hits: Callable[[tuple[float, float, float, float]], list[tuple[int, float]]],
+    ) -> list[tuple[int, float]]:
         """Re-rank photo hits by their cosine fused with keypoint matches with the offers'
-        photos on disk (`verify.fused_score`). Nothing is matched, not even the query's own
-        keypoints, when the best hit's margin is decisive (`verify.contenders`)."""
+        photos on disk (`verify.fused_score`), a second known photo in a corner of the shot
+        explained away (`verify.explain_away`, which searches `rest_hits` of the rest of the
+        shot). Nothing is matched, not even the query's own keypoints, when the best hit's
+        margin is decisive (`verify.contenders`)."""
         from cumpair.search.verify import (
             GeometricVerifier,
             contenders,
+            explain_away,
+            frame_size,
+            fused_hits,
+            keypoint_evidence,
             resolve_photo,
-            verified_hits,
         )
 
         if not self.verify_candidates or len(contenders(hits, self.verify_candidates)) < 2:
@@ -282,10 +307,18 @@ class SearchService:
             product = product_of.get(offer_id)
             return -offer_id if product is None else product
 
+        def grouped_rest_hits(box: tuple[float, float, float, float]) -> list[tuple[int, float]]:
+            found = rest_hits(box)
+            product_of.update(self._products_of(found))
+            return found
+
         query = verifier.features(picture)
-        return verified_hits(
+        evidence = keypoint_evidence(
             verifier, query, hits, features_of, self.verify_candidates, group_of=group_of
         )
+        fused = fused_hits(hits, evidence, query)
+        frame = frame_size(picture.size)
+        return explain_away(hits, fused, evidence, query, frame, grouped_rest_hits, group_of)
 
     def _products_of(self, hits: list[tuple[int, float]]) -> dict[int, int]:
         return self.groups.product_of(offer_id for offer_id, _ in hits)

@@ -1,5 +1,6 @@
-"""A crawl's pace per host: which answers set AutoThrottle's delay, and what the browser of a
-JavaScript shop leaves unloaded (cumpair_scraper/throttle.py, cumpair_scraper/browser.py).
+"""A crawl's pace: which answers set AutoThrottle's delay per host, what the browser of a
+JavaScript shop leaves unloaded (cumpair_scraper/throttle.py, cumpair_scraper/browser.py), and
+whether the index stage can fill an embedding batch.
 
 (A real crawl fetching each demo photo once is in test_crawl.py.)
 """
@@ -88,3 +89,9 @@ def test_the_project_runs_this_throttle_instead_of_scrapys():
 def test_the_browser_skips_media_but_loads_what_renders_the_dom(resource_type, skipped):
     assert skip_media(SimpleNamespace(resource_type=resource_type)) is skipped
     assert project_settings.PLAYWRIGHT_ABORT_REQUEST == "cumpair_scraper.browser.skip_media"
+
+
+def test_the_index_stage_holds_enough_items_to_fill_an_embedding_batch():
+    """Each index worker waits on its own item's vectors: with fewer workers than inputs in a
+    batch (an item has at least one), no batch fills and each waits EMBED_MAX_WAIT."""
+    assert project_settings.INDEX_WORKERS >= project_settings.EMBED_BATCH_SIZE

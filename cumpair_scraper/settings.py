@@ -193,7 +193,8 @@ INDEX_ENABLED = True
 # Threads that embed and write; bounds the items in flight in this stage. Each waits on its
 # item's vectors, so fewer than EMBED_BATCH_SIZE of them never fill a batch: with 4, every batch
 # waited EMBED_MAX_WAIT for 1-2 items and the stage capped the first crawl near 3 items/s
-# (memory stays bounded by the embedder's queue, two batches).
+# (memory: the embedder queues at most two batches, and a worker waiting for room holds one
+# item's photo bytes).
 INDEX_WORKERS = 32
 # Crawl processes sharing a store without Redis (two scrapyd jobs) take turns at its writer lock
 # (cumpair/indexer/turns.py): while another holds it, offers wait durably in the spool

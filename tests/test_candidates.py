@@ -3,9 +3,12 @@ caller's own pairs (`group_offers(pairs=...)`, what the incremental regroup pass
 
 from __future__ import annotations
 
-from cumpair.search.candidates import Reach, candidate_pairs, touched_pairs
+from cumpair.index import OfferRecord, ProductStore, StoreOptions
+from cumpair.search import candidates
+from cumpair.search.candidates import Reach, candidate_pairs, touched_pairs, touched_reach
 from cumpair.search.features import offer_features
 from cumpair.search.grouping import GroupingOptions, group_offers
+from cumpair.search.products import ProductGroups
 
 GTIN = "4006381333931"
 
@@ -40,3 +43,30 @@ def test_touched_pairs_pair_touched_offers_with_what_they_reached_and_products_w
         (4, 5),  # within product 20 (1-3 within product 10 is already there)
     }  # fmt: skip
     # 3 and 4 (products 10 and 20) are never paired: no touched offer links them
+
+
+def test_a_code_on_more_products_than_the_cap_reaches_none_and_is_read_no_further(
+    tmp_path, monkeypatch
+):
+    gtins = ("4006381333931", "5901234123457", "0012345678905", "9780306406157")
+    with (
+        ProductStore.open(tmp_path, {}, StoreOptions(duplicate_threshold=None)) as store,
+        ProductGroups.open(tmp_path) as groups,
+    ):
+        ids = []
+        for n, gtin in enumerate(gtins):  # one model code, four GTINs: four products
+            record = OfferRecord(
+                shop=f"shop{n}", url=f"http://s{n}/kettle", title=f"Acme Kettle KT-200 v{n}",
+                price=10 + n, currency="EUR", model="KT-200", gtin=gtin,
+            )  # fmt: skip
+            ids.append(store.upsert(record, {}).offer_id)
+            groups.assign(store, ids[-1])
+        products = groups.products_with_model("KT200")
+        assert len(products) == 4
+        assert len(groups.products_with_model("KT200", limit=2)) == 2  # the read stops there
+        assert len(touched_reach(store, groups, [ids[0]]).products[ids[0]]) == 4
+        monkeypatch.setattr(candidates, "MAX_BLOCK_PRODUCTS", 2)
+        # four products share the code: it is no product identity, only the GTIN's own counts
+        assert touched_reach(store, groups, [ids[0]]).products[ids[0]] == {
+            groups.product_of([ids[0]])[ids[0]]
+        }

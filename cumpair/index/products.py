@@ -146,21 +146,24 @@ class ProductTables:
                 out[int(row[0])] = (member, row[10], row[11])
         return out
 
-    def products_with_gtin(self, gtin: str) -> list[int]:
+    def products_with_gtin(self, gtin: str, limit: int | None = None) -> list[int]:
+        """Products with an offer of GTIN `gtin`, by id (at most `limit` of them: the read
+        stops there, so a GTIN on many products costs no more than one on few)."""
         rows = self._conn.execute(
             "SELECT DISTINCT o.product_id FROM memberships m JOIN offers o ON o.id = m.offer_id"
-            " WHERE m.match_gtin = ? ORDER BY o.product_id",
-            (gtin,),
+            " WHERE m.match_gtin = ? LIMIT ?",
+            (gtin, -1 if limit is None else limit),
         )
-        return [r[0] for r in rows]
+        return sorted(r[0] for r in rows)
 
-    def products_with_model(self, code: str) -> list[int]:
+    def products_with_model(self, code: str, limit: int | None = None) -> list[int]:
+        """Products with an offer of model code `code`, by id (at most `limit`, as above)."""
         rows = self._conn.execute(
             "SELECT DISTINCT o.product_id FROM model_codes c JOIN offers o ON o.id = c.offer_id"
-            " WHERE c.code = ? AND o.product_id IS NOT NULL ORDER BY o.product_id",
-            (code,),
+            " WHERE c.code = ? AND o.product_id IS NOT NULL LIMIT ?",
+            (code, -1 if limit is None else limit),
         )
-        return [r[0] for r in rows]
+        return sorted(r[0] for r in rows)
 
     def grouped_with_url(self, url: str) -> list[int]:
         rows = self._conn.execute(

@@ -133,9 +133,10 @@ def touched_reach(store: Any, groups: Any, touched: Collection[int]) -> Reach:
     blocks: dict[tuple[str, str], list[int]] = defaultdict(list)
     for oid, record in records.items():
         offer = features_from_record(record)
-        found = [("model", code, groups.products_with_model(code)) for code in offer.models]
+        over = MAX_BLOCK_PRODUCTS + 1  # enough to tell a code on too many products
+        found = [("model", c, groups.products_with_model(c, over)) for c in offer.models]
         if offer.gtin:
-            found.append(("gtin", offer.gtin, groups.products_with_gtin(offer.gtin)))
+            found.append(("gtin", offer.gtin, groups.products_with_gtin(offer.gtin, over)))
         for kind, key, products in found:
             blocks[kind, key].append(oid)
             if len(products) <= MAX_BLOCK_PRODUCTS:  # a code on many products is no model number

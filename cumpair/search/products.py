@@ -118,13 +118,15 @@ class ProductGroups:
         m = found[0]
         return Membership(m.offer_id, m.product_id, m.rule, m.score, m.matched_offer, m.evidence)
 
-    def products_with_gtin(self, gtin: str) -> list[int]:
+    def products_with_gtin(self, gtin: str, limit: int | None = None) -> list[int]:
+        """Products with an offer of GTIN `gtin` (at most `limit` of them, read no further)."""
         with self._lock:
-            return self._tables.products_with_gtin(gtin)
+            return self._tables.products_with_gtin(gtin, limit)
 
-    def products_with_model(self, code: str) -> list[int]:
+    def products_with_model(self, code: str, limit: int | None = None) -> list[int]:
+        """Products with an offer of model code `code` (at most `limit`, read no further)."""
         with self._lock:
-            return self._tables.products_with_model(code)
+            return self._tables.products_with_model(code, limit)
 
     def offers_with_url(self, url: str) -> list[int]:
         with self._lock:

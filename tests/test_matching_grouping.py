@@ -111,6 +111,9 @@ def test_grouping_options_are_read_from_settings():
     assert options.marketplaces == {"amazon", "ebay"}
     assert GroupingOptions.from_settings({}).one_offer_per_shop
     assert GroupingOptions.from_settings({"CUMPAIR_GROUP_REFINE_PASSES": "0"}).refine_passes == 0
+    assert GroupingOptions.from_settings({}).title_neighbours == 20
+    wider = GroupingOptions.from_settings({"CUMPAIR_GROUP_TITLE_NEIGHBOURS": "40"})
+    assert wider.title_neighbours == 40
     with pytest.raises(ValueError):
         GroupingOptions(min_support=1.0)
     with pytest.raises(ValueError):

@@ -34,8 +34,14 @@ _ADD_CHUNK = 65536
 # 0.898 at x16 whatever nprobe, 0.955 at x40 (synthetic clustered data: 0.95 by x8).
 RERANK_DEPTHS = (2, 4, 8, 16, 32, 64)
 
-# Fetches raw vectors for an array of ids (-1 allowed, returns zeros there): the refine source.
-VectorLookup = Callable[[np.ndarray], np.ndarray]
+# Re-ranking gathers at most this many bytes of candidate vectors at once (queries in slices).
+_RERANK_BYTES = 64 << 20
+
+# Fetches raw vectors for an array of ids (-1 allowed): the refine source. Returns the vectors
+# and which were found (zeros where not: gone, or a damaged row).
+VectorLookup = Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]]
+# Says which of some ids' vectors pass their checks (the re-rank's final picks only).
+VectorCheck = Callable[[np.ndarray], np.ndarray]
 # Every vector of a space, chunk by chunk: (ids, matrix) pairs; called once per pass.
 VectorChunks = Callable[[], Iterable[tuple[np.ndarray, np.ndarray]]]
 
@@ -222,22 +228,71 @@ def search(
 
 
 def rerank(
-    queries: np.ndarray, candidates: np.ndarray, lookup: VectorLookup, k: int
+    queries: np.ndarray,
+    candidates: np.ndarray,
+    lookup: VectorLookup,
+    k: int,
+    check: VectorCheck | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Exact inner products of each query with its candidates; keep the best k.
 
-    A candidate the lookup returns as zeros (gone, or its log row damaged: stored vectors are
-    unit length, never zero) is dropped rather than ranked with score 0.
+    A candidate the lookup does not find (gone, or its log row damaged) is dropped rather than
+    ranked, and so is one whose score is not finite (its values are garbled). With `check`,
+    only the picks are checked (a few rows, not every candidate's): one that fails is dropped
+    and the next best candidate takes its place. Queries are taken in
+    slices so the gathered candidate vectors stay under `_RERANK_BYTES`.
     """
     nq, kc = candidates.shape
-    vecs = lookup(candidates.reshape(-1)).reshape(nq, kc, -1)
-    exact = np.einsum("qd,qkd->qk", queries, vecs)
-    exact[(candidates < 0) | ~vecs.any(axis=2)] = -np.inf
-    order = np.argsort(-exact, axis=1)[:, :k]
-    scores = np.take_along_axis(exact, order, axis=1)
-    ids = np.take_along_axis(candidates, order, axis=1)
+    step = max(1, _RERANK_BYTES // max(1, kc * queries.shape[1] * 4))
+    width = min(k, kc)
+    scores = np.empty((nq, width), dtype=np.float32)
+    ids = np.empty((nq, width), dtype=np.int64)
+    for start in range(0, nq, step):
+        part = slice(start, start + step)
+        scores[part], ids[part] = _rerank_slice(queries[part], candidates[part], lookup, k, check)
+    return scores, ids
+
+
+def _rerank_slice(
+    queries: np.ndarray,
+    candidates: np.ndarray,
+    lookup: VectorLookup,
+    k: int,
+    check: VectorCheck | None,
+) -> tuple[np.ndarray, np.ndarray]:
+    nq, kc = candidates.shape
+    vectors, found = lookup(candidates.reshape(-1))
+    exact = np.matmul(vectors.reshape(nq, kc, -1), queries[:, :, None])[:, :, 0]
+    usable = (candidates >= 0) & found.reshape(nq, kc)
+    garbled = usable & ~np.isfinite(exact)  # stored vectors are finite: a damaged row
+    if check is not None and garbled.any():
+        check(candidates[garbled])  # fails, and the store notes the damage
+    exact[~usable | garbled] = -np.inf
+    while True:
+        order = _best_columns(exact, k)
+        scores = np.take_along_axis(exact, order, axis=1)
+        ids = np.take_along_axis(candidates, order, axis=1)
+        picked = np.isfinite(scores)
+        if check is None or not picked.any():
+            break
+        failed = np.zeros_like(picked)
+        failed[picked] = ~check(ids[picked])
+        if not failed.any():
+            break
+        rows, cols = np.nonzero(failed)
+        exact[rows, order[rows, cols]] = -np.inf
     ids[~np.isfinite(scores)] = -1
     return scores.astype(np.float32), ids
+
+
+def _best_columns(scores: np.ndarray, k: int) -> np.ndarray:
+    """Column numbers of each row's k highest scores, best first."""
+    if scores.shape[1] > k:
+        top = np.argpartition(-scores, k - 1, axis=1)[:, :k]
+    else:
+        top = np.broadcast_to(np.arange(scores.shape[1]), scores.shape)
+    best = np.argsort(-np.take_along_axis(scores, top, axis=1), axis=1, kind="stable")
+    return np.take_along_axis(top, best, axis=1)
 
 
 def tune(

@@ -1,7 +1,7 @@
 """Typed records that cross the product-store API: space specs, options, offers, hits, errors.
 
-Plain dataclasses only; nothing here touches FAISS or SQLite, so callers (the Scrapy pipeline,
-the search service) can build and inspect them without opening a store.
+Plain dataclasses and named tuples only; nothing here touches FAISS or SQLite, so callers (the
+Scrapy pipeline, the search service) can build and inspect them without opening a store.
 """
 
 from __future__ import annotations
@@ -268,12 +268,12 @@ class PricePoint:
     seen_at: datetime
 
 
-@dataclass(frozen=True)
-class UpsertResult:
+class UpsertResult(NamedTuple):
     """What `ProductStore.upsert` did.
 
     ``matched_by``: ``"new"`` (inserted), ``"url"`` (same shop+URL), ``"gtin"`` (same GTIN in the
-    same shop) or ``"vector"`` (near-identical vector of an offer of the same shop).
+    same shop) or ``"vector"`` (near-identical vector of an offer of the same shop). A
+    NamedTuple rather than a dataclass: a bulk load builds one per offer.
     """
 
     offer_id: int

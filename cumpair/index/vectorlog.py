@@ -3,9 +3,10 @@
 A log starts with a 16-byte header (magic, format, dimension); row ``r`` follows at byte
 ``16 + r * (12 + dim * 4)`` and holds the vector id (int64), the float32 values and a CRC32 of
 both, so a flipped byte, a torn write or a row that points at another vector is detected on
-every read instead of being searched. SQLite records which row holds which vector id and how
-many rows are committed (``vector_logs.rows``); bytes past that count belong to an append whose
-transaction never committed (or whose commit was lost). Rows are written *before* the SQLite
+every read instead of being searched (re-ranking `gather`s candidates unchecked and checks the
+rows it returns). SQLite records which row holds which vector id and how many rows are
+committed (``vector_logs.rows``); bytes past that count belong to an append whose transaction
+never committed (or whose commit was lost). Rows are written *before* the SQLite
 commit that makes them reachable (``fsync`` first as well when the store runs
 ``synchronous=FULL``).
 
@@ -191,6 +192,30 @@ class VectorLog:
         rows = np.asarray(rows, dtype=np.int64)
         if not len(rows):
             return LogRead(np.empty((0, self.dim), np.float32), np.ones(0, bool))
+        found, present, good = self._checked(rows, ids)
+        everything = bool(present.all())
+        if everything and good.all():  # the common case: one copy of the values
+            return LogRead(np.ascontiguousarray(found["vec"]), good)
+        ok = np.zeros(len(rows), dtype=bool)
+        ok[present] = good
+        vectors = np.zeros((len(rows), self.dim), dtype=np.float32)
+        vectors[present] = np.where(good[:, None], found["vec"], np.float32(0))
+        return LogRead(vectors, ok)
+
+    def check(self, rows: np.ndarray, ids: np.ndarray) -> np.ndarray:
+        """Which rows `read` would pass (present, CRC, id), without copying their values out."""
+        rows = np.asarray(rows, dtype=np.int64)
+        if not len(rows):
+            return np.ones(0, bool)
+        _, present, good = self._checked(rows, ids)
+        ok = np.zeros(len(rows), dtype=bool)
+        ok[present] = good
+        return ok
+
+    def _checked(
+        self, rows: np.ndarray, ids: np.ndarray | None
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(the present rows' records, which rows are present, which of those pass)."""
         records = self._mapped(int(rows.max()) + 1)
         present = rows < len(records)
         everything = bool(present.all())
@@ -199,12 +224,23 @@ class VectorLog:
         if ids is not None:
             expected = np.asarray(ids, dtype=np.int64)
             good &= found["vid"] == (expected if everything else expected[present])
-        if everything and good.all():  # the common case: one copy of the values
-            return LogRead(np.ascontiguousarray(found["vec"]), good)
-        ok = np.zeros(len(rows), dtype=bool)
-        ok[present] = good
-        vectors = np.zeros((len(rows), self.dim), dtype=np.float32)
-        vectors[present] = np.where(good[:, None], found["vec"], np.float32(0))
+        return found, present, good
+
+    def gather(self, rows: np.ndarray, ids: np.ndarray) -> LogRead:
+        """Rows by number for re-ranking, without their CRCs: a row fails only if it is missing
+        or holds another id. The caller `check`s the few rows it keeps."""
+        rows = np.asarray(rows, dtype=np.int64)
+        records = self._mapped(int(rows.max()) + 1 if len(rows) else 0)
+        if not len(rows) or not len(records):
+            return LogRead(np.zeros((len(rows), self.dim), np.float32), np.zeros(len(rows), bool))
+        present = rows < len(records)
+        at = np.where(present, rows, 0)
+        ok = present & (records["vid"][at] == ids)
+        # one copy of the rows asked for, straight from the mapping (np.take would first copy
+        # the whole strided field)
+        vectors = records["vec"][at]
+        if not ok.all():
+            vectors[~ok] = 0
         return LogRead(vectors, ok)
 
     def read_ids(self, start: int, stop: int) -> LogRead:

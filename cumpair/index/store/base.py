@@ -32,6 +32,7 @@ from cumpair.index.records import (
     StoreOptions,
     UnknownSpaceError,
 )
+from cumpair.index.store.rowmap import RowMapSlot
 
 log = logging.getLogger("cumpair.index.store")
 _T = TypeVar("_T")
@@ -57,14 +58,38 @@ class _Space:
     latencies: deque = field(default_factory=lambda: deque(maxlen=4096))
     upgrade_thread: threading.Thread | None = None
     upgrade_error: str | None = None
+    rows: RowMapSlot = field(default_factory=RowMapSlot)  # where re-ranking reads each vector
 
 
 @dataclass
 class _Ops:
-    """Index changes of one transaction: ids to remove first, then vectors to add."""
+    """Index changes of one transaction: ids to remove first, then vectors to add.
+
+    ``add`` maps a vector id to its row in the matrices `put` collected, so a batch's vectors
+    stay in the arrays they came in (a later write of an id wins; popping it cancels the add).
+    """
 
     drop: set[int] = field(default_factory=set)
-    add: dict[int, np.ndarray] = field(default_factory=dict)
+    add: dict[int, int] = field(default_factory=dict)
+    _parts: list[np.ndarray] = field(default_factory=list)
+    _rows: int = 0
+
+    def put(self, vids: list[int], matrix: np.ndarray) -> None:
+        """Add `matrix`'s rows under `vids` (replacing an earlier add of the same id)."""
+        self.add.update(zip(vids, range(self._rows, self._rows + len(vids)), strict=True))
+        self._parts.append(matrix)
+        self._rows += len(vids)
+
+    def added(self) -> tuple[np.ndarray, np.ndarray]:
+        """(ids, vectors) to add, in the order they were first put."""
+        ids = np.fromiter(self.add, dtype=np.int64, count=len(self.add))
+        rows = np.fromiter(self.add.values(), dtype=np.int64, count=len(self.add))
+        if not len(ids):
+            return ids, np.empty((0, 0), np.float32)
+        stacked = self._parts[0] if len(self._parts) == 1 else np.concatenate(self._parts)
+        if len(rows) == len(stacked) and (rows == np.arange(len(rows))).all():
+            return ids, stacked  # every row put once and kept: no gather copy
+        return ids, stacked[rows]
 
 
 class StoreBase:

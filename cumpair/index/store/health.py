@@ -54,6 +54,7 @@ class Health(StoreBase):
                 "index_type": space.params.kind,
                 "index": space.params.to_dict(),
                 "index_bytes_per_vector": _bytes_per_vector(space),
+                "row_map_bytes": 0 if space.rows.current is None else space.rows.current.nbytes,
                 "measured_recall": space.params.recall,
                 "pending_unflushed": int(pending),
                 "snapshot": snaps[0].file if snaps else None,

@@ -8,6 +8,7 @@ import asyncio
 import sqlite3
 import time
 from collections.abc import Iterable, Iterator
+from functools import partial
 
 import faiss
 import numpy as np
@@ -25,7 +26,10 @@ from cumpair.index.records import (
     vector_id,
 )
 from cumpair.index.store.base import StoreBase, _Space
+from cumpair.index.store.rowmap import RowMap
+from cumpair.index.vectorlog import LogRead
 
+_ORDINAL_MASK = (1 << ORDINAL_BITS) - 1
 _EXACT_FILTERED = 20_000  # filtered IVF-PQ searches with fewer allowed vectors go exact
 
 
@@ -72,10 +76,9 @@ class Searching(StoreBase):
         if allowed is not None and space.params.kind == "ivfpq" and len(allowed) <= _EXACT_FILTERED:
             # A selective filter leaves too few candidates in the probed lists: search the
             # allowed vectors exactly instead (they are few, and their raw vectors are on disk).
-            scores, ids = _exact_search(
-                matrix, allowed, self._lookup(space), min(fetch, len(allowed))
-            )
-            results = [_best_per_offer(s, i, k) for s, i in zip(scores, ids, strict=True)]
+            read = self._vectors(space, allowed, checked=True)
+            scores, ids = _exact_search(matrix, allowed[read.ok], read.vectors[read.ok], fetch)
+            results = _hit_lists(scores, ids, k)
             space.latencies.append(time.perf_counter() - started)
             return results
         with space.lock.read():
@@ -85,30 +88,77 @@ class Searching(StoreBase):
             # the depth was tuned for recall@recall_k: a smaller k still gets that many candidates
             wanted = max(fetch, params.recall_k) * params.k_factor if refine else fetch
             scores, ids = ivf.search(index, params, matrix, wanted, allowed)
-        if refine:  # exact re-ranking reads SQLite; done outside the lock
-            scores, ids = ivf.rerank(matrix, ids, self._lookup(space), fetch)
-        results = [_best_per_offer(s, i, k) for s, i in zip(scores, ids, strict=True)]
+        if refine:  # exact re-ranking reads the vector log; done outside the lock
+            scores, ids = ivf.rerank(
+                matrix, ids, partial(self._vectors, space), fetch, partial(self._check, space)
+            )
+        results = _hit_lists(scores, ids, k)
         space.latencies.append(time.perf_counter() - started)
         return results
 
-    def _lookup(self, space: _Space) -> ivf.VectorLookup:
+    def _vectors(self, space: _Space, ids: np.ndarray, checked: bool = False) -> LogRead:
+        """Vectors of `ids` from the log rows the row map names (CRCs checked when `checked`;
+        re-ranking `_check`s its picks instead). Ids the map lacks (written after it) are
+        looked up again in a fresher one; rows that fail even so are noted as damage."""
+        row_map = self._row_map(space)
+        read = (row_map.read if checked else row_map.gather)(ids)
+        missing = (ids >= 0) & ~read.ok
+        if missing.any():
+            row_map = self._row_map(space, newer_than=row_map.seq)
+            again = (row_map.read if checked else row_map.gather)(ids[missing])
+            read.vectors[missing], read.ok[missing] = again
+            failed = ids[missing][~again.ok]
+            self._note_damage(space.name, failed[row_map.rows_of(failed) >= 0])
+        return read
+
+    def _check(self, space: _Space, ids: np.ndarray) -> np.ndarray:
+        """Which of the re-ranked picks `ids` pass their CRCs (failures are noted as damage)."""
+        ok, damaged = self._row_map(space).check(ids)
+        self._note_damage(space.name, ids[damaged])
+        return ok
+
+    def _row_map(self, space: _Space, newer_than: int = -1) -> RowMap:
+        """The space's row map: at least as new as its index and newer than `newer_than`
+        (when the database is), of the space's current log file."""
+        slot = space.rows
+
+        def fresh(row_map: RowMap | None) -> bool:
+            return (
+                row_map is not None
+                and row_map.seq >= space.applied_seq
+                and row_map.seq > newer_than
+                and row_map.file not in self._retired
+            )
+
+        if fresh(current := slot.current):
+            return current
+        with slot.lock:
+            if not fresh(current := slot.current):
+                slot.current = current = self._next_row_map(space, current)
+            return current
+
+    def _next_row_map(self, space: _Space, current: RowMap | None) -> RowMap:
+        """`current` brought forward to the database's newest rows (rebuilt whole when the
+        log file changed or tombstones it needs were purged)."""
         conn = self._read_conn()
 
-        def lookup(ids: np.ndarray) -> np.ndarray:
-            def rows() -> dict[int, int]:
-                return metadata.vector_rows(conn, space.name, ids)
+        def query() -> tuple[int, str, tuple | None, tuple | None]:
+            """(seq, file, what changed since `current`, every live row): one of the two."""
+            seq, (file, _) = metadata.state(conn, "seq"), metadata.vector_log(conn, space.name)
+            if current is None or current.file != file:
+                return seq, file, None, metadata.live_vector_rows(conn, space.name)
+            if current.seq == seq:
+                return seq, file, (), None
+            if current.seq < metadata.state(conn, "purged_seq"):
+                return seq, file, None, metadata.live_vector_rows(conn, space.name)
+            return seq, file, metadata.changes_since(conn, space.name, current.seq), None
 
-            found, vectors_log = self._pinned(conn, space.name, space.spec.dim, rows)
-            vids = ids.tolist()
-            known = [n for n, vid in enumerate(vids) if vid in found]
-            out = np.zeros((len(ids), space.spec.dim), dtype=np.float32)
-            rows = np.array([found[vids[n]] for n in known], dtype=np.int64)
-            read = vectors_log.read(rows, ids[known])
-            self._note_damage(space.name, ids[known][~read.ok])
-            out[known] = read.vectors  # unknown and damaged rows score 0
-            return out
-
-        return lookup
+        (seq, file, changes, everything), log = self._pinned(
+            conn, space.name, space.spec.dim, query
+        )
+        if everything is not None:
+            return RowMap.build(file, log, seq, *everything)
+        return current.advanced(seq, *changes) if changes else current
 
     def iter_vectors(
         self, space: str, batch: int = 65536
@@ -177,10 +227,22 @@ class Searching(StoreBase):
         return int(self._space(space).index.ntotal)
 
 
+def _hit_lists(scores: np.ndarray, ids: np.ndarray, k: int) -> list[list[Hit]]:
+    """Best `k` offers per row of (scores, ids), each offer once, at its best vector's score."""
+    valid = ids >= 0
+    if np.any(ids[valid] & _ORDINAL_MASK):
+        return [_best_per_offer(s, i, k) for s, i in zip(scores, ids, strict=True)]
+    # Only first vectors (ordinal 0): each id is another offer, already best first.
+    offers = np.where(valid, ids >> ORDINAL_BITS, -1).tolist()
+    return [
+        [Hit(o, s, 0) for o, s in zip(row, values, strict=True) if o >= 0][:k]
+        for row, values in zip(offers, scores.tolist(), strict=True)
+    ]
+
+
 def _best_per_offer(scores: np.ndarray, ids: np.ndarray, k: int) -> list[Hit]:
     hits: list[Hit] = []
     seen: set[int] = set()
-    mask = (1 << ORDINAL_BITS) - 1
     for score, vid in zip(scores.tolist(), ids.tolist(), strict=True):
         if vid < 0:
             continue
@@ -188,18 +250,20 @@ def _best_per_offer(scores: np.ndarray, ids: np.ndarray, k: int) -> list[Hit]:
         if offer_id in seen:
             continue
         seen.add(offer_id)
-        hits.append(Hit(offer_id, float(score), vid & mask))
+        hits.append(Hit(offer_id, float(score), vid & _ORDINAL_MASK))
         if len(hits) == k:
             break
     return hits
 
 
 def _exact_search(
-    queries: np.ndarray, allowed: np.ndarray, lookup: ivf.VectorLookup, k: int
+    queries: np.ndarray, ids: np.ndarray, vectors: np.ndarray, k: int
 ) -> tuple[np.ndarray, np.ndarray]:
-    vectors = lookup(allowed)
-    scores, rows = faiss.knn(queries, vectors, k, metric=faiss.METRIC_INNER_PRODUCT)
-    return scores, np.where(rows >= 0, allowed[np.maximum(rows, 0)], -1)
+    if not len(ids):
+        empty = np.full((len(queries), 1), -1, dtype=np.int64)
+        return np.full(empty.shape, -np.inf, dtype=np.float32), empty
+    scores, rows = faiss.knn(queries, vectors, min(k, len(ids)), metric=faiss.METRIC_INNER_PRODUCT)
+    return scores, np.where(rows >= 0, ids[np.maximum(rows, 0)], -1)
 
 
 def _recorded_dim(conn: sqlite3.Connection, space: str) -> int:

@@ -14,9 +14,10 @@ from collections.abc import Callable, Iterator
 
 import numpy as np
 
-from cumpair.index import ivf, metadata, vectorlog
+from cumpair.index import ivf, metadata
 from cumpair.index.records import utcnow
 from cumpair.index.store.base import DB_NAME, StoreBase, _Space, log
+from cumpair.index.store.rowmap import RowMap
 
 _CHUNK = 16384  # rows read from the log per add (8 MiB at 128-d, 32 MiB at 512-d)
 
@@ -92,9 +93,9 @@ class Upgrade(StoreBase):
 
         if not ok.all():
             sample, pick = sample[ok], pick[ok]
-        lookup = _log_lookup(ids, rows, source)
+        row_map = RowMap.build(source.path.name, source, base_seq, ids, rows)
         index, params = ivf.build_and_tune(
-            sample, ids[pick], len(ids), chunks, lookup, self.options
+            sample, ids[pick], len(ids), chunks, row_map.gather, self.options
         )
         del sample
         with self._write_lock:
@@ -105,6 +106,7 @@ class Upgrade(StoreBase):
                 space.index, space.params = shadow.index, shadow.params
                 space.applied_seq = seq
                 space.dirty = True
+            space.rows.current = row_map  # searches bring it forward from base_seq
             with self._transaction():
                 event = {"space": space.name, **params.to_dict()}
                 metadata.record_event(self._conn, utcnow().isoformat(), "upgrade", event)
@@ -134,16 +136,3 @@ class Upgrade(StoreBase):
             done[space.name] = space.params.factory
         self.flush()
         return done
-
-
-def _log_lookup(ids: np.ndarray, rows: np.ndarray, source: vectorlog.VectorLog) -> ivf.VectorLookup:
-    """Re-rank source over the pinned rows (`ids` ascending): a damaged row scores 0."""
-
-    def lookup(wanted: np.ndarray) -> np.ndarray:
-        pos = np.clip(np.searchsorted(ids, wanted), 0, len(ids) - 1)
-        known = (wanted >= 0) & (ids[pos] == wanted)
-        out = np.zeros((len(wanted), source.dim), dtype=np.float32)
-        out[known] = source.read(rows[pos[known]], wanted[known]).vectors
-        return out
-
-    return lookup

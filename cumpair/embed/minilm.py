@@ -11,6 +11,7 @@ import threading
 import warnings
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -74,19 +75,16 @@ class MiniLMEncoder:
         # ONNX Runtime measured faster than PyTorch on this CPU (bench/bench_embed.py).
         self.backend = "onnx" if backend == "auto" else backend
         self._lock = threading.Lock()  # the PyTorch model's calls, one at a time
-        # Opened on first use (`_onnx_session`): a photo query loads the encoder set but never
-        # embeds text, and the session holds the model's weights and thread pool.
+        # Opened on first use (`_onnx_session`, `_tokenizer`): a photo query loads the encoder
+        # set but never embeds text; the session holds the model's weights and thread pool,
+        # and reading tokenizer.json takes longer than the rest of this load.
         self._session: OnnxSession | None = None
+        self._tokens: Any = None
         self._session_lock = threading.Lock()
         self._model = None
         if self.backend == "onnx":
-            from tokenizers import Tokenizer
-
             from cumpair.embed.onnx_cache import cached_onnx
 
-            self._tokenizer = Tokenizer.from_file(str(self._weights_dir / "tokenizer.json"))
-            self._tokenizer.enable_truncation(max_length=MAX_TOKENS)
-            self._tokenizer.enable_padding(pad_id=0, pad_token="[PAD]")
             onnx_path = Path(model_dir) / f"all-minilm-l6-v2-{self.version}.onnx"
             # Exported now (once per machine): a failed export fails the load; a file ONNX
             # Runtime cannot open fails the first call (`EmbedError`).
@@ -121,7 +119,7 @@ class MiniLMEncoder:
                 ).last_hidden_state
 
         sample = ["a red kettle, 1.7 l, 2200 W", "Acme X200 blender"]
-        encoded = self._tokenizer.encode_batch(sample)
+        encoded = self._tokenizer().encode_batch(sample)
         feeds = self._feeds(encoded)
         axes = {name: {0: "batch", 1: "tokens"} for name in (*_INPUTS, "hidden")}
         with torch.no_grad(), warnings.catch_warnings():
@@ -158,6 +156,18 @@ class MiniLMEncoder:
         summed = (hidden * weights).sum(axis=1)
         return l2_normalize(summed / np.maximum(weights.sum(axis=1), 1e-9))
 
+    def _tokenizer(self) -> Any:
+        """The ONNX backend's tokenizer (`tokenizers.Tokenizer`), read on first use."""
+        with self._session_lock:
+            if self._tokens is None:
+                from tokenizers import Tokenizer
+
+                tokens = Tokenizer.from_file(str(self._weights_dir / "tokenizer.json"))
+                tokens.enable_truncation(max_length=MAX_TOKENS)
+                tokens.enable_padding(pad_id=0, pad_token="[PAD]")
+                self._tokens = tokens
+            return self._tokens
+
     def _onnx_session(self) -> OnnxSession:
         with self._session_lock:
             if self._session is None:
@@ -172,7 +182,7 @@ class MiniLMEncoder:
         if self.backend == "onnx":
             # Sorting by length keeps padding, hence wasted compute, small within a batch.
             order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
-            feeds = self._feeds(self._tokenizer.encode_batch([texts[i] for i in order]))
+            feeds = self._feeds(self._tokenizer().encode_batch([texts[i] for i in order]))
             pooled = self._pool(self._onnx_session().run(feeds), feeds["attention_mask"])
             vectors = np.empty_like(pooled)
             vectors[order] = pooled

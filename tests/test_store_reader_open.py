@@ -33,7 +33,8 @@ def test_the_search_cli_names_a_missing_vector_log_without_a_traceback(store_dir
     for log in store_dir.glob("vectors.text.*.vlog"):
         log.unlink()
     with pytest.raises(SystemExit) as exit_:
-        main_search(["--index", str(store_dir), "--gtin", "4006381333931"])
+        # A text query: a GTIN lookup opens no vector space, so it never reads the log.
+        main_search(["--index", str(store_dir), "--text", "drill"])
     message = str(exit_.value.code)
     assert message.startswith(f"cumpair: cannot open the index at {store_dir}")
     assert "vectors.text." in message and "cumpair index check" in message

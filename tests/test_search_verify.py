@@ -170,6 +170,20 @@ def test_a_decisive_vector_margin_skips_the_keypoint_check():
     assert service._verifier is None  # never built: nothing was matched
 
 
+def test_contenders_that_are_all_offers_of_one_product_skip_the_keypoint_check():
+    """Three shops' offers of one product close together: keypoints could reorder only offers
+    of that product, whose score is its best offer's, so none are matched."""
+    from types import SimpleNamespace
+
+    from cumpair.search.service import SearchService
+
+    groups = SimpleNamespace(product_of=lambda ids: dict.fromkeys(ids, 7))
+    service = SearchService(SimpleNamespace(path="unused"), groups, encoder_loader=lambda: None)
+    hits = [(1, 0.9), (2, 0.88), (3, 0.85)]
+    assert service._verify(Image.new("RGB", (64, 64)), hits, lambda box: []) == hits
+    assert service._verifier is None
+
+
 def test_keypoint_span_is_the_share_of_the_shot_the_matches_cover():
     grid = [(x, y) for x in range(0, 101, 10) for y in range(0, 101, 10)]  # 11 x 11 points
     query = (grid, None)

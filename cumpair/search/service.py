@@ -276,7 +276,8 @@ class SearchService:
         photos on disk (`verify.fused_score`), a second known photo in a corner of the shot
         explained away (`verify.explain_away`, which searches `rest_hits` of the rest of the
         shot). Nothing is matched, not even the query's own keypoints, when the best hit's
-        margin is decisive (`verify.contenders`)."""
+        margin is decisive (`verify.contenders`) or every contender is an offer of one product
+        (keypoints could change no product's rank: a product scores its best offer's)."""
         from cumpair.search.verify import (
             GeometricVerifier,
             contenders,
@@ -287,7 +288,17 @@ class SearchService:
             resolve_photo,
         )
 
-        if not self.verify_candidates or len(contenders(hits, self.verify_candidates)) < 2:
+        close = contenders(hits, self.verify_candidates) if self.verify_candidates else []
+        if len(close) < 2:
+            return hits
+        # Keypoints that verify offers of two products are evidence for neither (`verify`).
+        product_of = self._products_of(hits[: self.verify_candidates])
+
+        def group_of(offer_id: int) -> int:
+            product = product_of.get(offer_id)
+            return -offer_id if product is None else product
+
+        if len({group_of(offer_id) for offer_id, _ in close}) < 2:
             return hits
 
         with self._lock:
@@ -299,13 +310,6 @@ class SearchService:
         def features_of(offer_id: int):
             path = resolve_photo(records.get(offer_id), self.images_root)
             return None if path is None else verifier.features_of_file(path)
-
-        # Keypoints that verify offers of two products are evidence for neither (`verify`).
-        product_of = self._products_of(hits[: self.verify_candidates])
-
-        def group_of(offer_id: int) -> int:
-            product = product_of.get(offer_id)
-            return -offer_id if product is None else product
 
         def grouped_rest_hits(box: tuple[float, float, float, float]) -> list[tuple[int, float]]:
             found = rest_hits(box)

@@ -8,9 +8,9 @@ run, the baseline: encoding plus an exact NumPy scan of the same vectors with no
 Photo queries (the demo's photos as a shopper takes them, "photo", and real photos of products
 not in the store, "real", which take the slowest path: `real_photo_queries`) are timed with the
 salient view (the default) and with the photo alone, with the median seconds of each stage of
-the default path (decode, embedding, search, keypoints, rest: grouping and product views);
-the issue's target is p50 <= 0.3 s and
-p95 <= 0.6 s per photo query on 2 cores at 10^4 offers. The cores may be shared with other
+the default path (decode, views: resizing and cropping, embedding: forward passes, search,
+keypoints, rest: grouping and product views); the issue's target is p50 <= 0.3 s and p95 <=
+0.6 s per photo query on 2 cores at 10^4 offers. The cores may be shared with other
 work: the run prints the load average beside the figures.
 
     python3 bench/bench_search.py                        # 10^4 offers (a few minutes)
@@ -31,7 +31,17 @@ six-view query. With the salient view (one pass for a photo that matches well, t
 passes, two searches) p50 380, p95 714 (baseline 58 / 84), stages embedding 136, search 166,
 keypoints 79. Under load the search stage is mostly FAISS's OpenMP threads waiting for each
 other: one single-vector search of 10^4 x 1280 took 110 ms with its default 2 threads, 17 ms
-with 1 (load 32). 10^5 was not measured again (its build takes about 18 minutes).
+with 1 (load 32), so the bench now runs FAISS on one thread, as `cumpair search` does
+(`limit_search_threads`). With that, and keypoints matched only within 0.15 of the best hit
+(`verify.KEYPOINT_REACH`), 20 queries a row, load average 15: at 10^4 offers demo photos p50
+239 ms, p95 488 (baseline 52 / 92; stages embedding 66, search 15, keypoints 139), real photos
+p50 287, p95 649 (baseline 62 / 93; embedding 175 for three passes, search 27, keypoints 68);
+at 10^5 offers (load 13; built in 257 s, the image space upgraded to IVF64,PQ32x4fs in 87 s;
+the filler's vectors are the demo's real vectors plus Gaussian noise, see `fill`) demo photos
+p50 237, p95 416 (baseline 145 / 225; keypoints 145, search 24), real photos p50 329, p95 460
+(baseline 164 / 260; embedding 200, search 43, keypoints 54). The filler offers are not grouped
+into products, so the keypoint check's skip for contenders of one product
+(`SearchService._verify`) does not show here.
 """
 
 from __future__ import annotations

@@ -74,10 +74,10 @@ KEYPOINT_REACH = 0.15
 # A second known photo in a corner of the shot (`explain_away`): the best hit counts as one when
 # its keypoints span less than MINORITY_SPAN of the shot (`keypoint_span`), and the rest of the
 # shot is of another photo when it matches one at REST_MATCH or more. Chosen on real photos
-# (bench/eval_retrieval.py --split in; span from 0.6 to 0.8, match from 0.5 to 0.65 gave the
-# same recall): occlusion by another known photo 0.78 -> 0.89 recall@1, no other kind changed
-# (0.7 cost a perspective query). A product small on a texture is verified with a small span
-# too, but the rest of its shot matched no photo better than 0.45.
+# (bench/eval_retrieval.py --split in): occlusion by another known photo 0.78 -> 0.89 recall@1
+# and no other kind changed, alike for a match level from 0.5 to 0.65; a span of 0.7 cost a
+# perspective query, 0.8 occlusion queries too. A product small on a texture is verified with a
+# small span as well, but the rest of its shot matched no photo better than 0.45.
 MINORITY_SPAN = 0.6
 REST_MATCH = 0.6
 

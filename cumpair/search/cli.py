@@ -208,14 +208,20 @@ def run_search(args: argparse.Namespace) -> int:
     from cumpair.search.formatting import format_results
     from cumpair.search.service import QueryError
     from cumpair.search.views import ranked_by, with_condition
-    from cumpair.vision.images import ImageError
 
     if not (args.image or args.text or args.gtin) and not args.regroup:
         print("cumpair search: give --image, --text or --gtin", file=sys.stderr)
         return 2
     ranking = ranking_from_args(args)
-    limit_search_threads(1)  # one query: see limit_search_threads
-    service = open_service(args, regroup=args.regroup, vectors=bool(args.image or args.text))
+    vectors = bool(args.image or args.text)
+    errors: tuple[type[Exception], ...] = (QueryError,)
+    if args.image:
+        from cumpair.vision.images import ImageError  # Pillow: only a photo query reads one
+
+        errors = (QueryError, ImageError)
+    if vectors or args.regroup:
+        limit_search_threads(1)  # one query: see limit_search_threads
+    service = open_service(args, regroup=args.regroup, vectors=vectors)
     if not (args.image or args.text or args.gtin):
         return 0
     options = {
@@ -231,7 +237,7 @@ def run_search(args: argparse.Namespace) -> int:
             response = service.search_text(args.text, **options)
         else:
             response = service.search_gtin(args.gtin, **options)
-    except (QueryError, ImageError) as exc:
+    except errors as exc:
         print(f"cumpair search: {exc}", file=sys.stderr)
         return 1
     response.products = ranked_by(with_condition(response.products, args.condition), ranking)

@@ -190,11 +190,11 @@ VISION_CACHE_MAX_MB = 1024
 
 # --- Embeddings and the product index (pipelines/index.py) ------------------------------------
 INDEX_ENABLED = True
-# Threads that embed and write; bounds the items in flight in this stage. Each waits on its
-# item's vectors, so fewer than EMBED_BATCH_SIZE of them never fill a batch: with 4, every batch
-# waited EMBED_MAX_WAIT for 1-2 items and the stage capped the first crawl near 3 items/s
-# (memory: the embedder queues at most two batches, and a worker waiting for room holds one
-# item's photo bytes).
+# Threads (per spider) that embed and write; bounds the items in flight in this stage. Each
+# waits on its item's vectors, so fewer than EMBED_BATCH_SIZE of them never fill a batch: with 4,
+# every batch waited EMBED_MAX_WAIT for 1-2 items, capping one shop's stage at 4 items per
+# (EMBED_MAX_WAIT + model) seconds, about 3 items/s (memory: the embedder queues at most two
+# batches, and a worker waiting for room holds one item's photo bytes).
 INDEX_WORKERS = 32
 # Crawl processes sharing a store without Redis (two scrapyd jobs) take turns at its writer lock
 # (cumpair/indexer/turns.py): while another holds it, offers wait durably in the spool

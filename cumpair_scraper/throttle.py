@@ -35,7 +35,8 @@ class RevalidationAwareAutoThrottle(AutoThrottle):
         super().__init__(crawler)
         statuses = crawler.settings.getlist("AUTOTHROTTLE_LEARN_STATUSES", DEFAULT_LEARN_STATUSES)
         try:
-            self.learn_statuses = frozenset(int(status) for status in statuses)
+            # `-s AUTOTHROTTLE_LEARN_STATUSES=` (Scrapy reads [""]) means none, as [] does.
+            self.learn_statuses = frozenset(int(status) for status in statuses if str(status))
         except ValueError as exc:
             raise ValueError(
                 f"AUTOTHROTTLE_LEARN_STATUSES must list HTTP status codes, got {statuses!r}"

@@ -51,8 +51,9 @@ def test_fast_304s_to_revalidated_photos_bring_a_hosts_delay_down():
     assert slot.delay < 0.1  # halved per answer toward latency / target concurrency
 
 
-def test_without_learnt_statuses_a_304_keeps_scrapys_rule_and_cannot_lower_the_delay():
-    throttle, slot = _throttled(AUTOTHROTTLE_LEARN_STATUSES=[])
+@pytest.mark.parametrize("none", [[], ""])  # "": `-s AUTOTHROTTLE_LEARN_STATUSES=`
+def test_without_learnt_statuses_a_304_keeps_scrapys_rule_and_cannot_lower_the_delay(none):
+    throttle, slot = _throttled(AUTOTHROTTLE_LEARN_STATUSES=none)
     for _ in range(4):
         _answer(throttle, 304, 0.01)
     assert slot.delay == 0.9

@@ -8,11 +8,14 @@ import pytest
 from cumpair.search.features import (
     bare_numbers,
     colour_names,
+    names_a_purpose,
     offer_features,
     quantities,
     quantity_relation,
+    short_codes,
     title_head,
     unexplained_numbers,
+    unexplained_short_codes,
 )
 from cumpair.search.signals import SIGNALS, TokenWeights, pair_signals
 
@@ -141,3 +144,27 @@ def test_colour_words_match_with_or_without_accents():
     assert pair_signals(spanish, french)["colour_jaccard"] == 1.0
     assert colour_names("Nike Hypervenom Phatal III DF FG - Czarny/Bialy") == {"black", "white"}
     assert colour_names("Concave Quantum+ FG - Wit/Roze") == colour_names("Blanc/ Rosé")
+
+
+def test_a_short_model_name_each_side_has_alone_is_unexplained():
+    eos70d = offer_features(
+        1, "a", "Canon EOS 70D Digital SLR Camera (Body Only) DSLR Bundles | EISF"
+    )
+    eos6d = offer_features(
+        2, "b", "Canon EOS 6D Digital SLR Camera, 20.2MP (Body Only) Only) (8035B002) Camera"
+    )
+    assert short_codes(eos70d.title) == {"70d"}
+    assert pair_signals(eos70d, eos6d)["short_codes_unexplained"] == 1.0
+    assert unexplained_short_codes(frozenset({"70d"}), "Canon EOS70D kit") == 0  # made up
+    assert unexplained_short_codes(frozenset({"70d"}), "Canon EOS 700D") == 1
+    assert unexplained_short_codes(frozenset({"ii"}), "Canon EOS 5D Mark III") == 1
+    assert short_codes("Nike Tiempo Legend VI FG Enfant - Noir/ Blanc/ Or") == {"vi"}
+    assert short_codes("Kingston 32GB DT microDuo USB 3.0 4K") == set()  # specs are not names
+
+
+def test_an_accessory_beside_what_it_fits_is_one_sided_purpose():
+    charger = offer_features(1, "a", "GoPro Dual Battery Charger + (for HERO4) - AHBBP-401")
+    camera = offer_features(2, "b", "GoPro HERO4 BLACK Sports & Action Video Cameras | Gear Outlet")
+    assert names_a_purpose(charger.title) and not names_a_purpose(camera.title)
+    assert pair_signals(charger, camera)["purpose_one_sided"] == 1.0
+    assert names_a_purpose("Soporte Frontal Para Casco Go Pro")

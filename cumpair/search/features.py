@@ -38,7 +38,9 @@ _SPEC = re.compile(
 # Spec prefixes and technology names: memory, buses, sockets, ratings, sizes, apertures.
 _SPEC_NAME = re.compile(
     r"^(?:(?:lp)?g?ddr\d*[a-z]?|pc\d*|sata\d*|pcie\d*|usb\d*(?:[.,]\d+)?c?|hdmi\d*(?:[.,]\d+)?|802\.?11\w*|cat\d+[a-z]?|lga\d+|am\d|"
-    r"fm\d\+?|ip[x]?\d+|wifi\d*|bt\d|h26\d|x26\d|mp[34]|[345]g|f/?\d+(?:[.,]\d+)?|gen\d+|"
+    r"fm\d\+?|ip[x]?\d+|wifi\d*|bt\d|h26\d|x26\d|mp[34]|[345]g|gen\d+|"
+    # apertures, with a lens line's letter: f/1.8G, f/4L, f3.5-5.6
+    r"f/?\d+(?:[.,]\d+)?(?:-\d+(?:[.,]\d+)?)?[a-z]?|"
     r"(?:us|eu|uk|fr|de|it|size|gr|gr\u00f6\u00dfe|taille|talla)\d+(?:[.,]\d+)?|"
     r"\d+in\d+|\d+(?:[.,]\d+)?(?:x|-)?(?:ghz|mhz|gb|tb|mb)\w*)$",
     re.IGNORECASE,
@@ -430,9 +432,38 @@ def bare_numbers(text: str) -> frozenset[str]:
 
 def unexplained_numbers(numbers: frozenset[str], other_text: str) -> int:
     """How many of `numbers` the other offer's text never writes as a digit run of its own
-    ("1060" is in "GTX1060" and "gtx-1060", not in "10600" nor "E7-1060x2")."""
+    ("1060" is in "GTX1060" and "gtx-1060", not in "10600")."""
     digits_of_other = set(re.findall(r"\d+", clean_text(other_text)))
     return sum(1 for n in numbers if n not in {d.lstrip("0") or "0" for d in digits_of_other})
+
+
+_ROMAN = frozenset(["ii", "iii", "iv", "vi", "vii", "viii", "ix", "xi", "xii"])
+
+
+def short_codes(text: str) -> frozenset[str]:
+    """Short tokens that name one model of a line, too short to be taken for model codes:
+    letters with digits of 2-3 characters ("EOS 70D" vs "6D", "Rebel T5" vs "T7i", "A7")
+    and Roman numerals ("Genio II" vs "Legend VI", "Mark IV"); specs are not among them."""
+    return frozenset(
+        token
+        for token in _WORD.findall(clean_text(text).lower())
+        if token in _ROMAN
+        or (2 <= len(token) <= 3 and not token.isdigit() and any(c.isdigit() for c in token)
+            and not is_spec(token))
+    )  # fmt: skip
+
+
+def unexplained_short_codes(codes: frozenset[str], other_text: str) -> int:
+    """How many of `codes` the other offer's text lacks, with letters and digits glued across
+    spaces ("70D" is in "EOS70D" and "EOS 70 D", not in "700D"; "II" is not in "III")."""
+    flat = " ".join(re.findall(r"[a-z0-9]+", clean_text(other_text).lower()))
+    glued = re.sub(r"(?<=[a-z]) (?=\d)|(?<=\d) (?=[a-z])", "", flat)
+
+    def written(code: str) -> bool:
+        before = r"(?<!\d)" if code[0].isdigit() else r"(?<![a-z0-9])"
+        return bool(re.search(rf"{before}{code}(?![a-z0-9])", glued))
+
+    return sum(1 for code in codes if not written(code))
 
 
 _HEAD_END = re.compile(r"\s[-|\u2013\u2014:\u00b7]\s|[|(\[,]|\s[-\u2013]\S")
@@ -449,6 +480,20 @@ def title_head(text: str) -> frozenset[str]:
         if len(tokens) >= 2:
             return frozenset(tokens[:HEAD_WORDS])
     return frozenset(_WORD.findall(title_tokens_text(cleaned))[:HEAD_WORDS])
+
+
+# Words that make the rest of a title what the product fits, not what it is ("Battery for
+# HERO4", "Etui pour iPhone 7", "Funda para Galaxy S8"), in the languages shops write in.
+_PURPOSE = re.compile(
+    r"\b(?:for|f\u00fcr|fuer|pour|para|per|voor|do|compatible|kompatibel|compatibile|fits)\b",
+    re.IGNORECASE,
+)
+
+
+def names_a_purpose(text: str) -> bool:
+    """True when `text` says what the product is for ("Dual Battery Charger for HERO3+"): an
+    accessory, whose title names the product it fits."""
+    return bool(_PURPOSE.search(clean_text(text)))
 
 
 def title_tokens_text(text: str) -> str:

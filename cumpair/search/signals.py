@@ -14,15 +14,19 @@ from collections import Counter
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from functools import lru_cache
+from typing import NamedTuple
 
 from cumpair.search.features import (
     OfferFeatures,
     bare_numbers,
     code_relation,
+    names_a_purpose,
     quantities,
     quantity_relation,
+    short_codes,
     title_head,
     unexplained_numbers,
+    unexplained_short_codes,
 )
 
 # In the order a model file lists them; adding one means retraining the shipped model.
@@ -48,11 +52,13 @@ SIGNALS: tuple[str, ...] = (
     "numbers_jaccard",
     "numbers_known",
     "numbers_unexplained",
+    "short_codes_unexplained",
     "quantity_known",
     "quantity_agree",
     "quantity_conflict",
     "head_containment",
     "head_char_cosine",
+    "purpose_one_sided",
     "colour_jaccard",
     "colour_known",
     "brand_agree",
@@ -124,11 +130,20 @@ def char_cosine(a: str, b: str) -> float:
     return sum(c * gb.get(g, 0) for g, c in ga.items()) / (na * nb)
 
 
+class _TitleFacts(NamedTuple):
+    quantities: frozenset[tuple[str, float]]
+    numbers: frozenset[str]
+    short_codes: frozenset[str]
+    head: frozenset[str]
+    purpose: bool
+
+
 @lru_cache(maxsize=200_000)
-def _title_facts(title: str) -> tuple[frozenset[tuple[str, float]], frozenset[str], frozenset[str]]:
-    """Quantities, bare numbers and head tokens of a title (read off `OfferFeatures.title`, so
-    a title cleaned of shop boilerplate is what they come from)."""
-    return quantities(title), bare_numbers(title), title_head(title)
+def _title_facts(title: str) -> _TitleFacts:
+    """What the title-only signals read off a title (`OfferFeatures.title`, so a title cleaned
+    of shop boilerplate is what they come from)."""
+    return _TitleFacts(quantities(title), bare_numbers(title), short_codes(title),
+                       title_head(title), names_a_purpose(title))  # fmt: skip
 
 
 def _high(value: float) -> float:
@@ -185,25 +200,30 @@ def pair_signals(
         out["tfidf_shared_rarest"] = weights.rarest(a.tokens & b.tokens)
     else:
         out["tfidf_unshared_rarest"] = out["tfidf_shared_rarest"] = 0.0
-    (a_quantities, a_bare, a_head), (b_quantities, b_bare, b_head) = (
-        _title_facts(a.title),
-        _title_facts(b.title),
-    )
-    # "GTX 1060" vs "GTX 1070", "Air Jordan 11" vs "13": a generation each side has alone
+    fa, fb = _title_facts(a.title), _title_facts(b.title)
+    # "GTX 1060" vs "GTX 1070", "EOS 70D" vs "6D", "Genio II" vs "Legend VI": a generation or
+    # model each side has alone
     out["numbers_unexplained"] = (
-        min(unexplained_numbers(a_bare, b.title), unexplained_numbers(b_bare, a.title), 2) / 2
+        min(unexplained_numbers(fa.numbers, b.title), unexplained_numbers(fb.numbers, a.title), 2)
+        / 2
     )
-    stated, conflicting = quantity_relation(a_quantities, b_quantities)
+    out["short_codes_unexplained"] = float(
+        bool(unexplained_short_codes(fa.short_codes, b.title))
+        and bool(unexplained_short_codes(fb.short_codes, a.title))
+    )
+    stated, conflicting = quantity_relation(fa.quantities, fb.quantities)
     out["quantity_known"] = float(stated > 0)
     out["quantity_agree"] = float(stated > 0 and not conflicting)
     out["quantity_conflict"] = min(conflicting, 2) / 2
     # the product's name comes first; shops append their own words after a separator
     out["head_containment"] = (
-        (len(a_head & b.tokens) / len(a_head) + len(b_head & a.tokens) / len(b_head)) / 2
-        if a_head and b_head
+        (len(fa.head & b.tokens) / len(fa.head) + len(fb.head & a.tokens) / len(fb.head)) / 2
+        if fa.head and fb.head
         else 0.0
     )
-    out["head_char_cosine"] = char_cosine(" ".join(sorted(a_head)), " ".join(sorted(b_head)))
+    out["head_char_cosine"] = char_cosine(" ".join(sorted(fa.head)), " ".join(sorted(fb.head)))
+    # "Battery for HERO4" beside "GoPro HERO4 Black": an accessory and what it fits
+    out["purpose_one_sided"] = float(fa.purpose != fb.purpose)
     numbers_known = bool(a.numbers and b.numbers)
     out["numbers_known"] = float(numbers_known)
     out["numbers_jaccard"] = (

@@ -24,15 +24,25 @@ compared per touched offer, the full regroup per store offer and its ratio to th
 regroup, the pair F1 of incremental against full (agreement), and each one's pair F1 against the
 catalog's truth over the offers the incremental regroup read. Last, how each per-offer cost grows
 from the smallest size to the largest (N^0: flat).
+
+Real offers first (`--real`, WDC categories of ``../shared/data/real/matching/wdc``): each
+distinct title of a category's ``valid.txt`` is an offer of a shop of its own (as
+``eval_real_matching.py`` ingests them); ``cumpair ingest`` stores most of them, a second ingest
+the rest (`--real-late`), whose end regroups incrementally; a full regroup of a copy is the
+baseline. Printed: the share of the store the incremental regroup read, its agreement with the
+full one, and the labelled pairs' F1 read off each grouping (same product = same).
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import math
 import os
 import random
 import shutil
+import subprocess
+import sys
 import tempfile
 import time
 from collections import defaultdict
@@ -47,15 +57,17 @@ import numpy as np
 from cumpair.demo.catalog import build_catalog
 from cumpair.index import ProductStore, SpaceSpec, StoreOptions
 from cumpair.index.products import MemberRow, ProductTables
-from cumpair.ingest.stages import regroup_store
+from cumpair.ingest.stages import FULL_REGROUP_SHARE, regroup_store
 from cumpair.search.candidates import touched_pairs, touched_reach
 from cumpair.search.demo_index import demo_offer_record, demo_url
 from cumpair.search.evaluation import pairwise_scores
-from cumpair.search.features import features_from_record
+from cumpair.search.features import clean_text, features_from_record
+from cumpair.search.matcher_train import pair_scores, read_pairs
 from cumpair.search.products import ProductGroups
 from cumpair.search.store_scan import scan_offers
 
 DIM = 384
+WDC = Path(__file__).resolve().parents[2] / "shared" / "data" / "real" / "matching" / "wdc"
 T0 = datetime(2026, 11, 1, 12, 0, tzinfo=UTC)
 
 
@@ -215,6 +227,64 @@ def run_size(n: int, touched: float, seed: int, upgrade_at: int, full: bool) -> 
         shutil.rmtree(work, ignore_errors=True)
 
 
+def real_run(category: str, late_share: float, seed: int) -> dict:
+    """Two ingests of a WDC category's offers, then a full regroup of a copy (module doc)."""
+    pairs = list(read_pairs(WDC / category / "valid.txt"))
+    titles: dict[str, str] = {}  # clean title -> the first raw title with it
+    for pair in pairs:
+        for offer in (pair.left, pair.right):
+            titles.setdefault(clean_text(offer["title"]), offer["title"])
+    url_of = {key: f"https://wdc.invalid/{category}/{n}" for n, key in enumerate(titles)}
+    keys = list(titles)
+    late = set(random.Random(seed).sample(keys, max(1, round(late_share * len(keys)))))
+    work = Path(tempfile.mkdtemp(prefix=f"bench-grouping-{category}-"))
+    try:
+        index, copy = work / "index", work / "full"
+        for name, part in (("early", [k for k in keys if k not in late]), ("late", late)):
+            feed = work / f"{name}.jsonl"
+            with feed.open("w", encoding="utf-8") as out:
+                for key in part:
+                    shop = "wdc-" + url_of[key].rsplit("/", 1)[1]  # a shop of its own
+                    row = {"shop": shop, "url": url_of[key], "title": titles[key]}
+                    out.write(json.dumps(row, ensure_ascii=False) + "\n")
+            subprocess.run(
+                [sys.executable, "-m", "cumpair.cli", "ingest", "--index", str(index),
+                 "--allow-missing-price", "--no-images", "--progress-every", "1000000", str(feed)],
+                check=True, stdout=subprocess.DEVNULL,
+                env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])},
+            )  # fmt: skip
+        shutil.copytree(index, copy)
+        groupings = {}
+        for name, path in (("incremental", index), ("full", copy)):
+            with ProductStore.open(path) as store, ProductGroups.open(path) as groups:
+                offer_of = {key: store.offers_with_url(url)[0] for key, url in url_of.items()}
+                if name == "full":
+                    touched = [offer_of[k] for k in late]
+                    scope = len(touched_reach(store, groups, touched).scope())
+                    regroup_store(store, groups)
+                groupings[name] = groups.product_of(offer_of.values())
+        labels = np.array([p.label for p in pairs])
+        scores = {}
+        for name, grouping in groupings.items():
+            same = [
+                grouping[offer_of[clean_text(p.left["title"])]]
+                == grouping[offer_of[clean_text(p.right["title"])]]
+                for p in pairs
+            ]
+            scores[name] = pair_scores(np.array(same), labels)["f1"]
+        return {
+            "category": category,
+            "offers": len(keys),
+            "late": len(late),
+            "read": scope / len(keys),
+            "agreement_f1": pairwise_scores(groupings["incremental"], groupings["full"]).f1,
+            "f1_incremental": scores["incremental"],
+            "f1_full": scores["full"],
+        }
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
 def _cell(row: dict, key: str, form: str) -> str:
     return format(row[key], form) if key in row else "-".rjust(int(form.split(".")[0]))
 
@@ -222,7 +292,7 @@ def _cell(row: dict, key: str, form: str) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument(
-        "--sizes", type=int, nargs="+", default=[10_000, 100_000], help="offers per store"
+        "--sizes", type=int, nargs="*", default=[10_000, 100_000], help="offers per store"
     )
     parser.add_argument(
         "--touched",
@@ -238,8 +308,34 @@ def main() -> None:
     )
     parser.add_argument("--threads", type=int, default=1, help="FAISS OpenMP threads (1)")
     parser.add_argument("--seed", type=int, default=7)
+    parser.add_argument(
+        "--real", nargs="*", default=["cameras"], help="WDC categories first (none: skip)"
+    )
+    parser.add_argument(
+        "--real-late", type=float, default=0.01, help="share of real offers ingested late"
+    )
     args = parser.parse_args()
     faiss.omp_set_num_threads(args.threads)
+
+    if args.real and not WDC.is_dir():
+        print(f"no real data at {WDC}: real offers skipped")
+    elif args.real:
+        print("real offers (WDC valid.txt), a late ingest regrouped incrementally vs fully:")
+        print(
+            f"{'category':>10} {'offers':>6} {'late':>5} {'read':>6} | "
+            f"{'agree F1':>8} {'pairs F1 incr':>13} {'pairs F1 full':>13}"
+        )
+        for category in args.real:
+            row = real_run(category, args.real_late, args.seed)
+            full_anyway = row["read"] >= FULL_REGROUP_SHARE
+            print(
+                f"{row['category']:>10} {row['offers']:>6} {row['late']:>5} {row['read']:>6.1%} | "
+                f"{row['agreement_f1']:>8.3f} {row['f1_incremental']:>13.3f} "
+                f"{row['f1_full']:>13.3f}"
+                + ("  (read half the store or more: regrouped fully)" * full_anyway),
+                flush=True,
+            )
+        print()
 
     print(
         "per touched offer: upsert, assign and incremental regroup CPU ms, offers read, pairs"

@@ -18,6 +18,7 @@ from cumpair.search.verify import (
     KEYPOINT_WEIGHT,
     MIN_INLIERS,
     MINORITY_SPAN,
+    REST_MARGIN,
     REST_MATCH,
     GeometricVerifier,
     contenders,
@@ -283,6 +284,17 @@ def test_a_corner_match_stays_best_when_the_rest_of_the_shot_matches_nothing_wel
     same = [(7, 0.9)]
     group = {1: "p", 7: "p"}.get
     assert explain_away(hits, fused, evidence, query, (100, 100), lambda box: same, group) == fused
+
+
+def test_a_rest_of_the_shot_that_is_more_of_the_best_photo_is_no_other_subject():
+    """A warped shot whose keypoints cluster in a corner: its rest still looks like the best
+    photo about as much as like another one, so the best keeps its keypoints."""
+    hits, fused, evidence, query = _corner_evidence()
+    rest = [(2, REST_MATCH + 0.1), (1, REST_MATCH + 0.1 - REST_MARGIN / 2)]
+    assert explain_away(hits, fused, evidence, query, (100, 100), lambda box: rest) == fused
+    # Not among the rest's hits: the best photo matches it at most as well as the last one.
+    rest = [(2, REST_MATCH + 0.1), (3, REST_MATCH + 0.05)]
+    assert explain_away(hits, fused, evidence, query, (100, 100), lambda box: rest) == fused
 
 
 def test_a_best_hit_verified_across_the_shot_is_not_second_guessed():

@@ -424,34 +424,43 @@ def _json_list(values, default: Callable[[Any], Any] | None = None) -> str:
 def offers_by_url(
     conn: sqlite3.Connection, keys: Iterable[tuple[str, str]]
 ) -> dict[tuple[str, str], int]:
-    """Offer ids by (shop, url), for the keys that exist."""
-    return _offers_by(conn, "url", keys)
+    """Offer ids by (shop, url), for the keys that exist (shop and URL are unique together)."""
+    return _offers_by(conn, "url", "id", keys)
 
 
 def offers_by_gtin(
     conn: sqlite3.Connection, keys: Iterable[tuple[str, str]]
 ) -> dict[tuple[str, str], int]:
     """The oldest offer id per (shop, gtin), for the keys that exist."""
-    return _offers_by(conn, "gtin", keys)
+    return _offers_by(conn, "gtin", "MIN(id)", keys, group=True)
 
 
 def _offers_by(
-    conn: sqlite3.Connection, column: str, keys: Iterable[tuple[str, str]]
+    conn: sqlite3.Connection,
+    column: str,
+    offer_id: str,
+    keys: Iterable[tuple[str, str]],
+    group: bool = False,
 ) -> dict[tuple[str, str], int]:
     # One query per shop and 900 values, on the (shop, url) and (shop, gtin) indexes.
-    by_shop: dict[str, list[str]] = {}
-    for shop, value in set(keys):
-        by_shop.setdefault(shop, []).append(value)
+    keys = list(keys)
+    shops = {shop for shop, _ in keys}
+    if len(shops) == 1:  # a crawl's batch: no grouping per key
+        by_shop = {shops.pop(): {value for _, value in keys}}
+    else:
+        by_shop = {}
+        for shop, value in keys:
+            by_shop.setdefault(shop, set()).add(value)
     found: dict[tuple[str, str], int] = {}
     for shop, values in by_shop.items():
-        for chunk in _chunks(values):
+        for chunk in _chunks(sorted(values)):  # sorted: each query reads one stretch of the index
             marks = ",".join("?" * len(chunk))
-            for value, offer_id in conn.execute(
-                f"SELECT {column}, MIN(id) FROM offers WHERE shop = ? AND {column} IN ({marks})"
-                f" GROUP BY {column}",
+            rows = conn.execute(
+                f"SELECT {column}, {offer_id} FROM offers WHERE shop = ? AND {column} IN ({marks})"
+                + (f" GROUP BY {column}" if group else ""),
                 [shop, *chunk],
-            ):
-                found[(shop, value)] = int(offer_id)
+            ).fetchall()
+            found.update({(shop, value): found_id for value, found_id in rows})
     return found
 
 

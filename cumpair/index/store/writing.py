@@ -133,8 +133,8 @@ class Writing(StoreBase):
                     changed.append(False)
                 else:
                     updates.append((offer_id, row, seen[n], matched[n] != "gtin"))
-                    new_price = _price_key((row.price, row.currency))
-                    changed.append(_price_key(prices[offer_id]) != new_price)
+                    old, new = prices[offer_id], (row.price, row.currency)
+                    changed.append(old != new and _price_key(old) != _price_key(new))
             metadata.insert_offers(conn, inserts)
             metadata.update_offers(conn, updates)
         else:  # every item is a new offer
@@ -185,15 +185,20 @@ class Writing(StoreBase):
         updating = np.flatnonzero(given.given[lo:hi] & existed).tolist()
         old_rows = metadata.offer_vector_rows(conn, name, offer_ids[updating].tolist())
         at, log_rows, gone = [], [], []
-        for j in updating:
-            have = old_rows.get(int(offer_ids[j]), {})
-            for ordinal, row in have.items():
-                if ordinal < counts[j]:
-                    at.append(int(offsets[j]) - first + ordinal)
-                    log_rows.append(row)
-                else:
-                    gone.append(vector_id(int(offer_ids[j]), ordinal))
-                    removed[j] += 1
+        if old_rows:
+            ids, sizes, starts = (
+                offer_ids.tolist(),
+                counts.tolist(),
+                (offsets[:-1] - first).tolist(),
+            )
+            for j in updating:
+                for ordinal, row in old_rows.get(ids[j], {}).items():
+                    if ordinal < sizes[j]:
+                        at.append(starts[j] + ordinal)
+                        log_rows.append(row)
+                    else:
+                        gone.append(vector_id(ids[j], ordinal))
+                        removed[j] += 1
         if at:  # a damaged old row never equals the new vector, so it gets rewritten
             at_ = np.array(at, dtype=np.int64)
             old = vectors_log.read(np.array(log_rows, dtype=np.int64), vids[at_])

@@ -14,6 +14,7 @@ import unicodedata
 from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
+from functools import lru_cache
 from typing import Any, Literal, NamedTuple
 
 from cumpair.identifiers import normalize_gtin
@@ -433,8 +434,22 @@ def bare_numbers(text: str) -> frozenset[str]:
 def unexplained_numbers(numbers: frozenset[str], other_text: str) -> int:
     """How many of `numbers` the other offer's text never writes as a digit run of its own
     ("1060" is in "GTX1060" and "gtx-1060", not in "10600")."""
-    digits_of_other = set(re.findall(r"\d+", clean_text(other_text)))
-    return sum(1 for n in numbers if n not in {d.lstrip("0") or "0" for d in digits_of_other})
+    digits_of_other = _digit_runs(other_text)
+    return sum(1 for n in numbers if n not in digits_of_other)
+
+
+@lru_cache(maxsize=100_000)
+def _digit_runs(text: str) -> frozenset[str]:
+    """Every run of digits in `text`, leading zeros dropped (cached: grouping asks per pair)."""
+    return frozenset(d.lstrip("0") or "0" for d in re.findall(r"\d+", clean_text(text)))
+
+
+@lru_cache(maxsize=100_000)
+def _glued(text: str) -> str:
+    """`text` as lower-case words with letters and digits glued across spaces ("eos 70 d" ->
+    "eos70d"), for `unexplained_short_codes` (cached: grouping asks per pair)."""
+    flat = " ".join(re.findall(r"[a-z0-9]+", clean_text(text).lower()))
+    return re.sub(r"(?<=[a-z]) (?=\d)|(?<=\d) (?=[a-z])", "", flat)
 
 
 _ROMAN = frozenset(["ii", "iii", "iv", "vi", "vii", "viii", "ix", "xi", "xii"])
@@ -456,8 +471,7 @@ def short_codes(text: str) -> frozenset[str]:
 def unexplained_short_codes(codes: frozenset[str], other_text: str) -> int:
     """How many of `codes` the other offer's text lacks, with letters and digits glued across
     spaces ("70D" is in "EOS70D" and "EOS 70 D", not in "700D"; "II" is not in "III")."""
-    flat = " ".join(re.findall(r"[a-z0-9]+", clean_text(other_text).lower()))
-    glued = re.sub(r"(?<=[a-z]) (?=\d)|(?<=\d) (?=[a-z])", "", flat)
+    glued = _glued(other_text)
 
     def written(code: str) -> bool:
         before = r"(?<!\d)" if code[0].isdigit() else r"(?<![a-z0-9])"

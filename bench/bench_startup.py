@@ -2,7 +2,9 @@
 
 Each command runs in a fresh interpreter (`sys.executable`, so a pyenv shim's own start-up is
 not counted), several times; the figures are the median wall time and the largest peak RSS
-(the child's own `ru_maxrss`, from `os.wait4`). Baselines, from the same run:
+(the child's own `ru_maxrss`, from `os.wait4`), with the least CPU time (user + system) of the
+runs beside the wall time: on a shared machine the wall time measures the other load as much as
+the command. Baselines, from the same run:
 
 * `search_index.py --text` / `--image`: a Python process that opens the same SQLite database and
   FAISS index file and runs the same vector search with the ONNX encoder (already exported),
@@ -47,6 +49,18 @@ after the sub-command registry and the ONNX sessions opened on first use):
     cumpair --help           0.04 s  16 MB | 1.44 s 147 MB -> 0.07 s  16 MB
     scrapy list              0.40 s  59 MB | 0.99 s 108 MB -> 1.01 s 108 MB
 
+Then (2026-12-01, load 17, 5 runs; least CPU seconds, which the load inflates less than the
+wall time; baseline | ours; `scrapy list` beside a bare `scrapy version`), with --gtin and
+`history` opening no vector space and no Pillow, the MiniLM tokenizer read on first use and
+`cumpair.alerts` loaded lazily by the settings:
+
+    search --text            0.70 cpu 226 MB | 0.92 cpu 262 MB  1.3x
+    search --gtin            0.06 cpu  40 MB | 0.52 cpu  58 MB  8.9x (numpy, faiss: never called)
+    search --image           0.58 cpu 159 MB | 1.98 cpu 276 MB  3.4x (RapidOCR's own imports)
+    search --image --no-ocr  0.48 cpu 162 MB | 0.68 cpu 173 MB  1.4x
+    cumpair --help           0.07 cpu  40 MB | 0.10 cpu  40 MB  1.5x
+    scrapy list              0.68 cpu  69 MB | 0.59 cpu  70 MB  0.9x
+
 The crawl of the four demo shops (2026-12-01, one run each, 2 shared cores at load 20-40, so
 wall times are not comparable; the bare crawl peaked at 221-222 MB in every run):
 
@@ -55,11 +69,21 @@ wall times are not comparable; the bare crawl peaked at 221-222 MB in every run)
     + run slots, Tesseract APIs, malloc limits             597 MB per fifth: 415 581 582 580 568
 
 The issue's crawl target: <= 1.2 GB peak on the demo shops, at 10^4 products <= 10% above it.
-At 10^4 products (`--crawl-products 10000 --crawl-seconds 420`, load 25-30) the first 420 s
-peaked at 752 MB, rising 458 617 671 716 747 per fifth, with 37 items through the pipelines
-(the bare crawl: 794 items, 205 MB): not flat yet. Not measured, the likely cause: what
-waits for the specs and index stages is bounded only by Scrapy's scraper slot
-(SCRAPER_SLOT_MAX_ACTIVE_SIZE, 5 MB of responses, hundreds of product pages).
+At 10^4 products the crawl held every page it had fetched until its item was through OCR and
+embedding: Scrapy's scraper slot stops fetching at 5 MB of page bodies, thousands of demo pages,
+and each page kept CONCURRENT_ITEMS + 1 asyncio tasks (86 KB at Scrapy's 100). A 360 s run
+(load 15-20) held 1069 pages and 90k tasks at 350 s, rising 3 pages a second, 719 MB and rising
+(the last session's 420 s run: 458 617 671 716 747 MB per fifth). With PAGES_IN_FLIGHT_MAX (32
+pages per shop, cumpair_scraper/inflight.py) and CONCURRENT_ITEMS = 4 (2026-12-01, load 8-16,
+one run of each):
+
+    demo shops, every pipeline     616 MB per fifth: 572 580 581 596 574; 228 of 228 items
+    10^4 products, first 480 s     627 MB per fifth: 566 624 599 623 618; 174 items (bare: 1590)
+
+The 10^4 prefix is 2% above the demo crawl. Not in a prefix: a whole 10^4 crawl (30k offers)
+adds what grows with the offers indexed: the FAISS vectors (6.6 KB an offer with both spaces),
+the regroup at close (72 MB at the demo's 228 offers) and Scrapy's media pipeline's record of
+each photo downloaded.
 Parts loaded one by one (the accounting lines, with the malloc limits): python 14 MB, Scrapy +
 the project 133, encoders 13, ONNX sessions 136 (+44 transient), OCR engines 51, store 4,
 regroup 69, two batch-32 image runs at once +429 transient, eight OCR reads +20.
@@ -121,13 +145,14 @@ print(db.execute("SELECT title, price FROM offers WHERE gtin = ?", [sys.argv[2]]
 @dataclass
 class Figure:
     wall_s: float
+    cpu_s: float  # user + system, the least of the runs: what a busy machine inflates least
     peak_mb: float
 
 
 def measure(argv: list[str], env: dict[str, str], runs: int, cwd: Path = REPO) -> Figure:
-    """Median wall time and largest peak RSS of `runs` runs of `argv` in `cwd` (output
-    discarded)."""
-    walls, peaks = [], []
+    """Median wall time, least CPU time and largest peak RSS of `runs` runs of `argv` in `cwd`
+    (output discarded)."""
+    walls, cpus, peaks = [], [], []
     for _ in range(runs):
         start = time.perf_counter()
         child = subprocess.Popen(
@@ -140,8 +165,9 @@ def measure(argv: list[str], env: dict[str, str], runs: int, cwd: Path = REPO) -
         child.stderr.close()
         if child.returncode != 0:
             raise SystemExit(f"{' '.join(argv)} failed ({child.returncode}):\n{error}")
+        cpus.append(usage.ru_utime + usage.ru_stime)
         peaks.append(usage.ru_maxrss / 1024)  # KiB on Linux
-    return Figure(statistics.median(walls), max(peaks))
+    return Figure(statistics.median(walls), min(cpus), max(peaks))
 
 
 def _package(module: str) -> str:
@@ -577,9 +603,9 @@ def main(argv: list[str] | None = None) -> int:
             ("scrapy list", [py, "-m", "scrapy", "list"], [py, "-m", "scrapy", "version"]),
         ]  # fmt: skip
         load = os.getloadavg()[0]
-        print(f"{args.runs} runs each, median wall, largest peak RSS; load average {load:.1f}"
-              f" on {os.cpu_count()} cores\n")  # fmt: skip
-        header = f"{'command':<24} {'baseline':>16} {'ours':>16} {'ratio':>12}"
+        print(f"{args.runs} runs each, median wall, least CPU, largest peak RSS;"
+              f" load average {load:.1f} on {os.cpu_count()} cores\n")  # fmt: skip
+        header = f"{'command':<24} {'baseline':>24} {'ours':>24} {'ratio':>17}"
         print(header)
         print("-" * len(header))
         for name, ours_argv, base_argv in [] if args.no_commands else cases:
@@ -588,9 +614,10 @@ def main(argv: list[str] | None = None) -> int:
             base = measure(base_argv, env, args.runs, outside)
             ours = measure(ours_argv, env, args.runs)
             print(
-                f"{name:<24} {base.wall_s:6.2f} s {base.peak_mb:5.0f} MB"
-                f" {ours.wall_s:6.2f} s {ours.peak_mb:5.0f} MB"
-                f" {ours.wall_s / base.wall_s:4.1f}x {ours.peak_mb / base.peak_mb:4.1f}x"
+                f"{name:<24} {base.wall_s:6.2f} s {base.cpu_s:5.2f} cpu {base.peak_mb:4.0f} MB"
+                f" {ours.wall_s:6.2f} s {ours.cpu_s:5.2f} cpu {ours.peak_mb:4.0f} MB"
+                f" {ours.wall_s / base.wall_s:4.1f}x {ours.cpu_s / base.cpu_s:4.1f}x"
+                f" {ours.peak_mb / base.peak_mb:4.1f}x"
             )
             times = import_times(ours_argv, env)
             print(f"{'':<24} imports: {', '.join(heaviest_imports(times))}")

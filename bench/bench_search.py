@@ -36,6 +36,8 @@ with 1 (load 32), so the bench now runs FAISS on one thread, as `cumpair search`
 (`verify.KEYPOINT_REACH`), 20 queries a row, load average 15: at 10^4 offers demo photos p50
 239 ms, p95 488 (baseline 52 / 92; stages embedding 66, search 15, keypoints 139), real photos
 p50 287, p95 649 (baseline 62 / 93; embedding 175 for three passes, search 27, keypoints 68);
+a later run at load average 16-20 (after the occluder check, `verify.explain_away`): demo photos
+325 / 597 (baseline 81 / 114; keypoints 228), real photos 343 / 848 (baseline 86 / 140);
 at 10^5 offers (load 13; built in 257 s, the image space upgraded to IVF64,PQ32x4fs in 87 s;
 the filler's vectors are the demo's real vectors plus Gaussian noise, see `fill`) demo photos
 p50 237, p95 416 (baseline 145 / 225; keypoints 145, search 24), real photos p50 329, p95 460

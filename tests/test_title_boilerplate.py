@@ -97,3 +97,11 @@ def test_features_lose_the_tail_from_compared_text_but_keep_codes_and_brand():
     assert stripped[0].title == "Dior Chiffre Rouge Watch CD084850M001 CD084850M001"
     plain = [offer_features(1, "s1", "Acme Drill AA-100"), offer_features(2, "s2", "Acme Saw")]
     assert without_boilerplate(plain) == plain
+
+
+def test_boilerplate_learned_elsewhere_is_used_as_given():
+    # two offers teach nothing; what their shops' other titles taught still applies
+    pair = [offer_features(n, f"s{n}", t) for n, t in enumerate(DEJAUN[:2])]
+    assert without_boilerplate(pair) == pair
+    stripped = without_boilerplate(pair, TitleBoilerplate.learn(DEJAUN))
+    assert [o.title for o in stripped] == [t.split(" | ")[0] for t in DEJAUN[:2]]

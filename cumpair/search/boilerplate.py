@@ -121,11 +121,14 @@ def _source_endings(
     return {e for e in frequent if ends[e] >= min_end_share * anywhere[e]}
 
 
-def without_boilerplate(features: Sequence[OfferFeatures]) -> list[OfferFeatures]:
-    """`features` with the title boilerplate learned from these offers themselves removed from
-    the text they compare (title, title tokens and numbers); codes, brand and GTIN stay."""
-    shops = [f.shop for f in features]
-    learned = TitleBoilerplate.learn([f.title for f in features], shops)
+def without_boilerplate(
+    features: Sequence[OfferFeatures], learned: TitleBoilerplate | None = None
+) -> list[OfferFeatures]:
+    """`features` with title boilerplate removed from the text they compare (title, title
+    tokens and numbers); codes, brand and GTIN stay. `learned` None: learned from these offers
+    themselves (a full regroup); a partial regroup passes what its shops' titles teach."""
+    if learned is None:
+        learned = TitleBoilerplate.learn([f.title for f in features], [f.shop for f in features])
     if not learned.endings:
         return list(features)
     out = []

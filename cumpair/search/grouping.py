@@ -31,7 +31,7 @@ from typing import Any
 import numpy as np
 
 from cumpair.progress import progress
-from cumpair.search.boilerplate import without_boilerplate
+from cumpair.search.boilerplate import TitleBoilerplate, without_boilerplate
 from cumpair.search.candidates import candidate_pairs
 from cumpair.search.features import OfferFeatures, with_learned_brands
 from cumpair.search.matching import MatchConfig, PairEvidence, compare
@@ -253,16 +253,18 @@ def group_offers(
     k: int = 10,
     options: GroupingOptions | None = None,
     pairs: Iterable[tuple[int, int]] | None = None,
+    boilerplate: TitleBoilerplate | None = None,
 ) -> Grouping:
     """Group offers into products (rows of `vectors` align with `features`; `options` None:
     `GroupingOptions` from the environment). `pairs`: the row pairs to compare, when the caller
     found them (an incremental regroup, from the store's ANN index and identifier tables);
-    None: `candidates.candidate_pairs` of all rows."""
+    None: `candidates.candidate_pairs` of all rows. `boilerplate`: the title tails to remove
+    (a partial regroup's, learned from its shops' titles); None: learned from `features`."""
     options = options or GroupingOptions.from_settings(os.environ)
     keys = [f.key for f in features]
     if len(set(keys)) != len(keys):
         raise ValueError("offer keys must be unique")
-    features = without_boilerplate(with_learned_brands(features))
+    features = without_boilerplate(with_learned_brands(features), boilerplate)
     verdicts = _Verdicts(features, vectors, config or MatchConfig())
     if pairs is None:
         pairs = candidate_pairs(features, vectors, k, options.title_neighbours)

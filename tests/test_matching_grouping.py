@@ -67,8 +67,8 @@ def test_a_majority_setting_keeps_any_chain_apart(a, b, c):
 
 # Two Maestro 2237-STC-20001 (0, 2: labelled the same), two Maestro 2237-ST-BEAT1 (1, 3: the
 # same), one Toccata (4); the shop's own template words make 0 and 1 look alike. Greedy merging
-# joins 0 to {1, 3} first (0~1 is 0.65, the mean clears the threshold); then {2} cannot join
-# that group, though 0~2 beats 0's mean with {1, 3}.
+# joins 0 to {1, 3} first (0~1 is the second strongest pair, the mean clears the threshold);
+# then {2} cannot join that group, though 0~2 beats 0's mean with {1, 3}.
 SETTLED = [
     "Raymond Weil Maestro Watch 2237-STC-20001 Shop Raymond 2237-ST-65001 Watches"
     " | Costello Jewelry Company",
@@ -85,9 +85,18 @@ SETTLED = [
 
 def test_refinement_moves_an_offer_to_the_group_that_supports_it_best():
     offers = [offer_features(i, f"shop{i}", t) for i, t in enumerate(SETTLED)]
-    greedy = group_offers(offers, options=GroupingOptions(refine_passes=0)).labels
+    pairs = ((0, 1), (0, 2), (0, 3), (1, 2), (1, 3), (2, 3))
+    verdicts = compare_pairs(with_learned_brands(offers), pairs)
+    s = {pair: v.score for pair, v in zip(pairs, verdicts, strict=True)}
+    assert s[1, 3] > s[0, 1] > s[0, 2]  # the merge order that settles 0 in {1, 3} first
+    # a threshold at which 0 joins {1, 3} and {2} then cannot join them (scored as grouping
+    # scores them, whatever the shipped model's own threshold)
+    joins, refused = (s[0, 1] + s[0, 3]) / 2, (s[0, 2] + s[1, 2] + s[2, 3]) / 3
+    assert refused < joins
+    config = MatchConfig(threshold=(refused + joins) / 2)
+    greedy = group_offers(offers, config=config, options=GroupingOptions(refine_passes=0)).labels
     assert greedy[0] == greedy[1] != greedy[2]  # what the refinement has to repair
-    labels = group_offers(offers, options=GroupingOptions()).labels
+    labels = group_offers(offers, config=config, options=GroupingOptions()).labels
     assert labels[0] == labels[2] != labels[1] == labels[3] != labels[4]
     assert labels[4] not in (labels[0], labels[1])
 

@@ -13,10 +13,11 @@ import numpy as np
 import pytest
 
 from cumpair.demo.catalog import build_catalog
-from cumpair.index import ProductStore, SpaceSpec, StoreOptions
+from cumpair.index import OfferRecord, ProductStore, SpaceSpec, StoreOptions
 from cumpair.index.products import ProductTables
-from cumpair.ingest.stages import regroup_store, touched_scope
+from cumpair.ingest.stages import regroup_store, store_boilerplate, touched_scope
 from cumpair.search import grouping
+from cumpair.search.boilerplate import TitleBoilerplate
 from cumpair.search.candidates import touched_reach
 from cumpair.search.demo_index import demo_offer_record
 from cumpair.search.products import ProductGroups
@@ -146,9 +147,15 @@ def test_the_incremental_regroup_compares_touched_pairs_only_and_scans_nothing(
     def whole_store(*args, **kwargs):
         raise AssertionError("an incremental regroup must not look at the whole store")
 
+    pages = store.iter_offers
+
+    def first_page(batch: int = 1000):  # a sample of titles for the boilerplate, no more
+        yield next(pages(batch=batch))
+        whole_store()
+
     # neither pairs over its whole scope (candidate_pairs) nor a scan of the store
     monkeypatch.setattr(grouping, "candidate_pairs", whole_store)
-    monkeypatch.setattr(store, "iter_offers", whole_store)
+    monkeypatch.setattr(store, "iter_offers", first_page)
     monkeypatch.setattr(store, "iter_vectors", whole_store)
     reach = touched_reach(store, groups, touched)
     assert all(groups.product_of([t])[t] in reach.products[t] for t in touched)
@@ -188,3 +195,22 @@ def test_a_touched_set_that_is_most_of_the_store_regroups_everything(crawled):
     ids = [r.id for r in scan_offers(store)]
     assert regroup_store(store, groups, ids[: len(ids) * 3 // 4])[1] == len(ids)
     assert regroup_store(store, groups, []) == (0, 0)
+
+
+def test_a_partial_regroup_learns_title_boilerplate_from_the_store_not_its_scope(tmp_path):
+    names = ("Kettle", "Toaster", "Blender", "Mixer", "Grill", "Juicer", "Fryer", "Heater")
+    with (
+        ProductStore.open(tmp_path, {}, StoreOptions(duplicate_threshold=None)) as store,
+        ProductGroups.open(tmp_path) as groups,
+    ):
+        for n, name in enumerate(names):
+            record = OfferRecord(
+                shop="acme", url=f"http://acme/{n}", title=f"{name} X{n}00 | Acme Home Store",
+                price=10 + n, currency="EUR",
+            )  # fmt: skip
+            store.upsert(record, {})
+        learned = store_boilerplate(store, groups, {"acme"})
+        assert learned.remove("Kettle X100 | Acme Home Store") == "Kettle X100"
+        # the two offers a small regroup reads show no template on their own
+        scope_only = TitleBoilerplate.learn(["Kettle X000 | Acme Home Store"] * 2, ["acme"] * 2)
+        assert not scope_only.endings

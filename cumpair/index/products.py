@@ -199,6 +199,11 @@ class ProductTables:
         )
         return [r[0] for r in rows]
 
+    def shop_titles(self, shop: str, limit: int) -> list[str]:
+        """Up to `limit` titles of `shop`'s offers (one read of the (shop, url) index)."""
+        rows = self._conn.execute("SELECT title FROM offers WHERE shop = ? LIMIT ?", (shop, limit))
+        return [r[0] or "" for r in rows]
+
     def product_ids(self) -> list[int]:
         return [r[0] for r in self._conn.execute("SELECT id FROM products")]
 

@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 
 from cumpair.index import OfferRecord, UpsertResult
+from cumpair.search.boilerplate import TitleBoilerplate
 from cumpair.search.candidates import touched_pairs, touched_reach
 from cumpair.search.store_scan import first_vectors, scan_offers
 from cumpair.vision.image_specs import read_image_specs
@@ -28,6 +29,9 @@ from cumpair.vision.specs import Specs, extract_specs
 REQUIRED_FIELDS = ("title", "price", "currency")
 #: A regroup touching at least this share of the store's offers regroups them all (as cheap).
 FULL_REGROUP_SHARE = 0.5
+#: Titles read per shop (and from the store at large) to learn title boilerplate for a partial
+#: regroup: enough to show a template, bounded so the regroup's cost does not grow with the store.
+BOILERPLATE_SAMPLE = 2000
 
 
 def missing_fields(item: Mapping[str, Any], *, allow_missing_price: bool = False) -> list[str]:
@@ -162,8 +166,29 @@ def regroup_store(
     records = store.get_offers(sorted(scope))
     ordered = [records[i] for i in sorted(records)]
     return groups.regroup(
-        ordered, first_vectors(store, records), partial=True, pairs=touched_pairs(reach)
+        ordered,
+        first_vectors(store, records),
+        partial=True,
+        pairs=touched_pairs(reach),
+        boilerplate=store_boilerplate(store, groups, {r.shop for r in ordered}),
     )
+
+
+def store_boilerplate(store: Any, groups: Any, shops: Collection[str]) -> TitleBoilerplate:
+    """The title boilerplate of `shops` as the store's own titles show it, the way a full
+    regroup learns it from every offer: `BOILERPLATE_SAMPLE` titles of each shop, and as many of
+    the store at large (the offers of shops too small to learn alone are learned together)."""
+    titles: list[str] = []
+    sources: list[str] = []
+    for shop in sorted(shops):
+        found = groups.shop_titles(shop, BOILERPLATE_SAMPLE)
+        titles += found
+        sources += [shop] * len(found)
+    for record in next(iter(store.iter_offers(batch=BOILERPLATE_SAMPLE)), []):
+        if record.shop not in shops:
+            titles.append(record.title or "")
+            sources.append(record.shop)
+    return TitleBoilerplate.learn(titles, sources)
 
 
 def touched_scope(store: Any, groups: Any, touched: Collection[int]) -> set[int]:
@@ -182,6 +207,7 @@ __all__ = [
     "photo_specs",
     "regroup_store",
     "space_vectors",
+    "store_boilerplate",
     "store_offer",
     "touched_scope",
 ]

@@ -29,6 +29,7 @@ import numpy as np
 
 from cumpair.index import OfferStore, StoreError
 from cumpair.index.products import MemberRow, ProductTables
+from cumpair.search.boilerplate import TitleBoilerplate
 from cumpair.search.candidates import BLOCK_LIMIT, NEIGHBOURS
 from cumpair.search.features import OfferFeatures, features_from_record, title_tokens
 from cumpair.search.grouping import CONFLICT_RULES, RULE_STRENGTH, consistent, group_offers
@@ -147,6 +148,11 @@ class ProductGroups:
                 models.update(codes.split())
             out[pid] = (gtins, models, brands)
         return out
+
+    def shop_titles(self, shop: str, limit: int) -> list[str]:
+        """Up to `limit` titles of the store's offers in `shop` (to learn its title template)."""
+        with self._lock:
+            return self._tables.shop_titles(shop, limit)
 
     def count(self) -> tuple[int, int]:
         """(products, grouped offers)."""
@@ -308,6 +314,7 @@ class ProductGroups:
         *,
         partial: bool = False,
         pairs: Iterable[tuple[int, int]] | None = None,
+        boilerplate: TitleBoilerplate | None = None,
     ) -> tuple[int, int]:
         """Regroup all `records` (store `OfferRecord`s) in one pass; returns (products, offers).
 
@@ -318,6 +325,8 @@ class ProductGroups:
         never split between the regrouped part and the rest), and a product that comes out
         with the same offers keeps its rows untouched. `pairs`: the offer-id pairs to compare
         (`candidates.touched_pairs`; None: `candidates.candidate_pairs` of all `records`).
+        `boilerplate`: the title boilerplate to leave out of compared titles (None: learned from
+        `records`; a partial regroup passes one learned from more of the store).
         """
         self._require_writer()
         records = list(records)
@@ -330,7 +339,9 @@ class ProductGroups:
         if pairs is not None:
             row = {r.id: n for n, r in enumerate(records)}
             rows = [(row[a], row[b]) for a, b in pairs if a in row and b in row]
-        grouping = group_offers(features, matrices, config=config, pairs=rows)
+        grouping = group_offers(
+            features, matrices, config=config, pairs=rows, boilerplate=boilerplate
+        )
         with self._lock:
             old = self.product_of(r.id for r in records)
             groups = grouping.groups()

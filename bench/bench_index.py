@@ -2,9 +2,12 @@
 
 1. overhead: add throughput and search QPS of the store vs a raw IDMap2(FlatIP) (target >= 0.9x).
    An add to the store is durable when it returns (offer row, price history, vector log, all
-   committed), which an in-memory ``add_with_ids`` is not; so adds are also compared with the
-   same durability written by hand with the same tools: raw FAISS + the vectors appended to a
-   file + the offer and price rows inserted with ``executemany``, one transaction per batch.
+   committed), which an in-memory ``add_with_ids`` is not; so adds are also compared with that
+   durability written by hand with the same tools, one transaction per batch, twice: thin (raw
+   FAISS + the raw vectors appended to a file + 7-column offer and price rows by
+   ``executemany``) and with the store's writes (its schema, columns, indexes, vector rows and
+   checksummed log), which is the honest baseline; then a recrawl of every offer at a new
+   price against the same update written by hand.
 2. IVF-PQ: recall@10 vs exact search, QPS vs exact Flat, bytes per vector, upgrade, flush, load.
 3. soak: concurrent readers and one writer for a bounded time; counts checked at the end.
 
@@ -16,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import dataclasses
 import json
 import os
 import shutil
@@ -317,6 +321,54 @@ def same_work_by_hand(root: Path, batches: list[list], dim: int) -> Timing:
     return took[0]
 
 
+def recrawl_by_hand(root: Path, batches: list[list]) -> Timing:
+    """Time to write a recrawl of `same_work_by_hand`'s offers by hand: every offer seen again
+    (new price, same vectors), so its row updated (every column but shop and URL) and one
+    price-history row added, one transaction per batch. It knows each offer's id and that its
+    vectors did not change; an upsert looks the offers up and compares their vectors."""
+    from cumpair.index import metadata
+
+    conn = metadata.connect(root / "meta.sqlite", readonly=False)
+    columns = [c for c in metadata.OfferRow._fields if c not in ("shop", "url")]
+    update = (
+        f"UPDATE offers SET {', '.join(c + ' = ?' for c in columns)}, last_seen = ? WHERE id = ?"
+    )
+    next_id = 1
+    with clock() as took:
+        for part in batches:
+            seen = datetime.now(UTC).isoformat()
+            ids = range(next_id, next_id + len(part))
+            rows = [
+                (
+                    o.title, str(o.price), float(o.price), o.currency, o.availability, o.brand,
+                    o.model, o.sku, o.gtin, o.category, _json(o.image_paths), _json(o.image_urls),
+                    json.dumps(o.specs, sort_keys=True, default=str) if o.specs else "{}",
+                    o.condition, _json(o.shipping), _json(o.spec_conflicts), seen, offer_id,
+                )
+                for offer_id, (o, _) in zip(ids, part, strict=True)
+            ]  # fmt: skip
+            conn.execute("BEGIN IMMEDIATE")
+            conn.executemany(update, rows)
+            conn.executemany(
+                "INSERT INTO price_history (offer_id, price, currency, availability, seen_at)"
+                " VALUES (?, ?, ?, ?, ?)",
+                [(r[-1], r[1], r[3], r[4], seen) for r in rows],
+            )
+            conn.execute("UPDATE state SET value = value + 1 WHERE key = 'seq'")
+            conn.execute("COMMIT")
+            next_id += len(part)
+    conn.close()
+    return took[0]
+
+
+def repriced(batches: list[list]) -> list[list]:
+    """The same offers and vectors, each at a new price (a recrawl where only prices moved)."""
+    return [
+        [(dataclasses.replace(o, price=o.price + 1), vectors) for o, vectors in part]
+        for part in batches
+    ]
+
+
 def add_row(name: str, n: int, baseline: Timing, ours: Timing) -> None:
     """Adds/s of a baseline and the store; ratios by wall clock and by CPU seconds."""
     print(
@@ -334,16 +386,19 @@ def bench_overhead(n: int, dim: int, nq: int, root: Path, repeat: int = 3) -> No
     raw.add_with_ids(data, ids)
     raw_add = n / (time.perf_counter() - t)
     batches = batches_of(data)
+    again = repriced(batches)
     options = StoreOptions(upgrade_threshold=10 * n, duplicate_threshold=None)
-    thin, same, ours = [], [], []
+    thin, same, ours, hand_recrawl, our_recrawl = [], [], [], [], []
     load_before = os.getloadavg()[0]
     for attempt in range(repeat):  # interleaved, best of `repeat`: the cores are shared
         thin.append(durable_by_hand(root / f"by_hand{attempt}", data, ids))
         same.append(same_work_by_hand(root / f"same_work{attempt}", batches, dim))
+        hand_recrawl.append(recrawl_by_hand(root / f"same_work{attempt}", again))
         if attempt:
             shutil.rmtree(root / "overhead")
         store = ProductStore.open(root / "overhead", {"image": SpaceSpec(dim, "bench")}, options)
         ours.append(upsert_batches(store, batches))
+        our_recrawl.append(upsert_batches(store, again))
         if attempt < repeat - 1:
             store.close()
         shutil.rmtree(root / f"by_hand{attempt}")
@@ -368,12 +423,14 @@ def bench_overhead(n: int, dim: int, nq: int, root: Path, repeat: int = 3) -> No
     row("add (vectors/s)", raw_add, store_add, "vec/s")
     add_row("add, same durability", n, Timing.best(thin), Timing.best(ours))
     add_row("add, same writes", n, Timing.best(same), Timing.best(ours))
+    add_row("recrawl, new prices", n, Timing.best(hand_recrawl), Timing.best(our_recrawl))
     print(f"    (best of {repeat}, interleaved; load average {load_before:.1f} before the adds,")
     print(f"     {load_after:.1f} after. Same durability: raw FAISS, the raw vectors appended to a")
     print("     file, 7-column offer and 3-column history rows by executemany under one")
     print("     unique index; same writes: the store's schema, every column and index, vector rows")
     print("     and checksummed log rows, from the same records, by hand. The store also checks")
-    print("     every record and looks up which offers exist by shop+URL and GTIN)")
+    print("     every record and looks up which offers exist by shop+URL and GTIN; on a recrawl")
+    print("     it also reads and compares the offers' vectors, which the hand knows unchanged)")
     row("search, batched (QPS)", raw_qps, store_qps, "q/s")
     row("search, one at a time (QPS)", raw_single, store_single, "q/s")
 
@@ -444,6 +501,8 @@ def bench_store(data, queries, truth, root: Path, opq, refine) -> Measured:
             store.upsert_many(items(data[-1:], n - 1))  # crosses the threshold: upgrade now
             upgrade_s = time.perf_counter() - t
         ids, qps = timed_search(lambda q: store_search(store, q), queries)
+        same_index_overhead(store, path, data, queries, root)
+        bench_concurrent(store, queries)
         report = store.health()
         health = report["spaces"]["image"]
         # the index as written, and the row map re-ranking finds each vector's log row with
@@ -466,6 +525,94 @@ def bench_store(data, queries, truth, root: Path, opq, refine) -> Measured:
     )
     return Measured(p["factory"], recall10(ids, truth), qps, resident, upgrade_s,
                     rss.peak - rss.start, p["nprobe"], p["k_factor"])  # fmt: skip
+
+
+def same_index_overhead(store, path: Path, data, queries, root: Path, rounds: int = 3) -> None:
+    """The store's search beside raw FAISS over the store's own index (its snapshot, the same
+    nprobe and re-rank depth), re-ranked from a memory-mapped copy of the vectors: what the
+    store adds to a search (row map, the picks' CRCs, hits), interleaved best of `rounds`."""
+    health = store.health()["spaces"]["image"]
+    p = health["index"]
+    index = faiss.read_index(str(path / health["snapshot"]))
+    file = root / "same_index.f32"
+    data.tofile(file)
+    mapped = np.memmap(file, dtype=np.float32, mode="r", shape=data.shape)
+
+    def lookup(ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:  # id offer << 8: row offer-1
+        out = mapped[np.maximum((ids >> 8) - 1, 0)]
+        out[ids < 0] = 0
+        return out, ids >= 0
+
+    params = ivf.search_parameters(index, p["nprobe"])
+
+    def raw(q: np.ndarray):
+        _, candidates = index.search(q, max(K, p["recall_k"]) * p["k_factor"], params=params)
+        _, ids = ivf.rerank(q, candidates, lookup, K)
+        return None, np.where(ids >= 0, (ids >> 8) - 1, -1)
+
+    def one_at_a_time(search):
+        return lambda qs: (None, [search(q[None]) for q in qs[:200]])
+
+    runs = {
+        "batched": {"raw": raw, "store": lambda q: store_search(store, q)},
+        "one at a time": {
+            "raw": one_at_a_time(raw), "store": one_at_a_time(lambda q: store_search(store, q)),
+        },
+    }  # fmt: skip
+    print(f"  the store's own index ({p['factory']}, nprobe {p['nprobe']}, x{p['k_factor']}):")
+    for what, searches in runs.items():
+        best = {name: float("inf") for name in searches}
+        for _ in range(rounds):
+            for name, search in searches.items():
+                t = time.perf_counter()
+                search(queries)
+                best[name] = min(best[name], time.perf_counter() - t)
+        n = len(queries) if what == "batched" else min(200, len(queries))
+        row(f"search {what} (QPS)", n / best["raw"], n / best["store"], "q/s")
+    file.unlink()
+
+
+def bench_concurrent(store, queries, clients=(1, 4, 16), per_client: int = 40) -> None:
+    """Single-query searches from N client threads at once, straight to the store and through
+    `cumpair serve`'s batcher (`BatchedSearches`), best of two; and one client's p50 latency."""
+    from cumpair.search.batching import BatchedSearches
+
+    def run(target, n: int) -> float:
+        def client(start: int) -> None:
+            for q in queries[start : start + per_client]:
+                target.search("image", q, K)
+
+        threads = [threading.Thread(target=client, args=(c * per_client,)) for c in range(n)]
+        t = time.perf_counter()
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        return n * per_client / (time.perf_counter() - t)
+
+    batched = BatchedSearches(store)
+    for n in clients:
+        direct_qps = max(run(store, n) for _ in range(2))
+        batched_qps = max(run(batched, n) for _ in range(2))
+        pair(f"{n:>2} concurrent clients (QPS)", direct_qps, batched_qps, "q/s")
+    print(f"    (batched: {batched.stats.batched_queries} of {batched.stats.queries} queries shared"
+          f" a store search; {batched.stats.searches} store searches)")  # fmt: skip
+    latency = {}
+    for name, target in (("direct", store), ("batched", batched)):
+        samples = []
+        for q in queries[:200]:
+            t = time.perf_counter()
+            target.search("image", q, K)
+            samples.append(time.perf_counter() - t)
+        latency[name] = 1000 * float(np.median(samples))
+    pair("p50 single query, one client", latency["direct"], latency["batched"], "ms")
+
+
+def pair(name: str, direct: float, batched: float, unit: str) -> None:
+    print(
+        f"  {name:<28} direct {direct:>10.1f} {unit:<4} batched {batched:>10.1f} {unit:<4} "
+        f"ratio {batched / direct:5.2f}x"
+    )
 
 
 def store_search(store: ProductStore, queries: np.ndarray):

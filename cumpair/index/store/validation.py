@@ -131,7 +131,7 @@ class Validation(StoreBase):
             given = np.zeros(len(batch), dtype=bool)
             given[items] = True
             offsets = np.zeros(len(batch) + 1, dtype=np.int64)
-            np.cumsum(per_item, out=offsets[1:])
+            per_item.cumsum(out=offsets[1:])
             checked[name] = SpaceBatch(matrix, offsets, given)
         return checked
 

@@ -173,16 +173,16 @@ class Writing(StoreBase):
             return
         conn = self._conn
         offsets = given.offsets[lo : hi + 1]
-        first, counts = int(offsets[0]), np.diff(offsets)
+        first, counts = int(offsets[0]), offsets[1:] - offsets[:-1]
         matrix = given.matrix[first : int(offsets[-1])]
-        owner = np.repeat(np.arange(hi - lo), counts)  # the item of each vector
+        owner = np.arange(hi - lo).repeat(counts)  # the item of each vector
         ordinals = np.arange(len(matrix)) - (offsets[:-1] - first)[owner]
         vids = (offer_ids[owner] << ORDINAL_BITS) | ordinals
         file, committed = metadata.vector_log(conn, name)
         vectors_log = self._vector_log(file, self._spaces[name].spec.dim)
-        fresh = np.ones(len(matrix), dtype=bool)
+        kept = np.zeros(len(matrix), dtype=bool)  # unchanged: not written again
         replaced = np.empty(0, dtype=np.int64)
-        updating = np.flatnonzero(given.given[lo:hi] & existed).tolist()
+        updating = (given.given[lo:hi] & existed).nonzero()[0].tolist()
         old_rows = metadata.offer_vector_rows(conn, name, offer_ids[updating].tolist())
         at, log_rows, gone = [], [], []
         if old_rows:
@@ -203,14 +203,14 @@ class Writing(StoreBase):
             at_ = np.array(at, dtype=np.int64)
             old = vectors_log.read(np.array(log_rows, dtype=np.int64), vids[at_])
             same = old.ok & (old.vectors == matrix[at_]).all(axis=1)
-            fresh[at_[same]] = False
+            kept[at_[same]] = True
             replaced = vids[at_[~same]]
         if gone:
             metadata.drop_vectors(conn, name, gone, seq)
             space_ops.drop.update(gone)
             for vid in gone:
                 space_ops.add.pop(vid, None)
-        new = np.flatnonzero(fresh)
+        new = (~kept).nonzero()[0]
         if not len(new):
             return
         added += np.bincount(owner[new], minlength=hi - lo)
@@ -251,7 +251,7 @@ class Writing(StoreBase):
         if threshold is None or space is None or given is None or space.index.ntotal == 0:
             return out
         items = np.array(unmatched, dtype=np.int64) + lo
-        asking = np.flatnonzero(given.offsets[items + 1] > given.offsets[items])
+        asking = (given.offsets[items + 1] > given.offsets[items]).nonzero()[0]
         if not len(asking):
             return out
         queries = given.matrix[given.offsets[items[asking]]]
@@ -375,7 +375,7 @@ class _Runs:
     def end(self, start: int) -> int:
         if self._previous is None:
             return self._size
-        clash = np.flatnonzero(self._previous[start:] >= start)
+        clash = (self._previous[start:] >= start).nonzero()[0]
         return start + int(clash[0]) if len(clash) else self._size
 
 

@@ -16,7 +16,7 @@ import pytest
 from cumpair.index import OfferRecord, ProductStore, SpaceSpec, StoreOptions, ivf, vector_id
 from cumpair.index.cli import _optimize_with_progress
 from cumpair.index.store import upgrade as upgrade_module
-from cumpair.index.vectorlog import HEADER_BYTES
+from cumpair.index.vectorlog import HEADER_BYTES, VectorLog
 from tests import vector_fixtures
 
 DIM = 32
@@ -230,3 +230,42 @@ def test_the_optimize_bar_counts_the_rows_of_each_phase(tmp_path, monkeypatch):
     written = stream.getvalue()
     assert "index optimize image: add" in written and "index optimize image: tune" in written
     assert "3200/3200" in written
+
+
+def _rss_file_bytes() -> int:
+    with open("/proc/self/status") as fh:
+        line = next(line for line in fh if line.startswith("RssFile:"))
+    return int(line.split()[1]) * 1024
+
+
+def test_releasing_a_span_of_the_log_lets_go_of_its_mapped_pages(tmp_path):
+    """What keeps an upgrade's memory at one span of the log, not the whole file."""
+    log = VectorLog(tmp_path / "v.vlog", 256, writable=True, create=True)
+    rows = 20_000  # 20 MiB of rows
+    log.write(0, np.arange(rows, dtype=np.int64), np.ones((rows, 256), dtype=np.float32))
+    before = _rss_file_bytes()
+    assert log.read(np.arange(rows)).ok.all()
+    assert _rss_file_bytes() - before > 15 * 2**20  # the mapping's pages are resident now
+    log.release(0, rows)
+    assert _rss_file_bytes() - before < 2 * 2**20
+    assert log.read(np.arange(0, rows, 97)).ok.all()  # and read back after, as before
+    log.close()
+
+
+def test_an_upgrade_reads_the_log_one_span_at_a_time_and_lets_go_of_each(tmp_path, monkeypatch):
+    monkeypatch.setattr(upgrade_module, "_CHUNK", 1000)
+    released: list[tuple[int, int]] = []
+    release = VectorLog.release
+
+    def recording(self, start_row, stop_row):
+        released.append((start_row, stop_row))
+        release(self, start_row, stop_row)
+
+    monkeypatch.setattr(VectorLog, "release", recording)
+    with ProductStore.open(tmp_path / "s", SPACES, OPTIONS) as store:
+        store.upsert_many(items(clustered(3200, seed=7)))
+        assert store.health()["spaces"]["image"]["index"]["fast_scan"]
+    assert released and all(0 <= start < stop <= 3200 for start, stop in released)
+    assert all(stop - start <= 1000 for start, stop in released)  # one span at a time
+    # the sample, the add and the tuning pass, and the re-ranks of tuning all let go
+    assert {start // 1000 for start, _ in released} == {0, 1, 2, 3}

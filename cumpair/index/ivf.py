@@ -35,7 +35,7 @@ _ADD_CHUNK = 65536
 RERANK_DEPTHS = (2, 4, 8, 16, 32, 64)
 
 # Re-ranking gathers at most this many bytes of candidate vectors at once (queries in slices).
-_RERANK_BYTES = 64 << 20
+_RERANK_BYTES = 16 << 20
 
 # Fetches raw vectors for an array of ids (-1 allowed): the refine source. Returns the vectors
 # and which were found (zeros where not: gone, or a damaged row).

@@ -105,6 +105,7 @@ class VectorLog:
         self._fd = os.open(path, flags, 0o644)
         self._finalizer = weakref.finalize(self, os.close, self._fd)
         self._map: np.ndarray | None = None
+        self._buffer: mmap.mmap | None = None  # what _map views
         self._mapped_bytes = -1
         self._map_lock = threading.Lock()
         try:
@@ -261,14 +262,27 @@ class VectorLog:
                 rows = max(0, (size - HEADER_BYTES) // self.row_bytes)
                 if rows:
                     length = self.offset(rows)
-                    buffer = mmap.mmap(self._fd, length, access=mmap.ACCESS_READ)
+                    self._buffer = mmap.mmap(self._fd, length, access=mmap.ACCESS_READ)
                     self._map = np.frombuffer(
-                        buffer, dtype=self.dtype, count=rows, offset=HEADER_BYTES
+                        self._buffer, dtype=self.dtype, count=rows, offset=HEADER_BYTES
                     )
                 else:
                     self._map = np.empty(0, dtype=self.dtype)
                 self._mapped_bytes = size
             return self._map
+
+    def release(self, start_row: int, stop_row: int) -> None:
+        """Drop this process's hold on the mapped pages of rows ``start_row .. stop_row`` (they
+        stay in the page cache; the next read faults them back in). A read maps the cached
+        pages around each row it touches too, so a build that streams or samples the whole log
+        lets go of each span it has read to keep about one span resident, not the file."""
+        buffer = self._buffer
+        if buffer is None or buffer.closed:
+            return
+        start = self.offset(start_row) // mmap.PAGESIZE * mmap.PAGESIZE
+        stop = min(len(buffer), self.offset(stop_row))
+        if stop > start:
+            buffer.madvise(mmap.MADV_DONTNEED, start, stop - start)
 
     def close(self) -> None:
         """Close now (store shutdown); a handle that is only retired closes with its last user."""

@@ -3,8 +3,9 @@ grows, rebuilt by `optimize` when its code layout is not the configured one), bu
 worker thread from one consistent snapshot of rows, then swapped in.
 
 A build reads the vector log, never a copy of it: it trains on a random sample of rows, adds
-the rest chunk by chunk, and re-ranks while tuning straight from the (memory-mapped) log, so
-its memory is the new index, the sample and one chunk. Damaged rows are left out and noted.
+the rest chunk by chunk, and re-ranks while tuning straight from the (memory-mapped) log,
+letting go of the mapped pages after each read, so its memory is the new index, the sample
+and one chunk. Damaged rows are left out and noted.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from collections.abc import Callable, Iterator
 
 import numpy as np
 
-from cumpair.index import ivf, metadata
+from cumpair.index import ivf, metadata, vectorlog
 from cumpair.index.records import utcnow
 from cumpair.index.store.base import DB_NAME, StoreBase, _Space, log
 from cumpair.index.store.rowmap import RowMap
@@ -73,7 +74,7 @@ class Upgrade(StoreBase):
             len(ids), min(len(ids), ivf.training_size(planned)), replace=False
         )
         pick.sort()
-        sample, ok = source.read(rows[pick], ids[pick])
+        sample, ok = _read_by_span(source, rows[pick], ids[pick])
         self._note_damage(space.name, ids[pick][~ok])
         if not ok.any():
             return
@@ -85,17 +86,31 @@ class Upgrade(StoreBase):
             phase, passes = ("add" if passes == 0 else "tune"), passes + 1
             for start in range(0, len(ids), _CHUNK):
                 part = ids[start : start + _CHUNK]
-                vectors, good = source.read(rows[start : start + _CHUNK], part)
-                self._note_damage(space.name, part[~good])
-                yield part[good], vectors[good]
+                vectors, good = _read_by_span(source, rows[start : start + _CHUNK], part)
+                if good.all():
+                    yield part, vectors
+                else:
+                    self._note_damage(space.name, part[~good])
+                    yield part[good], vectors[good]
                 if on_progress is not None:
                     on_progress(space.name, phase, min(start + _CHUNK, len(ids)), len(ids))
 
         if not ok.all():
             sample, pick = sample[ok], pick[ok]
         row_map = RowMap.build(source.path.name, source, base_seq, ids, rows)
+
+        def lookup(wanted: np.ndarray) -> vectorlog.LogRead:  # tuning's re-rank source
+            out = vectorlog.LogRead(
+                np.zeros((len(wanted), source.dim), np.float32), np.zeros(len(wanted), bool)
+            )
+            for at, first, last in _spans(row_map.rows_of(wanted)):
+                out.vectors[at], out.ok[at] = row_map.gather(wanted[at])
+                if first >= 0:
+                    source.release(first, last + 1)
+            return out
+
         index, params = ivf.build_and_tune(
-            sample, ids[pick], len(ids), chunks, row_map.gather, self.options
+            sample, ids[pick], len(ids), chunks, lookup, self.options
         )
         del sample
         with self._write_lock:
@@ -136,3 +151,27 @@ class Upgrade(StoreBase):
             done[space.name] = space.params.factory
         self.flush()
         return done
+
+
+def _spans(rows: np.ndarray) -> Iterator[tuple[np.ndarray, int, int]]:
+    """Positions of `rows` by the `_CHUNK`-row span of the log they fall in, with the first
+    and last row of each (rows < 0, which read nothing, come first with -1, -1)."""
+    order = np.argsort(rows, kind="stable")
+    spans = np.where(rows[order] < 0, -1, rows[order] // _CHUNK)
+    for at in np.split(order, np.flatnonzero(np.diff(spans)) + 1):
+        if len(at):
+            yield at, int(rows[at[0]]), int(rows[at[-1]])
+
+
+def _read_by_span(
+    source: vectorlog.VectorLog, rows: np.ndarray, ids: np.ndarray
+) -> vectorlog.LogRead:
+    """`source.read` one span of the log at a time, letting go of each span's mapped pages
+    after it: reading rows scattered over the log keeps one span resident, not the file."""
+    out = vectorlog.LogRead(
+        np.empty((len(rows), source.dim), np.float32), np.empty(len(rows), bool)
+    )
+    for at, first, last in _spans(rows):
+        out.vectors[at], out.ok[at] = source.read(rows[at], ids[at])
+        source.release(first, last + 1)
+    return out

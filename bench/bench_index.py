@@ -517,6 +517,7 @@ def bench_store(data, queries, truth, root: Path, opq, refine) -> Measured:
     with ProductStore.open(path, readonly=True) as reopened:
         load_s = time.perf_counter() - t
         assert reopened.count("image") == n + 1000
+    shutil.rmtree(path)  # the next data set (real vectors) builds a store of its own here
     p = health["index"]
     print(
         f"  store index {p['factory']} nprobe={p['nprobe']} re-rank x{p['k_factor']}; "

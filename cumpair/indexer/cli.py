@@ -117,6 +117,8 @@ def run(args: argparse.Namespace) -> int:
     import redis
 
     from cumpair.embed.base import EmbedError
+    from cumpair.faiss_threads import SETTING as FAISS_THREADS_SETTING
+    from cumpair.faiss_threads import search_threads, set_faiss_threads
     from cumpair.index import StoreError
     from cumpair.indexer.stream import ItemStream
     from cumpair.indexer.worker import Indexer
@@ -125,6 +127,8 @@ def run(args: argparse.Namespace) -> int:
     try:
         options = options_from_args(args)
         stream = ItemStream.from_url(args.redis, args.stream)
+        # one offer searched at a time (near-duplicates, grouping): see cumpair.faiss_threads
+        set_faiss_threads(search_threads(os.environ.get(FAISS_THREADS_SETTING), 1))
     except ValueError as exc:
         print(f"cumpair indexer: {exc}", file=sys.stderr)
         return 2

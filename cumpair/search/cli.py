@@ -138,24 +138,14 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 def limit_search_threads(default: int) -> None:
     """Bound FAISS's OpenMP threads to ``CUMPAIR_SEARCH_THREADS`` (else `default`; 0 leaves
-    FAISS's own choice, one per core).
+    FAISS's own choice); why: `cumpair.faiss_threads`."""
+    from cumpair.faiss_threads import SETTING, search_threads, set_faiss_threads
 
-    Why: a single query vector gains nothing from more threads (10^4 x 1280 flat: 3.5-4 ms with
-    one or two on an idle machine), but on a busy machine OpenMP's team waits for every core,
-    and one search took 110 ms with two threads against 17 ms with one (load 32).
-    """
-    text = os.environ.get("CUMPAIR_SEARCH_THREADS", "").strip()
     try:
-        threads = int(text) if text else default
-    except ValueError:
-        message = f"cumpair: CUMPAIR_SEARCH_THREADS must be a whole number, not {text!r}"
-        raise SystemExit(message) from None
-    if threads < 0:
-        raise SystemExit(f"cumpair: CUMPAIR_SEARCH_THREADS must be 0 or more, not {threads}")
-    if threads:
-        import faiss
-
-        faiss.omp_set_num_threads(threads)
+        threads = search_threads(os.environ.get(SETTING), default)
+    except ValueError as exc:
+        raise SystemExit(f"cumpair: {exc}") from None
+    set_faiss_threads(threads)
 
 
 def open_service(args: argparse.Namespace, *, regroup: bool = False, vectors: bool = True):

@@ -31,6 +31,8 @@ from scrapy.settings import BaseSettings
 
 from cumpair.embed import BatchEmbedder, EncoderSet, load_encoders, product_text
 from cumpair.embed.reindex import spaces_for
+from cumpair.faiss_threads import SETTING as FAISS_THREADS_SETTING
+from cumpair.faiss_threads import search_threads, set_faiss_threads
 from cumpair.index import StoreOptions
 from cumpair.indexer.turns import TurnOptions, TurnWriter
 from cumpair.ingest.stages import space_vectors
@@ -132,7 +134,8 @@ class IndexPipeline:
     Scrapy's AWS_*/GCS_PROJECT_ID/FTP_* (where the photos are read from, `ImageStoreOptions`),
     CUMPAIR_INDEX_* (the store's options), EMBED_ENCODERS (auto/offline/clip),
     EMBED_CLIP_MODEL, EMBED_CLIP_PRETRAINED, EMBED_BACKEND, EMBED_THREADS, EMBED_MODEL_DIR,
-    EMBED_BATCH_SIZE, EMBED_MAX_WAIT.
+    EMBED_BATCH_SIZE, EMBED_MAX_WAIT, CUMPAIR_SEARCH_THREADS (FAISS's threads: one offer is
+    searched at a time, so 1 unless set; `cumpair.faiss_threads`).
     """
 
     def __init__(self, crawler: Crawler):
@@ -142,6 +145,7 @@ class IndexPipeline:
         self.crawler = crawler
         self.stats = crawler.stats
         self.path = Path(settings["INDEX_DATA_DIR"]).resolve()
+        set_faiss_threads(search_threads(settings.get(FAISS_THREADS_SETTING), 1))
         self.images = image_store_from_settings(settings)
         self.executor = ThreadPoolExecutor(settings.getint("INDEX_WORKERS"), "cumpair-index")
         self.encoders = encoders_from_settings(settings)

@@ -1,0 +1,39 @@
+"""How many OpenMP threads FAISS uses in this process (``CUMPAIR_SEARCH_THREADS``).
+
+Why one place: every process of ours that searches one vector at a time wants FAISS on one
+thread. A single query gains nothing from more (10^4 x 1280 flat: 3.5-4 ms with one or two
+threads on an idle machine), but OpenMP's thread team spins on every core for each call: on this
+2-core machine at load 9, one 10^4 x 512 flat search of one vector cost 12.8 ms of CPU (39 ms
+wall) with FAISS's default team, 3.4 ms with ``OMP_WAIT_POLICY=PASSIVE`` and 1.0 ms on one
+thread. One-query commands, the crawl (near-duplicate and grouping searches, one offer at a
+time, from many index threads) and the indexer run on one thread unless told otherwise; `serve`
+leaves FAISS its own choice. 0 = FAISS's choice (one thread per core), which pays for large
+batched searches and an IVF upgrade's training on a many-core machine.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+SETTING = "CUMPAIR_SEARCH_THREADS"
+
+
+def search_threads(value: Any, default: int) -> int:
+    """The thread count a setting's `value` asks for (None or blank: `default`); ValueError,
+    naming the setting, for anything but a whole number of 0 or more."""
+    text = "" if value is None else str(value).strip()
+    try:
+        threads = int(text) if text else default
+    except ValueError:
+        raise ValueError(f"{SETTING} must be a whole number, not {text!r}") from None
+    if threads < 0:
+        raise ValueError(f"{SETTING} must be 0 or more, not {threads}")
+    return threads
+
+
+def set_faiss_threads(threads: int) -> None:
+    """Run FAISS's searches on `threads` OpenMP threads from now on (0: leave its choice)."""
+    if threads:
+        import faiss
+
+        faiss.omp_set_num_threads(threads)

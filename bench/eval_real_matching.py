@@ -20,9 +20,9 @@ prints pair precision/recall/F1 on ``valid.txt`` of
   direct row lacks: text vectors (their neighbours as candidates, their cosine as a signal),
   specs read from the title, and the store's own grouping (each offer assigned as it comes,
   then, this being a first ingest, one full regroup, which the export shows);
-  slow: 118-258 s a category on 2 shared cores (computers, 3,740 offers: 258 s, of which ~30 s
-  export the ONNX encoders into the fresh index), about 12 min for all four; ``--skip-ingest``
-  leaves it out;
+  slow: 90-700 s a category on 2 shared cores, by their load (computers, 3,740 offers: 258 s
+  idle, 702 s at load 16, of which ~30-40 s export the ONNX encoders into the fresh index),
+  12-40 min for all four; ``--skip-ingest`` leaves it out;
 * ``unseen``: with ``--leave-one-out``, the matcher trained on the other three categories'
   train.txt only: how it does on a kind of product it never saw (the held-out sets are such);
 * ``memorise``: no matching at all, only memory: a valid pair is the same product when train's
@@ -33,8 +33,8 @@ prints pair precision/recall/F1 on ``valid.txt`` of
 * the published figure of a supervised matcher fine-tuned per category (Li et al., VLDB 2021,
   on the test split, which is not here).
 
-    python3 bench/eval_real_matching.py                    # ~13 min on 2 cores
-    python3 bench/eval_real_matching.py --skip-ingest      # ~2 min on 2 cores
+    python3 bench/eval_real_matching.py                    # 13-40 min on 2 cores
+    python3 bench/eval_real_matching.py --skip-ingest      # 3-13 min on 2 cores
     python3 bench/eval_real_matching.py --categories computers  # ~5 min
     python3 bench/eval_real_matching.py --matcher my.json  # an operator's model
     python3 bench/eval_real_matching.py --leave-one-out    # + 4 trainings, ~5 min

@@ -301,7 +301,10 @@ def main() -> None:
         help="offers a crawl touches: a share of the store below 1, else a count (0.01)",
     )
     parser.add_argument(
-        "--upgrade-at", type=int, default=50_000, help="vectors before IVF-PQ (50000)"
+        "--upgrade-at",
+        type=int,
+        default=5_000,
+        help="vectors before IVF-PQ (5000: every size searches the same kind of index)",
     )
     parser.add_argument(
         "--full-up-to", type=int, default=100_000, help="largest size regrouped fully too"

@@ -168,3 +168,46 @@ def test_an_accessory_beside_what_it_fits_is_one_sided_purpose():
     assert names_a_purpose(charger.title) and not names_a_purpose(camera.title)
     assert pair_signals(charger, camera)["purpose_one_sided"] == 1.0
     assert names_a_purpose("Soporte Frontal Para Casco Go Pro")
+
+
+def test_prices_and_ranges_are_no_generation_numbers():
+    # real titles, WDC product matching (../shared/data/real/matching/wdc/): cameras/valid.txt,
+    # shoes/train.txt (its language tag dropped as clean_text does), computers/train.txt
+    assert (
+        bare_numbers(
+            "Canon EOS 77D DSLR Camera (Body Only) - $899 With $150 Instant Rebate Through 11/22/17"
+        )
+        == set()
+    )
+    assert bare_numbers("Transcend TS64GSDXC10U1 64gb Sdxc Class 10 600x Uhs-I for $49.48.") == {
+        "10"
+    }
+    assert bare_numbers("Sony E PZ 16-50mm f3.5-5.6 OSS (E-Mount) (SELP1650)") == set()
+    assert bare_numbers("CANON 24-70 mm f/2.8 L II USM") == set()
+    assert bare_numbers('ASICS FUZEX LYTE 2"@pl 99 PLN | Running T719N4990') == {"2"}
+    # a price after the name leaves its generation; a dash that falls is no range (made up)
+    assert bare_numbers("Nike Air Max 90 $ 120, EUR 99,90, 1.299,00 zł, USD399") == {"90"}
+    assert bare_numbers("ASUS TUF SABERTOOTH X99 Motherboard Intel (Socket 2011-3) ATX") == {
+        "2011",
+        "3",
+    }
+    assert bare_numbers("TOP 10 watches") == {"10"}
+
+
+def test_a_range_one_title_states_alone_leaves_no_number_unexplained():
+    # a same-product pair of cameras/valid.txt (WDC)
+    bag = offer_features(1, "a", '"Canon Deluxe Gadget Bag 100EG" "Camera & Photo Accessories"')
+    holds = offer_features(
+        2, "b", '"Canon Deluxe Gadget Bag 100EG (Holds 1-2 Cameras and 3-4 Lenses)" (6227A001)'
+    )
+    assert pair_signals(bag, holds)["numbers_unexplained"] == 0.0
+
+
+def test_a_range_with_a_unit_states_both_ends():
+    # a different-product pair of cameras/valid.txt (WDC): the spans share their long end
+    canon = quantities("Canon - EF 75\u2013300mm f/4\u20135.6 III Telephoto Zoom Lens Black")
+    sigma = quantities("Sigma 70-300mm f/4-5.6 DG OS Telephoto Zoom for Pentax AF Digital SLR")
+    assert canon == {("length_mm", 75.0), ("length_mm", 300.0)}
+    assert quantity_relation(canon, sigma) == (1, 1)
+    # one side's span, the other's long end alone (made up): agreement
+    assert quantity_relation(quantities("Canon 18 - 55 mm"), quantities("EF-S 18-55mm")) == (1, 0)

@@ -17,6 +17,8 @@ from dataclasses import dataclass, field, replace
 from functools import lru_cache
 from typing import Any, Literal, NamedTuple
 
+from price_parser.parser import CURRENCY_CODES, SAFE_CURRENCY_SYMBOLS
+
 from cumpair.identifiers import normalize_gtin
 
 # Units a number carries in titles ("36V", "2.13GHz", "6Gb/s", "4-port", "240pin", "1080p").
@@ -384,14 +386,26 @@ _QUANTITY = re.compile(
     re.IGNORECASE,
 )
 QUANTITY_TOLERANCE = 0.05  # 6144 MB vs 6 GB, 15.6" vs 396 mm
+# a range with one unit after it ("18-55mm", "70-200 mm"): both ends are quantities
+_UNIT_SPAN = re.compile(
+    r"(?<![\w.,/:-])(\d+(?:[.,]\d+)?)[-\u2013\u2014~](\d+(?:[.,]\d+)?)(?=\s*("
+    + "|".join(sorted((re.escape(u) for u in _QUANTITY_UNITS), key=len, reverse=True))
+    + r")(?![^\W_]))",
+    re.IGNORECASE,
+)
 
 
 def quantities(text: str) -> frozenset[tuple[str, float]]:
     """(dimension, value in its base unit) of every number-with-unit in `text`: "2To" and
-    "2 TB" -> ("bytes_gb", 2000.0); "8GB (2x4GB)" -> 8 and 4 GB. Two offers that state the same
+    "2 TB" -> ("bytes_gb", 2000.0); "8GB (2x4GB)" -> 8 and 4 GB; "18-55mm" -> 18 and 55 mm
+    (a range's low end is read too: 16-50mm vs 18-55mm conflicts). Two offers that state the same
     dimension with values neither shares are two products (64 GB vs 32 GB, 4-port vs 8-port)."""
     out = set()
-    for number, unit in _QUANTITY.findall(fold_accents(clean_text(text))):
+    spans_read = _UNIT_SPAN.sub(
+        lambda m: f"{m[1]}{m[3]} {m[2]}" if _is_span(m[1], m[2]) else m[0],
+        fold_accents(clean_text(text)),
+    )
+    for number, unit in _QUANTITY.findall(spans_read):
         dimension, factor = _QUANTITY_UNITS[unit.lower()]
         if _NETWORK.match(number + unit) or (unit.lower().endswith("o") and unit not in _OCTETS):
             continue
@@ -423,12 +437,52 @@ def quantity_relation(
 
 
 _BARE_NUMBER = re.compile(r"(?<![\w.,/:])\d{1,4}(?![\w.,/:]*\d)(?![^\W_])")
+# price-parser's currency lexicon (symbols such as "$", "€", "zł" and the ISO 4217 codes,
+# upper-case, less the codes that are English words: "TOP 10" is no price), longest first
+_CURRENCY = "|".join(
+    re.escape(c)
+    for c in sorted(
+        set(SAFE_CURRENCY_SYMBOLS)
+        | set(CURRENCY_CODES) - {"ALL", "BOB", "CUP", "MAD", "MOP", "SOS", "TOP"},
+        key=len,
+        reverse=True,
+    )
+)
+# thousands grouped by a point, comma, apostrophe or space, cents after a point or a comma
+# ("34 90 €" whose comma the source dropped stays unread: "LYTE 2 99 PLN" is a generation 2)
+_AMOUNT = r"\d+(?:[.,'\s]\d{3})*(?:[.,]\d+)?"
+# the sign first, then after: "90 $ 120" is "Max 90" priced $120
+_PRICES = (
+    re.compile(rf"(?<![^\W\d_])(?:{_CURRENCY})\s?{_AMOUNT}"),
+    re.compile(rf"(?<![\w.,]){_AMOUNT}\s?(?:{_CURRENCY})(?![^\W\d_])"),
+)
+_SPAN = re.compile(r"(?<![\w.,/:-])(\d+(?:[.,]\d+)?)[-\u2013\u2014~](\d+(?:[.,]\d+)?)(?![.,]?\d)")
+
+
+def _is_span(low: str, high: str) -> bool:
+    """Whether "low-high" reads as a range ("18-55", "70-200", "9-10"): it rises, and its ends
+    are of one magnitude (a dashed code such as "4-6880" or a socket "2011-3" is none)."""
+    whole = [re.split(r"[.,]", end)[0] for end in (low, high)]
+    return (
+        float(low.replace(",", ".")) < float(high.replace(",", "."))
+        and len(whole[1]) <= len(whole[0]) + 1
+    )
+
+
+def _without_prices_and_spans(text: str) -> str:
+    """`text` with prices ("$899", "899,00 €", "EUR 49.99", "99 PLN") and numeric ranges
+    (a lens's focal span "18-55mm", "70-200") blanked out: their numbers name no generation."""
+    for price in _PRICES:
+        text = price.sub(" ", text)
+    return _SPAN.sub(lambda m: " " if _is_span(m.group(1), m.group(2)) else m.group(0), text)
 
 
 def bare_numbers(text: str) -> frozenset[str]:
     """Numbers of 1-4 digits standing alone, without a unit ("GTX 1060", "Air Jordan 11",
-    "Series 3"): a product line's generation or tier, which siblings differ in."""
-    return frozenset(m.group(0).lstrip("0") or "0" for m in _BARE_NUMBER.finditer(clean_text(text)))
+    "Series 3"): a product line's generation or tier, which siblings differ in. Prices and
+    ranges are not read: two shops price one camera differently, and "18-55mm" is its lens."""
+    cleaned = _without_prices_and_spans(clean_text(text))
+    return frozenset(m.group(0).lstrip("0") or "0" for m in _BARE_NUMBER.finditer(cleaned))
 
 
 def unexplained_numbers(numbers: frozenset[str], other_text: str) -> int:

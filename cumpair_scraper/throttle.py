@@ -17,8 +17,6 @@ robots.txt and the Retry-After back-off are unchanged; [] gives Scrapy's behavio
 
 from __future__ import annotations
 
-from typing import Self
-
 from scrapy.core.downloader import Slot
 from scrapy.crawler import Crawler
 from scrapy.extensions.throttle import AutoThrottle
@@ -41,10 +39,6 @@ class RevalidationAwareAutoThrottle(AutoThrottle):
             raise ValueError(
                 f"AUTOTHROTTLE_LEARN_STATUSES must list HTTP status codes, got {statuses!r}"
             ) from exc
-
-    @classmethod
-    def from_crawler(cls, crawler: Crawler) -> Self:
-        return cls(crawler)
 
     def _adjust_delay(self, slot: Slot, latency: float, response: Response) -> None:
         # Scrapy's policy lets only a 200 lower the delay: show it a learnt status as one.

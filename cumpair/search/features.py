@@ -573,8 +573,7 @@ def title_tokens_text(text: str) -> str:
 
 def title_tokens(text: str) -> frozenset[str]:
     """Lower-case word tokens with quantities glued to their unit ("36 V" -> "36v")."""
-    glued = _NUMBER_UNIT.sub(lambda m: m.group(1) + m.group(2), clean_text(text).lower())
-    return frozenset(t for t in _WORD.findall(glued) if t not in _STOPWORDS)
+    return frozenset(title_tokens_text(text).split())
 
 
 def number_tokens(text: str) -> frozenset[str]:

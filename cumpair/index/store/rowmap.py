@@ -15,6 +15,7 @@ the database itself; the store hands it the rows.
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 
 import numpy as np
@@ -89,14 +90,7 @@ class RowMap:
     def gather(self, ids: np.ndarray) -> LogRead:
         """Values of the vectors `ids` unchecked (zeros, not ok: unknown id or another id in
         the row); `read` the rows kept, which checks their CRCs."""
-        rows = self.rows_of(ids)
-        known = rows >= 0
-        if known.all():
-            return self.log.gather(rows, ids)
-        vectors = np.zeros((len(ids), self.log.dim), dtype=np.float32)
-        ok = np.zeros(len(ids), dtype=bool)
-        vectors[known], ok[known] = self.log.gather(rows[known], ids[known])
-        return LogRead(vectors, ok)
+        return self._fetch(ids, self.log.gather)
 
     def check(self, ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """(which vectors' rows pass their checks, which failed although the map knows them:
@@ -109,11 +103,20 @@ class RowMap:
 
     def read(self, ids: np.ndarray) -> LogRead:
         """Values of the vectors `ids`, every row checked (a damaged one is zeros, not ok)."""
+        return self._fetch(ids, self.log.read)
+
+    def _fetch(
+        self, ids: np.ndarray, fetch: Callable[[np.ndarray, np.ndarray], LogRead]
+    ) -> LogRead:
+        """`fetch` (the log's `gather` or `read`) of the rows of `ids` the map knows; an unknown
+        id is zeros, not ok."""
         rows = self.rows_of(ids)
         known = rows >= 0
+        if known.all():
+            return fetch(rows, ids)
         vectors = np.zeros((len(ids), self.log.dim), dtype=np.float32)
         ok = np.zeros(len(ids), dtype=bool)
-        vectors[known], ok[known] = self.log.read(rows[known], ids[known])
+        vectors[known], ok[known] = fetch(rows[known], ids[known])
         return LogRead(vectors, ok)
 
 

@@ -22,15 +22,20 @@ from collections import Counter, defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, replace
 
-from cumpair.search.features import OfferFeatures, clean_text, number_tokens, title_tokens
+from cumpair.search.features import (
+    WORD,
+    OfferFeatures,
+    clean_text,
+    number_tokens,
+    title_tokens,
+)
 
-_WORD = re.compile(r"[^\W_]+", re.UNICODE)
 _SEPARATORS = " \t|-\u2013\u2014\u00b7\u2022:,;/*~"  # what shops put before their tail
 _LONGEST = 6  # words in the longest template ending learned
 
 
 def _words(title: str) -> list[re.Match[str]]:
-    return list(_WORD.finditer(clean_text(title)))
+    return list(WORD.finditer(clean_text(title)))
 
 
 @dataclass(frozen=True)

@@ -60,7 +60,7 @@ _DIGIT_CODE = re.compile(r"^\d+(?:[-./]\d+)+$")
 _DOMAIN = re.compile(
     r"\.(?:com|net|org|de|nl|fr|it|es|pl|be|at|ch|se|dk|co\.uk|uk|eu|ru|cz)$", re.I
 )
-_WORD = re.compile(r"[^\W_]+", re.UNICODE)
+WORD = re.compile(r"[^\W_]+", re.UNICODE)  # a run of letters and digits
 _NUMBER_UNIT = re.compile(
     r"(\d+(?:[.,]\d+)?)\s+(v|w|kw|gb|tb|ml|l|mah|mm|cm|kg|g|mp|hz|ghz|mhz|in)\b", re.IGNORECASE
 )
@@ -145,7 +145,7 @@ COLOUR_NAMES: dict[str, str] = {
 
 def colour_names(text: str) -> frozenset[str]:
     """The basic colours `text` names, in English ("Nero/Bianco" -> black, white)."""
-    words = _WORD.findall(fold_accents(clean_text(text).lower()))
+    words = WORD.findall(fold_accents(clean_text(text).lower()))
     return frozenset(COLOUR_NAMES[w] for w in words if w in COLOUR_NAMES)
 
 
@@ -327,7 +327,7 @@ class BrandLexicon:
         first: Counter[str] = Counter()
         anywhere: Counter[str] = Counter()
         for title in titles:
-            words = [w.lower() for w in _WORD.findall(clean_text(title))]
+            words = [w.lower() for w in WORD.findall(clean_text(title))]
             if not words:
                 continue
             first[words[0]] += 1
@@ -347,7 +347,7 @@ class BrandLexicon:
         """The first known brand written in `title` (longest spelling first at each word)."""
         if not self.brands:
             return None
-        words = [w.lower() for w in _WORD.findall(clean_text(title))]
+        words = [w.lower() for w in WORD.findall(clean_text(title))]
         for start in range(len(words)):
             for size in range(min(self.max_words, len(words) - start), 0, -1):
                 key = normalize_brand(" ".join(words[start : start + size]))
@@ -379,9 +379,13 @@ _QUANTITY_UNITS: dict[str, tuple[str, float]] = {
     "puertos": ("ports", 1.0), "portas": ("ports", 1.0), "pin": ("pins", 1.0),
     "pins": ("pins", 1.0), "core": ("cores", 1.0), "cores": ("cores", 1.0),
 }  # fmt: skip
+# the units as one alternation, longest first so "mah" is tried before "m"
+_QUANTITY_UNIT_ALTERNATION = "|".join(
+    sorted((re.escape(u) for u in _QUANTITY_UNITS), key=len, reverse=True)
+)
 _QUANTITY = re.compile(
     r"(?<![^\W\dxX])(?<![\d.,])(\d+(?:[.,]\d+)?)\s*-?\s*("
-    + "|".join(sorted((re.escape(u) for u in _QUANTITY_UNITS), key=len, reverse=True))
+    + _QUANTITY_UNIT_ALTERNATION
     + r")(?![^\W_])",
     re.IGNORECASE,
 )
@@ -389,7 +393,7 @@ QUANTITY_TOLERANCE = 0.05  # 6144 MB vs 6 GB, 15.6" vs 396 mm
 # a range with one unit after it ("18-55mm", "70-200 mm"): both ends are quantities
 _UNIT_SPAN = re.compile(
     r"(?<![\w.,/:-])(\d+(?:[.,]\d+)?)[-\u2013\u2014~](\d+(?:[.,]\d+)?)(?=\s*("
-    + "|".join(sorted((re.escape(u) for u in _QUANTITY_UNITS), key=len, reverse=True))
+    + _QUANTITY_UNIT_ALTERNATION
     + r")(?![^\W_]))",
     re.IGNORECASE,
 )
@@ -515,7 +519,7 @@ def short_codes(text: str) -> frozenset[str]:
     and Roman numerals ("Genio II" vs "Legend VI", "Mark IV"); specs are not among them."""
     return frozenset(
         token
-        for token in _WORD.findall(clean_text(text).lower())
+        for token in WORD.findall(clean_text(text).lower())
         if token in _ROMAN
         or (2 <= len(token) <= 3 and not token.isdigit() and any(c.isdigit() for c in token)
             and not is_spec(token))
@@ -544,10 +548,10 @@ def title_head(text: str) -> frozenset[str]:
     "Kingston 32GB DT microDuo | Memorybits UK"); at least two words, at most `HEAD_WORDS`."""
     cleaned = clean_text(text)
     for match in _HEAD_END.finditer(cleaned):
-        tokens = _WORD.findall(title_tokens_text(cleaned[: match.start()]))
+        tokens = WORD.findall(title_tokens_text(cleaned[: match.start()]))
         if len(tokens) >= 2:
             return frozenset(tokens[:HEAD_WORDS])
-    return frozenset(_WORD.findall(title_tokens_text(cleaned))[:HEAD_WORDS])
+    return frozenset(WORD.findall(title_tokens_text(cleaned))[:HEAD_WORDS])
 
 
 # Words that make the rest of a title what the product fits, not what it is ("Battery for
@@ -568,7 +572,7 @@ def title_tokens_text(text: str) -> str:
     """`text` lower-cased with quantities glued to their unit and stop words dropped, the form
     `title_tokens` splits."""
     glued = _NUMBER_UNIT.sub(lambda m: m.group(1) + m.group(2), clean_text(text).lower())
-    return " ".join(t for t in _WORD.findall(glued) if t not in _STOPWORDS)
+    return " ".join(t for t in WORD.findall(glued) if t not in _STOPWORDS)
 
 
 def title_tokens(text: str) -> frozenset[str]:

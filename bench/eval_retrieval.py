@@ -217,15 +217,16 @@ def view_kind(name: str) -> str:
 
 def fused_ranking(scores: QueryScores, handicaps: dict[str, float], gain: float, weight: float,
                   candidates: int) -> list[int]:  # fmt: skip
-    """Gallery rows ranked as the full search ranks them (`best_over_views`, `verified_hits`,
-    but not `explain_away`) with these handicaps, view gain (times `own_match_trust`) and
-    keypoint weight, matching the hits within `verify.KEYPOINT_REACH` of the best."""
+    """Gallery rows ranked as the full search ranks them (`best_over_views`,
+    `keypoint_evidence` + `fused_hits`, but not `explain_away`) with these handicaps, view gain
+    (times `own_match_trust`) and keypoint weight, matching the hits within
+    `verify.KEYPOINT_REACH` of the best."""
     handicap = np.array([handicaps.get(k, 0.0) for k in scores.view_kinds])[:, None]
     adjusted = scores.view_scores - handicap
     gain *= own_match_trust(float(adjusted[0].max()))
     best = adjusted[0] + gain * np.maximum(0.0, adjusted[1:].max(axis=0, initial=-9) - adjusted[0])
     order = np.argsort(-best, kind="stable")
-    reach = best[order[0]] - verify.KEYPOINT_REACH  # what `verified_hits` matches
+    reach = best[order[0]] - verify.KEYPOINT_REACH  # what `keypoint_evidence` matches
     head = [int(r) for r in order[:candidates] if best[r] >= reach]
     kept = verify.distinctive_keypoints([scores.matched.get(r, frozenset()) for r in head], head)
     fused = []

@@ -26,8 +26,8 @@ from cumpair.search.verify import (
     explain_away,
     fused_hits,
     fused_score,
+    keypoint_evidence,
     keypoint_span,
-    verified_hits,
 )
 
 
@@ -39,6 +39,12 @@ def verifier():
 @pytest.fixture(scope="module")
 def catalog():
     return build_catalog(n_products=24, seed=13)
+
+
+def verified_hits(verifier, query, hits, features_of, candidates, group_of=None):
+    """The photo search's re-ranking: `fused_hits` of the hits' `keypoint_evidence`."""
+    evidence = keypoint_evidence(verifier, query, hits, features_of, candidates, group_of)
+    return fused_hits(hits, evidence, query)
 
 
 def _offer(catalog, product_id, shop):

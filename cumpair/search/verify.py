@@ -280,20 +280,6 @@ def fused_hits(
     return sorted(out, key=lambda h: -h[1])
 
 
-def verified_hits(
-    verifier: GeometricVerifier,
-    query: Features,
-    hits: list[tuple[int, float]],
-    features_of: Callable[[int], Features | None],
-    candidates: int,
-    group_of: Callable[[int], Hashable] | None = None,
-    reach: float = KEYPOINT_REACH,
-) -> list[tuple[int, float]]:
-    """Re-score the first `candidates` of `hits` (best first) with `fused_score`, best first:
-    `fused_hits` of their `keypoint_evidence` (which says which are matched)."""
-    evidence = keypoint_evidence(verifier, query, hits, features_of, candidates, group_of, reach)
-    return fused_hits(hits, evidence, query)
-
 
 def explain_away(
     hits: list[tuple[int, float]],

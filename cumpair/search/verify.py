@@ -280,7 +280,6 @@ def fused_hits(
     return sorted(out, key=lambda h: -h[1])
 
 
-
 def explain_away(
     hits: list[tuple[int, float]],
     fused: list[tuple[int, float]],

@@ -80,7 +80,7 @@ def test_remove_and_update_work_on_the_fast_scan_index_and_survive_reopen(tmp_pa
     with ProductStore.open(path, SPACES, OPTIONS) as store:
         store.upsert_many(items(data))
         assert store.health()["spaces"]["image"]["index"]["fast_scan"]
-        moved = clustered(1, seed=9)[0]
+        moved = clustered(3201, seed=1)[3200]  # a new photo, like the others (unseen)
         store.upsert(items([moved], start=10)[0][0], {"image": moved})
         assert store.search("image", moved, 1)[0][0].offer_id == 11
         assert store.remove(21)
@@ -187,7 +187,7 @@ def test_choose_ivfpq_fits_the_code_budget_and_names_the_layout(coarse_hnsw):
     assert params.m * params.nbits // 8 <= options.max_code_bytes and params.nbits == 4
     assert params.nlist * 512 * 4 <= 1_000_000 * options.max_centroid_bytes
     assert (
-        params.factory == (f"IVF2048{'_HNSW32' if coarse_hnsw else ''},PQ32x4fs") and not params.opq
+        params.factory == (f"IVF1024{'_HNSW32' if coarse_hnsw else ''},PQ32x4fs") and not params.opq
     )
     assert ivf.outdated_layout(params, StoreOptions(coarse_hnsw=not coarse_hnsw))
     assert not ivf.outdated_layout(params, options)

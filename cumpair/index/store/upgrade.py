@@ -71,7 +71,7 @@ class Upgrade(StoreBase):
             return
         planned = ivf.choose_ivfpq(len(ids), space.spec.dim, self.options)
         pick = np.random.default_rng(_SAMPLE_SEED).choice(
-            len(ids), min(len(ids), ivf.training_size(planned)), replace=False
+            len(ids), min(len(ids), ivf.training_size(planned) + ivf.TUNING_QUERIES), replace=False
         )
         pick.sort()
         sample, ok = _read_by_span(source, rows[pick], ids[pick])

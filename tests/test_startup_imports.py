@@ -24,7 +24,7 @@ from cumpair.embed import load_encoders, onnx_export
 from cumpair.embed.base import DEFAULT_MODEL_DIR
 from cumpair.embed.reindex import spaces_for
 from cumpair.index import ProductStore, StoreOptions
-from cumpair.search.demo_index import demo_photo_path, index_demo_offers
+from cumpair.search.demo_index import demo_photo_path, demo_url, index_demo_offers
 from cumpair.search.products import ProductGroups
 
 REPO = Path(__file__).resolve().parent.parent
@@ -259,6 +259,33 @@ def test_only_vector_queries_open_the_stores_vector_spaces(
     assert sorted(opened) == spaces
     if "--gtin" in argv:
         assert offer.title in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("command", ["gtin", "history of a product", "history of a URL"])
+def test_row_reads_import_neither_numpy_nor_faiss(demo_index, tmp_path, command):
+    # A GTIN lookup and a price history read SQLite rows (`OfferRows`): numpy and FAISS were
+    # most of their start-up (bench/bench_startup.py), imported by modules they never call.
+    index, _ = demo_index
+    offer = next(o for o in build_catalog(n_products=4, seed=2).offers if o.gtin_printed)
+    run = {
+        "gtin": f"main_search(['--index', {str(index)!r}, '--gtin', {offer.product.gtin!r}])",
+        "history of a product": f"main(['history', '--index', {str(index)!r}, '1'])",
+        "history of a URL": f"main(['history', '--index', {str(index)!r}, {demo_url(offer)!r}])",
+    }[command]
+    loaded = _loaded_in_fresh_process(
+        f"""
+        import contextlib, io
+        from cumpair.cli import main
+        from cumpair.search.cli import main_search
+
+        with contextlib.redirect_stdout(io.StringIO()) as out:
+            assert {run} == 0
+        assert {offer.title if command != "history of a product" else ""!r} in out.getvalue()
+        """,
+        tmp_path,
+        ("numpy", "faiss", "PIL", *HEAVY),
+    )
+    assert loaded == []
 
 
 @pytest.mark.parametrize("argv", [["--help"], ["--version"], []], ids=["help", "version", "none"])

@@ -40,11 +40,13 @@ if TYPE_CHECKING:
         recorded_spaces,
         store_exists,
     )
+    from cumpair.index.store.rows import OfferRows
 
 # Names whose modules import numpy and FAISS load on first use (PEP 562): records.py is plain
 # dataclasses, and Scrapy's settings import `StoreOptions` from here in every `scrapy` command
 # (`scrapy list` spent 0.17 s importing the store it never opens).
 _LAZY = {
+    "OfferRows": "cumpair.index.store.rows",
     "OfferStore": "cumpair.index.protocol",
     "ProductStore": "cumpair.index.store",
     "recover": "cumpair.index.store",
@@ -71,6 +73,7 @@ __all__ = [
     "InvalidVectorError",
     "MissingDatabaseError",
     "OfferRecord",
+    "OfferRows",
     "OfferStore",
     "PricePoint",
     "ProductStore",

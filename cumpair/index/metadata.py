@@ -6,6 +6,9 @@ are only snapshots that can be rebuilt or brought up to date by replaying rows w
 ``seq``. A vector row points at its checksummed values in the space's append-only log file
 (vectorlog.py), written before the commit. Schema changes go through `MIGRATIONS` (append a step;
 never edit an applied one).
+
+numpy and the vector log (which imports numpy) are imported by the functions that handle
+vectors: the row reads (`OfferRows`: GTIN look-ups, price histories) import this module alone.
 """
 
 from __future__ import annotations
@@ -18,11 +21,9 @@ from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
 
-import numpy as np
-
-from cumpair.index import lostfound, vectorlog
+from cumpair.index import lostfound
 from cumpair.index.records import (
     OfferRecord,
     PricePoint,
@@ -31,8 +32,11 @@ from cumpair.index.records import (
     StoreError,
     utcnow,
 )
-from cumpair.index.vectorlog import VectorLog, log_name
 
+if TYPE_CHECKING:
+    import numpy as np
+
+DB_NAME = "meta.sqlite"  # the database's file in a store directory
 Migration = str | Callable[[sqlite3.Connection, Path], None]
 
 
@@ -42,6 +46,8 @@ def _move_vectors_to_logs(conn: sqlite3.Connection, directory: Path) -> None:
     Runs inside the migration's transaction; the log files are written before it commits, and a
     kill before the commit leaves the old schema in place to migrate again (files overwritten).
     """
+    from cumpair.index import vectorlog
+
     for statement in _split_sql(
         """
         CREATE TABLE vector_logs (
@@ -91,6 +97,10 @@ def _checksum_vector_logs(conn: sqlite3.Connection, directory: Path) -> None:
     check, so the damage stays visible. Bytes past the committed rows are kept under
     ``lost+found/``. The old file is swept once this commits; a kill before leaves it current.
     """
+    import numpy as np
+
+    from cumpair.index import vectorlog
+
     for space, dim in conn.execute("SELECT name, dim FROM spaces").fetchall():
         dim = int(dim)
         file, committed = vector_log(conn, space)
@@ -109,8 +119,8 @@ def _checksum_vector_logs(conn: sqlite3.Connection, directory: Path) -> None:
             with open(old_path, "rb") as fh:
                 fh.seek(committed * row_bytes)
                 lostfound.keep_bytes(directory, f"{file}.after-row-{committed}", fh.read())
-        new_file = log_name(space, vectorlog.log_epoch(file) + 1)
-        new = VectorLog(directory / new_file, dim, writable=True, create=True)
+        new_file = vectorlog.log_name(space, vectorlog.log_epoch(file) + 1)
+        new = vectorlog.VectorLog(directory / new_file, dim, writable=True, create=True)
         try:
             new.truncate(0)
             for start in range(0, len(rows), 65536):
@@ -354,6 +364,8 @@ def space_specs(conn: sqlite3.Connection) -> dict[str, SpaceSpec]:
 
 
 def add_space(conn: sqlite3.Connection, name: str, spec: SpaceSpec, now: str) -> None:
+    from cumpair.index.vectorlog import log_name
+
     conn.execute(
         "INSERT INTO spaces VALUES (?, ?, ?, ?, ?, ?)",
         (name, spec.dim, spec.encoder, spec.version, int(spec.normalize), now),
@@ -584,6 +596,8 @@ def price_history(conn: sqlite3.Connection, offer_id: int) -> list[PricePoint]:
 
 def filtered_vector_ids(conn: sqlite3.Connection, space: str, filters: SearchFilters) -> np.ndarray:
     """Vector ids of `space` whose offers pass `filters` (for a FAISS IDSelector)."""
+    import numpy as np
+
     clauses, params = ["v.space = ?"], [space]
     if filters.shops is not None:
         clauses.append(f"o.shop IN ({','.join('?' * len(filters.shops))})")
@@ -681,6 +695,8 @@ def changes_since(
     Every touched id is dropped first, then the live ones re-added, which makes replay idempotent
     whatever the snapshot already held.
     """
+    import numpy as np
+
     touched = [
         r[0]
         for r in conn.execute(
@@ -698,6 +714,8 @@ def changes_since(
 
 def live_vector_rows(conn: sqlite3.Connection, space: str) -> tuple[np.ndarray, np.ndarray]:
     """Every live vector of a space in id order: (vector ids, log rows)."""
+    import numpy as np
+
     rows = conn.execute(
         "SELECT vector_id, row FROM vectors WHERE space = ? ORDER BY vector_id", (space,)
     ).fetchall()

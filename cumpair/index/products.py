@@ -19,9 +19,8 @@ from typing import Any, NamedTuple, Self
 
 from cumpair.index import metadata
 from cumpair.index.locks import WriterLock
+from cumpair.index.metadata import DB_NAME
 from cumpair.index.records import StoreError, utcnow
-from cumpair.index.store.base import DB_NAME
-from cumpair.index.store.opening import _refuse_without_database
 
 
 class MemberRow(NamedTuple):
@@ -80,6 +79,8 @@ class ProductTables:
         lock.join(lock_timeout_s)
         try:
             if not db.exists():
+                from cumpair.index.store.opening import _refuse_without_database  # numpy, FAISS
+
                 _refuse_without_database(path)
             conn = metadata.connect(db, readonly=False)
             try:

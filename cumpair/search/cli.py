@@ -151,10 +151,11 @@ def limit_search_threads(default: int) -> None:
 def open_service(args: argparse.Namespace, *, regroup: bool = False, vectors: bool = True):
     """The store (read-only), the grouping and a `SearchService` over them.
 
-    `vectors=False` opens none of the store's vector spaces (no FAISS file read, no vector
-    log replayed: on a large index most of the opening): enough for GTIN lookups and
-    histories, which read rows only."""
-    from cumpair.index import ProductStore, StoreError, StoreLockedError, store_exists
+    `vectors=False` opens the store's offer rows alone (`OfferRows`: no FAISS file read, no
+    vector log replayed, on a large index most of the opening; neither numpy nor FAISS
+    imported, most of a small one's): enough for GTIN lookups and histories, which read rows
+    only."""
+    from cumpair.index import StoreError, StoreLockedError, store_exists
     from cumpair.search.products import ProductGroups
     from cumpair.search.service import SearchService
 
@@ -162,7 +163,14 @@ def open_service(args: argparse.Namespace, *, regroup: bool = False, vectors: bo
     if not store_exists(path):
         raise SystemExit(f"cumpair: no index at {path} (crawl first, or pass --index)")
     try:
-        store = ProductStore.open(path, None if vectors or regroup else {}, readonly=True)
+        if vectors or regroup:
+            from cumpair.index import ProductStore
+
+            store = ProductStore.open(path, readonly=True)
+        else:
+            from cumpair.index import OfferRows
+
+            store = OfferRows.open(path)
     except (StoreError, OSError) as exc:  # too new, not migratable now, a file gone: say why
         raise SystemExit(
             f"cumpair: cannot open the index at {path}: {exc} (`cumpair index check` says more)"

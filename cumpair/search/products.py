@@ -14,6 +14,9 @@ Two ways to keep it current, both using `matching.compare` and the consistency r
 * `ProductGroups.regroup(store)` (spider close, or ``cumpair search --regroup``): regroups
   every offer in one pass, which also merges products that a late offer showed to be one.
   Product ids stay stable where a new group keeps most of an old product's offers.
+
+Reading the grouping (a GTIN look-up, a price history) imports no numpy: the writers import
+it, and the modules of `grouping` and `candidates` that use it, when they run.
 """
 
 from __future__ import annotations
@@ -23,17 +26,18 @@ from collections import Counter, defaultdict
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import numpy as np
-
-from cumpair.index import OfferStore, StoreError
+from cumpair.index import StoreError
 from cumpair.index.products import MemberRow, ProductTables
 from cumpair.search.boilerplate import TitleBoilerplate
-from cumpair.search.candidates import BLOCK_LIMIT, NEIGHBOURS
 from cumpair.search.features import OfferFeatures, features_from_record, title_tokens
-from cumpair.search.grouping import CONFLICT_RULES, RULE_STRENGTH, consistent, group_offers
 from cumpair.search.matching import MatchConfig, PairEvidence, compare
+
+if TYPE_CHECKING:
+    import numpy as np
+
+    from cumpair.index import OfferStore
 
 
 class GroupingError(RuntimeError):
@@ -238,6 +242,10 @@ class ProductGroups:
     def _neighbour_sims(
         self, store: OfferStore, offer_id: int, vectors: Mapping[str, np.ndarray]
     ) -> dict[int, dict[str, float]]:
+        import numpy as np
+
+        from cumpair.search.candidates import NEIGHBOURS
+
         sims: dict[int, dict[str, float]] = defaultdict(dict)
         for space, matrix in vectors.items():
             rows = np.asarray(matrix, dtype=np.float32)
@@ -252,6 +260,8 @@ class ProductGroups:
     def _blocked(self, offer: OfferFeatures) -> set[int]:
         """Offers sharing the GTIN or a model code (capped: a code on more than `BLOCK_LIMIT`
         offers is no model)."""
+        from cumpair.search.candidates import BLOCK_LIMIT
+
         found: set[int] = set()
         if offer.gtin:
             found.update(self._tables.offers_with_gtin(offer.gtin, BLOCK_LIMIT))
@@ -264,6 +274,8 @@ class ProductGroups:
     def _best_product(
         self, offer: OfferFeatures, verdicts: list[PairEvidence]
     ) -> tuple[int, PairEvidence] | None:
+        from cumpair.search.grouping import CONFLICT_RULES, RULE_STRENGTH, consistent
+
         matches = sorted(
             (v for v in verdicts if v.same), key=lambda v: (RULE_STRENGTH[v.rule], -v.score)
         )
@@ -328,6 +340,10 @@ class ProductGroups:
         `boilerplate`: the title boilerplate to leave out of compared titles (None: learned from
         `records`; a partial regroup passes one learned from more of the store).
         """
+        import numpy as np
+
+        from cumpair.search.grouping import group_offers
+
         self._require_writer()
         records = list(records)
         features = [features_from_record(r) for r in records]

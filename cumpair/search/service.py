@@ -7,6 +7,9 @@ lifetime. A photo query is embedded as taken and as the product's salient box
 known photo in a corner of the shot explained away by searching the rest of the shot
 (`verify.explain_away`), and OCR'd too: a GTIN, model code or brand read from the photo lifts
 the products that carry it.
+
+GTIN look-ups and price histories read rows only (the CLI gives them a store's `OfferRows`):
+numpy is imported by the vector queries.
 """
 
 from __future__ import annotations
@@ -20,8 +23,6 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
-
-import numpy as np
 
 from cumpair.identifiers import normalize_gtin
 from cumpair.index.records import SearchFilters
@@ -260,6 +261,8 @@ class SearchService:
         self, space, vectors, k, shops, max_price
     ) -> list[list[tuple[int, float]]]:
         """(offer id, score) hits of each query vector (row of `vectors`)."""
+        import numpy as np
+
         filters = None
         if shops or max_price is not None:
             filters = SearchFilters(shops=tuple(shops) if shops else None, max_price=max_price)

@@ -7,11 +7,14 @@ URL), so this works on any implementation and never touches the store's files.
 from __future__ import annotations
 
 from collections.abc import Collection
+from typing import TYPE_CHECKING
 
-import numpy as np
-
-from cumpair.index.protocol import OfferStore
 from cumpair.index.records import OfferRecord, SpaceSpec, split_vector_id
+
+if TYPE_CHECKING:  # the look-ups by URL and of the spaces import no numpy (GTIN, history)
+    import numpy as np
+
+    from cumpair.index.protocol import OfferStore
 
 
 def scan_offers(store: OfferStore) -> list[OfferRecord]:
@@ -24,6 +27,8 @@ def first_vectors(
 ) -> dict[str, dict[int, np.ndarray]]:
     """Per space, each offer's first vector (ordinal 0: its main photo, or its text), unit
     length; only those of `offer_ids` when given (then read by offer, not by a full scan)."""
+    import numpy as np
+
     out: dict[str, dict[int, np.ndarray]] = {}
     for space in store.spaces():
         if offer_ids is not None:

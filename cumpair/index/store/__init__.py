@@ -2,7 +2,8 @@
 
 One module per job: base (shared state and file handles), opening (open, replay, tidy, close),
 validation, writing (upserts, duplicates), searching, persistence (flush, compaction), upgrade
-(Flat -> IVF-PQ), health (health, check), recovery (a lost database). `ProductStore` is their sum.
+(Flat -> IVF-PQ), health (health, check), recovery (a lost database). `ProductStore` is their sum
+(product_store.py); rows.py reads offer rows alone (`OfferRows`), without numpy or FAISS.
 
 Durability model (what a ``kill -9`` leaves): every `upsert`/`remove` commits its offer rows and
 vector rows to SQLite (WAL) before it returns, stamped with a sequence number; the raw vectors go
@@ -38,19 +39,30 @@ Read-only stores (``readonly=True``, other processes) replay new rows every ``re
 
 from __future__ import annotations
 
-from cumpair.index.store.base import DB_NAME
-from cumpair.index.store.health import Health
-from cumpair.index.store.opening import Opening
-from cumpair.index.store.persistence import Persistence
-from cumpair.index.store.recovery import recover
-from cumpair.index.store.searching import Searching
-from cumpair.index.store.upgrade import Upgrade
-from cumpair.index.store.validation import Validation
-from cumpair.index.store.writing import Writing
+from importlib import import_module
+from typing import TYPE_CHECKING, Any
+
+from cumpair.index.metadata import DB_NAME
+
+if TYPE_CHECKING:
+    from cumpair.index.store.product_store import ProductStore
+    from cumpair.index.store.recovery import recover
+
+# Loaded on first use (PEP 562): every part of `ProductStore` imports numpy and FAISS, and the
+# rows-only modules of this package (rows.py, directory.py) are imported without them.
+_LAZY = {
+    "ProductStore": "cumpair.index.store.product_store",
+    "recover": "cumpair.index.store.recovery",
+}
 
 
-class ProductStore(Opening, Writing, Validation, Searching, Persistence, Upgrade, Health):
-    """FAISS + SQLite store of offers; see the module docstring for the contract."""
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(import_module(module), name)
+    globals()[name] = value
+    return value
 
 
 __all__ = ["DB_NAME", "ProductStore", "recover"]

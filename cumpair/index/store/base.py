@@ -24,6 +24,7 @@ import numpy as np
 from cumpair.index import metadata, vectorlog
 from cumpair.index.ivf import IndexParams
 from cumpair.index.locks import RWLock, WriterLock
+from cumpair.index.metadata import DB_NAME
 from cumpair.index.records import (
     ReadOnlyStoreError,
     SpaceSpec,
@@ -37,7 +38,6 @@ from cumpair.index.store.rowmap import RowMapSlot
 log = logging.getLogger("cumpair.index.store")
 _T = TypeVar("_T")
 
-DB_NAME = "meta.sqlite"
 _PIN_ATTEMPTS = 8
 _SQLITE_DISK_ERRORS = {sqlite3.SQLITE_FULL: errno.ENOSPC, sqlite3.SQLITE_IOERR: errno.EIO}
 

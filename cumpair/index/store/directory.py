@@ -11,9 +11,9 @@ import contextlib
 import os
 from pathlib import Path
 
-from cumpair.index import metadata, vectorlog
+from cumpair.index import metadata
+from cumpair.index.metadata import DB_NAME
 from cumpair.index.records import SpaceSpec
-from cumpair.index.store.base import DB_NAME
 
 _LOCK_FILES = ("store.lock", "writer.json")
 
@@ -37,6 +37,8 @@ def recorded_spaces(path: str | os.PathLike[str]) -> dict[str, SpaceSpec]:
 def is_store_file(name: str) -> bool:
     """True for the names of files the store writes in its directory: the database and its
     WAL, vector logs, snapshots, the writer lock and temp files."""
+    from cumpair.index import vectorlog  # numpy: not for the callers of the other functions
+
     return (
         name.startswith(DB_NAME)
         or name.endswith(".faiss")

@@ -19,37 +19,12 @@ from cumpair.index.records import (
     EncoderMismatchError,
     MissingDatabaseError,
     SpaceSpec,
-    StoreError,
-    StoreLockedError,
     StoreOptions,
     UnknownSpaceError,
     utcnow,
 )
 from cumpair.index.store.base import DB_NAME, StoreBase, _Space, log
-from cumpair.index.store.directory import migrate_locked
-
-
-def _migrate_for_reader(path: Path, version: int) -> None:
-    """Bring an older store to this code's schema for a reader, when no writer holds it.
-
-    A search after upgrading Cumpair would otherwise fail until the next crawl. Migrating is
-    a write, so it takes the writer lock for its duration, never waiting: a running writer has
-    migrated on opening already (unless it runs older code), and a reader without write access
-    to the directory gets the error it would have had.
-    """
-    lock = WriterLock(path)
-    try:
-        lock.acquire(0)
-    except (StoreLockedError, OSError) as exc:
-        raise StoreError(
-            f"{path / DB_NAME} has schema {version}, this code reads {metadata.SCHEMA_VERSION},"
-            f" and it cannot be migrated now ({exc}): open it once as a writer (a crawl,"
-            " `cumpair index save`, or `cumpair reindex`)"
-        ) from None
-    try:
-        migrate_locked(path)
-    finally:
-        lock.release()
+from cumpair.index.store.rows import connect_reader
 
 
 class Opening(StoreBase):
@@ -82,22 +57,7 @@ class Opening(StoreBase):
     def _open(self, wanted: dict[str, SpaceSpec] | None) -> None:
         db_path = self.path / DB_NAME
         if self.readonly:
-            if not db_path.exists():
-                _refuse_without_database(self.path)
-                raise StoreError(f"no product store at {self.path} ({DB_NAME} missing)")
-            self._conn = metadata.connect(db_path, readonly=True)
-            version = self._conn.execute("PRAGMA user_version").fetchone()[0]
-            if version == 0:
-                raise StoreError(f"{db_path} has not been initialised by a writer yet")
-            if version > metadata.SCHEMA_VERSION:
-                raise StoreError(
-                    f"{db_path} has schema {version}, newer than this code reads"
-                    f" ({metadata.SCHEMA_VERSION}): it was written by a newer Cumpair"
-                )
-            if version < metadata.SCHEMA_VERSION:
-                self._conn.close()
-                _migrate_for_reader(self.path, version)
-                self._conn = metadata.connect(db_path, readonly=True)
+            self._conn = connect_reader(self.path)
         else:
             self.path.mkdir(parents=True, exist_ok=True)
             self._writer_lock = WriterLock(self.path)

@@ -6,8 +6,9 @@ same per touched offer whatever the store's size. This measures them at each siz
 (one run), beside a full regroup of the same state (the baseline: what every crawl's end did).
 
 For each size N: a store of N demo-catalog offers (records as a crawl stores them; text vectors
-synthetic, 384-d like MiniLM: one direction per product plus noise; IVF-PQ from `--upgrade-at`
-vectors on, as a store past its upgrade threshold searches) whose grouping is the catalog's own
+synthetic, 384-d like MiniLM, clustered in families of similar products as title vectors are
+(`offer_vectors`); IVF-PQ from `--upgrade-at` vectors on, as a store past its upgrade threshold
+searches, re-trained as it grows) whose grouping is the catalog's own
 products, as if earlier crawls had grouped it without a mistake (building it by regrouping would
 cost more than everything measured). A later crawl then touches `--touched` of it (a share of N
 below 1, else a count; half offers of new products, half price changes), each upserted and
@@ -22,8 +23,10 @@ loaded machine): assign per touched offer
 (its upsert beside), the incremental regroup per touched offer, the offers it read and pairs it
 compared per touched offer, the full regroup per store offer and its ratio to the incremental
 regroup, the pair F1 of incremental against full (agreement), and each one's pair F1 against the
-catalog's truth over the offers the incremental regroup read. Last, how each per-offer cost grows
-from the smallest size to the largest (N^0: flat).
+catalog's truth over the offers the incremental regroup read, and the index the store searched
+(its lists, tuned nprobe and re-rank depth, measured recall, and the size it was trained at: lists
+grow up to `retrain_growth` times between re-trainings). Last, how each per-offer cost grows from
+the smallest size to the largest (N^0: flat).
 
 Real offers first (`--real`, WDC categories of ``../shared/data/real/matching/wdc``): each
 distinct title of a category's ``valid.txt`` is an offer of a shop of its own (as
@@ -36,8 +39,10 @@ full one, and the labelled pairs' F1 read off each grouping (same product = same
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import math
+import multiprocessing
 import os
 import random
 import shutil
@@ -57,29 +62,46 @@ import numpy as np
 from cumpair.demo.catalog import build_catalog
 from cumpair.index import ProductStore, SpaceSpec, StoreOptions
 from cumpair.index.products import MemberRow, ProductTables
+from cumpair.index.records import OfferRecord
 from cumpair.ingest.stages import FULL_REGROUP_SHARE, regroup_store
 from cumpair.search.candidates import touched_pairs, touched_reach
 from cumpair.search.demo_index import demo_offer_record, demo_url
 from cumpair.search.evaluation import pairwise_scores
-from cumpair.search.features import clean_text, features_from_record
+from cumpair.search.features import OfferFeatures, clean_text, features_from_record
 from cumpair.search.matcher_train import pair_scores, read_pairs
 from cumpair.search.products import ProductGroups
 from cumpair.search.store_scan import scan_offers
 
 DIM = 384
+FAMILY = 16  # products per family of similar titles (offer_vectors)
 WDC = Path(__file__).resolve().parents[2] / "shared" / "data" / "real" / "matching" / "wdc"
 T0 = datetime(2026, 11, 1, 12, 0, tzinfo=UTC)
 
 
 def offer_vectors(catalog, offers, seed: int) -> np.ndarray:
-    """One unit vector per offer: its product's direction plus noise (cosine ~0.9 within)."""
+    """One unit vector per offer, clustered as title vectors are: families of `FAMILY` products
+    of one category and brand share a direction (cosine ~0.6 between their products, ~0 to
+    other families), each product its own within it, each offer its product's plus noise
+    (cosine ~0.93 within). Every offer so has true nearest neighbours at any store size, as
+    real title vectors do; without families, all but its product's 1-3 other offers are ties
+    in noise, the store's IVF tuning never reaches its recall target and falls back to
+    scanning every list (which grows with N)."""
     rng = np.random.default_rng(seed)
-    index = {p.product_id: n for n, p in enumerate(catalog.products)}
-    centres = rng.standard_normal((len(catalog.products), DIM), dtype=np.float32)
-    centres /= np.linalg.norm(centres, axis=1, keepdims=True)
-    rows = centres[[index[o.product_id] for o in offers]]
-    rows = rows + 0.02 * rng.standard_normal(rows.shape, dtype=np.float32)
-    return rows / np.linalg.norm(rows, axis=1, keepdims=True)
+    order = sorted(catalog.products, key=lambda p: (p.category, p.brand))
+    index = {p.product_id: n for n, p in enumerate(order)}
+    families = unit_rows(rng.standard_normal((len(order) // FAMILY + 1, DIM), dtype=np.float32))
+    centres = families[np.arange(len(order)) // FAMILY]
+    centres += 0.8 * unit_rows(rng.standard_normal(centres.shape, dtype=np.float32))
+    rows = unit_rows(centres)[[index[o.product_id] for o in offers]]
+    del families, centres
+    rows += 0.02 * rng.standard_normal(rows.shape, dtype=np.float32)
+    return unit_rows(rows)
+
+
+def unit_rows(rows: np.ndarray) -> np.ndarray:
+    """`rows` scaled to unit length in place (at 10^6 offers a copy is 1.5 GB more)."""
+    rows /= np.linalg.norm(rows, axis=1, keepdims=True)
+    return rows
 
 
 def open_store(path: Path, upgrade_at: int) -> ProductStore:
@@ -92,9 +114,11 @@ def open_store(path: Path, upgrade_at: int) -> ProductStore:
     )
 
 
-def build(path: Path, n: int, touched: float, seed: int, upgrade_at: int):
+def build(path: Path, n: int, touched: float, seed: int, upgrade_at: int, workers: int):
     """The grouped store of `n` offers after its first crawls, and the next crawl's offers
-    (`touched`: a share of `n` below 1, else a number of offers; half new, half repriced)."""
+    (`touched`: a share of `n` below 1, else a number of offers; half new, half repriced).
+    `workers` processes make the stored records and their match features (most of the build's
+    CPU at 10^6 offers); the main process writes them."""
     catalog = build_catalog(n_products=max(2, n // 2), seed=seed, defects_per_kind=0)
     offers = catalog.offers[:n]
     vectors = offer_vectors(catalog, offers, seed)
@@ -106,29 +130,45 @@ def build(path: Path, n: int, touched: float, seed: int, upgrade_at: int):
     late = [i for i, o in enumerate(offers) if o.product_id in late_ids]
     rng = random.Random(seed)
     repriced = rng.sample(early, min(len(early), max(1, round(count / 2))))
-    store = open_store(path, upgrade_at)
-    grouped: dict[str, list] = defaultdict(list)  # catalog product -> its stored records
-    for start in range(0, len(early), 5000):
-        chunk = [(demo_offer_record(offers[i], seen_at=T0), i) for i in early[start : start + 5000]]
-        results = store.upsert_many([(record, {"text": vectors[i]}) for record, i in chunk])
-        for (record, i), result in zip(chunk, results, strict=True):
-            grouped[offers[i].product_id].append(replace(record, id=result.offer_id))
+    _BUILDING[:] = offers  # what forked workers read
+    grouped: dict[str, list] = defaultdict(list)  # catalog product -> (record, features)
+    with multiprocessing.get_context("fork").Pool(workers) as pool:  # before the store's threads
+        store = open_store(path, upgrade_at)
+        forms = zip(early, pool.imap(stored_form, early, chunksize=250), strict=True)
+        while chunk := list(itertools.islice(forms, 5000)):
+            results = store.upsert_many(
+                [(record, {"text": vectors[i]}) for i, (record, _) in chunk]
+            )
+            for (i, (record, features)), result in zip(chunk, results, strict=True):
+                grouped[offers[i].product_id].append(
+                    (replace(record, id=result.offer_id), features)
+                )
+    _BUILDING.clear()
     seed_grouping(path, grouped.values())
     second = [(i, None) for i in late] + [(i, offers[i].price - Decimal("1.00")) for i in repriced]
     return store, offers, vectors, second
 
 
+_BUILDING: list = []  # the catalog offers `build` stores, inherited by its forked workers
+
+
+def stored_form(i: int) -> tuple[OfferRecord, OfferFeatures]:
+    """Offer `i` of the build as a first crawl stores it, and its match features (keyed 0:
+    the store numbers the offer later)."""
+    record = demo_offer_record(_BUILDING[i], seen_at=T0)
+    return record, features_from_record(replace(record, id=0))
+
+
 def seed_grouping(path: Path, products) -> None:
-    """Write each catalog product's offers as one product (what earlier crawls left, without a
-    mistake), with the match keys grouping stores for each offer."""
+    """Write each catalog product's offers (records with their features) as one product (what
+    earlier crawls left, without a mistake), with the match keys grouping stores for each."""
     tables = ProductTables.open(path)
     try:
         with tables.transaction():
-            for records in products:
-                first = records[0]
+            for members in products:
+                first = members[0][0]
                 product_id = tables.new_product(first.title, first.brand, first.model, first.gtin)
-                for n, record in enumerate(records):
-                    offer = features_from_record(record)
+                for n, (record, offer) in enumerate(members):
                     member = MemberRow(
                         record.id, product_id, offer.gtin, offer.brand,
                         tuple(sorted(offer.models)), dict(offer.specs),
@@ -159,6 +199,16 @@ def second_crawl(store, path, offers, vectors, second) -> tuple[set[int], float,
     return touched, upsert_s / len(records), assign_s / len(records)
 
 
+def index_label(params: dict) -> str:
+    """Lists, nprobe, re-rank depth, recall and training size: 'IVF1024 p16 x4 r0.96 @320000'."""
+    if params["kind"] != "ivfpq":
+        return "flat"
+    return (
+        f"IVF{params['nlist']} p{params['nprobe']} x{params['k_factor']} "
+        f"r{params['recall']:.2f} @{params['trained_on']}"
+    )
+
+
 def labels(path: Path, offer_ids) -> dict[int, int]:
     with ProductGroups.open(path, readonly=True) as groups:
         return groups.product_of(offer_ids)
@@ -168,15 +218,17 @@ def restricted(grouping: dict[int, int], offers) -> dict[int, int]:
     return {o: grouping[o] for o in offers}
 
 
-def run_size(n: int, touched: float, seed: int, upgrade_at: int, full: bool) -> dict:
+def run_size(n: int, touched: float, seed: int, upgrade_at: int, full: bool, workers: int) -> dict:
     work = Path(tempfile.mkdtemp(prefix=f"bench-grouping-{n}-"))
     try:
         path = work / "store"
         started = time.perf_counter()
-        store, offers, vectors, second = build(path, n, touched, seed, upgrade_at)
+        store, offers, vectors, second = build(path, n, touched, seed, upgrade_at, workers)
         built = time.perf_counter() - started
         touched, upsert_s, assign_s = second_crawl(store, path, offers, vectors, second)
+        searched = store.health()["spaces"]["text"]["index"]
         store.close()
+        del vectors
         before = work / "before"  # the same state for the full regroup
         if full:
             shutil.copytree(path, before)
@@ -202,6 +254,7 @@ def run_size(n: int, touched: float, seed: int, upgrade_at: int, full: bool) -> 
             "incremental_ms": 1000 * incremental_cpu / len(touched),
             "scope": len(scope) / len(touched),
             "pairs": pairs / len(touched),
+            "index": index_label(searched),
             "truth_f1_incremental": pairwise_scores(
                 restricted(incremental, scope), restricted(truth, scope)
             ).f1,
@@ -310,6 +363,12 @@ def main() -> None:
         "--full-up-to", type=int, default=100_000, help="largest size regrouped fully too"
     )
     parser.add_argument("--threads", type=int, default=1, help="FAISS OpenMP threads (1)")
+    parser.add_argument(
+        "--workers",
+        type=int,
+        default=os.cpu_count() or 1,
+        help="processes making each store's records (build only; all cores)",
+    )
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument(
         "--real", nargs="*", default=["cameras"], help="WDC categories first (none: skip)"
@@ -347,11 +406,13 @@ def main() -> None:
     print(
         f"{'offers':>8} {'touched':>7} | {'upsert':>6} {'assign':>6} {'regroup':>7} "
         f"{'read':>5} {'pairs':>6} | {'full':>6} {'ratio':>7} | "
-        f"{'agree F1':>8} {'F1 incr':>7} {'F1 full':>7} | {'build s':>7} {'load':>5}"
+        f"{'agree F1':>8} {'F1 incr':>7} {'F1 full':>7} | {'build s':>7} {'load':>5} | index"
     )
     measured = []
     for n in args.sizes:
-        row = run_size(n, args.touched, args.seed, args.upgrade_at, n <= args.full_up_to)
+        row = run_size(
+            n, args.touched, args.seed, args.upgrade_at, n <= args.full_up_to, args.workers
+        )
         measured.append(row)
         ratio = f"{row['ratio']:>6.1f}x" if "ratio" in row else "-".rjust(7)
         print(
@@ -360,7 +421,7 @@ def main() -> None:
             f"{row['pairs']:>6.1f} | {_cell(row, 'full_ms', '6.2f')} {ratio} | "
             f"{_cell(row, 'agreement_f1', '8.3f')} {row['truth_f1_incremental']:>7.3f} "
             f"{_cell(row, 'truth_f1_full', '7.3f')} | {row['build_s']:>7.0f} "
-            f"{os.getloadavg()[0]:>5.1f}",
+            f"{os.getloadavg()[0]:>5.1f} | {row['index']}",
             flush=True,
         )
     if len(measured) >= 2:

@@ -15,12 +15,14 @@ import os
 import sqlite3
 from collections.abc import Iterable, Iterator
 from pathlib import Path
-from typing import Any, NamedTuple, Self
+from typing import TYPE_CHECKING, Any, NamedTuple, Self
 
 from cumpair.index import metadata
-from cumpair.index.locks import WriterLock
 from cumpair.index.metadata import DB_NAME
 from cumpair.index.records import StoreError, utcnow
+
+if TYPE_CHECKING:
+    from cumpair.index.locks import WriterLock
 
 
 class MemberRow(NamedTuple):
@@ -74,6 +76,8 @@ class ProductTables:
                     " it once as a writer to migrate it (a crawl, `cumpair search --regroup`)"
                 )
             return cls(conn, None)
+        from cumpair.index.locks import WriterLock  # filelock: readers take no lock
+
         path.mkdir(parents=True, exist_ok=True)
         lock = WriterLock(path)
         lock.join(lock_timeout_s)

@@ -15,8 +15,8 @@ Two ways to keep it current, both using `matching.compare` and the consistency r
   every offer in one pass, which also merges products that a late offer showed to be one.
   Product ids stay stable where a new group keeps most of an old product's offers.
 
-Reading the grouping (a GTIN look-up, a price history) imports no numpy: the writers import
-it, and the modules of `grouping` and `candidates` that use it, when they run.
+Reading the grouping (a GTIN look-up, a price history) imports none of the matching: the
+writers import it (and numpy, which `grouping` and `candidates` use) when they run.
 """
 
 from __future__ import annotations
@@ -30,14 +30,14 @@ from typing import TYPE_CHECKING, Any
 
 from cumpair.index import StoreError
 from cumpair.index.products import MemberRow, ProductTables
-from cumpair.search.boilerplate import TitleBoilerplate
-from cumpair.search.features import OfferFeatures, features_from_record, title_tokens
-from cumpair.search.matching import MatchConfig, PairEvidence, compare
 
 if TYPE_CHECKING:
     import numpy as np
 
     from cumpair.index import OfferStore
+    from cumpair.search.boilerplate import TitleBoilerplate
+    from cumpair.search.features import OfferFeatures
+    from cumpair.search.matching import MatchConfig, PairEvidence
 
 
 class GroupingError(RuntimeError):
@@ -165,6 +165,8 @@ class ProductGroups:
 
     def _features(self, offer_ids: Iterable[int]) -> dict[int, OfferFeatures]:
         """The match keys grouping stored for grouped offers, with their shop and title."""
+        from cumpair.search.features import OfferFeatures, title_tokens
+
         with self._lock:
             found = self._tables.members(offer_ids)
         return {
@@ -199,6 +201,9 @@ class ProductGroups:
         finds neighbours to compare with. An offer already grouped is re-grouped only when its
         identity (GTIN, model codes, brand) changed.
         """
+        from cumpair.search.features import features_from_record
+        from cumpair.search.matching import compare
+
         self._require_writer()
         record = store.get_offers([offer_id]).get(offer_id)
         if record is None:
@@ -275,6 +280,7 @@ class ProductGroups:
         self, offer: OfferFeatures, verdicts: list[PairEvidence]
     ) -> tuple[int, PairEvidence] | None:
         from cumpair.search.grouping import CONFLICT_RULES, RULE_STRENGTH, consistent
+        from cumpair.search.matching import compare
 
         matches = sorted(
             (v for v in verdicts if v.same), key=lambda v: (RULE_STRENGTH[v.rule], -v.score)
@@ -342,6 +348,7 @@ class ProductGroups:
         """
         import numpy as np
 
+        from cumpair.search.features import features_from_record
         from cumpair.search.grouping import group_offers
 
         self._require_writer()

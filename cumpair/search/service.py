@@ -9,7 +9,7 @@ known photo in a corner of the shot explained away by searching the rest of the 
 the products that carry it.
 
 GTIN look-ups and price histories read rows only (the CLI gives them a store's `OfferRows`):
-numpy is imported by the vector queries.
+numpy and the text features are imported by the queries that use them.
 """
 
 from __future__ import annotations
@@ -26,7 +26,6 @@ from typing import Any
 
 from cumpair.identifiers import normalize_gtin
 from cumpair.index.records import SearchFilters
-from cumpair.search.features import canonical_code, model_codes
 from cumpair.search.products import ProductGroups
 from cumpair.search.ranking import ProductHit, QueryFacts, price_flags, rank_products, rerank
 from cumpair.search.store_scan import find_by_url, space_specs
@@ -71,6 +70,7 @@ class SearchResponse:
 
 def facts_from_text(text: str) -> QueryFacts:
     """GTINs, model codes and brand stated in `text` (a query string or OCR of a photo)."""
+    from cumpair.search.features import canonical_code, model_codes
     from cumpair.vision.specs import extract_specs
 
     specs = extract_specs(text)

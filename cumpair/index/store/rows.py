@@ -17,7 +17,6 @@ from pathlib import Path
 from typing import Self
 
 from cumpair.index import metadata
-from cumpair.index.locks import WriterLock
 from cumpair.index.metadata import DB_NAME
 from cumpair.index.records import OfferRecord, PricePoint, StoreError, StoreLockedError
 
@@ -59,6 +58,7 @@ def _migrate_for_reader(path: Path, version: int) -> None:
     migrated on opening already (unless it runs older code), and a reader without write access
     to the directory gets the error it would have had.
     """
+    from cumpair.index.locks import WriterLock  # filelock: only to migrate
     from cumpair.index.store.directory import migrate_locked  # the migrations import numpy
 
     lock = WriterLock(path)

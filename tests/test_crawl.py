@@ -147,6 +147,13 @@ def test_each_photo_is_fetched_once_by_the_images_pipeline_and_never_by_the_brow
     assert max(photos.values()) == 1
 
 
+def test_only_the_javascript_shop_starts_playwright(crawl):
+    """scrapy-playwright logs each handler it starts (one per scheme, each a node process):
+    the browser shop's two, none for the three plain HTTP shops."""
+    _, log, _, _, _, _ = crawl
+    assert log.count("[scrapy-playwright] INFO: Starting download handler") == 2
+
+
 def test_malformed_pages_are_logged_drops_not_crashes(crawl, demo_server):
     _, log, _, stdout, *_ = crawl
     catalog = demo_server.catalog

@@ -2,7 +2,8 @@
 
 One class serves every shop; `ShopSpider.for_shop(config)` makes the named subclass that
 `scrapy crawl <shop>` runs. Shops marked `javascript` go through headless Chromium
-(scrapy-playwright); all others use Scrapy's plain HTTP downloader.
+(scrapy-playwright, the project's DOWNLOAD_HANDLERS); all others use Scrapy's plain HTTP
+downloader, without the Playwright handler, which starts a browser driver at engine start.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from typing import Any, ClassVar
 
 import scrapy
 from scrapy.http import Response, TextResponse
+from scrapy.settings import BaseSettings
 from scrapy.utils.sitemap import Sitemap, sitemap_urls_from_robots
 
 from cumpair_scraper.shopconfig import ShopConfig
@@ -35,6 +37,19 @@ class ShopSpider(scrapy.Spider):
         return type(
             class_name, (cls,), {"name": config.name, "shop": config, "__module__": __name__}
         )
+
+    @classmethod
+    def update_settings(cls, settings: BaseSettings) -> None:
+        """A shop without JavaScript downloads without scrapy-playwright's handler (Scrapy's
+        own takes its schemes; other DOWNLOAD_HANDLERS stay): that handler starts a Playwright
+        driver (a node process, ~100 MB resident) per scheme at engine start, so `scrapy
+        crawlall` ran eight of them for the demo's one browser shop."""
+        super().update_settings(settings)
+        if not cls.shop.javascript:
+            handlers = settings.getdict("DOWNLOAD_HANDLERS")
+            plain = {scheme: path for scheme, path in handlers.items() if not _playwright(path)}
+            if plain != handlers:
+                settings.set("DOWNLOAD_HANDLERS", plain, priority="spider")
 
     def __init__(self, *args: Any, base_url: str | None = None, **kwargs: Any):
         super().__init__(*args, **kwargs)
@@ -111,3 +126,9 @@ class ShopSpider(scrapy.Spider):
             stats.inc_value(f"cumpair/page_problems/{problem.split(':', 1)[0]}")
             self.logger.warning("%s: %s", response.url, problem)
         yield extraction.item
+
+
+def _playwright(handler: object) -> bool:
+    """Whether a DOWNLOAD_HANDLERS value (an import path or a class) is scrapy-playwright's."""
+    name = handler if isinstance(handler, str) else getattr(handler, "__module__", "")
+    return str(name).startswith("scrapy_playwright.")

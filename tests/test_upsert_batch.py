@@ -243,3 +243,37 @@ def test_a_recrawl_sets_no_shop_and_no_unchanged_url(tmp_path):
         (result,) = store.upsert_many(moved)
         assert result.matched_by == "gtin"
         assert store.get_offers([result.offer_id])[result.offer_id].url == "http://a/elsewhere"
+
+
+def test_a_batch_repeating_urls_and_gtins_equals_upserting_one_by_one(tmp_path):
+    # Items of one batch that meet one offer (a URL twice, a GTIN twice, a new URL carrying an
+    # existing offer's GTIN beside that offer's own URL) land as they would one after another.
+    rng = np.random.default_rng(19)
+    gtin, other = "4006381333931", "5012345678900"
+    first = [
+        *first_crawl(rng, 6),
+        (OfferRecord("a", "http://a/g", gtin=gtin, price=Decimal(5)), {"text": unit(rng, 8)}),
+    ]
+    second = [
+        (OfferRecord("a", "http://a/1", price=Decimal(7)), {"image": unit(rng, 2, 16)}),
+        (OfferRecord("a", "http://a/1", price=Decimal(8)), {"image": unit(rng, 1, 16)}),
+        (OfferRecord("a", "http://a/moved", gtin=gtin, price=Decimal(6)), {}),
+        (OfferRecord("a", "http://a/g", gtin=gtin, price=Decimal(9)), {"text": unit(rng, 8)}),
+        (OfferRecord("a", "http://a/n1", gtin=other), {"image": unit(rng, 3, 16)}),
+        (OfferRecord("a", "http://a/n2", gtin=other, price=Decimal(2)), {}),
+        (OfferRecord("b", "http://a/n2", gtin=other), {"text": unit(rng, 8)}),  # another shop
+        (OfferRecord("a", "http://a/1"), {"image": np.empty((0, 16), np.float32)}),
+    ]
+    with ProductStore.open(tmp_path / "one", SPACES, OPTIONS) as one:
+        for offer, vectors in first:
+            one.upsert(offer, vectors)
+        expected = [one.upsert(offer, vectors) for offer, vectors in second]
+        state = dump(one)
+    with ProductStore.open(tmp_path / "many", SPACES, OPTIONS) as many:
+        many.upsert_many(first)
+        got = many.upsert_many(second)
+        assert got == expected
+        assert dump(many) == state
+    # http://a/g moved to http://a/moved just before, so its offer is found by its GTIN
+    matched = ["url", "url", "gtin", "gtin", "new", "gtin", "new", "url"]
+    assert [r.matched_by for r in got] == matched

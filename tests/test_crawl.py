@@ -181,6 +181,16 @@ def test_every_crawled_offer_is_indexed_with_vectors_and_specs(crawl):
     assert len(labelled) > 0.9 * len(crawled)
 
 
+def test_each_stage_reports_its_cpu_seconds(crawl):
+    """The pipelines' CPU stats that bench/bench_crawl.py sets beside the compute bound; the
+    store is closed (regrouped, flushed) once, by the last spider out."""
+    *_, stats = crawl
+    for shop, shop_stats in stats.items():
+        for stage in ("ocr_cpu_s", "images_cpu_s", "index_cpu_s"):
+            assert shop_stats[f"stage/{stage}"] > 0, (shop, stage)
+    assert sum("stage/close_cpu_s" in shop_stats for shop_stats in stats.values()) == 1
+
+
 def test_a_recrawl_of_unchanged_images_runs_no_ocr_or_model_yet_records_every_new_price(
     crawl, demo_server, tmp_path
 ):

@@ -11,12 +11,15 @@ file, restarts its expiry clock and gives the item the same path and checksum
 (`file_status_count/revalidated`) so the vision cache answers for it. Younger files are used
 without any request (Scrapy's own expiry, `file_status_count/uptodate`); IMAGES_EXPIRES_HOURS,
 when set, gives that expiry in hours instead of Scrapy's whole days, for recrawls within a day.
-`stage/download_s` sums the images' download latency.
+`stage/download_s` sums the images' download latency, `stage/images_cpu_s` the reactor thread's
+CPU seconds storing them (decoding, converting, writing; local stores only: a remote store's
+upload lets other reactor work run meanwhile).
 """
 
 from __future__ import annotations
 
 import os
+import time
 from pathlib import Path
 from typing import Any, Self
 
@@ -46,9 +49,8 @@ class ProductImagesPipeline(ImagesPipeline):
                 raise ValueError(f"IMAGES_EXPIRES_HOURS must not be negative, got {hours:g}")
             self.expires = hours / 24  # Scrapy compares a stored file's age in days with it
         self.validators: ImageValidators | None = None
-        if crawler.settings.getbool("IMAGES_REVALIDATE", True) and isinstance(
-            self.store, FSFilesStore
-        ):
+        self._local = isinstance(self.store, FSFilesStore)
+        if crawler.settings.getbool("IMAGES_REVALIDATE", True) and self._local:
             self.validators = ImageValidators(Path(self.store.basedir) / FILE_NAME)
             crawler.signals.connect(self._close_validators, signal=signals.spider_closed)
 
@@ -76,6 +78,16 @@ class ProductImagesPipeline(ImagesPipeline):
         latency = response.meta.get("download_latency")
         if latency is not None:
             self.crawler.stats.inc_value("stage/download_s", latency)
+        cpu = time.thread_time()
+        try:
+            return await self._store_downloaded(response, request, info, item)
+        finally:
+            if self._local:
+                self.crawler.stats.inc_value("stage/images_cpu_s", time.thread_time() - cpu)
+
+    async def _store_downloaded(
+        self, response: Response, request: Request, info: MediaPipeline.SpiderInfo, item: Any
+    ) -> FileInfo:
         if response.status == 304 and self._stored_validators(request, info) is not None:
             return self._revalidated(request, info, item)
         result = await super().media_downloaded(response, request, info, item=item)

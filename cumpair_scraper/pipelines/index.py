@@ -8,7 +8,9 @@ process at a time: processes sharing it (two scrapyd jobs) take turns through
 `cumpair.indexer.turns.TurnWriter`, the one waiting spooling its offers durably for the holder.
 Photos are read back through the store the images pipeline wrote them to
 (`cumpair.stored_images`: a path or an S3/GCS/FTP URI in IMAGES_STORE). A photo that cannot be
-read or embedded loses its vector, never the item.
+read or embedded loses its vector, never the item. `stage/index_cpu_s` sums the worker threads'
+CPU seconds upserting and grouping offers (SQLite and FAISS run on the calling thread),
+`stage/close_cpu_s` the last spider's closing the store (regroup and flush).
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ import logging
 import os
 import socket
 import threading
+import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -184,7 +187,9 @@ class IndexPipeline:
             logger.warning("%s: image %s has no vector: %s", adapter.get("url"),
                            paths[read[position][0]], reason)  # fmt: skip
         references = [self.images.reference(path) for path in paths]
+        cpu = time.thread_time()
         written = self.writer.write(adapter.asdict(), references, space_vectors(vectors))
+        self.stats.inc_value("stage/index_cpu_s", time.thread_time() - cpu)
         if written is None:  # another process holds the store: it or we index it later
             self.stats.inc_value("index/spooled")
             return
@@ -204,7 +209,9 @@ class IndexPipeline:
                 self.stats.set_value(f"index/embed/{name}", value)
             self.stats.set_value("stage/embed_s", embed_stats.get("model_s", 0.0))
         finally:
+            cpu = time.thread_time()
             writer = _release_writer(self.path)
             if writer is not None:
+                self.stats.set_value("stage/close_cpu_s", time.thread_time() - cpu)
                 for name, value in writer.counts.items():
                     self.stats.set_value(f"index/spool/{name}", value)

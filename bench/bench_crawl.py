@@ -5,8 +5,8 @@ the compute bound.
 The demo shops are served in this process on a spare port (`--quick`: the default 80-product
 catalog; otherwise `build_catalog(n_products=--products)`, 2000 by default), and each crawl is
 `scrapy crawlall` as an operator runs it (shop configs pointed at the port through
-SHOP_CONFIG_DIRS). Printed per crawl: items, seconds, items/s, CPU seconds, peak RSS (of the
-crawl process, and summed over its process tree: the browser shop's Chromium), the
+SHOP_CONFIG_DIRS). Printed per crawl: items, seconds, items/s, CPU seconds, peak memory (the
+crawl process's RSS, and "tree": the PSS summed over its processes, the browser's too), the
 per-stage seconds of its stats (`stage/download_s`, `stage/ocr_s`, `stage/embed_s`) and the
 vision-cache counters; for the first crawl, its CPU per item split by its pipelines' CPU stats
 (`stage/*_cpu_s`) beside the bound's stages, so a part that grows with the catalog shows. The
@@ -68,7 +68,7 @@ class Run:
     seconds: float
     cpu_s: float
     peak_rss_mb: float  # the crawl process's own peak (its browser's processes are apart)
-    tree_rss_mb: float  # the peak of the RSS summed over the crawl's process tree (browser too)
+    tree_pss_mb: float  # the peak of the PSS summed over the crawl's process tree (browser too)
     stats: dict[str, float]
 
     @property
@@ -108,7 +108,7 @@ def crawl(name: str, out: Path, data: Path, shops: Path, *settings: str) -> Run:
     started = time.perf_counter()
     process = subprocess.Popen(args, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     tree_peak, done = [0], threading.Event()
-    sampler = threading.Thread(target=_sample_tree_rss, args=(process.pid, tree_peak, done))
+    sampler = threading.Thread(target=_sample_tree_pss, args=(process.pid, tree_peak, done))
     sampler.start()
     _, status, usage = os.wait4(process.pid, 0)
     seconds = time.perf_counter() - started
@@ -127,10 +127,12 @@ def crawl(name: str, out: Path, data: Path, shops: Path, *settings: str) -> Run:
     return Run(name, items, seconds, cpu_s, usage.ru_maxrss / 1024, tree_peak[0] / 1024, stats)
 
 
-def _sample_tree_rss(root: int, peak: list[int], done: threading.Event) -> None:
-    """Every half second, the RSS (kB) summed over `root` and its descendants into `peak[0]`
-    (shared pages count once per process: an upper bound). wait4's ru_maxrss is one process's
-    peak, and a JavaScript shop's Chromium and Playwright drivers are processes of their own."""
+def _sample_tree_pss(root: int, peak: list[int], done: threading.Event) -> None:
+    """Every half second, the proportional set size (kB) summed over `root` and its
+    descendants into `peak[0]` (a page shared by n processes counts 1/n in each, so the sum is
+    the tree's memory; summed RSS counted Chromium's shared pages once per process, 1886 MB
+    against 1044 MB). wait4's ru_maxrss is one process's peak, and a JavaScript shop's Chromium
+    and Playwright drivers are processes of their own."""
     while not done.wait(0.5):
         children: dict[int, list[int]] = {}
         for entry in os.listdir("/proc"):
@@ -147,11 +149,11 @@ def _sample_tree_rss(root: int, peak: list[int], done: threading.Event) -> None:
             pid = todo.pop()
             todo += children.get(pid, [])
             try:
-                status = Path(f"/proc/{pid}/status").read_text()
+                rollup = Path(f"/proc/{pid}/smaps_rollup").read_text()
             except OSError:
                 continue
-            total += next((int(line.split()[1]) for line in status.splitlines()
-                           if line.startswith("VmRSS:")), 0)  # fmt: skip
+            total += next((int(line.split()[1]) for line in rollup.splitlines()
+                           if line.startswith("Pss:")), 0)  # fmt: skip
         peak[0] = max(peak[0], total)
 
 
@@ -321,7 +323,7 @@ def main() -> None:
         s = run.stats
         print(
             f"{run.name:<11} {run.items:>6} {run.seconds:>7.1f} {run.rate:>8.2f} {run.cpu_s:>7.1f} "
-            f"{run.peak_rss_mb:>7.0f} {run.tree_rss_mb:>7.0f} "
+            f"{run.peak_rss_mb:>7.0f} {run.tree_pss_mb:>7.0f} "
             f"{s.get('downloader/request_count', 0):>8.0f} "
             + " ".join(f"{s.get(stage, 0):>10.1f}" for stage in STAGES)
             + f" {s.get('specs/ocr_runs', 0):>8.0f} {s.get('specs/ocr_gated', 0):>6.0f}"

@@ -109,9 +109,9 @@ class BuildTimes:
 def fill(store, catalog, vectors, total: int, rng: np.random.Generator) -> BuildTimes:
     """Add filler offers until the store holds `total` offers; returns where the time went.
 
-    Each filler copies a real offer's record (new URL, no GTIN) and its vectors plus Gaussian
-    noise (so filler sits around the real data, as more offers of similar products would),
-    made a batch at a time with NumPy.
+    Each filler copies a real offer's record (new URL, no GTIN) and its vectors (every row of
+    each space) plus Gaussian noise (so filler sits around the real data, as more offers of
+    similar products would), made a batch at a time with NumPy.
     """
     times = BuildTimes()
     # Filler points at its real offer's photo, so the keypoint check does a real check per
@@ -120,7 +120,8 @@ def fill(store, catalog, vectors, total: int, rng: np.random.Generator) -> Build
         replace(demo_offer_record(o), image_paths=(demo_photo_path(o),)) for o in catalog.offers
     ]
     spaces = sorted(vectors[0])
-    matrices = {space: np.concatenate([v[space] for v in vectors]) for space in spaces}
+    # (offers, rows, dim): the image space holds a photo's and its close-up's rows.
+    matrices = {space: np.stack([v[space] for v in vectors]) for space in spaces}
     missing = total - len(base)
     done, first = 0, 0.0
     while done < missing:
@@ -129,14 +130,14 @@ def fill(store, catalog, vectors, total: int, rng: np.random.Generator) -> Build
         picks = rng.integers(len(base), size=size)
         noisy = {}
         for space, matrix in matrices.items():
-            dim = matrix.shape[1]
-            rows = matrix[picks] + rng.normal(0, 0.5 / np.sqrt(dim), (size, dim))
-            rows /= np.linalg.norm(rows, axis=1, keepdims=True)
+            dim = matrix.shape[-1]
+            rows = matrix[picks] + rng.normal(0, 0.5 / np.sqrt(dim), (size, *matrix.shape[1:]))
+            rows /= np.linalg.norm(rows, axis=-1, keepdims=True)
             noisy[space] = rows.astype(np.float32)
         items = [
             (
                 replace(base[n], url=f"{base[n].url}?filler={done + i}", gtin=None),
-                {space: noisy[space][i : i + 1] for space in spaces},
+                {space: noisy[space][i] for space in spaces},
             )
             for i, n in enumerate(picks.tolist())
         ]
@@ -215,7 +216,8 @@ def run_size(total, catalog, encoders, vectors, query_sets, args) -> None:
         single = SearchService(
             store, groups, encoder_loader=lambda: encoders, ocr=args.ocr, query_views=False
         )
-        # The baseline scans every vector of the space (one per offer here), as read back.
+        # The baseline scans every vector of the space (a photo and its close-up per offer
+        # here, one text), as read back.
         matrices = {
             space: np.concatenate([matrix for _, matrix in store.iter_vectors(space)])
             for space in ("image", "text")

@@ -2,7 +2,8 @@
 
 The crawl's pipeline calls `BatchEmbedder.submit` from a worker thread for each product; model
 threads take full batches (or partial ones after `max_wait` seconds), decode and resize their
-photos, and run the model. `submit` blocks while `max_pending` inputs wait, so memory stays flat
+photos, and run the model: each photo is embedded as taken and as its close-up
+(`cumpair.embed.gallery`). `submit` blocks while `max_pending` inputs wait, so memory stays flat
 however long the crawl. A broken image only loses its own vector: it is reported in
 `ItemVectors.image_errors`, never raised.
 
@@ -33,6 +34,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from cumpair.embed import gallery
 from cumpair.embed.base import EmbedError, ImageInput, calls_filling_cores, default_threads
 from cumpair.embed.registry import EncoderSet
 from cumpair.vision.cache import VisionCache, content_digest
@@ -45,10 +47,12 @@ logger = logging.getLogger(__name__)
 class ItemVectors:
     """The vectors of one submitted product.
 
-    `image_vectors[k]` belongs to the submitted image at `image_positions[k]`; images that could
-    not be embedded are absent and explained in `image_errors` (position -> reason). The main
-    image vector is the first image that embedded (shops list their main photo first); the
-    others are kept so that a photo of any of them finds the product.
+    `image_vectors` are the rows its image space indexes (`gallery.indexed_rows`): with n =
+    len(image_positions), row k < n belongs to the submitted image at `image_positions[k]`
+    and row n + k to that image's close-up. Images that could not be embedded are absent and
+    explained in `image_errors` (position -> reason). The main image vector is the first
+    image that embedded (shops list their main photo first); the others are kept so that a
+    photo of any of them finds the product.
     """
 
     image_vectors: np.ndarray
@@ -121,8 +125,12 @@ class BatchEmbedder:
         self.encoders = encoders
         self.cache = cache
         image, text = encoders.image, encoders.text
+        # An image's entry holds its photo's and its close-up's vectors, one after the other.
         self._versions = {
-            "image-vector": (f"{image.name}@{image.version}", image.dim),
+            "image-vector": (
+                f"{image.name}@{image.version}+{gallery.GALLERY_LAYOUT}",
+                gallery.VIEWS_PER_PHOTO * image.dim,
+            ),
             "text-vector": (f"{text.name}@{text.version}", text.dim),
         }
         self.batch_size = batch_size
@@ -216,7 +224,7 @@ class BatchEmbedder:
         if position < 0:
             item.text_vector = vector
         else:
-            item.vectors[position] = vector
+            item.vectors[position] = vector.reshape(gallery.VIEWS_PER_PHOTO, -1)
         return None
 
     def flush(self, timeout: float | None = None) -> None:
@@ -309,7 +317,7 @@ class BatchEmbedder:
         ready, failed = [], []
         for job in jobs:
             try:
-                job.payload = self.encoders.image.prepare_image(job.payload)
+                job.payload = gallery.prepare_gallery_image(self.encoders.image, job.payload)
             except (ValueError, OSError, TypeError) as exc:  # ImageError is a ValueError
                 logger.warning(
                     "image %d of %s not embedded: %s", job.position, job.item.key or "item", exc
@@ -322,7 +330,7 @@ class BatchEmbedder:
         return ready
 
     def _embed_images(self, jobs: list[_Job]) -> np.ndarray:
-        return self.encoders.image.embed_prepared(np.stack([job.payload for job in jobs]))
+        return gallery.embed_gallery_prepared(self.encoders.image, [job.payload for job in jobs])
 
     def _embed_texts(self, jobs: list[_Job]) -> np.ndarray:
         return self.encoders.text.encode_texts([job.payload for job in jobs])
@@ -386,7 +394,7 @@ def _take(queue: collections.deque[_Job], n: int) -> list[_Job]:
 def _result(item: _Item, dim: int) -> ItemVectors:
     positions = tuple(sorted(item.vectors))
     rows = [item.vectors[p] for p in positions]
-    vectors = np.stack(rows) if rows else np.zeros((0, dim), dtype=np.float32)
+    vectors = gallery.indexed_rows(np.stack(rows)) if rows else np.zeros((0, dim), np.float32)
     return ItemVectors(
         image_vectors=vectors,
         image_positions=positions,

@@ -261,6 +261,27 @@ def test_only_vector_queries_open_the_stores_vector_spaces(
         assert offer.title in capsys.readouterr().out
 
 
+def test_a_photo_query_without_a_text_line_loads_no_ocr_engine(demo_index, tmp_path):
+    # The text gate (RapidOCR's detector alone) finds no text line in a demo product photo:
+    # the full OCR engine, its recognition model and its read are spared.
+    index, photo = demo_index
+    argv = ["--index", str(index), "--image", str(photo), "--json"]
+    engines = _in_fresh_process(
+        f"""
+        import contextlib, io
+        from cumpair.search.cli import main_search
+        from cumpair.vision import text_gate
+        from cumpair.vision.engines import loaded_engines
+
+        with contextlib.redirect_stdout(io.StringIO()):
+            assert main_search({argv!r}) == 0
+        """,
+        tmp_path,
+        "[text_gate._detector is not None, list(loaded_engines())]",
+    )
+    assert engines == [True, []]  # the gate looked; no engine was loaded to read
+
+
 @pytest.mark.parametrize("command", ["gtin", "history of a product", "history of a URL"])
 def test_row_reads_import_neither_numpy_nor_faiss(demo_index, tmp_path, command):
     # A GTIN lookup and a price history read SQLite rows (`OfferRows`): numpy and FAISS were

@@ -26,7 +26,7 @@ from cumpair.vision.images import ImageSource, encoded_bytes, load_image
 from cumpair.vision.ocr import recognize
 from cumpair.vision.ocr_types import OcrOptions, OcrResult, OcrWord
 from cumpair.vision.specs import Specs, extract_specs
-from cumpair.vision.text_gate import GateOptions, has_text_lines
+from cumpair.vision.text_gate import DETECTOR_VERSION, GateOptions, has_text_lines
 
 HEADLINE_RATIO = 1.3  # headline words are at least this much taller than the median word
 
@@ -79,7 +79,7 @@ def read_image_specs(
         return _image_specs(ocr, palette, ocr_cached=False)
     digest, version = content_digest(data), ocr_chain_version(options)
     if text_gate is not None:  # gated and ungated answers differ for photos: never mixed
-        version += f";gate={text_gate.min_aspect:g}x{text_gate.max_height:g}"
+        version += f";gate={text_gate.min_aspect:g}x{text_gate.max_height:g}@{DETECTOR_VERSION}"
     ocr = cache.get_ocr(digest, version)
     palette = cache.get_colors(digest, colors) if colors else []
     if ocr is not None and palette is not None:

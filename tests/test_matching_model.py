@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from cumpair.cli import main
+from cumpair.embed.text import product_text
 from cumpair.search.features import offer_features
 from cumpair.search.matcher_model import (
     ENV_MODEL,
@@ -21,7 +22,17 @@ from cumpair.search.matcher_model import (
     MatcherModelError,
     load_matcher,
 )
-from cumpair.search.matcher_train import PairsError, read_pairs, train
+from cumpair.search.matcher_train import (
+    ENCODE_BATCH,
+    LabelledPair,
+    PairsError,
+    learn_boilerplate,
+    learn_weights,
+    read_pairs,
+    signal_matrix,
+    text_similarities,
+    train,
+)
 from cumpair.search.matching import MatchConfig, compare
 from cumpair.search.signals import SIGNALS
 
@@ -166,7 +177,13 @@ def test_the_command_in_the_shipped_models_provenance_rebuilds_it(monkeypatch):
     assert [hashlib.sha256(f.read_bytes()).hexdigest() for f in files] == [
         d["sha256"] for d in shipped.provenance["data"]
     ]
-    rebuilt = MatcherModel.from_dict(json.loads(json.dumps(train(files).to_dict())))
+    encoder = None
+    if shipped.provenance.get("text_encoder"):
+        from cumpair.embed import load_encoders
+
+        encoder = load_encoders("offline").text
+    model = train(files, text_encoder=encoder)
+    rebuilt = MatcherModel.from_dict(json.loads(json.dumps(model.to_dict())))
     assert rebuilt.threshold == shipped.threshold
     assert rebuilt.intercept == pytest.approx(shipped.intercept, abs=1e-5)
     assert rebuilt.coefficients == pytest.approx(shipped.coefficients, abs=1e-5)
@@ -233,3 +250,45 @@ def test_cumpair_match_refuses_what_is_not_an_offer(tmp_path, capsys):
     assert "an offer must be a JSON object" in capsys.readouterr().err
     assert main(["match", a, str(tmp_path / "missing.json")]) == 2
     assert "missing.json" in capsys.readouterr().err
+
+
+def test_training_compares_titles_without_the_shop_boilerplate_grouping_removes():
+    """The matcher learns on the titles grouping scores: a shop's template tail learned from
+    the training offers leaves the compared text, as `grouping` strips it from a store's."""
+    tail = " | Costello Jewelry Company"
+    names = ["Seiko Presage SRPB41", "Casio G-Shock GA-2100", "Tissot PRX T137", "Orient Bambino",
+             "Citizen Eco-Drive BM8180", "Timex Marlin"]  # fmt: skip
+    pairs = [
+        LabelledPair({"title": name + tail, "shop": "costello"}, {"title": name, "shop": "b"}, 1)
+        for name in names
+    ]
+    boilerplate = learn_boilerplate(pairs)
+    assert ("costello", "jewelry", "company") in boilerplate.endings
+    assert "costello" not in learn_weights(pairs, boilerplate).idf
+    stripped = signal_matrix(pairs, None, boilerplate=boilerplate, withheld=0)
+    raw = signal_matrix(pairs, None, withheld=0)
+    column = SIGNALS.index("char_cosine")
+    assert (stripped[:, column] > 0.99).all() and (raw[:, column] < 0.9).all()
+
+
+class _CountingEncoder:
+    """A stand-in text encoder: one vector per distinct text, and the batch sizes it saw."""
+
+    def __init__(self) -> None:
+        self.batches: list[int] = []
+
+    def encode_texts(self, texts):
+        import numpy as np
+
+        self.batches.append(len(texts))
+        vectors = np.array([[len(t), 1.0] for t in texts], dtype=np.float32)
+        return vectors / np.linalg.norm(vectors, axis=1, keepdims=True)
+
+
+def test_text_cosine_is_learned_from_the_text_the_store_embeds_in_batches():
+    pairs = list(read_pairs(FIXTURE))
+    encoder = _CountingEncoder()
+    sims = text_similarities(pairs, encoder, withheld=0)
+    texts = {product_text(o) for p in pairs for o in (p.left, p.right)}
+    assert sum(encoder.batches) == len(texts) and max(encoder.batches) <= ENCODE_BATCH
+    assert all(s is not None and 0 < s <= 1.0 + 1e-6 for s in sims)

@@ -43,7 +43,12 @@ the filler's vectors are the demo's real vectors plus Gaussian noise, see `fill`
 p50 237, p95 416 (baseline 145 / 225; keypoints 145, search 24), real photos p50 329, p95 460
 (baseline 164 / 260; embedding 200, search 43, keypoints 54). The filler offers are not grouped
 into products, so the keypoint check's skip for contenders of one product
-(`SearchService._verify`) does not show here.
+(`SearchService._verify`) does not show here. With each photo also indexed as its close-up
+(`cumpair.embed.gallery`: 20,000 image rows at 10^4 offers), 20 queries a row, load average
+19-22 (the baseline itself 6x slower than at load 15): demo photos p50 1307, p95 2151 (baseline
+369 / 524; embedding 230, search 156, keypoints 837), real photos 1546 / 2737 (baseline
+338 / 438; embedding 780, search 277, keypoints 414): ratios to the baseline 3.5x and 4.6x at
+p50, where the run before the close-ups had 4.6x and 4.6x.
 """
 
 from __future__ import annotations

@@ -23,7 +23,6 @@ import warnings
 from collections.abc import Sequence
 from pathlib import Path
 
-import cv2
 import numpy as np
 from PIL import Image
 
@@ -75,7 +74,10 @@ def _weights_path() -> Path:
 
 def prepare_pixels(image: Image.Image) -> np.ndarray:
     """The whole photo resized to 224 x 224 (aspect not kept, nothing cut): (1, 224, 224, 3)
-    uint8 RGB, one view. Area averaging when shrinking (no aliasing), bilinear when growing."""
+    uint8 RGB, one view. Area averaging when shrinking (no aliasing), bilinear when growing.
+    OpenCV is imported here, its one use: a text query loads this encoder and never resizes."""
+    import cv2
+
     pixels = np.asarray(image if image.mode == "RGB" else image.convert("RGB"))
     height, width = pixels.shape[:2]
     shrink = width >= IMAGE_SIZE and height >= IMAGE_SIZE

@@ -66,6 +66,20 @@ wall time; baseline | ours; `scrapy list` beside a bare `scrapy version`), with 
     cumpair --help           0.07 cpu  40 MB | 0.10 cpu  40 MB  1.5x
     scrapy list              0.68 cpu  69 MB | 0.59 cpu  70 MB  0.9x
 
+Then (2026-12-02, load 22, 5 runs; least CPU seconds), with --gtin and `history` reading the
+store's rows alone (`OfferRows`: no numpy, FAISS, matching or filelock imported) and a photo
+query OCR'd only past the text gate; --gtin beside the issue's baseline read literally (SQLite
+and the FAISS files opened) and beside the SQLite lookup alone:
+
+    search --text            1.19 cpu 226 MB | 1.84 cpu 261 MB  1.5x (cv2 since left out)
+    search --gtin            0.46 cpu  44 MB | 0.39 cpu  39 MB  0.8x; beside SQLite alone
+                             0.12 cpu: 3.2x (imported, never called: none)
+    search --image           0.93 cpu 161 MB | 3.31 cpu 219 MB  3.5x (RapidOCR's own import:
+                             OmegaConf parses its 85 KB model table twice)
+    search --image --no-ocr  0.89 cpu 161 MB | 1.23 cpu 170 MB  1.4x
+    cumpair --help           0.09 cpu  39 MB | 0.15 cpu  39 MB  1.7x (0.52 s wall)
+    scrapy list              1.30 cpu  68 MB | 1.12 cpu  69 MB  0.9x (beside `scrapy version`)
+
 The crawl of the four demo shops (2026-12-01, one run each, 2 shared cores at load 20-40, so
 wall times are not comparable; the bare crawl peaked at 221-222 MB in every run):
 

@@ -1,8 +1,8 @@
 """A store's offer rows read without its vector spaces: `OfferRows`, and `connect_reader`.
 
 A GTIN look-up or a price history reads offers and prices only. `ProductStore` needs numpy and
-FAISS (every part of it handles vectors): importing them is most of such a command's time
-(0.3 of 0.5 CPU s measured by bench/bench_startup.py). This module imports neither; the store's
+FAISS (every part of it handles vectors): importing them was a third of such a command's CPU
+time (bench/bench_startup.py, `search --gtin`). This module imports neither; the store's
 readers open their connection through `connect_reader` too, so both answer an old or missing
 database the same way.
 """

@@ -5,6 +5,7 @@ and its SQL calls, log writes and fsyncs do not grow with the batch."""
 from __future__ import annotations
 
 from decimal import Decimal
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -15,6 +16,7 @@ from cumpair.index import (
     ProductStore,
     SpaceSpec,
     StoreOptions,
+    UpsertResult,
     vectorlog,
 )
 
@@ -41,6 +43,25 @@ def dump(store: ProductStore) -> tuple:
     }  # fmt: skip
     tombstones = conn.execute("SELECT space, vector_id FROM tombstones ORDER BY 1, 2").fetchall()
     return offers, history, vectors, tombstones
+
+
+def batch_equals_one_by_one(
+    tmp_path: Path, first: list, second: list, options: StoreOptions = OPTIONS
+) -> list[UpsertResult]:
+    """Upsert `first` then `second` item by item into one store and as two batches into
+    another; assert that `second` gets the same results and leaves the same state in both.
+    Returns the batch's results."""
+    with ProductStore.open(tmp_path / "one", SPACES, options) as one:
+        for offer, vectors in first:
+            one.upsert(offer, vectors)
+        expected = [one.upsert(offer, vectors) for offer, vectors in second]
+        state = dump(one)
+    with ProductStore.open(tmp_path / "many", SPACES, options) as many:
+        many.upsert_many(first)
+        got = many.upsert_many(second)
+        assert got == expected
+        assert dump(many) == state
+    return got
 
 
 def first_crawl(rng: np.random.Generator, n: int) -> list[tuple[OfferRecord, dict]]:
@@ -83,16 +104,7 @@ def test_a_recrawl_batch_equals_upserting_one_by_one(tmp_path):
     rng = np.random.default_rng(11)
     first = first_crawl(rng, 60)
     second = recrawl(rng, first)
-    with ProductStore.open(tmp_path / "one", SPACES, OPTIONS) as one:
-        for offer, vectors in first:
-            one.upsert(offer, vectors)
-        expected = [one.upsert(offer, vectors) for offer, vectors in second]
-        state = dump(one)
-    with ProductStore.open(tmp_path / "many", SPACES, OPTIONS) as many:
-        many.upsert_many(first)
-        got = many.upsert_many(second)
-        assert got == expected
-        assert dump(many) == state
+    got = batch_equals_one_by_one(tmp_path, first, second)
     assert {r.matched_by for r in got} == {"url", "new"}
     assert any(r.vectors_added == 0 and r.vectors_removed == 0 for r in got)  # unchanged
     assert any(r.vectors_removed > 0 for r in got)
@@ -109,16 +121,7 @@ def test_near_duplicates_in_a_batch_are_found_as_one_by_one(tmp_path):
         text = vectors["text"] if i % 3 else unit(rng, 8)  # every third: another product
         shop = "b" if i % 4 == 0 else offer.shop  # and some in another shop
         moved.append((OfferRecord(shop, f"http://a/moved{i}"), {"image": image, "text": text}))
-    with ProductStore.open(tmp_path / "one", SPACES, options) as one:
-        for offer, vectors in first:
-            one.upsert(offer, vectors)
-        expected = [one.upsert(offer, vectors) for offer, vectors in moved]
-        state = dump(one)
-    with ProductStore.open(tmp_path / "many", SPACES, options) as many:
-        many.upsert_many(first)
-        got = many.upsert_many(moved)
-        assert got == expected
-        assert dump(many) == state
+    got = batch_equals_one_by_one(tmp_path, first, moved, options)
     assert {r.matched_by for r in got} == {"vector", "new"}
 
 
@@ -264,16 +267,7 @@ def test_a_batch_repeating_urls_and_gtins_equals_upserting_one_by_one(tmp_path):
         (OfferRecord("b", "http://a/n2", gtin=other), {"text": unit(rng, 8)}),  # another shop
         (OfferRecord("a", "http://a/1"), {"image": np.empty((0, 16), np.float32)}),
     ]
-    with ProductStore.open(tmp_path / "one", SPACES, OPTIONS) as one:
-        for offer, vectors in first:
-            one.upsert(offer, vectors)
-        expected = [one.upsert(offer, vectors) for offer, vectors in second]
-        state = dump(one)
-    with ProductStore.open(tmp_path / "many", SPACES, OPTIONS) as many:
-        many.upsert_many(first)
-        got = many.upsert_many(second)
-        assert got == expected
-        assert dump(many) == state
+    got = batch_equals_one_by_one(tmp_path, first, second)
     # http://a/g moved to http://a/moved just before, so its offer is found by its GTIN
     matched = ["url", "url", "gtin", "gtin", "new", "gtin", "new", "url"]
     assert [r.matched_by for r in got] == matched

@@ -147,6 +147,7 @@ class IndexPipeline:
             raise NotConfigured("INDEX_ENABLED is off")
         self.crawler = crawler
         self.stats = crawler.stats
+        self._stats_lock = threading.Lock()
         self.path = Path(settings["INDEX_DATA_DIR"]).resolve()
         set_faiss_threads(search_threads(settings.get(FAISS_THREADS_SETTING), 1))
         self.images = image_store_from_settings(settings)
@@ -177,27 +178,34 @@ class IndexPipeline:
         paths = [image["path"] for image in adapter.get("images") or []]
         read, unread = read_photos(self.images, paths)
         for position, exc in unread.items():
-            self.stats.inc_value("index/image_errors")
+            self._count("index/image_errors")
             logger.warning("%s: image %s not read: %s", adapter.get("url"), paths[position], exc)
         vectors = self.embedder.submit(
             [data for _, data in read], product_text(adapter), key=adapter.get("url")
         ).result()
         for position, reason in vectors.image_errors.items():
-            self.stats.inc_value("index/image_errors")
+            self._count("index/image_errors")
             logger.warning("%s: image %s has no vector: %s", adapter.get("url"),
                            paths[read[position][0]], reason)  # fmt: skip
         references = [self.images.reference(path) for path in paths]
         cpu = time.thread_time()
         written = self.writer.write(adapter.asdict(), references, space_vectors(vectors))
-        self.stats.inc_value("stage/index_cpu_s", time.thread_time() - cpu)
+        self._count("stage/index_cpu_s", time.thread_time() - cpu)
         if written is None:  # another process holds the store: it or we index it later
-            self.stats.inc_value("index/spooled")
+            self._count("index/spooled")
             return
         result, membership = written
-        self.stats.inc_value(f"index/upsert/{result.matched_by}")
-        self.stats.inc_value(f"index/grouped_by/{membership.rule}")
+        self._count(f"index/upsert/{result.matched_by}")
+        self._count(f"index/grouped_by/{membership.rule}")
         if result.price_changed:
-            self.stats.inc_value("index/price_changed")
+            self._count("index/price_changed")
+
+    def _count(self, key: str, value: float = 1) -> None:
+        """Worker thread: add to a stat. Scrapy's stats collector is not thread-safe (its
+        `inc_value` reads, then writes the key), and INDEX_WORKERS threads add to the same keys:
+        unlocked, one could lose another's count."""
+        with self._stats_lock:
+            self.stats.inc_value(key, value)
 
     def spider_closed(self) -> None:
         """Embed what is still queued, release the store (the last spider flushes and regroups)."""

@@ -126,6 +126,30 @@ def test_row_map_keeps_first_and_further_vectors_and_moves_forward(tmp_path):
     assert later.advanced(8, [], [], []).first is later.first  # nothing here changed
 
 
+def test_new_offers_fill_the_maps_spare_room_and_older_maps_never_change(tmp_path):
+    """A crawl's new offers cost the map what they add: written past the end of the arrays
+    the older maps see (copied once, with room); a second map from the same parent copies."""
+    log = VectorLog(tmp_path / "v.vlog", 4, writable=True, create=True)
+    ids = np.array([vid(o, 0) for o in range(1, 101)] + [vid(50, 1)], dtype=np.int64)
+    row_map = RowMap.build("v.vlog", log, 1, ids, np.arange(101))
+    assert row_map.nbytes == 101 * 4 + 2 * 8  # a map built whole holds no room
+    grown = row_map.advanced(2, [], np.array([vid(101, 0), vid(101, 1)]), [101, 102])
+    again = grown.advanced(3, [], np.array([vid(103, 0), vid(103, 1)]), [103, 104])
+    assert again.first.base is grown.first.base and again.more_ids.base is grown.more_ids.base
+    assert grown.nbytes == again.nbytes > row_map.nbytes  # the room, counted
+    sibling = grown.advanced(3, [], np.array([vid(104, 0)]), [105])  # grown's room is taken
+    assert sibling.first.base is not grown.first.base
+    asked = np.array([vid(101, 0), vid(101, 1), vid(103, 0), vid(103, 1), vid(104, 0)])
+    assert again.rows_of(asked).tolist() == [101, 102, 103, 104, -1]
+    assert sibling.rows_of(asked).tolist() == [101, 102, -1, -1, 105]
+    assert grown.rows_of(asked).tolist() == [101, 102, -1, -1, -1]
+    assert row_map.rows_of(asked).tolist() == [-1] * 5
+    moved = again.advanced(4, np.array([vid(2, 0)]), np.array([vid(2, 0)]), [106])  # a copy
+    assert moved.first.base is not again.first.base
+    assert moved.rows_of(np.array([vid(2, 0)])).tolist() == [106]
+    assert again.rows_of(np.array([vid(2, 0)])).tolist() == [1]
+
+
 def test_rerank_in_slices_gives_the_same_answer_with_bounded_reads(monkeypatch):
     rng = np.random.default_rng(3)
     vectors = rng.standard_normal((500, DIM)).astype(np.float32)

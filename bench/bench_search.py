@@ -206,7 +206,8 @@ def run_size(total, catalog, encoders, vectors, query_sets, args) -> None:
         index_demo_offers(store, groups, catalog.offers, vectors, write_photos=True)
         times = fill(store, catalog, vectors, total, rng)
         build_s = time.perf_counter() - started
-        print(f"\n{total:,} offers indexed in {build_s:.0f}s ({store.count('image'):,} photos)")
+        rows = store.count("image")  # a photo and its close-up each (`cumpair.embed.gallery`)
+        print(f"\n{total:,} offers indexed in {build_s:.0f}s ({rows:,} image rows)")
         print(f"{times.report(total)}; peak RSS {_peak_rss_gib():.1f} GiB")
         spaces = store.health()["spaces"]
         built = [(name, space["index"]) for name, space in spaces.items()]

@@ -19,6 +19,7 @@ from typing import Self
 from cumpair.index import metadata
 from cumpair.index.metadata import DB_NAME
 from cumpair.index.records import OfferRecord, PricePoint, StoreError, StoreLockedError
+from cumpair.index.store.directory import migrate_locked
 
 
 def connect_reader(path: Path) -> sqlite3.Connection:
@@ -59,7 +60,6 @@ def _migrate_for_reader(path: Path, version: int) -> None:
     to the directory gets the error it would have had.
     """
     from cumpair.index.locks import WriterLock  # filelock: only to migrate
-    from cumpair.index.store.directory import migrate_locked  # the migrations import numpy
 
     lock = WriterLock(path)
     try:

@@ -15,8 +15,6 @@ the command. Baselines, from the same run:
 * `cumpair --help`: the interpreter starting and importing argparse.
 * `scrapy list`: a bare `scrapy version` outside any project (Scrapy's own start-up, which the
   issue's 0.5 s bounds too).
-
-Below each row, each target of the issue beside the figure it bounds (ratios of CPU time).
 * the crawl of the four demo shops (`scrapy crawlall`, every pipeline, served by this process on
   a spare port): the bare crawl, the same crawl with the specs and index pipelines off (photos
   still downloaded). One run of each (minutes); the crawl's resident set is sampled every 0.2 s
@@ -28,6 +26,8 @@ Below each row, each target of the issue beside the figure it bounds (ratios of 
   is what is in flight. `--crawl-products 10000 --crawl-seconds 600` crawls a 10^4-product
   catalog for ten minutes (then kills it: a prefix) and prints its peak per fifth of that
   time, flat when every queue between stages is bounded.
+
+Below each row, each target of the issue beside the figure it bounds (ratios of CPU time).
 
 The searches run on a small demo store built first (the demo catalog's real photos and texts,
 the offline encoders), in a temporary directory, with no CLIP weights reachable (a temporary
@@ -657,9 +657,9 @@ def main(argv: list[str] | None = None) -> int:
         # In a child process: a child forked from a process holding the encoders would
         # start with (and report) their resident memory.
         built = [py, __file__, "--products", str(args.products), "--build-only", str(index)]
-        photo, gtin = subprocess.run(
+        photo, gtin = subprocess.run(  # its last two lines (a temporary path may hold spaces)
             built, cwd=REPO, capture_output=True, text=True, check=True
-        ).stdout.split()
+        ).stdout.splitlines()[-2:]
         print(
             f"demo store: {args.products} products, built in {time.perf_counter() - started:.0f} s"
         )

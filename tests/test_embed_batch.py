@@ -84,6 +84,8 @@ def test_broken_image_drops_only_its_own_vector(encoders):
         only_bad = embedder.submit([b"nope"], None).result(timeout=30)
     assert result.image_positions == (0, 2)
     assert result.image_vectors.shape == (4, 32)  # two photos, then their close-ups
+    direct = indexed_rows(gallery_vectors(encoders.image, [_jpeg(1), _jpeg(2)]))
+    np.testing.assert_allclose(result.image_vectors, direct, atol=1e-5)  # the broken one's gone
     assert list(result.image_errors) == [1] and "Error" in result.image_errors[1]
     assert result.text_vector is not None
     assert only_bad.main_image_vector is None and list(only_bad.image_errors) == [0]

@@ -98,10 +98,11 @@ class _Job:
 class BatchEmbedder:
     """Batches image and text embedding for the crawl; thread-safe; use as a context manager.
 
-    `batch_size`: inputs per model call. `max_wait`: seconds a partial batch may wait for more
-    inputs. `max_pending`: inputs waiting for the model before `submit` blocks (default 2
-    batches); memory holds at most these plus the batches the models are running. `workers`:
-    model threads (default: enough of the encoders' calls to fill the cores, see
+    `batch_size`: inputs per model call (an image call runs on each photo and its close-up,
+    `gallery.VIEWS_PER_PHOTO` pictures a photo). `max_wait`: seconds a partial batch may wait
+    for more inputs. `max_pending`: inputs waiting for the model before `submit` blocks
+    (default 2 batches); memory holds at most these plus the batches the models are running.
+    `workers`: model threads (default: enough of the encoders' calls to fill the cores, see
     `default_workers`). `cache`: a `VisionCache` answering inputs embedded before; the
     embedder closes it in `close()`.
     """

@@ -111,10 +111,12 @@ def crawl(name: str, out: Path, data: Path, shops: Path, *settings: str) -> Run:
     tree_peak, done = [0], threading.Event()
     sampler = threading.Thread(target=_sample_tree_pss, args=(process.pid, tree_peak, done))
     sampler.start()
-    _, status, usage = os.wait4(process.pid, 0)
-    seconds = time.perf_counter() - started
-    done.set()
-    sampler.join()
+    try:
+        _, status, usage = os.wait4(process.pid, 0)
+        seconds = time.perf_counter() - started
+    finally:  # an interrupted wait too: the sampler would keep the bench from exiting
+        done.set()
+        sampler.join()
     stderr = process.stderr.read().decode(errors="replace") if process.stderr else ""
     if status != 0:
         raise SystemExit(f"{name}: crawlall failed ({status}): {stderr[-2000:]}")

@@ -271,3 +271,16 @@ def test_a_batch_repeating_urls_and_gtins_equals_upserting_one_by_one(tmp_path):
     # http://a/g moved to http://a/moved just before, so its offer is found by its GTIN
     matched = ["url", "url", "gtin", "gtin", "new", "gtin", "new", "url"]
     assert [r.matched_by for r in got] == matched
+
+
+@pytest.mark.filterwarnings("ignore:overflow encountered:RuntimeWarning")  # the float32 norm's
+def test_a_vector_too_large_for_float32_squares_is_normalised_not_zeroed(tmp_path):
+    # Finite components past ~1e19 overflow a float32 norm to infinity: dividing by it would
+    # store a zero vector.
+    big = unit(np.random.default_rng(20), 16) * np.float32(1e30)
+    with ProductStore.open(tmp_path, SPACES, OPTIONS) as store:
+        (result,) = store.upsert_many([(OfferRecord("a", "http://a/big"), {"image": big})])
+        ((_, stored),) = store.iter_vectors("image")
+        np.testing.assert_allclose(stored[0], big / np.linalg.norm(big.astype(np.float64)))
+        ((hit,),) = store.search("image", big, k=1)  # a query as large: normalised too
+        assert hit.offer_id == result.offer_id and hit.score == pytest.approx(1.0)

@@ -160,6 +160,8 @@ class Validation(StoreBase):
             norms = np.linalg.norm(matrix, axis=1)
             if (norms == 0).any():
                 raise InvalidVectorError(f"{what}: zero vector cannot be normalised")
+            if np.isinf(norms).any():  # float32 squares overflow (components past ~1e19)
+                norms = np.linalg.norm(matrix.astype(np.float64), axis=1)
             matrix /= norms[:, None]
         return np.ascontiguousarray(matrix)
 

@@ -24,12 +24,11 @@ a one-time install step that is no part of its throughput.
 
 The compute bound is measured apart on the first crawl's own stored images and items, each
 stage alone in this process: the bare crawl's CPU per item (including its start-up), OCR +
-specs of an item's images (no cache, the crawl's text gate) and embedding its photos (each
-with its close-up, `cumpair.embed.gallery`) and text with the crawl's encoders, as CPU seconds
-per item on a sample (`--sample`). Bound = cores / (sum of the stages' CPU per item) items/s.
-Targets (issue 17): first crawl >= 0.8x the bound, unchanged recrawl >= 0.7x the bare crawl.
-On a shared machine, quote `uptime` beside the figures: the bound is CPU time, the crawls are
-wall time.
+specs of an item's images (no cache, the crawl's text gate) and embedding its photos and text
+with the crawl's encoders, as CPU seconds per item on a sample (`--sample`). Bound
+= cores / (sum of the stages' CPU per item) items/s. Targets (issue 17): first crawl >= 0.8x
+the bound, unchanged recrawl >= 0.7x the bare crawl. On a shared machine, quote `uptime`
+beside the figures: the bound is CPU time, the crawls are wall time.
 """
 
 from __future__ import annotations
@@ -199,7 +198,6 @@ def compute_bound(
     from scrapy.utils.project import get_project_settings
 
     from cumpair.embed import product_text
-    from cumpair.embed.gallery import gallery_vectors
     from cumpair.vision.image_specs import read_image_specs
     from cumpair.vision.ocr_types import OcrOptions
     from cumpair.vision.text_gate import GateOptions
@@ -235,7 +233,7 @@ def compute_bound(
     # Warm every model once, so the sample measures steady work, not loading.
     first = str(images / items[0]["images"][0]["path"])
     read_image_specs(first, ocr_options=options, colors=colours, text_gate=gate)
-    gallery_vectors(encoders.image, [first])
+    encoders.image.encode_images([first])
     encoders.text.encode_texts(["warm up"])
     ocr_cpu = embed_cpu = 0.0
     for item in items:
@@ -246,7 +244,7 @@ def compute_bound(
             read_image_specs(path, ocr_options=options, colors=colors, text_gate=gate)
         ocr_cpu += time.process_time() - started
         started = time.process_time()
-        gallery_vectors(encoders.image, paths)  # what the crawl indexes: each photo, its close-up
+        encoders.image.encode_images(paths)
         encoders.text.encode_texts([product_text(item)])
         embed_cpu += time.process_time() - started
     stages = {

@@ -43,12 +43,7 @@ the filler's vectors are the demo's real vectors plus Gaussian noise, see `fill`
 p50 237, p95 416 (baseline 145 / 225; keypoints 145, search 24), real photos p50 329, p95 460
 (baseline 164 / 260; embedding 200, search 43, keypoints 54). The filler offers are not grouped
 into products, so the keypoint check's skip for contenders of one product
-(`SearchService._verify`) does not show here. With each photo also indexed as its close-up
-(`cumpair.embed.gallery`: 20,000 image rows at 10^4 offers), 20 queries a row, load average
-19-22 (the baseline itself 6x slower than at load 15): demo photos p50 1307, p95 2151 (baseline
-369 / 524; embedding 230, search 156, keypoints 837), real photos 1546 / 2737 (baseline
-338 / 438; embedding 780, search 277, keypoints 414): ratios to the baseline 3.5x and 4.6x at
-p50, where the run before the close-ups had 4.6x and 4.6x.
+(`SearchService._verify`) does not show here.
 """
 
 from __future__ import annotations
@@ -114,9 +109,9 @@ class BuildTimes:
 def fill(store, catalog, vectors, total: int, rng: np.random.Generator) -> BuildTimes:
     """Add filler offers until the store holds `total` offers; returns where the time went.
 
-    Each filler copies a real offer's record (new URL, no GTIN) and its vectors (every row of
-    each space) plus Gaussian noise (so filler sits around the real data, as more offers of
-    similar products would), made a batch at a time with NumPy.
+    Each filler copies a real offer's record (new URL, no GTIN) and its vectors plus Gaussian
+    noise (so filler sits around the real data, as more offers of similar products would),
+    made a batch at a time with NumPy.
     """
     times = BuildTimes()
     # Filler points at its real offer's photo, so the keypoint check does a real check per
@@ -125,8 +120,7 @@ def fill(store, catalog, vectors, total: int, rng: np.random.Generator) -> Build
         replace(demo_offer_record(o), image_paths=(demo_photo_path(o),)) for o in catalog.offers
     ]
     spaces = sorted(vectors[0])
-    # (offers, rows, dim): the image space holds a photo's and its close-up's rows.
-    matrices = {space: np.stack([v[space] for v in vectors]) for space in spaces}
+    matrices = {space: np.concatenate([v[space] for v in vectors]) for space in spaces}
     missing = total - len(base)
     done, first = 0, 0.0
     while done < missing:
@@ -135,14 +129,14 @@ def fill(store, catalog, vectors, total: int, rng: np.random.Generator) -> Build
         picks = rng.integers(len(base), size=size)
         noisy = {}
         for space, matrix in matrices.items():
-            dim = matrix.shape[-1]
-            rows = matrix[picks] + rng.normal(0, 0.5 / np.sqrt(dim), (size, *matrix.shape[1:]))
-            rows /= np.linalg.norm(rows, axis=-1, keepdims=True)
+            dim = matrix.shape[1]
+            rows = matrix[picks] + rng.normal(0, 0.5 / np.sqrt(dim), (size, dim))
+            rows /= np.linalg.norm(rows, axis=1, keepdims=True)
             noisy[space] = rows.astype(np.float32)
         items = [
             (
                 replace(base[n], url=f"{base[n].url}?filler={done + i}", gtin=None),
-                {space: noisy[space][i] for space in spaces},
+                {space: noisy[space][i : i + 1] for space in spaces},
             )
             for i, n in enumerate(picks.tolist())
         ]
@@ -206,8 +200,7 @@ def run_size(total, catalog, encoders, vectors, query_sets, args) -> None:
         index_demo_offers(store, groups, catalog.offers, vectors, write_photos=True)
         times = fill(store, catalog, vectors, total, rng)
         build_s = time.perf_counter() - started
-        rows = store.count("image")  # a photo and its close-up each (`cumpair.embed.gallery`)
-        print(f"\n{total:,} offers indexed in {build_s:.0f}s ({rows:,} image rows)")
+        print(f"\n{total:,} offers indexed in {build_s:.0f}s ({store.count('image'):,} photos)")
         print(f"{times.report(total)}; peak RSS {_peak_rss_gib():.1f} GiB")
         spaces = store.health()["spaces"]
         built = [(name, space["index"]) for name, space in spaces.items()]
@@ -222,8 +215,7 @@ def run_size(total, catalog, encoders, vectors, query_sets, args) -> None:
         single = SearchService(
             store, groups, encoder_loader=lambda: encoders, ocr=args.ocr, query_views=False
         )
-        # The baseline scans every vector of the space (a photo and its close-up per offer
-        # here, one text), as read back.
+        # The baseline scans every vector of the space (one per offer here), as read back.
         matrices = {
             space: np.concatenate([matrix for _, matrix in store.iter_vectors(space)])
             for space in ("image", "text")

@@ -14,11 +14,9 @@ Four rankings in the same run, with recall@1/@5 and ms per query:
   * HSV colour histogram (a simple baseline),
   * plain pooled 1280-d EfficientNet-Lite0 features of the whole photo (the baseline: PyTorch,
     as ../shared/MODELS.md loads it, independent of the project's code),
-  * the project's indexed vector (the query's `encode_images` against what a crawl stores: each
-    gallery photo's vector and its close-up's, `cumpair.embed.gallery`, best of the two),
+  * the project's indexed vector (`encode_images`, what a crawl stores),
   * the full photo search: the project's multi-view query and keypoint fusion
-    (`cumpair.embed.query`, `cumpair.search.verify`) over the same gallery rows, as
-    `SearchService` ranks.
+    (`cumpair.embed.query`, `cumpair.search.verify`), as `SearchService` ranks.
 `--sweep` also prints recall@1 of the full search over view gain, handicap and keypoint weight
 (from the same cached scores, without the occluder check of `verify.explain_away`), which is
 how the defaults were chosen, on `--split in`.
@@ -51,7 +49,6 @@ from PIL import Image
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from cumpair.embed import load_encoders
-from cumpair.embed.gallery import gallery_vectors
 from cumpair.embed.query import (
     best_over_views,
     embed_views,
@@ -255,27 +252,15 @@ class RecordingVerifier:
         return found
 
 
-def best_rows(rows: np.ndarray) -> Callable[[np.ndarray], np.ndarray]:
-    """Scores of query vectors (nq, dim) against gallery photos indexed as `rows` (photos,
-    rows per photo, dim): per photo its best row's cosine, as the store scores an offer."""
-    flat = rows.reshape(-1, rows.shape[-1])
-
-    def score(vectors: np.ndarray) -> np.ndarray:
-        return (vectors @ flat.T).reshape(len(vectors), *rows.shape[:2]).max(axis=2)
-
-    return score
-
-
-def full_search(encoder, verifier, query, score, gallery_features, candidates):
+def full_search(encoder, verifier, query, gallery_vectors, gallery_features, candidates):
     """One query through the two-view query, the keypoint fusion and the occluder check
-    (`verify.explain_away`), as `SearchService.search_image` does, with `score` (`best_rows`)
-    ranking the gallery: its ranking, the scores kept for the sweep, and the seconds it
-    took."""
+    (`verify.explain_away`), as `SearchService.search_image` does: its ranking, the scores kept
+    for the sweep, and the seconds it took."""
     started = time.perf_counter()
     start = first_pass(encoder, query)
     others, more = embed_views(encoder, start.others)
     views, vectors = [start.view, *others], np.concatenate([start.vector, more])
-    view_scores = score(vectors)
+    view_scores = vectors @ gallery_vectors.T
     hits = best_over_views([list(enumerate(row.tolist())) for row in view_scores], views)
     recording = RecordingVerifier(verifier, {id(f): n for n, f in enumerate(gallery_features)})
     features = verifier.features(query)
@@ -287,7 +272,7 @@ def full_search(encoder, verifier, query, score, gallery_features, candidates):
         rest = vector_outside(start.feature_map, box)
         if rest is None:
             return []
-        scores = score(rest)[0].tolist()
+        scores = (gallery_vectors @ rest[0]).tolist()
         return sorted(enumerate(scores), key=lambda hit: -hit[1])
 
     fused = verify.fused_hits(hits, evidence, features)
@@ -314,27 +299,24 @@ def evaluate(task: Task, encoders, plain: PlainPooled, args) -> dict[str, list]:
     rankings: dict[str, list] = {}
 
     def timed(name: str, make: Callable[[], np.ndarray], gallery: np.ndarray) -> None:
-        """Rank the gallery (photos, rows per photo or none, dim) for the queries `make`
-        embeds, timing the embedding."""
         started = time.perf_counter()
         queries = make()
         timings[name] = (time.perf_counter() - started) / len(task.queries)
-        rows = gallery if gallery.ndim == 3 else gallery[:, None]
-        rankings[name] = ranks_of(best_rows(rows)(queries))
+        rankings[name] = ranks_of(queries @ gallery.T)
 
     timed(
         "HSV colour histogram", lambda: hsv_histograms(task.queries), hsv_histograms(task.gallery)
     )
     timed("plain pooled 1280-d (baseline)", lambda: plain.encode(task.queries),
           plain.encode(task.gallery))  # fmt: skip
-    gallery = gallery_vectors(encoders.image, task.gallery)
+    gallery = encoders.image.encode_images(task.gallery)
     timed("project indexed vector", lambda: encoders.image.encode_images(task.queries), gallery)
     verifier = verify.GeometricVerifier()
     gallery_features = [verifier.features(photo) for photo in task.gallery]
     full, kept, spent = [], [], []
     for query in task.queries:
         ranked, scores, seconds = full_search(
-            encoders.image, verifier, query, best_rows(gallery), gallery_features, args.candidates
+            encoders.image, verifier, query, gallery, gallery_features, args.candidates
         )
         full.append(ranked)
         kept.append(scores)

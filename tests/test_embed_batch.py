@@ -13,8 +13,6 @@ from PIL import Image
 
 from cumpair.embed import BatchEmbedder, BatchEmbedderClosed, EncoderSet
 from cumpair.embed.clip import ClipEncoder
-from cumpair.embed.gallery import centre_crop, gallery_vectors, indexed_rows
-from cumpair.vision.images import load_image
 
 TINY = "cumpair-test-tiny-clip-batch"
 TINY_CONFIG = {
@@ -53,12 +51,10 @@ def test_batched_vectors_equal_direct_encoding(encoders):
             embedder.submit(images[4:7], None),
         ]
         results = [future.result(timeout=30) for future in futures]
-    direct = gallery_vectors(encoders.image, images)
-    np.testing.assert_allclose(results[0].image_vectors, indexed_rows(direct[0:3]), atol=1e-5)
-    np.testing.assert_allclose(results[2].image_vectors, indexed_rows(direct[4:7]), atol=1e-5)
-    np.testing.assert_allclose(
-        results[0].main_image_vector, encoders.image.encode_images(images[:1])[0], atol=1e-5
-    )
+    direct = encoders.image.encode_images(images)
+    np.testing.assert_allclose(results[0].image_vectors, direct[0:3], atol=1e-5)
+    np.testing.assert_allclose(results[2].image_vectors, direct[4:7], atol=1e-5)
+    np.testing.assert_allclose(results[0].main_image_vector, direct[0], atol=1e-5)
     np.testing.assert_allclose(
         results[1].text_vector, encoders.text.encode_texts(["blue drill"])[0], atol=1e-5
     )
@@ -67,25 +63,13 @@ def test_batched_vectors_equal_direct_encoding(encoders):
     assert embedder.stats()["images"] == 7 and embedder.stats()["texts"] == 2
 
 
-def test_each_photo_is_indexed_as_taken_and_as_its_centre_close_up(encoders):
-    photos = [_jpeg(21), _jpeg(22)]
-    with BatchEmbedder(encoders, batch_size=4, max_wait=0.05) as embedder:
-        rows = embedder.submit(photos, None).result(timeout=30).image_vectors
-    decoded = [load_image(photo) for photo in photos]
-    expected = encoders.image.encode_images(decoded + [centre_crop(d) for d in decoded])
-    np.testing.assert_allclose(rows, expected, atol=1e-5)  # photos first: row 0 is the main one
-    assert centre_crop(decoded[0]).size == (36, 24)  # 60% of each side of the 60 x 40 photo
-
-
 def test_broken_image_drops_only_its_own_vector(encoders):
     with BatchEmbedder(encoders, batch_size=8, max_wait=0.05) as embedder:
         result = embedder.submit([_jpeg(1), b"\xff\xd8\xff broken jpeg", _jpeg(2)], "kettle")
         result = result.result(timeout=30)
         only_bad = embedder.submit([b"nope"], None).result(timeout=30)
     assert result.image_positions == (0, 2)
-    assert result.image_vectors.shape == (4, 32)  # two photos, then their close-ups
-    direct = indexed_rows(gallery_vectors(encoders.image, [_jpeg(1), _jpeg(2)]))
-    np.testing.assert_allclose(result.image_vectors, direct, atol=1e-5)  # the broken one's gone
+    assert result.image_vectors.shape == (2, 32)
     assert list(result.image_errors) == [1] and "Error" in result.image_errors[1]
     assert result.text_vector is not None
     assert only_bad.main_image_vector is None and list(only_bad.image_errors) == [0]
@@ -105,7 +89,7 @@ def test_flush_embeds_a_partial_batch_without_waiting(encoders):
         time.sleep(0.3)
         assert not future.done()
         embedder.flush(timeout=30)
-        assert future.done() and future.result().image_vectors.shape == (2, 32)
+        assert future.done() and future.result().image_vectors.shape == (1, 32)
 
 
 def test_close_flushes_pending_items_and_refuses_new_ones(encoders):
@@ -127,7 +111,7 @@ def test_submit_blocks_while_max_pending_inputs_wait(encoders):
         embedder.flush(timeout=30)
         future = embedder.submit([_jpeg(5), _jpeg(6)], timeout=5)  # room again
         embedder.flush(timeout=30)
-        assert future.result().image_vectors.shape == (4, 32)
+        assert future.result().image_vectors.shape == (2, 32)
 
 
 def test_many_threads_can_submit_at_once(encoders):
@@ -145,7 +129,7 @@ def test_many_threads_can_submit_at_once(encoders):
         for thread in threads:
             thread.join(60)
     assert len(results) == 40
-    assert all(r.image_vectors.shape == (2, 32) and r.text_vector is not None for r in results)
+    assert all(r.image_vectors.shape == (1, 32) and r.text_vector is not None for r in results)
     assert embedder.stats()["images"] == 40
 
 
@@ -164,7 +148,7 @@ def test_model_failure_fails_that_batch_and_the_embedder_goes_on(encoders, monke
         first = embedder.submit([_jpeg(1)], "a")
         with pytest.raises(RuntimeError, match="exploded"):
             first.result(timeout=30)
-        assert embedder.submit([_jpeg(2)], "b").result(timeout=30).image_vectors.shape == (2, 32)
+        assert embedder.submit([_jpeg(2)], "b").result(timeout=30).image_vectors.shape == (1, 32)
     assert embedder.stats()["batch_errors"] == 1
 
 
@@ -210,7 +194,7 @@ def test_a_blocked_submitter_gets_room_as_soon_as_the_model_takes_a_batch(encode
             for thread in threads:
                 thread.join(30)
         embedder.flush(timeout=30)
-    assert [f.result(timeout=30).image_vectors.shape for f in futures] == [(2, 32)] * 3
+    assert [f.result(timeout=30).image_vectors.shape for f in futures] == [(1, 32)] * 3
 
 
 def test_two_workers_run_batches_side_by_side_with_the_same_vectors(encoders, monkeypatch):
@@ -230,7 +214,7 @@ def test_two_workers_run_batches_side_by_side_with_the_same_vectors(encoders, mo
                 running[0] -= 1
 
     images = [_jpeg(i) for i in range(8)]
-    direct = gallery_vectors(encoders.image, images).reshape(-1, 32)
+    direct = encoders.image.encode_images(images)
     monkeypatch.setattr(encoders.image, "embed_prepared", counted)
     with BatchEmbedder(encoders, batch_size=4, max_wait=3600, workers=2) as embedder:
         futures = [embedder.submit([image]) for image in images]  # two full batches

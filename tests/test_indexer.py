@@ -19,7 +19,6 @@ from PIL import Image
 
 from captcha_server.redis_runner import RedisRunner
 from cumpair.embed import load_encoders
-from cumpair.embed.gallery import VIEWS_PER_PHOTO
 from cumpair.index import ProductStore
 from cumpair.indexer.stream import ItemStream
 from cumpair.indexer.vision import default_vision_processes
@@ -87,8 +86,7 @@ def test_the_indexer_reads_photos_through_the_crawls_ftp_image_store(redis_url, 
         offers = {r.url.rsplit("/", 1)[1]: r for r in store.get_offers(range(1, 10)).values()}
         assert offers["1"].image_paths == (f"{uri}/full/red.jpg", f"{uri}/full/blue.jpg")
         assert offers["2"].image_paths == (f"{uri}/full/gone.jpg",)
-        # both photos of offer 1 (each as taken and as its close-up), none of offer 2
-        assert store.count("image") == 2 * VIEWS_PER_PHOTO
+        assert store.count("image") == 2  # both photos of offer 1, none of offer 2
 
 
 def test_an_unreadable_image_store_stops_the_indexer_before_it_reads_anything(tmp_path):

@@ -2,8 +2,7 @@
 
 The crawl's pipeline calls `BatchEmbedder.submit` from a worker thread for each product; model
 threads take full batches (or partial ones after `max_wait` seconds), decode and resize their
-photos, and run the model: each photo is embedded as taken and as its close-up
-(`cumpair.embed.gallery`). `submit` blocks while `max_pending` inputs wait, so memory stays flat
+photos, and run the model. `submit` blocks while `max_pending` inputs wait, so memory stays flat
 however long the crawl. A broken image only loses its own vector: it is reported in
 `ItemVectors.image_errors`, never raised.
 
@@ -34,7 +33,6 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from cumpair.embed import gallery
 from cumpair.embed.base import EmbedError, ImageInput, calls_filling_cores, default_threads
 from cumpair.embed.registry import EncoderSet
 from cumpair.vision.cache import VisionCache, content_digest
@@ -47,12 +45,10 @@ logger = logging.getLogger(__name__)
 class ItemVectors:
     """The vectors of one submitted product.
 
-    `image_vectors` are the rows its image space indexes (`gallery.indexed_rows`): with n =
-    len(image_positions), row k < n belongs to the submitted image at `image_positions[k]`
-    and row n + k to that image's close-up. Images that could not be embedded are absent and
-    explained in `image_errors` (position -> reason). The main image vector is the first
-    image that embedded (shops list their main photo first); the others are kept so that a
-    photo of any of them finds the product.
+    `image_vectors[k]` belongs to the submitted image at `image_positions[k]`; images that could
+    not be embedded are absent and explained in `image_errors` (position -> reason). The main
+    image vector is the first image that embedded (shops list their main photo first); the
+    others are kept so that a photo of any of them finds the product.
     """
 
     image_vectors: np.ndarray
@@ -98,11 +94,10 @@ class _Job:
 class BatchEmbedder:
     """Batches image and text embedding for the crawl; thread-safe; use as a context manager.
 
-    `batch_size`: inputs per model call (an image call runs on each photo and its close-up,
-    `gallery.VIEWS_PER_PHOTO` pictures a photo). `max_wait`: seconds a partial batch may wait
-    for more inputs. `max_pending`: inputs waiting for the model before `submit` blocks
-    (default 2 batches); memory holds at most these plus the batches the models are running.
-    `workers`: model threads (default: enough of the encoders' calls to fill the cores, see
+    `batch_size`: inputs per model call. `max_wait`: seconds a partial batch may wait for more
+    inputs. `max_pending`: inputs waiting for the model before `submit` blocks (default 2
+    batches); memory holds at most these plus the batches the models are running. `workers`:
+    model threads (default: enough of the encoders' calls to fill the cores, see
     `default_workers`). `cache`: a `VisionCache` answering inputs embedded before; the
     embedder closes it in `close()`.
     """
@@ -126,12 +121,8 @@ class BatchEmbedder:
         self.encoders = encoders
         self.cache = cache
         image, text = encoders.image, encoders.text
-        # An image's entry holds its photo's and its close-up's vectors, one after the other.
         self._versions = {
-            "image-vector": (
-                f"{image.name}@{image.version}+{gallery.GALLERY_LAYOUT}",
-                gallery.VIEWS_PER_PHOTO * image.dim,
-            ),
+            "image-vector": (f"{image.name}@{image.version}", image.dim),
             "text-vector": (f"{text.name}@{text.version}", text.dim),
         }
         self.batch_size = batch_size
@@ -225,7 +216,7 @@ class BatchEmbedder:
         if position < 0:
             item.text_vector = vector
         else:
-            item.vectors[position] = vector.reshape(gallery.VIEWS_PER_PHOTO, -1)
+            item.vectors[position] = vector
         return None
 
     def flush(self, timeout: float | None = None) -> None:
@@ -318,7 +309,7 @@ class BatchEmbedder:
         ready, failed = [], []
         for job in jobs:
             try:
-                job.payload = gallery.prepare_gallery_image(self.encoders.image, job.payload)
+                job.payload = self.encoders.image.prepare_image(job.payload)
             except (ValueError, OSError, TypeError) as exc:  # ImageError is a ValueError
                 logger.warning(
                     "image %d of %s not embedded: %s", job.position, job.item.key or "item", exc
@@ -331,7 +322,7 @@ class BatchEmbedder:
         return ready
 
     def _embed_images(self, jobs: list[_Job]) -> np.ndarray:
-        return gallery.embed_gallery_prepared(self.encoders.image, [job.payload for job in jobs])
+        return self.encoders.image.embed_prepared(np.stack([job.payload for job in jobs]))
 
     def _embed_texts(self, jobs: list[_Job]) -> np.ndarray:
         return self.encoders.text.encode_texts([job.payload for job in jobs])
@@ -395,7 +386,7 @@ def _take(queue: collections.deque[_Job], n: int) -> list[_Job]:
 def _result(item: _Item, dim: int) -> ItemVectors:
     positions = tuple(sorted(item.vectors))
     rows = [item.vectors[p] for p in positions]
-    vectors = gallery.indexed_rows(np.stack(rows)) if rows else np.zeros((0, dim), np.float32)
+    vectors = np.stack(rows) if rows else np.zeros((0, dim), dtype=np.float32)
     return ItemVectors(
         image_vectors=vectors,
         image_positions=positions,

@@ -142,9 +142,7 @@ def embed_views(
     A first box read off the whole photo's 7 x 7 map is coarse: a product small on a floor
     fills about a third of it. Its own map, at the encoder's full resolution, finds the product
     inside it (real photos held in, small on a texture, recall@1 without keypoints: 0.74 with
-    the first box, 0.85 with the box inside it; of the full search, with gallery close-ups:
-    0.70 with the first box, 0.92 with the inner one, so the third pass stays though it is a
-    third of a real photo's query time). `lap` is told when each stage ends."""
+    the first box, 0.85 with the box inside it). `lap` is told when each stage ends."""
     kept, vectors, pixels, batched = [], [], [], []
     for view in views:
         try:

@@ -25,7 +25,6 @@ from pathlib import Path
 import numpy as np
 
 from cumpair.embed.batch import BatchEmbedder, ItemVectors
-from cumpair.embed.gallery import GALLERY_LAYOUT
 from cumpair.embed.registry import EncoderSet
 from cumpair.embed.text import product_text
 from cumpair.index import (
@@ -118,13 +117,10 @@ def _describe(spec: SpaceSpec) -> str:
 
 
 def spaces_for(encoders: EncoderSet) -> dict[str, SpaceSpec]:
-    """The vector spaces a crawl with `encoders` writes (as the index pipeline declares them).
-
-    The image space's version also names the rows each photo adds (`gallery.GALLERY_LAYOUT`):
-    a store indexed without the close-ups is stale, as one of an older encoder is."""
+    """The vector spaces a crawl with `encoders` writes (as the index pipeline declares them)."""
     image, text = encoders.image_info, encoders.text_info
     return {
-        "image": SpaceSpec(image.dim, image.name, f"{image.version}+{GALLERY_LAYOUT}"),
+        "image": SpaceSpec(image.dim, image.name, image.version),
         "text": SpaceSpec(text.dim, text.name, text.version),
     }
 

@@ -62,21 +62,19 @@ def demo_photo_path(offer: Any) -> str:
 
 
 def demo_vectors(offers: Sequence[Any], encoders: Any, batch: int = 32) -> list[dict[str, Any]]:
-    """Per offer, {"image": its photo's rows as a crawl indexes them (the photo, its close-up:
-    `cumpair.embed.gallery`), "text": product-text vector} from real encoders."""
+    """Per offer, {"image": photo vector, "text": product-text vector} from real encoders."""
     from cumpair.demo.images import render_product_photo
     from cumpair.embed import product_text
-    from cumpair.embed.gallery import gallery_vectors
 
     out: list[dict[str, Any]] = []
     for start in range(0, len(offers), batch):
         chunk = offers[start : start + batch]
-        images = gallery_vectors(encoders.image, [render_product_photo(o) for o in chunk])
+        images = encoders.image.encode_images([render_product_photo(o) for o in chunk])
         texts = encoders.text.encode_texts(
             [product_text(vars(demo_offer_record(o))) for o in chunk]
         )
         pairs = zip(images, texts, strict=True)
-        out += [{"image": i, "text": t[None, :]} for i, t in pairs]
+        out += [{"image": i[None, :], "text": t[None, :]} for i, t in pairs]
     return out
 
 

@@ -17,8 +17,6 @@ from dataclasses import dataclass, field, replace
 from functools import lru_cache
 from typing import Any, Literal, NamedTuple
 
-from price_parser.parser import CURRENCY_CODES, SAFE_CURRENCY_SYMBOLS
-
 from cumpair.identifiers import normalize_gtin
 
 # Units a number carries in titles ("36V", "2.13GHz", "6Gb/s", "4-port", "240pin", "1080p").
@@ -441,25 +439,35 @@ def quantity_relation(
 
 
 _BARE_NUMBER = re.compile(r"(?<![\w.,/:])\d{1,4}(?![\w.,/:]*\d)(?![^\W_])")
-# price-parser's currency lexicon (symbols such as "$", "€", "zł" and the ISO 4217 codes,
-# upper-case, less the codes that are English words: "TOP 10" is no price), longest first
-_CURRENCY = "|".join(
-    re.escape(c)
-    for c in sorted(
-        set(SAFE_CURRENCY_SYMBOLS)
-        | set(CURRENCY_CODES) - {"ALL", "BOB", "CUP", "MAD", "MOP", "SOS", "TOP"},
-        key=len,
-        reverse=True,
-    )
-)
 # thousands grouped by a point, comma, apostrophe or space, cents after a point or a comma
 # ("34 90 €" whose comma the source dropped stays unread: "LYTE 2 99 PLN" is a generation 2)
 _AMOUNT = r"\d+(?:[.,'\s]\d{3})*(?:[.,]\d+)?"
-# the sign first, then after: "90 $ 120" is "Max 90" priced $120
-_PRICES = (
-    re.compile(rf"(?<![^\W\d_])(?:{_CURRENCY})\s?{_AMOUNT}"),
-    re.compile(rf"(?<![\w.,]){_AMOUNT}\s?(?:{_CURRENCY})(?![^\W\d_])"),
-)
+
+
+@lru_cache(maxsize=1)
+def _price_patterns() -> tuple[re.Pattern[str], re.Pattern[str]]:
+    """A price with its sign first, and one with it after ("90 $ 120" is "Max 90" priced $120).
+    Built on first use: price-parser's import (0.1 s at load 5, with attrs) is paid by what
+    reads title numbers, not by every import of this module (a ``--text`` query never reads)."""
+    from price_parser.parser import CURRENCY_CODES, SAFE_CURRENCY_SYMBOLS
+
+    # price-parser's currency lexicon (symbols such as "$", "€", "zł" and the ISO 4217 codes,
+    # upper-case, less the codes that are English words: "TOP 10" is no price), longest first
+    currency = "|".join(
+        re.escape(c)
+        for c in sorted(
+            set(SAFE_CURRENCY_SYMBOLS)
+            | set(CURRENCY_CODES) - {"ALL", "BOB", "CUP", "MAD", "MOP", "SOS", "TOP"},
+            key=len,
+            reverse=True,
+        )
+    )
+    return (
+        re.compile(rf"(?<![^\W\d_])(?:{currency})\s?{_AMOUNT}"),
+        re.compile(rf"(?<![\w.,]){_AMOUNT}\s?(?:{currency})(?![^\W\d_])"),
+    )
+
+
 _SPAN = re.compile(r"(?<![\w.,/:-])(\d+(?:[.,]\d+)?)[-\u2013\u2014~](\d+(?:[.,]\d+)?)(?![.,]?\d)")
 
 
@@ -476,7 +484,7 @@ def _is_span(low: str, high: str) -> bool:
 def _without_prices_and_spans(text: str) -> str:
     """`text` with prices ("$899", "899,00 €", "EUR 49.99", "99 PLN") and numeric ranges
     (a lens's focal span "18-55mm", "70-200") blanked out: their numbers name no generation."""
-    for price in _PRICES:
+    for price in _price_patterns():
         text = price.sub(" ", text)
     return _SPAN.sub(lambda m: " " if _is_span(m.group(1), m.group(2)) else m.group(0), text)
 

@@ -11,6 +11,7 @@ import sys
 import zipfile
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from cumpair.cli import main
@@ -272,23 +273,28 @@ def test_training_compares_titles_without_the_shop_boilerplate_grouping_removes(
 
 
 class _CountingEncoder:
-    """A stand-in text encoder: one vector per distinct text, and the batch sizes it saw."""
+    """A stand-in text encoder: one vector per text, and the batches of texts it saw."""
 
     def __init__(self) -> None:
-        self.batches: list[int] = []
+        self.batches: list[list[str]] = []
 
-    def encode_texts(self, texts):
-        import numpy as np
-
-        self.batches.append(len(texts))
+    def encode_texts(self, texts: list[str]) -> np.ndarray:
+        self.batches.append(list(texts))
         vectors = np.array([[len(t), 1.0] for t in texts], dtype=np.float32)
         return vectors / np.linalg.norm(vectors, axis=1, keepdims=True)
 
 
 def test_text_cosine_is_learned_from_the_text_the_store_embeds_in_batches():
-    pairs = list(read_pairs(FIXTURE))
+    # a brand the title leaves out: the store embeds it with the title (`product_text`)
+    pairs = [
+        LabelledPair({**p.left, "brand": "Zyxel"}, p.right, p.label) for p in read_pairs(FIXTURE)
+    ]
     encoder = _CountingEncoder()
     sims = text_similarities(pairs, encoder, withheld=0)
     texts = {product_text(o) for p in pairs for o in (p.left, p.right)}
-    assert sum(encoder.batches) == len(texts) and max(encoder.batches) <= ENCODE_BATCH
-    assert all(s is not None and 0 < s <= 1.0 + 1e-6 for s in sims)
+    seen = [t for batch in encoder.batches for t in batch]
+    assert sorted(seen) == sorted(texts) and max(map(len, encoder.batches)) <= ENCODE_BATCH
+    assert len(encoder.batches) > 1 and any(t.endswith(" Zyxel") for t in seen)
+    vector = dict(zip(seen, encoder.encode_texts(seen), strict=True))
+    expected = [float(vector[product_text(p.left)] @ vector[product_text(p.right)]) for p in pairs]
+    assert sims == pytest.approx(expected)

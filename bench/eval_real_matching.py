@@ -139,13 +139,14 @@ class CachedEncoder:
     name = "all-minilm-l6-v2"
 
     def __init__(self, cache: Path | None) -> None:
-        self.cache, self.known = cache, {}
+        self.cache = cache
+        self.known: dict[str, np.ndarray] = {}
         if cache is not None and cache.is_file():
             with np.load(cache, allow_pickle=True) as stored:
                 self.known = dict(zip(stored["texts"].tolist(), stored["vectors"], strict=True))
 
     def encode_texts(self, texts: list[str]) -> np.ndarray:
-        missing = sorted({t for t in texts if t not in self.known}, key=len)
+        missing = sorted({t for t in texts if t not in self.known}, key=lambda t: (len(t), t))
         if missing:
             from cumpair.embed import load_encoders
 

@@ -164,9 +164,12 @@ def text_similarities(
     offer has no text vector (``cumpair match`` of two files, an offer without text)."""
     from cumpair.embed.text import product_text
 
-    texts = sorted({product_text(o) for p in pairs for o in (p.left, p.right)}, key=len)
+    # in batches of like length (one call over every text would pad all to the longest), ties
+    # by text: the same batches whatever the set's order, so a rebuild encodes as the original
+    texts = sorted(
+        {product_text(o) for p in pairs for o in (p.left, p.right)}, key=lambda t: (len(t), t)
+    )
     vectors: dict[str, np.ndarray] = {}
-    # in batches of like length: one call over every text would pad all to the longest
     for start in progress(range(0, len(texts), ENCODE_BATCH), desc="encode", unit="batch"):
         batch = texts[start : start + ENCODE_BATCH]
         vectors.update(zip(batch, encoder.encode_texts(batch), strict=True))

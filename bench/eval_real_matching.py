@@ -62,9 +62,20 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from cumpair.search.boilerplate import without_boilerplate
-from cumpair.search.features import clean_text, features_from_dict, with_learned_brands
+from cumpair.search.features import (
+    OfferFeatures,
+    clean_text,
+    features_from_dict,
+    with_learned_brands,
+)
 from cumpair.search.grouping import GroupingOptions, group_offers
-from cumpair.search.matcher_train import best_threshold, pair_scores, read_pairs, train
+from cumpair.search.matcher_train import (
+    LabelledPair,
+    best_threshold,
+    pair_scores,
+    read_pairs,
+    train,
+)
 from cumpair.search.matching import MatchConfig, compare
 from cumpair.search.signals import TokenWeights
 
@@ -115,7 +126,7 @@ def memorised(train, valid) -> dict[str, float]:
     return {**scores, "seen": len(titles & seen) / len(titles)}
 
 
-def raw_titles(valid) -> dict[str, str]:
+def raw_titles(valid: list[LabelledPair]) -> dict[str, str]:
     """Each distinct (cleaned) title of `valid` -> the first raw title with it, in order: the
     offers of this bench (WDC gives no offer ids here)."""
     titles: dict[str, str] = {}
@@ -125,7 +136,7 @@ def raw_titles(valid) -> dict[str, str]:
     return titles
 
 
-def offers_of(valid) -> tuple[list, dict[str, int]]:
+def offers_of(valid: list[LabelledPair]) -> tuple[list[OfferFeatures], dict[str, int]]:
     """Each distinct title of `valid` as one offer, brands learned from them all."""
     keys = {title: n for n, title in enumerate(raw_titles(valid))}
     features = [features_from_dict({"title": t, "shop": f"o{k}"}, k) for t, k in keys.items()]
@@ -160,14 +171,16 @@ class CachedEncoder:
         return np.stack([self.known[t] for t in texts]).astype(np.float32)
 
 
-def text_vectors(valid, encoder: CachedEncoder) -> np.ndarray:
+def text_vectors(valid: list[LabelledPair], encoder: CachedEncoder) -> np.ndarray:
     """Text vectors of `valid`'s offers (rows as `offers_of`), of the text ingest embeds."""
     from cumpair.embed import product_text
 
     return encoder.encode_texts([product_text({"title": t}) for t in raw_titles(valid).values()])
 
 
-def direct_scores(valid, config: MatchConfig, vectors: np.ndarray) -> dict[str, float]:
+def direct_scores(
+    valid: list[LabelledPair], config: MatchConfig, vectors: np.ndarray
+) -> dict[str, float]:
     """Each labelled pair through the matcher, brands, boilerplate and IDF learned from the
     valid offers, text cosine from `vectors`."""
     features, keys = offers_of(valid)
@@ -183,7 +196,11 @@ def direct_scores(valid, config: MatchConfig, vectors: np.ndarray) -> dict[str, 
 
 
 def unseen_category(
-    data: Path, category: str, valid, vectors: np.ndarray, encoder: CachedEncoder | None
+    data: Path,
+    category: str,
+    valid: list[LabelledPair],
+    vectors: np.ndarray,
+    encoder: CachedEncoder | None,
 ) -> dict[str, float]:
     """The matcher trained without `category` (with `encoder`'s text cosine when given), on
     `category`'s valid pairs."""
@@ -193,7 +210,11 @@ def unseen_category(
         return direct_scores(valid, MatchConfig(model_path=str(Path(tmp) / "m.json")), vectors)
 
 
-def grouping_scores(valid, config: MatchConfig, vectors: np.ndarray) -> dict[str, float]:
+def grouping_scores(
+    valid: list[LabelledPair], config: MatchConfig, vectors: np.ndarray
+) -> dict[str, float]:
+    """Every distinct offer of `valid` grouped at once (text cosine from `vectors`), each
+    labelled pair read off the groups; and the largest group's size."""
     features, keys = offers_of(valid)
     labels = np.array([p.label for p in valid])
     rows = [(keys[clean_text(p.left["title"])], keys[clean_text(p.right["title"])]) for p in valid]
@@ -204,7 +225,7 @@ def grouping_scores(valid, config: MatchConfig, vectors: np.ndarray) -> dict[str
     return {**pair_scores(np.array(grouped), labels), "largest": int(sizes.max())}
 
 
-def ingest_scores(category: str, valid) -> dict[str, float]:
+def ingest_scores(category: str, valid: list[LabelledPair]) -> dict[str, float]:
     """`valid`'s offers through ``cumpair ingest`` and ``cumpair products --json``; each labelled
     pair scored by whether the export puts both offers in one product."""
     titles = raw_titles(valid)

@@ -166,8 +166,13 @@ class CachedEncoder:
                 batch = missing[start : start + 32]
                 self.known.update(zip(batch, encoder.encode_texts(batch), strict=True))
             if self.cache is not None:
-                np.savez(self.cache, texts=np.array(list(self.known), dtype=object),
-                         vectors=np.stack(list(self.known.values())))  # fmt: skip
+                # through a handle (np.savez adds ".npz" to a path lacking it: never read back)
+                # and a rename, so a run stopped mid-write leaves the old cache whole
+                partial = self.cache.with_name(self.cache.name + ".partial")
+                with partial.open("wb") as out:
+                    np.savez(out, texts=np.array(list(self.known), dtype=object),
+                             vectors=np.stack(list(self.known.values())))  # fmt: skip
+                partial.replace(self.cache)
         return np.stack([self.known[t] for t in texts]).astype(np.float32)
 
 

@@ -134,8 +134,10 @@ def test_new_offers_fill_the_maps_spare_room_and_older_maps_never_change(tmp_pat
     row_map = RowMap.build("v.vlog", log, 1, ids, np.arange(101))
     assert row_map.nbytes == 101 * 4 + 2 * 8  # a map built whole holds no room
     grown = row_map.advanced(2, [], np.array([vid(101, 0), vid(101, 1)]), [101, 102])
-    again = grown.advanced(3, [], np.array([vid(103, 0), vid(103, 1)]), [103, 104])
+    added = np.array([vid(103, 0), vid(103, 1)])
+    again = grown.advanced(3, added, added, [103, 104])  # as `changes_since`: the adds dropped
     assert again.first.base is grown.first.base and again.more_ids.base is grown.more_ids.base
+    assert again.more_rows.base is grown.more_rows.base
     assert grown.nbytes == again.nbytes > row_map.nbytes  # the room, counted
     sibling = grown.advanced(3, [], np.array([vid(104, 0)]), [105])  # grown's room is taken
     assert sibling.first.base is not grown.first.base

@@ -117,6 +117,8 @@ class RowMap:
         wide = len(rows) and int(rows.max()) > _INT32_ROWS
         dtype = np.dtype(np.int64 if wide or self.first.dtype == np.int64 else np.int32)
         if not (drop < held).any() and not (offers < held).any():  # new offers only
+            if not len(offers):  # offers added and removed since: none the map holds
+                return self.first, spare
             return _extended(self.first, spare, size, offers, rows, dtype, -1)
         first = np.full(size, -1, dtype)
         first[:held] = self.first
@@ -131,7 +133,11 @@ class RowMap:
         held, spares = len(self.more_ids), self.spare[1:]
         if not len(drop) and not len(ids):
             return self.more_ids, self.more_rows, spares
-        if not len(drop) and (not held or ids.min() > self.more_ids[-1]):
+        last = int(self.more_ids[-1]) if held else -1
+        # `changes_since` drops every id it adds: only a drop of an id held needs the copy
+        if not (drop <= last).any() and not (ids <= last).any():
+            if not len(ids):  # vectors added and removed since: none the table holds
+                return self.more_ids, self.more_rows, spares
             order = np.argsort(ids, kind="stable")  # after every id held: appended, in order
             size, at = held + len(ids), np.arange(held, held + len(ids))
             more_ids, ids_spare = _extended(

@@ -195,6 +195,20 @@ def test_choose_ivfpq_fits_the_code_budget_and_names_the_layout(coarse_hnsw):
     assert eight_bit.factory.startswith("OPQ") and eight_bit.factory.endswith("x8")
 
 
+def test_a_small_space_holds_out_tuning_queries_and_keeps_a_training_point_per_centroid():
+    """20 vectors, IVF16 with 16 codes a sub-quantiser: half held out left k-means 10 points."""
+    vectors = clustered(20)
+    ids = np.arange(20, dtype=np.int64)
+
+    def lookup(wanted: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        return vectors[wanted], np.ones(len(wanted), bool)
+
+    index, params = ivf.build_and_tune(
+        vectors, ids, 20, lambda: iter([(ids, vectors)]), lookup, StoreOptions()
+    )
+    assert params.nlist == 16 and index.ntotal == 20 and params.recall is not None
+
+
 def test_optimize_reports_each_phase_of_a_build_row_by_row(tmp_path, monkeypatch):
     """`cumpair index optimize` draws its bar from these reports: rows added, then tuned over."""
     monkeypatch.setattr(upgrade_module, "_CHUNK", 1000)

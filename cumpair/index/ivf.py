@@ -385,7 +385,9 @@ def build_and_tune(
     """
     started = time.perf_counter()
     params = choose_ivfpq(count, sample.shape[1], options)
-    held_out = min(TUNING_QUERIES, len(sample) // 2)
+    # k-means needs a point per centroid (IVF lists, 2**nbits codes): a small space keeps them
+    least = max(params.nlist, 2**params.nbits)
+    held_out = min(TUNING_QUERIES, len(sample) // 2, max(1, len(sample) - least))
     pick = np.random.default_rng(seed).choice(len(sample), held_out, False)
     queries, query_ids = sample[pick], sample_ids[pick]
     index = build_ivfpq(np.delete(sample, pick, axis=0), chunks(), params)

@@ -14,6 +14,7 @@ import pytest
 
 from cumpair.index import OfferRecord, ProductStore, SearchFilters, SpaceSpec, StoreOptions, ivf
 from cumpair.index import vector_id as vid
+from cumpair.index.records import ORDINAL_BITS
 from cumpair.index.store import searching
 from cumpair.index.store.rowmap import RowMap
 from cumpair.index.vectorlog import HEADER_BYTES, VectorLog
@@ -150,6 +151,39 @@ def test_new_offers_fill_the_maps_spare_room_and_older_maps_never_change(tmp_pat
     assert moved.first.base is not again.first.base
     assert moved.rows_of(np.array([vid(2, 0)])).tolist() == [106]
     assert again.rows_of(np.array([vid(2, 0)])).tolist() == [1]
+
+
+def test_maps_brought_forward_from_any_map_answer_their_own_state_and_leave_older_ones(tmp_path):
+    """Random new offers (some removed again), moves and removals, each brought forward as
+    `changes_since` gives them from the newest map or from an older one (a sibling, which
+    branches off: the newer maps' offers are not its own): every map made so far still answers
+    exactly the rows it was made for, shared room or not."""
+    log = VectorLog(tmp_path / "v.vlog", 4, writable=True, create=True)
+    rng = np.random.default_rng(0)
+    made: list[tuple[RowMap, dict[int, int]]] = [
+        (RowMap.build("v.vlog", log, 0, np.empty(0), np.empty(0)), {})
+    ]
+    offers, row = 1, 0
+    for seq in range(1, 120):
+        parent, before = made[-1] if rng.random() < 0.8 else made[rng.integers(len(made))]
+        state = dict(before)
+        for _ in range(rng.integers(1, 4)):
+            kind, held = rng.integers(3), sorted({k >> ORDINAL_BITS for k in state})
+            offer = offers if kind == 0 or not held else int(rng.choice(held))
+            offers += offer == offers
+            for key in [k for k in state if k >> ORDINAL_BITS == offer]:
+                del state[key]
+            if kind < 2 and rng.random() < 0.9:  # a new offer or a move; else removed
+                for ordinal in range(rng.integers(1, 4)):
+                    state[vid(offer, ordinal)], row = row, row + 1
+        changed = {k for k in before.keys() | state.keys() if before.get(k) != state.get(k)}
+        add = np.array(sorted(k for k in changed if k in state), dtype=np.int64)
+        gone = np.array(sorted(changed - state.keys()), dtype=np.int64)
+        rows = [state[k] for k in add]
+        made.append((parent.advanced(seq, np.concatenate([gone, add]), add, rows), dict(state)))
+    asked = np.array(sorted({k for _, s in made for k in s} | {vid(offers, 0), vid(offers, 1)}))
+    for row_map, held in made:
+        assert row_map.rows_of(asked).tolist() == [held.get(int(k), -1) for k in asked]
 
 
 def test_rerank_in_slices_gives_the_same_answer_with_bounded_reads(monkeypatch):

@@ -7,10 +7,10 @@ three together for the Scrapy extension (`cumpair_scraper.alerts`), `cumpair ing
 `cumpair watch check`. Nothing here writes the product store: prices are read through its API.
 """
 
-from importlib import import_module
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from cumpair.alerts.options import AlertOptions
+from cumpair.lazy_names import lazy_getattr
 
 if TYPE_CHECKING:
     from cumpair.alerts.book import AlertError, Notice, Watch, WatchBook
@@ -28,14 +28,7 @@ _LAZY = {
     "run_alerts": "cumpair.alerts.run",
 }
 
-
-def __getattr__(name: str) -> Any:
-    module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(import_module(module), name)
-    globals()[name] = value
-    return value
+__getattr__ = lazy_getattr(globals(), _LAZY)
 
 
 __all__ = [

@@ -6,8 +6,7 @@ store/directory.py answer questions about a store directory without opening it. 
 never imports Scrapy (the item pipeline in cumpair_scraper adapts it).
 """
 
-from importlib import import_module
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from cumpair.index.records import (
     EncoderMismatchError,
@@ -30,6 +29,7 @@ from cumpair.index.records import (
     split_vector_id,
     vector_id,
 )
+from cumpair.lazy_names import lazy_getattr
 
 if TYPE_CHECKING:
     from cumpair.index.protocol import OfferStore
@@ -56,14 +56,7 @@ _LAZY = {
     "store_exists": "cumpair.index.store.directory",
 }
 
-
-def __getattr__(name: str) -> Any:
-    module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(import_module(module), name)
-    globals()[name] = value
-    return value
+__getattr__ = lazy_getattr(globals(), _LAZY)
 
 
 __all__ = [

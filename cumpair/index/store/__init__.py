@@ -39,10 +39,10 @@ Read-only stores (``readonly=True``, other processes) replay new rows every ``re
 
 from __future__ import annotations
 
-from importlib import import_module
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from cumpair.index.metadata import DB_NAME
+from cumpair.lazy_names import lazy_getattr
 
 if TYPE_CHECKING:
     from cumpair.index.store.product_store import ProductStore
@@ -55,14 +55,7 @@ _LAZY = {
     "recover": "cumpair.index.store.recovery",
 }
 
-
-def __getattr__(name: str) -> Any:
-    module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(import_module(module), name)
-    globals()[name] = value
-    return value
+__getattr__ = lazy_getattr(globals(), _LAZY)
 
 
 __all__ = ["DB_NAME", "ProductStore", "recover"]

@@ -83,14 +83,15 @@ def test_search_queries_with_offline_encoders_do_not_import_torch(demo_index, tm
         tmp_path,
         # Units load with the first quantity to convert: none in these; the text encoder's
         # tokenizer with the first text to embed: none in a photo or GTIN query; Pillow with
-        # the first photo to read: none in a GTIN lookup; OpenCV with the first photo to resize;
+        # the first photo to read: none in a text or GTIN query, though a text query loads the
+        # image encoder (and the embedder's package); OpenCV with the first photo to resize;
         # price-parser with the first title's numbers to read: none in a query.
         (
             *HEAVY,
             "pint",
             "price_parser",
             *(["tokenizers"] if query != "--text" else []),
-            *(["PIL"] if query == "--gtin" else []),
+            *(["PIL"] if query != "--image" else []),
             *(["cv2"] if query != "--image" else []),
         ),
     )

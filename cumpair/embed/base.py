@@ -10,13 +10,15 @@ import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Protocol, TypeAlias, runtime_checkable
 
 import numpy as np
-from PIL import Image
+
+if TYPE_CHECKING:  # Pillow loads with the first photo decoded, not with every text query
+    from PIL import Image
 
 #: What an image input may be: a decoded image, its encoded bytes, or a file path.
-ImageInput = Image.Image | bytes | bytearray | memoryview | str | os.PathLike[str]
+ImageInput: TypeAlias = "Image.Image | bytes | bytearray | memoryview | str | os.PathLike[str]"
 
 #: Default place for exported ONNX files (relative to the working directory, like the index).
 DEFAULT_MODEL_DIR = Path("index_data") / "models"

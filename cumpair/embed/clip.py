@@ -26,7 +26,6 @@ from cumpair.embed.base import (
 )
 from cumpair.embed.minilm import _check_texts
 from cumpair.embed.runtime import call_slots, set_torch_threads
-from cumpair.vision.images import load_image
 
 logger = logging.getLogger(__name__)
 
@@ -175,6 +174,8 @@ class ClipEncoder:
 
     def prepare_image(self, image: ImageInput) -> np.ndarray:
         """Decode and preprocess one input; raises `cumpair.vision.images.ImageError` if bad."""
+        from cumpair.vision.images import load_image  # Pillow: not for a text query's check
+
         return self._preprocess(load_image(image)).numpy()
 
     def embed_prepared(self, pixels: np.ndarray) -> np.ndarray:

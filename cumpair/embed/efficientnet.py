@@ -22,9 +22,9 @@ import threading
 import warnings
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
-from PIL import Image
 
 from cumpair.embed.base import (
     DEFAULT_MODEL_DIR,
@@ -36,7 +36,9 @@ from cumpair.embed.base import (
     l2_normalize,
 )
 from cumpair.embed.runtime import OnnxSession, call_slots, check_backend, set_torch_threads
-from cumpair.vision.images import load_image
+
+if TYPE_CHECKING:  # Pillow loads with the first photo read: a text query loads this encoder too
+    from PIL import Image
 
 logger = logging.getLogger(__name__)
 
@@ -204,6 +206,8 @@ class EfficientNetLite0Encoder:
 
     def prepare_image(self, image: ImageInput) -> np.ndarray:
         """Decode and preprocess one input; raises `cumpair.vision.images.ImageError` if bad."""
+        from cumpair.vision.images import load_image
+
         return prepare_pixels(load_image(image, min_side=DECODE_MIN_SIDE))
 
     def embed_prepared(self, pixels: np.ndarray) -> np.ndarray:

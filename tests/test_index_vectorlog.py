@@ -19,7 +19,7 @@ from cumpair.index import (
     vector_id,
 )
 from cumpair.index.locks import WriterLock
-from cumpair.index.vectorlog import HEADER_BYTES
+from cumpair.index.vectorlog import HEADER_BYTES, VectorLog
 
 SPACES = {"image": SpaceSpec(16, "test-image", "1"), "text": SpaceSpec(8, "test-text", "1")}
 OPTIONS = StoreOptions(duplicate_threshold=None)
@@ -68,6 +68,33 @@ def dump(store: ProductStore) -> tuple:
         for name in SPACES
     }  # fmt: skip
     return offers, history, vectors
+
+
+def test_gather_read_and_check_take_each_row_whole_and_fail_the_rows_they_should(tmp_path):
+    """Rows are copied out whole (id, values and CRC in one pass): each comes back with its own
+    values; a row past the end or holding another id fails `gather`; a garbled one passes
+    `gather` (no CRC there) but fails `read` and `check`."""
+    rng = np.random.default_rng(5)
+    path = tmp_path / "v.vlog"
+    log = VectorLog(path, 16, writable=True, create=True)
+    values = unit(rng, 6, 16)
+    log.write(0, np.arange(100, 106), values)
+    rows = np.array([4, 0, 5, 2, 9, 1])
+    ids = np.array([104, 100, 105, 999, 109, 101])
+    got = log.gather(rows, ids)
+    assert got.ok.tolist() == [True, True, True, False, False, True]
+    assert np.array_equal(got.vectors[[0, 1, 2, 5]], values[[4, 0, 5, 1]])
+    assert not got.vectors[[3, 4]].any()
+    with open(path, "r+b") as fh:  # one bit of row 5's values flipped
+        fh.seek(HEADER_BYTES + 5 * (8 + 16 * 4 + 4) + 8 + 20)
+        byte = fh.read(1)[0]
+        fh.seek(-1, 1)
+        fh.write(bytes([byte ^ 1]))
+    fresh = VectorLog(path, 16, writable=False)
+    assert fresh.gather(rows[:3], ids[:3]).ok.all()
+    assert fresh.read(rows, ids).ok.tolist() == [True, True, False, False, False, True]
+    assert fresh.check(rows, ids).tolist() == [True, True, False, False, False, True]
+    assert np.array_equal(fresh.read(rows[:2], ids[:2]).vectors, values[[4, 0]])
 
 
 def test_upsert_many_gives_the_results_of_upserting_one_by_one(tmp_path):

@@ -220,7 +220,7 @@ class VectorLog:
         records = self._mapped(int(rows.max()) + 1)
         present = rows < len(records)
         everything = bool(present.all())
-        found = records[rows] if everything else records[rows[present]]
+        found = self._take(records, rows if everything else rows[present])
         good = _checksums(found) == found["crc"]
         if ids is not None:
             expected = np.asarray(ids, dtype=np.int64)
@@ -235,14 +235,19 @@ class VectorLog:
         if not len(rows) or not len(records):
             return LogRead(np.zeros((len(rows), self.dim), np.float32), np.zeros(len(rows), bool))
         present = rows < len(records)
-        at = np.where(present, rows, 0)
-        ok = present & (records["vid"][at] == ids)
-        # one copy of the rows asked for, straight from the mapping (np.take would first copy
-        # the whole strided field)
-        vectors = records["vec"][at]
+        found = self._take(records, np.where(present, rows, 0))
+        ok = present & (found["vid"] == ids)
+        vectors = found["vec"]  # a view of the copy (row stride: the record's), no second copy
         if not ok.all():
             vectors[~ok] = 0
         return LogRead(vectors, ok)
+
+    def _take(self, records: np.ndarray, rows: np.ndarray) -> np.ndarray:
+        """Copies of the records at `rows`, each in one pass: the rows taken as whole float32
+        words, a plain row copy (taking the ``vec`` field, a strided subarray, is about half as
+        fast, and reading ``vid`` first walks every row twice). Rows are 4-byte multiples."""
+        words = records.view(np.float32).reshape(len(records), self.row_bytes // 4)
+        return words[rows].view(self.dtype).reshape(len(rows))
 
     def read_ids(self, start: int, stop: int) -> LogRead:
         """Ids stored in rows ``start .. stop`` (recovery inventories), with their checks."""

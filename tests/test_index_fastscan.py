@@ -189,6 +189,8 @@ def test_choose_ivfpq_fits_the_code_budget_and_names_the_layout(coarse_hnsw):
     assert (
         params.factory == (f"IVF1024{'_HNSW32' if coarse_hnsw else ''},PQ32x4fs") and not params.opq
     )
+    # 256 centroids of 384-d would cost 3.9 B a vector at 10^5 (32.9 B resident in all)
+    assert ivf.choose_ivfpq(100_000, 384, options).nlist == 128
     assert ivf.outdated_layout(params, StoreOptions(coarse_hnsw=not coarse_hnsw))
     assert not ivf.outdated_layout(params, options)
     eight_bit = ivf.choose_ivfpq(1_000_000, 512, StoreOptions(fast_scan=False))

@@ -3,8 +3,10 @@ re-rank depth, retrain, remove/update, damaged rows, recovery, and stores of the
 
 from __future__ import annotations
 
+import gc
 import io
 import sys
+import weakref
 from decimal import Decimal
 from functools import partial
 from pathlib import Path
@@ -285,3 +287,23 @@ def test_an_upgrade_reads_the_log_one_span_at_a_time_and_lets_go_of_each(tmp_pat
     assert all(stop - start <= 1000 for start, stop in released)  # one span at a time
     # the sample, the add and the tuning pass, and the re-ranks of tuning all let go
     assert {start // 1000 for start, _ in released} == {0, 1, 2, 3}
+
+
+def test_search_parameters_are_made_once_per_index_and_nprobe_and_go_with_the_index():
+    index = faiss.index_factory(8, "IVF4_HNSW32,Flat", faiss.METRIC_INNER_PRODUCT)
+    data = np.random.default_rng(3).standard_normal((400, 8)).astype(np.float32)
+    data /= np.linalg.norm(data, axis=1, keepdims=True)  # each vector its own best match
+    index.train(data)
+    index.add(data)
+    made = ivf.search_parameters(index, 2)
+    assert ivf.search_parameters(index, 2) is made
+    assert ivf.search_parameters(index, 3) is not made and made.nprobe == 2
+    assert made.quantizer_params is not None  # the HNSW breadth
+    chosen = ivf.search_parameters(index, 2, faiss.IDSelectorBatch(np.arange(5)))
+    assert chosen is not made and ivf.search_parameters(index, 2).sel is None
+    _, ids = index.search(data[:3], 1, params=made)
+    assert ids[:, 0].tolist() == [0, 1, 2]
+    cached = weakref.ref(made)
+    del index, made
+    gc.collect()
+    assert cached() is None  # the cache held them for the index only

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import math
 import time
+import weakref
 from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass, replace
 from typing import Any, Literal
@@ -38,6 +39,10 @@ RERANK_DEPTHS = (2, 4, 8, 16, 32, 64)
 
 # Re-ranking gathers at most this many bytes of candidate vectors at once (queries in slices).
 _RERANK_BYTES = 16 << 20
+# search parameters without a selector, per index (gone with it) and nprobe
+_SEARCH_PARAMETERS: weakref.WeakKeyDictionary[faiss.Index, dict[int, faiss.SearchParametersIVF]] = (
+    weakref.WeakKeyDictionary()
+)
 
 # Fetches raw vectors for an array of ids (-1 allowed): the refine source. Returns the vectors
 # and which were found (zeros where not: gone, or a damaged row).
@@ -193,7 +198,21 @@ def training_size(params: IndexParams) -> int:
 def search_parameters(
     index: faiss.Index, nprobe: int, selector: faiss.IDSelector | None = None
 ) -> faiss.SearchParametersIVF:
-    """nprobe (and, over an HNSW coarse quantiser, a search breadth that covers it)."""
+    """nprobe (and, over an HNSW coarse quantiser, a search breadth that covers it).
+
+    Without a selector they are made once per index and nprobe (searches only read them):
+    making them cost about as much as a single query's fast scan."""
+    if selector is None:
+        made = _SEARCH_PARAMETERS.setdefault(index, {})
+        if nprobe not in made:
+            made[nprobe] = _search_parameters(index, nprobe, None)
+        return made[nprobe]
+    return _search_parameters(index, nprobe, selector)
+
+
+def _search_parameters(
+    index: faiss.Index, nprobe: int, selector: faiss.IDSelector | None
+) -> faiss.SearchParametersIVF:
     quantizer = faiss.downcast_index(faiss.extract_index_ivf(index).quantizer)
     extra = {}
     if isinstance(quantizer, faiss.IndexHNSW):

@@ -113,6 +113,10 @@ def test_row_map_keeps_first_and_further_vectors_and_moves_forward(tmp_path):
     row_map = RowMap.build("v.vlog", log, 5, ids, rows)
     asked = np.array([vid(3, 0), vid(1, 2), vid(2, 0), vid(99, 0), -1, vid(7, 1)])
     assert row_map.rows_of(asked).tolist() == [2, 1, -1, -1, -1, 3]
+    # first vectors only (a re-rank's usual ask): the same answers, a negative offer unknown
+    firsts = np.array([vid(3, 0), vid(1, 0), vid(2, 0), -(1 << ORDINAL_BITS)], dtype=np.int64)
+    assert row_map.rows_of(firsts).tolist() == [2, 0, -1, -1]
+    assert row_map.rows_of(firsts[:3]).dtype == np.int64
     read = row_map.gather(asked)
     assert read.ok.tolist() == [True, True, False, False, False, True]
     assert np.array_equal(read.vectors[0], np.eye(4, dtype=np.float32)[2])

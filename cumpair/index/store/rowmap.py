@@ -165,8 +165,12 @@ class RowMap:
     def rows_of(self, ids: np.ndarray) -> np.ndarray:
         """The log row of each vector id (-1: not a live vector of this map)."""
         ids = np.asarray(ids, dtype=np.int64)
-        out = np.full(len(ids), -1, dtype=np.int64)
         offers, ordinals = ids >> ORDINAL_BITS, ids & _ORDINAL_MASK
+        if not ordinals.any():  # first vectors only (-1 has ordinal bits): a re-rank's usual
+            inside = offers.view(np.uint64) < len(self.first)  # a negative offer is huge here
+            if inside.all():
+                return self.first[offers].astype(np.int64)
+        out = np.full(len(ids), -1, dtype=np.int64)
         first = (ids >= 0) & (ordinals == 0) & (offers < len(self.first))
         out[first] = self.first[offers[first]]
         more = (ids >= 0) & (ordinals > 0)

@@ -275,9 +275,14 @@ def full_search(encoder, verifier, query, gallery_vectors, gallery_features, can
         scores = (gallery_vectors @ rest[0]).tolist()
         return sorted(enumerate(scores), key=lambda hit: -hit[1])
 
+    def match_offer(rest: verify.Features, row: int) -> verify.Match:
+        return verifier.match(rest, gallery_features[row])
+
     fused = verify.fused_hits(hits, evidence, features)
     frame = verify.frame_size(query.size)
-    ranked = verify.explain_away(hits, fused, evidence, features, frame, rest_hits)
+    ranked = verify.explain_away(
+        hits, fused, evidence, features, frame, rest_hits, match_offer=match_offer
+    )
     seconds = time.perf_counter() - started
     kinds = [view_kind(v.name) for v in views]
     kept = QueryScores(view_scores, kinds, (features[0], None), recording.matched)

@@ -18,9 +18,12 @@ from cumpair.search.verify import (
     KEYPOINT_WEIGHT,
     MIN_INLIERS,
     MINORITY_SPAN,
+    REST_CANDIDATES,
     REST_MARGIN,
     REST_MATCH,
+    UNMATCHED,
     GeometricVerifier,
+    Match,
     contenders,
     distinctive_counts,
     explain_away,
@@ -315,3 +318,151 @@ def test_a_best_hit_verified_across_the_shot_is_not_second_guessed():
 
     assert keypoint_span(query, evidence[1]) >= MINORITY_SPAN
     assert explain_away(hits, fused, evidence, query, (100, 100), rest_hits) == fused
+
+
+def _rest_verifying(subject, apparent, corner_apparent, shared_with=None):
+    """A `match_offer` for `_corner_evidence`: the rest of the shot (every keypoint outside the
+    corner's box) verifies `subject`, whose photo appears `apparent` large in the shot (and
+    `shared_with` with the same keypoints); the whole shot matches the corner's photo (offer 1)
+    at `corner_apparent`. Records the (features, offer id) it was asked about."""
+    asked = []
+
+    def match_offer(features, offer_id):
+        asked.append((features, offer_id))
+        if offer_id == 1:
+            return Match(frozenset(range(16)), corner_apparent)
+        if offer_id in (subject, shared_with):
+            return Match(frozenset(range(len(features.points))), apparent)
+        return UNMATCHED
+
+    match_offer.asked = asked
+    return match_offer
+
+
+WEAK_REST = [(2, REST_MATCH - 0.1), (3, REST_MATCH - 0.15), (1, 0.3)]  # no cosine says who
+
+
+def test_a_corner_match_gives_way_to_a_larger_photo_the_rest_of_the_shot_verifies():
+    """White clothing under a known photo pasted in a corner: the rest's cosine is too weak to
+    say what the shot is of, its keypoints verify the clothing, whose photo fills the shot."""
+    hits, fused, evidence, query = _corner_evidence()
+    match_offer = _rest_verifying(3, 1.0, 0.33)
+    ranked = explain_away(
+        hits, fused, evidence, query, (100, 100), lambda box: WEAK_REST, match_offer=match_offer
+    )
+    assert ranked[:2] == [(3, fused[0][1]), (1, 0.70)]  # the corner's keypoint bonus is gone
+    rest, offer_id = match_offer.asked[0]
+    corner = {query[0][n] for n in evidence[1]}
+    assert offer_id == 2 and len(rest.points) == 100 - 16 and not corner & set(rest.points)
+    assert rest.size == (100, 100)
+    # Without keypoints to match, the weak rest changes nothing.
+    assert explain_away(hits, fused, evidence, query, (100, 100), lambda box: WEAK_REST) == fused
+
+
+def test_a_photo_the_rest_verifies_that_appears_smaller_than_the_corners_does_not_win():
+    """The shot is of what fills it: a product with few keypoints verified in a corner of the
+    shot beside a known photo pasted at half its scale stays first."""
+    hits, fused, evidence, query = _corner_evidence()
+    match_offer = _rest_verifying(3, 0.5, 0.6)
+    ranked = explain_away(
+        hits, fused, evidence, query, (100, 100), lambda box: WEAK_REST, match_offer=match_offer
+    )
+    assert ranked == fused and (query, 1) in match_offer.asked  # the corner's size was asked
+
+
+def test_rest_keypoints_shared_by_two_other_products_verify_neither():
+    hits, fused, evidence, query = _corner_evidence()
+    match_offer = _rest_verifying(3, 1.0, 0.33, shared_with=2)
+    ranked = explain_away(
+        hits, fused, evidence, query, (100, 100), lambda box: WEAK_REST, match_offer=match_offer
+    )
+    assert ranked == fused
+
+
+def test_only_the_first_other_offers_of_the_rest_are_matched():
+    hits, fused, evidence, query = _corner_evidence()
+    rest = [(1, 0.5)] + [(10 + n, 0.45 - n / 100) for n in range(REST_CANDIDATES + 5)]
+    match_offer = _rest_verifying(10 + REST_CANDIDATES, 1.0, 0.33)  # just past the first ones
+    ranked = explain_away(
+        hits, fused, evidence, query, (100, 100), lambda box: rest, match_offer=match_offer
+    )
+    assert ranked == fused
+    assert [o for _, o in match_offer.asked] == [10 + n for n in range(REST_CANDIDATES)]
+
+
+@pytest.fixture(scope="module")
+def pasted_scene():
+    """skimage's astronaut with its camera man pasted over the top-left quarter, and the four
+    photos of a gallery: (shot, [astronaut, camera, coffee, rocket])."""
+    from skimage import data
+
+    def rgb(array):
+        array = np.asarray(array)
+        return Image.fromarray(np.stack([array] * 3, -1) if array.ndim == 2 else array[..., :3])
+
+    gallery = [rgb(getattr(data, name)()) for name in ("astronaut", "camera", "coffee", "rocket")]
+    shot = gallery[0].copy()
+    shot.paste(gallery[1].resize((shot.width // 2, shot.height // 2)), (0, 0))
+    return shot, gallery
+
+
+#: The camera man first by its cosine, the astronaut far below (out of the keypoints' reach),
+#: and what the rest of the shot outside the camera man matches: nothing well.
+PASTED_HITS = [(1, 0.80), (2, 0.70), (3, 0.66), (0, 0.45)]
+PASTED_REST = [(2, 0.5), (1, 0.48), (0, 0.45), (3, 0.4)]
+
+
+def test_a_real_photo_under_a_known_photo_pasted_in_its_corner_is_found_by_its_keypoints(
+    verifier, pasted_scene
+):
+    """The camera man verifies with many keypoints in a corner and wins the fused score; the
+    rest of the shot matches no photo well by its cosine (as for white clothing or the moon),
+    but its keypoints verify the astronaut, whose photo appears twice as large in the shot."""
+    shot, gallery = pasted_scene
+    features = [verifier.features(photo) for photo in gallery]
+    query = verifier.features(shot)
+    assert verifier.match(query, features[0]).apparent == pytest.approx(1.0, abs=0.05)
+    assert verifier.match(query, features[1]).apparent == pytest.approx(0.5, abs=0.05)
+
+    hits = PASTED_HITS
+    evidence = keypoint_evidence(verifier, query, hits, features.__getitem__, len(hits))
+    fused = fused_hits(hits, evidence, query)
+    assert fused[0][0] == 1 and keypoint_span(query, evidence[1]) < MINORITY_SPAN
+
+    def match_offer(rest_features, offer_id):
+        return verifier.match(rest_features, features[offer_id])
+
+    ranked = explain_away(
+        hits, fused, evidence, query, query.size, lambda box: PASTED_REST, match_offer=match_offer
+    )
+    assert ranked[0] == (0, fused[0][1]) and dict(ranked)[1] == 0.80
+
+
+def test_the_photo_search_reads_the_offers_the_rest_of_the_shot_found_and_matches_them(
+    tmp_path, pasted_scene
+):
+    """`SearchService`'s keypoint check with the offers' photos on disk: the astronaut's offer,
+    found only by the rest of the shot, is read from the store and its photo verified."""
+    from types import SimpleNamespace
+
+    from cumpair.search.service import SearchService
+
+    shot, gallery = pasted_scene
+    records = {}
+    for offer_id, photo in enumerate(gallery):
+        photo.save(tmp_path / f"{offer_id}.png")
+        records[offer_id] = SimpleNamespace(image_paths=[f"{offer_id}.png"])
+
+    class Store:
+        path = tmp_path
+
+        def get_offers(self, ids):
+            return {i: records[i] for i in ids if i in records}
+
+    class Groups:  # each offer its own product
+        def product_of(self, ids):
+            return {i: 100 + i for i in ids}
+
+    service = SearchService(Store(), Groups(), ocr=False, images_root=tmp_path)
+    ranked = service._verify(shot, PASTED_HITS[:3], lambda box: PASTED_REST)
+    assert ranked[0][0] == 0 and dict(ranked)[1] == 0.80

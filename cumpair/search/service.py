@@ -278,11 +278,14 @@ class SearchService:
         """Re-rank photo hits by their cosine fused with keypoint matches with the offers'
         photos on disk (`verify.fused_score`), a second known photo in a corner of the shot
         explained away (`verify.explain_away`, which searches `rest_hits` of the rest of the
-        shot). Nothing is matched, not even the query's own keypoints, when the best hit's
-        margin is decisive (`verify.contenders`) or every contender is an offer of one product
-        (keypoints could change no product's rank: a product scores its best offer's)."""
+        shot and may match its keypoints with the photos of the offers found). Nothing is
+        matched, not even the query's own keypoints, when the best hit's margin is decisive
+        (`verify.contenders`) or every contender is an offer of one product (keypoints could
+        change no product's rank: a product scores its best offer's)."""
         from cumpair.search.verify import (
+            Features,
             GeometricVerifier,
+            Match,
             contenders,
             explain_away,
             frame_size,
@@ -319,13 +322,20 @@ class SearchService:
             product_of.update(self._products_of(found))
             return found
 
+        def match_offer(features: Features, offer_id: int) -> Match:
+            if offer_id not in records:  # an offer the rest of the shot found
+                records.update(self.store.get_offers([offer_id]))
+            return verifier.match(features, features_of(offer_id))
+
         query = verifier.features(picture)
         evidence = keypoint_evidence(
             verifier, query, hits, features_of, self.verify_candidates, group_of=group_of
         )
         fused = fused_hits(hits, evidence, query)
         frame = frame_size(picture.size)
-        return explain_away(hits, fused, evidence, query, frame, grouped_rest_hits, group_of)
+        return explain_away(
+            hits, fused, evidence, query, frame, grouped_rest_hits, group_of, match_offer
+        )
 
     def _products_of(self, hits: list[tuple[int, float]]) -> dict[int, int]:
         return self.groups.product_of(offer_id for offer_id, _ in hits)

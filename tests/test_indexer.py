@@ -89,6 +89,27 @@ def test_the_indexer_reads_photos_through_the_crawls_ftp_image_store(redis_url, 
         assert store.count("image") == 2  # both photos of offer 1, none of offer 2
 
 
+@pytest.mark.slow
+@pytest.mark.integration
+def test_a_page_handed_over_twice_in_one_crawl_run_is_indexed_once_even_in_one_batch(
+    redis_url, encoders, tmp_path
+):
+    """A killed crawler's page is crawled again by another: both entries can come in one
+    batch, before either is recorded for its run. One price point; another run's is new."""
+    stream = ItemStream.from_url(redis_url)
+    for run in ("r1", "r1", "r1", "r2"):
+        stream.add(item(1), run=run)
+    stream.add(item(2), run="r1")
+    options = IndexerOptions(ocr=False, exit_when_idle_s=0.5, regroup_idle_s=0, alerts=False)
+    report = Indexer(tmp_path / "data", stream, encoders, options).run()
+    assert (report.new, report.updated, report.repeated) == (2, 1, 2)
+    assert stream.backlog() == 0
+    with ProductStore.open(tmp_path / "data", readonly=True) as store:
+        offers = store.get_offers(range(1, 10))
+        history = {offers[i].url[-1]: len(store.price_history(i)) for i in offers}
+        assert history == {"1": 2, "2": 1}  # one point for run r1, one for r2
+
+
 def test_an_unreadable_image_store_stops_the_indexer_before_it_reads_anything(tmp_path):
     from cumpair.stored_images import ImageStoreError
 

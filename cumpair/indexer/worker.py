@@ -195,16 +195,24 @@ class Indexer:
         entries: list[Entry],
     ) -> set[int]:
         """Specs, vectors and upsert for each entry; each acknowledged as soon as its upsert
-        returned (an offer already indexed in its crawl run only acknowledged)."""
+        returned (an offer already indexed in its crawl run only acknowledged). The same
+        offer twice in one crawl run within the batch (a page a killed crawler had in hand,
+        crawled again) is indexed once: the later entries are acknowledged with the first."""
         good: list[Entry] = []
+        again: list[Entry] = []
+        firsts: set[tuple[str, str]] = set()
         for entry in entries:
             if entry.item is None:
                 self._reject(entry, entry.error or "not an item")
             elif self.stream.already_indexed(entry):
                 self.report.repeated += 1
                 self.stream.ack([entry.id])
+            elif entry.run is not None and (entry.run, entry.offer_key) in firsts:
+                again.append(entry)
             else:
                 good.append(entry)
+                if entry.run is not None:
+                    firsts.add((entry.run, entry.offer_key))
         prepared = list(pool.map(self._read_photos, [entry.item for entry in good]))
         outcomes = vision.specs([Photos(offer.item, offer.sources) for offer in prepared])
         for offer, specs in zip(prepared, outcomes, strict=True):
@@ -226,6 +234,8 @@ class Indexer:
                 self.report.new += 1
             else:
                 self.report.updated += 1
+        self.report.repeated += len(again)
+        self.stream.ack([entry.id for entry in again])
         return touched
 
     def _read_photos(self, item: dict[str, Any]) -> _Prepared:

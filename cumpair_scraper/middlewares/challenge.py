@@ -6,7 +6,9 @@ is retried later, until CHALLENGE_MAX_RETRIES. Only for hosts listed in CAPTCHA_
 (the operator's own or partner shops) the captcha image is fetched, read by the OCR server over
 the 2captcha protocol (or in-process by `cumpair.vision.ocr` when CAPTCHA_SERVER_URL is empty),
 the form submitted and the original request resumed. Third-party challenges (reCAPTCHA,
-hCaptcha, Turnstile) are never attempted: they always back off.
+hCaptcha, Turnstile) are never attempted: they always back off. Each back-off is also sent as
+the `HOST_BACKED_OFF` signal, which Redis mode's shared pace (`shared_throttle.py`) turns into a
+hold of the host for every crawler of it.
 """
 
 from __future__ import annotations
@@ -30,6 +32,10 @@ logger = logging.getLogger(__name__)
 
 INTERNAL = "challenge_internal"
 """Meta flag of the middleware's own requests (captcha image, answer form): never intercepted."""
+
+#: Signal sent (request=, wait=) when a challenge makes this crawler leave a host alone for
+#: `wait` seconds, so that other crawlers of the host can wait too.
+HOST_BACKED_OFF = object()
 
 THIRD_PARTY_MARKERS = (
     ".g-recaptcha",
@@ -155,11 +161,13 @@ class ChallengeMiddleware:
             self.solve_attempts
         ):
             return await self._solve_and_resume(request, response)
-        return self._back_off(request, response, f"challenge page ({marker})")
+        return await self._back_off(request, response, f"challenge page ({marker})")
 
     # -- backing off ---------------------------------------------------------------------------
 
-    def _back_off(self, request: Request, response: Response, reason: str) -> Request | Response:
+    async def _back_off(
+        self, request: Request, response: Response, reason: str
+    ) -> Request | Response:
         stats = self.crawler.stats
         retries = request.meta.get("challenge_times", 0)
         if retries >= self.max_retries:
@@ -168,6 +176,7 @@ class ChallengeMiddleware:
             return response
         wait = min(self.backoff_max, self.backoff_base * 2**retries)
         self._slow_down_host(request, wait)
+        await self.crawler.signals.send_catch_log_async(HOST_BACKED_OFF, request=request, wait=wait)
         stats.inc_value("challenge/backoff")
         logger.info("Challenged on %s (%s): retrying after %.1f s", request, reason, wait)
         retry = request.replace(dont_filter=True, priority=request.priority - 1)
@@ -190,14 +199,14 @@ class ChallengeMiddleware:
         resume.meta["captcha_solves"] = solves
         img_src = page.css(f"{self.image_selector}::attr(src)").get()
         if not img_src or not isinstance(page, TextResponse):
-            return self._back_off(request, page, "challenge without a captcha image")
+            return await self._back_off(request, page, "challenge without a captcha image")
         try:
             image = await self._fetch(Request(page.urljoin(img_src), dont_filter=True))
             answer, task_id = await self._read(image.body)
         except (CaptchaSolveError, IgnoreRequest) as exc:
             stats.inc_value("challenge/solve_failed")
             logger.warning("Could not solve the captcha on %s: %s", request, exc)
-            return self._back_off(resume, page, f"captcha unsolved: {exc}")
+            return await self._back_off(resume, page, f"captcha unsolved: {exc}")
         xpath = "//form[.//img[contains(concat(' ', normalize-space(@class), ' '), ' captcha ')]]"
         form = FormRequest.from_response(
             page, formxpath=xpath, formdata={self.answer_field: answer}, dont_filter=True

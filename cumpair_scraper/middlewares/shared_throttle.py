@@ -7,7 +7,8 @@ CRAWL_REDIS_HOST_INTERVAL after the previous turn given to that host *by any cra
 before a back-off deadline another crawler set (a turn that a new deadline overtakes is taken
 again after it). Answers on RETRY_BACKOFF_HTTP_CODES set that deadline (the server's
 Retry-After, else the retry middleware's doubling back-off), so one crawler's 429 holds all of
-them. Times come from the Redis server's clock, shared by all. A turn is taken only when the
+them; so does a challenge page's back-off (the `HOST_BACKED_OFF` signal of `challenge.py`).
+Times come from the Redis server's clock, shared by all. A turn is taken only when the
 request can go at once: no more requests per host hold a turn here than the download slot
 runs side by side (CONCURRENT_REQUESTS_PER_DOMAIN), so none waits in the slot after its turn.
 """
@@ -25,6 +26,7 @@ from scrapy.exceptions import NotConfigured
 from scrapy.http import Response
 from scrapy.utils.httpobj import urlparse_cached
 
+from cumpair_scraper.middlewares.challenge import HOST_BACKED_OFF
 from cumpair_scraper.middlewares.retry_after import backoff_seconds
 
 # KEYS: the host's hash; ARGV: interval, ttl. Reserves the host's next turn (after the last
@@ -93,6 +95,7 @@ class SharedThrottleMiddleware:
         self._held = self.client.register_script(_HELD)
         self._hold = self.client.register_script(_HOLD)
         crawler.signals.connect(self.spider_closed, signal=signals.spider_closed)
+        crawler.signals.connect(self.host_backed_off, signal=HOST_BACKED_OFF)
 
     @classmethod
     def from_crawler(cls, crawler: Crawler) -> Self:
@@ -121,10 +124,15 @@ class SharedThrottleMiddleware:
         if response.status in self.backoff_codes and not request.meta.get("dont_retry"):
             wait, _ = backoff_seconds(request, response, self.backoff_base)
             if wait <= self.max_wait:  # a longer wait gives the request up (retry_after.py)
-                await self._hold(keys=[self._key(request)], args=[wait, KEY_TTL_S + int(wait)])
-                self.stats.inc_value("shared_throttle/holds")
-                self.stats.max_value("shared_throttle/max_hold", wait)
+                await self.host_backed_off(request, wait)
         return response
+
+    async def host_backed_off(self, request: Request, wait: float) -> None:
+        """Hold the request's host `wait` seconds for every crawler (a 429/503 answer here, a
+        challenge page in `challenge.py`)."""
+        await self._hold(keys=[self._key(request)], args=[wait, KEY_TTL_S + int(wait)])
+        self.stats.inc_value("shared_throttle/holds")
+        self.stats.max_value("shared_throttle/max_hold", wait)
 
     def process_exception(self, request: Request, exception: Exception) -> None:
         self._release(request)

@@ -39,3 +39,19 @@ def test_a_shop_without_javascript_keeps_the_projects_other_handlers():
     handlers = crawler_handlers(s3="myproject.handlers.S3Handler")
     for shop in ("northwind", "nebula"):
         assert handlers[shop]["s3"] == "myproject.handlers.S3Handler", shop
+
+
+def test_a_javascript_page_load_that_ran_out_of_time_is_retried():
+    """Only the browser shop's crawler retries Playwright's timeout (the others never import
+    Playwright for it); Scrapy's own retried exceptions stay."""
+    from playwright.async_api import TimeoutError as BrowserTimeout
+    from scrapy.downloadermiddlewares.retry import RetryMiddleware
+
+    loader = ShopSpiderLoader(get_project_settings())
+    for name in loader.list():
+        settings = get_project_settings().copy()
+        loader.load(name).update_settings(settings)
+        retried = RetryMiddleware(settings).exceptions_to_retry
+        timeout = BrowserTimeout("Page.goto: Timeout 30000ms exceeded.")
+        assert isinstance(timeout, retried) == (name == "nebula"), name
+        assert OSError in retried, name

@@ -19,6 +19,9 @@ from scrapy.utils.sitemap import Sitemap, sitemap_urls_from_robots
 
 from cumpair_scraper.shopconfig import ShopConfig
 
+#: What a browser page load that ran out of time raises (scrapy-playwright lets it through).
+BROWSER_TIMEOUT = "playwright.async_api.TimeoutError"
+
 
 class ShopSpider(scrapy.Spider):
     """Crawl one shop as described by its `ShopConfig`.
@@ -43,9 +46,15 @@ class ShopSpider(scrapy.Spider):
         """A shop without JavaScript downloads without scrapy-playwright's handler (Scrapy's
         own takes its schemes; other DOWNLOAD_HANDLERS stay): that handler starts a Playwright
         driver (a node process, ~100 MB resident) per scheme at engine start, so `scrapy
-        crawlall` ran eight of them for the demo's one browser shop."""
+        crawlall` ran eight of them for the demo's one browser shop. A JavaScript shop's page
+        that the browser did not finish loading in PLAYWRIGHT_DEFAULT_NAVIGATION_TIMEOUT (a busy
+        machine) is retried like a download timeout (RETRY_EXCEPTIONS) instead of dropped with
+        every product it links to; other shops never import Playwright for it."""
         super().update_settings(settings)
-        if not cls.shop.javascript:
+        if cls.shop.javascript:
+            retried = [*settings.getlist("RETRY_EXCEPTIONS"), BROWSER_TIMEOUT]
+            settings.set("RETRY_EXCEPTIONS", retried, priority="spider")
+        else:
             handlers = settings.getdict("DOWNLOAD_HANDLERS")
             plain = {scheme: path for scheme, path in handlers.items() if not _playwright(path)}
             if plain != handlers:

@@ -11,6 +11,7 @@ import signal
 import subprocess
 import sys
 import time
+from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
 
@@ -108,6 +109,34 @@ def test_a_page_handed_over_twice_in_one_crawl_run_is_indexed_once_even_in_one_b
         offers = store.get_offers(range(1, 10))
         history = {offers[i].url[-1]: len(store.price_history(i)) for i in offers}
         assert history == {"1": 2, "2": 1}  # one point for run r1, one for r2
+
+
+class _Killed(Exception):
+    """Stands for kill -9 of the indexer at that point."""
+
+
+class _KilledAfterUpsert(ItemStream):
+    def indexed(self, entry, offer_id):
+        raise _Killed  # the first upsert returned, its acknowledgement never happened
+
+
+@pytest.mark.slow
+@pytest.mark.integration
+def test_an_entry_stored_but_not_acknowledged_before_a_kill_is_not_stored_again(
+    redis_url, encoders, tmp_path
+):
+    now = datetime.now(UTC).isoformat(timespec="seconds")
+    stream = ItemStream.from_url(redis_url)
+    for n in (1, 2):
+        stream.add({**item(n), "crawled_at": now}, run="r1")
+    options = IndexerOptions(ocr=False, exit_when_idle_s=0.5, regroup_idle_s=0, alerts=False)
+    with pytest.raises(_Killed):
+        Indexer(tmp_path / "data", _KilledAfterUpsert(stream.client), encoders, options).run()
+    report = Indexer(tmp_path / "data", ItemStream(stream.client), encoders, options).run()
+    assert (report.new, report.updated, report.repeated) == (1, 0, 1)  # offer 2 lost nothing
+    with ProductStore.open(tmp_path / "data", readonly=True) as store:
+        offers = store.get_offers(range(1, 10))
+        assert sorted(len(store.price_history(i)) for i in offers) == [1, 1]
 
 
 def test_an_unreadable_image_store_stops_the_indexer_before_it_reads_anything(tmp_path):

@@ -38,6 +38,7 @@ class Entry:
     item: dict[str, Any] | None
     error: str | None = None
     run: str | None = None  # the crawl run (frontier) that produced it
+    redelivered: bool = False  # delivered before, to an indexer that did not acknowledge it
 
     @property
     def offer_key(self) -> str:
@@ -144,21 +145,22 @@ class ItemStream:
         entries = []
         for _, rows in reply or ():
             for entry_id, fields in rows:
-                entries.append(_entry(_text(entry_id), fields))
+                entries.append(_entry(_text(entry_id), fields, redelivered=start != ">"))
         return entries
 
 
-def _entry(entry_id: str, fields: Mapping[bytes, bytes] | None) -> Entry:
+def _entry(entry_id: str, fields: Mapping[bytes, bytes] | None, redelivered: bool) -> Entry:
     if fields is None:  # deleted from the stream after delivery: nothing left to index
-        return Entry(entry_id, None, "entry deleted")
+        return Entry(entry_id, None, "entry deleted", redelivered=redelivered)
     raw = fields.get(ITEM_FIELD.encode())
     if raw is None:
-        return Entry(entry_id, None, f"no {ITEM_FIELD!r} field")
+        return Entry(entry_id, None, f"no {ITEM_FIELD!r} field", redelivered=redelivered)
     run = fields.get(RUN_FIELD.encode())
     try:
-        return Entry(entry_id, decode_item(raw), run=_text(run) if run else None)
+        item = decode_item(raw)
     except MessageError as exc:
-        return Entry(entry_id, None, str(exc))
+        return Entry(entry_id, None, str(exc), redelivered=redelivered)
+    return Entry(entry_id, item, run=_text(run) if run else None, redelivered=redelivered)
 
 
 def _text(value: bytes | str) -> str:

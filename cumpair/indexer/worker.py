@@ -7,9 +7,9 @@ vectors for all of them together and the upsert of each (`batches.embed_and_stor
 same code the crawl's pipelines and `cumpair ingest` run. An upsert is durable when it returns
 (the store's contract), and only then is the entry acknowledged (and its offer recorded for its
 crawl run, so a page a killed crawler had to crawl again is not indexed twice): a kill at any
-point leaves the entry pending, to be read again first on restart. Only a kill in the instant
-between an upsert and its acknowledgement redelivers an indexed entry; the store keys offers by
-(shop, url), so that updates the offer the first delivery wrote (one more price point).
+point leaves the entry pending, to be read again first on restart. A kill in the instant
+between an upsert and its acknowledgement redelivers an indexed entry: the offer's price point
+from after the item's crawl (`_stored_before`) shows it was stored, and it is only acknowledged.
 When the stream goes quiet, the products the new offers touched are regrouped and the store
 flushed, as a crawl does when it ends, then the watches are checked (`cumpair.alerts`), now
 that the new prices are stored. The offers waiting for a regroup are kept in Redis
@@ -25,6 +25,7 @@ import time
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -204,7 +205,7 @@ class Indexer:
         for entry in entries:
             if entry.item is None:
                 self._reject(entry, entry.error or "not an item")
-            elif self.stream.already_indexed(entry):
+            elif self.stream.already_indexed(entry) or _stored_before(store, entry):
                 self.report.repeated += 1
                 self.stream.ack([entry.id])
             elif entry.run is not None and (entry.run, entry.offer_key) in firsts:
@@ -288,6 +289,23 @@ class Indexer:
             run = after_update(self.index_dir)
             if run is not None:
                 self.report.alerts_queued += run.queued
+
+
+def _stored_before(store: ProductStore, entry: Entry) -> bool:
+    """Whether a redelivered entry was stored by the indexer that was killed before it could
+    acknowledge it: its offer has a price point from after the item was crawled (that
+    upsert, or a later crawl's). Crawl runs of a shop are CRAWL_REDIS_RERUN_AFTER_S apart, so
+    an earlier run's point is older than the crawl, by more than the machines' clocks differ."""
+    crawled = entry.item.get("crawled_at") if entry.redelivered and entry.item else None
+    if not crawled:
+        return False
+    at = datetime.fromisoformat(str(crawled))
+    at = at if at.tzinfo else at.replace(tzinfo=UTC)  # the crawl writes UTC
+    for offer_id, offer in store.get_offers(store.offers_with_url(entry.item["url"])).items():
+        if offer.shop == entry.item["shop"]:
+            history = store.price_history(offer_id)
+            return bool(history) and history[-1].seen_at >= at
+    return False
 
 
 @dataclass(frozen=True)

@@ -1,7 +1,9 @@
-# One image for the OCR server, its workers and scrapyd (docker-compose.yml picks the command).
+# One image for the OCR server, its workers, scrapyd, the crawl workers, the indexer and the search
+# page (docker-compose.yml picks the command).
 FROM python:3.11-slim-bookworm
 RUN apt-get update \
  && apt-get install -y --no-install-recommends tesseract-ocr tesseract-ocr-eng fonts-dejavu-core \
+    chromium \
  && rm -rf /var/lib/apt/lists/*
 WORKDIR /app
 COPY requirements.txt ./
@@ -9,6 +11,9 @@ RUN pip install --no-cache-dir -r requirements.txt
 COPY . .
 RUN pip install --no-cache-dir --no-deps --no-build-isolation -e .
 # Unprivileged at run time; OCR engines load from the installed packages, nothing is downloaded.
-RUN useradd --create-home cumpair && mkdir -p /srv/scrapyd && chown cumpair /srv/scrapyd
+# Chromium (/usr/bin/chromium, PLAYWRIGHT_LAUNCH_OPTIONS) renders the JavaScript shops. /data is
+# made here so that a new named volume mounted on it (the catalog's) belongs to that user.
+RUN useradd --create-home cumpair && mkdir -p /srv/scrapyd /data \
+ && chown cumpair /srv/scrapyd /data
 USER cumpair
-EXPOSE 9001 6800
+EXPOSE 9001 6800 8080

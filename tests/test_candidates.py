@@ -22,6 +22,26 @@ def test_a_shared_gtin_makes_every_pair_a_candidate():
     assert candidate_pairs(_offers(), title_neighbours=0) == {(0, 1), (0, 2), (1, 2)}
 
 
+# Real shoe offers (../shared/data/real/matching/wdc/shoes/train.txt, WDC Product Data Corpus
+# gold standard): 0 and 1 are labelled one product, named in English and in Dutch; 2-5 are the
+# titles sharing most words with 0, of other colours and shops.
+LANGUAGES = [
+    "ASICS Tiger GEL-Kayano Trainer Evo - White Mens Shoes ASICS White HN6A0-0101",
+    "ASICS Tiger GEL-Kayano Trainer Evo - Wit ASICS Heren Schoenen Wit",
+    "ASICS Tiger GEL-Kayano Trainer Evo - Black Mens Shoes ASICS Black HN6A0-9090",
+    "ASICS Tiger GEL-Kayano Trainer Evo - Nero ASICS Nero",
+    "Damskie buty ASICS Tiger GEL-Kayano Trainer Evo - Biały Damskie Buty męskie Biały HN6A0-0101",
+    "ASICS Tiger GEL-Kayano Trainer Evo - Noir Chaussures homme ASICS Noir",
+]
+
+
+def test_character_trigram_neighbours_reach_a_pair_that_word_neighbours_miss():
+    offers = [offer_features(i, f"shop{i}", t) for i, t in enumerate(LANGUAGES)]
+    assert (0, 1) not in candidate_pairs(offers, title_neighbours=2)
+    assert (0, 1) in candidate_pairs(offers, title_neighbours=2, trigram_neighbours=2)
+    assert (0, 1) in candidate_pairs(offers, title_neighbours=0, trigram_neighbours=2)
+
+
 def test_group_offers_compares_only_the_pairs_it_is_given():
     offers = _offers()
     options = GroupingOptions()

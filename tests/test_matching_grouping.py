@@ -125,6 +125,9 @@ def test_grouping_options_are_read_from_settings():
     assert GroupingOptions.from_settings({}).title_neighbours == 20
     wider = GroupingOptions.from_settings({"CUMPAIR_GROUP_TITLE_NEIGHBOURS": "40"})
     assert wider.title_neighbours == 40
+    assert GroupingOptions.from_settings({}).trigram_neighbours == 20
+    off = GroupingOptions.from_settings({"CUMPAIR_GROUP_TRIGRAM_NEIGHBOURS": "0"})
+    assert off.trigram_neighbours == 0
     with pytest.raises(ValueError):
         GroupingOptions(min_support=1.0)
     with pytest.raises(ValueError):

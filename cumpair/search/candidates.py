@@ -1,8 +1,9 @@
 """Candidate pairs for grouping: which offers are worth a pair verdict at all.
 
 A full regroup (`candidate_pairs`): blocking (a shared GTIN or model code), TF-IDF title
-neighbours and nearest neighbours in the text and image vector spaces, so the pairs compared
-grow linearly with the offers, not quadratically. An incremental regroup (`touched_pairs`):
+neighbours (of words and of character trigrams, which reach a title in another language) and
+nearest neighbours in the text and image vector spaces, so the pairs compared grow linearly
+with the offers, not quadratically. An incremental regroup (`touched_pairs`):
 each touched offer against the offers of the products its store look-ups reached, and the pairs
 within those products, so the pairs per touched offer stay the same however large the store.
 Nothing here decides a match; `grouping` compares the pairs these return.
@@ -45,8 +46,11 @@ def _neighbour_pairs(vectors: np.ndarray, k: int) -> Iterable[tuple[int, int]]:
     return pairs
 
 
-def _title_neighbour_pairs(titles: Sequence[str], k: int, chunk: int = 256) -> set[tuple[int, int]]:
-    """Row pairs whose titles are among each other's `k` most similar by TF-IDF cosine.
+def _title_neighbour_pairs(
+    titles: Sequence[str], k: int, chunk: int = 256, characters: bool = False
+) -> set[tuple[int, int]]:
+    """Row pairs whose titles are among each other's `k` most similar by TF-IDF cosine, of
+    words or (`characters`) of character trigrams within words.
 
     Similarities stay sparse (a chunk of rows against all), so memory follows the words
     titles share, never rows x offers."""
@@ -54,8 +58,9 @@ def _title_neighbour_pairs(titles: Sequence[str], k: int, chunk: int = 256) -> s
 
     if k == 0 or len(titles) < 2 or not any(t.strip() for t in titles):
         return set()
+    grams = {"analyzer": "char_wb", "ngram_range": (3, 3)} if characters else {}
     try:
-        matrix = TfidfVectorizer(sublinear_tf=True).fit_transform(titles).tocsr()
+        matrix = TfidfVectorizer(sublinear_tf=True, **grams).fit_transform(titles).tocsr()
     except ValueError:  # only stop words or no words at all
         return set()
     pairs = set()
@@ -80,8 +85,11 @@ def candidate_pairs(
     vectors: Mapping[str, np.ndarray] | None = None,
     k: int = 10,
     title_neighbours: int = 10,
+    trigram_neighbours: int = 0,
 ) -> set[tuple[int, int]]:
-    """Row pairs worth comparing: shared GTIN or model code, title or vector neighbours."""
+    """Row pairs worth comparing: shared GTIN or model code, title neighbours by words
+    (`title_neighbours` per offer) and by character trigrams (`trigram_neighbours`), or
+    vector neighbours (`k` per space)."""
     pairs: set[tuple[int, int]] = set()
     blocks: dict[tuple[str, str], list[int]] = defaultdict(list)
     for i, offer in enumerate(features):
@@ -93,7 +101,9 @@ def candidate_pairs(
         if len(rows) > BLOCK_LIMIT:
             continue
         pairs.update((a, b) for n, a in enumerate(rows) for b in rows[n + 1 :])
-    pairs |= _title_neighbour_pairs([f.title for f in features], title_neighbours)
+    titles = [f.title for f in features]
+    pairs |= _title_neighbour_pairs(titles, title_neighbours)
+    pairs |= _title_neighbour_pairs(titles, trigram_neighbours, characters=True)
     for matrix in (vectors or {}).values():
         pairs.update(_neighbour_pairs(matrix, k))
     return pairs

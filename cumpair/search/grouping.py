@@ -58,7 +58,14 @@ class GroupingOptions:
     TF-IDF title neighbours compared per offer (10 left a quarter of the shoe pairs the matcher
     calls the same uncompared, one shop's look-alike titles filling the list; 20 costs twice
     the title pairs and gained 0.012 F1 on the WDC shoes train pairs, nothing lost on computers
-    and watches). `refine_passes`: passes that move offers to the group that supports them best
+    and watches). `trigram_neighbours`: title neighbours by character trigrams as well, which
+    reach one product named in two languages ("White Mens Shoes" / "Wit Heren Schoenen") that
+    a shop's look-alike titles keep off the word list: of the WDC shoes train pairs labelled one
+    product that the matcher calls the same and grouping split, 308 of 442 had never been
+    compared; 20 per offer raise the labelled same-product pairs compared from 0.69 to 0.76
+    (word neighbours alone) and grouping F1 there 0.748 -> 0.768, at 1.26x the pairs (40 word
+    neighbours instead: 0.765 at 2x; watches 0.787 -> 0.785: its gap is not candidates).
+    `refine_passes`: passes that move offers to the group that supports them best
     (0: greedy merging only).
     """
 
@@ -66,13 +73,14 @@ class GroupingOptions:
     marketplaces: frozenset[str] = frozenset()
     min_support: float = 0.0
     title_neighbours: int = 20
+    trigram_neighbours: int = 20
     refine_passes: int = 2
 
     def __post_init__(self) -> None:
         if not 0 <= self.min_support < 1:
             raise ValueError(f"min_support must be in [0, 1), got {self.min_support!r}")
-        if self.title_neighbours < 0:
-            raise ValueError("title_neighbours must be >= 0")
+        if self.title_neighbours < 0 or self.trigram_neighbours < 0:
+            raise ValueError("title_neighbours and trigram_neighbours must be >= 0")
         if self.refine_passes < 0:
             raise ValueError("refine_passes must be >= 0")
 
@@ -81,7 +89,7 @@ class GroupingOptions:
         """From Scrapy-style settings or the environment: ``CUMPAIR_ONE_OFFER_PER_SHOP``
         (true), ``CUMPAIR_MARKETPLACE_SHOPS`` (comma-separated shop names),
         ``CUMPAIR_GROUP_MIN_SUPPORT`` (0), ``CUMPAIR_GROUP_TITLE_NEIGHBOURS`` (20),
-        ``CUMPAIR_GROUP_REFINE_PASSES`` (2)."""
+        ``CUMPAIR_GROUP_TRIGRAM_NEIGHBOURS`` (20), ``CUMPAIR_GROUP_REFINE_PASSES`` (2)."""
         shops = settings.get("CUMPAIR_MARKETPLACE_SHOPS") or ()
         if isinstance(shops, str):
             shops = [s.strip() for s in shops.split(",")]
@@ -93,6 +101,7 @@ class GroupingOptions:
             marketplaces=frozenset(s for s in shops if s),
             min_support=float(settings.get("CUMPAIR_GROUP_MIN_SUPPORT", 0.0)),
             title_neighbours=int(settings.get("CUMPAIR_GROUP_TITLE_NEIGHBOURS", 20)),
+            trigram_neighbours=int(settings.get("CUMPAIR_GROUP_TRIGRAM_NEIGHBOURS", 20)),
             refine_passes=int(settings.get("CUMPAIR_GROUP_REFINE_PASSES", 2)),
         )
 
@@ -267,7 +276,9 @@ def group_offers(
     features = without_boilerplate(with_learned_brands(features), boilerplate)
     verdicts = _Verdicts(features, vectors, config or MatchConfig())
     if pairs is None:
-        pairs = candidate_pairs(features, vectors, k, options.title_neighbours)
+        pairs = candidate_pairs(
+            features, vectors, k, options.title_neighbours, options.trigram_neighbours
+        )
     neighbours: dict[int, set[int]] = defaultdict(set)
     for i, j in progress(pairs, desc="regroup", unit="pair"):  # the long part of a regroup
         verdicts.get(i, j)

@@ -320,19 +320,21 @@ def test_a_best_hit_verified_across_the_shot_is_not_second_guessed():
     assert explain_away(hits, fused, evidence, query, (100, 100), rest_hits) == fused
 
 
-def _rest_verifying(subject, apparent, corner_apparent, shared_with=None):
+def _rest_verifying(subject, apparent, corner_apparent, also=None):
     """A `match_offer` for `_corner_evidence`: the rest of the shot (every keypoint outside the
-    corner's box) verifies `subject`, whose photo appears `apparent` large in the shot (and
-    `shared_with` with the same keypoints); the whole shot matches the corner's photo (offer 1)
-    at `corner_apparent`. Records the (features, offer id) it was asked about."""
+    corner's box) verifies `subject`, whose photo appears `apparent` large in the shot, by its
+    first 40 keypoints (and `also` by the others); the whole shot matches the corner's photo
+    (offer 1) at `corner_apparent`. Records the (features, offer id) it was asked about."""
     asked = []
 
     def match_offer(features, offer_id):
         asked.append((features, offer_id))
         if offer_id == 1:
             return Match(frozenset(range(16)), corner_apparent)
-        if offer_id in (subject, shared_with):
-            return Match(frozenset(range(len(features.points))), apparent)
+        if offer_id == subject:
+            return Match(frozenset(range(40)), apparent)
+        if offer_id == also:
+            return Match(frozenset(range(40, len(features.points))), apparent)
         return UNMATCHED
 
     match_offer.asked = asked
@@ -370,9 +372,11 @@ def test_a_photo_the_rest_verifies_that_appears_smaller_than_the_corners_does_no
     assert ranked == fused and (query, 1) in match_offer.asked  # the corner's size was asked
 
 
-def test_rest_keypoints_shared_by_two_other_products_verify_neither():
+def test_a_rest_of_the_shot_that_verifies_two_other_products_names_neither():
+    """The demo shops' photos share a backdrop: the rest of a shot may verify several of them
+    (by different keypoints), which says nothing of what the shot is of."""
     hits, fused, evidence, query = _corner_evidence()
-    match_offer = _rest_verifying(3, 1.0, 0.33, shared_with=2)
+    match_offer = _rest_verifying(3, 1.0, 0.33, also=2)
     ranked = explain_away(
         hits, fused, evidence, query, (100, 100), lambda box: WEAK_REST, match_offer=match_offer
     )

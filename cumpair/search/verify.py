@@ -91,10 +91,12 @@ REST_MARGIN = 0.1
 # Where the rest's cosine is too weak for that, its keypoints (the query's outside the corner's
 # box) are matched with the photos of the first REST_CANDIDATES other offers it matches best; one
 # verified there is the subject when it appears larger in the shot than the corner's photo
-# (`Match.apparent`). Chosen on real photos (bench/eval_retrieval.py --split in): occlusion
-# 0.892 -> 0.946 recall@1 at 10 and 20 (5: 0.919), no other kind changed; without the size
-# test, 10 also turned a right answer (white clothing, few keypoints, under a photo pasted at
-# half its scale) into the pasted photo.
+# (`Match.apparent`) and no other product's photo is verified there too. Chosen on real photos
+# (bench/eval_retrieval.py --split in): occlusion 0.892 -> 0.946 recall@1 at 10 and 20 (5:
+# 0.919), no other kind changed; without the size test, 10 also turned a right answer (white
+# clothing, few keypoints, under a photo pasted at half its scale) into the pasted photo, and
+# without the one-product test a demo query (its rest verified three products' photos on their
+# shared backdrop) lost its product.
 REST_CANDIDATES = 10
 
 NO_MATCH: frozenset[int] = frozenset()
@@ -344,11 +346,11 @@ def explain_away(
       hit's group does (not returned: at most the lowest returned cosine); it then scores the
       rest's cosine where that is higher than its own; or else
     * `match_offer(rest, offer_id)` (the query's keypoints outside the box, against the offer's
-      photo) verifies it, one of the first `REST_CANDIDATES` other groups' offers of the rest's
-      hits, by `MIN_INLIERS` keypoints or more that no other of them shares (the most such
-      keypoints, if several), and its photo appears larger in the shot than the best hit's
-      (`Match.apparent`, the best matched with the whole `query`); it then takes the best
-      hit's fused score.
+      photo) verifies it by `MIN_INLIERS` keypoints or more, it is of the only group that
+      verifies among the first `REST_CANDIDATES` other groups' offers of the rest's hits (the
+      offer with most keypoints, if several), and its photo appears larger in the shot than
+      the best hit's (`Match.apparent`, the best matched with the whole `query`); it then takes
+      the best hit's fused score.
 
     The best hit then keeps its cosine without keypoint bonus: it is in the shot, not what the
     shot is of.
@@ -412,16 +414,17 @@ def _subject_by_keypoints(
     match_offer: Callable[[Features, int], Match],
 ) -> int | None:
     """The offer the rest of the shot's keypoints verify and that appears larger in the shot
-    than the best hit (`explain_away`, second rule); None if none."""
+    than the best hit (`explain_away`, second rule); None if none. Rest keypoints that verify
+    offers of several groups are on what their photos share (a shop's backdrop, in the demo
+    shops' photos), as for `distinctive_keypoints`: they name no subject."""
     candidates = [offer_id for offer_id, _ in others[:REST_CANDIDATES]]
     matches = [match_offer(rest, offer_id) for offer_id in candidates]
-    kept = distinctive_keypoints([m.keypoints for m in matches], [group(o) for o in candidates])
     verified = [
-        (len(keypoints), match.apparent, offer_id)
-        for keypoints, match, offer_id in zip(kept, matches, candidates, strict=True)
-        if len(keypoints) >= MIN_INLIERS
+        (len(match.keypoints), match.apparent, offer_id)
+        for match, offer_id in zip(matches, candidates, strict=True)
+        if len(match.keypoints) >= MIN_INLIERS
     ]
-    if not verified:
+    if not verified or len({group(offer_id) for *_, offer_id in verified}) > 1:
         return None
     _, apparent, subject = max(verified)
     return subject if apparent > match_offer(query, best).apparent else None

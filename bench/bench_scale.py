@@ -1,7 +1,7 @@
 """Benchmark crawling with several processes in Redis mode against one process, in one run.
 
-On the demo shops (northwind, bluepeak, cornerstore; served in this process on a spare port)
-each configuration crawls all three shops, every crawl process of a configuration running
+On the four demo shops (nebula through its browser; served in this process on a spare port)
+each configuration crawls all of them, every crawl process of a configuration running
 `scrapy crawl <shop>` for each shop in turn, all started together (so they share each shop's
 frontier while it lasts: a process that came to a shop after its crawl run ended would start a
 new run of it). The baseline is today's single process without Redis, then 1, 2 and 3
@@ -12,6 +12,8 @@ crawlers feed. The shared host pace is off here (CRAWL_REDIS_HOST_INTERVAL=0: ou
 server; a real crawl keeps it) so the figures show what the processes add, not the politeness
 limit. Printed: items, seconds, items/s, and the ratio to the baseline. CPU-bound on a small
 machine: on 2 cores more processes mostly share the same CPU (say so when quoting the figures).
+Grouping cost per offer at 10^4 to 10^6 offers is `bench/bench_grouping.py`'s (a 10^6 store
+takes half an hour to build).
 """
 
 from __future__ import annotations
@@ -28,11 +30,10 @@ from pathlib import Path
 import redis
 
 from captcha_server.redis_runner import RedisRunner
-from cumpair.demo.catalog import SHOP_HOSTS
+from cumpair.demo.catalog import SHOP_HOSTS, SHOPS
 from cumpair.demo.server import DemoServer
 
 ROOT = Path(__file__).resolve().parents[1]
-SHOPS = ("northwind", "bluepeak", "cornerstore")
 
 
 def free_port() -> int:

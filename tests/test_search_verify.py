@@ -21,6 +21,7 @@ from cumpair.search.verify import (
     REST_CANDIDATES,
     REST_MARGIN,
     REST_MATCH,
+    REST_VERIFY_MATCH,
     UNMATCHED,
     GeometricVerifier,
     Match,
@@ -341,7 +342,9 @@ def _rest_verifying(subject, apparent, corner_apparent, also=None):
     return match_offer
 
 
-WEAK_REST = [(2, REST_MATCH - 0.1), (3, REST_MATCH - 0.15), (1, 0.3)]  # no cosine says who
+# A rest that matches known photos, none well enough for its cosine to say which it is of.
+WEAK_REST = [(2, REST_VERIFY_MATCH), (3, REST_VERIFY_MATCH - 0.05), (1, 0.3)]
+assert REST_VERIFY_MATCH < REST_MATCH
 
 
 def test_a_corner_match_gives_way_to_a_larger_photo_the_rest_of_the_shot_verifies():
@@ -359,6 +362,17 @@ def test_a_corner_match_gives_way_to_a_larger_photo_the_rest_of_the_shot_verifie
     assert rest.size == (100, 100)
     # Without keypoints to match, the weak rest changes nothing.
     assert explain_away(hits, fused, evidence, query, (100, 100), lambda box: WEAK_REST) == fused
+
+
+def test_a_rest_of_the_shot_that_matches_no_photo_at_all_is_not_keypoint_checked():
+    """A product small on a floor: verified with a small span, its rest is floor."""
+    hits, fused, evidence, query = _corner_evidence()
+    match_offer = _rest_verifying(3, 1.0, 0.33)
+    floor = [(2, REST_VERIFY_MATCH - 0.01), (3, REST_VERIFY_MATCH - 0.02), (1, 0.3)]
+    ranked = explain_away(
+        hits, fused, evidence, query, (100, 100), lambda box: floor, match_offer=match_offer
+    )
+    assert ranked == fused and not match_offer.asked
 
 
 def test_a_photo_the_rest_verifies_that_appears_smaller_than_the_corners_does_not_win():
@@ -385,7 +399,7 @@ def test_a_rest_of_the_shot_that_verifies_two_other_products_names_neither():
 
 def test_only_the_first_other_offers_of_the_rest_are_matched():
     hits, fused, evidence, query = _corner_evidence()
-    rest = [(1, 0.5)] + [(10 + n, 0.45 - n / 100) for n in range(REST_CANDIDATES + 5)]
+    rest = [(10 + n, REST_VERIFY_MATCH - n / 100) for n in range(REST_CANDIDATES + 5)]
     match_offer = _rest_verifying(10 + REST_CANDIDATES, 1.0, 0.33)  # just past the first ones
     ranked = explain_away(
         hits, fused, evidence, query, (100, 100), lambda box: rest, match_offer=match_offer

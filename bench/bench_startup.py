@@ -121,7 +121,14 @@ one run of each):
     demo shops, every pipeline     616 MB per fifth: 572 580 581 596 574; 228 of 228 items
     10^4 products, first 480 s     627 MB per fifth: 566 624 599 623 618; 174 items (bare: 1590)
 
-The 10^4 prefix is 2% above the demo crawl. Not in a prefix: a whole 10^4 crawl (30k offers)
+The 10^4 prefix is 2% above the demo crawl. Again for 1800 s (2026-12-02 05:21-06:23, normal
+priority, load 10-39; the same demo shops' first crawl with every pipeline peaked at 585 MB in
+bench_crawl that hour):
+
+    10^4 products, first 1800 s    624 MB per fifth: 578 618 617 609 594; 427 items (bare: 6452)
+
+7% above that demo crawl, flat after the first fifth; a whole 10^4 crawl (about 29k items) is
+hours at this rate. Not in a prefix: a whole 10^4 crawl (30k offers)
 adds what grows with the offers indexed: the FAISS vectors (6.6 KB an offer with both spaces),
 the regroup at close (72 MB at the demo's 228 offers) and Scrapy's media pipeline's record of
 each photo downloaded.

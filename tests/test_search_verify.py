@@ -456,20 +456,19 @@ def test_a_real_photo_under_a_known_photo_pasted_in_its_corner_is_found_by_its_k
     assert ranked[0] == (0, fused[0][1]) and dict(ranked)[1] == 0.80
 
 
-def test_the_photo_search_reads_the_offers_the_rest_of_the_shot_found_and_matches_them(
-    tmp_path, pasted_scene
-):
-    """`SearchService`'s keypoint check with the offers' photos on disk: the astronaut's offer,
-    found only by the rest of the shot, is read from the store and its photo verified."""
+def _photo_service(tmp_path, gallery, removed=frozenset()):
+    """A `SearchService` over offers 0.. whose photos are `gallery`'s, saved in `tmp_path`, each
+    offer its own product; the offers in `removed` are gone from the store (as when one is
+    removed between the photo search and the keypoint check's reads)."""
     from types import SimpleNamespace
 
     from cumpair.search.service import SearchService
 
-    shot, gallery = pasted_scene
     records = {}
     for offer_id, photo in enumerate(gallery):
         photo.save(tmp_path / f"{offer_id}.png")
-        records[offer_id] = SimpleNamespace(image_paths=[f"{offer_id}.png"])
+        if offer_id not in removed:
+            records[offer_id] = SimpleNamespace(image_paths=[f"{offer_id}.png"])
 
     class Store:
         path = tmp_path
@@ -481,6 +480,27 @@ def test_the_photo_search_reads_the_offers_the_rest_of_the_shot_found_and_matche
         def product_of(self, ids):
             return {i: 100 + i for i in ids}
 
-    service = SearchService(Store(), Groups(), ocr=False, images_root=tmp_path)
+    return SearchService(Store(), Groups(), ocr=False, images_root=tmp_path)
+
+
+def test_the_photo_search_reads_the_offers_the_rest_of_the_shot_found_and_matches_them(
+    tmp_path, pasted_scene
+):
+    """`SearchService`'s keypoint check with the offers' photos on disk: the astronaut's offer,
+    found only by the rest of the shot, is read from the store and its photo verified."""
+    shot, gallery = pasted_scene
+    service = _photo_service(tmp_path, gallery)
     ranked = service._verify(shot, PASTED_HITS[:3], lambda box: PASTED_REST)
     assert ranked[0][0] == 0 and dict(ranked)[1] == 0.80
+
+
+def test_an_offer_the_rest_of_the_shot_found_but_since_removed_is_not_matched(
+    tmp_path, pasted_scene
+):
+    """The rest's hits come from the vector index, the records from the store: an offer removed
+    in between has no record and no photo to match, and the query still answers."""
+    shot, gallery = pasted_scene
+    service = _photo_service(tmp_path, gallery, removed={0})
+    hits = PASTED_HITS[:3]
+    ranked = service._verify(shot, hits, lambda box: PASTED_REST)
+    assert ranked[0][0] == 1 and 0 not in dict(ranked)  # the camera man keeps its keypoints

@@ -122,16 +122,15 @@ one run of each):
     10^4 products, first 480 s     627 MB per fifth: 566 624 599 623 618; 174 items (bare: 1590)
 
 The 10^4 prefix is 2% above the demo crawl. Again for 1800 s (2026-12-02 05:21-06:23, normal
-priority, load 10-39; the same demo shops' first crawl with every pipeline peaked at 585 MB in
-bench_crawl that hour):
+priority, load 10-39; the window also held the bare crawl of the same catalog; the same demo
+shops' first crawl with every pipeline peaked at 585 MB in bench_crawl that hour):
 
     10^4 products, first 1800 s    624 MB per fifth: 578 618 617 609 594; 427 items (bare: 6452)
 
-7% above that demo crawl, flat after the first fifth; a whole 10^4 crawl (about 29k items) is
-hours at this rate. Not in a prefix: a whole 10^4 crawl (30k offers)
-adds what grows with the offers indexed: the FAISS vectors (6.6 KB an offer with both spaces),
-the regroup at close (72 MB at the demo's 228 offers) and Scrapy's media pipeline's record of
-each photo downloaded.
+7% above that demo crawl, flat after the first fifth. A whole 10^4 crawl (about 29k items) takes
+hours at this rate, and adds what grows with the offers indexed: the FAISS vectors (6.6 KB an
+offer with both spaces), the regroup at close (72 MB at the demo's 228 offers) and Scrapy's media
+pipeline's record of each photo downloaded.
 Parts loaded one by one (the accounting lines, with the malloc limits): python 14 MB, Scrapy +
 the project 133, encoders 13, ONNX sessions 136 (+44 transient), OCR engines 51, store 4,
 regroup 69, two batch-32 image runs at once +429 transient, eight OCR reads +20.

@@ -1,8 +1,8 @@
 """A package's names loaded on first use (PEP 562).
 
-`cumpair.index`, `cumpair.index.store` and `cumpair.alerts` keep their cheap modules importable
-without their heavy ones (numpy, FAISS, SQLite, smtplib); this is the one module `__getattr__`
-they share instead of each writing it.
+`cumpair.index`, `cumpair.index.store`, `cumpair.alerts` and `cumpair.embed` keep their cheap
+modules importable without their heavy ones (numpy, FAISS, SQLite, smtplib, Pillow); this is the
+one module `__getattr__` they share instead of each writing it.
 """
 
 from collections.abc import Callable, Mapping

@@ -174,7 +174,7 @@ class ClipEncoder:
 
     def prepare_image(self, image: ImageInput) -> np.ndarray:
         """Decode and preprocess one input; raises `cumpair.vision.images.ImageError` if bad."""
-        from cumpair.vision.images import load_image  # Pillow: not for a text query's check
+        from cumpair.vision.images import load_image  # Pillow: a text query never decodes a photo
 
         return self._preprocess(load_image(image)).numpy()
 

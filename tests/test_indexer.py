@@ -139,6 +139,30 @@ def test_an_entry_stored_but_not_acknowledged_before_a_kill_is_not_stored_again(
         assert sorted(len(store.price_history(i)) for i in offers) == [1, 1]
 
 
+@pytest.mark.slow
+@pytest.mark.integration
+def test_a_later_crawl_waiting_behind_a_kill_is_stored_though_the_indexer_lags_its_crawl(
+    redis_url, encoders, tmp_path
+):
+    """An indexer more than a crawl run behind (down for a while, or slower than the crawls)
+    stores run r1's sighting after r2 crawled the same page, and is killed before r2's entry:
+    that redelivered entry, a new price, is stored (r1's point is newer than r2's crawl only
+    on the indexer's clock)."""
+    stream = ItemStream.from_url(redis_url)
+    stream.add({**item(1), "crawled_at": "2026-01-01T10:00:00+00:00"}, run="r1")
+    later = {**item(1), "price": Decimal("8.49"), "crawled_at": "2026-01-01T12:00:00+00:00"}
+    stream.add(later, run="r2")
+    options = IndexerOptions(ocr=False, exit_when_idle_s=0.5, regroup_idle_s=0, alerts=False)
+    with pytest.raises(_Killed):
+        Indexer(tmp_path / "data", _KilledAfterUpsert(stream.client), encoders, options).run()
+    report = Indexer(tmp_path / "data", ItemStream(stream.client), encoders, options).run()
+    assert (report.new, report.updated, report.repeated) == (0, 1, 1)  # r1's was stored
+    with ProductStore.open(tmp_path / "data", readonly=True) as store:
+        (offer_id,) = store.get_offers(range(1, 10))
+        prices = [point.price for point in store.price_history(offer_id)]
+        assert prices == [Decimal("9.99"), Decimal("8.49")]
+
+
 def test_an_unreadable_image_store_stops_the_indexer_before_it_reads_anything(tmp_path):
     from cumpair.stored_images import ImageStoreError
 

@@ -9,7 +9,8 @@ same code the crawl's pipelines and `cumpair ingest` run. An upsert is durable w
 crawl run, so a page a killed crawler had to crawl again is not indexed twice): a kill at any
 point leaves the entry pending, to be read again first on restart. A kill in the instant
 between an upsert and its acknowledgement redelivers an indexed entry: the offer's price point
-from after the item's crawl (`_stored_before`) shows it was stored, and it is only acknowledged.
+from after the item's crawl, holding what the item says (`_stored_before`), shows it was stored,
+and it is only acknowledged.
 When the stream goes quiet, the products the new offers touched are regrouped and the store
 flushed, as a crawl does when it ends, then the watches are checked (`cumpair.alerts`), now
 that the new prices are stored. The offers waiting for a regroup are kept in Redis
@@ -26,13 +27,14 @@ from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
 from cumpair.alerts.run import after_update
 from cumpair.embed import BatchEmbedder, EncoderSet
 from cumpair.embed.reindex import spaces_for
-from cumpair.index import ProductStore, StoreOptions
+from cumpair.index import OfferRecord, ProductStore, StoreOptions
 from cumpair.indexer.spool import OfferSpool, default_spool_path
 from cumpair.indexer.stream import Entry, ItemStream
 from cumpair.indexer.turns import drain_spool
@@ -293,19 +295,40 @@ class Indexer:
 
 def _stored_before(store: ProductStore, entry: Entry) -> bool:
     """Whether a redelivered entry was stored by the indexer that was killed before it could
-    acknowledge it: its offer has a price point from after the item was crawled (that
-    upsert, or a later crawl's). Crawl runs of a shop are CRAWL_REDIS_RERUN_AFTER_S apart, so
-    an earlier run's point is older than the crawl, by more than the machines' clocks differ."""
+    acknowledge it: its offer's last price point is from after the item was crawled, and the
+    offer holds what the item says (price, currency, availability, title, photo URLs).
+
+    The time alone is not enough: the point's time is the indexer's clock when it stored, so an
+    indexer that lags the crawls by more than a run (down for a while, or slower than them)
+    stores run r1's sighting after r2 crawled the page, and would take r2's redelivered entry
+    for stored. What the item says tells them apart; an item that differs only in what the
+    store keeps of its page text (specs) is still taken for stored. A mismatch of any other
+    kind (a currency given as a symbol, the crawler's clock ahead of the indexer's) only stores
+    the entry again: one more price point, never an item dropped."""
     crawled = entry.item.get("crawled_at") if entry.redelivered and entry.item else None
     if not crawled:
         return False
+    item = entry.item
     at = datetime.fromisoformat(str(crawled))
     at = at if at.tzinfo else at.replace(tzinfo=UTC)  # the crawl writes UTC
-    for offer_id, offer in store.get_offers(store.offers_with_url(entry.item["url"])).items():
-        if offer.shop == entry.item["shop"]:
+    for offer_id, offer in store.get_offers(store.offers_with_url(item["url"])).items():
+        if offer.shop == item["shop"]:
             history = store.price_history(offer_id)
-            return bool(history) and history[-1].seen_at >= at
+            return bool(history) and history[-1].seen_at >= at and _holds(offer, item)
     return False
+
+
+def _holds(offer: OfferRecord, item: dict[str, Any]) -> bool:
+    """Whether a stored offer holds what the crawled item says of its sighting."""
+    price = item.get("price")
+    currency = item.get("currency")
+    return (
+        offer.price == (None if price is None else Decimal(str(price)))
+        and offer.currency == (str(currency).upper() if currency else None)
+        and offer.availability == item.get("availability")
+        and offer.title == (item.get("title") or "")
+        and offer.image_urls == tuple(item.get("image_urls") or ())
+    )
 
 
 @dataclass(frozen=True)

@@ -302,9 +302,9 @@ def _stored_before(store: ProductStore, entry: Entry) -> bool:
     indexer that lags the crawls by more than a run (down for a while, or slower than them)
     stores run r1's sighting after r2 crawled the page, and would take r2's redelivered entry
     for stored. What the item says tells them apart; an item that differs only in what the
-    store keeps of its page text (specs) is still taken for stored. A mismatch of any other
-    kind (a currency given as a symbol, the crawler's clock ahead of the indexer's) only stores
-    the entry again: one more price point, never an item dropped."""
+    store keeps of its page text (specs), or not at all (r2 seeing what r1 saw), is still
+    taken for stored: r2's sighting is not recorded. The crawler's clock ahead of the
+    indexer's only stores the entry again: one more price point, never an item dropped."""
     crawled = entry.item.get("crawled_at") if entry.redelivered and entry.item else None
     if not crawled:
         return False

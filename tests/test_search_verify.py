@@ -138,6 +138,15 @@ def test_unreadable_or_featureless_candidates_do_not_verify(verifier, tmp_path):
     assert verifier.features_of_file(str(broken)) is None
 
 
+def test_an_oversized_stored_photo_does_not_verify_nor_fail_the_query(
+    verifier, tmp_path, monkeypatch
+):
+    huge = tmp_path / "huge.png"
+    Image.new("RGB", (300, 300), (90, 120, 200)).save(huge)
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 100 * 100 // 2)  # 300x300 is past 2x: a bomb
+    assert verifier.features_of_file(str(huge)) is None
+
+
 def test_keypoints_add_a_bounded_bonus_to_the_cosine():
     assert fused_score(0.7, MIN_INLIERS - 1) == 0.7  # below the floor: chance, no bonus
     assert fused_score(0.7, KEYPOINT_SATURATION) == pytest.approx(0.7 + KEYPOINT_WEIGHT)

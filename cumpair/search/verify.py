@@ -160,7 +160,8 @@ class GeometricVerifier:
         try:
             with Image.open(path) as image:
                 return self.features(image)
-        except OSError:
+        except (OSError, Image.DecompressionBombError):
+            # An unreadable or oversized stored photo verifies nothing; the query still answers.
             return None
 
     def matched_keypoints(self, query: Features, candidate: Features | None) -> frozenset[int]:

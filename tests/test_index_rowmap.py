@@ -116,7 +116,8 @@ def test_row_map_keeps_first_and_further_vectors_and_moves_forward(tmp_path):
     # first vectors only (a re-rank's usual ask): the same answers, a negative offer unknown
     firsts = np.array([vid(3, 0), vid(1, 0), vid(2, 0), -(1 << ORDINAL_BITS)], dtype=np.int64)
     assert row_map.rows_of(firsts).tolist() == [2, 0, -1, -1]
-    assert row_map.rows_of(firsts[:3]).dtype == np.int64
+    fast = row_map.rows_of(firsts[:3])  # every offer inside the map: the fast path
+    assert fast.tolist() == [2, 0, -1] and fast.dtype == np.int64  # offer 2: never stored
     read = row_map.gather(asked)
     assert read.ok.tolist() == [True, True, False, False, False, True]
     assert np.array_equal(read.vectors[0], np.eye(4, dtype=np.float32)[2])
@@ -126,6 +127,9 @@ def test_row_map_keeps_first_and_further_vectors_and_moves_forward(tmp_path):
     assert later.rows_of(asked).tolist() == [2, 1, -1, -1, -1, -1]
     assert later.rows_of(np.array([vid(1, 0)])).tolist() == [4]
     assert row_map.rows_of(np.array([vid(1, 0)])).tolist() == [0]  # the old map is unchanged
+    gone = later.advanced(9, np.array([vid(3, 0)]), [], [])  # offer 3 removed, inside the map
+    assert gone.rows_of(np.array([vid(3, 0), vid(1, 0)])).tolist() == [-1, 4]
+    assert gone.rows_of(np.array([vid(1, 0), vid(len(gone.first), 0)])).tolist() == [4, -1]
     wide = later.advanced(7, [], np.array([vid(5, 0)]), [2**33])  # past int32 rows
     assert wide.rows_of(np.array([vid(5, 0), vid(3, 0)])).tolist() == [2**33, 2]
     assert later.advanced(8, [], [], []).first is later.first  # nothing here changed

@@ -232,7 +232,8 @@ def search(
     nprobe: int | None = None,
     k_factor: int | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Top-k (scores, ids); per-call parameters so concurrent searches never share state.
+    """Top-k (scores, ids); parameters passed per call, never set on the index (a cached set
+    is shared but only read), so concurrent searches share no mutable state.
 
     With `lookup`, IVF-PQ asks for ``k * k_factor`` candidates and re-ranks them exactly;
     without, it returns the first k by their PQ scores.

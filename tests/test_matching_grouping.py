@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import pytest
 
+from cumpair.search import grouping as grouping_module
 from cumpair.search.features import offer_features, with_learned_brands
 from cumpair.search.grouping import GroupingOptions, compare_pairs, group_offers
 from cumpair.search.matching import MatchConfig
@@ -128,6 +129,24 @@ def test_grouping_options_are_read_from_settings():
     assert GroupingOptions.from_settings({}).trigram_neighbours == 20
     off = GroupingOptions.from_settings({"CUMPAIR_GROUP_TRIGRAM_NEIGHBOURS": "0"})
     assert off.trigram_neighbours == 0
+    bound = GroupingOptions.from_settings({"CUMPAIR_GROUP_TRIGRAM_MAX_OFFERS": "500"})
+    assert bound.trigram_max_offers == 500
+    with pytest.raises(ValueError):
+        GroupingOptions(trigram_max_offers=-1)
+
+
+def test_a_regroup_past_the_trigram_bound_searches_no_trigram_neighbours(monkeypatch):
+    asked: list[int] = []
+
+    def recording(features, vectors, k, title_neighbours, trigram_neighbours):
+        asked.append(trigram_neighbours)
+        return set()
+
+    monkeypatch.setattr(grouping_module, "candidate_pairs", recording)
+    offers = [offer_features(i, f"shop{i}", f"Trail shoe {i}") for i in range(3)]
+    group_offers(offers, options=GroupingOptions(trigram_neighbours=20, trigram_max_offers=3))
+    group_offers(offers, options=GroupingOptions(trigram_neighbours=20, trigram_max_offers=2))
+    assert asked == [20, 0]
     with pytest.raises(ValueError):
         GroupingOptions(min_support=1.0)
     with pytest.raises(ValueError):

@@ -52,6 +52,7 @@ sys.path.insert(0, str(ROOT))
 
 from cumpair.demo.catalog import SHOP_HOSTS, SHOPS, Catalog, build_catalog, clipart_pool  # noqa: E402
 from cumpair.demo.server import DemoServer  # noqa: E402
+from cumpair_scraper.shopconfig import bundled_configs_on_port  # noqa: E402
 
 BARE_PIPELINES = json.dumps({"cumpair_scraper.pipelines.validate.ValidationPipeline": 100})
 STAGES = ("stage/download_s", "stage/ocr_s", "stage/embed_s")
@@ -82,14 +83,6 @@ def free_port() -> int:
     with socket.socket() as probe:
         probe.bind((SHOP_HOSTS["northwind"], 0))
         return int(probe.getsockname()[1])
-
-
-def shop_configs(port: int, folder: Path) -> Path:
-    """The bundled shop configs with their URLs on `port` (they override the bundled ones)."""
-    folder.mkdir(parents=True, exist_ok=True)
-    for config in (ROOT / "cumpair_scraper" / "shops").glob("*.toml"):
-        (folder / config.name).write_text(config.read_text().replace(":8070", f":{port}"))
-    return folder
 
 
 def crawl(name: str, out: Path, data: Path, shops: Path, *settings: str) -> Run:
@@ -293,7 +286,7 @@ def main() -> None:
     out = args.keep or Path(tempfile.mkdtemp(prefix="bench-crawl-"))
     out.mkdir(parents=True, exist_ok=True)
     port = free_port()
-    shops = shop_configs(port, out / "shops")
+    shops = bundled_configs_on_port(out / "shops", port)
     print(f"catalog: {len(catalog.offers)} offers in {len(SHOPS)} shops; port {port}; {out}")
     print(f"load before: {os.getloadavg()[0]:.1f}, {os.cpu_count()} cores")
     with DemoServer(catalog, port=port) as server:

@@ -150,13 +150,13 @@ import sys
 import tempfile
 import time
 from dataclasses import dataclass
-from importlib import resources
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from cumpair.embed.base import DEFAULT_MODEL_DIR  # noqa: E402
+from cumpair_scraper.shopconfig import bundled_configs_on_port  # noqa: E402
 
 HEAVY = ("torch", "open_clip", "torchvision", "transformers", "easyocr")
 OURS = ("cumpair", "cumpair_scraper", "captcha_server")
@@ -553,18 +553,6 @@ def free_port(host: str) -> int:
         return int(probe.getsockname()[1])
 
 
-def demo_shop_configs(folder: Path, port: int) -> Path:
-    """The bundled shop configs pointed at `port` (SHOP_CONFIG_DIRS overrides them by name)."""
-    from cumpair.demo.server import DEFAULT_PORT
-
-    folder.mkdir(parents=True)
-    for entry in (resources.files("cumpair_scraper") / "shops").iterdir():
-        if entry.name.endswith(".toml"):
-            text = entry.read_text(encoding="utf-8")
-            (folder / entry.name).write_text(text.replace(f":{DEFAULT_PORT}/", f":{port}/"))
-    return folder
-
-
 def account_parts(py: str, data_dir: Path, env: dict[str, str], shops: int) -> list[list]:
     """The accounting child's lines: [part, MB resident added, MB transient peak above]."""
     done = subprocess.run(
@@ -583,7 +571,7 @@ def crawl_rows(py: str, tmp: Path, env: dict[str, str], args: argparse.Namespace
 
     catalog = build_catalog(n_products=args.crawl_products) if args.crawl_products else None
     port = free_port(SHOP_HOSTS["northwind"])
-    configs = demo_shop_configs(tmp / "shops", port)
+    configs = bundled_configs_on_port(tmp / "shops", port)
 
     def crawl(name: str, *settings: str) -> list[str]:
         (tmp / name).mkdir()

@@ -182,6 +182,19 @@ def _bundled_files() -> Iterator[tuple[str, str]]:
             yield f"cumpair_scraper/shops/{entry.name}", entry.read_text(encoding="utf-8")
 
 
+def bundled_configs_on_port(folder: Path, port: int) -> Path:
+    """The bundled shop configs with the demo server's port (`cumpair.demo.server.DEFAULT_PORT`)
+    in their URLs changed to `port`, written to `folder` (made if missing): a crawl of demo
+    shops served on a spare port passes it as SHOP_CONFIG_DIRS, which overrides them by name."""
+    from cumpair.demo.server import DEFAULT_PORT
+
+    folder.mkdir(parents=True, exist_ok=True)
+    for source, text in _bundled_files():
+        changed = text.replace(f":{DEFAULT_PORT}/", f":{port}/")
+        (folder / Path(source).name).write_text(changed, encoding="utf-8")
+    return folder
+
+
 def load_shop_configs(extra_dirs: Iterable[str | Path] = ()) -> dict[str, ShopConfig]:
     """All shop configs: the bundled ones, then those in `extra_dirs` (which may override)."""
     texts = list(_bundled_files())

@@ -19,6 +19,7 @@ from cumpair.demo.catalog import Catalog
 from cumpair.demo.server import DEFAULT_PORT
 from cumpair.identifiers import normalize_gtin
 from cumpair.index import ProductStore
+from cumpair_scraper.shopconfig import bundled_configs_on_port
 
 ROOT = Path(__file__).resolve().parents[1]
 SHOPS = ("northwind", "bluepeak", "cornerstore", "nebula")
@@ -44,10 +45,7 @@ def shop_configs(port: int, folder: Path) -> list[str]:
     """Settings pointing the bundled shop configs at `port` (none for the default port)."""
     if port == DEFAULT_PORT:
         return []
-    folder.mkdir(exist_ok=True)
-    for config in (ROOT / "cumpair_scraper" / "shops").glob("*.toml"):
-        (folder / config.name).write_text(config.read_text().replace(":8070", f":{port}"))
-    return ["-s", f"SHOP_CONFIG_DIRS={folder}"]
+    return ["-s", f"SHOP_CONFIG_DIRS={bundled_configs_on_port(folder, port)}"]
 
 
 def crawlall(

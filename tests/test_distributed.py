@@ -28,7 +28,6 @@ from scrapy.settings import Settings
 
 from captcha_server.redis_runner import RedisRunner
 from cumpair.demo.catalog import SHOPS, build_catalog
-from cumpair.demo.server import DEFAULT_PORT
 from cumpair.index import ProductStore
 from cumpair.index.records import StoreError
 from cumpair.index.store.rows import OfferRows
@@ -36,6 +35,7 @@ from cumpair.indexer.messages import MessageError, decode_item, encode_item
 from cumpair.indexer.stream import ItemStream
 from cumpair_scraper.frontier import TOKEN_META, ReliablePriorityQueue
 from cumpair_scraper.redis_mode import HANDOFF, SHARED_THROTTLE, RedisMode
+from cumpair_scraper.shopconfig import bundled_configs_on_port
 
 ROOT = Path(__file__).resolve().parents[1]
 DROPPING_DEFECTS = {"missing_price", "bad_price"}
@@ -201,18 +201,6 @@ def passes_health_check(service: str, redis_url: str, out: Path, *swap: tuple[st
     for old, new in swap:
         args = [a.replace(old, new) for a in args]
     return subprocess.run([sys.executable, *args], cwd=ROOT, timeout=60).returncode == 0
-
-
-def demo_shop_configs(server, folder: Path) -> Path:
-    """The bundled shop configs pointed at the demo server's port, in `folder`."""
-    folder.mkdir()
-    default = f":{DEFAULT_PORT}/"
-    for shop in SHOPS:
-        config = ROOT / "cumpair_scraper" / "shops" / f"{shop}.toml"
-        text = config.read_text()
-        assert default in text, config
-        (folder / config.name).write_text(text.replace(default, f":{server.port}/"))
-    return folder
 
 
 def finish(proc: subprocess.Popen, out: Path, name: str, timeout: float = 150) -> dict[str, dict]:
@@ -403,7 +391,9 @@ def test_three_crawlers_and_an_indexer_killed_midway_lose_and_double_nothing(
     of every shop lands once, no worker asked for a robots.txt-disallowed page, and each host
     was paced for all workers together."""
     server = demo_server_factory()
-    configs = demo_shop_configs(server, tmp_path / "shops")
+    configs = bundled_configs_on_port(tmp_path / "shops", server.port)
+    for shop in SHOPS:  # every demo shop crawled on the test's server, none on the default port
+        assert f":{server.port}/" in (configs / f"{shop}.toml").read_text(), shop
     client = redis.Redis.from_url(redis_url)
     interval = project_settings().getfloat("CRAWL_REDIS_HOST_INTERVAL")  # the default pace
 

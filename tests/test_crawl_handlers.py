@@ -55,3 +55,19 @@ def test_a_javascript_page_load_that_ran_out_of_time_is_retried():
         timeout = BrowserTimeout("Page.goto: Timeout 30000ms exceeded.")
         assert isinstance(timeout, retried) == (name == "nebula"), name
         assert OSError in retried, name
+
+
+def test_the_browser_timeout_joins_an_operators_own_retried_exceptions():
+    """`-s RETRY_EXCEPTIONS=...` outranks the spider's priority: the timeout is added to the
+    operator's list there, not dropped with it."""
+    from playwright.async_api import TimeoutError as BrowserTimeout
+    from scrapy.downloadermiddlewares.retry import RetryMiddleware
+
+    loader = ShopSpiderLoader(get_project_settings())
+    settings = get_project_settings().copy()
+    settings.set("RETRY_EXCEPTIONS", ["builtins.ConnectionError"], priority="cmdline")
+    loader.load("nebula").update_settings(settings)
+    retried = RetryMiddleware(settings).exceptions_to_retry
+    assert isinstance(BrowserTimeout("Page.goto: Timeout 30000ms exceeded."), retried)
+    assert ConnectionError in retried
+    assert OSError not in retried  # the operator's list replaced Scrapy's, as they asked

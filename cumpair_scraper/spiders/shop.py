@@ -14,7 +14,7 @@ from typing import Any, ClassVar
 
 import scrapy
 from scrapy.http import Response, TextResponse
-from scrapy.settings import BaseSettings
+from scrapy.settings import SETTINGS_PRIORITIES, BaseSettings
 from scrapy.utils.sitemap import Sitemap, sitemap_urls_from_robots
 
 from cumpair_scraper.shopconfig import ShopConfig
@@ -49,11 +49,16 @@ class ShopSpider(scrapy.Spider):
         crawlall` ran eight of them for the demo's one browser shop. A JavaScript shop's page
         that the browser did not finish loading in PLAYWRIGHT_DEFAULT_NAVIGATION_TIMEOUT (a busy
         machine) is retried like a download timeout (RETRY_EXCEPTIONS) instead of dropped with
-        every product it links to; other shops never import Playwright for it."""
+        every product it links to; other shops never import Playwright for it. The timeout
+        joins the list in force at that list's own priority, so an operator's
+        `-s RETRY_EXCEPTIONS=...` keeps it instead of silently dropping it."""
         super().update_settings(settings)
         if cls.shop.javascript:
             retried = [*settings.getlist("RETRY_EXCEPTIONS"), BROWSER_TIMEOUT]
-            settings.set("RETRY_EXCEPTIONS", retried, priority="spider")
+            priority = max(
+                settings.getpriority("RETRY_EXCEPTIONS") or 0, SETTINGS_PRIORITIES["spider"]
+            )
+            settings.set("RETRY_EXCEPTIONS", retried, priority=priority)
         else:
             handlers = settings.getdict("DOWNLOAD_HANDLERS")
             plain = {scheme: path for scheme, path in handlers.items() if not _playwright(path)}

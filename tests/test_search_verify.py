@@ -513,3 +513,36 @@ def test_an_offer_the_rest_of_the_shot_found_but_since_removed_is_not_matched(
     hits = PASTED_HITS[:3]
     ranked = service._verify(shot, hits, lambda box: PASTED_REST)
     assert ranked[0][0] == 1 and 0 not in dict(ranked)  # the camera man keeps its keypoints
+
+
+def _shop_sized(name: str) -> Image.Image:
+    """A scikit-image photograph at the size of the real shop photos (218 x 255)."""
+    from skimage import data
+
+    array = np.asarray(getattr(data, name)())
+    if array.ndim == 2:
+        array = np.stack([array] * 3, axis=-1)
+    return Image.fromarray(array[..., :3]).resize((218, 255))
+
+
+def test_a_close_up_of_a_smooth_real_photo_verifies_by_the_low_threshold_redetection(
+    monkeypatch,
+):
+    """The retina photo at a shop photo's size has few FAST corners at the usual threshold and a
+    close-up of it almost none, so nothing matched; both are detected again at the low threshold
+    (`FEW_KEYPOINTS`) and the close-up verifies its photo, and not another smooth photo."""
+    from cumpair.search import verify
+
+    photo, other = _shop_sized("retina"), _shop_sized("clock")
+    width, height = photo.size
+    close_up = photo.crop(
+        (int(0.2 * width), int(0.2 * height), int(0.78 * width), int(0.78 * height))
+    )
+    verifier = GeometricVerifier()
+    query = verifier.features(close_up)
+    assert len(verifier.match(query, verifier.features(photo)).keypoints) >= MIN_INLIERS
+    assert verifier.match(query, verifier.features(other)) == UNMATCHED
+
+    monkeypatch.setattr(verify, "FEW_KEYPOINTS", 0)
+    usual = GeometricVerifier()
+    assert usual.match(usual.features(close_up), usual.features(photo)) == UNMATCHED

@@ -163,6 +163,32 @@ def test_a_later_crawl_waiting_behind_a_kill_is_stored_though_the_indexer_lags_i
         assert prices == [Decimal("9.99"), Decimal("8.49")]
 
 
+@pytest.mark.slow
+@pytest.mark.integration
+def test_a_later_crawl_that_changed_only_spec_text_is_stored_though_the_indexer_lags_its_crawl(
+    redis_url, encoders, tmp_path
+):
+    """As above, but r2 changed only the page's spec text: price, title and photos are r1's.
+    The old rule (a point after the crawl time, and the offer holds the item's price, title
+    and photos) took r2's redelivered entry for stored and lost its sighting and its specs;
+    the point at exactly r2's crawl time is not there, so it is stored."""
+    stream = ItemStream.from_url(redis_url)
+    first = {**item(1), "crawled_at": "2026-01-01T10:00:00+00:00", "description": "Steel."}
+    stream.add(first, run="r1")
+    later = {**first, "crawled_at": "2026-01-01T12:00:00+00:00",
+             "description": "Stainless steel, 500 ml, weight 320 g."}  # fmt: skip
+    stream.add(later, run="r2")
+    options = IndexerOptions(ocr=False, exit_when_idle_s=0.5, regroup_idle_s=0, alerts=False)
+    with pytest.raises(_Killed):
+        Indexer(tmp_path / "data", _KilledAfterUpsert(stream.client), encoders, options).run()
+    report = Indexer(tmp_path / "data", ItemStream(stream.client), encoders, options).run()
+    assert (report.new, report.updated, report.repeated) == (0, 1, 1)  # r1's was stored
+    with ProductStore.open(tmp_path / "data", readonly=True) as store:
+        (offer_id,) = store.get_offers(range(1, 10))
+        seen = [point.seen_at for point in store.price_history(offer_id)]
+        assert seen == [datetime(2026, 1, 1, h, tzinfo=UTC) for h in (10, 12)]
+
+
 def test_an_unreadable_image_store_stops_the_indexer_before_it_reads_anything(tmp_path):
     from cumpair.stored_images import ImageStoreError
 

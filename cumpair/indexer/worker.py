@@ -9,8 +9,8 @@ same code the crawl's pipelines and `cumpair ingest` run. An upsert is durable w
 crawl run, so a page a killed crawler had to crawl again is not indexed twice): a kill at any
 point leaves the entry pending, to be read again first on restart. A kill in the instant
 between an upsert and its acknowledgement redelivers an indexed entry: the offer's price point
-from after the item's crawl, holding what the item says (`_stored_before`), shows it was stored,
-and it is only acknowledged.
+at exactly the item's crawl time (`_stored_before`; the store records each sighting at the
+item's ``crawled_at``) shows it was stored, and it is only acknowledged.
 When the stream goes quiet, the products the new offers touched are regrouped and the store
 flushed, as a crawl does when it ends, then the watches are checked (`cumpair.alerts`), now
 that the new prices are stored. The offers waiting for a regroup are kept in Redis
@@ -26,21 +26,19 @@ import time
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
-from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
 from cumpair.alerts.run import after_update
 from cumpair.embed import BatchEmbedder, EncoderSet
 from cumpair.embed.reindex import spaces_for
-from cumpair.index import OfferRecord, ProductStore, StoreOptions
+from cumpair.index import ProductStore, StoreOptions
 from cumpair.indexer.spool import OfferSpool, default_spool_path
 from cumpair.indexer.stream import Entry, ItemStream
 from cumpair.indexer.turns import drain_spool
 from cumpair.indexer.vision import Photos, VisionStage, default_vision_processes
 from cumpair.ingest.batches import embed_and_store
-from cumpair.ingest.stages import regroup_store
+from cumpair.ingest.stages import crawled_at, regroup_store
 from cumpair.search.products import ProductGroups
 from cumpair.stored_images import ImageStoreOptions, open_image_store, read_photos
 from cumpair.vision.ocr_types import OcrOptions
@@ -295,40 +293,28 @@ class Indexer:
 
 def _stored_before(store: ProductStore, entry: Entry) -> bool:
     """Whether a redelivered entry was stored by the indexer that was killed before it could
-    acknowledge it: its offer's last price point is from after the item was crawled, and the
-    offer holds what the item says (price, currency, availability, title, photo URLs).
+    acknowledge it: its offer has a price point at exactly the item's ``crawled_at``.
 
-    The time alone is not enough: the point's time is the indexer's clock when it stored, so an
-    indexer that lags the crawls by more than a run (down for a while, or slower than them)
-    stores run r1's sighting after r2 crawled the page, and would take r2's redelivered entry
-    for stored. What the item says tells them apart; an item that differs only in what the
-    store keeps of its page text (specs), or not at all (r2 seeing what r1 saw), is still
-    taken for stored: r2's sighting is not recorded. The crawler's clock ahead of the
-    indexer's only stores the entry again: one more price point, never an item dropped."""
-    crawled = entry.item.get("crawled_at") if entry.redelivered and entry.item else None
-    if not crawled:
+    Every stored sighting appends a price point at its ``seen_at``, and `offer_record` takes
+    ``seen_at`` from ``crawled_at``, so that point is this entry's own. Any other rule is
+    wrong somewhere: a point *after* the crawl time is also what an indexer lagging a run
+    behind leaves when it stores run r1 after r2 crawled the page, and comparing what the
+    item says cannot tell r2 from r1 when r2 changed only the page's spec text. Two runs
+    crawling the same page in the same microsecond would be taken for one (not met in
+    practice); an entry without ``crawled_at`` is stored again (one more point, none lost)."""
+    if not (entry.redelivered and entry.item):
         return False
     item = entry.item
-    at = datetime.fromisoformat(str(crawled))
-    at = at if at.tzinfo else at.replace(tzinfo=UTC)  # the crawl writes UTC
+    try:
+        at = crawled_at(item)
+    except ValueError:
+        return False  # the store rejects it with the reason, as a first delivery
+    if at is None:
+        return False
     for offer_id, offer in store.get_offers(store.offers_with_url(item["url"])).items():
         if offer.shop == item["shop"]:
-            history = store.price_history(offer_id)
-            return bool(history) and history[-1].seen_at >= at and _holds(offer, item)
+            return any(point.seen_at == at for point in store.price_history(offer_id))
     return False
-
-
-def _holds(offer: OfferRecord, item: dict[str, Any]) -> bool:
-    """Whether a stored offer holds what the crawled item says of its sighting."""
-    price = item.get("price")
-    currency = item.get("currency")
-    return (
-        offer.price == (None if price is None else Decimal(str(price)))
-        and offer.currency == (str(currency).upper() if currency else None)
-        and offer.availability == item.get("availability")
-        and offer.title == (item.get("title") or "")
-        and offer.image_urls == tuple(item.get("image_urls") or ())
-    )
 
 
 @dataclass(frozen=True)

@@ -9,6 +9,7 @@ nothing here imports Scrapy.
 from __future__ import annotations
 
 from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -100,7 +101,13 @@ def offer_specs(
 
 
 def offer_record(item: Mapping[str, Any], image_paths: Sequence[str]) -> OfferRecord:
-    """The store record of an item whose photos are at `image_paths`."""
+    """The store record of an item whose photos are at `image_paths`.
+
+    Its sighting time is the item's ``crawled_at`` (when the crawler saw the page), not the
+    moment it is stored: the price point then says when the price held, and an indexer that
+    is redelivered an entry it stored before it was killed finds that entry's own point at
+    exactly that time (`cumpair.indexer.worker`). An item without ``crawled_at`` is seen now.
+    """
     return OfferRecord(
         shop=item["shop"],
         url=item["url"],
@@ -119,7 +126,23 @@ def offer_record(item: Mapping[str, Any], image_paths: Sequence[str]) -> OfferRe
         condition=item.get("condition"),
         shipping=item.get("shipping") or [],
         spec_conflicts=item.get("spec_conflicts") or [],
+        seen_at=crawled_at(item),
     )
+
+
+def crawled_at(item: Mapping[str, Any]) -> datetime | None:
+    """The item's ``crawled_at`` as a UTC datetime (naive text is UTC, as the crawl writes it),
+    or None when it has none; text that is not an ISO time raises ValueError naming the item."""
+    value = item.get("crawled_at")
+    if not value:
+        return None
+    try:
+        at = value if isinstance(value, datetime) else datetime.fromisoformat(str(value))
+    except ValueError:
+        raise ValueError(
+            f"item {item.get('url')!r}: crawled_at is not an ISO time: {value!r}"
+        ) from None
+    return at if at.tzinfo else at.replace(tzinfo=UTC)
 
 
 def space_vectors(vectors: Any) -> dict[str, np.ndarray]:

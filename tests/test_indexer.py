@@ -111,6 +111,25 @@ def test_a_page_handed_over_twice_in_one_crawl_run_is_indexed_once_even_in_one_b
         assert history == {"1": 2, "2": 1}  # one point for run r1, one for r2
 
 
+@pytest.mark.slow
+@pytest.mark.integration
+def test_a_later_copy_of_an_offer_whose_first_copy_in_the_batch_was_invalid_is_indexed(
+    redis_url, encoders, tmp_path
+):
+    """The first copy of an offer in a batch is refused by the store (a currency that is no
+    ISO code); the later copy of the same run is no repeat of a stored sighting: indexed."""
+    stream = ItemStream.from_url(redis_url)
+    stream.add({**item(1), "currency": "EURO"}, run="r1")
+    stream.add(item(1), run="r1")
+    options = IndexerOptions(ocr=False, exit_when_idle_s=0.5, regroup_idle_s=0, alerts=False)
+    report = Indexer(tmp_path / "data", stream, encoders, options).run()
+    assert (report.new, report.repeated, dict(report.rejected)) == (1, 0, {"invalid offer": 1})
+    assert stream.backlog() == 0
+    with ProductStore.open(tmp_path / "data", readonly=True) as store:
+        (record,) = store.get_offers(range(1, 10)).values()
+        assert record.currency == "EUR"
+
+
 class _Killed(Exception):
     """Stands for kill -9 of the indexer at that point."""
 

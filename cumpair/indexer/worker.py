@@ -198,7 +198,10 @@ class Indexer:
         """Specs, vectors and upsert for each entry; each acknowledged as soon as its upsert
         returned (an offer already indexed in its crawl run only acknowledged). The same
         offer twice in one crawl run within the batch (a page a killed crawler had in hand,
-        crawled again) is indexed once: the later entries are acknowledged with the first."""
+        crawled again) is indexed once: the later entries are acknowledged with the first.
+        If the first is rejected as invalid, its later copies are not repeats of a stored
+        sighting: they are indexed in a next round (each round takes one per offer, so the
+        rounds end)."""
         good: list[Entry] = []
         again: list[Entry] = []
         firsts: set[tuple[str, str]] = set()
@@ -223,11 +226,13 @@ class Indexer:
         photos = {ref: data for offer in prepared for ref, data in offer.photos.items()}
         batch = [(offer.item, offer.references) for offer in prepared]
         touched: set[int] = set()
+        rejected: list[Entry] = []
         stored = embed_and_store(store, groups, _StoredPhotos(embedder, photos), batch)
         for entry, offer, outcome in zip(good, prepared, stored, strict=True):
             self.report.image_errors += offer.unread + len(outcome.vectors.image_errors)
             if outcome.result is None:
                 self._reject(entry, f"invalid offer: {outcome.error}")
+                rejected.append(entry)
                 continue
             self.stream.indexed(entry, outcome.result.offer_id)
             touched.add(outcome.result.offer_id)
@@ -235,8 +240,14 @@ class Indexer:
                 self.report.new += 1
             else:
                 self.report.updated += 1
-        self.report.repeated += len(again)
-        self.stream.ack([entry.id for entry in again])
+        refused = {entry.id for entry in rejected}
+        kept = {(entry.run, entry.offer_key) for entry in good if entry.id not in refused}
+        repeats = [entry for entry in again if (entry.run, entry.offer_key) in kept]
+        self.report.repeated += len(repeats)
+        self.stream.ack([entry.id for entry in repeats])
+        retry = [entry for entry in again if (entry.run, entry.offer_key) not in kept]
+        if retry:
+            touched |= self._index_batch(store, groups, embedder, pool, vision, retry)
         return touched
 
     def _read_photos(self, item: dict[str, Any]) -> _Prepared:

@@ -4,6 +4,7 @@ import pytest
 
 from cumpair.alerts.options import AlertOptions
 from cumpair.flags import parse_flag
+from cumpair.index.records import StoreOptions
 from cumpair.stored_images import ImageStoreOptions
 
 
@@ -21,6 +22,12 @@ def test_settings_readers_share_the_words():
     alerts = AlertOptions.from_settings({"CUMPAIR_ALERTS_SMTP_STARTTLS": "off"})
     assert alerts.smtp_starttls is False
     assert ImageStoreOptions.from_settings({"AWS_USE_SSL": "on"}).aws_use_ssl is True
+    store = StoreOptions.from_settings(
+        {"CUMPAIR_INDEX_FAST_SCAN": " Off ", "CUMPAIR_INDEX_USE_OPQ": "yes"}
+    )
+    assert (store.fast_scan, store.use_opq) == (False, True)
+    with pytest.raises(ValueError, match="CUMPAIR_INDEX_FAST_SCAN"):
+        StoreOptions.from_settings({"CUMPAIR_INDEX_FAST_SCAN": "maybe"})
     with pytest.raises(ValueError, match="CUMPAIR_ALERTS_ENABLED"):
         AlertOptions.from_settings({"CUMPAIR_ALERTS_ENABLED": "maybe"})
     with pytest.raises(ValueError, match="AWS_USE_SSL"):

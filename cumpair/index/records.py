@@ -14,6 +14,8 @@ from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any, Literal, NamedTuple, Self
 
+from cumpair.flags import parse_flag
+
 # A vector id packs (offer id, image ordinal): ``offer_id << ORDINAL_BITS | ordinal``.
 ORDINAL_BITS = 8
 MAX_VECTORS_PER_OFFER = 1 << ORDINAL_BITS
@@ -162,9 +164,6 @@ class StoreOptions:
         return cls(**values)
 
 
-_TRUE, _FALSE = {"1", "true", "yes", "on"}, {"0", "false", "no", "off"}
-
-
 def _setting_value(name: str, value: Any, kind: Any) -> Any:
     """`value` of setting `name` as field type `kind` (bool, int, float, str, Literal, X | None)."""
     args = typing.get_args(kind)
@@ -180,11 +179,10 @@ def _setting_value(name: str, value: Any, kind: Any) -> Any:
                 raise ValueError(f"not one of {', '.join(map(repr, args))}")
             return text
         if kind is bool:
-            if isinstance(text, bool):
-                return text
-            if str(text).lower() in _TRUE | _FALSE:
-                return str(text).lower() in _TRUE
-            raise ValueError("not a boolean")
+            flag = parse_flag(text)
+            if flag is None:
+                raise ValueError("not a boolean")
+            return flag
         if kind is int and isinstance(text, bool | float):
             raise ValueError("not an integer")
         return kind(text)

@@ -25,6 +25,10 @@ BLOCK_LIMIT = 50  # a code or GTIN on more offers than this is no model number (
 #: A GTIN or model code shared by more products than this is not a product identity.
 MAX_BLOCK_PRODUCTS = 50
 NEIGHBOURS = 10  # vector neighbours compared per new offer and space
+#: Trigram neighbour search (`_probed_neighbours`): the rarest trigrams each title probes, and
+#: how many best partial matches per neighbour wanted are rescored exactly.
+PROBE_GRAMS = 24
+PROBE_SHORTLIST = 4
 
 
 def _neighbour_pairs(vectors: np.ndarray, k: int) -> Iterable[tuple[int, int]]:
@@ -53,7 +57,9 @@ def _title_neighbour_pairs(
     words or (`characters`) of character trigrams within words.
 
     Similarities stay sparse (a chunk of rows against all), so memory follows the words
-    titles share, never rows x offers."""
+    titles share, never rows x offers. Trigrams are too common for that (a chunk's
+    similarities are nearly dense, so the exact search is quadratic: 505 CPU s at 10^5 real
+    titles): they go through `_probed_neighbours` instead."""
     from sklearn.feature_extraction.text import TfidfVectorizer
 
     if k == 0 or len(titles) < 2 or not any(t.strip() for t in titles):
@@ -63,6 +69,8 @@ def _title_neighbour_pairs(
         matrix = TfidfVectorizer(sublinear_tf=True, **grams).fit_transform(titles).tocsr()
     except ValueError:  # only stop words or no words at all
         return set()
+    if characters:
+        return _probed_neighbours(matrix, k, chunk=chunk)
     pairs = set()
     transposed = matrix.T.tocsc()
     for start in range(0, len(titles), chunk):
@@ -77,6 +85,58 @@ def _title_neighbour_pairs(
                 top = np.argpartition(-values, k)[:k]
                 columns = columns[top]
             pairs.update((min(i, int(j)), max(i, int(j))) for j in columns)
+    return pairs
+
+
+def _probed_neighbours(
+    matrix: Any, k: int, probes: int = PROBE_GRAMS, chunk: int = 256
+) -> set[tuple[int, int]]:
+    """Row pairs (i, j) where j is among i's `k` most similar rows of `matrix` (CSR, rows
+    L2-normalised), found by prefix filtering as in set-similarity joins: each row probes
+    the inverted lists of its `probes` rarest terms only (a rare term is what two titles of
+    one product share and few others do), its `PROBE_SHORTLIST`·k best columns by that partial
+    score are rescored exactly, and the `k` best kept. The work follows the lengths of the
+    rare terms' lists, not the number of rows, so it grows about linearly with the titles."""
+    from scipy import sparse
+
+    n = matrix.shape[0]
+    df = np.bincount(matrix.indices, minlength=matrix.shape[1])
+    rows = np.repeat(np.arange(n), np.diff(matrix.indptr))
+    # per row, its terms from rarest to commonest; keep the first `probes`
+    order = np.lexsort((df[matrix.indices], rows))
+    rank = np.arange(len(order)) - np.repeat(matrix.indptr[:-1], np.diff(matrix.indptr))
+    keep = order[rank < probes]
+    probe = sparse.csr_matrix(
+        (matrix.data[keep], (rows[keep], matrix.indices[keep])), shape=matrix.shape
+    )
+    transposed = matrix.T.tocsc()
+    shortlist = PROBE_SHORTLIST * k
+    pairs: set[tuple[int, int]] = set()
+    for start in range(0, n, chunk):
+        sims = (probe[start : start + chunk] @ transposed).tocsr()
+        heads, tails = [], []
+        for offset in range(sims.shape[0]):
+            i = start + offset
+            row = slice(sims.indptr[offset], sims.indptr[offset + 1])
+            columns, values = sims.indices[row], sims.data[row]
+            own = columns != i
+            columns, values = columns[own], values[own]
+            if len(values) > shortlist:
+                columns = columns[np.argpartition(-values, shortlist)[:shortlist]]
+            heads.append(np.full(len(columns), i))
+            tails.append(columns)
+        if not heads:
+            continue
+        head, tail = np.concatenate(heads), np.concatenate(tails)
+        if not len(head):
+            continue
+        exact = np.asarray(matrix[head].multiply(matrix[tail]).sum(axis=1)).ravel()
+        # the k best per row: sort by (row, -score), take each row's first k
+        order = np.lexsort((-exact, head))
+        head, tail = head[order], tail[order]
+        first = np.searchsorted(head, head, side="left")
+        best = np.arange(len(head)) - first < k
+        pairs.update(_ordered(int(a), int(b)) for a, b in zip(head[best], tail[best], strict=True))
     return pairs
 
 

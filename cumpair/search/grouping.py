@@ -65,10 +65,13 @@ class GroupingOptions:
     compared; 20 per offer raise the labelled same-product pairs compared from 0.69 to 0.76
     (word neighbours alone) and grouping F1 there 0.748 -> 0.768, at 1.26x the pairs (40 word
     neighbours instead: 0.765 at 2x; watches 0.787 -> 0.785: its gap is not candidates).
-    `trigram_max_offers`: the most offers a regroup searches trigram neighbours over. That search
-    is quadratic (common trigrams make each chunk's similarities nearly dense): on real WDC
-    titles 4.6 CPU s at 10^4 offers, 18 s at 2*10^4, 505 s and 1 GB at 10^5, where it doubled a
-    full regroup; past the bound a regroup compares word, code and vector neighbours only.
+    `trigram_max_offers`: the most offers a regroup searches trigram neighbours over. The exact
+    search was quadratic (common trigrams make each chunk's similarities nearly dense: 505 CPU s
+    and 1 GB at 10^5 real WDC titles); the probed one (`candidates._probed_neighbours`, each
+    title probes its rarest trigrams, rescored exactly) keeps 0.94 of the exact top 20 at 10^4
+    and 2*10^4 and takes 103 CPU s and 715 MB at 10^5 (bench/bench_trigram_neighbours.py, load
+    3-5), so the bound now sits at 10^5; past it a regroup compares word, code and vector
+    neighbours only.
     `refine_passes`: passes that move offers to the group that supports them best
     (0: greedy merging only).
     """
@@ -78,7 +81,7 @@ class GroupingOptions:
     min_support: float = 0.0
     title_neighbours: int = 20
     trigram_neighbours: int = 20
-    trigram_max_offers: int = 20_000
+    trigram_max_offers: int = 100_000
     refine_passes: int = 2
 
     def __post_init__(self) -> None:
@@ -96,7 +99,7 @@ class GroupingOptions:
         """From Scrapy-style settings or the environment: ``CUMPAIR_ONE_OFFER_PER_SHOP``
         (true), ``CUMPAIR_MARKETPLACE_SHOPS`` (comma-separated shop names),
         ``CUMPAIR_GROUP_MIN_SUPPORT`` (0), ``CUMPAIR_GROUP_TITLE_NEIGHBOURS`` (20),
-        ``CUMPAIR_GROUP_TRIGRAM_NEIGHBOURS`` (20), ``CUMPAIR_GROUP_TRIGRAM_MAX_OFFERS`` (20000),
+        ``CUMPAIR_GROUP_TRIGRAM_NEIGHBOURS`` (20), ``CUMPAIR_GROUP_TRIGRAM_MAX_OFFERS`` (100000),
         ``CUMPAIR_GROUP_REFINE_PASSES`` (2)."""
         shops = settings.get("CUMPAIR_MARKETPLACE_SHOPS") or ()
         if isinstance(shops, str):
@@ -110,7 +113,7 @@ class GroupingOptions:
             min_support=float(settings.get("CUMPAIR_GROUP_MIN_SUPPORT", 0.0)),
             title_neighbours=int(settings.get("CUMPAIR_GROUP_TITLE_NEIGHBOURS", 20)),
             trigram_neighbours=int(settings.get("CUMPAIR_GROUP_TRIGRAM_NEIGHBOURS", 20)),
-            trigram_max_offers=int(settings.get("CUMPAIR_GROUP_TRIGRAM_MAX_OFFERS", 20_000)),
+            trigram_max_offers=int(settings.get("CUMPAIR_GROUP_TRIGRAM_MAX_OFFERS", 100_000)),
             refine_passes=int(settings.get("CUMPAIR_GROUP_REFINE_PASSES", 2)),
         )
 

@@ -130,6 +130,28 @@ def test_a_later_copy_of_an_offer_whose_first_copy_in_the_batch_was_invalid_is_i
         assert record.currency == "EUR"
 
 
+@pytest.mark.slow
+@pytest.mark.integration
+def test_an_entry_whose_crawled_at_is_no_time_is_kept_aside_and_the_rest_are_indexed(
+    redis_url, encoders, tmp_path
+):
+    """A crawled_at that is not an ISO time is an invalid offer: kept in the dead-letter stream
+    with the reason, the entries after it indexed (it used to raise ValueError out of the
+    indexer, and the same entry, read first on every restart, stopped it again)."""
+    stream = ItemStream.from_url(redis_url)
+    stream.add({**item(1), "crawled_at": "yesterday"}, run="r1")
+    stream.add({**item(2), "crawled_at": "2026-01-01T10:00:00+02:00"}, run="r1")
+    options = IndexerOptions(ocr=False, exit_when_idle_s=0.5, regroup_idle_s=0, alerts=False)
+    report = Indexer(tmp_path / "data", stream, encoders, options).run()
+    assert (report.new, dict(report.rejected)) == (1, {"invalid offer": 1})
+    assert stream.backlog() == 0 and stream.client.xlen(stream.dead_key) == 1
+    with ProductStore.open(tmp_path / "data", readonly=True) as store:
+        (record,) = store.get_offers(range(1, 10)).values()
+        assert record.url.endswith("/p/2")
+        seen = [p.seen_at for p in store.price_history(record.id)]
+        assert seen == [datetime(2026, 1, 1, 8, tzinfo=UTC)]
+
+
 class _Killed(Exception):
     """Stands for kill -9 of the indexer at that point."""
 

@@ -132,6 +132,19 @@ def test_a_spooled_offer_the_store_refuses_is_logged_and_the_drain_goes_on(tmp_p
     assert spool.count() == 0  # refused as its own process would have been: not kept
 
 
+def test_a_spooled_offer_with_a_crawled_at_that_is_no_time_is_refused_and_the_drain_goes_on(
+    tmp_path,
+):
+    spool = OfferSpool(tmp_path / "store" / "spool" / "offers.sqlite")
+    bad, refs, vectors = offer("corner", 1)
+    spool.put({**bad, "crawled_at": "yesterday"}, refs, vectors, source="job-b")
+    spool.put(*offer("corner", 2), source="job-b")
+    holder = writer(tmp_path, "job-a")
+    assert holder.counts["refused"] == 1 and holder.counts["drained"] == 1
+    holder.close()
+    assert list(stored(tmp_path)) == ["https://corner.example/p/2"]
+
+
 @pytest.mark.slow
 @pytest.mark.integration
 def test_every_offer_a_crawl_spooled_before_kill_9_is_indexed_by_the_holder(

@@ -104,3 +104,29 @@ def test_offer_record_carries_the_item_fields():
     )
     bare = offer_record({"shop": "n", "url": "http://n/2"}, [])
     assert (bare.condition, bare.shipping, bare.spec_conflicts) == (None, [], [])
+
+
+BAD_TIMES = ["yesterday", "2026-13-01T00:00:00", 12345, "9999-12-31T23:00:00-02:00",
+             "0001-01-01T00:30:00+01:00"]  # fmt: skip
+
+
+@pytest.mark.parametrize("value", BAD_TIMES)
+def test_a_crawled_at_that_is_no_time_the_store_can_keep_is_an_invalid_offer(value):
+    """Not ISO, or past the years a UTC datetime holds: refused as invalid (the indexer and the
+    spool drain keep such an entry aside and go on) rather than a bare ValueError or
+    OverflowError that stops them at the same entry on every restart."""
+    with pytest.raises(InvalidOfferError, match="crawled_at"):
+        offer_record({"shop": "n", "url": "http://n/1", "crawled_at": value}, [])
+
+
+def test_crawled_at_is_the_same_instant_in_utc_after_the_store_round_trip(tmp_path: Path):
+    """Naive text (UTC, as the crawl writes it), an offset, a Z and microseconds all come back
+    from the store as the same instant: the indexer's exact-time test holds for each."""
+    values = ["2026-01-01T10:00:00", "2026-01-01T12:00:00+02:00", "2026-01-01T10:00:00Z",
+              "2026-01-01T10:00:00.123456-03:30"]  # fmt: skip
+    with ProductStore.open(tmp_path / "s", SPACES) as store:
+        for n, value in enumerate(values):
+            record = offer_record({"shop": "n", "url": f"http://n/{n}", "crawled_at": value}, [])
+            assert record.seen_at.utcoffset() is not None
+            oid = store.upsert(record).offer_id
+            assert [p.seen_at for p in store.price_history(oid)] == [record.seen_at]

@@ -246,8 +246,8 @@ def drain_spool(
                 logger.error("spool %s: row %d skipped: %s", spool.path, offer.id, offer.error)
                 counts["unreadable"] += 1
                 continue
-            record = offer_record(offer.item, offer.references)
             try:
+                record = offer_record(offer.item, offer.references)  # refuses a bad crawled_at
                 result, _ = store_offer(store, groups, record, offer.vectors)
             except InvalidOfferError as exc:
                 logger.error("spool %s: %s refused by the store: %s", spool.path,

@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from cumpair.index import OfferRecord, UpsertResult
+from cumpair.index import InvalidOfferError, OfferRecord, UpsertResult
 from cumpair.search.boilerplate import TitleBoilerplate
 from cumpair.search.candidates import touched_pairs, touched_reach
 from cumpair.search.store_scan import first_vectors, scan_offers
@@ -132,17 +132,20 @@ def offer_record(item: Mapping[str, Any], image_paths: Sequence[str]) -> OfferRe
 
 def crawled_at(item: Mapping[str, Any]) -> datetime | None:
     """The item's ``crawled_at`` as a UTC datetime (naive text is UTC, as the crawl writes it),
-    or None when it has none; text that is not an ISO time raises ValueError naming the item."""
+    or None when it has none. A value that is not an ISO time, or one whose UTC time is past
+    the years a datetime holds, raises `InvalidOfferError` naming the item: the store's own
+    refusal, which the indexer and the spool drain keep aside before going on (a bare
+    ValueError stopped them, at the same entry again on every restart)."""
     value = item.get("crawled_at")
     if not value:
         return None
     try:
         at = value if isinstance(value, datetime) else datetime.fromisoformat(str(value))
-    except ValueError:
-        raise ValueError(
-            f"item {item.get('url')!r}: crawled_at is not an ISO time: {value!r}"
+        return at.replace(tzinfo=UTC) if at.tzinfo is None else at.astimezone(UTC)
+    except (ValueError, OverflowError):
+        raise InvalidOfferError(
+            f"item {item.get('url')!r}: crawled_at is not an ISO time in UTC's range: {value!r}"
         ) from None
-    return at if at.tzinfo else at.replace(tzinfo=UTC)
 
 
 def space_vectors(vectors: Any) -> dict[str, np.ndarray]:

@@ -36,6 +36,32 @@ def test_condition_shipping_and_spec_conflicts_round_trip(tmp_path: Path):
     assert (got[plain].condition, got[plain].shipping, got[plain].spec_conflicts) == (None, [], [])
 
 
+def test_a_sighting_older_than_the_last_adds_its_point_and_changes_nothing_else(tmp_path: Path):
+    """Sightings are stamped with their crawl time, so one can arrive after a later one (a
+    crawler's spool drained late): the offer keeps the later sighting's fields."""
+    from datetime import UTC, datetime
+
+    def day(d: int) -> datetime:
+        return datetime(2026, 1, d, 12, tzinfo=UTC)
+
+    def sighting(seen_at: datetime, title: str, price: str) -> OfferRecord:
+        return OfferRecord(
+            shop="northwind", url="http://n/p/1", title=title, price=Decimal(price), seen_at=seen_at
+        )
+
+    with ProductStore.open(tmp_path / "s", SPACES) as store:
+        oid = store.upsert(sighting(day(2), "new", "8.00")).offer_id
+        store.upsert(sighting(day(1), "old", "10.00"))
+        got = store.get_offers([oid])[oid]
+        history = store.price_history(oid)
+    assert (got.title, got.price) == ("new", Decimal("8.00"))
+    assert (got.first_seen, got.last_seen) == (day(1), day(2))
+    assert [(p.price, p.seen_at) for p in history] == [
+        (Decimal("10.00"), day(1)),
+        (Decimal("8.00"), day(2)),
+    ]
+
+
 def test_a_recrawl_replaces_the_offer_fields(tmp_path: Path):
     with ProductStore.open(tmp_path / "s", SPACES) as store:
         oid = store.upsert(offer(condition="New", shipping=SHIPPING)).offer_id

@@ -505,16 +505,29 @@ def insert_offers(conn: sqlite3.Connection, offers: list[tuple[int, OfferRow, st
     )
 
 
+# A sighting older than the offer's last one (an indexer draining a crawler's spool late, or a
+# retried copy stored after a later run's) must not turn the offer back to what it was: the
+# sighting time is the crawl's (`offer_record`), so sightings can arrive out of order. It only
+# adds its price point, and moves first_seen back. julianday() compares the times as instants
+# whatever their ISO spelling (offsets, microseconds or none).
+_NOT_OLDER = "julianday(last_seen) <= julianday(?)"
+
+
 def update_offers(conn: sqlite3.Connection, offers: list[tuple[int, OfferRow, str, bool]]) -> None:
-    """Overwrite offers of the same shop with a newer sighting: (id, row, ISO seen, keep the
-    stored URL: the row's URL is the stored one, or is not to replace it)."""
+    """Overwrite offers of the same shop with a sighting at least as new as their last one:
+    (id, row, ISO seen, keep the stored URL: the row's URL is the stored one, or is not to
+    replace it). An older sighting leaves the offer as it is, except an earlier first_seen."""
     conn.executemany(
-        f"UPDATE offers SET {_UPDATE_NEW_URL}, last_seen = ? WHERE id = ?",
-        [(*row[1:], seen, offer_id) for offer_id, row, seen, keep in offers if not keep],
+        f"UPDATE offers SET {_UPDATE_NEW_URL}, last_seen = ? WHERE id = ? AND {_NOT_OLDER}",
+        [(*row[1:], seen, offer_id, seen) for offer_id, row, seen, keep in offers if not keep],
     )
     conn.executemany(
-        f"UPDATE offers SET {_UPDATE_KEEP_URL}, last_seen = ? WHERE id = ?",
-        [(*row[2:], seen, offer_id) for offer_id, row, seen, keep in offers if keep],
+        f"UPDATE offers SET {_UPDATE_KEEP_URL}, last_seen = ? WHERE id = ? AND {_NOT_OLDER}",
+        [(*row[2:], seen, offer_id, seen) for offer_id, row, seen, keep in offers if keep],
+    )
+    conn.executemany(
+        "UPDATE offers SET first_seen = ? WHERE id = ? AND julianday(?) < julianday(first_seen)",
+        [(seen, offer_id, seen) for offer_id, _, seen, _ in offers],
     )
 
 

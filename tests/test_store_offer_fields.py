@@ -133,14 +133,14 @@ def test_offer_record_carries_the_item_fields():
 
 
 BAD_TIMES = ["yesterday", "2026-13-01T00:00:00", 12345, "9999-12-31T23:00:00-02:00",
-             "0001-01-01T00:30:00+01:00"]  # fmt: skip
+             "0001-01-01T00:30:00+01:00", "2999-01-01T00:00:00"]  # fmt: skip
 
 
 @pytest.mark.parametrize("value", BAD_TIMES)
 def test_a_crawled_at_that_is_no_time_the_store_can_keep_is_an_invalid_offer(value):
-    """Not ISO, or past the years a UTC datetime holds: refused as invalid (the indexer and the
-    spool drain keep such an entry aside and go on) rather than a bare ValueError or
-    OverflowError that stops them at the same entry on every restart."""
+    """Not ISO, past the years a UTC datetime holds, or in the future: refused as invalid
+    (the indexer and the spool drain keep such an entry aside and go on) rather than a bare
+    ValueError or OverflowError that stops them at the same entry on every restart."""
     with pytest.raises(InvalidOfferError, match="crawled_at"):
         offer_record({"shop": "n", "url": "http://n/1", "crawled_at": value}, [])
 

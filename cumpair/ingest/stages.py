@@ -9,7 +9,7 @@ nothing here imports Scrapy.
 from __future__ import annotations
 
 from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -135,17 +135,29 @@ def crawled_at(item: Mapping[str, Any]) -> datetime | None:
     or None when it has none. A value that is not an ISO time, or one whose UTC time is past
     the years a datetime holds, raises `InvalidOfferError` naming the item: the store's own
     refusal, which the indexer and the spool drain keep aside before going on (a bare
-    ValueError stopped them, at the same entry again on every restart)."""
+    ValueError stopped them, at the same entry again on every restart). So does a time more
+    than `CRAWLED_AT_SKEW` ahead of this machine's clock: a point from the future would stay
+    the last of the offer's history, and its trend and drop alerts would stop for good."""
     value = item.get("crawled_at")
     if not value:
         return None
     try:
         at = value if isinstance(value, datetime) else datetime.fromisoformat(str(value))
-        return at.replace(tzinfo=UTC) if at.tzinfo is None else at.astimezone(UTC)
+        at = at.replace(tzinfo=UTC) if at.tzinfo is None else at.astimezone(UTC)
     except (ValueError, OverflowError):
         raise InvalidOfferError(
             f"item {item.get('url')!r}: crawled_at is not an ISO time in UTC's range: {value!r}"
         ) from None
+    if at > datetime.now(UTC) + CRAWLED_AT_SKEW:
+        raise InvalidOfferError(
+            f"item {item.get('url')!r}: crawled_at {value!r} is in the future"
+            " (is the crawler's clock ahead?)"
+        )
+    return at
+
+
+# How far a crawler's clock may run ahead of the indexer's before its items are refused.
+CRAWLED_AT_SKEW = timedelta(days=1)
 
 
 def space_vectors(vectors: Any) -> dict[str, np.ndarray]:

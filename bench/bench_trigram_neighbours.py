@@ -23,7 +23,9 @@ import sys
 import time
 from pathlib import Path
 
-WDC = Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "real" / "matching" / "wdc"
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))  # run from a checkout: the child is this file, so it gets it too
+WDC = ROOT / ".." / "shared" / "data" / "real" / "matching" / "wdc"
 _TITLE = re.compile(r'COL title VAL\s+"((?:[^"\\]|\\.)*)"')
 
 
@@ -96,7 +98,7 @@ def measure(method: str, n: int, k: int) -> dict:
     out = subprocess.run(
         [sys.executable, __file__, "--child", method, str(n), str(k)],
         check=True,
-        capture_output=True,
+        stdout=subprocess.PIPE,  # the child's errors show on stderr
         text=True,
     )
     return json.loads(out.stdout)
@@ -114,8 +116,8 @@ def main() -> None:
         print(json.dumps(_run(method, int(n), int(k))))
         return
     print(f"real titles: {len(real_titles())}")
-    print("| offers | method | CPU s | peak RSS MB | pairs | recall of exact pairs |")
-    print("|---|---|---|---|---|---|")
+    print("| offers | method | CPU s | exact CPU / this | peak RSS MB | pairs | recall of exact |")
+    print("|---|---|---|---|---|---|---|")
     for n in args.sizes:
         probed = measure("probed", n, args.k)
         exact = measure("exact", n, args.k) if n <= args.exact_max else None
@@ -125,8 +127,9 @@ def main() -> None:
                 continue
             truth = {tuple(p) for p in exact["pairs"]} if exact else None
             recall = f"{len(got & truth) / len(truth):.3f}" if truth and name == "probed" else "-"
+            ratio = f"{exact['cpu_s'] / row['cpu_s']:.2f}x" if exact and row["cpu_s"] else "-"
             print(
-                f"| {n} | {name} | {row['cpu_s']:.1f} | {row['peak_rss_mb']:.0f} | "
+                f"| {n} | {name} | {row['cpu_s']:.1f} | {ratio} | {row['peak_rss_mb']:.0f} | "
                 f"{len(row['pairs'])} | {recall} |"
             )
 

@@ -69,28 +69,10 @@ def _run(method: str, n: int, k: int) -> dict:
 
 
 def _exact(titles: list[str], k: int) -> set[tuple[int, int]]:
-    """The exact top-k search (the chunked sparse product `_title_neighbour_pairs` had)."""
-    import numpy as np
-    from sklearn.feature_extraction.text import TfidfVectorizer
+    """The exact top-k search over the same trigram rows (the baseline the probing replaced)."""
+    from cumpair.search import candidates
 
-    matrix = (
-        TfidfVectorizer(sublinear_tf=True, analyzer="char_wb", ngram_range=(3, 3))
-        .fit_transform(titles)
-        .tocsr()
-    )
-    transposed, pairs = matrix.T.tocsc(), set()
-    for start in range(0, len(titles), 256):
-        sims = (matrix[start : start + 256] @ transposed).tocsr()
-        for offset in range(sims.shape[0]):
-            i = start + offset
-            row = slice(sims.indptr[offset], sims.indptr[offset + 1])
-            columns, values = sims.indices[row], sims.data[row]
-            keep = columns != i
-            columns, values = columns[keep], values[keep]
-            if len(values) > k:
-                columns = columns[np.argpartition(-values, k)[:k]]
-            pairs.update((min(i, int(j)), max(i, int(j))) for j in columns)
-    return pairs
+    return candidates._exact_neighbours(candidates.title_tfidf(titles, characters=True), k)
 
 
 def measure(method: str, n: int, k: int) -> dict:

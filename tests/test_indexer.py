@@ -189,19 +189,26 @@ def test_a_later_crawl_waiting_behind_a_kill_is_stored_though_the_indexer_lags_i
     stores run r1's sighting after r2 crawled the same page, and is killed before r2's entry:
     that redelivered entry, a new price, is stored (r1's point is newer than r2's crawl only
     on the indexer's clock)."""
-    stream = ItemStream.from_url(redis_url)
-    stream.add({**item(1), "crawled_at": "2026-01-01T10:00:00+00:00"}, run="r1")
+    first = {**item(1), "crawled_at": "2026-01-01T10:00:00+00:00"}
     later = {**item(1), "price": Decimal("8.49"), "crawled_at": "2026-01-01T12:00:00+00:00"}
+    report, history = _rerun_after_a_kill_behind(first, later, redis_url, encoders, tmp_path)
+    assert (report.new, report.updated, report.repeated) == (0, 1, 1)  # r1's was stored
+    assert [point.price for point in history] == [Decimal("9.99"), Decimal("8.49")]
+
+
+def _rerun_after_a_kill_behind(first, later, redis_url, encoders, tmp_path):
+    """Run r1's `first` and r2's `later` through an indexer killed after its first upsert,
+    then a restarted one: its report, and the offer's price history."""
+    stream = ItemStream.from_url(redis_url)
+    stream.add(first, run="r1")
     stream.add(later, run="r2")
     options = IndexerOptions(ocr=False, exit_when_idle_s=0.5, regroup_idle_s=0, alerts=False)
     with pytest.raises(_Killed):
         Indexer(tmp_path / "data", _KilledAfterUpsert(stream.client), encoders, options).run()
     report = Indexer(tmp_path / "data", ItemStream(stream.client), encoders, options).run()
-    assert (report.new, report.updated, report.repeated) == (0, 1, 1)  # r1's was stored
     with ProductStore.open(tmp_path / "data", readonly=True) as store:
         (offer_id,) = store.get_offers(range(1, 10))
-        prices = [point.price for point in store.price_history(offer_id)]
-        assert prices == [Decimal("9.99"), Decimal("8.49")]
+        return report, store.price_history(offer_id)
 
 
 @pytest.mark.slow
@@ -213,21 +220,13 @@ def test_a_later_crawl_that_changed_only_spec_text_is_stored_though_the_indexer_
     The old rule (a point after the crawl time, and the offer holds the item's price, title
     and photos) took r2's redelivered entry for stored and lost its sighting and its specs;
     the point at exactly r2's crawl time is not there, so it is stored."""
-    stream = ItemStream.from_url(redis_url)
     first = {**item(1), "crawled_at": "2026-01-01T10:00:00+00:00", "description": "Steel."}
-    stream.add(first, run="r1")
     later = {**first, "crawled_at": "2026-01-01T12:00:00+00:00",
              "description": "Stainless steel, 500 ml, weight 320 g."}  # fmt: skip
-    stream.add(later, run="r2")
-    options = IndexerOptions(ocr=False, exit_when_idle_s=0.5, regroup_idle_s=0, alerts=False)
-    with pytest.raises(_Killed):
-        Indexer(tmp_path / "data", _KilledAfterUpsert(stream.client), encoders, options).run()
-    report = Indexer(tmp_path / "data", ItemStream(stream.client), encoders, options).run()
+    report, history = _rerun_after_a_kill_behind(first, later, redis_url, encoders, tmp_path)
     assert (report.new, report.updated, report.repeated) == (0, 1, 1)  # r1's was stored
-    with ProductStore.open(tmp_path / "data", readonly=True) as store:
-        (offer_id,) = store.get_offers(range(1, 10))
-        seen = [point.seen_at for point in store.price_history(offer_id)]
-        assert seen == [datetime(2026, 1, 1, h, tzinfo=UTC) for h in (10, 12)]
+    seen = [point.seen_at for point in history]
+    assert seen == [datetime(2026, 1, 1, h, tzinfo=UTC) for h in (10, 12)]
 
 
 def test_an_unreadable_image_store_stops_the_indexer_before_it_reads_anything(tmp_path):

@@ -91,15 +91,21 @@ def _exact_neighbours(matrix: Any, k: int, chunk: int = 256) -> set[tuple[int, i
         sims = (matrix[start : start + chunk] @ transposed).tocsr()
         for offset in range(sims.shape[0]):
             i = start + offset
-            row = slice(sims.indptr[offset], sims.indptr[offset + 1])
-            columns, values = sims.indices[row], sims.data[row]
-            keep = columns != i
-            columns, values = columns[keep], values[keep]
+            columns, values = _others(sims, offset, i)
             if len(values) > k:
                 top = np.argpartition(-values, k)[:k]
                 columns = columns[top]
             pairs.update((min(i, int(j)), max(i, int(j))) for j in columns)
     return pairs
+
+
+def _others(sims: Any, offset: int, i: int) -> tuple[np.ndarray, np.ndarray]:
+    """Columns and similarities of row `offset` of a chunk's CSR similarities, row `i` (the
+    title itself) left out."""
+    row = slice(sims.indptr[offset], sims.indptr[offset + 1])
+    columns, values = sims.indices[row], sims.data[row]
+    others = columns != i
+    return columns[others], values[others]
 
 
 def _probed_neighbours(
@@ -132,10 +138,7 @@ def _probed_neighbours(
         heads, tails = [], []
         for offset in range(sims.shape[0]):
             i = start + offset
-            row = slice(sims.indptr[offset], sims.indptr[offset + 1])
-            columns, values = sims.indices[row], sims.data[row]
-            own = columns != i
-            columns, values = columns[own], values[own]
+            columns, values = _others(sims, offset, i)
             if len(values) > shortlist:
                 columns = columns[np.argpartition(-values, shortlist)[:shortlist]]
             heads.append(np.full(len(columns), i))

@@ -95,7 +95,7 @@ def _exact_neighbours(matrix: Any, k: int, chunk: int = 256) -> set[tuple[int, i
             if len(values) > k:
                 top = np.argpartition(-values, k)[:k]
                 columns = columns[top]
-            pairs.update((min(i, int(j)), max(i, int(j))) for j in columns)
+            pairs.update(_ordered(i, int(j)) for j in columns)
     return pairs
 
 
@@ -143,8 +143,6 @@ def _probed_neighbours(
                 columns = columns[np.argpartition(-values, shortlist)[:shortlist]]
             heads.append(np.full(len(columns), i))
             tails.append(columns)
-        if not heads:
-            continue
         head, tail = np.concatenate(heads), np.concatenate(tails)
         if not len(head):
             continue

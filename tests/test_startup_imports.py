@@ -85,11 +85,13 @@ def test_search_queries_with_offline_encoders_do_not_import_torch(demo_index, tm
         # tokenizer with the first text to embed: none in a photo or GTIN query; Pillow with
         # the first photo to read: none in a text or GTIN query, though a text query loads the
         # image encoder (and the embedder's package); OpenCV with the first photo to resize;
-        # price-parser with the first title's numbers to read: none in a query.
+        # price-parser with the first title's numbers to read: none in a query; filelock with
+        # a store writer or an ONNX export: none in a read-only query with the models exported.
         (
             *HEAVY,
             "pint",
             "price_parser",
+            "filelock",
             *(["tokenizers"] if query != "--text" else []),
             *(["PIL"] if query != "--image" else []),
             *(["cv2"] if query != "--image" else []),

@@ -16,8 +16,6 @@ from contextlib import contextmanager
 from contextvars import ContextVar
 from pathlib import Path
 
-from filelock import FileLock
-
 from cumpair.embed.base import EmbedError
 
 logger = logging.getLogger(__name__)
@@ -54,6 +52,8 @@ def cached_onnx(path: Path, export: Callable[[Path], None], *, lock_timeout: flo
         return path
     if _exports_elsewhere.get():
         raise OnnxExportMissing(path)
+    from filelock import FileLock  # an export's: a query finds the file and takes none
+
     path.parent.mkdir(parents=True, exist_ok=True)
     with FileLock(str(path) + ".lock", timeout=lock_timeout):
         if path.is_file():  # another process exported while we waited

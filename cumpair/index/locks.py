@@ -13,8 +13,6 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from filelock import FileLock, Timeout
-
 from cumpair.index.records import StoreLockedError
 
 
@@ -71,12 +69,16 @@ class WriterLock:
     """
 
     def __init__(self, directory: Path) -> None:
+        from filelock import FileLock  # a writer's: read-only opens (every query) take none
+
         self._key = str(Path(directory).resolve())
         self._lock = FileLock(directory / "store.lock", thread_local=False)
         self._owner = directory / "writer.json"
         self._holds = False
 
     def acquire(self, timeout: float) -> None:
+        from filelock import Timeout
+
         try:
             self._lock.acquire(timeout=timeout)
         except Timeout:

@@ -16,7 +16,6 @@ from __future__ import annotations
 import argparse
 import json
 import random
-import re
 import resource
 import subprocess
 import sys
@@ -26,16 +25,21 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # run from a checkout: the child is this file, so it gets it too
 WDC = ROOT / ".." / "shared" / "data" / "real" / "matching" / "wdc"
-_TITLE = re.compile(r'COL title VAL\s+"((?:[^"\\]|\\.)*)"')
 
 
 def real_titles() -> list[str]:
-    """Every distinct offer title of the WDC pair files (all categories, train and valid)."""
+    """Every distinct offer title of the WDC pair files (all categories, train and valid), as
+    grouping compares them (`matcher_train.read_pairs`: one title per tab-separated side;
+    `features.clean_text`: no language tags or quotes)."""
+    from cumpair.search.features import clean_text
+    from cumpair.search.matcher_train import read_pairs
+
     seen: dict[str, None] = {}
     for path in sorted(WDC.glob("*/*.txt")):
-        for line in path.read_text(encoding="utf-8").splitlines():
-            for title in _TITLE.findall(line):
-                seen.setdefault(title.strip(), None)
+        for pair in read_pairs(path):
+            for offer in (pair.left, pair.right):
+                seen.setdefault(clean_text(offer.get("title")), None)
+    seen.pop("", None)
     if not seen:
         raise SystemExit(f"no WDC titles under {WDC}")
     return list(seen)

@@ -257,6 +257,7 @@ CRAWL_REDIS_LEASE_S = 30.0  # a dead crawler's requests go back to the queue aft
 # A finished crawl run's dupefilter is kept this long: crawlers started meanwhile find it done.
 CRAWL_REDIS_RERUN_AFTER_S = 3600.0
 CRAWL_REDIS_HOST_INTERVAL = 0.1  # seconds between two requests to a host, all crawlers together
+CRAWL_REDIS_TURN_LOG = 0  # each host's last N turns kept in Redis, to check a pace on (0: none)
 ADDONS = {"cumpair_scraper.redis_mode.RedisMode": 0}
 
 FEED_EXPORT_ENCODING = "utf-8"

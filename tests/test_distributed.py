@@ -19,6 +19,7 @@ import time
 from collections.abc import Iterator
 from decimal import Decimal
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import pytest
 import redis
@@ -145,6 +146,16 @@ def test_requests_in_flight_of_a_crawler_without_heartbeat_go_back_to_the_queue(
     assert lost.url in {alive.pop().url, alive.pop().url}
 
 
+#: Turns kept per host in Redis (`shared_throttle.py`'s turn log), for the pace checks: more
+#: than any test's crawl asks of one host.
+TURN_LOG = 100_000
+#: A request that reaches a host early in a hold (Retry-After, a challenge) may have been given
+#: its turn before the hold was in Redis: while the answer asking for the hold went back to its
+#: crawler, through its middlewares and one Redis round trip (a few ms on a quiet machine, room
+#: here for a loaded one). Later in the hold no request of any crawler may reach the host.
+BEFORE_THE_HOLD_S = 0.4
+
+
 def scrapy_process(command: list[str], out: Path, name: str, *extra: str) -> subprocess.Popen:
     """`scrapy <command>` in Redis mode (the command names Redis and the data directory), as on
     one of several machines; its stats are written per spider to ``<name>.<spider>.stats.json``.
@@ -153,6 +164,7 @@ def scrapy_process(command: list[str], out: Path, name: str, *extra: str) -> sub
         [
             sys.executable, "-m", "scrapy", *command,
             "-s", "CRAWL_REDIS_LEASE_S=2",
+            "-s", f"CRAWL_REDIS_TURN_LOG={TURN_LOG}",
             "-s", f"LOG_FILE={out / f'{name}.log'}",
             "-s", "STATS_CLASS=tests.stats_dump.JsonDumpStatsCollector",
             "-s", f"STATS_DUMP_FILE={out / f'{name}.{{spider}}.stats.json'}",
@@ -254,16 +266,17 @@ def test_two_crawlers_share_the_frontier_the_host_pace_and_the_back_off(
     assert all(s["handoff/items"] > 0 for s in stats.values())  # both did part of it
     hits = [h for h in server.hits if h.shop == "cornerstore"]
     assert not [h for h in hits if h.path.startswith("/private/")]
-    assert_paced(hits, interval)  # two processes pacing themselves apart: 40 in 2 s
-    # The back-off: after each 429 (Retry-After: 1) neither process asks again within the second
-    # (0.4 s of slack for the answer to reach the crawler and the hold to reach Redis).
+    client = redis.Redis.from_url(redis_url)
+    # every request the shop saw left on a turn of the shared pace, 0.1 s apart on Redis's
+    # clock, and (a plain HTTP shop) reached it when it left: 20 a second by its own clock too
+    assert len(assert_turns_paced(client, server, "cornerstore", interval)) == len(hits)
+    assert_paced(hits, interval)
+    # The back-off: after each 429 (Retry-After: 1) neither process asks again within the second.
     limited = [h.at for h in hits if h.status == 429]
     assert limited
-    for t in limited:
-        assert not [h for h in hits if t + 0.4 < h.at < t + 0.9], f"request during hold at {t}"
+    assert_held(hits, limited, 1.0)
     assert sum(s.get("retry_after/honoured", 0) for s in stats.values()) == len(limited)
     # The crawl run is over: its queue is gone, its dupefilter expires before the next run.
-    client = redis.Redis.from_url(redis_url)
     assert_run_ended(client, "cornerstore")
     assert client.xlen("cumpair:items") == len(urls)
 
@@ -295,17 +308,43 @@ def test_a_challenge_page_one_crawler_sees_is_held_in_redis_for_both(
     pages = len(server.catalog.offers_by_shop("northwind"))  # each challenged once
     seen = [s.get("challenge/backoff", 0) for s in stats.values()]
     assert len(challenged) == pages == sum(seen) and min(seen) > 0  # both were challenged
-    # every challenge holds the host in Redis for both crawlers; how well the hold keeps the
-    # other crawler away is not asserted: requests it had already been granted still reached the
-    # shop 0.4-0.9 s into a 1 s hold in 2 of 3 quiet runs (closing note of session 8, #18)
+    # every challenge holds the host in Redis for both crawlers, posted before the challenged
+    # request lets another of its crawler take a turn, and no request of either reaches the shop
+    # in the hold's second (CHALLENGE_BACKOFF_BASE; each page is challenged once)
     assert sum(s.get("shared_throttle/holds", 0) for s in stats.values()) == pages
+    assert_held(hits, challenged, 1.0)
+
+
+def assert_held(hits: list, starts: list[float], hold: float) -> None:
+    """No request reached the host in a hold of `hold` seconds that each answer at `starts`
+    asked for, once BEFORE_THE_HOLD_S had passed (the hold itself starts later, once in Redis).
+    """
+    for t in starts:
+        early = [h for h in hits if t + BEFORE_THE_HOLD_S < h.at < t + hold]
+        assert not early, f"{early[0]} came {early[0].at - t:.2f} s into the hold at {t:.2f}"
+
+
+def assert_turns_paced(client: redis.Redis, server, shop: str, interval: float) -> list[float]:
+    """The turns the shared pace gave the shop's requests (its turn log in Redis, on the Redis
+    server's clock) were `interval` apart, all crawlers together; the turns, in order."""
+    host = urlsplit(server.base_url(shop)).hostname
+    turns = sorted(float(t) for t in client.lrange(f"cumpair:host:{host}:turns", 0, -1))
+    assert turns, shop
+    assert len(turns) < TURN_LOG, shop  # none dropped from the log
+    # Lua writes the times with 14 digits: 0.1 ms at today's epoch seconds
+    closest = min((b - a for a, b in itertools.pairwise(turns)), default=interval)
+    assert closest >= interval - 1e-3, (shop, closest)
+    return turns
 
 
 def assert_paced(hits: list, interval: float) -> None:
-    """One host's requests came at most 1 / interval a second, all crawlers together.
+    """One host's requests reached it at most 1 / interval a second, all crawlers together.
 
-    Turns are 1 / interval a second on Redis's clock; arrivals bunch by the jitter of each
-    process's event loop, so any 2 s may hold up to half as many again.
+    Turns are 1 / interval a second on Redis's clock (`assert_turns_paced`); a plain HTTP
+    request reaches the host when it leaves on its turn, but arrivals bunch by the jitter of
+    each process's event loop, so any 2 s may hold up to half as many again. Not for a browser
+    shop: its page requests reach the host when the browser navigates, up to seconds after the
+    turn.
     """
     times = sorted(h.at for h in hits)
     busiest = max(sum(1 for t in times[i:] if t < start + 2.0) for i, start in enumerate(times))
@@ -373,10 +412,10 @@ def kill_while_holding_requests(proc: subprocess.Popen, client: redis.Redis, log
     os.kill(proc.pid, signal.SIGKILL)
 
 
-#: What a JavaScript shop's browser asks for while it renders a page it was given its turn for
-#: (the demo's script and data calls): the browser's own subrequests, which the pace (a Scrapy
-#: downloader middleware) never sees.
-BROWSER_SUBREQUESTS = {"nebula": ("/static/", "/api/")}
+#: The JavaScript shops: their browser asks for scripts and data while it renders a page it
+#: was given its turn for (subrequests the pace, a Scrapy downloader middleware, never sees),
+#: and the page's own request reaches the shop when the browser gets to it.
+BROWSER_SHOPS = {"nebula"}
 
 
 @pytest.mark.slow
@@ -456,8 +495,12 @@ def test_three_crawlers_and_an_indexer_killed_midway_lose_and_double_nothing(
     assert {h.shop for h in hits} == set(SHOPS)
     assert not [h for h in hits if h.path.startswith("/private/")]
     for shop in SHOPS:
-        own = BROWSER_SUBREQUESTS.get(shop, ())
-        assert_paced([h for h in hits if h.shop == shop and not h.path.startswith(own)], interval)
+        # every host's turns were paced on Redis's clock; arrivals are the pace for the HTTP
+        # shops, not for the JavaScript one (its browser's navigation latency bunches them: 31
+        # page requests in 2 s on a loaded machine, where 30 is the pace's most)
+        assert_turns_paced(client, server, shop, interval)
+        if shop not in BROWSER_SHOPS:
+            assert_paced([h for h in hits if h.shop == shop], interval)
         assert_run_ended(client, shop)
     # docker-compose's search page over that store, healthy by its own check
     with socket.socket() as probe:

@@ -8,7 +8,8 @@ the 2captcha protocol (or in-process by `cumpair.vision.ocr` when CAPTCHA_SERVER
 the form submitted and the original request resumed. Third-party challenges (reCAPTCHA,
 hCaptcha, Turnstile) are never attempted: they always back off. Each back-off is also sent as
 the `HOST_BACKED_OFF` signal, which Redis mode's shared pace (`shared_throttle.py`) turns into a
-hold of the host for every crawler of it.
+hold of the host for every crawler of it; that pace asks `ChallengeRules` too, to post the hold
+before the challenged request gives up its turn (it sees the response before this middleware).
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from scrapy import Request, signals
 from scrapy.crawler import Crawler
 from scrapy.exceptions import IgnoreRequest, NotConfigured
 from scrapy.http import FormRequest, Response, TextResponse
+from scrapy.settings import BaseSettings
 
 logger = logging.getLogger(__name__)
 
@@ -82,6 +84,80 @@ class Markers:
         return None
 
 
+#: Request meta keys: challenges backed off so far, captcha answers tried so far.
+RETRIES = "challenge_times"
+SOLVES = "captcha_solves"
+
+
+@dataclass(frozen=True, slots=True)
+class ChallengeRules:
+    """What a challenge page is and how it is met, from settings: the middleware's decisions,
+    and Redis mode's shared pace (which posts a back-off's hold before the page lets go of its
+    host turn) asks the same ones."""
+
+    status_codes: frozenset[int]
+    markers: Markers
+    third_party: tuple[str, ...]
+    max_retries: int
+    backoff_base: float
+    backoff_max: float
+    authorized: frozenset[str]
+    solve_attempts: int
+
+    @classmethod
+    def from_settings(cls, s: BaseSettings) -> ChallengeRules | None:
+        """The rules, or None when CHALLENGE_ENABLED is off."""
+        if not s.getbool("CHALLENGE_ENABLED", True):
+            return None
+        codes = s.getlist("CHALLENGE_STATUS_CODES", [403, 429, 503])
+        markers = ["form img.captcha", r"title:security check|are you (a )?(human|robot)"]
+        return cls(
+            status_codes=frozenset(int(c) for c in codes),
+            markers=Markers.parse(s.getlist("CHALLENGE_MARKERS", markers)),
+            third_party=tuple(s.getlist("CHALLENGE_THIRD_PARTY_MARKERS", THIRD_PARTY_MARKERS)),
+            max_retries=s.getint("CHALLENGE_MAX_RETRIES", 3),
+            backoff_base=s.getfloat("CHALLENGE_BACKOFF_BASE", 5.0),
+            backoff_max=s.getfloat("CHALLENGE_BACKOFF_MAX", 300.0),
+            authorized=frozenset(h.lower() for h in s.getlist("CAPTCHA_AUTHORIZED_HOSTS", [])),
+            solve_attempts=s.getint("CAPTCHA_SOLVE_ATTEMPTS", 2),
+        )
+
+    def challenge(self, response: Response) -> str | None:
+        """'third-party', the matched marker, or None when this is not a challenge page."""
+        if response.status not in self.status_codes or not isinstance(response, TextResponse):
+            return None
+        for selector in self.third_party:
+            if response.css(selector):
+                return "third-party"
+        return self.markers.match(response)
+
+    def solves_first(self, request: Request, marker: str) -> bool:
+        """Whether this challenge is answered (an authorized host's own captcha, attempts
+        left) rather than backed off at once."""
+        if marker == "third-party" or request.meta.get(SOLVES, 0) >= self.solve_attempts:
+            return False
+        parts = urlsplit(request.url)
+        host = (parts.hostname or "").lower()
+        return host in self.authorized or parts.netloc.lower() in self.authorized
+
+    def backoff(self, request: Request) -> float | None:
+        """Seconds a challenged request backs its host off, or None when it is given up."""
+        retries = request.meta.get(RETRIES, 0)
+        if retries >= self.max_retries:
+            return None
+        return min(self.backoff_max, self.backoff_base * 2**retries)
+
+    def backoff_at_once(self, request: Request, response: Response) -> float | None:
+        """The back-off this response makes the middleware send right away (None: no
+        challenge, the middleware's own request, a captcha it answers first, or given up)."""
+        if request.meta.get(INTERNAL):
+            return None
+        marker = self.challenge(response)
+        if marker is None or self.solves_first(request, marker):
+            return None
+        return self.backoff(request)
+
+
 class ChallengeMiddleware:
     """Downloader middleware; place it just above RetryAfterMiddleware (e.g. 560).
 
@@ -97,24 +173,13 @@ class ChallengeMiddleware:
 
     def __init__(self, crawler: Crawler) -> None:
         s = crawler.settings
-        if not s.getbool("CHALLENGE_ENABLED", True):
+        rules = ChallengeRules.from_settings(s)
+        if rules is None:
             raise NotConfigured
         self.crawler = crawler
-        self.status_codes = {int(c) for c in s.getlist("CHALLENGE_STATUS_CODES", [403, 429, 503])}
-        self.markers = Markers.parse(
-            s.getlist(
-                "CHALLENGE_MARKERS",
-                ["form img.captcha", r"title:security check|are you (a )?(human|robot)"],
-            )
-        )
-        self.third_party = tuple(s.getlist("CHALLENGE_THIRD_PARTY_MARKERS", THIRD_PARTY_MARKERS))
-        self.max_retries = s.getint("CHALLENGE_MAX_RETRIES", 3)
-        self.backoff_base = s.getfloat("CHALLENGE_BACKOFF_BASE", 5.0)
-        self.backoff_max = s.getfloat("CHALLENGE_BACKOFF_MAX", 300.0)
-        self.authorized = {h.lower() for h in s.getlist("CAPTCHA_AUTHORIZED_HOSTS", [])}
+        self.rules = rules
         self.server_url = s.get("CAPTCHA_SERVER_URL", "").rstrip("/")
         self.api_key = s.get("CAPTCHA_API_KEY", "")
-        self.solve_attempts = s.getint("CAPTCHA_SOLVE_ATTEMPTS", 2)
         self.solve_timeout = s.getfloat("CAPTCHA_SOLVE_TIMEOUT", 60.0)
         self.poll_interval = s.getfloat("CAPTCHA_POLL_INTERVAL", 0.5)
         self.image_selector = s.get("CAPTCHA_IMAGE_SELECTOR", "img.captcha")
@@ -131,35 +196,17 @@ class ChallengeMiddleware:
             await self._session.close()
             self._session = None
 
-    # -- detection ---------------------------------------------------------------------------
-
-    def _challenge(self, response: Response) -> str | None:
-        """'third-party', the matched marker, or None when this is not a challenge page."""
-        if response.status not in self.status_codes or not isinstance(response, TextResponse):
-            return None
-        for selector in self.third_party:
-            if response.css(selector):
-                return "third-party"
-        return self.markers.match(response)
-
-    def _authorized(self, request: Request) -> bool:
-        parts = urlsplit(request.url)
-        host = (parts.hostname or "").lower()
-        return host in self.authorized or parts.netloc.lower() in self.authorized
-
     async def process_response(self, request: Request, response: Response) -> Request | Response:
         if request.meta.get(INTERNAL):
             return response
-        marker = self._challenge(response)
+        marker = self.rules.challenge(response)
         if marker is None:
             return response
         stats = self.crawler.stats
         stats.inc_value("challenge/detected")
         if marker == "third-party":
             stats.inc_value("challenge/third_party")
-        elif self._authorized(request) and request.meta.get("captcha_solves", 0) < (
-            self.solve_attempts
-        ):
+        elif self.rules.solves_first(request, marker):
             return await self._solve_and_resume(request, response)
         return await self._back_off(request, response, f"challenge page ({marker})")
 
@@ -170,17 +217,17 @@ class ChallengeMiddleware:
     ) -> Request | Response:
         stats = self.crawler.stats
         retries = request.meta.get("challenge_times", 0)
-        if retries >= self.max_retries:
+        wait = self.rules.backoff(request)
+        if wait is None:
             stats.inc_value("challenge/gave_up")
             logger.warning("Gave up on %s after %d challenges: %s", request, retries, reason)
             return response
-        wait = min(self.backoff_max, self.backoff_base * 2**retries)
         self._slow_down_host(request, wait)
         await self.crawler.signals.send_catch_log_async(HOST_BACKED_OFF, request=request, wait=wait)
         stats.inc_value("challenge/backoff")
         logger.info("Challenged on %s (%s): retrying after %.1f s", request, reason, wait)
         retry = request.replace(dont_filter=True, priority=request.priority - 1)
-        retry.meta["challenge_times"] = retries + 1
+        retry.meta[RETRIES] = retries + 1
         return retry
 
     def _slow_down_host(self, request: Request, wait: float) -> None:
@@ -194,9 +241,9 @@ class ChallengeMiddleware:
 
     async def _solve_and_resume(self, request: Request, page: Response) -> Request | Response:
         stats = self.crawler.stats
-        solves = request.meta.get("captcha_solves", 0) + 1
+        solves = request.meta.get(SOLVES, 0) + 1
         resume = request.replace(dont_filter=True)
-        resume.meta["captcha_solves"] = solves
+        resume.meta[SOLVES] = solves
         img_src = page.css(f"{self.image_selector}::attr(src)").get()
         if not img_src or not isinstance(page, TextResponse):
             return await self._back_off(request, page, "challenge without a captcha image")

@@ -160,3 +160,31 @@ def test_a_writable_grouping_is_refused_while_another_process_writes_the_store(t
             assert groups.count() == (0, 0)
     finally:
         holder.communicate("", timeout=60)
+
+
+def test_every_lookup_grouping_runs_per_offer_searches_an_index(tmp_path):
+    """What an offer costs grouping must not grow with the store: each statement `assign`
+    runs on the product tables (and the GTIN/model look-ups) reads through an index, none
+    scans a table."""
+    with ProductStore.open(tmp_path, {}, OPTIONS) as store, ProductGroups.open(tmp_path) as groups:
+        ids = [
+            store.upsert(OfferRecord(shop=s, url=f"http://{s}/1", title=f"Acme Kettle K{n}00",
+                                     brand="Acme", model=f"K{n}00", gtin=gtin)).offer_id
+            for n, (s, gtin) in enumerate([("a", "4006381333931"), ("b", "4006381333931"),
+                                           ("c", None), ("d", None)])
+        ]  # fmt: skip
+        statements: list[str] = []
+        conn = groups._tables._conn
+        conn.set_trace_callback(statements.append)
+        for offer_id in ids + ids[:1]:  # the last: an offer grouped already
+            groups.assign(store, offer_id, {})
+        groups.products_with_gtin("4006381333931", 5)
+        groups.products_with_model("k100", 5)
+        groups.offers_of(groups.product_of(ids[:1])[ids[0]])
+        conn.set_trace_callback(None)
+        reads = {s for s in statements if s.split()[0].upper() in ("SELECT", "UPDATE", "DELETE")}
+        assert len(reads) >= 8
+        for statement in reads:
+            plan = [row[-1] for row in conn.execute("EXPLAIN QUERY PLAN " + statement)]
+            scans = [step for step in plan if step.startswith("SCAN")]
+            assert not scans, (statement, plan)

@@ -153,7 +153,9 @@ def test_the_incremental_regroup_compares_touched_pairs_only_and_scans_nothing(
         yield next(pages(batch=batch))
         whole_store()
 
-    # neither pairs over its whole scope (candidate_pairs) nor a scan of the store
+    # neither pairs over its whole scope (candidate_pairs) nor a scan of the store (past the
+    # title bound: below it, title neighbours read every stored title, as a full regroup does)
+    monkeypatch.setenv("CUMPAIR_GROUP_TRIGRAM_MAX_OFFERS", "10")
     monkeypatch.setattr(grouping, "candidate_pairs", whole_store)
     monkeypatch.setattr(store, "iter_offers", first_page)
     monkeypatch.setattr(store, "iter_vectors", whole_store)

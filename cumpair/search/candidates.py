@@ -6,7 +6,8 @@ nearest neighbours in the text and image vector spaces, so the pairs compared gr
 with the offers, not quadratically. An incremental regroup (`touched_pairs`):
 each touched offer against the offers of the products its store look-ups reached, and the pairs
 within those products, so the pairs per touched offer stay the same however large the store.
-Nothing here decides a match; `grouping` compares the pairs these return.
+Nothing here decides a match (the incremental look-up only asks the matcher which title
+neighbours could join); `grouping` compares the pairs these return.
 """
 
 from __future__ import annotations
@@ -18,7 +19,8 @@ from typing import Any
 
 import numpy as np
 
-from cumpair.search.features import OfferFeatures, features_from_record
+from cumpair.search.features import OfferFeatures, clean_text, features_from_record
+from cumpair.search.matching import MatchConfig, compare
 from cumpair.search.store_scan import first_vectors
 
 BLOCK_LIMIT = 50  # a code or GTIN on more offers than this is no model number ("USB3")
@@ -82,15 +84,18 @@ def title_tfidf(titles: Sequence[str], characters: bool) -> Any:
         return None
 
 
-def _exact_neighbours(matrix: Any, k: int, chunk: int = 256) -> set[tuple[int, int]]:
+def _exact_neighbours(
+    matrix: Any, k: int, chunk: int = 256, rows: Sequence[int] | None = None
+) -> set[tuple[int, int]]:
     """Row pairs (i, j) where j is among i's `k` most similar rows of `matrix` (CSR, rows
-    L2-normalised), by the exact chunked sparse product."""
+    L2-normalised), by the exact chunked sparse product; i over `rows` (None: every row)."""
     pairs: set[tuple[int, int]] = set()
     transposed = matrix.T.tocsc()
-    for start in range(0, matrix.shape[0], chunk):
-        sims = (matrix[start : start + chunk] @ transposed).tocsr()
+    queries = _queries(matrix, rows)
+    for start in range(0, len(queries), chunk):
+        sims = (matrix[queries[start : start + chunk]] @ transposed).tocsr()
         for offset in range(sims.shape[0]):
-            i = start + offset
+            i = int(queries[start + offset])
             columns, values = _others(sims, offset, i)
             if len(values) > k:
                 top = np.argpartition(-values, k)[:k]
@@ -108,36 +113,47 @@ def _others(sims: Any, offset: int, i: int) -> tuple[np.ndarray, np.ndarray]:
     return columns[others], values[others]
 
 
+def _queries(matrix: Any, rows: Sequence[int] | None) -> np.ndarray:
+    """The row numbers a neighbour search looks up: `rows`, or every row of `matrix`."""
+    return np.arange(matrix.shape[0]) if rows is None else np.asarray(rows, dtype=np.int64)
+
+
 def _probed_neighbours(
-    matrix: Any, k: int, probes: int = PROBE_GRAMS, chunk: int = 256
+    matrix: Any,
+    k: int,
+    probes: int = PROBE_GRAMS,
+    chunk: int = 256,
+    rows: Sequence[int] | None = None,
 ) -> set[tuple[int, int]]:
     """Row pairs (i, j) where j is among i's `k` most similar rows of `matrix` (CSR, rows
-    L2-normalised), found by prefix filtering as in set-similarity joins: each row probes
-    the inverted lists of its `probes` rarest terms only (a rare term is what two titles of
-    one product share and few others do), its `PROBE_SHORTLIST`·k best columns by that partial
-    score are rescored exactly, and the `k` best kept. The work follows the lengths of the
+    L2-normalised; i over `rows`, None: every row), found by prefix filtering as in
+    set-similarity joins: each row probes the inverted lists of its `probes` rarest terms only
+    (a rare term is what two titles of one product share and few others do), its
+    `PROBE_SHORTLIST`·k best columns by that partial score are rescored exactly, and the `k`
+    best kept. The work follows the lengths of the
     rare terms' lists, not the number of rows squared; but titles with few trigrams probe common
     ones too, so it still grows faster than the titles (23x the time for 10x at 10^4 -> 10^5)."""
     from scipy import sparse
 
     n = matrix.shape[0]
     df = np.bincount(matrix.indices, minlength=matrix.shape[1])
-    rows = np.repeat(np.arange(n), np.diff(matrix.indptr))
+    owner = np.repeat(np.arange(n), np.diff(matrix.indptr))  # each stored term's row
     # per row, its terms from rarest to commonest; keep the first `probes`
-    order = np.lexsort((df[matrix.indices], rows))
+    order = np.lexsort((df[matrix.indices], owner))
     rank = np.arange(len(order)) - np.repeat(matrix.indptr[:-1], np.diff(matrix.indptr))
     keep = order[rank < probes]
     probe = sparse.csr_matrix(
-        (matrix.data[keep], (rows[keep], matrix.indices[keep])), shape=matrix.shape
+        (matrix.data[keep], (owner[keep], matrix.indices[keep])), shape=matrix.shape
     )
     transposed = matrix.T.tocsc()
     shortlist = PROBE_SHORTLIST * k
     pairs: set[tuple[int, int]] = set()
-    for start in range(0, n, chunk):
-        sims = (probe[start : start + chunk] @ transposed).tocsr()
+    queries = _queries(matrix, rows)
+    for start in range(0, len(queries), chunk):
+        sims = (probe[queries[start : start + chunk]] @ transposed).tocsr()
         heads, tails = [], []
         for offset in range(sims.shape[0]):
-            i = start + offset
+            i = int(queries[start + offset])
             columns, values = _others(sims, offset, i)
             if len(values) > shortlist:
                 columns = columns[np.argpartition(-values, shortlist)[:shortlist]]
@@ -206,12 +222,29 @@ class Reach:
         return out
 
 
-def touched_reach(store: Any, groups: Any, touched: Collection[int]) -> Reach:
+def touched_reach(
+    store: Any,
+    groups: Any,
+    touched: Collection[int],
+    options: Any = None,
+    config: MatchConfig | None = None,
+) -> Reach:
     """Look the touched offers up in the store (an `OfferStore`) and its grouping (a
     `ProductGroups`): the products each is in, those sharing its GTIN or a model code (at most
-    `MAX_BLOCK_PRODUCTS`), and those holding one of its `NEIGHBOURS` nearest offers in a vector
-    space (the candidates `ProductGroups.assign` compares). Every look-up is by key or through
-    the ANN index, so the work per touched offer does not grow with the store."""
+    `MAX_BLOCK_PRODUCTS`), those holding one of its `NEIGHBOURS` nearest offers in a vector
+    space (the candidates `ProductGroups.assign` compares), and those holding one of its title
+    neighbours by words and by character trigrams (`store_title_neighbours`), the candidate
+    sources of a full regroup (`candidate_pairs`). The code and vector look-ups are by key or
+    through the ANN index, so their work per touched offer does not grow with the store; the
+    title neighbours read every title once per regroup, up to `trigram_max_offers` offers.
+    A title neighbour counts when the matcher (`config`) calls the pair the same.
+    `options`: a `grouping.GroupingOptions` (None: from the environment)."""
+    if options is None:
+        import os
+
+        from cumpair.search.grouping import GroupingOptions  # grouping imports this module
+
+        options = GroupingOptions.from_settings(os.environ)
     records = store.get_offers(sorted(set(touched)))
     own = groups.product_of(records)
     reached: dict[int, set[int]] = {oid: {own[oid]} if oid in own else set() for oid in records}
@@ -242,8 +275,56 @@ def touched_reach(store: Any, groups: Any, touched: Collection[int]) -> Reach:
                     reached[oid].add(product_of[hit.offer_id])
                 if hit.offer_id in reached and hit.offer_id != oid:
                     linked.add(_ordered(oid, hit.offer_id))
+    titled = store_title_neighbours(store, groups, records, options)
+    product_of = groups.product_of({o for found in titled.values() for o in found})
+    others = store.get_offers(sorted({o for found in titled.values() for o in found}))
+    for oid, found in titled.items():
+        offer = features_from_record(records[oid])
+        for other in sorted(found & set(others)):
+            # A title list is long (words and trigrams, 40 an offer) and mostly other products,
+            # and a product reached is regrouped whole: only a neighbour the matcher calls the
+            # same (as `ProductGroups.assign` asks it) brings its product in.
+            if not compare(offer, features_from_record(others[other]), config=config).same:
+                continue
+            if other in product_of:
+                reached[oid].add(product_of[other])
+            if other in reached:
+                linked.add(_ordered(oid, other))
     products = set().union(*reached.values()) if reached else set()
     return Reach(reached, {p: groups.offers_of(p) for p in sorted(products)}, linked)
+
+
+def store_title_neighbours(
+    store: Any, groups: Any, records: Mapping[int, Any], options: Any
+) -> dict[int, set[int]]:
+    """Offer id of each of `records` (touched offers, store `OfferRecord`s) -> the ids of its
+    `options.title_neighbours` nearest titles by words and `options.trigram_neighbours` by
+    character trigrams among every offer of `store`, as a full regroup finds them (the same
+    TF-IDF over the same cleaned titles, fitted on the whole store). Reading every title grows
+    with the store, so past `options.trigram_max_offers` grouped offers (where a full regroup
+    stops searching trigrams too) there are none: the regroup compares code and vector
+    neighbours only."""
+    words, grams = options.title_neighbours, options.trigram_neighbours
+    if not records or not (words or grams) or groups.count()[1] > options.trigram_max_offers:
+        return {}
+    ids: list[int] = []
+    titles: list[str] = []
+    for batch in store.iter_offers():
+        for record in batch:
+            ids.append(record.id)
+            titles.append(clean_text(record.title))
+    row = {oid: n for n, oid in enumerate(ids)}
+    queries = [row[oid] for oid in records if oid in row]
+    found: dict[int, set[int]] = defaultdict(set)
+    for k, characters in ((words, False), (grams, True)):
+        matrix = title_tfidf(titles, characters) if k and len(titles) > 1 else None
+        if matrix is None:
+            continue
+        search = _probed_neighbours if characters else _exact_neighbours
+        for a, b in search(matrix, k, rows=queries):
+            found[ids[a]].add(ids[b])
+            found[ids[b]].add(ids[a])
+    return {oid: found[oid] - {oid} for oid in records if found.get(oid)}
 
 
 def touched_pairs(reach: Reach) -> set[tuple[int, int]]:

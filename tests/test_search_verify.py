@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import random
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -17,6 +18,7 @@ from cumpair.search.verify import (
     KEYPOINT_SATURATION,
     KEYPOINT_WEIGHT,
     MIN_INLIERS,
+    MINORITY_APPARENT,
     MINORITY_SPAN,
     REST_CANDIDATES,
     REST_MARGIN,
@@ -290,8 +292,21 @@ def test_a_known_photo_in_a_corner_gives_way_to_what_the_rest_of_the_shot_matche
         return [(2, REST_MATCH + 0.15), (1, 0.3)]
 
     ranked = explain_away(hits, fused, evidence, query, (100, 100), rest_hits)
-    assert ranked[:2] == [(2, pytest.approx(REST_MATCH + 0.15)), (1, 0.70)]
+    # The subject takes the corner's place; the corner keeps its cosine, without keypoints.
+    assert ranked[:2] == [(2, fused[0][1]), (1, 0.70)]
     assert asked == [pytest.approx((0.0, 0.0, 0.33, 0.33))]  # the corner's box, as shares
+
+
+def test_once_the_corner_is_explained_the_subject_may_be_what_the_whole_shot_matched():
+    """The rest of the shot matches one photo well and clearly better than the corner's, so the
+    corner is explained away; but another offer matched the whole shot better still than that
+    photo matches the rest (a product under a pasted photo, whose shot is mostly of it): that
+    offer is the subject, not the rest's first hit."""
+    hits, fused, evidence, query = _corner_evidence()  # offer 2 matches the whole shot at 0.66
+    rest = [(3, REST_MATCH + 0.02), (2, REST_MATCH - 0.1), (1, 0.3)]
+    ranked = explain_away(hits, fused, evidence, query, (100, 100), lambda box: rest)
+    assert REST_MATCH + 0.02 < 0.66
+    assert ranked[0] == (2, fused[0][1]) and dict(ranked)[1] == 0.70
 
 
 def test_a_corner_match_stays_best_when_the_rest_of_the_shot_matches_nothing_well():
@@ -546,3 +561,43 @@ def test_a_close_up_of_a_smooth_real_photo_verifies_by_the_low_threshold_redetec
     monkeypatch.setattr(verify, "FEW_KEYPOINTS", 0)
     usual = GeometricVerifier()
     assert usual.match(usual.features(close_up), usual.features(photo)) == UNMATCHED
+
+
+REAL_SHOP = Path(__file__).resolve().parents[2] / "shared" / "data" / "real" / "photos" / "shop"
+
+
+@pytest.mark.skipif(not REAL_SHOP.is_dir(), reason="../shared/data/real is not here")
+def test_a_known_photo_pasted_over_a_third_of_a_real_shot_is_a_corner_by_its_apparent_size(
+    verifier, monkeypatch
+):
+    """A real shop photo of trousers with another shop photo (a printed top) pasted over its
+    top-left 0.6 x 0.6: the trousers, smooth, show few keypoints, so the pasted photo's span
+    two thirds of the box of them all and pass the span test; but its photo appears at 0.6 of
+    the shot's side, under a half of it. It is explained away and the rest's photo wins."""
+    from cumpair.search import verify
+
+    trousers, top = (
+        Image.open(REAL_SHOP / n).convert("RGB") for n in ("shop_00450.jpg", "shop_00684.jpg")
+    )
+    shot = trousers.copy()
+    shot.paste(top.resize((int(shot.width * 0.6), int(shot.height * 0.6))), (0, 0))
+    gallery = {0: trousers, 1: top, 2: _shop_sized("coffee")}
+    features = {n: verifier.features(p) for n, p in gallery.items()}
+    query = verifier.features(shot)
+    hits = [(1, 0.73), (0, 0.64), (2, 0.55)]
+    evidence = keypoint_evidence(verifier, query, hits, features.__getitem__, len(hits))
+    fused = fused_hits(hits, evidence, query)
+    assert fused[0][0] == 1 and keypoint_span(query, evidence[1]) >= MINORITY_SPAN
+    assert verifier.match(query, features[1]).apparent < MINORITY_APPARENT
+
+    rest = [(0, 0.72), (2, 0.5), (1, 0.45)]  # the rest of the shot is of the trousers
+
+    def ranked():
+        return explain_away(
+            hits, fused, evidence, query, query.size, lambda box: rest,
+            match_offer=lambda f, offer_id: verifier.match(f, features[offer_id]),
+        )  # fmt: skip
+
+    assert ranked()[0][0] == 0 and dict(ranked())[1] == 0.73
+    monkeypatch.setattr(verify, "MINORITY_APPARENT", 0.0)  # the span test alone
+    assert ranked() == fused

@@ -5,8 +5,11 @@ found none, at 3-5x a label's OCR time (Tesseract is unsure, so RapidOCR runs on
 RapidOCR's detection model alone (no recognition) finds text regions in a fraction of that;
 a text *line* is a region at least `min_aspect` times wider than tall and at most
 `max_height` of the image's height, where a photo's regions are mostly the whole product.
-`has_text_lines` answers whether any exists. The detector is one process-wide RapidOCR
-instance that never loads its recognition model, made on first use under a lock.
+`has_text_lines` answers whether any exists. The detector is one process-wide instance made on
+first use under a lock: RapidOCR's detection model run directly (`text_detector`: the same
+boxes without RapidOCR's own import, most of a photo query's start-up), or a RapidOCR
+instance that never loads its recognition model where that cannot run (no model file yet, an
+image RapidOCR pads first).
 """
 
 from __future__ import annotations
@@ -48,7 +51,8 @@ class GateOptions:
             raise ValueError("min_aspect must be > 0 and max_height within (0, 1]")
 
 
-_detector = None
+_detector = None  # a TextDetector once made; False when RapidOCR's model file is not there
+_rapidocr = None
 _detector_lock = threading.Lock()
 _run_lock = threading.Lock()  # a RapidOCR instance keeps per-call state
 
@@ -59,12 +63,16 @@ def has_text_lines(rgb: np.ndarray, options: GateOptions | None = None) -> bool:
     Raises `EngineUnavailableError` when RapidOCR cannot load (callers then OCR everything).
     """
     options = options or GateOptions()
+    bgr = rgb[:, :, ::-1].copy()  # RapidOCR expects BGR like cv2
     with _run_lock:
-        output = _get_detector()(rgb[:, :, ::-1].copy())  # RapidOCR expects BGR like cv2
-    if output.boxes is None:
+        detector = _get_detector()
+        boxes = detector.detect(bgr) if detector is not None else None
+        if boxes is None:  # no model file to run directly, or an image RapidOCR pads first
+            boxes = _get_rapidocr()(bgr).boxes
+    if boxes is None:
         return False
     height = rgb.shape[0]
-    for box in np.asarray(output.boxes, dtype=np.float64):
+    for box in np.asarray(boxes, dtype=np.float64):
         width = np.linalg.norm(box[1] - box[0])
         tall = np.linalg.norm(box[3] - box[0])
         if tall > 0 and width >= options.min_aspect * tall and tall <= options.max_height * height:
@@ -72,14 +80,34 @@ def has_text_lines(rgb: np.ndarray, options: GateOptions | None = None) -> bool:
     return False
 
 
-def _get_detector():  # -> rapidocr.RapidOCR
+def _get_detector():  # -> text_detector.TextDetector | None (no model file)
     global _detector
     if _detector is None:
         with _detector_lock:
             if _detector is None:
+                from cumpair.vision.text_detector import TextDetector, model_path
+
+                path = model_path()
+                _detector = (
+                    TextDetector(
+                        path,
+                        DETECTOR_PARAMS["Det.limit_side_len"],
+                        DETECTOR_PARAMS["EngineConfig.onnxruntime.intra_op_num_threads"],
+                    )
+                    if path is not None
+                    else False
+                )
+    return _detector or None
+
+
+def _get_rapidocr():  # -> rapidocr.RapidOCR
+    global _rapidocr
+    if _rapidocr is None:
+        with _detector_lock:
+            if _rapidocr is None:
                 try:
                     from rapidocr import RapidOCR
                 except ImportError as exc:  # pragma: no cover
                     raise EngineUnavailableError("rapidocr is not installed") from exc
-                _detector = RapidOCR(params=DETECTOR_PARAMS)
-    return _detector
+                _rapidocr = RapidOCR(params=DETECTOR_PARAMS)  # downloads the model if missing
+    return _rapidocr

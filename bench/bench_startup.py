@@ -102,6 +102,23 @@ OpenCV and ONNX Runtime, 0.72 of it two OmegaConf loads of its 85 KB model table
 import, and loading the gate on a thread while the photo is embedded saved nothing (the import
 holds the GIL: embed + gate 1.7-2.0 s wall either way, three runs each).
 
+Then (2026-12-02 17:11, load 7, 5 runs through the lock), with bytecode caches (until then every
+run compiled the project's modules: PYTHONDONTWRITEBYTECODE is set here), no filelock in a
+read-only query, and the text gate running RapidOCR's detection model itself
+(`cumpair/vision/text_detector.py`: the same boxes, no `import rapidocr`); `scrapy list` beside
+a bare `scrapy startproject` project's `scrapy list` (wall | least CPU):
+
+    search --text            0.48 s 0.43 cpu 220 MB | 0.63 s 0.56 cpu 230 MB  1.3x (CPU)
+    search --gtin            0.21 s 0.21 cpu  44 MB | 0.10 s 0.10 cpu  36 MB  0.4x
+    search --image           0.36 s 0.35 cpu 155 MB | 0.59 s 0.50 cpu 195 MB  1.4x (was 3.5x)
+    search --image --no-ocr  0.52 s 0.49 cpu 158 MB | 0.72 s 0.60 cpu 169 MB  1.2x
+    cumpair --help           0.05 s 0.04 cpu  36 MB | 0.09 s 0.07 cpu  36 MB  1.7x
+    scrapy list              0.63 s 0.57 cpu  68 MB | 0.52 s 0.44 cpu  69 MB  0.8x
+
+`scrapy list` is held to 1.2x the bare project's (SCRAPY_LIST_RATIO): what it imports beyond
+that project's is the settings and spiders; Scrapy's own (Twisted, pydantic through
+itemadapter, cryptography) is what a bare project pays too and what misses 0.5 s under load.
+
 The crawl of the four demo shops (2026-12-01, one run each, 2 shared cores at load 20-40, so
 wall times are not comparable; the bare crawl peaked at 221-222 MB in every run):
 

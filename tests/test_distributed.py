@@ -274,6 +274,7 @@ def test_two_crawlers_share_the_frontier_the_host_pace_and_the_back_off(
     # The back-off: after each 429 (Retry-After: 1) neither process asks again within the second.
     limited = [h.at for h in hits if h.status == 429]
     assert limited
+    assert_no_turn_in_a_hold(client, server, "cornerstore")
     assert_held(hits, limited, 1.0)
     assert sum(s.get("retry_after/honoured", 0) for s in stats.values()) == len(limited)
     # The crawl run is over: its queue is gone, its dupefilter expires before the next run.
@@ -312,6 +313,7 @@ def test_a_challenge_page_one_crawler_sees_is_held_in_redis_for_both(
     # request lets another of its crawler take a turn, and no request of either reaches the shop
     # in the hold's second (CHALLENGE_BACKOFF_BASE; each page is challenged once)
     assert sum(s.get("shared_throttle/holds", 0) for s in stats.values()) == pages
+    assert_no_turn_in_a_hold(redis.Redis.from_url(redis_url), server, "northwind")
     assert_held(hits, challenged, 1.0)
 
 
@@ -322,6 +324,19 @@ def assert_held(hits: list, starts: list[float], hold: float) -> None:
     for t in starts:
         early = [h for h in hits if t + BEFORE_THE_HOLD_S < h.at < t + hold]
         assert not early, f"{early[0]} came {early[0].at - t:.2f} s into the hold at {t:.2f}"
+
+
+def assert_no_turn_in_a_hold(client: redis.Redis, server, shop: str) -> None:
+    """No request left on a turn inside a hold, from its posting in Redis to its end (both
+    logs on the Redis server's clock): exact, where the arrivals at the shop need slack."""
+    host = urlsplit(server.base_url(shop)).hostname
+    holds = [
+        tuple(map(float, h.split())) for h in client.lrange(f"cumpair:host:{host}:holds", 0, -1)
+    ]
+    assert holds, shop
+    turns = [float(t) for t in client.lrange(f"cumpair:host:{host}:turns", 0, -1)]
+    inside = [(t, start, end) for start, end in holds for t in turns if start < t < end]
+    assert not inside, (shop, inside[:3])
 
 
 def assert_turns_paced(client: redis.Redis, server, shop: str, interval: float) -> list[float]:

@@ -53,14 +53,21 @@ local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
 return tostring(math.max(0, tonumber(redis.call('HGET', KEYS[1], 'hold') or '0') - now))
 """
 
-# KEYS: the host's hash; ARGV: seconds to hold the host, ttl. Never shortens a longer hold.
+# KEYS: the host's hash, its hold log; ARGV: seconds to hold the host, ttl, how many holds the
+# log keeps (0: no log). Never shortens a longer hold; logs "posted until" (server clock).
 _HOLD = """
 local t = redis.call('TIME')
-local hold = tonumber(t[1]) + tonumber(t[2]) / 1000000 + tonumber(ARGV[1])
+local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
+local hold = now + tonumber(ARGV[1])
 if hold > tonumber(redis.call('HGET', KEYS[1], 'hold') or '0') then
   redis.call('HSET', KEYS[1], 'hold', tostring(hold))
 end
 redis.call('EXPIRE', KEYS[1], ARGV[2])
+if tonumber(ARGV[3]) > 0 then
+  redis.call('RPUSH', KEYS[2], tostring(now) .. ' ' .. tostring(hold))
+  redis.call('LTRIM', KEYS[2], -tonumber(ARGV[3]), -1)
+  redis.call('EXPIRE', KEYS[2], ARGV[2])
+end
 return 1
 """
 
@@ -80,8 +87,9 @@ class SharedThrottleMiddleware:
 
     Settings: CRAWL_REDIS_URL (off when empty), CRAWL_REDIS_PREFIX, CRAWL_REDIS_HOST_INTERVAL
     (seconds between two requests to one host from all crawlers together),
-    CRAWL_REDIS_TURN_LOG (how many of each host's latest turns to keep in Redis, under
-    ``<prefix>:host:<host>:turns``, for a pace to be checked on; 0, the default, keeps none),
+    CRAWL_REDIS_TURN_LOG (how many of each host's latest turns and holds to keep in Redis,
+    under ``<prefix>:host:<host>:turns`` and ``:holds``, for a pace to be checked on; 0, the
+    default, keeps none),
     the retry middleware's RETRY_BACKOFF_HTTP_CODES, RETRY_BACKOFF_BASE and RETRY_AFTER_MAX,
     and the challenge settings (`challenge.py`).
     """
@@ -172,7 +180,9 @@ class SharedThrottleMiddleware:
             await self._post_hold(request, wait)
 
     async def _post_hold(self, request: Request, wait: float) -> None:
-        await self._hold(keys=[self._key(request)], args=[wait, KEY_TTL_S + int(wait)])
+        key = self._key(request)
+        ttl = KEY_TTL_S + int(wait)
+        await self._hold(keys=[key, f"{key}:holds"], args=[wait, ttl, self.turn_log])
         self.stats.inc_value("shared_throttle/holds")
         self.stats.max_value("shared_throttle/max_hold", wait)
 

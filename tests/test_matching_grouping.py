@@ -8,6 +8,8 @@ matcher links to both; `SETTLED` are five watches, labelled as the comment says.
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from cumpair.search import grouping as grouping_module
@@ -85,10 +87,31 @@ SETTLED = [
 ]
 
 
-def test_refinement_moves_an_offer_to_the_group_that_supports_it_best():
+def _without_first_codes(tmp_path) -> str:
+    """The shipped model with its first-code signals (`signals._first_codes`) weighed 0: the
+    matcher before them, whose merge order settles `SETTLED` wrong."""
+    from cumpair.search.matcher_model import load_matcher
+
+    data = load_matcher(None).to_dict()
+    for n, name in enumerate(data["features"]):
+        if name.startswith("code_first_"):
+            data["coefficients"][n] = 0.0
+    path = tmp_path / "matcher.json"
+    path.write_text(json.dumps(data), encoding="utf-8")
+    return str(path)
+
+
+def test_the_first_codes_put_the_two_offers_of_one_watch_first_in_the_merge_order():
+    offers = with_learned_brands([offer_features(i, f"s{i}", t) for i, t in enumerate(SETTLED)])
+    s01, s02 = (v.score for v in compare_pairs(offers, [(0, 1), (0, 2)]))
+    assert s02 > s01  # 0 and 2 name 2237-STC-20001 first; 0 and 1 share only a related code
+
+
+def test_refinement_moves_an_offer_to_the_group_that_supports_it_best(tmp_path):
     offers = [offer_features(i, f"shop{i}", t) for i, t in enumerate(SETTLED)]
     pairs = ((0, 1), (0, 2), (0, 3), (1, 2), (1, 3), (2, 3))
-    verdicts = compare_pairs(with_learned_brands(offers), pairs)
+    model = _without_first_codes(tmp_path)
+    verdicts = compare_pairs(with_learned_brands(offers), pairs, config=MatchConfig(model))
     s = {pair: v.score for pair, v in zip(pairs, verdicts, strict=True)}
     assert min(s[0, 1], s[1, 3]) > s[0, 2]  # the merge order that settles 0 with 1 and 3 first
     # a threshold at which 0, 1 and 3 join and {2} then cannot join them (scored as grouping
@@ -96,7 +119,7 @@ def test_refinement_moves_an_offer_to_the_group_that_supports_it_best():
     third = (s[0, 1] + s[0, 3]) / 2 if s[1, 3] > s[0, 1] else (s[0, 3] + s[1, 3]) / 2
     joins, refused = third, (s[0, 2] + s[1, 2] + s[2, 3]) / 3
     assert refused < joins
-    config = MatchConfig(threshold=(refused + joins) / 2)
+    config = MatchConfig(model, threshold=(refused + joins) / 2)
     greedy = group_offers(offers, config=config, options=GroupingOptions(refine_passes=0)).labels
     assert greedy[0] == greedy[1] != greedy[2]  # what the refinement has to repair
     labels = group_offers(offers, config=config, options=GroupingOptions()).labels

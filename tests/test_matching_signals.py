@@ -8,6 +8,7 @@ import pytest
 from cumpair.search.features import (
     bare_numbers,
     colour_names,
+    first_code,
     names_a_purpose,
     offer_features,
     quantities,
@@ -211,3 +212,30 @@ def test_a_range_with_a_unit_states_both_ends():
     assert quantity_relation(canon, sigma) == (1, 1)
     # one side's span, the other's long end alone (made up): agreement
     assert quantity_relation(quantities("Canon 18 - 55 mm"), quantities("EF-S 18-55mm")) == (1, 0)
+
+
+# Real watch offers (../shared/data/real/matching/wdc/watches/valid.txt): each page names its
+# product's code first, then a related watch's after "Shop".
+DIVER = "Cartier Calibre De Cartier Diver Watch W2CA0009 Shop WSCA0006"
+DIVER_AGAIN = "Cartier Calibre De Cartier Diver Watch W2CA0009 Shop WSCA0011"
+CARBON = "Cartier Calibre De Cartier Diver Watch WSCA0006 Shop W7100052"
+
+
+def test_the_code_a_title_names_first_is_its_own():
+    offer = offer_features(0, "s", DIVER)
+    assert offer.models == {"W2CA0009", "WSCA0006"}
+    assert first_code(offer.title, offer.models) == "W2CA0009"
+    assert first_code("Tissot watch", offer.models) is None
+
+
+def test_titles_sharing_a_code_but_not_the_first_one_are_told_apart():
+    diver, again, carbon = (
+        offer_features(n, f"s{n}", t) for n, t in enumerate((DIVER, DIVER_AGAIN, CARBON))
+    )
+    same = pair_signals(diver, again)
+    assert (same["code_first_agree"], same["code_first_differ"]) == (1.0, 0.0)
+    other = pair_signals(diver, carbon)
+    assert (other["code_first_agree"], other["code_first_differ"]) == (0.0, 1.0)
+    # one title without codes: neither signal
+    plain = pair_signals(diver, offer_features(3, "s3", "Cartier Calibre Diver Watch"))
+    assert (plain["code_first_agree"], plain["code_first_differ"]) == (0.0, 0.0)

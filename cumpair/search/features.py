@@ -206,6 +206,18 @@ def model_codes(text: str, *, exclude: Iterable[str] = ()) -> frozenset[str]:
     return frozenset(codes)
 
 
+def first_code(text: str, models: Iterable[str]) -> str | None:
+    """The first of `models` (canonical codes) that `text` writes, in reading order: a title
+    names its product's code first and then, often, a related item's or a compatible model's
+    ("Calibre Diver W2CA0009 Shop WSCA0006"). None when it writes none of them."""
+    models = set(models)
+    for match in _CODE.finditer(clean_text(text)):
+        code = canonical_code(match.group(0).strip("-./"))
+        if code in models:
+            return code
+    return None
+
+
 CodeRelation = Literal["exact", "family", "contained", "conflict", "one-sided", "none"]
 
 

@@ -18,8 +18,10 @@ from typing import NamedTuple
 
 from cumpair.search.features import (
     OfferFeatures,
+    _family,
     bare_numbers,
     code_relation,
+    first_code,
     names_a_purpose,
     quantities,
     quantity_relation,
@@ -39,6 +41,8 @@ SIGNALS: tuple[str, ...] = (
     "code_unexplained",
     "code_siblings",
     "code_shared_but_unexplained",
+    "code_first_agree",
+    "code_first_differ",
     "char_cosine",
     "char_cosine_high",
     "token_jaccard",
@@ -151,6 +155,19 @@ def _high(value: float) -> float:
     return max(0.0, value - 0.5) * 2
 
 
+def _first_codes(a: OfferFeatures, b: OfferFeatures, relation: str) -> dict[str, float]:
+    """Whether the codes each title names first (its product's, `features.first_code`) agree
+    (equal or one family), and whether they differ while the titles share some other code:
+    one page's product code listed beside another's ("W2CA0009 Shop WSCA0006" and
+    "WSCA0006 Shop W7100052" are two watches)."""
+    first_a, first_b = first_code(a.title, a.models), first_code(b.title, b.models)
+    if first_a is None or first_b is None:
+        return {"code_first_agree": 0.0, "code_first_differ": 0.0}
+    agree = first_a == first_b or _family(first_a, first_b)
+    shared = relation in ("exact", "family")
+    return {"code_first_agree": float(agree), "code_first_differ": float(shared and not agree)}
+
+
 def pair_signals(
     a: OfferFeatures,
     b: OfferFeatures,
@@ -182,6 +199,7 @@ def pair_signals(
         "code_shared_but_unexplained": float(relation in ("exact", "family") and unexplained > 0),
         "char_cosine": chars,
         "char_cosine_high": _high(chars),
+        **_first_codes(a, b, relation),
         "token_jaccard": shared / len(a.tokens | b.tokens) if a.tokens or b.tokens else 0.0,
         "token_containment": shared / min(len(a.tokens), len(b.tokens))
         if a.tokens and b.tokens

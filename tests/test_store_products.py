@@ -162,29 +162,46 @@ def test_a_writable_grouping_is_refused_while_another_process_writes_the_store(t
         holder.communicate("", timeout=60)
 
 
+def _kettle(n: int, shop: str, gtin: str | None) -> OfferRecord:
+    return OfferRecord(
+        shop=shop, url=f"http://{shop}/1", title=f"Acme Kettle K{n}00", brand="Acme",
+        model=f"K{n}00", gtin=gtin,
+    )  # fmt: skip
+
+
 def test_every_lookup_grouping_runs_per_offer_searches_an_index(tmp_path):
     """What an offer costs grouping must not grow with the store: each statement `assign`
-    runs on the product tables (and the GTIN/model look-ups) reads through an index, none
-    scans a table."""
+    runs (on the product tables, and its read of the offer through the store) and the
+    GTIN/model look-ups run reads through an index, none scans a table."""
     with ProductStore.open(tmp_path, {}, OPTIONS) as store, ProductGroups.open(tmp_path) as groups:
         ids = [
-            store.upsert(OfferRecord(shop=s, url=f"http://{s}/1", title=f"Acme Kettle K{n}00",
-                                     brand="Acme", model=f"K{n}00", gtin=gtin)).offer_id
+            store.upsert(_kettle(n, s, gtin)).offer_id
             for n, (s, gtin) in enumerate([("a", "4006381333931"), ("b", "4006381333931"),
                                            ("c", None), ("d", None)])
         ]  # fmt: skip
-        statements: list[str] = []
-        conn = groups._tables._conn
-        conn.set_trace_callback(statements.append)
+        traced = {"grouping": groups._tables._conn, "store": store._read_conn()}
+        statements: dict[str, list[str]] = {name: [] for name in traced}
+        for name, conn in traced.items():
+            conn.set_trace_callback(statements[name].append)
         for offer_id in ids + ids[:1]:  # the last: an offer grouped already
             groups.assign(store, offer_id, {})
+        changed = store.upsert(_kettle(9, "d", "4006381333931")).offer_id  # its identity changed
+        groups.assign(store, changed, {})
         groups.products_with_gtin("4006381333931", 5)
         groups.products_with_model("k100", 5)
         groups.offers_of(groups.product_of(ids[:1])[ids[0]])
-        conn.set_trace_callback(None)
-        reads = {s for s in statements if s.split()[0].upper() in ("SELECT", "UPDATE", "DELETE")}
+        for conn in traced.values():
+            conn.set_trace_callback(None)
+        reads = {
+            (name, s)
+            for name, run in statements.items()
+            for s in run
+            if s.split()[0].upper() in ("SELECT", "UPDATE", "DELETE", "WITH")
+        }
+        assert any(name == "store" for name, _ in reads)
+        assert any(s.startswith("DELETE FROM memberships WHERE") for _, s in reads)
         assert len(reads) >= 8
-        for statement in reads:
-            plan = [row[-1] for row in conn.execute("EXPLAIN QUERY PLAN " + statement)]
+        for name, statement in reads:
+            plan = [row[-1] for row in traced[name].execute("EXPLAIN QUERY PLAN " + statement)]
             scans = [step for step in plan if step.startswith("SCAN")]
             assert not scans, (statement, plan)

@@ -18,6 +18,7 @@ from cumpair.index.records import (
     Hit,
     OfferRecord,
     PricePoint,
+    SearchEffort,
     SearchFilters,
     SpaceSpec,
     UpsertResult,
@@ -66,13 +67,24 @@ class OfferStore(Protocol):
         ...
 
     def search(
-        self, space: str, queries: np.ndarray, k: int = 10, filters: SearchFilters | None = None
+        self,
+        space: str,
+        queries: np.ndarray,
+        k: int = 10,
+        filters: SearchFilters | None = None,
+        effort: SearchEffort | None = None,
     ) -> list[list[Hit]]:
-        """Best `k` offers per query row, best score per offer first."""
+        """Best `k` offers per query row, best score per offer first (`effort`: search less
+        than the store's tuning, e.g. fewer IVF lists; None: as tuned)."""
         ...
 
     async def asearch(
-        self, space: str, queries: np.ndarray, k: int = 10, filters: SearchFilters | None = None
+        self,
+        space: str,
+        queries: np.ndarray,
+        k: int = 10,
+        filters: SearchFilters | None = None,
+        effort: SearchEffort | None = None,
     ) -> list[list[Hit]]:
         """`search` for asyncio code."""
         ...

@@ -297,6 +297,24 @@ class Hit(NamedTuple):
 
 
 @dataclass(frozen=True)
+class SearchEffort:
+    """How hard a search looks, below what the store tuned it for (as qdrant-client's
+    ``SearchParams(hnsw_ef=...)`` per query): `lists` caps the IVF lists probed (the tuned nprobe
+    when that is lower; None: the tuned nprobe). The tuning aims at recall@10 against exact
+    search, ties among a query's family of similar products included; a caller that needs only
+    its near neighbours (grouping: the same product's offers) can ask for less. A flat (exact)
+    index ignores it; a server-side engine maps it onto its own knob (HNSW ef, probes)."""
+
+    lists: int | None = None
+
+    def __post_init__(self) -> None:
+        if self.lists is not None and (
+            not isinstance(self.lists, int) or isinstance(self.lists, bool) or self.lists < 1
+        ):
+            raise ValueError(f"lists must be a positive int or None, got {self.lists!r}")
+
+
+@dataclass(frozen=True)
 class SearchFilters:
     """Restrict a search to offers matching every given field (None = no restriction)."""
 

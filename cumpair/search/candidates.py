@@ -21,6 +21,7 @@ import numpy as np
 
 from cumpair.search.features import OfferFeatures, clean_text, features_from_record
 from cumpair.search.matching import MatchConfig, compare
+from cumpair.search.products import grouping_effort
 from cumpair.search.store_scan import first_vectors
 
 BLOCK_LIMIT = 50  # a code or GTIN on more offers than this is no model number ("USB3")
@@ -267,7 +268,8 @@ def touched_reach(
         ids = sorted(by_offer)
         if not ids:
             continue
-        hits = store.search(space, np.stack([by_offer[i] for i in ids]), k=NEIGHBOURS + 1)
+        queries = np.stack([by_offer[i] for i in ids])
+        hits = store.search(space, queries, k=NEIGHBOURS + 1, effort=grouping_effort())
         product_of = groups.product_of({hit.offer_id for row in hits for hit in row})
         for oid, row in zip(ids, hits, strict=True):
             for hit in row:

@@ -21,6 +21,7 @@ writers import it (and numpy, which `grouping` and `candidates` use) when they r
 
 from __future__ import annotations
 
+import os
 import threading
 from collections import Counter, defaultdict
 from collections.abc import Iterable, Mapping
@@ -28,7 +29,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from cumpair.index import StoreError
+from cumpair.index import SearchEffort, StoreError
 from cumpair.index.products import MemberRow, ProductTables
 
 if TYPE_CHECKING:
@@ -38,6 +39,29 @@ if TYPE_CHECKING:
     from cumpair.search.boilerplate import TitleBoilerplate
     from cumpair.search.features import OfferFeatures
     from cumpair.search.matching import MatchConfig, PairEvidence
+
+
+# IVF lists grouping's vector searches probe at most. The store tunes nprobe for recall@10
+# against exact search, which on clustered titles means ranking a whole family of similar
+# products and probing about half the lists at any size (IVF128 p64 at 10^5, IVF512 p256 at
+# 10^6); grouping compares only the neighbours that can match (the same product's offers, cosine
+# ~0.93 where a family's other products sit at ~0.6), which lie in the query's nearest lists.
+# bench/bench_grouping.py prints, per size, the share of the tuned search's neighbours above
+# cosine 0.8 that this bounded search keeps ("merge"): it must stay >= 0.99 at 10^5.
+GROUP_SEARCH_LISTS = 8
+
+
+def grouping_effort() -> SearchEffort:
+    """The search effort grouping asks of the store: ``CUMPAIR_GROUP_SEARCH_LISTS`` lists at most
+    (`GROUP_SEARCH_LISTS`; 0: the store's tuned nprobe)."""
+    raw = os.environ.get("CUMPAIR_GROUP_SEARCH_LISTS", "").strip()
+    try:
+        lists = int(raw) if raw else GROUP_SEARCH_LISTS
+    except ValueError:
+        raise GroupingError(f"CUMPAIR_GROUP_SEARCH_LISTS must be an int, got {raw!r}") from None
+    if lists < 0:
+        raise GroupingError(f"CUMPAIR_GROUP_SEARCH_LISTS must be >= 0, got {lists}")
+    return SearchEffort(lists=lists or None)
 
 
 class GroupingError(RuntimeError):
@@ -252,12 +276,13 @@ class ProductGroups:
         from cumpair.search.candidates import NEIGHBOURS
 
         sims: dict[int, dict[str, float]] = defaultdict(dict)
+        effort = grouping_effort()
         for space, matrix in vectors.items():
             rows = np.asarray(matrix, dtype=np.float32)
             if rows.size == 0:
                 continue
             query = rows.reshape(-1, rows.shape[-1])[:1]
-            for hit in store.search(space, query, k=NEIGHBOURS + 1)[0]:
+            for hit in store.search(space, query, k=NEIGHBOURS + 1, effort=effort)[0]:
                 if hit.offer_id != offer_id:
                     sims[hit.offer_id][space] = hit.score
         return sims

@@ -19,6 +19,7 @@ from cumpair.index.records import (
     Hit,
     OfferRecord,
     PricePoint,
+    SearchEffort,
     SearchFilters,
     SpaceSpec,
     StoreError,
@@ -42,9 +43,11 @@ class Searching(StoreBase):
         queries: np.ndarray,
         k: int = 10,
         filters: SearchFilters | None = None,
+        effort: SearchEffort | None = None,
     ) -> list[list[Hit]]:
         """Best `k` offers per query row (``(nq, d)`` or ``(d,)``), best score per offer first.
 
+        `effort` caps the IVF lists probed below the tuned nprobe (a flat index ignores it).
         Thread-safe; never blocks on flushes or upgrades (only on the brief index swaps/adds).
         """
         if self._closed:
@@ -55,16 +58,26 @@ class Searching(StoreBase):
             self.refresh()
         state = self._space(space)
         matrix = self._as_matrix(state, queries, what="queries")
-        return self._search_space(state, matrix, k, filters)
+        return self._search_space(state, matrix, k, filters, effort)
 
     async def asearch(
-        self, space: str, queries: np.ndarray, k: int = 10, filters: SearchFilters | None = None
+        self,
+        space: str,
+        queries: np.ndarray,
+        k: int = 10,
+        filters: SearchFilters | None = None,
+        effort: SearchEffort | None = None,
     ) -> list[list[Hit]]:
         """`search` for asyncio code: runs in a worker thread so the event loop stays free."""
-        return await asyncio.to_thread(self.search, space, queries, k, filters)
+        return await asyncio.to_thread(self.search, space, queries, k, filters, effort)
 
     def _search_space(
-        self, space: _Space, matrix: np.ndarray, k: int, filters: SearchFilters | None
+        self,
+        space: _Space,
+        matrix: np.ndarray,
+        k: int,
+        filters: SearchFilters | None,
+        effort: SearchEffort | None = None,
     ) -> list[list[Hit]]:
         started = time.perf_counter()
         allowed = None
@@ -87,7 +100,10 @@ class Searching(StoreBase):
             refine = params.kind == "ivfpq" and params.k_factor > 0
             # the depth was tuned for recall@recall_k: a smaller k still gets that many candidates
             wanted = max(fetch, params.recall_k) * params.k_factor if refine else fetch
-            scores, ids = ivf.search(index, params, matrix, wanted, allowed)
+            nprobe = None  # as tuned
+            if effort is not None and effort.lists is not None and params.kind == "ivfpq":
+                nprobe = min(params.nprobe or 1, effort.lists)
+            scores, ids = ivf.search(index, params, matrix, wanted, allowed, nprobe=nprobe)
         if refine:  # exact re-ranking reads the vector log; done outside the lock
             scores, ids = ivf.rerank(
                 matrix, ids, partial(self._vectors, space), fetch, partial(self._check, space)

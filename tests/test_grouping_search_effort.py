@@ -1,0 +1,115 @@
+"""A search effort below the store's tuning: it reaches FAISS as fewer IVF lists, a flat index
+ignores it, and grouping asks for it (`grouping_effort`) in assign and the incremental reach."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from functools import partial
+
+import numpy as np
+import pytest
+
+from cumpair.index import OfferRecord, ProductStore, SearchEffort, SpaceSpec, StoreOptions, ivf
+from cumpair.search import products
+from cumpair.search.candidates import touched_reach
+from cumpair.search.products import GroupingError, ProductGroups, grouping_effort
+from tests import vector_fixtures
+
+DIM = 32
+SPACES = {"text": SpaceSpec(DIM, "test-text", "1")}
+IVF = StoreOptions(upgrade_threshold=3000, background_upgrade=False, duplicate_threshold=None)
+FLAT = StoreOptions(upgrade_threshold=10**9, background_upgrade=False, duplicate_threshold=None)
+clustered = partial(vector_fixtures.clustered, dim=DIM, clusters=40)
+
+
+def _items(vectors: np.ndarray):
+    return [
+        (OfferRecord("northwind", f"http://northwind/{i}", price=Decimal(1)), {"text": v})
+        for i, v in enumerate(vectors)
+    ]
+
+
+@pytest.fixture
+def probes(monkeypatch) -> list[int]:
+    """The nprobe of every IVF search FAISS is given (through `ivf.search_parameters`)."""
+    seen: list[int] = []
+    made = ivf.search_parameters
+
+    def spy(index, nprobe, selector=None):
+        seen.append(nprobe)
+        return made(index, nprobe, selector)
+
+    monkeypatch.setattr(ivf, "search_parameters", spy)
+    return seen
+
+
+def test_a_bounded_effort_probes_fewer_ivf_lists_and_still_finds_the_nearest(tmp_path, probes):
+    data = clustered(3200)
+    with ProductStore.open(tmp_path, SPACES, IVF) as store:
+        store.upsert_many(_items(data))
+        params = store.health()["spaces"]["text"]["index"]
+        assert params["nlist"] > 1 and params["nprobe"] > 1  # an IVF index, tuned past one list
+        probes.clear()  # the upgrade's own tuning searches
+        queries = data[:20]
+        tuned = store.search("text", queries, k=5)
+        assert probes == [params["nprobe"]]
+        bounded = store.search("text", queries, k=5, effort=SearchEffort(lists=1))
+        assert probes[-1] == 1
+        # an offer's own vector sits in its nearest list: the one list probed still finds it
+        assert [row[0].offer_id for row in bounded] == [row[0].offer_id for row in tuned]
+        store.search("text", queries, k=5, effort=SearchEffort(lists=10**6))
+        assert probes[-1] == params["nprobe"]  # a cap above the tuning searches as tuned
+
+
+def test_a_flat_index_ignores_the_effort(tmp_path, probes):
+    data = clustered(300)
+    with ProductStore.open(tmp_path, SPACES, FLAT) as store:
+        store.upsert_many(_items(data))
+        assert store.health()["spaces"]["text"]["index_type"] == "flat"
+        exact = store.search("text", data[:10], k=8)
+        assert store.search("text", data[:10], k=8, effort=SearchEffort(lists=1)) == exact
+        assert probes == []  # no IVF parameters were made at all
+
+
+@pytest.mark.parametrize("lists", [0, -3, 2.5, True, "8"])
+def test_an_effort_of_no_positive_int_lists_is_refused(lists):
+    with pytest.raises(ValueError, match="lists must be a positive int"):
+        SearchEffort(lists=lists)
+
+
+def test_grouping_effort_is_read_from_the_environment(monkeypatch):
+    monkeypatch.delenv("CUMPAIR_GROUP_SEARCH_LISTS", raising=False)
+    assert grouping_effort() == SearchEffort(lists=products.GROUP_SEARCH_LISTS)
+    monkeypatch.setenv("CUMPAIR_GROUP_SEARCH_LISTS", "3")
+    assert grouping_effort() == SearchEffort(lists=3)
+    monkeypatch.setenv("CUMPAIR_GROUP_SEARCH_LISTS", "0")  # 0: as the store tuned it
+    assert grouping_effort() == SearchEffort(lists=None)
+    for bad in ("eight", "-1"):
+        monkeypatch.setenv("CUMPAIR_GROUP_SEARCH_LISTS", bad)
+        with pytest.raises(GroupingError, match="CUMPAIR_GROUP_SEARCH_LISTS"):
+            grouping_effort()
+
+
+def test_assign_and_the_incremental_reach_search_with_grouping_effort(
+    tmp_path, probes, monkeypatch
+):
+    monkeypatch.setenv("CUMPAIR_GROUP_SEARCH_LISTS", "2")
+    data = clustered(3200)
+    with ProductStore.open(tmp_path, SPACES, IVF) as store:
+        results = store.upsert_many(_items(data))
+        tuned = store.health()["spaces"]["text"]["index"]["nprobe"]
+        assert tuned > 2
+        efforts: list[SearchEffort | None] = []
+        search = store.search
+
+        def recorded(space, queries, k=10, filters=None, effort=None):
+            efforts.append(effort)
+            return search(space, queries, k, filters, effort)
+
+        monkeypatch.setattr(store, "search", recorded)
+        with ProductGroups.open(tmp_path) as groups:
+            offer_id = results[0].offer_id
+            groups.assign(store, offer_id, {"text": data[0]})
+            assert efforts == [SearchEffort(lists=2)] and probes[-1] == 2
+            touched_reach(store, groups, {offer_id})
+            assert efforts[-1] == SearchEffort(lists=2) and probes[-1] == 2

@@ -1,21 +1,25 @@
-"""RapidOCR's text detection, run without importing RapidOCR: its model file, its steps.
+"""RapidOCR's text detection, run without RapidOCR's engine: its model file, its steps.
 
-`import rapidocr` costs a photo query most of its start-up (0.6-0.9 CPU s: two OmegaConf
-loads of its model tables, requests, shapely), though the text gate needs only the detection
-model and its few NumPy/OpenCV steps. `TextDetector` runs that model (from RapidOCR's package
-folder) through ONNX Runtime with RapidOCR's session options and repeats RapidOCR's steps for
-a detection-only call (`RapidOCR(params)(bgr)` with `text_gate.DETECTOR_PARAMS`, rapidocr
-3.x): bound the sides (30 .. 2000 px), resize to `limit_side_len` in multiples of 32,
-normalise, run, then DB post-processing (threshold, dilation, contours, box score, unclip,
-minimum sizes) and the boxes mapped back. The boxes are RapidOCR's to the pixel
-(tests/test_vision_text_detector.py compares them); an image RapidOCR would pad first (a
-strip wider than 8:1 or 30 px tall at most) is not handled here: `detect` returns None and the
-caller asks RapidOCR itself.
+`from rapidocr import RapidOCR` costs a photo query most of its start-up (0.6-0.7 CPU s, nearly
+all of it `rapidocr.inference_engine.base` and the OmegaConf loads of its model tables), though
+the text gate needs only the detection model and its few NumPy/OpenCV steps. `TextDetector`
+runs that model (from RapidOCR's package folder) through ONNX Runtime with RapidOCR's session
+options and takes RapidOCR's steps for a detection-only call (`RapidOCR(params)(bgr)` with
+`text_gate.DETECTOR_PARAMS`, rapidocr 3.x): its own `utils.process_img` (plain OpenCV, a
+millisecond to import) bounds the sides (30 .. 2000 px) and maps the boxes back; the resize to
+`limit_side_len` in multiples of 32, the normalisation and the DB post-processing (threshold,
+dilation, contours, box score, unclip, minimum sizes) are copied here, because the module that
+holds them (`rapidocr.ch_ppocr_det`) imports the engine and its model tables. The boxes are
+RapidOCR's to the pixel, in no particular order (RapidOCR sorts them top to bottom;
+tests/test_vision_text_detector.py compares them); an image RapidOCR would pad first (a strip
+wider than 8:1 or 30 px tall at most) is not handled here: `detect` returns None and the caller
+asks RapidOCR itself.
 """
 
 from __future__ import annotations
 
 import importlib.util
+import os
 from pathlib import Path
 
 import cv2
@@ -52,7 +56,7 @@ class TextDetector:
         options.log_severity_level = 4
         options.enable_cpu_mem_arena = False
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-        if 1 <= threads <= (__import__("os").cpu_count() or 1):
+        if 1 <= threads <= (os.cpu_count() or 1):
             options.intra_op_num_threads = threads
         self._session = ort.InferenceSession(
             str(path), sess_options=options, providers=["CPUExecutionProvider"]
@@ -63,8 +67,10 @@ class TextDetector:
     def detect(self, bgr: np.ndarray) -> np.ndarray | None:
         """The text boxes (N x 4 x 2, in `bgr`'s pixels) RapidOCR finds in `bgr` (H x W x 3,
         uint8), possibly none; None when RapidOCR would pad the image first (not done here)."""
+        from rapidocr.utils.process_img import map_boxes_to_original, resize_image_within_bounds
+
         ori_h, ori_w = bgr.shape[:2]
-        img, ratio_h, ratio_w = _within_bounds(bgr)
+        img, ratio_h, ratio_w = resize_image_within_bounds(bgr, _MIN_SIDE, _MAX_SIDE)
         h, w = img.shape[:2]
         if h <= _PAD_HEIGHT or w / h > _PAD_RATIO:
             return None
@@ -78,12 +84,8 @@ class TextDetector:
         boxes = _boxes(pred[0], h, w)
         if not len(boxes):
             return np.zeros((0, 4, 2), dtype=np.float32)
-        boxes[:, :, 0] *= ratio_w
-        boxes[:, :, 1] *= ratio_h
-        boxes = np.where(boxes < 0, 0, boxes)
-        boxes[..., 0] = np.where(boxes[..., 0] > ori_w, ori_w, boxes[..., 0])
-        boxes[..., 1] = np.where(boxes[..., 1] > ori_h, ori_h, boxes[..., 1])
-        return boxes
+        record = {"preprocess": {"ratio_h": ratio_h, "ratio_w": ratio_w}}
+        return map_boxes_to_original(boxes, record, ori_h, ori_w)
 
 
 def _resize_to_32(img: np.ndarray, ratio: float) -> np.ndarray | None:
@@ -93,20 +95,6 @@ def _resize_to_32(img: np.ndarray, ratio: float) -> np.ndarray | None:
     if resize_w <= 0 or resize_h <= 0:
         return None
     return cv2.resize(img, (resize_w, resize_h))
-
-
-def _within_bounds(img: np.ndarray) -> tuple[np.ndarray, float, float]:
-    """RapidOCR's `resize_image_within_bounds`: the longer side to 2000 px at most, then the
-    shorter to 30 px at least (each in multiples of 32), with the ratios back."""
-    ratio_h = ratio_w = 1.0
-    for side, target in ((max, _MAX_SIDE), (min, _MIN_SIDE)):
-        h, w = img.shape[:2]
-        if side(h, w) > target if side is max else side(h, w) < target:
-            img = _resize_to_32(img, float(target) / side(h, w))
-            if img is None:
-                raise ValueError(f"cannot resize a {w} x {h} image for text detection")
-            ratio_h, ratio_w = h / img.shape[0], w / img.shape[1]
-    return img, ratio_h, ratio_w
 
 
 def _boxes(pred: np.ndarray, dest_h: int, dest_w: int) -> np.ndarray:

@@ -75,3 +75,18 @@ def test_the_gate_reads_labels_and_passes_photos():
     label = np.asarray(render_label(offers[0])[0].convert("RGB"))
     photo = np.asarray(Image.Image.convert(render_product_photo(offers[0]), "RGB"))
     assert text_gate.has_text_lines(label) and not text_gate.has_text_lines(photo)
+
+
+@pytest.mark.parametrize(
+    "pixels",
+    [
+        np.zeros((50, 50), dtype=np.uint8),
+        np.zeros((50, 50, 4), dtype=np.uint8),
+        np.zeros((0, 0, 3), dtype=np.uint8),
+        np.zeros((50, 50, 3), dtype=np.float32),
+    ],
+    ids=["grey", "rgba", "empty", "float"],
+)
+def test_the_gate_refuses_what_is_not_rgb_with_a_clear_error(pixels):
+    with pytest.raises(ValueError, match="H x W x 3 uint8 RGB"):
+        text_gate.has_text_lines(pixels)

@@ -60,8 +60,11 @@ _run_lock = threading.Lock()  # a RapidOCR instance keeps per-call state
 def has_text_lines(rgb: np.ndarray, options: GateOptions | None = None) -> bool:
     """Whether `rgb` (H x W x 3, uint8) shows at least one printed text line.
 
-    Raises `EngineUnavailableError` when RapidOCR cannot load (callers then OCR everything).
+    Raises `EngineUnavailableError` when RapidOCR cannot load (callers then OCR everything),
+    and `ValueError` for any other array (grey, RGBA, empty: `images.load_image` makes RGB).
     """
+    if rgb.ndim != 3 or rgb.shape[2] != 3 or rgb.dtype != np.uint8 or not rgb.size:
+        raise ValueError(f"the text gate takes H x W x 3 uint8 RGB, not {rgb.dtype} {rgb.shape}")
     options = options or GateOptions()
     bgr = rgb[:, :, ::-1].copy()  # RapidOCR expects BGR like cv2
     with _run_lock:

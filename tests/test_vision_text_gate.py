@@ -55,3 +55,19 @@ def test_gate_options_are_checked():
         GateOptions(max_height=0)
     with pytest.raises(ValueError):
         GateOptions(min_aspect=-1)
+
+
+def test_a_banner_too_thin_for_the_detector_is_read_not_refused():
+    """RapidOCR cannot scale a 5000 x 30 strip into its detector (ResizeImgError): the gate
+    then lets it through and the chain reads it with Tesseract, instead of failing the item."""
+    from PIL import Image, ImageDraw
+
+    from cumpair.vision.engines import get_engine
+
+    banner = Image.new("RGB", (5000, 30), "white")
+    ImageDraw.Draw(banner).text((10, 8), "Power 250 W, weight 1.5 kg " * 20, fill="black")
+    pixels = np.asarray(banner)
+    assert has_text_lines(pixels)
+    assert get_engine("rapidocr").read(pixels) == []
+    specs = read_image_specs(pixels, text_gate=GateOptions())
+    assert "250 W" in specs.ocr.text

@@ -165,8 +165,13 @@ class RapidOcrEngine(OcrEngine):
     ) -> list[RawWord]:
         if image.ndim == 2:
             image = np.stack([image] * 3, axis=-1)
+        from rapidocr.utils.process_img import ResizeImgError
+
         with self._lock:
-            output = self._engine(image[:, :, ::-1].copy())  # RapidOCR expects BGR like cv2
+            try:
+                output = self._engine(image[:, :, ::-1].copy())  # RapidOCR expects BGR like cv2
+            except ResizeImgError:  # a strip too thin to scale into its detector (5000 x 30)
+                return []  # reads nothing there; the chain's other engines still try it
         if output.txts is None or output.boxes is None:
             return []
         return [

@@ -62,16 +62,25 @@ def has_text_lines(rgb: np.ndarray, options: GateOptions | None = None) -> bool:
 
     Raises `EngineUnavailableError` when RapidOCR cannot load (callers then OCR everything),
     and `ValueError` for any other array (grey, RGBA, empty: `images.load_image` makes RGB).
+    An image too thin for the detector to scale counts as showing text: it is OCR'd, not judged.
     """
     if rgb.ndim != 3 or rgb.shape[2] != 3 or rgb.dtype != np.uint8 or not rgb.size:
         raise ValueError(f"the text gate takes H x W x 3 uint8 RGB, not {rgb.dtype} {rgb.shape}")
     options = options or GateOptions()
+    try:
+        from rapidocr.utils.process_img import ResizeImgError
+    except ImportError as exc:  # pragma: no cover
+        raise EngineUnavailableError("rapidocr is not installed") from exc
+
     bgr = rgb[:, :, ::-1].copy()  # RapidOCR expects BGR like cv2
     with _run_lock:
         detector = _get_detector()
-        boxes = detector.detect(bgr) if detector is not None else None
-        if boxes is None:  # no model file to run directly, or an image RapidOCR pads first
-            boxes = _get_rapidocr()(bgr).boxes
+        try:
+            boxes = detector.detect(bgr) if detector is not None else None
+            if boxes is None:  # no model file to run directly, or an image RapidOCR pads first
+                boxes = _get_rapidocr()(bgr).boxes
+        except ResizeImgError:  # too thin to scale into the detector (a 5000 x 30 banner):
+            return True  # unsure, so OCR it (Tesseract reads such strips)
     if boxes is None:
         return False
     height = rgb.shape[0]

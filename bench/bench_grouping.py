@@ -60,7 +60,7 @@ import faiss
 import numpy as np
 
 from cumpair.demo.catalog import build_catalog
-from cumpair.index import ProductStore, SpaceSpec, StoreOptions
+from cumpair.index import ProductStore, SearchEffort, SpaceSpec, StoreOptions
 from cumpair.index.products import MemberRow, ProductTables
 from cumpair.index.records import OfferRecord
 from cumpair.ingest.stages import FULL_REGROUP_SHARE, regroup_store
@@ -69,7 +69,7 @@ from cumpair.search.demo_index import demo_offer_record, demo_url
 from cumpair.search.evaluation import pairwise_scores
 from cumpair.search.features import OfferFeatures, clean_text, features_from_record
 from cumpair.search.matcher_train import pair_scores, read_pairs
-from cumpair.search.products import ProductGroups
+from cumpair.search.products import ProductGroups, grouping_effort
 from cumpair.search.store_scan import scan_offers
 
 DIM = 384
@@ -180,41 +180,50 @@ def seed_grouping(path: Path, products) -> None:
 
 
 MERGE_COSINE = 0.8  # neighbours above it are ones grouping can merge: the same product's
-# offers (cosine ~0.93 in offer_vectors) where a family's other products sit at ~0.6
+# offers (cosine ~0.87 in offer_vectors) where a family's other products sit at ~0.6
+LADDER = (8, 16, 32, 64)  # lists the replay measures the merge recall at, beside the default
 
 
 class TimedSearch:
     """`store` whose `search` adds its CPU seconds to `seconds` (what an assign spends in the
-    ANN index, apart from its SQL and matching work). A search with a bounded effort (grouping's)
-    is also run as tuned (untimed in `seconds`, its CPU in `tuned_seconds`: the baseline), and
-    `merge_recall` is the share of the tuned search's neighbours above `MERGE_COSINE` (the query's
-    own vector left out) that the bounded search found too."""
+    ANN index, apart from its SQL and matching work), and keeps each search made with an effort
+    (grouping's) for `replay`."""
 
     def __init__(self, store) -> None:
-        self._store, self.seconds, self.tuned_seconds = store, 0.0, 0.0
-        self.merge_found = self.merge_total = 0
+        self._store, self.seconds, self.calls = store, 0.0, []
 
     def search(self, space, queries, k=10, filters=None, effort=None):
         started = time.process_time()
-        hits = self._store.search(space, queries, k, filters, effort)
-        self.seconds += time.process_time() - started
-        if effort is not None:
-            started = time.process_time()
-            tuned = self._store.search(space, queries, k, filters)
-            self.tuned_seconds += time.process_time() - started
-            for bounded, full in zip(hits, tuned, strict=True):
-                found = {h.offer_id for h in bounded}
-                near = [h.offer_id for h in full if MERGE_COSINE <= h.score < 0.9999]
-                self.merge_total += len(near)
-                self.merge_found += sum(o in found for o in near)
-        return hits
-
-    @property
-    def merge_recall(self) -> float:
-        return self.merge_found / self.merge_total if self.merge_total else float("nan")
+        try:
+            return self._store.search(space, queries, k, filters, effort)
+        finally:
+            self.seconds += time.process_time() - started
+            if effort is not None:
+                self.calls.append((space, queries, k, filters))
 
     def __getattr__(self, name: str):
         return getattr(self._store, name)
+
+
+def replay(store, calls, lists: int | None) -> tuple[float, list[list]]:
+    """assign's searches again, probing at most `lists` IVF lists (None: as tuned): CPU seconds
+    and hits."""
+    effort = SearchEffort(lists=lists)
+    started = time.process_time()
+    hits = [store.search(space, q, k, f, effort)[0] for space, q, k, f in calls]
+    return time.process_time() - started, hits
+
+
+def merge_recall(bounded: list[list], tuned: list[list]) -> float:
+    """Share of the tuned search's neighbours above `MERGE_COSINE` (the query's own vector left
+    out) that the bounded search found too: the neighbours grouping can merge."""
+    found = total = 0
+    for mine, full in zip(bounded, tuned, strict=True):
+        ids = {h.offer_id for h in mine}
+        near = [h.offer_id for h in full if MERGE_COSINE <= h.score < 0.9999]
+        total += len(near)
+        found += sum(o in ids for o in near)
+    return found / total if total else float("nan")
 
 
 def second_crawl(store, path, offers, vectors, second) -> tuple[set[int], float, float, float]:
@@ -233,11 +242,9 @@ def second_crawl(store, path, offers, vectors, second) -> tuple[set[int], float,
             between = time.process_time()
             groups.assign(timed, result.offer_id, {"text": vectors[i]})
             upsert_s += between - started
-            # the tuned baseline search runs inside assign's time: taken back out
             assign_s += time.process_time() - between
             touched.add(result.offer_id)
     n = len(records)
-    assign_s -= timed.tuned_seconds
     return touched, upsert_s / n, assign_s / n, timed
 
 
@@ -269,6 +276,13 @@ def run_size(n: int, touched: float, seed: int, upgrade_at: int, full: bool, wor
         built = time.perf_counter() - started
         touched, upsert_s, assign_s, timed = second_crawl(store, path, offers, vectors, second)
         ann_s = timed.seconds / len(touched)
+        # the same searches replayed as tuned (the baseline) and at each effort of the ladder
+        tuned_s, tuned_hits = replay(store, timed.calls, None)
+        default = grouping_effort().lists
+        ladder = {}
+        for lists in sorted({*LADDER, default} - {None}):
+            bounded_s, hits = replay(store, timed.calls, lists)
+            ladder[lists] = (bounded_s, merge_recall(hits, tuned_hits))
         searched = store.health()["spaces"]["text"]["index"]
         store.close()
         del vectors
@@ -296,8 +310,10 @@ def run_size(n: int, touched: float, seed: int, upgrade_at: int, full: bool, wor
             "assign_ms": 1000 * assign_s,
             "ann_ms": 1000 * ann_s,
             "rest_ms": 1000 * (assign_s - ann_s),
-            "tuned_ms": 1000 * timed.tuned_seconds / len(touched),
-            "merge_recall": timed.merge_recall,
+            "tuned_ms": 1000 * tuned_s / len(timed.calls),
+            "bounded_ms": 1000 * ladder[default][0] / len(timed.calls) if default else float("nan"),
+            "merge_recall": ladder[default][1] if default else 1.0,
+            "ladder": {n: (1000 * t / len(timed.calls), r) for n, (t, r) in ladder.items()},
             "incremental_ms": 1000 * incremental_cpu / len(touched),
             "scope": len(scope) / len(touched),
             "pairs": pairs / len(touched),
@@ -447,15 +463,16 @@ def main() -> None:
         print()
 
     print(
-        "per touched offer: upsert, assign (its ANN search and the rest; the search as tuned"
-        " beside, and the share of its neighbours above cosine"
-        f" {MERGE_COSINE} that assign's bounded search keeps) and incremental regroup"
+        "per touched offer: upsert, assign (its ANN search and the rest) CPU ms; assign's"
+        " searches replayed per search: as tuned (baseline) and bounded (grouping's effort), CPU"
+        f" ms, and the share of the tuned search's neighbours above cosine {MERGE_COSINE} the"
+        " bounded one keeps (merge); incremental regroup"
         " CPU ms, offers read, pairs compared; full: regroup CPU ms per store offer, and its CPU"
         " over the incremental's"
     )
     print(
         f"{'offers':>8} {'touched':>7} | {'upsert':>6} {'assign':>6} {'(ann':>5} {'rest)':>5} "
-        f"{'tuned':>5} {'merge':>6} "
+        f"{'tuned':>5} {'bound':>5} {'merge':>6} "
         f"{'regroup':>7} "
         f"{'read':>5} {'pairs':>6} | {'full':>6} {'ratio':>7} | "
         f"{'agree F1':>8} {'F1 incr':>7} {'F1 full':>7} | {'build s':>7} {'load':>5} | index"
@@ -470,12 +487,17 @@ def main() -> None:
         print(
             f"{row['offers']:>8} {row['touched']:>7} | {row['upsert_ms']:>6.2f} "
             f"{row['assign_ms']:>6.2f} {row['ann_ms']:>5.2f} {row['rest_ms']:>5.2f} "
-            f"{row['tuned_ms']:>5.2f} {row['merge_recall']:>6.4f} "
+            f"{row['tuned_ms']:>5.2f} {row['bounded_ms']:>5.2f} {row['merge_recall']:>6.4f} "
             f"{row['incremental_ms']:>7.2f} {row['scope']:>5.1f} "
             f"{row['pairs']:>6.1f} | {_cell(row, 'full_ms', '6.2f')} {ratio} | "
             f"{_cell(row, 'agreement_f1', '8.3f')} {row['truth_f1_incremental']:>7.3f} "
             f"{_cell(row, 'truth_f1_full', '7.3f')} | {row['build_s']:>7.0f} "
             f"{os.getloadavg()[0]:>5.1f} | {row['index']}",
+            flush=True,
+        )
+        print(
+            "          replayed per search, lists: CPU ms, merge recall: "
+            + ", ".join(f"{n}: {t:.2f} {r:.4f}" for n, (t, r) in row["ladder"].items()),
             flush=True,
         )
     if len(measured) >= 2:
@@ -487,7 +509,8 @@ def main() -> None:
                 ("assign", "assign_ms"),
                 ("its ANN search", "ann_ms"),
                 ("the rest of it (SQL, matching)", "rest_ms"),
-                ("the tuned search (baseline)", "tuned_ms"),
+                ("the replayed search as tuned (baseline)", "tuned_ms"),
+                ("bounded", "bounded_ms"),
                 ("incremental regroup", "incremental_ms"),
             )
         )

@@ -48,7 +48,7 @@ if TYPE_CHECKING:
 # ~0.93 where a family's other products sit at ~0.6), which lie in the query's nearest lists.
 # bench/bench_grouping.py prints, per size, the share of the tuned search's neighbours above
 # cosine 0.8 that this bounded search keeps ("merge"): it must stay >= 0.99 at 10^5.
-GROUP_SEARCH_LISTS = 8
+GROUP_SEARCH_LISTS = 32
 
 
 def grouping_effort() -> SearchEffort:

@@ -6,6 +6,7 @@ Real components throughout: a private redis-server, the demo shops, `scrapy craw
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import itertools
 import json
@@ -25,7 +26,9 @@ import pytest
 import redis
 import yaml
 from scrapy import Request, Spider
+from scrapy.http import HtmlResponse
 from scrapy.settings import Settings
+from scrapy.utils.test import get_crawler
 
 from captcha_server.redis_runner import RedisRunner
 from cumpair.demo.catalog import SHOPS, build_catalog
@@ -35,6 +38,8 @@ from cumpair.index.store.rows import OfferRows
 from cumpair.indexer.messages import MessageError, decode_item, encode_item
 from cumpair.indexer.stream import ItemStream
 from cumpair_scraper.frontier import TOKEN_META, ReliablePriorityQueue
+from cumpair_scraper.middlewares.challenge import ChallengeRules
+from cumpair_scraper.middlewares.shared_throttle import SharedThrottleMiddleware
 from cumpair_scraper.redis_mode import HANDOFF, SHARED_THROTTLE, RedisMode
 from cumpair_scraper.shopconfig import bundled_configs_on_port
 
@@ -82,6 +87,44 @@ def test_redis_mode_refuses_jobdir():
     settings.set("JOBDIR", "/tmp/job")
     with pytest.raises(ValueError, match="JOBDIR"):
         RedisMode("redis://127.0.0.1:1/0").update_settings(settings)
+
+
+def test_the_challenge_hold_posted_mark_lasts_one_answer():
+    """The shared pace posts a challenge's hold itself and skips challenge.py's signal for it,
+    but only for that answer: a middleware between them may send the request on again (a meta
+    refresh on the challenge page copies its meta), and a later answer's back-off of the copy
+    (here a captcha the crawler failed to solve) is a hold of its own."""
+    project = project_settings()
+    names = ["CRAWL_REDIS_PREFIX", "CRAWL_REDIS_HOST_INTERVAL", "CRAWL_REDIS_TURN_LOG"]
+    names += ["RETRY_BACKOFF_HTTP_CODES", "RETRY_BACKOFF_BASE", "RETRY_AFTER_MAX"]
+    settings = {
+        **{name: project[name] for name in names},
+        "CRAWL_REDIS_URL": "redis://127.0.0.1:1/0",
+        "CAPTCHA_AUTHORIZED_HOSTS": ["shop.test"],
+    }
+    pace = SharedThrottleMiddleware(get_crawler(Spider, settings))
+    holds = []
+
+    async def hold(keys, args):
+        holds.append((keys[0], args[0]))
+
+    pace._hold = hold
+    third_party = b'<html><body><div class="g-recaptcha"></div></body></html>'
+    captcha = b'<html><body><form><img class="captcha" src="/c.png"></form></body></html>'
+    first = Request("http://shop.test/p/1")
+    wait = ChallengeRules.from_settings(pace.crawler.settings).backoff(first)
+
+    async def answers():
+        await pace.process_response(first, HtmlResponse(first.url, status=403, body=third_party))
+        assert len(holds) == 1
+        # sent on (a meta refresh) before challenge.py saw the page, so before its signal
+        second = first.replace(url="http://shop.test/p/1?again")
+        page = HtmlResponse(second.url, status=403, body=captcha)
+        await pace.process_response(second, page)  # solved first: no hold yet
+        await pace.host_backed_off(second, wait)  # the answer failed: back off
+
+    asyncio.run(answers())
+    assert holds == [("cumpair:host:shop.test", wait)] * 2
 
 
 # -- with a real Redis --------------------------------------------------------------------

@@ -159,6 +159,9 @@ class SharedThrottleMiddleware:
     async def process_response(self, request: Request, response: Response) -> Response:
         """Post the hold the response asks for, then give the place back (so the hold is in
         Redis before this process's next request takes a turn)."""
+        # a mark left by an earlier answer (a middleware between here and challenge.py sent
+        # the request on before challenge.py saw it, copying its meta) is not this answer's
+        request.meta.pop(_HOLD_POSTED, None)
         try:
             if response.status in self.backoff_codes and not request.meta.get("dont_retry"):
                 wait, _ = backoff_seconds(request, response, self.backoff_base)

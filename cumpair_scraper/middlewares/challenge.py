@@ -216,7 +216,7 @@ class ChallengeMiddleware:
         self, request: Request, response: Response, reason: str
     ) -> Request | Response:
         stats = self.crawler.stats
-        retries = request.meta.get("challenge_times", 0)
+        retries = request.meta.get(RETRIES, 0)
         wait = self.rules.backoff(request)
         if wait is None:
             stats.inc_value("challenge/gave_up")

@@ -62,6 +62,10 @@ class RedisMode:
             "SCHEDULER_DUPEFILTER_KEY": f"{prefix}:%(spider)s:dupefilter",
             # Kept between runs and crawlers: the frontier clears itself when the crawl is done.
             "SCHEDULER_PERSIST": True,
+            # The host's turns in Redis pace every crawler; the shared throttle waits out this
+            # process's slot at its longest jitter (nothing may wait after the turn), so a
+            # jitter would only space requests at 1.5x AutoThrottle's delay instead of 1x.
+            "DOWNLOAD_DELAY_JITTER": 0.0,
         }
         for name, value in scrapy_redis.items():
             settings.set(name, value, priority="addon")

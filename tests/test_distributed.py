@@ -78,6 +78,9 @@ def test_redis_mode_swaps_the_scheduler_and_hands_items_to_the_indexer():
     assert pipelines["cumpair_scraper.pipelines.index.IndexPipeline"] is None
     assert pipelines["cumpair_scraper.pipelines.specs.SpecsPipeline"] is None
     assert settings.getdict("DOWNLOADER_MIDDLEWARES")[SHARED_THROTTLE] == 950
+    # the shared throttle waits out a slot at its longest jitter: none, so the delay itself
+    assert project_settings().getfloat("DOWNLOAD_DELAY_JITTER") > 0
+    assert settings.getfloat("DOWNLOAD_DELAY_JITTER") == 0
     # the crawl stores no price: the indexer checks the watches once it has
     assert settings.getdict("EXTENSIONS")["cumpair_scraper.alerts.PriceAlerts"] is None
 

@@ -309,6 +309,21 @@ def test_once_the_corner_is_explained_the_subject_may_be_what_the_whole_shot_mat
     assert ranked[0] == (2, fused[0][1]) and dict(ranked)[1] == 0.70
 
 
+def test_an_explained_corner_loses_its_bonus_on_every_offer_of_its_product():
+    """The corner's photo is listed by two shops (offers 1 and 4, one product): both verified
+    it, so both lose the keypoint bonus; the sibling keeping it tied the subject's score and
+    kept the corner's product first."""
+    hits, _, evidence, query = _corner_evidence()
+    hits = [(1, 0.70), (4, 0.70), *hits[1:]]
+    evidence = {**evidence, 4: evidence[1]}
+    fused = fused_hits(hits, evidence, query)
+    product = {1: "corner", 4: "corner", 2: "subject", 3: "other"}.get
+    rest = [(2, REST_MATCH + 0.15), (1, 0.3)]
+    ranked = explain_away(hits, fused, evidence, query, (100, 100), lambda box: rest, product)
+    assert ranked[0] == (2, fused[0][1])
+    assert dict(ranked)[1] == 0.70 and dict(ranked)[4] == 0.70
+
+
 def test_a_corner_match_stays_best_when_the_rest_of_the_shot_matches_nothing_well():
     """A product small on a textured floor: verified in a corner, the floor matches nothing."""
     hits, fused, evidence, query = _corner_evidence()

@@ -391,8 +391,8 @@ def explain_away(
       the best hit's (`Match.apparent`, the best matched with the whole `query`); it then takes
       the best hit's fused score.
 
-    The best hit then keeps its cosine without keypoint bonus: it is in the shot, not what the
-    shot is of.
+    The best hit, and every other offer of its group, then keeps its cosine without keypoint
+    bonus: it is in the shot, not what the shot is of.
     """
     if not fused:
         return fused
@@ -432,8 +432,10 @@ def explain_away(
             subject = (subject, fused[0][1])
     if subject is None:
         return fused
-    scores = dict(fused)
-    scores[best] = dict(hits)[best]
+    # Every offer of the corner's group loses its bonus, not the best hit alone: the same photo
+    # listed by another shop verifies the corner as well, and kept its place otherwise.
+    cosines = dict(hits)
+    scores = {o: cosines[o] if group(o) == group(best) else s for o, s in fused}
     offer, score = subject
     scores[offer] = max(scores.get(offer, -np.inf), float(score))
     return sorted(scores.items(), key=lambda h: -h[1])

@@ -324,6 +324,19 @@ def test_an_explained_corner_loses_its_bonus_on_every_offer_of_its_product():
     assert dict(ranked)[1] == 0.70 and dict(ranked)[4] == 0.70
 
 
+def test_of_two_subjects_scored_alike_the_one_ranked_first_takes_the_corners_place():
+    hits, _, evidence, query = _corner_evidence()
+    hits = [(1, 0.70), (5, 0.66), (2, 0.66), (3, 0.40)]  # 5 ranked before 2, at one score
+    fused = fused_hits(hits, {**evidence, 5: frozenset()}, query)
+    rest = [(3, REST_MATCH + 0.02), (1, 0.3)]
+    ranked = explain_away(hits, fused, evidence, query, (100, 100), lambda box: rest)
+    assert ranked[0] == (5, fused[0][1])
+    hits[1:3] = [(2, 0.66), (5, 0.66)]
+    fused = fused_hits(hits, {**evidence, 5: frozenset()}, query)
+    ranked = explain_away(hits, fused, evidence, query, (100, 100), lambda box: rest)
+    assert ranked[0] == (2, fused[0][1])
+
+
 def test_a_corner_match_stays_best_when_the_rest_of_the_shot_matches_nothing_well():
     """A product small on a textured floor: verified in a corner, the floor matches nothing."""
     hits, fused, evidence, query = _corner_evidence()

@@ -473,7 +473,10 @@ def _best_other(
     scores = dict(fused)
     for offer_id, cosine in rest:
         scores[offer_id] = max(scores.get(offer_id, -np.inf), cosine)
-    score, offer = max((s, o) for o, s in scores.items() if group(o) != best_group)
+    # Equal scores: the one ranked first (`fused`'s order, then the rest's), not the larger id.
+    offer, score = max(
+        ((o, s) for o, s in scores.items() if group(o) != best_group), key=lambda hit: hit[1]
+    )
     return offer, max(score, top)
 
 

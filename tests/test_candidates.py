@@ -126,6 +126,20 @@ def test_an_incremental_regroup_reaches_a_product_only_a_trigram_neighbour_names
         assert product not in touched_reach(store, groups, [dutch], bounded).products[dutch]
 
 
+def test_an_incremental_regroup_leaves_out_title_neighbours_the_matcher_calls_different(tmp_path):
+    # LANGUAGES[2] (the black shoe, HN6A0-9090) is a title neighbour of LANGUAGES[0] (the white
+    # one, HN6A0-0101) by words and trigrams, and another product: it must not be reached
+    store, groups, ids = _store_of(tmp_path, LANGUAGES)
+    with store, groups:
+        white, black = ids[0], ids[2]
+        options = GroupingOptions(title_neighbours=2, trigram_neighbours=2)
+        records = store.get_offers([white])
+        assert black in candidates.store_title_neighbours(store, groups, records, options)[white]
+        other = groups.product_of([black])[black]
+        assert other != groups.product_of([white])[white]
+        assert other not in touched_reach(store, groups, [white], options).products[white]
+
+
 def test_an_incremental_regroup_reaches_the_products_of_word_neighbours(tmp_path):
     titles = ["Acme Kettle steel 1.7 litre", "Acme steel kettle", "Zeta Toaster black"]
     store, groups, ids = _store_of(tmp_path, titles)

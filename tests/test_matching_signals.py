@@ -239,3 +239,20 @@ def test_titles_sharing_a_code_but_not_the_first_one_are_told_apart():
     # one title without codes: neither signal
     plain = pair_signals(diver, offer_features(3, "s3", "Cartier Calibre Diver Watch"))
     assert (plain["code_first_agree"], plain["code_first_differ"]) == (0.0, 0.0)
+
+
+def test_a_model_file_from_before_the_first_code_signals_loads_and_weighs_them_zero():
+    # a file written before code_first_agree / code_first_differ existed names neither
+    from cumpair.search.matcher_model import MatcherModel, load_matcher
+
+    data = load_matcher(None).to_dict()
+    kept = [n for n, name in enumerate(data["features"]) if not name.startswith("code_first_")]
+    assert len(kept) == len(data["features"]) - 2
+    data["features"] = [data["features"][n] for n in kept]
+    data["coefficients"] = [data["coefficients"][n] for n in kept]
+    older, shipped = MatcherModel.from_dict(data, "older.json"), load_matcher(None)
+    signals = pair_signals(*(offer_features(n, f"s{n}", t) for n, t in enumerate((DIVER, CARBON))))
+    assert signals["code_first_differ"] == 1.0
+    assert older.contributions(signals)["code_first_differ"] == 0.0
+    first = shipped.contributions(signals)["code_first_differ"]  # agree is 0 for this pair
+    assert older.log_odds(signals) == pytest.approx(shipped.log_odds(signals) - first)

@@ -93,12 +93,12 @@ def test_grouping_effort_is_read_from_the_environment(monkeypatch):
 def test_assign_and_the_incremental_reach_search_with_grouping_effort(
     tmp_path, probes, monkeypatch
 ):
-    monkeypatch.setenv("CUMPAIR_GROUP_SEARCH_LISTS", "2")
+    monkeypatch.setenv("CUMPAIR_GROUP_SEARCH_LISTS", "1")
     data = clustered(3200)
     with ProductStore.open(tmp_path, SPACES, IVF) as store:
         results = store.upsert_many(_items(data))
         tuned = store.health()["spaces"]["text"]["index"]["nprobe"]
-        assert tuned > 2
+        assert tuned > 1  # (the tuning times its candidates: not always the same nprobe)
         efforts: list[SearchEffort | None] = []
         search = store.search
 
@@ -110,6 +110,6 @@ def test_assign_and_the_incremental_reach_search_with_grouping_effort(
         with ProductGroups.open(tmp_path) as groups:
             offer_id = results[0].offer_id
             groups.assign(store, offer_id, {"text": data[0]})
-            assert efforts == [SearchEffort(lists=2)] and probes[-1] == 2
+            assert efforts == [SearchEffort(lists=1)] and probes[-1] == 1
             touched_reach(store, groups, {offer_id})
-            assert efforts[-1] == SearchEffort(lists=2) and probes[-1] == 2
+            assert efforts[-1] == SearchEffort(lists=1) and probes[-1] == 1

@@ -28,6 +28,17 @@ catalog's truth over the offers the incremental regroup read, and the index the 
 grow up to `retrain_growth` times between re-trainings). Last, how each per-offer cost grows from
 the smallest size to the largest (N^0: flat).
 
+Assign's ANN searches ask for grouping's effort (`grouping_effort`: at most
+``CUMPAIR_GROUP_SEARCH_LISTS`` IVF lists, 32) instead of the store's tuning for recall@10 (about
+half the lists at every size on these families). After each crawl they are replayed as tuned (the
+baseline) and at 8/16/32/64 lists, each with its CPU ms per search and its merge recall: the share
+of the tuned search's neighbours above cosine `MERGE_COSINE` (those grouping can merge) it finds.
+Measured (2026-12-02, one run, 10^4/10^5/10^6): assign 0.71/1.05/1.45 CPU ms a touched offer
+(~N^0.15; 0.87/1.42/2.39 at the tuned nprobe, ~N^0.22), its search 0.24/0.35/0.68 (~N^0.22;
+0.30/0.56/1.36 before, ~N^0.33); replayed, tuned 0.15/0.31/0.50 ms a search against 32 lists'
+0.14/0.36/0.27; merge recall at 32 lists 1.000/0.993/0.973 (8: 1.000/0.887/0.794, 64: -/1/0.996):
+at 10^6 (IVF512) 64 lists would keep 0.99.
+
 Real offers first (`--real`, WDC categories of ``../shared/data/real/matching/wdc``): each
 distinct title of a category's ``valid.txt`` is an offer of a shop of its own (as
 ``eval_real_matching.py`` ingests them); ``cumpair ingest`` stores most of them, a second ingest

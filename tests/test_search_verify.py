@@ -595,13 +595,16 @@ REAL_SHOP = Path(__file__).resolve().parents[2] / "shared" / "data" / "real" / "
 
 
 @pytest.mark.skipif(not REAL_SHOP.is_dir(), reason="../shared/data/real is not here")
-def test_a_known_photo_pasted_over_a_third_of_a_real_shot_is_a_corner_by_its_apparent_size(
+def test_a_photo_under_half_the_shots_side_gives_way_only_to_what_the_rests_keypoints_verify(
     verifier, monkeypatch
 ):
     """A real shop photo of trousers with another shop photo (a printed top) pasted over its
     top-left 0.6 x 0.6: the trousers, smooth, show few keypoints, so the pasted photo's span
     two thirds of the box of them all and pass the span test; but its photo appears at 0.6 of
-    the shot's side, under a half of it. It is explained away and the rest's photo wins."""
+    the shot's side, under `MINORITY_APPARENT`, so the size rule asks the rest of the shot.
+    The rest's cosine to the trousers is no evidence there (a plain backdrop matches any
+    plain-backdrop photo as well): the pasted photo stays first. Only keypoints of the rest
+    that verify the trousers, larger in the shot, explain it away."""
     from cumpair.search import verify
 
     trousers, top = (
@@ -620,12 +623,81 @@ def test_a_known_photo_pasted_over_a_third_of_a_real_shot_is_a_corner_by_its_app
 
     rest = [(0, 0.72), (2, 0.5), (1, 0.45)]  # the rest of the shot is of the trousers
 
-    def ranked():
-        return explain_away(
-            hits, fused, evidence, query, query.size, lambda box: rest,
-            match_offer=lambda f, offer_id: verifier.match(f, features[offer_id]),
-        )  # fmt: skip
+    def real_match(f, offer_id):
+        return verifier.match(f, features[offer_id])
 
-    assert ranked()[0][0] == 0 and dict(ranked())[1] == 0.73
+    def rest_verifies_trousers(f, offer_id):
+        if f is not query and offer_id == 0:
+            return Match(frozenset(range(MIN_INLIERS)), 1.0)
+        return real_match(f, offer_id)
+
+    def ranked(match_offer):
+        return explain_away(
+            hits, fused, evidence, query, query.size, lambda box: rest, match_offer=match_offer
+        )
+
+    assert real_match(query, 0) == UNMATCHED  # the shot's few trousers keypoints verify nothing
+    assert ranked(real_match) == fused
+    explained = ranked(rest_verifies_trousers)
+    assert explained[0] == (0, fused[0][1]) and dict(explained)[1] == 0.73
     monkeypatch.setattr(verify, "MINORITY_APPARENT", 0.0)  # the span test alone
-    assert ranked() == fused
+    assert ranked(rest_verifies_trousers) == fused
+
+
+#: Real shop photos, each on a plain white backdrop as most shops' photos are.
+WHITE_BACKDROP_SHOP = (
+    "shop_00840.jpg",
+    "shop_00096.jpg",
+    "shop_00792.jpg",
+    "shop_00606.jpg",
+    "shop_00822.jpg",
+    "shop_00612.jpg",
+    "shop_00432.jpg",
+    "shop_00348.jpg",
+    "shop_00618.jpg",
+    "shop_00060.jpg",
+)
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not REAL_SHOP.is_dir(), reason="../shared/data/real is not here")
+def test_a_real_product_filling_half_a_plain_shot_is_not_taken_for_a_corner(tmp_path):
+    """A shopper's shot of a real product (shop_00840) at half the shot's side on a white
+    table: its keypoints span the shot (the backdrop has none) but its photo appears at under
+    `MINORITY_APPARENT` of the side, so the size rule asks the rest of the shot; that rest is
+    plain white and its pooled vector matches other white-backdrop shop photos at REST_MATCH
+    or more. That is no other product: the search, through `SearchService.search_image` over a
+    real store, keeps the photographed product first."""
+    from cumpair.embed import load_encoders
+    from cumpair.embed.reindex import spaces_for
+    from cumpair.index import ProductStore, StoreOptions
+    from cumpair.index.records import OfferRecord
+    from cumpair.search.service import SearchService
+
+    encoders = load_encoders("offline")
+    photos = [Image.open(REAL_SHOP / name).convert("RGB") for name in WHITE_BACKDROP_SHOP]
+    vectors = encoders.image.encode_images(photos)
+    store = ProductStore.open(
+        tmp_path, spaces_for(encoders), StoreOptions(duplicate_threshold=None)
+    )
+    ids = []
+    for n, (name, vector) in enumerate(zip(WHITE_BACKDROP_SHOP, vectors, strict=True)):
+        (tmp_path / f"{n}.jpg").write_bytes((REAL_SHOP / name).read_bytes())
+        record = OfferRecord(shop="real", url=f"https://shop.test/{n}", image_paths=(f"{n}.jpg",))
+        ids.append(store.upsert(record, {"image": vector[None, :]}).offer_id)
+
+    class Groups:  # no offer grouped yet: each stands alone, as its own product
+        def product_of(self, offer_ids):
+            return {}
+
+    shot = Image.new("RGB", (640, 480), (246, 246, 244))
+    product = photos[0].resize((int(photos[0].width * 240 / photos[0].height), 240))
+    shot.paste(product, ((640 - product.width) // 2, (480 - product.height) // 2))
+    service = SearchService(
+        store, Groups(), encoder_loader=lambda: encoders, ocr=False, images_root=tmp_path
+    )
+    try:
+        response = service.search_image(shot, k=3)
+    finally:
+        store.close()
+    assert [p.product_id for p in response.products][:1] == [-ids[0]]

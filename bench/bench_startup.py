@@ -651,14 +651,16 @@ def crawl_rows(py: str, tmp: Path, env: dict[str, str], args: argparse.Namespace
 def bare_scrapy_project(py: str, tmp: Path, env: dict[str, str]) -> Path:
     """A project as `scrapy startproject` writes it, with one spider: the least a `scrapy list`
     loads (Scrapy, its default settings, a spider module)."""
+    # not "bare": the crawl rows' bare crawl writes its feeds under tmp / "bare"
+    name = "bare_project"
     subprocess.run(
-        [py, "-m", "scrapy", "startproject", "bare"], cwd=tmp, env=env, capture_output=True,
+        [py, "-m", "scrapy", "startproject", name], cwd=tmp, env=env, capture_output=True,
         check=True,
     )  # fmt: skip
-    (tmp / "bare" / "bare" / "spiders" / "shop.py").write_text(
+    (tmp / name / name / "spiders" / "shop.py").write_text(
         "import scrapy\n\n\nclass ShopSpider(scrapy.Spider):\n    name = 'shop'\n"
     )
-    return tmp / "bare"
+    return tmp / name
 
 
 def build_demo_index(path: Path, n_products: int) -> tuple[Path, str]:

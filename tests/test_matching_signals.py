@@ -241,6 +241,15 @@ def test_titles_sharing_a_code_but_not_the_first_one_are_told_apart():
     assert (plain["code_first_agree"], plain["code_first_differ"]) == (0.0, 0.0)
 
 
+def test_a_code_only_the_structured_model_field_names_counts_as_the_first():
+    # offer feeds carry the MPN in its own field while the title writes no code
+    a = offer_features(0, "s0", "Lenovo ThinkPad laptop", brand="Lenovo", model="20L5000UUS")
+    b = offer_features(1, "s1", "ThinkPad notebook, black", brand="Lenovo", model="20L5000UUS")
+    assert first_code(a.title, a.models) == "20L5000UUS"
+    same = pair_signals(a, b)
+    assert (same["code_first_agree"], same["code_first_differ"]) == (1.0, 0.0)
+
+
 def test_a_model_file_from_before_the_first_code_signals_loads_and_weighs_them_zero():
     # a file written before code_first_agree / code_first_differ existed names neither
     from cumpair.search.matcher_model import MatcherModel, load_matcher

@@ -209,13 +209,15 @@ def model_codes(text: str, *, exclude: Iterable[str] = ()) -> frozenset[str]:
 def first_code(text: str, models: Iterable[str]) -> str | None:
     """The first of `models` (canonical codes) that `text` writes, in reading order: a title
     names its product's code first and then, often, a related item's or a compatible model's
-    ("Calibre Diver W2CA0009 Shop WSCA0006"). None when it writes none of them."""
+    ("Calibre Diver W2CA0009 Shop WSCA0006"). A title that writes none of them has its code
+    from the structured model (`offer_features`): that one code when it is the only one. None
+    when there is none, or several the title does not write."""
     models = set(models)
     for match in _CODE.finditer(clean_text(text)):
         code = canonical_code(match.group(0).strip("-./"))
         if code in models:
             return code
-    return None
+    return next(iter(models)) if len(models) == 1 else None
 
 
 CodeRelation = Literal["exact", "family", "contained", "conflict", "one-sided", "none"]

@@ -4,6 +4,7 @@ each gets its own rows, a bad query fails only its caller, and `cumpair serve` b
 
 from __future__ import annotations
 
+import asyncio
 import threading
 import time
 from decimal import Decimal
@@ -11,7 +12,7 @@ from decimal import Decimal
 import numpy as np
 import pytest
 
-from cumpair.index import OfferRecord, ProductStore, SpaceSpec, StoreOptions
+from cumpair.index import OfferRecord, ProductStore, SearchEffort, SpaceSpec, StoreOptions
 from cumpair.index.records import InvalidVectorError
 from cumpair.search.batching import BatchedSearches
 from cumpair.search.products import ProductGroups
@@ -29,15 +30,17 @@ class GatedStore:
     def __init__(self, store: ProductStore) -> None:
         self.store = store
         self.calls: list[int] = []
+        self.efforts: list[SearchEffort | None] = []  # each search's effort, as `calls`
         self.gate = threading.Event()
 
     def __getattr__(self, name):
         return getattr(self.store, name)
 
-    def search(self, space, queries, k=10, filters=None):
+    def search(self, space, queries, k=10, filters=None, effort=None):
         self.calls.append(len(np.atleast_2d(queries)))
+        self.efforts.append(effort)
         assert self.gate.wait(10)
-        return self.store.search(space, queries, k, filters)
+        return self.store.search(space, queries, k, filters, effort)
 
 
 @pytest.fixture
@@ -139,6 +142,26 @@ def test_only_searches_of_the_same_space_k_and_filters_share_a_batch(store):
     assert gated.calls[:2] == [1, 1] and sorted(gated.calls[2:]) == [1, 2]
     for q, k, found in zip(queries, ks, results, strict=True):
         assert found == store.search("image", q, k)
+
+
+def test_an_effort_reaches_the_store_and_only_searches_of_the_same_effort_share_a_batch(store):
+    gated = GatedStore(store)
+    batched = BatchedSearches(gated)
+    bounded = SearchEffort(lists=1)
+    queries = _queries(5)
+    # the first two lead (one of each effort), the rest wait behind the one of their effort
+    efforts = [None, bounded, None, bounded, bounded]
+    calls = [("image", q, 3, None, e) for q, e in zip(queries, efforts, strict=True)]
+    results = _overlapping(batched, gated, calls, leaders=2)
+    assert gated.efforts[:2] == [None, bounded]
+    assert sorted(zip(gated.efforts[2:], gated.calls[2:], strict=True), key=str) == [
+        (None, 1),
+        (bounded, 2),
+    ]
+    for q, e, found in zip(queries, efforts, results, strict=True):
+        assert found == store.search("image", q, 3, effort=e)
+    assert asyncio.run(batched.asearch("image", queries[0], 3, effort=bounded)) == results[0]
+    assert gated.efforts[-1] == bounded
 
 
 def test_max_batch_one_never_makes_a_search_wait(store):

@@ -1,7 +1,7 @@
 """Concurrent k-NN searches joined into batched store searches (`cumpair serve` under load).
 
 A lone search runs at once, exactly as without batching, so single-query latency is unchanged.
-Searches that arrive while one of the same (space, k, filters) is running wait for it, then
+Searches that arrive while one of the same (space, k, filters, effort) is running wait for it, then
 run together as one batched search (one FAISS call and one re-rank for them all), the way a
 database commits a group of transactions: the more callers, the bigger the batches. Nothing
 waits on a timer. A batch that fails (one caller's bad query) is retried one query at a time,
@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from cumpair.index.records import Hit, SearchFilters
+from cumpair.index.records import Hit, SearchEffort, SearchFilters
 
 DEFAULT_MAX_BATCH = 64  # queries joined into one store search at most
 
@@ -62,10 +62,16 @@ class BatchedSearches:
         return getattr(self.store, name)
 
     def search(
-        self, space: str, queries: np.ndarray, k: int = 10, filters: SearchFilters | None = None
+        self,
+        space: str,
+        queries: np.ndarray,
+        k: int = 10,
+        filters: SearchFilters | None = None,
+        effort: SearchEffort | None = None,
     ) -> list[list[Hit]]:
-        """`ProductStore.search`, joined with the searches of other threads when they overlap."""
-        key = (space, k, filters)
+        """`ProductStore.search`, joined with the searches of other threads when they overlap
+        (only with those of the same effort: a bounded search answers no full-effort caller)."""
+        key = (space, k, filters, effort)
         matrix = np.asarray(queries)
         matrix = matrix[None] if matrix.ndim == 1 else matrix
         with self._lock:
@@ -77,7 +83,7 @@ class BatchedSearches:
                 self._waiting.setdefault(key, []).append(waiting)
         if lead:
             try:
-                results = self.store.search(space, queries, k, filters)
+                results = self.store.search(space, queries, k, filters, effort)
                 self._count(len(matrix), 1)
                 return results
             finally:
@@ -93,10 +99,15 @@ class BatchedSearches:
         return waiting.result
 
     async def asearch(
-        self, space: str, queries: np.ndarray, k: int = 10, filters: SearchFilters | None = None
+        self,
+        space: str,
+        queries: np.ndarray,
+        k: int = 10,
+        filters: SearchFilters | None = None,
+        effort: SearchEffort | None = None,
     ) -> list[list[Hit]]:
         """`search` for asyncio code: runs in a worker thread so the event loop stays free."""
-        return await asyncio.to_thread(self.search, space, queries, k, filters)
+        return await asyncio.to_thread(self.search, space, queries, k, filters, effort)
 
     def _hand_on(self, key: tuple) -> None:
         """The search of `key` finished: wake the callers that waited, the first of them to
@@ -114,15 +125,15 @@ class BatchedSearches:
 
     def _run(self, key: tuple, batch: list[_Waiting]) -> None:
         """One store search for the whole batch; each caller's rows of the answer are its own."""
-        space, k, filters = key
+        space, k, filters, effort = key
         try:
             try:
                 matrix = np.concatenate([w.queries for w in batch])
-                results = self.store.search(space, matrix, k, filters)
+                results = self.store.search(space, matrix, k, filters, effort)
             except Exception:  # one bad query must not fail the others: one at a time instead
                 for w in batch:
                     try:
-                        w.result = self.store.search(space, w.queries, k, filters)
+                        w.result = self.store.search(space, w.queries, k, filters, effort)
                     except Exception as exc:
                         w.error = exc
             else:

@@ -3,13 +3,23 @@ ignores it, and grouping asks for it (`grouping_effort`) in assign and the incre
 
 from __future__ import annotations
 
+import asyncio
 from decimal import Decimal
 from functools import partial
 
 import numpy as np
 import pytest
 
-from cumpair.index import OfferRecord, ProductStore, SearchEffort, SpaceSpec, StoreOptions, ivf
+from cumpair.index import (
+    OfferRecord,
+    ProductStore,
+    SearchEffort,
+    SearchFilters,
+    SpaceSpec,
+    StoreOptions,
+    ivf,
+)
+from cumpair.index.store import searching
 from cumpair.search import products
 from cumpair.search.candidates import touched_reach
 from cumpair.search.products import GroupingError, ProductGroups, grouping_effort
@@ -113,3 +123,32 @@ def test_assign_and_the_incremental_reach_search_with_grouping_effort(
             assert efforts == [SearchEffort(lists=1)] and probes[-1] == 1
             touched_reach(store, groups, {offer_id})
             assert efforts[-1] == SearchEffort(lists=1) and probes[-1] == 1
+
+
+def test_an_effort_holds_beside_filters_and_through_asearch(tmp_path, probes, monkeypatch):
+    data = clustered(3200)
+    items = [
+        (OfferRecord(("northwind", "contoso")[i % 2], f"http://shop/{i}", price=Decimal(1)), v)
+        for i, (_, v) in enumerate(_items(data))
+    ]
+    one_list = SearchEffort(lists=1)
+    with ProductStore.open(tmp_path, SPACES, IVF) as store:
+        results = store.upsert_many(items)
+        contoso = {
+            r.offer_id
+            for r, (record, _) in zip(results, items, strict=True)
+            if record.shop == "contoso"
+        }
+        only = SearchFilters(shops=("contoso",))
+        queries = data[:6]
+        # a filter this wide leaves the IVF search (a selector) in place of the exact one
+        monkeypatch.setattr(searching, "_EXACT_FILTERED", 0)
+        probes.clear()
+        found = store.search("text", queries, k=5, filters=only, effort=one_list)
+        assert probes == [1]
+        assert {hit.offer_id for row in found for hit in row} <= contoso
+        assert [row[0].offer_id for row in found[1::2]] == [results[i].offer_id for i in (1, 3, 5)]
+        assert asyncio.run(store.asearch("text", queries, 5, effort=one_list)) == store.search(
+            "text", queries, 5, effort=one_list
+        )
+        assert probes[-2:] == [1, 1]

@@ -15,20 +15,15 @@ from __future__ import annotations
 
 from typing import Any
 
+from cumpair.flags import parse_count
+
 SETTING = "CUMPAIR_SEARCH_THREADS"
 
 
 def search_threads(value: Any, default: int) -> int:
     """The thread count a setting's `value` asks for (None or blank: `default`); ValueError,
     naming the setting, for anything but a whole number of 0 or more."""
-    text = "" if value is None else str(value).strip()
-    try:
-        threads = int(text) if text else default
-    except ValueError:
-        raise ValueError(f"{SETTING} must be a whole number, not {text!r}") from None
-    if threads < 0:
-        raise ValueError(f"{SETTING} must be 0 or more, not {threads}")
-    return threads
+    return parse_count(SETTING, value, default)
 
 
 def set_faiss_threads(threads: int) -> None:

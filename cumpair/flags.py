@@ -1,4 +1,4 @@
-"""Boolean settings written as text: "1", "true", "yes", "on" and their opposites.
+"""Settings written as text: booleans ("1", "true", "yes", "on" and their opposites) and counts.
 
 One reading for every boolean setting, whether it comes typed from Scrapy's settings or as text
 from the environment or a config file. Scrapy's own `Settings.getbool` is not enough here: it
@@ -25,3 +25,16 @@ def parse_flag(value: Any) -> bool | None:
     if word in FALSE_WORDS:
         return False
     return None
+
+
+def parse_count(name: str, value: Any, default: int) -> int:
+    """`value` as a whole number of 0 or more (None or blank: `default`); ValueError, naming the
+    setting `name`, for anything else."""
+    text = "" if value is None else str(value).strip()
+    try:
+        count = int(text) if text else default
+    except ValueError:
+        raise ValueError(f"{name} must be a whole number, not {text!r}") from None
+    if count < 0:
+        raise ValueError(f"{name} must be 0 or more, not {count}")
+    return count

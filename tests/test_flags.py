@@ -3,7 +3,7 @@
 import pytest
 
 from cumpair.alerts.options import AlertOptions
-from cumpair.flags import parse_flag
+from cumpair.flags import parse_count, parse_flag
 from cumpair.index.records import StoreOptions
 from cumpair.stored_images import ImageStoreOptions
 
@@ -32,3 +32,14 @@ def test_settings_readers_share_the_words():
         AlertOptions.from_settings({"CUMPAIR_ALERTS_ENABLED": "maybe"})
     with pytest.raises(ValueError, match="AWS_USE_SSL"):
         ImageStoreOptions.from_settings({"AWS_USE_SSL": "maybe"})
+
+
+@pytest.mark.parametrize(("value", "count"), [(None, 7), ("", 7), (" 3 ", 3), (0, 0), ("12", 12)])
+def test_counts_read_blank_as_the_default(value, count):
+    assert parse_count("N", value, 7) == count
+
+
+@pytest.mark.parametrize("value", ["x", "1.5", "-1", -2])
+def test_a_count_that_is_no_whole_number_of_0_or_more_is_refused_by_name(value):
+    with pytest.raises(ValueError, match=r"^N must be"):
+        parse_count("N", value, 7)

@@ -29,6 +29,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from cumpair.flags import parse_count
 from cumpair.index import SearchEffort, StoreError
 from cumpair.index.products import MemberRow, ProductTables
 
@@ -55,13 +56,11 @@ GROUP_SEARCH_LISTS = 32
 def grouping_effort() -> SearchEffort:
     """The search effort grouping asks of the store: ``CUMPAIR_GROUP_SEARCH_LISTS`` lists at most
     (`GROUP_SEARCH_LISTS`; 0: the store's tuned nprobe)."""
-    raw = os.environ.get("CUMPAIR_GROUP_SEARCH_LISTS", "").strip()
+    raw = os.environ.get("CUMPAIR_GROUP_SEARCH_LISTS")
     try:
-        lists = int(raw) if raw else GROUP_SEARCH_LISTS
-    except ValueError:
-        raise GroupingError(f"CUMPAIR_GROUP_SEARCH_LISTS must be an int, got {raw!r}") from None
-    if lists < 0:
-        raise GroupingError(f"CUMPAIR_GROUP_SEARCH_LISTS must be >= 0, got {lists}")
+        lists = parse_count("CUMPAIR_GROUP_SEARCH_LISTS", raw, GROUP_SEARCH_LISTS)
+    except ValueError as exc:
+        raise GroupingError(str(exc)) from None
     return SearchEffort(lists=lists or None)
 
 

@@ -278,15 +278,20 @@ def touched_reach(
                 if hit.offer_id in reached and hit.offer_id != oid:
                     linked.add(_ordered(oid, hit.offer_id))
     titled = store_title_neighbours(store, groups, records, options)
-    product_of = groups.product_of({o for found in titled.values() for o in found})
-    others = store.get_offers(sorted({o for found in titled.values() for o in found}))
+    neighbours = {o for found in titled.values() for o in found}
+    product_of = groups.product_of(neighbours)
+    # features once per offer: a neighbour is often on several touched offers' title lists
+    others = {
+        oid: features_from_record(record)
+        for oid, record in store.get_offers(sorted(neighbours)).items()
+    }
     for oid, found in titled.items():
         offer = features_from_record(records[oid])
-        for other in sorted(found & set(others)):
+        for other in sorted(found & others.keys()):
             # A title list is long (words and trigrams, 40 an offer) and mostly other products,
             # and a product reached is regrouped whole: only a neighbour the matcher calls the
             # same (as `ProductGroups.assign` asks it) brings its product in.
-            if not compare(offer, features_from_record(others[other]), config=config).same:
+            if not compare(offer, others[other], config=config).same:
                 continue
             if other in product_of:
                 reached[oid].add(product_of[other])

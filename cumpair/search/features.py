@@ -223,7 +223,7 @@ def first_code(text: str, models: Iterable[str]) -> str | None:
 CodeRelation = Literal["exact", "family", "contained", "conflict", "one-sided", "none"]
 
 
-def _family(a: str, b: str) -> bool:
+def same_family(a: str, b: str) -> bool:
     """True when one code is the other plus a short variant suffix or vendor prefix.
 
     DAVIS50B ~ DAVIS50, PSW110BK ~ PSW110, AVT75406 ~ 75406: the shorter must itself look like
@@ -260,7 +260,7 @@ def code_relation(
     """How two offers' model codes relate, how many codes each side left unexplained, and
     whether the unexplained ones look like siblings.
 
-    `relation` -- "exact": a code in common; "family": codes of one variant family (`_family`);
+    `relation` -- "exact": a code in common; "family": codes of one variant family (`same_family`);
     "contained": one offer's code is written inside the other's text with different spacing
     ("VisionU50" in "Vision U50") or in its description; "conflict": both carry codes and none
     of the above; "one-sided"/"none": one or neither offer carries a code. `unexplained` is the
@@ -278,7 +278,7 @@ def code_relation(
         return CodeComparison("contained" if written else "one-sided", 0, False)
 
     def explained(code: str, others: frozenset[str], other_text: str) -> bool:
-        return code in others or any(_family(code, o) for o in others) or code in other_text
+        return code in others or any(same_family(code, o) for o in others) or code in other_text
 
     left = [c for c in a if not explained(c, b, b_flat)]
     right = [c for c in b if not explained(c, a, a_flat)]
@@ -287,7 +287,7 @@ def code_relation(
     unexplained = min(len(left), len(right))
     if a & b:
         relation: CodeRelation = "exact"
-    elif any(_family(x, y) for x in a for y in b):
+    elif any(same_family(x, y) for x in a for y in b):
         relation = "family"
     elif any(x in b_flat for x in a) or any(y in a_flat for y in b):
         relation = "contained"

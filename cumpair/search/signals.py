@@ -18,13 +18,13 @@ from typing import NamedTuple
 
 from cumpair.search.features import (
     OfferFeatures,
-    _family,
     bare_numbers,
     code_relation,
     first_code,
     names_a_purpose,
     quantities,
     quantity_relation,
+    same_family,
     short_codes,
     title_head,
     unexplained_numbers,
@@ -163,7 +163,7 @@ def _first_codes(a: OfferFeatures, b: OfferFeatures, relation: str) -> dict[str,
     first_a, first_b = first_code(a.title, a.models), first_code(b.title, b.models)
     if first_a is None or first_b is None:
         return {"code_first_agree": 0.0, "code_first_differ": 0.0}
-    agree = first_a == first_b or _family(first_a, first_b)
+    agree = first_a == first_b or same_family(first_a, first_b)
     shared = relation in ("exact", "family")
     return {"code_first_agree": float(agree), "code_first_differ": float(shared and not agree)}
 

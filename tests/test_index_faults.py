@@ -283,7 +283,7 @@ def test_a_schema_2_store_with_a_torn_raw_log_migrates_and_opens(tmp_path):
         assert store.count("image") == 5
         assert [h[0].offer_id for h in store.search("image", images[:5], 1)] == [1, 2, 3, 4, 5]
         assert store.health()["damage"]["damaged_vector_ids"] == {"image": [vector_id(6, 0)]}
-        assert store.health()["schema_version"] == metadata.SCHEMA_VERSION == 5
+        assert store.health()["schema_version"] == metadata.SCHEMA_VERSION == 6
     assert not legacy.exists() and (path / "vectors.image.e0002.vlog").exists()
 
 

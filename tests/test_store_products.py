@@ -85,7 +85,7 @@ def test_an_old_products_sqlite_moves_into_the_store_and_stale_rows_are_dropped(
          (4, 8, "d", "http://d/1")],  # the offer is gone: stale, and product 8 with it
     )  # fmt: skip
     with ProductStore.open(path, {}, OPTIONS) as store:
-        assert store.health()["schema_version"] == metadata.SCHEMA_VERSION == 5
+        assert store.health()["schema_version"] == metadata.SCHEMA_VERSION == 6
         assert [store.get_offers([i])[i].product_id for i in (1, 2, 3)] == [7, 7, None]
         with ProductGroups.open(path) as groups:
             assert groups.count() == (1, 2)

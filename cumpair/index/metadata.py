@@ -140,6 +140,18 @@ def _checksum_vector_logs(conn: sqlite3.Connection, directory: Path) -> None:
         set_vector_log(conn, space, new_file, len(ids))
 
 
+def _title_terms_table(conn: sqlite3.Connection, directory: Path) -> None:
+    """Schema 6: the title-term index (title_terms.py), empty; the store's next writable open
+    fills it from the offers in committed chunks (`title_terms.backfill`, resumable). A store
+    with no offers is complete at once."""
+    from cumpair.index import title_terms
+
+    for statement in _split_sql(title_terms.SCHEMA):
+        conn.execute(statement)
+    if conn.execute("SELECT 1 FROM offers LIMIT 1").fetchone() is None:
+        set_state(conn, "title_backfill", -1)
+
+
 LEGACY_PRODUCTS = "products.sqlite"  # the grouping's own database before schema 5
 
 _PRODUCT_TABLES = """
@@ -280,6 +292,7 @@ MIGRATIONS: list[Migration] = [
     ALTER TABLE offers ADD COLUMN spec_conflicts TEXT NOT NULL DEFAULT '[]'
     """,
     _products_into_store,
+    _title_terms_table,
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
 

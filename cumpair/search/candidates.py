@@ -236,8 +236,8 @@ def touched_reach(
     space (the candidates `ProductGroups.assign` compares), and those holding one of its title
     neighbours by words and by character trigrams (`store_title_neighbours`), the candidate
     sources of a full regroup (`candidate_pairs`). The code and vector look-ups are by key or
-    through the ANN index, so their work per touched offer does not grow with the store; the
-    title neighbours read every title once per regroup, up to `trigram_max_offers` offers.
+    through the ANN index, the title look-ups through the store's title-term index, so their
+    work per touched offer does not grow with the store.
     A title neighbour counts when the matcher (`config`) calls the pair the same.
     `options`: a `grouping.GroupingOptions` (None: from the environment)."""
     if options is None:
@@ -307,12 +307,20 @@ def store_title_neighbours(
     """Offer id of each of `records` (touched offers, store `OfferRecord`s) -> the ids of its
     `options.title_neighbours` nearest titles by words and `options.trigram_neighbours` by
     character trigrams among every offer of `store`, as a full regroup finds them (the same
-    TF-IDF over the same cleaned titles, fitted on the whole store). Reading every title grows
-    with the store, so past `options.trigram_max_offers` grouped offers (where a full regroup
-    stops searching trigrams too) there are none: the regroup compares code and vector
-    neighbours only."""
+    TF-IDF over the same cleaned titles, fitted on the whole store), through the store's
+    title-term index (`OfferStore.title_neighbours`): each title probes its rarest terms, so
+    the work per touched offer does not grow with the store, at any size. A store without the
+    index (another implementation, or a migrated one a reader opened before any writer filled
+    it) has every title read instead, up to `options.trigram_max_offers` grouped offers (past
+    it there are none: the regroup compares code and vector neighbours only)."""
     words, grams = options.title_neighbours, options.trigram_neighbours
-    if not records or not (words or grams) or groups.count()[1] > options.trigram_max_offers:
+    if not records or not (words or grams):
+        return {}
+    probe = getattr(store, "title_neighbours", None)
+    indexed = probe(records, words, grams) if probe is not None else None
+    if indexed is not None:
+        return {oid: found - {oid} for oid, found in indexed.items() if oid in records and found}
+    if groups.count()[1] > options.trigram_max_offers:
         return {}
     ids: list[int] = []
     titles: list[str] = []

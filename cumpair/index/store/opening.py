@@ -12,7 +12,7 @@ from typing import Self
 
 import faiss
 
-from cumpair.index import ivf, lostfound, metadata, snapshots, vectorlog
+from cumpair.index import ivf, lostfound, metadata, snapshots, title_terms, vectorlog
 from cumpair.index.ivf import IndexParams
 from cumpair.index.locks import WriterLock
 from cumpair.index.records import (
@@ -68,6 +68,7 @@ class Opening(StoreBase):
                 db_path, readonly=False, synchronous=self.options.synchronous
             )
             metadata.migrate(self._conn, self.path)
+            title_terms.backfill(self._conn)  # a migrated store's titles (no-op once done)
         recorded = metadata.space_specs(self._conn)
         specs = recorded if wanted is None else wanted
         for name, spec in specs.items():

@@ -17,7 +17,7 @@ from itertools import repeat
 import faiss
 import numpy as np
 
-from cumpair.index import metadata
+from cumpair.index import metadata, title_terms
 from cumpair.index.records import (
     MAX_VECTORS_PER_OFFER,
     ORDINAL_BITS,
@@ -143,6 +143,7 @@ class Writing(StoreBase):
             changed = [False] * len(rows)
         offer_ids: list[int] = found  # type: ignore[assignment]  # every item has one now
         metadata.append_prices(conn, list(zip(offer_ids, rows, seen, strict=True)))
+        title_terms.index_titles(conn, offer_ids)  # the titles these offers hold now
         ids = np.array(offer_ids, dtype=np.int64)
         existed = np.array([m != "new" for m in matched], dtype=bool)
         added = np.zeros(len(rows), dtype=np.int64)
@@ -324,6 +325,7 @@ class Writing(StoreBase):
                     metadata.drop_vectors(self._conn, name, vids, seq)
                     if name in ops:
                         ops[name].drop.update(vids)
+                title_terms.drop_titles(self._conn, [offer_id])
                 self._conn.execute("DELETE FROM offers WHERE id = ?", (offer_id,))
                 metadata.set_state(self._conn, "seq", seq)
             self._apply(ops, seq)

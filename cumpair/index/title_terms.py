@@ -1,0 +1,380 @@
+"""The store's title-term index: each offer's title words and within-word character trigrams
+(as grouping's TF-IDF reads a cleaned title), their document frequencies, and per term its
+offers by weight, so a regroup finds a touched offer's nearest titles by probing its rarest
+terms instead of reading every title (`title_neighbours`).
+
+Owns the tables ``title_terms``, ``title_docs`` and ``title_postings`` of ``meta.sqlite``
+(schema 6). Writes happen only inside the caller's transaction (the store's upsert and remove),
+so the index commits, or rolls back, with its offers; `backfill` fills a migrated store in
+committed chunks and resumes where a kill left it. It never decides a match.
+"""
+
+from __future__ import annotations
+
+import re
+import sqlite3
+import zlib
+from collections import Counter
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
+
+import numpy as np
+
+WORDS, GRAMS = 0, 1  # a term's kind: a word, or a character trigram within a word
+#: Tables and state of schema 6; the backfill cursor is the last offer id indexed (-1: done).
+SCHEMA = """
+CREATE TABLE title_terms (
+    id INTEGER PRIMARY KEY, kind INTEGER NOT NULL, term TEXT NOT NULL, df INTEGER NOT NULL,
+    UNIQUE (kind, term));
+CREATE TABLE title_docs (
+    offer_id INTEGER PRIMARY KEY, title_crc INTEGER NOT NULL, terms BLOB NOT NULL);
+CREATE TABLE title_postings (
+    term_id INTEGER NOT NULL, impact INTEGER NOT NULL, offer_id INTEGER NOT NULL,
+    PRIMARY KEY (term_id, impact, offer_id)) WITHOUT ROWID;
+INSERT INTO state VALUES ('title_docs', 0), ('title_backfill', 0)
+"""
+#: A posting's impact is its term's share of the offer's title, the sublinear TF weight over
+#: the title's L2 norm of them (IDF left out: it is the term's, the same along its postings,
+#: and applied when probed with today's counts), times this, negated: a term's postings read in
+#: key order are its heaviest first. It depends on the title alone, so the index of a store is
+#: the same whatever order its offers came in (a backfilled store's too).
+IMPACT_SCALE = 10_000
+#: Rarest terms a title probes per kind (as `candidates._probed_neighbours`), the postings
+#: read per probed term (its heaviest: titles where the term weighs most), and how many best
+#: partial scores per neighbour wanted are rescored exactly. Probes x postings bound the work
+#: of one title whatever the store's size.
+PROBE_TERMS = 24
+PROBE_POSTINGS = 400
+SHORTLIST = 4
+BACKFILL_CHUNK = 2000
+
+# features.clean_text's debris (language tags, "Null" fields, quotes); the index package
+# imports nothing from search, so they are repeated here (a test holds the two equal).
+_LANG_TAG = re.compile(r'"@[A-Za-z]{2,3}(?:-[A-Za-z0-9]{2,8})?')
+_NULL = re.compile(r'"null"|\bnull\b', re.IGNORECASE)
+_TOKEN = re.compile(r"(?u)\b\w\w+\b")  # scikit-learn's default token pattern
+
+
+def clean_title(text: str | None) -> str:
+    """A title as grouping reads it (`features.clean_text`): no export debris, one space."""
+    text = _LANG_TAG.sub(" ", text or "")
+    text = _NULL.sub(" ", text).replace('"', " ")
+    return " ".join(text.split())
+
+
+def title_terms(title: str | None) -> tuple[Counter[str], Counter[str]]:
+    """Counts of a title's words and of its character trigrams within words, as scikit-learn's
+    ``TfidfVectorizer`` (default words; ``analyzer="char_wb", ngram_range=(3, 3)``) finds them
+    in the cleaned, lower-cased title."""
+    text = clean_title(title).lower()
+    words = Counter(_TOKEN.findall(text))
+    grams: Counter[str] = Counter()
+    for word in text.split():
+        padded = f" {word} "
+        if len(padded) <= 3:
+            grams[padded] += 1
+            continue
+        grams.update(padded[i : i + 3] for i in range(len(padded) - 2))
+    return words, grams
+
+
+def idf(n: int, df: np.ndarray) -> np.ndarray:
+    """scikit-learn's smooth IDF over `n` titles."""
+    return np.log((1.0 + n) / (1.0 + df)) + 1.0
+
+
+def _weights(tf: np.ndarray, df: np.ndarray, n: int) -> np.ndarray:
+    """L2-normalised sublinear TF-IDF weights of one title's terms of one kind."""
+    w = (1.0 + np.log(tf)) * idf(n, df)
+    norm = float(np.sqrt((w * w).sum()))
+    return w / norm if norm > 0 else w
+
+
+def is_complete(conn: sqlite3.Connection) -> bool:
+    """True once every offer's title is indexed (the backfill of a migrated store is done)."""
+    row = conn.execute("SELECT value FROM state WHERE key = 'title_backfill'").fetchone()
+    return row is not None and int(row[0]) < 0
+
+
+def index_titles(conn: sqlite3.Connection, offer_ids: Iterable[int]) -> None:
+    """(Re)index the titles the offers `offer_ids` hold now (read from ``offers``; a title that
+    has not changed is left as it is). Runs in the caller's transaction."""
+    ids = sorted({int(i) for i in offer_ids})
+    if not ids:
+        return
+    titles = dict(_select_in(conn, "SELECT id, title FROM offers WHERE id IN ({})", ids))
+    known = dict(
+        _select_in(conn, "SELECT offer_id, title_crc FROM title_docs WHERE offer_id IN ({})", ids)
+    )
+    crcs = {oid: zlib.crc32((titles[oid] or "").encode()) for oid in titles}
+    stale = [oid for oid in known if oid not in titles or known[oid] != crcs.get(oid)]
+    drop_titles(conn, stale)
+    fresh = [oid for oid in ids if oid in titles and (oid in stale or oid not in known)]
+    if not fresh:
+        return
+    counted = {oid: title_terms(titles[oid]) for oid in fresh}
+    wanted = {
+        (kind, t)
+        for words, grams in counted.values()
+        for kind, c in ((WORDS, words), (GRAMS, grams))
+        for t in c
+    }
+    term_ids = _term_ids(conn, wanted)
+    increments: Counter[int] = Counter()
+    for words, grams in counted.values():
+        for kind, counts in ((WORDS, words), (GRAMS, grams)):
+            increments.update(term_ids[kind, t] for t in counts)
+    conn.executemany(
+        "UPDATE title_terms SET df = df + ? WHERE id = ?", [(c, t) for t, c in increments.items()]
+    )
+    n = _state(conn, "title_docs") + len(fresh)
+    conn.execute("UPDATE state SET value = ? WHERE key = 'title_docs'", (n,))
+    docs, postings = [], []
+    for oid in fresh:
+        rows = []
+        for kind, counts in zip((WORDS, GRAMS), counted[oid], strict=True):
+            if not counts:
+                continue
+            tids = np.array([term_ids[kind, t] for t in counts], dtype=np.int64)
+            tf = np.array(list(counts.values()), dtype=np.float64)
+            w = _weights(tf, np.ones(len(tf)), 0)
+            impact = -np.maximum(np.rint(w * IMPACT_SCALE), 1).astype(np.int64)
+            rows.append(np.stack([tids, np.full(len(tids), kind), tf.astype(np.int64), impact], 1))
+            postings += zip(tids.tolist(), impact.tolist(), [oid] * len(tids), strict=True)
+        terms = np.concatenate(rows) if rows else np.empty((0, 4), dtype=np.int64)
+        docs.append((oid, crcs[oid], terms.astype(np.int32).tobytes()))
+    conn.executemany("INSERT INTO title_docs VALUES (?, ?, ?)", docs)
+    conn.executemany("INSERT INTO title_postings VALUES (?, ?, ?)", postings)
+
+
+def drop_titles(conn: sqlite3.Connection, offer_ids: Iterable[int]) -> None:
+    """Take the offers' titles out of the index (in the caller's transaction)."""
+    ids = sorted({int(i) for i in offer_ids})
+    docs = _docs(conn, ids)
+    if not docs:
+        return
+    postings, decrements = [], Counter()
+    for oid, terms in docs.items():
+        decrements.update(terms[:, 0].tolist())
+        postings += zip(terms[:, 0].tolist(), terms[:, 3].tolist(), [oid] * len(terms), strict=True)
+    conn.executemany(
+        "DELETE FROM title_postings WHERE term_id = ? AND impact = ? AND offer_id = ?", postings
+    )
+    conn.executemany(
+        "UPDATE title_terms SET df = df - ? WHERE id = ?", [(c, t) for t, c in decrements.items()]
+    )
+    for chunk in _chunks(list(docs)):
+        conn.execute(
+            f"DELETE FROM title_docs WHERE offer_id IN ({','.join('?' * len(chunk))})", chunk
+        )
+    n = _state(conn, "title_docs") - len(docs)
+    conn.execute("UPDATE state SET value = ? WHERE key = 'title_docs'", (n,))
+
+
+def backfill(conn: sqlite3.Connection, chunk: int = BACKFILL_CHUNK) -> int:
+    """Index the titles of a migrated store's offers, `chunk` offers a committed transaction
+    (a kill resumes after the last one); the offers indexed. `conn` is outside a transaction."""
+    done = 0
+    while not is_complete(conn):
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            after = _state(conn, "title_backfill")
+            ids = [
+                int(r[0])
+                for r in conn.execute(
+                    "SELECT id FROM offers WHERE id > ? ORDER BY id LIMIT ?", (after, chunk)
+                )
+            ]
+            index_titles(conn, ids)
+            cursor = ids[-1] if len(ids) == chunk else -1
+            conn.execute("UPDATE state SET value = ? WHERE key = 'title_backfill'", (cursor,))
+            conn.execute("COMMIT")
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+        done += len(ids)
+    return done
+
+
+def title_neighbours(
+    conn: sqlite3.Connection, offer_ids: Sequence[int], words: int, grams: int
+) -> dict[int, set[int]]:
+    """Offer id of each of `offer_ids` -> the ids of its `words` nearest titles by words and
+    `grams` by character trigrams (TF-IDF cosine, as grouping's full regroup fits it on every
+    title), found by prefix filtering: each title probes the `PROBE_TERMS` rarest of its terms
+    of a kind, reads each one's `PROBE_POSTINGS` heaviest postings, and the `SHORTLIST`·k best
+    by that partial score are rescored exactly with today's document frequencies. The work per
+    title follows the probes, not the store. Symmetric as a full regroup's pairs: a queried
+    offer found by another queried one has it as a neighbour too."""
+    queries = _docs(conn, offer_ids)
+    n = _state(conn, "title_docs")
+    if not queries or n < 2:
+        return {}
+    found: dict[int, set[int]] = {oid: set() for oid in queries}
+    asked = np.unique(np.concatenate([t[:, 0] for t in queries.values()])).tolist()
+    df = _dfs(conn, asked)
+    texts = dict(_select_in(conn, "SELECT id, term FROM title_terms WHERE id IN ({})", asked))
+    for kind, k in ((WORDS, words), (GRAMS, grams)):
+        if k <= 0:
+            continue
+        heads, tails = [], []
+        for oid, terms in queries.items():
+            mine = terms[terms[:, 1] == kind]
+            shortlist = _shortlist(conn, oid, mine, df, texts, n, SHORTLIST * k)
+            heads.append(np.full(len(shortlist), oid))
+            tails.append(shortlist)
+        head, tail = np.concatenate(heads), np.concatenate(tails)
+        if not len(head):
+            continue
+        others = _docs(conn, np.unique(tail).tolist())
+        if not others:  # removed since their postings were read
+            continue
+        terms = np.unique(np.concatenate([o[:, 0] for o in others.values()])).tolist()
+        df.update(_dfs(conn, set(terms) - df.keys()))
+        have = np.array([int(t) in others for t in tail.tolist()], dtype=bool)
+        head, tail = head[have], tail[have]
+        rows, matrix = _tfidf({**others, **queries}, kind, df, n)
+        exact = np.asarray(
+            matrix[_rows(rows, head)].multiply(matrix[_rows(rows, tail)]).sum(axis=1)
+        ).ravel()
+        order = np.lexsort((tail, -exact, head))  # per query its best first, ties by id
+        head, tail, exact = head[order], tail[order], exact[order]
+        first = np.searchsorted(head, head, side="left")
+        best = (np.arange(len(head)) - first < k) & (exact > 0)
+        for a, b in zip(head[best].tolist(), tail[best].tolist(), strict=True):
+            found[a].add(b)
+            if b in found:
+                found[b].add(a)
+    return {oid: near for oid, near in found.items() if near}
+
+
+def _shortlist(
+    conn: sqlite3.Connection,
+    oid: int,
+    mine: np.ndarray,
+    df: Mapping[int, int],
+    texts: Mapping[int, str],
+    n: int,
+    size: int,
+) -> np.ndarray:
+    """The `size` offers with the best partial scores over the probed postings of one title's
+    terms of one kind (`mine`: rows of its doc), itself left out."""
+    if not len(mine):
+        return np.empty(0, dtype=np.int64)
+    tids = mine[:, 0].astype(np.int64)
+    dfs = _lookup(df, tids)
+    # the query's TF-IDF weight times the term's IDF: the posting's impact then stands for the
+    # other title's TF-IDF weight, up to its norm
+    w = _weights(mine[:, 2].astype(np.float64), dfs, n) * idf(n, dfs)
+    # rarest first, ties by the term itself (its id follows the order titles came in)
+    order = sorted(range(len(tids)), key=lambda i: (dfs[i], texts[int(tids[i])]))[:PROBE_TERMS]
+    others, scores = [], []
+    for t, q in zip(tids[order].tolist(), w[order].tolist(), strict=True):
+        rows = conn.execute(
+            "SELECT offer_id, impact FROM title_postings WHERE term_id = ? ORDER BY impact LIMIT ?",
+            (t, PROBE_POSTINGS),
+        ).fetchall()
+        if rows:
+            got = np.array(rows, dtype=np.int64)
+            others.append(got[:, 0])
+            scores.append(got[:, 1] * -q)
+    if not others:
+        return np.empty(0, dtype=np.int64)
+    ids, at = np.unique(np.concatenate(others), return_inverse=True)
+    partial = np.bincount(at, weights=np.concatenate(scores), minlength=len(ids))
+    partial[ids == oid] = -np.inf
+    keep = min(size, len(ids))
+    best = np.argpartition(-partial, keep - 1)[:keep]
+    return ids[best[np.isfinite(partial[best])]]
+
+
+def _lookup(df: Mapping[int, int], tids: np.ndarray) -> np.ndarray:
+    return np.array([df.get(t, 0) for t in tids.tolist()], dtype=np.float64)
+
+
+def _tfidf(
+    docs: Mapping[int, np.ndarray], kind: int, df: Mapping[int, int], n: int
+) -> tuple[dict[int, int], Any]:
+    """Offer id -> row, and the docs' L2-normalised TF-IDF rows of one kind (CSR over term
+    ids), with today's document frequencies."""
+    from scipy import sparse
+
+    ids = list(docs)
+    parts = [docs[oid][docs[oid][:, 1] == kind] for oid in ids]
+    sizes = np.array([len(p) for p in parts], dtype=np.int64)
+    terms = np.concatenate(parts) if parts else np.empty((0, 4), dtype=np.int32)
+    tids = terms[:, 0].astype(np.int64)
+    owner = np.repeat(np.arange(len(ids)), sizes)
+    w = (1.0 + np.log(terms[:, 2].astype(np.float64))) * idf(n, _lookup(df, tids))
+    norms = np.sqrt(np.bincount(owner, weights=w * w, minlength=len(ids)))
+    w = w / np.where(norms > 0, norms, 1.0)[owner]
+    columns, inverse = np.unique(tids, return_inverse=True)
+    matrix = sparse.csr_matrix((w, (owner, inverse)), shape=(len(ids), max(len(columns), 1)))
+    return {oid: i for i, oid in enumerate(ids)}, matrix
+
+
+def _rows(rows: Mapping[int, int], ids: np.ndarray) -> np.ndarray:
+    return np.array([rows[i] for i in ids.tolist()], dtype=np.int64)
+
+
+def _docs(conn: sqlite3.Connection, offer_ids: Iterable[int]) -> dict[int, np.ndarray]:
+    """Offer id -> its indexed terms, rows of (term id, kind, tf, impact)."""
+    return {
+        int(oid): np.frombuffer(blob, dtype=np.int32).reshape(-1, 4)
+        for oid, blob in _select_in(
+            conn,
+            "SELECT offer_id, terms FROM title_docs WHERE offer_id IN ({})",
+            sorted({int(i) for i in offer_ids}),
+        )
+    }
+
+
+def _dfs(conn: sqlite3.Connection, term_ids: Iterable[int]) -> dict[int, int]:
+    return {
+        int(t): int(d)
+        for t, d in _select_in(
+            conn, "SELECT id, df FROM title_terms WHERE id IN ({})", sorted(term_ids)
+        )
+    }
+
+
+def _term_ids(conn: sqlite3.Connection, wanted: set[tuple[int, str]]) -> dict[tuple[int, str], int]:
+    """The ids of terms (kind, text), adding the new ones (df 0)."""
+    out: dict[tuple[int, str], int] = {}
+    for kind in (WORDS, GRAMS):
+        texts = sorted(t for k, t in wanted if k == kind)
+        for chunk in _chunks(texts):
+            marks = ",".join("?" * len(chunk))
+            for tid, term in conn.execute(
+                f"SELECT id, term FROM title_terms WHERE kind = ? AND term IN ({marks})",
+                (kind, *chunk),
+            ):
+                out[kind, term] = int(tid)
+        new = [t for t in texts if (kind, t) not in out]
+        if new:
+            conn.executemany(
+                "INSERT INTO title_terms (kind, term, df) VALUES (?, ?, 0)",
+                [(kind, t) for t in new],
+            )
+            for chunk in _chunks(new):
+                marks = ",".join("?" * len(chunk))
+                for tid, term in conn.execute(
+                    f"SELECT id, term FROM title_terms WHERE kind = ? AND term IN ({marks})",
+                    (kind, *chunk),
+                ):
+                    out[kind, term] = int(tid)
+    return out
+
+
+def _state(conn: sqlite3.Connection, key: str) -> int:
+    return int(conn.execute("SELECT value FROM state WHERE key = ?", (key,)).fetchone()[0])
+
+
+def _select_in(conn: sqlite3.Connection, query: str, values: list) -> Iterable[tuple]:
+    for chunk in _chunks(values):
+        yield from conn.execute(query.format(",".join("?" * len(chunk))), chunk)
+
+
+def _chunks(values: list, size: int = 900) -> Iterable[list]:
+    for start in range(0, len(values), size):
+        yield values[start : start + size]

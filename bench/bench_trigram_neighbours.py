@@ -9,6 +9,14 @@ extended as the review did: a real title with one word swapped for another real 
 and a shop-like number appended, so the trigram statistics stay those of real titles.
 
     python3 bench/bench_trigram_neighbours.py --sizes 10000 100000 [--exact-max 20000]
+
+`--regroup`: what an incremental regroup pays to find its touched offers' title neighbours
+(words and trigrams, 20 each, `candidates.store_title_neighbours`) in a store of that many
+offers: through the store's title-term index (`title_terms`), beside reading every title as
+before it (the baseline, same run, same store), the share of the baseline's neighbours the
+index finds, and what keeping the index costs an upsert.
+
+    python3 bench/bench_trigram_neighbours.py --regroup --sizes 10000 100000 [--touched 100]
 """
 
 from __future__ import annotations
@@ -90,13 +98,128 @@ def measure(method: str, n: int, k: int) -> dict:
     return json.loads(out.stdout)
 
 
+class _FullRead:
+    """The store as the regroup saw it before the index: every title read (`iter_offers`)."""
+
+    def __init__(self, store) -> None:
+        self._store = store
+
+    def iter_offers(self, batch: int = 1000):
+        return self._store.iter_offers(batch)
+
+
+class _Unbounded:
+    """A grouping stand-in: `store_title_neighbours` asks it only for the bound's count."""
+
+    def count(self) -> tuple[int, int]:
+        return (0, 0)
+
+
+def _build(path: Path, titles: list[str], index: bool = True) -> float:
+    """A store of one offer per title (50 shops), upserted 2000 at a time; its CPU s."""
+    from cumpair.index import OfferRecord, ProductStore, StoreOptions, title_terms
+
+    real = title_terms.index_titles
+    if not index:
+        title_terms.index_titles = lambda conn, ids: None
+    try:
+        start = time.process_time()
+        with ProductStore.open(path, {}, StoreOptions(duplicate_threshold=None)) as store:
+            for lo in range(0, len(titles), 2000):
+                store.upsert_many(
+                    (OfferRecord(shop=f"shop{n % 50}", url=f"http://s/{n}", title=t, price=1), {})
+                    for n, t in enumerate(titles[lo : lo + 2000], start=lo)
+                )
+        return time.process_time() - start
+    finally:
+        title_terms.index_titles = real
+
+
+def regroup_rows(n: int, touched: int, root: Path) -> dict:
+    """Build a store of `n` offers and time both ways of finding `touched` offers' neighbours."""
+    from cumpair.index import ProductStore
+    from cumpair.search.candidates import store_title_neighbours
+    from cumpair.search.grouping import GroupingOptions
+
+    titles = extended(real_titles(), n)
+    path = root / f"store_{n}"
+    write_cpu = _build(path, titles) if not path.exists() else float("nan")
+    options = GroupingOptions()
+    with ProductStore.open(path, readonly=True) as store:
+        ids = [r.id for batch in store.iter_offers(5000) for r in batch]
+        rng = random.Random(1)
+        records = store.get_offers(sorted(rng.sample(ids, touched)))
+        timings = {}
+        found = {}
+        for name, source in (("full read", _FullRead(store)), ("index", store)):
+            start = time.process_time()
+            found[name] = store_title_neighbours(source, _Unbounded(), records, options)
+            timings[name] = time.process_time() - start
+    base = found["full read"]
+    total = sum(len(v) for v in base.values())
+    kept = sum(len(v & found["index"].get(k, set())) for k, v in base.items())
+    size = sum(f.stat().st_size for f in path.iterdir() if f.name.startswith("meta.sqlite"))
+    return {
+        "offers": n,
+        "touched": touched,
+        "full_read_cpu_s": timings["full read"],
+        "index_cpu_s": timings["index"],
+        "recall_of_full_read": kept / total if total else 1.0,
+        "build_cpu_s": write_cpu,
+        "db_mb": size / 2**20,
+    }
+
+
+def write_cost(n: int, root: Path) -> tuple[float, float]:
+    """CPU s to upsert `n` offers with the title index kept and without it."""
+    titles = extended(real_titles(), n)
+    return _build(root / "with", titles), _build(root / "without", titles, index=False)
+
+
+def regroup_main(args: argparse.Namespace) -> None:
+    import tempfile
+
+    root = Path(args.keep) if args.keep else Path(tempfile.mkdtemp(prefix="bench_titles_"))
+    root.mkdir(parents=True, exist_ok=True)
+    print(f"real titles: {len(real_titles())}; stores under {root}")
+    print(
+        "| offers | touched | full read CPU s (baseline) | per touched ms | index CPU s |"
+        " per touched ms | baseline / index | recall of full read | build CPU s | meta.sqlite MB |"
+    )
+    print("|---|---|---|---|---|---|---|---|---|---|")
+    for n in args.sizes:
+        row = regroup_rows(n, args.touched, root)
+        t = row["touched"]
+        print(
+            f"| {n} | {t} | {row['full_read_cpu_s']:.2f} | {1000 * row['full_read_cpu_s'] / t:.1f}"
+            f" | {row['index_cpu_s']:.2f} | {1000 * row['index_cpu_s'] / t:.1f}"
+            f" | {row['full_read_cpu_s'] / max(row['index_cpu_s'], 1e-9):.1f}x"
+            f" | {row['recall_of_full_read']:.3f} | {row['build_cpu_s']:.1f}"
+            f" | {row['db_mb']:.0f} |",
+            flush=True,
+        )
+    if args.write_cost:
+        with_index, without = write_cost(args.write_cost, root / "write_cost")
+        print(
+            f"upsert {args.write_cost} offers: {with_index:.1f} CPU s with the title index,"
+            f" {without:.1f} without ({with_index / max(without, 1e-9):.2f}x)"
+        )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", type=int, nargs="+", default=[10_000, 100_000])
     parser.add_argument("-k", type=int, default=20)
     parser.add_argument("--exact-max", type=int, default=100_000)
     parser.add_argument("--child", nargs=3, help=argparse.SUPPRESS)
+    parser.add_argument("--regroup", action="store_true", help="the regroup's look-up rows")
+    parser.add_argument("--touched", type=int, default=100)
+    parser.add_argument("--keep", help="build (or reuse) the stores here")
+    parser.add_argument("--write-cost", type=int, default=0, help="offers to time upserts on")
     args = parser.parse_args()
+    if args.regroup:
+        regroup_main(args)
+        return
     if args.child:
         method, n, k = args.child
         print(json.dumps(_run(method, int(n), int(k))))

@@ -42,10 +42,13 @@ IMPACT_SCALE = 10_000
 #: Rarest terms a title probes per kind (as `candidates._probed_neighbours`), the postings
 #: read per probed term (its heaviest: titles where the term weighs most), and how many best
 #: partial scores per neighbour wanted are rescored exactly. Probes x postings bound the work
-#: of one title whatever the store's size.
+#: of one title whatever the store's size. Chosen on 5000 WDC train titles (300 queried,
+#: 20 neighbours, recall of the exact TF-IDF top 20): trigrams 0.894 with a shortlist of 4,
+#: 0.921 with 8 (the full-read probed search: 0.907) for 1.1x the CPU; words 0.999 / 1.000;
+#: 1000 postings instead of 400 changed neither.
 PROBE_TERMS = 24
 PROBE_POSTINGS = 400
-SHORTLIST = 4
+SHORTLIST = 8
 BACKFILL_CHUNK = 2000
 
 # features.clean_text's debris (language tags, "Null" fields, quotes); the index package

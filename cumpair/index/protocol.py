@@ -105,6 +105,14 @@ class OfferStore(Protocol):
         """Ids of the offers at `url` (any shop)."""
         ...
 
+    def title_neighbours(
+        self, offer_ids: Iterable[int], words: int, grams: int
+    ) -> dict[int, set[int]] | None:
+        """Offer id -> the ids of its `words` nearest titles by word TF-IDF and `grams` by
+        character-trigram TF-IDF among every offer, at a cost per offer that does not grow
+        with the store; None when the store cannot answer yet (grouping then reads titles)."""
+        ...
+
     def iter_vectors(
         self, space: str, batch: int = 65536
     ) -> Iterator[tuple[np.ndarray, np.ndarray]]:

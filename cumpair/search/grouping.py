@@ -65,14 +65,15 @@ class GroupingOptions:
     compared; 20 per offer raise the labelled same-product pairs compared from 0.69 to 0.76
     (word neighbours alone) and grouping F1 there 0.748 -> 0.768, at 1.26x the pairs (40 word
     neighbours instead: 0.765 at 2x; watches 0.787 -> 0.785: its gap is not candidates).
-    `trigram_max_offers`: the most offers a regroup searches trigram neighbours over. The exact
+    `trigram_max_offers`: the most offers a full regroup searches trigram neighbours over. The exact
     search was quadratic (common trigrams make each chunk's similarities nearly dense: 505 CPU s
     and 1 GB at 10^5 real WDC titles); the probed one (`candidates._probed_neighbours`, each
     title probes its rarest trigrams, rescored exactly) keeps 0.90 of the exact top 20 at 10^4
     and 0.92 at 2*10^4 (whole cleaned WDC titles) and takes 103 CPU s and 715 MB at 10^5
     (bench/bench_trigram_neighbours.py, load 3-5), so the bound now sits at 10^5; past it a
-    regroup compares word, code and vector neighbours only, and an incremental one reads no
-    titles at all (`candidates.store_title_neighbours`).
+    full regroup compares word, code and vector neighbours only. An incremental regroup has no
+    bound: it asks the store's title-term index (`candidates.store_title_neighbours`), at a
+    cost per touched offer that does not grow with the store.
     `refine_passes`: passes that move offers to the group that supports them best
     (0: greedy merging only).
     """

@@ -297,27 +297,28 @@ def _lookup(df: Mapping[int, int], tids: np.ndarray) -> np.ndarray:
 
 def _tfidf(
     docs: Mapping[int, np.ndarray], kind: int, df: Mapping[int, int], n: int
-) -> tuple[dict[int, int], Any]:
-    """Offer id -> row, and the docs' L2-normalised TF-IDF rows of one kind (CSR over term
-    ids), with today's document frequencies."""
+) -> tuple[np.ndarray, Any]:
+    """The offer id of each row, and the docs' L2-normalised TF-IDF rows of one kind (CSR
+    over term ids), with today's document frequencies."""
     from scipy import sparse
 
     ids = list(docs)
     parts = [docs[oid][docs[oid][:, 1] == kind] for oid in ids]
     sizes = np.array([len(p) for p in parts], dtype=np.int64)
     terms = np.concatenate(parts) if parts else np.empty((0, 4), dtype=np.int32)
-    tids = terms[:, 0].astype(np.int64)
+    columns, inverse = np.unique(terms[:, 0].astype(np.int64), return_inverse=True)
     owner = np.repeat(np.arange(len(ids)), sizes)
-    w = (1.0 + np.log(terms[:, 2].astype(np.float64))) * idf(n, _lookup(df, tids))
+    w = (1.0 + np.log(terms[:, 2].astype(np.float64))) * idf(n, _lookup(df, columns))[inverse]
     norms = np.sqrt(np.bincount(owner, weights=w * w, minlength=len(ids)))
     w = w / np.where(norms > 0, norms, 1.0)[owner]
-    columns, inverse = np.unique(tids, return_inverse=True)
     matrix = sparse.csr_matrix((w, (owner, inverse)), shape=(len(ids), max(len(columns), 1)))
-    return {oid: i for i, oid in enumerate(ids)}, matrix
+    return np.array(ids, dtype=np.int64), matrix
 
 
-def _rows(rows: Mapping[int, int], ids: np.ndarray) -> np.ndarray:
-    return np.array([rows[i] for i in ids.tolist()], dtype=np.int64)
+def _rows(ids: np.ndarray, wanted: np.ndarray) -> np.ndarray:
+    """The rows of `wanted` offer ids in `_tfidf`'s matrix (whose rows are `ids`)."""
+    order = np.argsort(ids, kind="stable")
+    return order[np.searchsorted(ids[order], wanted)]
 
 
 def _docs(conn: sqlite3.Connection, offer_ids: Iterable[int]) -> dict[int, np.ndarray]:

@@ -68,7 +68,8 @@ class Opening(StoreBase):
                 db_path, readonly=False, synchronous=self.options.synchronous
             )
             metadata.migrate(self._conn, self.path)
-            title_terms.backfill(self._conn)  # a migrated store's titles (no-op once done)
+            if filled := title_terms.backfill(self._conn):  # a migrated store's titles
+                log.info("title-term index: %d offers' titles indexed", filled)
         recorded = metadata.space_specs(self._conn)
         specs = recorded if wanted is None else wanted
         for name, spec in specs.items():

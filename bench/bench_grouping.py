@@ -28,16 +28,15 @@ catalog's truth over the offers the incremental regroup read, and the index the 
 grow up to `retrain_growth` times between re-trainings). Last, how each per-offer cost grows from
 the smallest size to the largest (N^0: flat).
 
-Assign's ANN searches ask for grouping's effort (`grouping_effort`: at most
-``CUMPAIR_GROUP_SEARCH_LISTS`` IVF lists, 32) instead of the store's tuning for recall@10 (about
-half the lists at every size on these families). After each crawl they are replayed as tuned (the
-baseline) and at 8/16/32/64 lists, each with its CPU ms per search and its merge recall: the share
-of the tuned search's neighbours above cosine `MERGE_COSINE` (those grouping can merge) it finds.
-Measured (2026-12-02, one run, 10^4/10^5/10^6): assign 0.71/1.05/1.45 CPU ms a touched offer
-(~N^0.15; 0.87/1.42/2.39 at the tuned nprobe, ~N^0.22), its search 0.24/0.35/0.68 (~N^0.22;
-0.30/0.56/1.36 before, ~N^0.33); replayed, tuned 0.15/0.31/0.50 ms a search against 32 lists'
-0.14/0.36/0.27; merge recall at 32 lists 1.000/0.993/0.973 (8: 1.000/0.887/0.794, 64: -/1/0.996):
-at 10^6 (IVF512) 64 lists would keep 0.99.
+Assign's ANN searches ask for grouping's effort (`grouping_effort`: near neighbours only, the
+lists the store's upgrade tuned for 0.99 of those at cosine 0.8 or above, printed as "near pN"
+in the index column) instead of the store's tuning for recall@10 (about half the lists at every
+size on these families). After each crawl they are replayed as tuned (the baseline), at the
+near effort ("bound") and at 8/16/32/64 lists, each with its CPU ms per search and its merge
+recall: the share of the tuned search's neighbours above cosine `MERGE_COSINE` (those grouping
+can merge) it finds. Measured before the near tuning (2026-12-02, 32 lists, one run,
+10^4/10^5/10^6): assign 0.71/1.05/1.45 CPU ms a touched offer, its search 0.24/0.35/0.68; merge
+recall 1.000/0.993/0.973 (8: 1.000/0.887/0.794, 64: -/1/0.996).
 
 Real offers first (`--real`, WDC categories of ``../shared/data/real/matching/wdc``): each
 distinct title of a category's ``valid.txt`` is an offer of a shop of its own (as
@@ -216,10 +215,9 @@ class TimedSearch:
         return getattr(self._store, name)
 
 
-def replay(store, calls, lists: int | None) -> tuple[float, list[list]]:
-    """assign's searches again, probing at most `lists` IVF lists (None: as tuned): CPU seconds
-    and hits."""
-    effort = SearchEffort(lists=lists)
+def replay(store, calls, effort: SearchEffort) -> tuple[float, list[list]]:
+    """assign's searches again at `effort` (``SearchEffort()``: as tuned): CPU seconds and
+    hits."""
     started = time.process_time()
     hits = [store.search(space, q, k, f, effort)[0] for space, q, k, f in calls]
     return time.process_time() - started, hits
@@ -263,9 +261,10 @@ def index_label(params: dict) -> str:
     """Lists, nprobe, re-rank depth, recall and training size: 'IVF1024 p16 x4 r0.96 @320000'."""
     if params["kind"] != "ivfpq":
         return "flat"
+    near = f" near p{params['near_nprobe']}" if params.get("near_nprobe") else ""
     return (
         f"IVF{params['nlist']} p{params['nprobe']} x{params['k_factor']} "
-        f"r{params['recall']:.2f} @{params['trained_on']}"
+        f"r{params['recall']:.2f}{near} @{params['trained_on']}"
     )
 
 
@@ -288,12 +287,15 @@ def run_size(n: int, touched: float, seed: int, upgrade_at: int, full: bool, wor
         touched, upsert_s, assign_s, timed = second_crawl(store, path, offers, vectors, second)
         ann_s = timed.seconds / len(touched)
         # the same searches replayed as tuned (the baseline) and at each effort of the ladder
-        tuned_s, tuned_hits = replay(store, timed.calls, None)
-        default = grouping_effort().lists
+        tuned_s, tuned_hits = replay(store, timed.calls, SearchEffort())
+        default = grouping_effort()  # the store's lists for near neighbours
         ladder = {}
-        for lists in sorted({*LADDER, default} - {None}):
-            bounded_s, hits = replay(store, timed.calls, lists)
-            ladder[lists] = (bounded_s, merge_recall(hits, tuned_hits))
+        for lists in (default, *LADDER):
+            effort = lists if isinstance(lists, SearchEffort) else SearchEffort(lists=lists)
+            bounded_s, hits = replay(store, timed.calls, effort)
+            ladder["near" if lists is default else lists] = (
+                bounded_s, merge_recall(hits, tuned_hits)
+            )  # fmt: skip
         searched = store.health()["spaces"]["text"]["index"]
         store.close()
         del vectors
@@ -322,8 +324,8 @@ def run_size(n: int, touched: float, seed: int, upgrade_at: int, full: bool, wor
             "ann_ms": 1000 * ann_s,
             "rest_ms": 1000 * (assign_s - ann_s),
             "tuned_ms": 1000 * tuned_s / len(timed.calls),
-            "bounded_ms": 1000 * ladder[default][0] / len(timed.calls) if default else float("nan"),
-            "merge_recall": ladder[default][1] if default else 1.0,
+            "bounded_ms": 1000 * ladder["near"][0] / len(timed.calls),
+            "merge_recall": ladder["near"][1],
             "ladder": {n: (1000 * t / len(timed.calls), r) for n, (t, r) in ladder.items()},
             "incremental_ms": 1000 * incremental_cpu / len(touched),
             "scope": len(scope) / len(touched),

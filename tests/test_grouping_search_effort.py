@@ -89,11 +89,12 @@ def test_an_effort_of_no_positive_int_lists_is_refused(lists):
 
 def test_grouping_effort_is_read_from_the_environment(monkeypatch):
     monkeypatch.delenv("CUMPAIR_GROUP_SEARCH_LISTS", raising=False)
-    assert grouping_effort() == SearchEffort(lists=products.GROUP_SEARCH_LISTS)
+    assert products.GROUP_SEARCH_LISTS == 0  # no cap: the lists the store tuned for them
+    assert grouping_effort() == SearchEffort(near=True)
     monkeypatch.setenv("CUMPAIR_GROUP_SEARCH_LISTS", "3")
-    assert grouping_effort() == SearchEffort(lists=3)
-    monkeypatch.setenv("CUMPAIR_GROUP_SEARCH_LISTS", "0")  # 0: as the store tuned it
-    assert grouping_effort() == SearchEffort(lists=None)
+    assert grouping_effort() == SearchEffort(lists=3, near=True)
+    monkeypatch.setenv("CUMPAIR_GROUP_SEARCH_LISTS", "0")
+    assert grouping_effort() == SearchEffort(near=True)
     for bad in ("eight", "-1"):
         monkeypatch.setenv("CUMPAIR_GROUP_SEARCH_LISTS", bad)
         with pytest.raises(GroupingError, match="CUMPAIR_GROUP_SEARCH_LISTS"):
@@ -120,9 +121,9 @@ def test_assign_and_the_incremental_reach_search_with_grouping_effort(
         with ProductGroups.open(tmp_path) as groups:
             offer_id = results[0].offer_id
             groups.assign(store, offer_id, {"text": data[0]})
-            assert efforts == [SearchEffort(lists=1)] and probes[-1] == 1
+            assert efforts == [SearchEffort(lists=1, near=True)] and probes[-1] == 1
             touched_reach(store, groups, {offer_id})
-            assert efforts[-1] == SearchEffort(lists=1) and probes[-1] == 1
+            assert efforts[-1] == SearchEffort(lists=1, near=True) and probes[-1] == 1
 
 
 def test_an_effort_holds_beside_filters_and_through_asearch(tmp_path, probes, monkeypatch):

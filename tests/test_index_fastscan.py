@@ -7,6 +7,7 @@ import gc
 import io
 import sys
 import weakref
+from dataclasses import replace
 from decimal import Decimal
 from functools import partial
 from pathlib import Path
@@ -193,8 +194,10 @@ def test_choose_ivfpq_fits_the_code_budget_and_names_the_layout(coarse_hnsw):
     )
     # 256 centroids of 384-d would cost 3.9 B a vector at 10^5 (32.9 B resident in all)
     assert ivf.choose_ivfpq(100_000, 384, options).nlist == 128
-    assert ivf.outdated_layout(params, StoreOptions(coarse_hnsw=not coarse_hnsw))
-    assert not ivf.outdated_layout(params, options)
+    tuned = replace(params, near_nprobe=16, near_cosine=options.near_cosine)
+    assert ivf.outdated_layout(tuned, StoreOptions(coarse_hnsw=not coarse_hnsw))
+    assert not ivf.outdated_layout(tuned, options)
+    assert ivf.outdated_layout(params, options)  # built before near neighbours were tuned
     eight_bit = ivf.choose_ivfpq(1_000_000, 512, StoreOptions(fast_scan=False))
     assert eight_bit.factory.startswith("OPQ") and eight_bit.factory.endswith("x8")
 

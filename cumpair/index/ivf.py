@@ -6,7 +6,11 @@ is rebuilt aside as ``IVFnlist,PQmx4fs``: 4-bit fast-scan PQ codes (16 bytes at 
 the memory-mapped vector log (never resident). nlist follows the FAISS guidelines (~4*sqrt(N),
 at least 39 training points per centroid) within `max_centroid_bytes`; nprobe and the re-rank
 depth are tuned together on held-out stored vectors until recall@k against exact search
-reaches the target, keeping the fastest pair measured. Training uses a sample; vectors are
+reaches the target, keeping the fastest pair measured. A second, smaller probe count is tuned for
+searches that need only near neighbours (`SearchEffort.near`, grouping's): the fewest lists that
+find ``near_recall_target`` of the exact neighbours at ``near_cosine`` or above, a figure that
+holds where a fixed list count's does not (the lists grow with N, and near neighbours spread over
+more of them). Training uses a sample; vectors are
 added chunk by chunk, so a build never holds every raw vector in RAM. Indexes of the earlier
 8-bit layout (``OPQm,IVFn,PQmx8``) load and search as before; `outdated_layout` tells
 `optimize` to rebuild them.
@@ -29,6 +33,12 @@ from cumpair.index.records import StoreOptions
 # Recall on 500 tuning queries is a sample (about +-0.006), so nprobe is tuned to the target
 # plus this margin.
 _TUNING_MARGIN = 0.015
+# The near-neighbour recall is a share of fewer pairs (~3 per query on clustered offers) that
+# must reach a higher target: a smaller margin, or every size would probe every list.
+_NEAR_MARGIN = 0.005
+# Probe counts the near tuning tries: steps of ~1.4x (doubling would overshoot the need by up
+# to 2x, and the cost with it).
+NEAR_PROBES = (1, 2, 3, 4, 6, 8, 12, 16, 24, 32, 48, 64, 96, 128, 192, 256, 384, 512)
 _ADD_CHUNK = 65536
 # Stored vectors an upgrade holds out of training to tune nprobe and the re-rank depth on.
 TUNING_QUERIES = 500
@@ -71,6 +81,11 @@ class IndexParams:
     build_s: float = 0.0
     fast_scan: bool = False  # 4-bit PQ codes scanned in SIMD registers (``PQmx4fs``)
     coarse: Literal["flat", "hnsw"] = "flat"  # how the nearest lists are found
+    # lists probed by a search for near neighbours only (`SearchEffort.near`), their measured
+    # recall of the neighbours at `near_cosine` or above, and that cosine; 0: not measured
+    near_nprobe: int = 0
+    near_recall: float | None = None
+    near_cosine: float | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -86,10 +101,20 @@ class IndexParams:
             return "exact (Flat)"
         recall = "not measured" if self.recall is None else f"{self.recall:.3f}"
         rerank = f"re-rank x{self.k_factor} from the vector log" if self.k_factor else "no re-rank"
+        near = ""
+        if self.near_nprobe:
+            found = "not measured" if self.near_recall is None else f"{self.near_recall:.3f}"
+            near = f"; near neighbours: nprobe {self.near_nprobe}, recall {found}"
         return (
             f"{self.factory}, nprobe {self.nprobe}, {rerank}, recall@{self.recall_k} {recall}"
-            f" (trained on {self.trained_on})"
+            f"{near} (trained on {self.trained_on})"
         )
+
+    def probes_for(self, near: bool = False, lists: int | None = None) -> int:
+        """IVF lists a search probes: as tuned, or for near neighbours when asked and measured,
+        at most `lists`."""
+        nprobe = (self.near_nprobe if near and self.near_nprobe else self.nprobe) or 1
+        return nprobe if lists is None else min(nprobe, lists)
 
 
 def new_flat(dim: int) -> faiss.Index:
@@ -144,11 +169,21 @@ def needs_ivfpq(params: IndexParams, count: int, options: StoreOptions) -> bool:
 
 
 def outdated_layout(params: IndexParams, options: StoreOptions) -> bool:
-    """IVF-PQ built with another code layout than the options ask for (rebuilt by optimize)."""
+    """IVF-PQ built with another code layout than the options ask for, or without the
+    near-neighbour tuning the options ask for (rebuilt by optimize)."""
     if params.kind != "ivfpq":
         return False
     wanted = "hnsw" if options.coarse_hnsw else "flat"
-    return params.fast_scan != options.fast_scan or params.coarse != wanted
+    return (
+        params.fast_scan != options.fast_scan
+        or params.coarse != wanted
+        or _near_untuned(params, options)
+    )
+
+
+def _near_untuned(params: IndexParams, options: StoreOptions) -> bool:
+    """Built before near-neighbour searches were tuned, or tuned for another cosine."""
+    return not params.near_nprobe or params.near_cosine != options.near_cosine
 
 
 def build_ivfpq(
@@ -336,7 +371,8 @@ def tune(
     the real re-rank source; the quickest pair wins. No pair reaching it: the deepest search.
     """
     k = min(options.recall_k, params.trained_on - 1)
-    truth = _without_self(exact_neighbours(queries, chunks, k + 1), query_ids, k)
+    scores, neighbours = exact_neighbours(queries, chunks, k + 1, with_scores=True)
+    truth = _without_self(neighbours, query_ids, k)
     goal = min(1.0, options.recall_target + _TUNING_MARGIN)
     depths = [f for f in RERANK_DEPTHS if f <= options.refine_k_factor] or [0]
     best: tuple[float, int, int, float] | None = None  # seconds, nprobe, depth, recall
@@ -356,17 +392,61 @@ def tune(
                 fallback = (probe, depth, recall)
             probe *= 2
     nprobe, depth, recall = best[1:] if best is not None else fallback
-    return replace(params, nprobe=nprobe, k_factor=depth, recall=round(recall, 4), recall_k=k)
+    params = replace(params, nprobe=nprobe, k_factor=depth, recall=round(recall, 4), recall_k=k)
+    near = _near_neighbours(scores, neighbours, query_ids, options.near_cosine)
+    return tune_near(index, params, queries, query_ids, near, lookup, options)
 
 
-def exact_neighbours(queries: np.ndarray, chunks: VectorChunks, k: int) -> np.ndarray:
-    """Ids of the exact top-k inner products over every chunk (one pass, one chunk in RAM)."""
+def tune_near(
+    index: faiss.Index,
+    params: IndexParams,
+    queries: np.ndarray,
+    query_ids: np.ndarray,
+    near: list[np.ndarray],
+    lookup: VectorLookup,
+    options: StoreOptions,
+) -> IndexParams:
+    """The fewest lists (of `NEAR_PROBES`) whose search at the tuned depth finds
+    ``near_recall_target`` of each query's `near` neighbours (exact, at ``near_cosine`` or
+    above, its own id left out). No near neighbours among the queries: the tuned nprobe."""
+    pairs = sum(len(n) for n in near)
+    if not pairs:
+        return replace(params, near_nprobe=params.nprobe, near_cosine=options.near_cosine)
+    k = params.recall_k
+    goal = min(1.0, options.near_recall_target + _NEAR_MARGIN)
+    probe, recall = params.nlist, 1.0
+    for probe in [p for p in NEAR_PROBES if p < params.nlist] + [params.nlist]:
+        _, found = search(index, params, queries, k + 1, None, lookup, probe)
+        recall = sum(np.isin(n, f).sum() for n, f in zip(near, found, strict=True)) / pairs
+        if recall >= goal:
+            break
+    return replace(
+        params, near_nprobe=probe, near_recall=round(float(recall), 4),
+        near_cosine=options.near_cosine,
+    )  # fmt: skip
+
+
+def _near_neighbours(
+    scores: np.ndarray, neighbours: np.ndarray, self_ids: np.ndarray, cosine: float
+) -> list[np.ndarray]:
+    """Each query's exact neighbours at `cosine` or above, its own id left out."""
+    return [
+        row[(s >= cosine) & (row != own) & (row >= 0)]
+        for s, row, own in zip(scores, neighbours, self_ids, strict=True)
+    ]
+
+
+def exact_neighbours(
+    queries: np.ndarray, chunks: VectorChunks, k: int, with_scores: bool = False
+) -> np.ndarray | tuple[np.ndarray, np.ndarray]:
+    """Ids of the exact top-k inner products over every chunk (one pass, one chunk in RAM);
+    with `with_scores`, (scores, ids)."""
     heap = faiss.ResultHeap(len(queries), k, keep_max=True)
     for ids, vectors in chunks():
         scores, rows = faiss.knn(queries, vectors, min(k, len(ids)), faiss.METRIC_INNER_PRODUCT)
         heap.add_result(scores, np.where(rows >= 0, ids[np.maximum(rows, 0)], -1))
     heap.finalize()
-    return heap.I
+    return (heap.D, heap.I) if with_scores else heap.I
 
 
 def _without_self(found: np.ndarray, self_ids: np.ndarray, k: int) -> np.ndarray:

@@ -114,6 +114,10 @@ class StoreOptions:
     retrain_growth: float = 4.0  # re-train IVF-PQ once a space grew this much past its training
     recall_target: float = 0.95  # nprobe is tuned until recall@recall_k reaches this
     recall_k: int = 10
+    # a search asking for near neighbours only (`SearchEffort.near`: grouping's) probes the lists
+    # tuned until it finds this share of the neighbours at `near_cosine` or above
+    near_cosine: float = 0.8
+    near_recall_target: float = 0.99
     max_code_bytes: int = 16  # PQ code bytes per vector; the 8-byte id comes on top
     fast_scan: bool = True  # 4-bit fast-scan PQ (PQmx4fs); False: the earlier 8-bit PQ codes
     coarse_hnsw: bool = False  # HNSW over the IVF centroids (IVFn_HNSW32) instead of Flat
@@ -134,8 +138,10 @@ class StoreOptions:
     def __post_init__(self) -> None:
         if self.flush_interval_s < 0 or self.backups_keep < 0 or self.upgrade_threshold < 1:
             raise ValueError("flush_interval_s, backups_keep >= 0 and upgrade_threshold >= 1")
-        if not 0 < self.recall_target <= 1:
-            raise ValueError("recall_target must be in (0, 1]")
+        if not 0 < self.recall_target <= 1 or not 0 < self.near_recall_target <= 1:
+            raise ValueError("recall_target and near_recall_target must be in (0, 1]")
+        if not -1 <= self.near_cosine <= 1:
+            raise ValueError("near_cosine is a cosine similarity in [-1, 1]")
         if self.duplicate_threshold is not None and not -1 <= self.duplicate_threshold <= 1:
             raise ValueError("duplicate_threshold is a cosine similarity in [-1, 1] or None")
         if self.synchronous not in ("NORMAL", "FULL"):
@@ -303,9 +309,14 @@ class SearchEffort:
     when that is lower; None: the tuned nprobe). The tuning aims at recall@10 against exact
     search, ties among a query's family of similar products included; a caller that needs only
     its near neighbours (grouping: the same product's offers) can ask for less. A flat (exact)
-    index ignores it; a server-side engine maps it onto its own knob (HNSW ef, probes)."""
+    index ignores it; a server-side engine maps it onto its own knob (HNSW ef, probes).
+
+    `near`: only neighbours at cosine ``StoreOptions.near_cosine`` or above must be found; the
+    store probes the lists its upgrade measured for ``near_recall_target`` of them (an index
+    built before that was measured: as tuned), `lists` still capping them."""
 
     lists: int | None = None
+    near: bool = False
 
     def __post_init__(self) -> None:
         if self.lists is not None and (

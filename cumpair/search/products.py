@@ -42,26 +42,26 @@ if TYPE_CHECKING:
     from cumpair.search.matching import MatchConfig, PairEvidence
 
 
-# IVF lists grouping's vector searches probe at most. The store tunes nprobe for recall@10
-# against exact search, which on clustered titles means ranking a whole family of similar
-# products and probing about half the lists at any size (IVF128 p64 at 10^5, IVF512 p256 at
-# 10^6); grouping compares only the neighbours that can match (the same product's offers, cosine
-# ~0.93 where a family's other products sit at ~0.6), which lie in the query's nearest lists.
-# bench/bench_grouping.py prints, per size, the share of the tuned search's neighbours above
-# cosine 0.8 that this bounded search keeps ("merge"), to stay >= 0.99 at 10^5: there (IVF128)
-# 8 lists keep 0.887, 16 0.963, 32 0.993, 64 (the tuning) all; 0 restores the tuned nprobe.
-GROUP_SEARCH_LISTS = 32
+# Grouping's vector searches need only the neighbours that can match (the same product's
+# offers, cosine ~0.93 where a family's other products sit at ~0.6), not the store's tuning for
+# recall@10 against exact search (which on clustered titles ranks a whole family and probes
+# about half the lists at any size: IVF128 p64 at 10^5, IVF512 p256 at 10^6). They ask for the
+# lists the store's upgrade measured for near neighbours (`SearchEffort.near`: 0.99 of those
+# at cosine 0.8 or above); a fixed count did not hold (32 lists kept 0.993 of them at 10^5 but
+# 0.973 at 10^6, where the lists are four times as many). ``CUMPAIR_GROUP_SEARCH_LISTS`` caps
+# them (0: no cap); bench/bench_grouping.py prints the share kept ("merge") per size.
+GROUP_SEARCH_LISTS = 0
 
 
 def grouping_effort() -> SearchEffort:
-    """The search effort grouping asks of the store: ``CUMPAIR_GROUP_SEARCH_LISTS`` lists at most
-    (`GROUP_SEARCH_LISTS`; 0: the store's tuned nprobe)."""
+    """The search effort grouping asks of the store: near neighbours only, at most
+    ``CUMPAIR_GROUP_SEARCH_LISTS`` lists (`GROUP_SEARCH_LISTS`; 0: as many as they need)."""
     raw = os.environ.get("CUMPAIR_GROUP_SEARCH_LISTS")
     try:
         lists = parse_count("CUMPAIR_GROUP_SEARCH_LISTS", raw, GROUP_SEARCH_LISTS)
     except ValueError as exc:
         raise GroupingError(str(exc)) from None
-    return SearchEffort(lists=lists or None)
+    return SearchEffort(lists=lists or None, near=True)
 
 
 class GroupingError(RuntimeError):

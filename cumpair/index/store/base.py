@@ -55,7 +55,8 @@ class _Space:
     dirty: bool = True  # changed since its snapshot
     multi_vector: bool = False  # some offer holds more than one vector here
     lock: RWLock = field(default_factory=RWLock)
-    latencies: deque = field(default_factory=lambda: deque(maxlen=4096))
+    latencies: deque = field(default_factory=lambda: deque(maxlen=4096))  # searches as tuned
+    effort_latencies: deque = field(default_factory=lambda: deque(maxlen=4096))  # with an effort
     upgrade_thread: threading.Thread | None = None
     upgrade_error: str | None = None
     rows: RowMapSlot = field(default_factory=RowMapSlot)  # where re-ranking reads each vector

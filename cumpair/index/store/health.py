@@ -63,6 +63,8 @@ class Health(StoreBase):
                 "upgrade_error": space.upgrade_error,
                 "damaged_vectors": len(damaged.get(name, ())),
                 "search_latency_ms": _percentiles(space.latencies),
+                # searches that asked for less (`SearchEffort`: grouping's), kept apart
+                "effort_search_latency_ms": _percentiles(space.effort_latencies),
             }
         files = {p.name: p.stat().st_size for p in sorted(self.path.iterdir()) if p.is_file()}
         recovery = (

@@ -47,7 +47,9 @@ class Searching(StoreBase):
     ) -> list[list[Hit]]:
         """Best `k` offers per query row (``(nq, d)`` or ``(d,)``), best score per offer first.
 
-        `effort` caps the IVF lists probed below the tuned nprobe (a flat index ignores it).
+        `effort` caps the IVF lists probed below the tuned nprobe, or asks for the lists tuned
+        for near neighbours (a flat index ignores it). Health reports the latencies of searches
+        made with and without one apart.
         Thread-safe; never blocks on flushes or upgrades (only on the brief index swaps/adds).
         """
         if self._closed:
@@ -92,7 +94,7 @@ class Searching(StoreBase):
             read = self._vectors(space, allowed, checked=True)
             scores, ids = _exact_search(matrix, allowed[read.ok], read.vectors[read.ok], fetch)
             results = _hit_lists(scores, ids, k)
-            space.latencies.append(time.perf_counter() - started)
+            _latencies(space, effort).append(time.perf_counter() - started)
             return results
         with space.lock.read():
             index, params = space.index, space.params
@@ -101,15 +103,15 @@ class Searching(StoreBase):
             # the depth was tuned for recall@recall_k: a smaller k still gets that many candidates
             wanted = max(fetch, params.recall_k) * params.k_factor if refine else fetch
             nprobe = None  # as tuned
-            if effort is not None and effort.lists is not None and params.kind == "ivfpq":
-                nprobe = min(params.nprobe or 1, effort.lists)
+            if effort is not None and params.kind == "ivfpq":
+                nprobe = params.probes_for(effort.near, effort.lists)
             scores, ids = ivf.search(index, params, matrix, wanted, allowed, nprobe=nprobe)
         if refine:  # exact re-ranking reads the vector log; done outside the lock
             scores, ids = ivf.rerank(
                 matrix, ids, partial(self._vectors, space), fetch, partial(self._check, space)
             )
         results = _hit_lists(scores, ids, k)
-        space.latencies.append(time.perf_counter() - started)
+        _latencies(space, effort).append(time.perf_counter() - started)
         return results
 
     def _vectors(self, space: _Space, ids: np.ndarray, checked: bool = False) -> LogRead:
@@ -241,6 +243,11 @@ class Searching(StoreBase):
     def count(self, space: str) -> int:
         """Vectors currently searchable in `space`."""
         return int(self._space(space).index.ntotal)
+
+
+def _latencies(space: _Space, effort: SearchEffort | None):
+    """Where a search's seconds go: full searches apart from those with an effort (grouping's)."""
+    return space.latencies if effort is None else space.effort_latencies
 
 
 def _hit_lists(scores: np.ndarray, ids: np.ndarray, k: int) -> list[list[Hit]]:

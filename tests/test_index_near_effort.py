@@ -1,0 +1,128 @@
+"""Near-neighbour searches (`SearchEffort.near`, grouping's): the upgrade tunes the lists they
+probe for ``near_recall_target`` of the neighbours at ``near_cosine`` or above, a search asking
+for them probes those, an index built before that tuning searches as tuned and is rebuilt by
+`optimize`, and health keeps their latencies apart from full searches'."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+
+import faiss
+import numpy as np
+import pytest
+
+from cumpair.index import OfferRecord, ProductStore, SearchEffort, SpaceSpec, StoreOptions, ivf
+from cumpair.search.products import grouping_effort
+
+DIM = 32
+SPACES = {"text": SpaceSpec(DIM, "test-text", "1")}
+OPTIONS = StoreOptions(upgrade_threshold=3000, background_upgrade=False, duplicate_threshold=None)
+
+
+def offers(n: int, seed: int = 5) -> np.ndarray:
+    """Unit vectors clustered as offer titles are: families of 8 products (cosine ~0.6 between
+    them), three offers a product (cosine ~0.9 within), as bench_grouping's `offer_vectors`."""
+    rng = np.random.default_rng(seed)
+    products = n // 3 + 1
+    families = rng.standard_normal((products // 8 + 1, DIM)).astype(np.float32)
+    families /= np.linalg.norm(families, axis=1, keepdims=True)
+    centres = families[np.arange(products) // 8]
+    noise = rng.standard_normal(centres.shape).astype(np.float32)
+    centres += 0.8 * noise / np.linalg.norm(noise, axis=1, keepdims=True)
+    centres /= np.linalg.norm(centres, axis=1, keepdims=True)
+    rows = centres[np.arange(n) // 3] + 0.05 * rng.standard_normal((n, DIM)).astype(np.float32)
+    return rows / np.linalg.norm(rows, axis=1, keepdims=True)
+
+
+def _items(vectors: np.ndarray, start: int = 0):
+    return [
+        (OfferRecord("northwind", f"http://northwind/{start + i}", price=Decimal(1)), {"text": v})
+        for i, v in enumerate(vectors)
+    ]
+
+
+@pytest.fixture
+def probes(monkeypatch) -> list[int]:
+    seen: list[int] = []
+    made = ivf.search_parameters
+
+    def spy(index, nprobe, selector=None):
+        seen.append(nprobe)
+        return made(index, nprobe, selector)
+
+    monkeypatch.setattr(ivf, "search_parameters", spy)
+    return seen
+
+
+def _near_recall(store: ProductStore, data: np.ndarray, queries: np.ndarray, effort) -> float:
+    """Share of each query's exact neighbours at cosine 0.8 or above that the search finds."""
+    scores, rows = faiss.knn(queries, data, 10, faiss.METRIC_INNER_PRODUCT)
+    hits = store.search("text", queries, k=10, effort=effort)
+    found = total = 0
+    for row_scores, row_ids, row_hits in zip(scores, rows, hits, strict=True):
+        near = {int(i) + 1 for s, i in zip(row_scores, row_ids, strict=True) if s >= 0.8}
+        total += len(near)
+        found += len(near & {h.offer_id for h in row_hits})
+    return found / total
+
+
+def test_near_searches_probe_the_lists_tuned_for_their_recall(tmp_path, probes):
+    data = offers(6000)
+    held = np.arange(len(data)) % 20 == 0  # queries the index never holds: 300
+    stored, held_out = data[~held], data[held]
+    with ProductStore.open(tmp_path, SPACES, OPTIONS) as store:
+        store.upsert_many(_items(stored))
+        params = store.health()["spaces"]["text"]["index"]
+        assert params["kind"] == "ivfpq" and params["near_cosine"] == OPTIONS.near_cosine
+        assert 1 <= params["near_nprobe"] <= params["nlist"]
+        assert params["near_recall"] >= OPTIONS.near_recall_target
+        probes.clear()
+        recall = _near_recall(store, stored, held_out, SearchEffort(near=True))
+        assert probes == [params["near_nprobe"]]
+        assert recall >= 0.98  # 0.99 tuned, on 300 unseen queries' ~600 near neighbours
+        # grouping asks for them: no fixed list count, and a cap still caps
+        assert grouping_effort() == SearchEffort(near=True)
+        store.search("text", held_out[:3], k=5, effort=SearchEffort(lists=1, near=True))
+        assert probes[-1] == 1
+
+
+def test_an_index_without_the_near_tuning_searches_as_tuned_and_optimize_rebuilds_it(tmp_path):
+    data = offers(3600)
+    with ProductStore.open(tmp_path, SPACES, OPTIONS) as store:
+        store.upsert_many(_items(data))
+        before = ivf.IndexParams.from_dict(store.health()["spaces"]["text"]["index"])
+    untuned = ivf.IndexParams.from_dict(
+        {k: v for k, v in before.to_dict().items() if not k.startswith("near_")}
+    )  # what an index built before the near tuning records
+    assert untuned.probes_for(near=True) == untuned.nprobe
+    assert untuned.probes_for(near=True, lists=1) == 1
+    assert ivf.outdated_layout(untuned, OPTIONS) and not ivf.outdated_layout(before, OPTIONS)
+    other = StoreOptions(
+        upgrade_threshold=3000, background_upgrade=False, duplicate_threshold=None,
+        near_cosine=0.95,
+    )  # fmt: skip
+    with ProductStore.open(tmp_path, SPACES, other) as store:  # tuned for another cosine
+        assert ivf.outdated_layout(before, other)
+        store.optimize()
+        after = store.health()["spaces"]["text"]["index"]
+        assert after["near_cosine"] == 0.95 and after["near_nprobe"] >= 1
+        assert store.count("text") == 3600
+        assert store.search("text", data[7], 1, effort=SearchEffort(near=True))[0][0].offer_id == 8
+
+
+def test_health_reports_searches_with_an_effort_apart(tmp_path):
+    data = offers(300)
+    with ProductStore.open(tmp_path, SPACES, OPTIONS) as store:
+        store.upsert_many(_items(data))
+        store.search("text", data[:4], k=3)
+        for row in data[:6]:
+            store.search("text", row, k=3, effort=SearchEffort(near=True))
+        health = store.health()["spaces"]["text"]
+        assert health["search_latency_ms"]["count"] == 1
+        assert health["effort_search_latency_ms"]["count"] == 6
+
+
+@pytest.mark.parametrize("bad", [{"near_cosine": 1.5}, {"near_recall_target": 0.0}])
+def test_near_options_out_of_range_are_refused(bad):
+    with pytest.raises(ValueError, match="near_"):
+        StoreOptions(**bad)

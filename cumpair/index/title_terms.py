@@ -128,7 +128,8 @@ def index_titles(conn: sqlite3.Connection, offer_ids: Iterable[int]) -> None:
         for kind, counts in ((WORDS, words), (GRAMS, grams)):
             increments.update(term_ids[kind, t] for t in counts)
     conn.executemany(
-        "UPDATE title_terms SET df = df + ? WHERE id = ?", [(c, t) for t, c in increments.items()]
+        "UPDATE title_terms SET df = df + ? WHERE id = ?",
+        [(increments[t], t) for t in sorted(increments)],  # in key order: B-tree pages once
     )
     n = _state(conn, "title_docs") + len(fresh)
     conn.execute("UPDATE state SET value = ? WHERE key = 'title_docs'", (n,))
@@ -143,11 +144,12 @@ def index_titles(conn: sqlite3.Connection, offer_ids: Iterable[int]) -> None:
             w = _weights(tf, np.ones(len(tf)), 0)
             impact = -np.maximum(np.rint(w * IMPACT_SCALE), 1).astype(np.int64)
             rows.append(np.stack([tids, np.full(len(tids), kind), tf.astype(np.int64), impact], 1))
-            postings += zip(tids.tolist(), impact.tolist(), [oid] * len(tids), strict=True)
+            postings.append(np.stack([tids, impact, np.full(len(tids), oid)], 1))
         terms = np.concatenate(rows) if rows else np.empty((0, 4), dtype=np.int64)
         docs.append((oid, crcs[oid], terms.astype(np.int32).tobytes()))
     conn.executemany("INSERT INTO title_docs VALUES (?, ?, ?)", docs)
-    conn.executemany("INSERT INTO title_postings VALUES (?, ?, ?)", postings)
+    if postings:
+        conn.executemany("INSERT INTO title_postings VALUES (?, ?, ?)", _key_order(postings))
 
 
 def drop_titles(conn: sqlite3.Connection, offer_ids: Iterable[int]) -> None:
@@ -159,12 +161,14 @@ def drop_titles(conn: sqlite3.Connection, offer_ids: Iterable[int]) -> None:
     postings, decrements = [], Counter()
     for oid, terms in docs.items():
         decrements.update(terms[:, 0].tolist())
-        postings += zip(terms[:, 0].tolist(), terms[:, 3].tolist(), [oid] * len(terms), strict=True)
+        postings.append(np.stack([terms[:, 0], terms[:, 3], np.full(len(terms), oid)], 1))
     conn.executemany(
-        "DELETE FROM title_postings WHERE term_id = ? AND impact = ? AND offer_id = ?", postings
+        "DELETE FROM title_postings WHERE term_id = ? AND impact = ? AND offer_id = ?",
+        _key_order(postings),
     )
     conn.executemany(
-        "UPDATE title_terms SET df = df - ? WHERE id = ?", [(c, t) for t, c in decrements.items()]
+        "UPDATE title_terms SET df = df - ? WHERE id = ?",
+        [(decrements[t], t) for t in sorted(decrements)],
     )
     for chunk in _chunks(list(docs)):
         conn.execute(
@@ -172,6 +176,13 @@ def drop_titles(conn: sqlite3.Connection, offer_ids: Iterable[int]) -> None:
         )
     n = _state(conn, "title_docs") - len(docs)
     conn.execute("UPDATE state SET value = ? WHERE key = 'title_docs'", (n,))
+
+
+def _key_order(postings: list[np.ndarray]) -> list[list[int]]:
+    """(term id, impact, offer id) rows in the postings' key order, so a batch writes each
+    B-tree page once instead of jumping between them."""
+    rows = np.concatenate(postings).astype(np.int64)
+    return rows[np.lexsort((rows[:, 2], rows[:, 1], rows[:, 0]))].tolist()
 
 
 def backfill(conn: sqlite3.Connection, chunk: int = BACKFILL_CHUNK) -> int:

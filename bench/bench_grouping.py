@@ -414,6 +414,73 @@ def real_run(category: str, late_share: float, seed: int) -> dict:
         shutil.rmtree(work, ignore_errors=True)
 
 
+def layout_vectors(n: int, seed: int) -> np.ndarray:
+    """`offer_vectors`' clustering without a catalog: families of `FAMILY` products, three
+    offers a product (a catalog of 10^6 offers alone takes minutes to make)."""
+    rng = np.random.default_rng(seed)
+    products = n // 3 + 1
+    families = unit_rows(rng.standard_normal((products // FAMILY + 1, DIM), dtype=np.float32))
+    centres = families[np.arange(products) // FAMILY]
+    centres += 0.8 * unit_rows(rng.standard_normal(centres.shape, dtype=np.float32))
+    rows = unit_rows(centres)[rng.integers(0, products, n)]
+    rows += 0.02 * rng.standard_normal(rows.shape, dtype=np.float32)
+    return unit_rows(rows)
+
+
+def layout_run(n: int, seed: int, hnsw: bool, queries: int = 1000) -> None:
+    """Raw FAISS indexes for grouping's neighbours on `n` clustered vectors, held-out queries
+    one at a time, k=11 re-ranked exactly from RAM: CPU ms per query and merge recall (the share
+    of the exact neighbours above `MERGE_COSINE` found). The store's layout (its nlist at this
+    size, lists at their training fill) over a probe ladder; lists of a fixed size (512, nlist
+    growing with N) under an HNSW coarse quantiser; an HNSW graph over every vector."""
+    from cumpair.index import ivf
+
+    data = layout_vectors(n + queries, seed)
+    base, held = data[:n], data[n:]
+    scores, rows = faiss.knn(held, base, 11, faiss.METRIC_INNER_PRODUCT)
+    truth = [set(r[s >= MERGE_COSINE].tolist()) for s, r in zip(scores, rows, strict=True)]
+    pairs = sum(map(len, truth))
+    store_nlist = ivf.choose_ivfpq(n, DIM, StoreOptions()).nlist
+    m = ivf.choose_ivfpq(n, DIM, StoreOptions()).m
+    layouts = [
+        (f"IVF{store_nlist},PQ{m}x4fs", "nprobe", (4, 8, 16, 32, 64, 128)),
+        (f"IVF{max(16, n // 512)}_HNSW32,PQ{m}x4fs", "nprobe", (4, 8, 16, 32, 64, 128)),
+    ]
+    if hnsw:
+        layouts.append(("HNSW32", "efSearch", (16, 32, 64, 128)))
+    for factory, knob, ladder in layouts:
+        index = faiss.index_factory(DIM, factory, faiss.METRIC_INNER_PRODUCT)
+        started = time.process_time()
+        if not index.is_trained:
+            nlist = faiss.extract_index_ivf(index).nlist
+            pick = np.random.default_rng(seed).choice(n, min(n, 40 * nlist), replace=False)
+            index.train(base[np.sort(pick)])
+        index.add(base)
+        build = time.process_time() - started
+        for value in ladder:
+            if knob == "efSearch":
+                params = faiss.SearchParametersHNSW(efSearch=value)
+            else:
+                if value > faiss.extract_index_ivf(index).nlist:
+                    continue
+                params = ivf.search_parameters(index, value)
+            depth = 1 if knob == "efSearch" else 4
+            found = 0
+            started = time.process_time()
+            for q, near in zip(held, truth, strict=True):
+                _, ids = index.search(q[None], 11 * depth, params=params)
+                ids = ids[0][ids[0] >= 0]
+                best = ids[np.argsort(-(base[ids] @ q))[:11]]
+                found += len(near.intersection(best.tolist()))
+            ms = 1000 * (time.process_time() - started) / len(held)
+            print(
+                f"{n:>8} {factory:>26} {knob} {value:>3}: {ms:6.3f} CPU ms a query, merge recall"
+                f" {found / pairs:.4f} (build {build:.0f} CPU s)",
+                flush=True,
+            )
+        del index
+
+
 def _cell(row: dict, key: str, form: str) -> str:
     return format(row[key], form) if key in row else "-".rjust(int(form.split(".")[0]))
 
@@ -452,8 +519,20 @@ def main() -> None:
     parser.add_argument(
         "--real-late", type=float, default=0.01, help="share of real offers ingested late"
     )
+    parser.add_argument(
+        "--layouts",
+        action="store_true",
+        help="instead: raw FAISS layouts for grouping's neighbours at each size (`layout_run`)",
+    )
+    parser.add_argument(
+        "--hnsw-up-to", type=int, default=100_000, help="largest size --layouts builds HNSW at"
+    )
     args = parser.parse_args()
     faiss.omp_set_num_threads(args.threads)
+    if args.layouts:
+        for n in args.sizes:
+            layout_run(n, args.seed, n <= args.hnsw_up_to)
+        return
 
     if args.real and not WDC.is_dir():
         print(f"no real data at {WDC}: real offers skipped")

@@ -701,3 +701,33 @@ def test_a_real_product_filling_half_a_plain_shot_is_not_taken_for_a_corner(tmp_
     finally:
         store.close()
     assert [p.product_id for p in response.products][:1] == [-ids[0]]
+
+
+class _CountingMatcher:
+    """A real BFMatcher that counts its knnMatch calls."""
+
+    def __init__(self, matcher) -> None:
+        self.matcher, self.calls = matcher, 0
+
+    def knnMatch(self, *args, **kwargs):
+        self.calls += 1
+        return self.matcher.knnMatch(*args, **kwargs)
+
+
+def test_the_best_hit_is_not_matched_again_to_ask_how_large_it_appears(catalog):
+    # `explain_away` asks `match_offer(query, best)` for the best hit's apparent size, a pair
+    # `keypoint_evidence` has just matched: the same Features objects are matched once.
+    verifier = GeometricVerifier()
+    verifier._matcher = counting = _CountingMatcher(verifier._matcher)
+    product = catalog.products[0].product_id
+    photo = render_product_photo(catalog.offers_for_product(product)[0])
+    query = verifier.features(crop(photo, random.Random(3)))
+    candidate = verifier.features(photo)
+    first = verifier.match(query, candidate)
+    assert len(first.keypoints) >= MIN_INLIERS and first.apparent > 0
+    assert verifier.match(query, candidate) == first and counting.calls == 1
+    assert verifier.matched_keypoints(query, candidate) == first.keypoints
+    assert counting.calls == 1
+    # An equal copy of the query's features is another query: matched anew.
+    copy = query._replace(points=list(query.points))
+    assert verifier.match(copy, candidate) == first and counting.calls == 2

@@ -30,6 +30,7 @@ from __future__ import annotations
 import functools
 import math
 import threading
+from collections import OrderedDict
 from collections.abc import Callable, Hashable, Sequence
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -69,6 +70,10 @@ MIN_INLIERS = 10
 MIN_SCALE = 0.2
 MAX_SCALE = 5.0
 CACHE_SIZE = 4096
+# Matches of the last pairs matched, kept by the pair's identity: `explain_away` asks how large
+# the best hit appears in the shot (`Match.apparent`), a match `keypoint_evidence` has just
+# made (ORB matching and RANSAC, a few ms); a query matches at most a few dozen photos.
+RECENT_MATCHES = 64
 # Photos are matched with their long side at most this many pixels: a phone's 4000-px shot
 # would cost ORB ~50x the time of a shop photo, for corners at a scale no shop photo has.
 MAX_SIDE = 800
@@ -181,6 +186,7 @@ class GeometricVerifier:
         self._low_orb = cv2.ORB_create(nfeatures=max_features, fastThreshold=LOW_FAST_THRESHOLD)
         self._matcher = cv2.BFMatcher(cv2.NORM_HAMMING)
         self._lock = threading.Lock()  # OpenCV objects are not safe across threads
+        self._recent: OrderedDict[tuple[int, int], tuple[Features, Features, Match]] = OrderedDict()
         self.features_of_file = functools.lru_cache(maxsize=CACHE_SIZE)(self._file_features)
 
     def features(self, image: Image.Image) -> Features:
@@ -209,9 +215,25 @@ class GeometricVerifier:
         return self.match(query, candidate).keypoints
 
     def match(self, query: Features, candidate: Features | None) -> Match:
-        """`matched_keypoints` and the candidate's apparent size in the query (`Match`)."""
+        """`matched_keypoints` and the candidate's apparent size in the query (`Match`). The
+        same pair of `Features` objects matched again (of the last `RECENT_MATCHES`) is not
+        matched twice."""
         if candidate is None:
             return UNMATCHED
+        key = (id(query), id(candidate))
+        with self._lock:
+            kept = self._recent.get(key)
+        # Both objects are held by the entry, so their ids are not reused while it is kept.
+        if kept is not None and kept[0] is query and kept[1] is candidate:
+            return kept[2]
+        found = self._match(query, candidate)
+        with self._lock:
+            self._recent[key] = (query, candidate, found)
+            while len(self._recent) > RECENT_MATCHES:
+                self._recent.popitem(last=False)
+        return found
+
+    def _match(self, query: Features, candidate: Features) -> Match:
         (points_a, desc_a, size_a), (points_b, desc_b, size_b) = query, candidate
         if desc_a is None or desc_b is None or len(points_a) < 5 or len(points_b) < 5:
             return UNMATCHED

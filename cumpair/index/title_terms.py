@@ -42,12 +42,16 @@ IMPACT_SCALE = 10_000
 #: Rarest terms a title probes per kind (as `candidates._probed_neighbours`), the postings
 #: read per probed term (its heaviest: titles where the term weighs most), and how many best
 #: partial scores per neighbour wanted are rescored exactly. Probes x postings bound the work
-#: of one title whatever the store's size. Chosen on 5000 WDC train titles (300 queried,
-#: 20 neighbours, recall of the exact TF-IDF top 20): trigrams 0.894 with a shortlist of 4,
-#: 0.921 with 8 (the full-read probed search: 0.907) for 1.1x the CPU; words 0.999 / 1.000;
-#: 1000 postings instead of 400 changed neither.
+#: of one title whatever the store's size. The shortlist was chosen on 5000 WDC train titles
+#: (300 queried, 20 neighbours, recall of the exact TF-IDF top 20): trigrams 0.894 with 4,
+#: 0.921 with 8 (the full-read probed search: 0.907) for 1.1x the CPU; words 0.999 / 1.000.
+#: The postings on 10^5 titles extended from the real ones (bench_trigram_neighbours.py, 100
+#: queried; share of the full-read search's neighbours kept, CPU ms per title): words 100 /
+#: 200 / 400 / 1000 postings 0.898 / 0.946 / 0.971 / 0.996 at 4.7 / 5.7 / 7.6 / 13.5 ms,
+#: trigrams 0.838 / 0.910 / 0.948 / 0.972 at 7.2 / 9.2 / 13.4 / 17.5 ms (12 probes of 1000:
+#: 0.942); below 10^4 titles few lists are that long and none of it matters.
 PROBE_TERMS = 24
-PROBE_POSTINGS = 400
+PROBE_POSTINGS = 1000
 SHORTLIST = 8
 BACKFILL_CHUNK = 2000
 

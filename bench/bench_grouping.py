@@ -481,6 +481,59 @@ def layout_run(n: int, seed: int, hnsw: bool, queries: int = 1000) -> None:
         del index
 
 
+def near_run(n: int, seed: int, upgrade_at: int, queries: int = 1000) -> None:
+    """The store's index for grouping alone, without building a store (10^6 offers take hours
+    on a busy 2-core machine): trained and tuned by `ivf.build_and_tune` as an upgrade does, on
+    the vectors the store had at its last re-training (`upgrade_at` x ``retrain_growth``^i up to
+    `n`), then holding all `n`. Held-out queries one at a time, k=11 as assign asks, re-ranked
+    from RAM: CPU ms a query and merge recall (exact neighbours above `MERGE_COSINE` found) as
+    tuned, at grouping's near effort and at fixed list counts."""
+    from cumpair.index import ivf
+
+    options = StoreOptions()
+    data = layout_vectors(n + queries, seed)
+    base, held = data[:n], data[n:]
+    scores, rows = faiss.knn(held, base, 11, faiss.METRIC_INNER_PRODUCT)
+    truth = [set(r[s >= MERGE_COSINE].tolist()) for s, r in zip(scores, rows, strict=True)]
+    pairs = sum(map(len, truth))
+    trained = upgrade_at
+    while trained * options.retrain_growth <= n:
+        trained = int(trained * options.retrain_growth)
+    ids = np.arange(n, dtype=np.int64)
+
+    def lookup(wanted: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        return base[np.maximum(wanted, 0)], wanted >= 0
+
+    planned = ivf.choose_ivfpq(trained, DIM, options)
+    pick = np.sort(
+        np.random.default_rng(seed).choice(
+            trained, min(trained, ivf.training_size(planned) + ivf.TUNING_QUERIES), False
+        )
+    )
+    started = time.process_time()
+    index, params = ivf.build_and_tune(
+        base[pick], ids[pick], trained, lambda: iter([(ids[:trained], base[:trained])]),
+        lookup, options,
+    )  # fmt: skip
+    index.add_with_ids(base[trained:], ids[trained:])  # the growth since
+    build = time.process_time() - started
+    efforts = [("tuned", params.nprobe), ("near", params.probes_for(near=True))]
+    efforts += [(f"{p} lists", p) for p in LADDER if p < params.nlist]
+    for name, nprobe in efforts:
+        found = 0
+        started = time.process_time()
+        for q, near in zip(held, truth, strict=True):
+            _, hits = ivf.search(index, params, q[None], 11, None, lookup, nprobe)
+            found += len(near.intersection(hits[0].tolist()))
+        ms = 1000 * (time.process_time() - started) / len(held)
+        print(
+            f"{n:>8} IVF{params.nlist} @{trained} x{params.k_factor} {name:>8} (p{nprobe:>3}):"
+            f" {ms:6.3f} CPU ms a search, merge recall {found / pairs:.4f}"
+            f" (near tuned recall {params.near_recall}, build {build:.0f} CPU s)",
+            flush=True,
+        )
+
+
 def _cell(row: dict, key: str, form: str) -> str:
     return format(row[key], form) if key in row else "-".rjust(int(form.split(".")[0]))
 
@@ -525,10 +578,19 @@ def main() -> None:
         help="instead: raw FAISS layouts for grouping's neighbours at each size (`layout_run`)",
     )
     parser.add_argument(
+        "--near",
+        action="store_true",
+        help="instead: the store's index alone at each size, as tuned and at grouping's effort",
+    )
+    parser.add_argument(
         "--hnsw-up-to", type=int, default=100_000, help="largest size --layouts builds HNSW at"
     )
     args = parser.parse_args()
     faiss.omp_set_num_threads(args.threads)
+    if args.near:
+        for n in args.sizes:
+            near_run(n, args.seed, args.upgrade_at)
+        return
     if args.layouts:
         for n in args.sizes:
             layout_run(n, args.seed, n <= args.hnsw_up_to)

@@ -75,6 +75,8 @@ def test_near_searches_probe_the_lists_tuned_for_their_recall(tmp_path, probes):
         params = store.health()["spaces"]["text"]["index"]
         assert params["kind"] == "ivfpq" and params["near_cosine"] == OPTIONS.near_cosine
         assert 1 <= params["near_nprobe"] <= params["nlist"]
+        # never fewer than near_min_lists (32), or the tuned nprobe when that is lower
+        assert params["near_nprobe"] >= min(params["nprobe"], OPTIONS.near_min_lists)
         assert params["near_recall"] >= OPTIONS.near_recall_target
         probes.clear()
         recall = _near_recall(store, stored, held_out, SearchEffort(near=True))
@@ -122,7 +124,9 @@ def test_health_reports_searches_with_an_effort_apart(tmp_path):
         assert health["effort_search_latency_ms"]["count"] == 6
 
 
-@pytest.mark.parametrize("bad", [{"near_cosine": 1.5}, {"near_recall_target": 0.0}])
+@pytest.mark.parametrize(
+    "bad", [{"near_cosine": 1.5}, {"near_recall_target": 0.0}, {"near_min_lists": 0}]
+)
 def test_near_options_out_of_range_are_refused(bad):
     with pytest.raises(ValueError, match="near_"):
         StoreOptions(**bad)

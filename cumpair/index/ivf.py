@@ -408,16 +408,19 @@ def tune_near(
     lookup: VectorLookup,
     options: StoreOptions,
 ) -> IndexParams:
-    """The fewest lists (of `NEAR_PROBES`) whose search at the tuned depth finds
-    ``near_recall_target`` of each query's `near` neighbours (exact, at ``near_cosine`` or
-    above, its own id left out). No near neighbours among the queries: the tuned nprobe."""
+    """The fewest lists (of `NEAR_PROBES`, at least ``near_min_lists`` or the tuned nprobe when
+    lower) whose search at the tuned depth finds ``near_recall_target`` of each query's `near`
+    neighbours (exact, at ``near_cosine`` or above, its own id left out). No near neighbours
+    among the queries: the tuned nprobe."""
     pairs = sum(len(n) for n in near)
     if not pairs:
         return replace(params, near_nprobe=params.nprobe, near_cosine=options.near_cosine)
     k = params.recall_k
     goal = min(1.0, options.near_recall_target + _NEAR_MARGIN)
+    least = min(params.nprobe or 1, options.near_min_lists)
+    ladder = sorted({least, *(p for p in NEAR_PROBES if least < p < params.nlist), params.nlist})
     probe, recall = params.nlist, 1.0
-    for probe in [p for p in NEAR_PROBES if p < params.nlist] + [params.nlist]:
+    for probe in ladder:
         _, found = search(index, params, queries, k + 1, None, lookup, probe)
         recall = sum(np.isin(n, f).sum() for n, f in zip(near, found, strict=True)) / pairs
         if recall >= goal:

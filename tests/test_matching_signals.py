@@ -265,3 +265,78 @@ def test_a_model_file_from_before_the_first_code_signals_loads_and_weighs_them_z
     assert older.contributions(signals)["code_first_differ"] == 0.0
     first = shipped.contributions(signals)["code_first_differ"]  # agree is 0 for this pair
     assert older.log_odds(signals) == pytest.approx(shipped.log_odds(signals) - first)
+
+
+# Real WDC shoe titles (valid split): the same boot sold in France and Italy, and two pairs of
+# siblings that share nearly every word.
+ENFANT = "Nike Enfant Hypervenom Phelon II FG - Noir/ Volt Nike chaussures pour enfant terrain sec"
+JUNIOR = "Nike Junior Hypervenom Phelon II FG - Nero/Volt Nike Scarpe Terreni Compatti Nero/Volt"
+PEGASUS_32 = "Nike Air Zoom Pegasus 32 Women's Running Shoes SU16 501 501"
+PEGASUS_33 = "Nike Air Zoom Pegasus 33 Men's Running Shoes SU16 400 400"
+
+
+def test_an_audience_is_compared_across_languages():
+    enfant, junior = offer_features(0, "s0", ENFANT), offer_features(1, "s1", JUNIOR)
+    same = pair_signals(enfant, junior)
+    assert (same["audience_known"], same["audience_conflict"]) == (1.0, 0.0)
+    women, men = offer_features(2, "s2", PEGASUS_32), offer_features(3, "s3", PEGASUS_33)
+    assert pair_signals(women, men)["audience_conflict"] == 1.0
+    plain = pair_signals(enfant, offer_features(4, "s4", "Nike Hypervenom Phelon II FG"))
+    assert (plain["audience_known"], plain["audience_one_sided"]) == (0.0, 1.0)
+
+
+def test_numbers_each_title_has_alone_are_a_substitution_not_an_addition():
+    women, men = offer_features(0, "s0", PEGASUS_32), offer_features(1, "s1", PEGASUS_33)
+    assert pair_signals(women, men)["numbers_substituted"] == 1.0
+    evo_44 = offer_features(2, "s2", "Puma evoSPEED 4.4 FG - Lave/Blanc/Eclipse Totale")
+    evo_14 = offer_features(3, "s3", "Puma evoSPEED 1.4 FG - Lave/Blanc/Eclipse Totale")
+    assert pair_signals(evo_44, evo_14)["numbers_substituted"] == 1.0
+    # one title adding a number (a style code) to the other is no substitution, and a range
+    # written with spaces is the same range
+    plain = offer_features(4, "s4", "Nike Air Zoom Pegasus 33 - Black/White")
+    coded = offer_features(5, "s5", "Nike Air Zoom Pegasus 33 Black 831352-001")
+    assert pair_signals(plain, coded)["numbers_substituted"] == 0.0
+    lens = offer_features(6, "s6", "Canon EOS 80D with 18-55mm lens")
+    spaced = offer_features(7, "s7", "Canon EOS 80D 18 55 mm kit")
+    assert pair_signals(lens, spaced)["numbers_substituted"] == 0.0
+
+
+def test_a_bare_body_beside_a_bundle_is_a_signal():
+    body = offer_features(0, "s0", "Canon EOS 80D DSLR Camera Body Only")
+    kit = offer_features(1, "s1", "Canon EOS 80D DSLR Camera + EF-S 18-135mm IS USM")
+    signals = pair_signals(body, kit)
+    assert (signals["body_vs_bundle"], signals["bundle_one_sided"]) == (1.0, 1.0)
+    other_shop = offer_features(2, "s2", "Canon EOS 80D Body")
+    assert pair_signals(body, other_shop)["body_vs_bundle"] == 0.0
+
+
+def test_the_rarest_word_each_title_has_alone_needs_the_store_corpus():
+    titles = ["Air Jordan 13 Retro Bred", "Air Jordan 13 Retro Chicago", "Air Jordan 13 Retro"]
+    offers = [offer_features(i, f"s{i}", t) for i, t in enumerate(titles)]
+    weights = TokenWeights.learn(o.tokens for o in offers)
+    siblings = pair_signals(offers[0], offers[1], weights=weights)
+    assert siblings["tfidf_unshared_both_rarest"] > 0.5
+    assert pair_signals(offers[0], offers[2], weights=weights)["tfidf_unshared_both_rarest"] == 0
+    assert pair_signals(offers[0], offers[1])["tfidf_unshared_both_rarest"] == 0.0
+
+
+def test_the_shipped_matcher_tells_siblings_by_audience_and_number_apart():
+    from cumpair.search.matching import compare
+
+    women, men = offer_features(0, "s0", PEGASUS_32), offer_features(1, "s1", PEGASUS_33)
+    assert not compare(women, men).same
+    assert compare(offer_features(2, "s2", ENFANT), offer_features(3, "s3", JUNIOR)).same
+
+
+def test_a_model_file_from_before_the_difference_signals_loads_and_weighs_them_zero():
+    from pathlib import Path
+
+    from cumpair.search.matcher_model import MatcherModel
+
+    older = MatcherModel.load(
+        Path(__file__).parent / "data" / "matching" / "matcher_before_differences.json"
+    )
+    assert "audience_conflict" not in older.coefficients
+    signals = pair_signals(offer_features(0, "s0", PEGASUS_32), offer_features(1, "s1", PEGASUS_33))
+    assert signals["audience_conflict"] == 1.0
+    assert older.contributions(signals)["audience_conflict"] == 0.0

@@ -147,6 +147,47 @@ def colour_names(text: str) -> frozenset[str]:
     return frozenset(COLOUR_NAMES[w] for w in words if w in COLOUR_NAMES)
 
 
+# Whom a product is made for, in the languages shops write titles in: "Enfant", "Junior" and
+# "Dziecięce" are one audience, "Men's" and "Women's" two; a shoe line sells each apart.
+_AUDIENCE_WORDS = {
+    "men": "men mens man homme hommes hombre hombres herren herr uomo heren męskie meskie meski"
+    " męski masculino masculina mannen",
+    "women": "women womens wmns woman femme femmes mujer mujeres damen dame donna dames damskie"
+    " damski feminino feminina ladies lady vrouwen",
+    "kids": "kids kid junior jr enfant enfants nino nina ninos kinder kind bambino bambini"
+    " ragazzo ragazzi dziecięce dzieciece dziecięcy youth boys boy girls girl fille filles garcon"
+    " garcons gs ps td jongens meisjes infant baby toddler",
+}
+AUDIENCE_NAMES: dict[str, str] = {
+    fold_accents(word): audience
+    for audience, words in _AUDIENCE_WORDS.items()
+    for word in words.split()
+}
+# Words that make an offer a bundle ("EOS 80D + 18-135mm", "Kit", "w/ Ball Head") or the bare
+# product ("Body only", "Boîtier nu", "Gehäuse"): a camera body and its kit are two products.
+_BUNDLE_WORDS = frozenset(
+    {"kit", "bundle", "combo", "set", "pack", "lot", "mit", "with", "w", "objectif", "objetivo",
+     "obiettivo", "objektiv", "lens", "lente", "lentille"}
+)  # fmt: skip
+_BODY_WORDS = frozenset(
+    {"body", "boitier", "gehause", "gehaeuse", "cuerpo", "corpo", "corps", "only"}
+)
+
+
+def audiences(text: str) -> frozenset[str]:
+    """Whom `text` says the product is for: "men", "women", "kids" (none when it does not say)."""
+    words = WORD.findall(fold_accents(clean_text(text).lower()))
+    return frozenset(AUDIENCE_NAMES[w] for w in words if w in AUDIENCE_NAMES)
+
+
+def bundle_words(text: str) -> tuple[bool, bool]:
+    """(names a bundle or an added part, names the bare product) for one title."""
+    lowered = fold_accents(clean_text(text).lower())
+    words = set(WORD.findall(lowered))
+    kit = bool(words & _BUNDLE_WORDS) or "+" in lowered or " w/" in lowered
+    return kit, bool(words & _BODY_WORDS)
+
+
 def clean_text(text: str | None) -> str:
     """`text` without export debris (language tags, "Null" fields, quotes), spaces collapsed."""
     text = _LANG_TAG.sub(" ", text or "")

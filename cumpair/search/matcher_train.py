@@ -23,6 +23,12 @@ model learns on the text it will judge: mean WDC valid F1 0.810 -> 0.813, unseen
 the store embeds (``--text-encoder offline``) adds nothing measurable on top: cross-validated
 F1 0.801 either way, valid 0.814 vs 0.813, unseen 0.800 vs 0.799; the shipped model leaves it
 out, so rebuilding it needs no encoder.
+
+What tells two titles apart (`signals._differences`: an audience each names, numbers each has
+alone, a bare body beside a bundle, the rarest word each has alone) moved the matcher's WDC
+valid F1 from 0.854 / 0.806 / 0.828 / 0.773 to 0.866 / 0.825 / 0.833 / 0.799 and, trained
+without the category tested, from 0.853 / 0.794 / 0.820 / 0.749 to 0.857 / 0.811 / 0.816 /
+0.764 (mean 0.804 -> 0.812); the audience words alone gave most of it on shoes.
 """
 
 from __future__ import annotations

@@ -10,6 +10,7 @@ offer lacks is 0 with its ``*_known`` indicator 0, never a guess. TF-IDF needs a
 from __future__ import annotations
 
 import math
+import re
 from collections import Counter
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
@@ -18,7 +19,9 @@ from typing import NamedTuple
 
 from cumpair.search.features import (
     OfferFeatures,
+    audiences,
     bare_numbers,
+    bundle_words,
     code_relation,
     first_code,
     names_a_purpose,
@@ -51,11 +54,14 @@ SIGNALS: tuple[str, ...] = (
     "tfidf_known",
     "tfidf_unshared_rarest",
     "tfidf_shared_rarest",
+    "tfidf_unshared_both_rarest",
     "token_containment",
     "length_ratio",
     "numbers_jaccard",
     "numbers_known",
     "numbers_unexplained",
+    "numbers_substituted",
+    "numbers_substituted_rarest",
     "short_codes_unexplained",
     "quantity_known",
     "quantity_agree",
@@ -65,6 +71,11 @@ SIGNALS: tuple[str, ...] = (
     "purpose_one_sided",
     "colour_jaccard",
     "colour_known",
+    "audience_known",
+    "audience_conflict",
+    "audience_one_sided",
+    "bundle_one_sided",
+    "body_vs_bundle",
     "brand_agree",
     "brand_conflict",
     "text_cosine",
@@ -140,6 +151,9 @@ class _TitleFacts(NamedTuple):
     short_codes: frozenset[str]
     head: frozenset[str]
     purpose: bool
+    audiences: frozenset[str]
+    bundle: tuple[bool, bool]
+    glued: str
 
 
 @lru_cache(maxsize=200_000)
@@ -147,7 +161,8 @@ def _title_facts(title: str) -> _TitleFacts:
     """What the title-only signals read off a title (`OfferFeatures.title`, so a title cleaned
     of shop boilerplate is what they come from)."""
     return _TitleFacts(quantities(title), bare_numbers(title), short_codes(title),
-                       title_head(title), names_a_purpose(title))  # fmt: skip
+                       title_head(title), names_a_purpose(title), audiences(title),
+                       bundle_words(title), re.sub(r"[^a-z0-9]", "", title.lower()))  # fmt: skip
 
 
 def _high(value: float) -> float:
@@ -166,6 +181,48 @@ def _first_codes(a: OfferFeatures, b: OfferFeatures, relation: str) -> dict[str,
     agree = first_a == first_b or same_family(first_a, first_b)
     shared = relation in ("exact", "family")
     return {"code_first_agree": float(agree), "code_first_differ": float(shared and not agree)}
+
+
+def _alone(numbers: frozenset[str], other: frozenset[str], other_glued: str) -> set[str]:
+    """Digit-bearing tokens of one title that the other never writes, separators and spaces
+    ignored ("18-55mm" is in "18 55 mm")."""
+    return {t for t in numbers - other if re.sub(r"[^a-z0-9]", "", t) not in other_glued}
+
+
+def _differences(
+    a: OfferFeatures, b: OfferFeatures, fa: _TitleFacts, fb: _TitleFacts,
+    weights: TokenWeights | None,
+) -> dict[str, float]:  # fmt: skip
+    """What tells two titles apart when each has something the other lacks: a substitution
+    ("evoSPEED 4.4" vs "1.4", "13 Retro Bred" vs "Chicago") says variant, where an addition
+    (one title the other plus shop words) does not; an audience each names ("Men's" vs
+    "Junior"); a bundle beside the bare product. Rarity is the store's own IDF."""
+    alone_a = _alone(a.numbers, b.numbers, fb.glued)
+    alone_b = _alone(b.numbers, a.numbers, fa.glued)
+    substituted = bool(alone_a and alone_b)
+    both_audiences = bool(fa.audiences and fb.audiences)
+    (kit_a, body_a), (kit_b, body_b) = fa.bundle, fb.bundle
+    out = {
+        "numbers_substituted": float(substituted),
+        "audience_known": float(both_audiences),
+        "audience_conflict": float(both_audiences and not fa.audiences & fb.audiences),
+        "audience_one_sided": float(bool(fa.audiences) != bool(fb.audiences)),
+        "bundle_one_sided": float(kit_a != kit_b),
+        "body_vs_bundle": float(
+            (body_a and kit_b and not kit_a) or (body_b and kit_a and not kit_b)
+        ),
+        "tfidf_unshared_both_rarest": 0.0,
+        "numbers_substituted_rarest": 0.0,
+    }
+    if weights is not None:
+        out["tfidf_unshared_both_rarest"] = min(
+            weights.rarest(a.tokens - b.tokens), weights.rarest(b.tokens - a.tokens)
+        )
+        if substituted:
+            out["numbers_substituted_rarest"] = min(
+                weights.rarest(alone_a), weights.rarest(alone_b)
+            )
+    return out
 
 
 def pair_signals(
@@ -242,6 +299,7 @@ def pair_signals(
     out["head_char_cosine"] = char_cosine(" ".join(sorted(fa.head)), " ".join(sorted(fb.head)))
     # "Battery for HERO4" beside "GoPro HERO4 Black": an accessory and what it fits
     out["purpose_one_sided"] = float(fa.purpose != fb.purpose)
+    out.update(_differences(a, b, fa, fb, weights))
     numbers_known = bool(a.numbers and b.numbers)
     out["numbers_known"] = float(numbers_known)
     out["numbers_jaccard"] = (

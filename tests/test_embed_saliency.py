@@ -18,14 +18,22 @@ def _map_with_blob(rows: slice, cols: slice, *, base: float = 1.0, peak: float =
 def test_the_box_holds_the_strong_cells_around_the_peak_with_a_margin():
     activation = _map_with_blob(slice(4, 6), slice(1, 3))  # rows 4-5, cols 1-2 of 7
     box = salient_box(activation, (700, 350))
-    cell_w, cell_h = 100, 50
     expected = (
-        int((1 - SALIENT_MARGIN) * cell_w),
-        int((4 - SALIENT_MARGIN) * cell_h),
-        round((3 + SALIENT_MARGIN) * cell_w),
-        round((6 + SALIENT_MARGIN) * cell_h),
+        int((1 / 7 - SALIENT_MARGIN) * 700),
+        int((4 / 7 - SALIENT_MARGIN) * 350),
+        round((3 / 7 + SALIENT_MARGIN) * 700),
+        round((6 / 7 + SALIENT_MARGIN) * 350),
     )
     assert box == expected
+
+
+def test_the_margin_is_a_share_of_the_photo_whatever_the_map_resolution():
+    # The same object on the 7 x 7 map of a 224-px input and the 14 x 14 map of a 448-px one:
+    # the same box (a margin counted in cells shrank by half on the finer map and cut into the
+    # product on the encoder's 10 x 10 map).
+    coarse = _map_with_blob(slice(2, 4), slice(2, 5))
+    fine = np.kron(coarse, np.ones((2, 2), dtype=np.float32))
+    assert salient_box(fine, (700, 700)) == salient_box(coarse, (700, 700))
 
 
 def test_only_the_group_holding_the_strongest_cell_is_boxed():

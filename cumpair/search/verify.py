@@ -199,7 +199,11 @@ class GeometricVerifier:
             keypoints, descriptors = self._orb.detectAndCompute(gray, None)
             if len(keypoints) < FEW_KEYPOINTS:
                 keypoints, descriptors = self._low_orb.detectAndCompute(gray, None)
-        return Features([k.pt for k in keypoints], descriptors, size)
+        # Frozen: `match` keeps matches by the objects' identity (and `features_of_file` shares
+        # one object per file), so a change in place would return the old match.
+        if descriptors is not None:
+            descriptors.flags.writeable = False
+        return Features(tuple(k.pt for k in keypoints), descriptors, size)
 
     def _file_features(self, path: str) -> Features | None:
         try:

@@ -130,3 +130,26 @@ def test_health_reports_searches_with_an_effort_apart(tmp_path):
 def test_near_options_out_of_range_are_refused(bad):
     with pytest.raises(ValueError, match="near_"):
         StoreOptions(**bad)
+
+
+READER = StoreOptions(reader_refresh_s=3600.0)  # refreshed by hand below
+
+
+def test_a_reader_reloading_a_rebuilt_space_keeps_both_latency_records(tmp_path):
+    data = offers(3600)
+    with ProductStore.open(tmp_path, SPACES, OPTIONS) as store:
+        store.upsert_many(_items(data[:300]))
+    reader = ProductStore.open(tmp_path, readonly=True, options=READER)
+    try:
+        reader.search("text", data[:2], k=3)
+        for row in data[:5]:
+            reader.search("text", row, k=3, effort=SearchEffort(near=True))
+        with ProductStore.open(tmp_path, SPACES, OPTIONS) as store:
+            store.upsert_many(_items(data[300:], start=300))  # past the threshold: IVF-PQ
+        reader.refresh()
+        health = reader.health()["spaces"]["text"]
+        assert health["index"]["kind"] == "ivfpq"  # the reader took the rebuilt space
+        assert health["search_latency_ms"]["count"] == 1
+        assert health["effort_search_latency_ms"]["count"] == 5
+    finally:
+        reader.close()

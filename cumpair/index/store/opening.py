@@ -238,6 +238,7 @@ class Opening(StoreBase):
                 if rebuilt or space.applied_seq < purged:
                     fresh = self._load_space(name, space.spec)
                     fresh.latencies = space.latencies
+                    fresh.effort_latencies = space.effort_latencies
                     with space.lock.write():
                         self._spaces[name] = fresh
                 elif seq > space.applied_seq:

@@ -153,3 +153,28 @@ def test_a_reader_reloading_a_rebuilt_space_keeps_both_latency_records(tmp_path)
         assert health["effort_search_latency_ms"]["count"] == 5
     finally:
         reader.close()
+
+
+def test_a_reader_takes_a_space_rebuilt_with_the_same_layout(tmp_path):
+    """optimize re-tuning an index for near neighbours keeps its factory: the reader must
+    still load the new index and its near probe count, not keep searching the old one."""
+    data = offers(3600)
+    other = StoreOptions(
+        upgrade_threshold=3000, background_upgrade=False, duplicate_threshold=None,
+        near_cosine=0.95,
+    )  # fmt: skip
+    with ProductStore.open(tmp_path, SPACES, other) as store:
+        store.upsert_many(_items(data))
+    reader = ProductStore.open(tmp_path, readonly=True, options=READER)
+    try:
+        before = reader.health()["spaces"]["text"]["index"]
+        assert before["near_cosine"] == 0.95
+        with ProductStore.open(tmp_path, SPACES, OPTIONS) as store:
+            store.optimize()  # tuned for another cosine: rebuilt, same factory
+            after = store.health()["spaces"]["text"]["index"]
+        assert after["factory"] == before["factory"] and after["near_cosine"] == 0.8
+        reader.refresh()
+        assert reader.health()["spaces"]["text"]["index"] == after
+        assert reader.search("text", data[7], 1, effort=SearchEffort(near=True))[0][0].offer_id == 8
+    finally:
+        reader.close()

@@ -227,13 +227,12 @@ class Opening(StoreBase):
                     del self._logs[file]
             for name, space in list(self._spaces.items()):
                 snap = newest[name][0] if newest[name] else None
+                # any change of params is a rebuild (a replay keeps them): optimize re-tuning
+                # an index for near neighbours rebuilds it with the same factory
                 rebuilt = snap is not None and (
                     space.snapshot is None
-                    or (snap.index_type, snap.params.get("factory"))
-                    != (
-                        space.snapshot.index_type,
-                        space.snapshot.params.get("factory"),
-                    )
+                    or (snap.index_type, snap.params)
+                    != (space.snapshot.index_type, space.snapshot.params)
                 )
                 if rebuilt or space.applied_seq < purged:
                     fresh = self._load_space(name, space.spec)

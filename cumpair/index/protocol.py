@@ -109,8 +109,8 @@ class OfferStore(Protocol):
         self, offer_ids: Iterable[int], words: int, grams: int
     ) -> dict[int, set[int]] | None:
         """Offer id -> the ids of its `words` nearest titles by word TF-IDF and `grams` by
-        character-trigram TF-IDF among every offer, at a cost per offer that does not grow
-        with the store; None when the store cannot answer yet (grouping then reads titles)."""
+        character-trigram TF-IDF among every offer, at a cost per offer bounded whatever
+        the store's size; None when the store cannot answer yet (grouping then reads titles)."""
         ...
 
     def iter_vectors(

@@ -237,7 +237,7 @@ def touched_reach(
     neighbours by words and by character trigrams (`store_title_neighbours`), the candidate
     sources of a full regroup (`candidate_pairs`). The code and vector look-ups are by key or
     through the ANN index, the title look-ups through the store's title-term index, so their
-    work per touched offer does not grow with the store.
+    work per touched offer is bounded or grows slowly with the store, never a read of it all.
     A title neighbour counts when the matcher (`config`) calls the pair the same.
     `options`: a `grouping.GroupingOptions` (None: from the environment)."""
     if options is None:
@@ -309,7 +309,8 @@ def store_title_neighbours(
     character trigrams among every offer of `store`, as a full regroup finds them (the same
     TF-IDF over the same cleaned titles, fitted on the whole store), through the store's
     title-term index (`OfferStore.title_neighbours`): each title probes its rarest terms, so
-    the work per touched offer does not grow with the store, at any size. A store without the
+    the work per touched offer is bounded by the probes at any size (9.5 / 37.2 / 49.7 CPU ms
+    at 10^4 / 10^5 / 3*10^5 offers, bench_trigram_neighbours.py --regroup). A store without the
     index (another implementation, or a migrated one a reader opened before any writer filled
     it) has every title read instead, up to `options.trigram_max_offers` grouped offers (past
     it there are none: the regroup compares code and vector neighbours only)."""

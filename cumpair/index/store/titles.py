@@ -17,9 +17,9 @@ class Titles(StoreBase):
     ) -> dict[int, set[int]] | None:
         """Offer id -> the ids of its `words` nearest titles by words and `grams` by character
         trigrams (TF-IDF cosine over every title of the store, probed through the index: the
-        work per offer does not grow with the store); offers not in the store are absent.
-        None while the index of a migrated store is not filled yet (its next writable open
-        fills it)."""
+        work per offer is bounded by its probes, whatever the store's size); offers not in the
+        store are absent. None while the index of a migrated store is not filled yet (its next
+        writable open fills it)."""
         conn = self._read_conn()
         if not title_terms.is_complete(conn):
             return None

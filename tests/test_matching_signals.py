@@ -340,3 +340,18 @@ def test_a_model_file_from_before_the_difference_signals_loads_and_weighs_them_z
     signals = pair_signals(offer_features(0, "s0", PEGASUS_32), offer_features(1, "s1", PEGASUS_33))
     assert signals["audience_conflict"] == 1.0
     assert older.contributions(signals)["audience_conflict"] == 0.0
+
+
+# Real WDC titles (watches valid, computers train): one Gucci watch The Hut files under both
+# sexes, and a memory card sold without its label.
+GUCCI_LADIES = "Unisex Gucci G-Timeless Watch YA1264018 Ladies Watches | Designer For Women The Hut"
+GUCCI_MENS = "Unisex Gucci G-Timeless Watch YA1264018 Men's Watches | Designer For Men The Hut"
+UNLABELLED = "MIO SD1GB-C230 BXP 1GB 9p SD Secure Digital Card 24x Used w/o Sandisk Label Clam"
+
+
+def test_unisex_is_for_men_and_women_alike():
+    ladies, mens = offer_features(0, "s0", GUCCI_LADIES), offer_features(1, "s1", GUCCI_MENS)
+    signals = pair_signals(ladies, mens)
+    assert (signals["audience_known"], signals["audience_conflict"]) == (1.0, 0.0)
+    junior = offer_features(2, "s2", "Unisex Junior Nike Hypervenom Phelon II FG")
+    assert pair_signals(junior, mens)["audience_conflict"] == 1.0

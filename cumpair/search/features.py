@@ -163,6 +163,9 @@ AUDIENCE_NAMES: dict[str, str] = {
     for audience, words in _AUDIENCE_WORDS.items()
     for word in words.split()
 }
+# Words for both men and women: a "Unisex" watch a shop files under "Ladies" is the one it
+# files under "Men's" too.
+_BOTH_SEXES = frozenset({"unisex", "unisexe", "uniseks"})
 # Words that make an offer a bundle ("EOS 80D + 18-135mm", "Kit", "w/ Ball Head") or the bare
 # product ("Body only", "Boîtier nu", "Gehäuse"): a camera body and its kit are two products.
 _BUNDLE_WORDS = frozenset(
@@ -177,7 +180,10 @@ _BODY_WORDS = frozenset(
 def audiences(text: str) -> frozenset[str]:
     """Whom `text` says the product is for: "men", "women", "kids" (none when it does not say)."""
     words = WORD.findall(fold_accents(clean_text(text).lower()))
-    return frozenset(AUDIENCE_NAMES[w] for w in words if w in AUDIENCE_NAMES)
+    found = {AUDIENCE_NAMES[w] for w in words if w in AUDIENCE_NAMES}
+    if _BOTH_SEXES.intersection(words) and "kids" not in found:  # "Unisex Junior": girls, boys
+        found |= {"men", "women"}
+    return frozenset(found)
 
 
 def bundle_words(text: str) -> tuple[bool, bool]:

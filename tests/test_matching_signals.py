@@ -355,3 +355,22 @@ def test_unisex_is_for_men_and_women_alike():
     assert (signals["audience_known"], signals["audience_conflict"]) == (1.0, 0.0)
     junior = offer_features(2, "s2", "Unisex Junior Nike Hypervenom Phelon II FG")
     assert pair_signals(junior, mens)["audience_conflict"] == 1.0
+
+
+def test_watts_and_without_are_no_bundle():
+    spaced = pair_signals(
+        offer_features(0, "s0", "Corsair RM650x 650W ATX"),
+        offer_features(1, "s1", "Corsair RM650x 650 W ATX"),
+    )
+    assert spaced["bundle_one_sided"] == 0.0
+    unlabelled = pair_signals(
+        offer_features(2, "s2", UNLABELLED), offer_features(3, "s3", "MIO SD1GB-C230 1GB SD Card")
+    )
+    assert unlabelled["bundle_one_sided"] == 0.0
+    with_head = offer_features(4, "s4", "Manfrotto 190X tripod w/ Ball Head")
+    assert (
+        pair_signals(with_head, offer_features(5, "s5", "Manfrotto 190X tripod"))[
+            "bundle_one_sided"
+        ]
+        == 1.0
+    )

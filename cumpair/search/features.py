@@ -169,9 +169,11 @@ _BOTH_SEXES = frozenset({"unisex", "unisexe", "uniseks"})
 # Words that make an offer a bundle ("EOS 80D + 18-135mm", "Kit", "w/ Ball Head") or the bare
 # product ("Body only", "Boîtier nu", "Gehäuse"): a camera body and its kit are two products.
 _BUNDLE_WORDS = frozenset(
-    {"kit", "bundle", "combo", "set", "pack", "lot", "mit", "with", "w", "objectif", "objetivo",
+    {"kit", "bundle", "combo", "set", "pack", "lot", "mit", "with", "objectif", "objetivo",
      "obiettivo", "objektiv", "lens", "lente", "lentille"}
 )  # fmt: skip
+# "w/ Ball Head" is with, "w/o Label" without; a lone "W" is watts ("650 W") or Nike's women's.
+_WITH = re.compile(r"(?<![^\W_])w/(?!o(?![^\W_]))")
 _BODY_WORDS = frozenset(
     {"body", "boitier", "gehause", "gehaeuse", "cuerpo", "corpo", "corps", "only"}
 )
@@ -190,7 +192,7 @@ def bundle_words(text: str) -> tuple[bool, bool]:
     """(names a bundle or an added part, names the bare product) for one title."""
     lowered = fold_accents(clean_text(text).lower())
     words = set(WORD.findall(lowered))
-    kit = bool(words & _BUNDLE_WORDS) or "+" in lowered or " w/" in lowered
+    kit = bool(words & _BUNDLE_WORDS) or "+" in lowered or bool(_WITH.search(lowered))
     return kit, bool(words & _BODY_WORDS)
 
 

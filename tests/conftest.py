@@ -60,3 +60,19 @@ def demo_server_factory() -> Iterator[Callable[..., DemoServer]]:
     yield start
     for server in started:
         server.stop()
+
+
+@pytest.fixture
+def probes(monkeypatch) -> list[int]:
+    """The nprobe of every IVF search FAISS is given (through `ivf.search_parameters`)."""
+    from cumpair.index import ivf
+
+    seen: list[int] = []
+    made = ivf.search_parameters
+
+    def spy(index, nprobe, selector=None):
+        seen.append(nprobe)
+        return made(index, nprobe, selector)
+
+    monkeypatch.setattr(ivf, "search_parameters", spy)
+    return seen

@@ -3,14 +3,13 @@ caller's own pairs (`group_offers(pairs=...)`, what the incremental regroup pass
 
 from __future__ import annotations
 
-import pytest
-
 from cumpair.index import OfferRecord, ProductStore, StoreOptions
 from cumpair.search import candidates
 from cumpair.search.candidates import Reach, candidate_pairs, touched_pairs, touched_reach
 from cumpair.search.features import offer_features
 from cumpair.search.grouping import GroupingOptions, group_offers
 from cumpair.search.products import ProductGroups
+from tests.real_data import wdc_titles
 
 GTIN = "4006381333931"
 
@@ -152,24 +151,11 @@ def test_an_incremental_regroup_reaches_the_products_of_word_neighbours(tmp_path
 
 
 def _wdc_titles(limit: int) -> list[str]:
-    """Distinct real offer titles of the shared WDC pairs as grouping compares them (read by
-    `matcher_train.read_pairs`, cleaned by `features.clean_text`); skips without the data."""
-    from pathlib import Path
-
+    """Distinct real offer titles of the shared WDC pairs as grouping compares them (cleaned by
+    `features.clean_text`); skips without the data."""
     from cumpair.search.features import clean_text
-    from cumpair.search.matcher_train import read_pairs
 
-    root = Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "real"
-    files = sorted((root / "matching" / "wdc").glob("*/train.txt"))
-    if not files:
-        pytest.skip("shared WDC pairs not present")
-    seen: dict[str, None] = {}
-    for path in files:
-        for pair in read_pairs(path):
-            for offer in (pair.left, pair.right):
-                seen.setdefault(clean_text(offer.get("title")), None)
-    seen.pop("", None)
-    return list(seen)[:limit]
+    return wdc_titles(limit, clean_text)
 
 
 def _trigram_matrix(titles: list[str]):

@@ -7,7 +7,6 @@ import asyncio
 from decimal import Decimal
 from functools import partial
 
-import numpy as np
 import pytest
 
 from cumpair.index import (
@@ -17,13 +16,13 @@ from cumpair.index import (
     SearchFilters,
     SpaceSpec,
     StoreOptions,
-    ivf,
 )
 from cumpair.index.store import searching
 from cumpair.search import products
 from cumpair.search.candidates import touched_reach
 from cumpair.search.products import GroupingError, ProductGroups, grouping_effort
 from tests import vector_fixtures
+from tests.vector_fixtures import text_items
 
 DIM = 32
 SPACES = {"text": SpaceSpec(DIM, "test-text", "1")}
@@ -32,31 +31,10 @@ FLAT = StoreOptions(upgrade_threshold=10**9, background_upgrade=False, duplicate
 clustered = partial(vector_fixtures.clustered, dim=DIM, clusters=40)
 
 
-def _items(vectors: np.ndarray):
-    return [
-        (OfferRecord("northwind", f"http://northwind/{i}", price=Decimal(1)), {"text": v})
-        for i, v in enumerate(vectors)
-    ]
-
-
-@pytest.fixture
-def probes(monkeypatch) -> list[int]:
-    """The nprobe of every IVF search FAISS is given (through `ivf.search_parameters`)."""
-    seen: list[int] = []
-    made = ivf.search_parameters
-
-    def spy(index, nprobe, selector=None):
-        seen.append(nprobe)
-        return made(index, nprobe, selector)
-
-    monkeypatch.setattr(ivf, "search_parameters", spy)
-    return seen
-
-
 def test_a_bounded_effort_probes_fewer_ivf_lists_and_still_finds_the_nearest(tmp_path, probes):
     data = clustered(3200)
     with ProductStore.open(tmp_path, SPACES, IVF) as store:
-        store.upsert_many(_items(data))
+        store.upsert_many(text_items(data))
         params = store.health()["spaces"]["text"]["index"]
         assert params["nlist"] > 1 and params["nprobe"] > 1  # an IVF index, tuned past one list
         probes.clear()  # the upgrade's own tuning searches
@@ -74,7 +52,7 @@ def test_a_bounded_effort_probes_fewer_ivf_lists_and_still_finds_the_nearest(tmp
 def test_a_flat_index_ignores_the_effort(tmp_path, probes):
     data = clustered(300)
     with ProductStore.open(tmp_path, SPACES, FLAT) as store:
-        store.upsert_many(_items(data))
+        store.upsert_many(text_items(data))
         assert store.health()["spaces"]["text"]["index_type"] == "flat"
         exact = store.search("text", data[:10], k=8)
         assert store.search("text", data[:10], k=8, effort=SearchEffort(lists=1)) == exact
@@ -107,7 +85,7 @@ def test_assign_and_the_incremental_reach_search_with_grouping_effort(
     monkeypatch.setenv("CUMPAIR_GROUP_SEARCH_LISTS", "1")
     data = clustered(3200)
     with ProductStore.open(tmp_path, SPACES, IVF) as store:
-        results = store.upsert_many(_items(data))
+        results = store.upsert_many(text_items(data))
         tuned = store.health()["spaces"]["text"]["index"]["nprobe"]
         assert tuned > 1  # (the tuning times its candidates: not always the same nprobe)
         efforts: list[SearchEffort | None] = []
@@ -130,7 +108,7 @@ def test_an_effort_holds_beside_filters_and_through_asearch(tmp_path, probes, mo
     data = clustered(3200)
     items = [
         (OfferRecord(("northwind", "contoso")[i % 2], f"http://shop/{i}", price=Decimal(1)), v)
-        for i, (_, v) in enumerate(_items(data))
+        for i, (_, v) in enumerate(text_items(data))
     ]
     one_list = SearchEffort(lists=1)
     with ProductStore.open(tmp_path, SPACES, IVF) as store:

@@ -5,14 +5,13 @@ for them probes those, an index built before that tuning searches as tuned and i
 
 from __future__ import annotations
 
-from decimal import Decimal
-
 import faiss
 import numpy as np
 import pytest
 
-from cumpair.index import OfferRecord, ProductStore, SearchEffort, SpaceSpec, StoreOptions, ivf
+from cumpair.index import ProductStore, SearchEffort, SpaceSpec, StoreOptions, ivf
 from cumpair.search.products import grouping_effort
+from tests.vector_fixtures import text_items
 
 DIM = 32
 SPACES = {"text": SpaceSpec(DIM, "test-text", "1")}
@@ -34,26 +33,6 @@ def offers(n: int, seed: int = 5) -> np.ndarray:
     return rows / np.linalg.norm(rows, axis=1, keepdims=True)
 
 
-def _items(vectors: np.ndarray, start: int = 0):
-    return [
-        (OfferRecord("northwind", f"http://northwind/{start + i}", price=Decimal(1)), {"text": v})
-        for i, v in enumerate(vectors)
-    ]
-
-
-@pytest.fixture
-def probes(monkeypatch) -> list[int]:
-    seen: list[int] = []
-    made = ivf.search_parameters
-
-    def spy(index, nprobe, selector=None):
-        seen.append(nprobe)
-        return made(index, nprobe, selector)
-
-    monkeypatch.setattr(ivf, "search_parameters", spy)
-    return seen
-
-
 def _near_recall(store: ProductStore, data: np.ndarray, queries: np.ndarray, effort) -> float:
     """Share of each query's exact neighbours at cosine 0.8 or above that the search finds."""
     scores, rows = faiss.knn(queries, data, 10, faiss.METRIC_INNER_PRODUCT)
@@ -71,7 +50,7 @@ def test_near_searches_probe_the_lists_tuned_for_their_recall(tmp_path, probes):
     held = np.arange(len(data)) % 20 == 0  # queries the index never holds: 300
     stored, held_out = data[~held], data[held]
     with ProductStore.open(tmp_path, SPACES, OPTIONS) as store:
-        store.upsert_many(_items(stored))
+        store.upsert_many(text_items(stored))
         params = store.health()["spaces"]["text"]["index"]
         assert params["kind"] == "ivfpq" and params["near_cosine"] == OPTIONS.near_cosine
         assert 1 <= params["near_nprobe"] <= params["nlist"]
@@ -91,7 +70,7 @@ def test_near_searches_probe_the_lists_tuned_for_their_recall(tmp_path, probes):
 def test_an_index_without_the_near_tuning_searches_as_tuned_and_optimize_rebuilds_it(tmp_path):
     data = offers(3600)
     with ProductStore.open(tmp_path, SPACES, OPTIONS) as store:
-        store.upsert_many(_items(data))
+        store.upsert_many(text_items(data))
         before = ivf.IndexParams.from_dict(store.health()["spaces"]["text"]["index"])
     untuned = ivf.IndexParams.from_dict(
         {k: v for k, v in before.to_dict().items() if not k.startswith("near_")}
@@ -115,7 +94,7 @@ def test_an_index_without_the_near_tuning_searches_as_tuned_and_optimize_rebuild
 def test_health_reports_searches_with_an_effort_apart(tmp_path):
     data = offers(300)
     with ProductStore.open(tmp_path, SPACES, OPTIONS) as store:
-        store.upsert_many(_items(data))
+        store.upsert_many(text_items(data))
         store.search("text", data[:4], k=3)
         for row in data[:6]:
             store.search("text", row, k=3, effort=SearchEffort(near=True))
@@ -138,14 +117,14 @@ READER = StoreOptions(reader_refresh_s=3600.0)  # refreshed by hand below
 def test_a_reader_reloading_a_rebuilt_space_keeps_both_latency_records(tmp_path):
     data = offers(3600)
     with ProductStore.open(tmp_path, SPACES, OPTIONS) as store:
-        store.upsert_many(_items(data[:300]))
+        store.upsert_many(text_items(data[:300]))
     reader = ProductStore.open(tmp_path, readonly=True, options=READER)
     try:
         reader.search("text", data[:2], k=3)
         for row in data[:5]:
             reader.search("text", row, k=3, effort=SearchEffort(near=True))
         with ProductStore.open(tmp_path, SPACES, OPTIONS) as store:
-            store.upsert_many(_items(data[300:], start=300))  # past the threshold: IVF-PQ
+            store.upsert_many(text_items(data[300:], start=300))  # past the threshold: IVF-PQ
         reader.refresh()
         health = reader.health()["spaces"]["text"]
         assert health["index"]["kind"] == "ivfpq"  # the reader took the rebuilt space
@@ -164,7 +143,7 @@ def test_a_reader_takes_a_space_rebuilt_with_the_same_layout(tmp_path):
         near_cosine=0.95,
     )  # fmt: skip
     with ProductStore.open(tmp_path, SPACES, other) as store:
-        store.upsert_many(_items(data))
+        store.upsert_many(text_items(data))
     reader = ProductStore.open(tmp_path, readonly=True, options=READER)
     try:
         before = reader.health()["spaces"]["text"]["index"]

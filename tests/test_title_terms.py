@@ -12,6 +12,7 @@ import pytest
 
 from cumpair.index import OfferRecord, ProductStore, StoreOptions, metadata, title_terms
 from cumpair.search.features import clean_text
+from tests.real_data import wdc_titles
 
 TITLES = [
     "Acme Kettle KT-200 steel 1.7 L",
@@ -127,7 +128,7 @@ def test_the_index_after_changes_is_the_index_built_from_scratch(tmp_path):
 def test_terms_are_those_of_grouping_tfidf_on_real_titles():
     from sklearn.feature_extraction.text import TfidfVectorizer
 
-    titles = _wdc_titles(3000) + TITLES + ['Shoe "@en "null" a b c', "x"]
+    titles = wdc_titles(3000) + TITLES + ['Shoe "@en "null" a b c', "x"]
     word = TfidfVectorizer().build_analyzer()
     gram = TfidfVectorizer(analyzer="char_wb", ngram_range=(3, 3)).build_analyzer()
     for title in titles:
@@ -136,21 +137,6 @@ def test_terms_are_those_of_grouping_tfidf_on_real_titles():
         words, grams = title_terms.title_terms(title)
         assert sorted(words.elements()) == sorted(word(cleaned))
         assert sorted(grams.elements()) == sorted(gram(cleaned))
-
-
-def _wdc_titles(limit: int) -> list[str]:
-    from cumpair.search.matcher_train import read_pairs
-
-    root = Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "real"
-    files = sorted((root / "matching" / "wdc").glob("*/train.txt"))
-    if not files:
-        pytest.skip("shared WDC pairs not present")
-    seen: dict[str, None] = {}
-    for path in files:
-        for pair in read_pairs(path):
-            for offer in (pair.left, pair.right):
-                seen.setdefault(offer.get("title") or "", None)
-    return list(seen)[:limit]
 
 
 def _as_schema_5(path: Path) -> None:
@@ -165,7 +151,7 @@ def _as_schema_5(path: Path) -> None:
 
 
 def test_a_migrated_store_fills_its_index_and_finds_the_same_neighbours(tmp_path, monkeypatch):
-    titles = _wdc_titles(600) + TITLES
+    titles = wdc_titles(600) + TITLES
     with _open(tmp_path) as store:
         ids = _fill(store, titles)
         before = store.title_neighbours(ids, 5, 5)

@@ -369,27 +369,28 @@ def _term_ids(conn: sqlite3.Connection, wanted: set[tuple[int, str]]) -> dict[tu
     out: dict[tuple[int, str], int] = {}
     for kind in (WORDS, GRAMS):
         texts = sorted(t for k, t in wanted if k == kind)
-        for chunk in _chunks(texts):
-            marks = ",".join("?" * len(chunk))
-            for tid, term in conn.execute(
-                f"SELECT id, term FROM title_terms WHERE kind = ? AND term IN ({marks})",
-                (kind, *chunk),
-            ):
-                out[kind, term] = int(tid)
+        _read_term_ids(conn, kind, texts, out)
         new = [t for t in texts if (kind, t) not in out]
         if new:
             conn.executemany(
                 "INSERT INTO title_terms (kind, term, df) VALUES (?, ?, 0)",
                 [(kind, t) for t in new],
             )
-            for chunk in _chunks(new):
-                marks = ",".join("?" * len(chunk))
-                for tid, term in conn.execute(
-                    f"SELECT id, term FROM title_terms WHERE kind = ? AND term IN ({marks})",
-                    (kind, *chunk),
-                ):
-                    out[kind, term] = int(tid)
+            _read_term_ids(conn, kind, new, out)
     return out
+
+
+def _read_term_ids(
+    conn: sqlite3.Connection, kind: int, texts: list[str], out: dict[tuple[int, str], int]
+) -> None:
+    """Add to `out` the ids of the stored terms of `kind` among `texts`."""
+    for chunk in _chunks(texts):
+        marks = ",".join("?" * len(chunk))
+        for tid, term in conn.execute(
+            f"SELECT id, term FROM title_terms WHERE kind = ? AND term IN ({marks})",
+            (kind, *chunk),
+        ):
+            out[kind, term] = int(tid)
 
 
 def _state(conn: sqlite3.Connection, key: str) -> int:

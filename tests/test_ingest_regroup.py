@@ -4,6 +4,7 @@ products whose offers change are rewritten."""
 
 from __future__ import annotations
 
+import math
 import shutil
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
@@ -149,7 +150,7 @@ def test_the_incremental_regroup_compares_touched_pairs_only_and_scans_nothing(
 
     pages = store.iter_offers
 
-    def first_page(batch: int = 1000):  # a sample of titles for the boilerplate, no more
+    def first_page(batch: int = 1000):  # a sample of titles (boilerplate, IDF), no more
         yield next(pages(batch=batch))
         whole_store()
 
@@ -216,3 +217,41 @@ def test_a_partial_regroup_learns_title_boilerplate_from_the_store_not_its_scope
         # the two offers a small regroup reads show no template on their own
         scope_only = TitleBoilerplate.learn(["Kettle X000 | Acme Home Store"] * 2, ["acme"] * 2)
         assert not scope_only.endings
+
+
+def test_a_partial_regroup_weighs_title_words_by_the_store_not_its_scope(tmp_path, monkeypatch):
+    """Rarity (the title-token IDF the matcher's rarity signals read) is the store's, as a full
+    regroup learns it: "zephyr" is in 2 of the store's 202 titles, but in 2 of the few dozen
+    a small regroup reads, where it would look common (review R14: shoes pair F1 0.797 with the
+    whole set's IDF, 0.768 with 30 offers' own)."""
+    seen = []
+
+    class Recorded(grouping._Verdicts):
+        def __init__(self, *args, **kwargs):
+            super().__init__(*args, **kwargs)
+            seen.append(self.weights)
+
+    with (
+        ProductStore.open(tmp_path, {}, StoreOptions(duplicate_threshold=None)) as store,
+        ProductGroups.open(tmp_path) as groups,
+    ):
+        ids = []
+        for n in range(200):
+            record = OfferRecord(
+                shop=f"shop{n % 4}", url=f"http://shop/{n}", title=f"Trail Runner Shoe Q{n}X{n}",
+                price=10 + n, currency="EUR",
+            )  # fmt: skip
+            ids.append(store.upsert(record, {}).offer_id)
+        for shop in ("north", "south"):
+            record = OfferRecord(
+                shop=shop, url=f"http://{shop}/z", title="Zephyr Trail Runner Shoe",
+                price=50, currency="EUR",
+            )  # fmt: skip
+            ids.append(store.upsert(record, {}).offer_id)
+        regroup_store(store, groups)
+        monkeypatch.setattr(grouping, "_Verdicts", Recorded)
+        seen.clear()
+        _, offers = regroup_store(store, groups, ids[-2:])
+    assert 0 < offers < len(ids)  # a partial regroup
+    stored = len(ids)
+    assert seen[-1].idf["zephyr"] == pytest.approx(math.log((1 + stored) / (1 + 2)) + 1)

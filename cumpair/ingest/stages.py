@@ -18,6 +18,8 @@ import numpy as np
 from cumpair.index import InvalidOfferError, OfferRecord, UpsertResult
 from cumpair.search.boilerplate import TitleBoilerplate
 from cumpair.search.candidates import touched_pairs, touched_reach
+from cumpair.search.features import clean_text, title_tokens
+from cumpair.search.signals import TokenWeights
 from cumpair.search.store_scan import first_vectors, scan_offers
 from cumpair.vision.image_specs import read_image_specs
 from cumpair.vision.images import ImageError
@@ -33,6 +35,8 @@ FULL_REGROUP_SHARE = 0.5
 #: Titles read per shop (and from the store at large) to learn title boilerplate for a partial
 #: regroup: enough to show a template, bounded so the regroup's cost does not grow with the store.
 BOILERPLATE_SAMPLE = 2000
+#: Titles read from the store to learn a partial regroup's title-token IDF (`store_token_weights`).
+WEIGHTS_SAMPLE = 5000
 
 
 def missing_fields(item: Mapping[str, Any], *, allow_missing_price: bool = False) -> list[str]:
@@ -203,12 +207,14 @@ def regroup_store(
         return groups.regroup(scan_offers(store), first_vectors(store))
     records = store.get_offers(sorted(scope))
     ordered = [records[i] for i in sorted(records)]
+    boilerplate = store_boilerplate(store, groups, {r.shop for r in ordered})
     return groups.regroup(
         ordered,
         first_vectors(store, records),
         partial=True,
         pairs=touched_pairs(reach),
-        boilerplate=store_boilerplate(store, groups, {r.shop for r in ordered}),
+        boilerplate=boilerplate,
+        weights=store_token_weights(store, ordered, boilerplate),
     )
 
 
@@ -229,6 +235,23 @@ def store_boilerplate(store: Any, groups: Any, shops: Collection[str]) -> TitleB
     return TitleBoilerplate.learn(titles, sources)
 
 
+def store_token_weights(
+    store: Any, records: Sequence[OfferRecord], boilerplate: TitleBoilerplate
+) -> TokenWeights:
+    """Title-token IDF for a partial regroup of `records`, as a full regroup learns it from
+    every offer: over `records` and the store's first `WEIGHTS_SAMPLE` titles by id (one page
+    read: the cost is bounded), with `boilerplate` removed. Learned from the regrouped offers
+    alone, rarity meant rarity within a few products, which is worse than none (review R14,
+    WDC valid, the shipped matcher: shoes pair F1 0.797 with the whole set's IDF, 0.766 with
+    none, 0.768 with 30 offers' own)."""
+    titles = {r.id: r.title for r in records}
+    for record in next(iter(store.iter_offers(batch=WEIGHTS_SAMPLE)), []):
+        titles.setdefault(record.id, record.title)
+    return TokenWeights.learn(
+        title_tokens(boilerplate.remove(clean_text(t))) for t in titles.values()
+    )
+
+
 def touched_scope(store: Any, groups: Any, touched: Collection[int]) -> set[int]:
     """The offers a regroup after upserting `touched` must look at: `touched` and every offer of
     the products that share a GTIN or a model code with one of them, or that hold one of its
@@ -247,5 +270,6 @@ __all__ = [
     "space_vectors",
     "store_boilerplate",
     "store_offer",
+    "store_token_weights",
     "touched_scope",
 ]

@@ -137,11 +137,13 @@ class Grouping:
 class _Verdicts:
     """Pair verdicts by row, computed on first use (cross pairs a merge must check)."""
 
-    def __init__(self, features, vectors, config) -> None:
+    def __init__(self, features, vectors, config, weights: TokenWeights | None = None) -> None:
         self.features = features
         self.text, self.image = (vectors or {}).get("text"), (vectors or {}).get("image")
         self.config = config
-        self.weights = TokenWeights.learn(f.tokens for f in features)
+        self.weights = (
+            weights if weights is not None else TokenWeights.learn(f.tokens for f in features)
+        )
         self.cache: dict[tuple[int, int], PairEvidence] = {}
 
     def get(self, i: int, j: int) -> PairEvidence:
@@ -277,18 +279,21 @@ def group_offers(
     options: GroupingOptions | None = None,
     pairs: Iterable[tuple[int, int]] | None = None,
     boilerplate: TitleBoilerplate | None = None,
+    weights: TokenWeights | None = None,
 ) -> Grouping:
     """Group offers into products (rows of `vectors` align with `features`; `options` None:
     `GroupingOptions` from the environment). `pairs`: the row pairs to compare, when the caller
     found them (an incremental regroup, from the store's ANN index and identifier tables);
     None: `candidates.candidate_pairs` of all rows. `boilerplate`: the title tails to remove
-    (a partial regroup's, learned from its shops' titles); None: learned from `features`."""
+    (a partial regroup's, learned from its shops' titles); None: learned from `features`.
+    `weights`: the title-token IDF to compare with (a partial regroup's, learned from more of
+    the store than its own offers); None: learned from `features`."""
     options = options or GroupingOptions.from_settings(os.environ)
     keys = [f.key for f in features]
     if len(set(keys)) != len(keys):
         raise ValueError("offer keys must be unique")
     features = without_boilerplate(with_learned_brands(features), boilerplate)
-    verdicts = _Verdicts(features, vectors, config or MatchConfig())
+    verdicts = _Verdicts(features, vectors, config or MatchConfig(), weights)
     if pairs is None:
         trigrams = options.trigram_neighbours if len(features) <= options.trigram_max_offers else 0
         pairs = candidate_pairs(features, vectors, k, options.title_neighbours, trigrams)

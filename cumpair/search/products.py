@@ -40,6 +40,7 @@ if TYPE_CHECKING:
     from cumpair.search.boilerplate import TitleBoilerplate
     from cumpair.search.features import OfferFeatures
     from cumpair.search.matching import MatchConfig, PairEvidence
+    from cumpair.search.signals import TokenWeights
 
 
 # Grouping's vector searches need only the neighbours that can match (the same product's
@@ -358,6 +359,7 @@ class ProductGroups:
         partial: bool = False,
         pairs: Iterable[tuple[int, int]] | None = None,
         boilerplate: TitleBoilerplate | None = None,
+        weights: TokenWeights | None = None,
     ) -> tuple[int, int]:
         """Regroup all `records` (store `OfferRecord`s) in one pass; returns (products, offers).
 
@@ -369,7 +371,8 @@ class ProductGroups:
         with the same offers keeps its rows untouched. `pairs`: the offer-id pairs to compare
         (`candidates.touched_pairs`; None: `candidates.candidate_pairs` of all `records`).
         `boilerplate`: the title boilerplate to leave out of compared titles (None: learned from
-        `records`; a partial regroup passes one learned from more of the store).
+        `records`; a partial regroup passes one learned from more of the store). `weights`: the
+        title-token IDF, likewise (None: learned from `records`).
         """
         import numpy as np
 
@@ -388,7 +391,7 @@ class ProductGroups:
             row = {r.id: n for n, r in enumerate(records)}
             rows = [(row[a], row[b]) for a, b in pairs if a in row and b in row]
         grouping = group_offers(
-            features, matrices, config=config, pairs=rows, boilerplate=boilerplate
+            features, matrices, config=config, pairs=rows, boilerplate=boilerplate, weights=weights
         )
         with self._lock:
             old = self.product_of(r.id for r in records)

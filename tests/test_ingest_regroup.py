@@ -16,7 +16,7 @@ import pytest
 from cumpair.demo.catalog import build_catalog
 from cumpair.index import OfferRecord, ProductStore, SpaceSpec, StoreOptions
 from cumpair.index.products import ProductTables
-from cumpair.ingest.stages import regroup_store, store_boilerplate, touched_scope
+from cumpair.ingest.stages import regroup_store, store_boilerplate, store_sample, touched_scope
 from cumpair.search import grouping
 from cumpair.search.boilerplate import TitleBoilerplate
 from cumpair.search.candidates import touched_reach
@@ -212,7 +212,7 @@ def test_a_partial_regroup_learns_title_boilerplate_from_the_store_not_its_scope
                 price=10 + n, currency="EUR",
             )  # fmt: skip
             store.upsert(record, {})
-        learned = store_boilerplate(store, groups, {"acme"})
+        learned = store_boilerplate(groups, {"acme"}, store_sample(store))
         assert learned.remove("Kettle X100 | Acme Home Store") == "Kettle X100"
         # the two offers a small regroup reads show no template on their own
         scope_only = TitleBoilerplate.learn(["Kettle X000 | Acme Home Store"] * 2, ["acme"] * 2)

@@ -384,22 +384,22 @@ def _read_term_ids(
     conn: sqlite3.Connection, kind: int, texts: list[str], out: dict[tuple[int, str], int]
 ) -> None:
     """Add to `out` the ids of the stored terms of `kind` among `texts`."""
-    for chunk in _chunks(texts):
-        marks = ",".join("?" * len(chunk))
-        for tid, term in conn.execute(
-            f"SELECT id, term FROM title_terms WHERE kind = ? AND term IN ({marks})",
-            (kind, *chunk),
-        ):
-            out[kind, term] = int(tid)
+    query = "SELECT id, term FROM title_terms WHERE kind = ? AND term IN ({})"
+    for tid, term in _select_in(conn, query, texts, first=(kind,)):
+        out[kind, term] = int(tid)
 
 
 def _state(conn: sqlite3.Connection, key: str) -> int:
     return int(conn.execute("SELECT value FROM state WHERE key = ?", (key,)).fetchone()[0])
 
 
-def _select_in(conn: sqlite3.Connection, query: str, values: list) -> Iterable[tuple]:
+def _select_in(
+    conn: sqlite3.Connection, query: str, values: list, first: tuple = ()
+) -> Iterable[tuple]:
+    """The rows of `query` with its ``IN ({})`` over `values`, in chunks under SQLite's limit on
+    parameters; `first`: the parameters bound before the list."""
     for chunk in _chunks(values):
-        yield from conn.execute(query.format(",".join("?" * len(chunk))), chunk)
+        yield from conn.execute(query.format(",".join("?" * len(chunk))), (*first, *chunk))
 
 
 def _chunks(values: list, size: int = 900) -> Iterable[list]:

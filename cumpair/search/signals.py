@@ -162,7 +162,13 @@ def _title_facts(title: str) -> _TitleFacts:
     of shop boilerplate is what they come from)."""
     return _TitleFacts(quantities(title), bare_numbers(title), short_codes(title),
                        title_head(title), names_a_purpose(title), audiences(title),
-                       bundle_words(title), re.sub(r"[^a-z0-9]", "", title.lower()))  # fmt: skip
+                       bundle_words(title), _glued(title))  # fmt: skip
+
+
+def _glued(text: str) -> str:
+    """`text` lower-cased with everything but letters a-z and digits left out: "18-55mm" and
+    "18 55 mm" both read "1855mm"."""
+    return re.sub(r"[^a-z0-9]", "", text.lower())
 
 
 def _high(value: float) -> float:
@@ -186,7 +192,7 @@ def _first_codes(a: OfferFeatures, b: OfferFeatures, relation: str) -> dict[str,
 def _alone(numbers: frozenset[str], other: frozenset[str], other_glued: str) -> set[str]:
     """Digit-bearing tokens of one title that the other never writes, separators and spaces
     ignored ("18-55mm" is in "18 55 mm")."""
-    return {t for t in numbers - other if re.sub(r"[^a-z0-9]", "", t) not in other_glued}
+    return {t for t in numbers - other if _glued(t) not in other_glued}
 
 
 def _differences(

@@ -744,3 +744,26 @@ def test_a_photos_features_cannot_change_under_a_kept_match(catalog):
         features.descriptors[0, 0] ^= 1
     with pytest.raises(TypeError):
         features.points[0] = (0.0, 0.0)
+
+
+@pytest.mark.skipif(not REAL_SHOP.is_dir(), reason="../shared/data/real is not here")
+def test_a_photo_rewritten_at_the_same_path_is_verified_by_its_new_keypoints(tmp_path):
+    # Scrapy stores a downloaded image under the SHA-1 of its URL: a recrawl that finds a new
+    # photo at the same URL rewrites the same file, and a long-running server's cache must not
+    # keep matching the old photo's keypoints.
+    shop = Path(__file__).resolve().parents[2] / "shared" / "data" / "real" / "photos" / "shop"
+    old, new = (
+        Image.open(shop / name).convert("RGB") for name in ("shop_00000.jpg", "shop_00006.jpg")
+    )
+    verifier = GeometricVerifier()
+    stored = tmp_path / "full" / "0a1b2c3d.jpg"
+    stored.parent.mkdir()
+    old.save(stored)
+    before = verifier.features_of_file(str(stored))
+    assert verifier.features_of_file(str(stored)) is before  # cached while the file stands
+    new.save(stored)
+    after = verifier.features_of_file(str(stored))
+    assert after is not before
+    assert after.points == verifier.features(Image.open(stored)).points
+    assert verifier.inliers(verifier.features(new), after) >= MIN_INLIERS
+    assert verifier.inliers(verifier.features(new), before) < MIN_INLIERS

@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import functools
 import math
+import os
 import threading
 from collections import OrderedDict
 from collections.abc import Callable, Hashable, Sequence
@@ -177,7 +178,8 @@ UNMATCHED = Match(NO_MATCH)
 
 
 class GeometricVerifier:
-    """ORB features (cached per photo file) and the keypoints a query shares with a candidate."""
+    """ORB features (cached per version of a photo file) and the keypoints a query shares with
+    a candidate."""
 
     def __init__(
         self, max_features: int = MAX_FEATURES, fast_threshold: int = FAST_THRESHOLD
@@ -187,7 +189,7 @@ class GeometricVerifier:
         self._matcher = cv2.BFMatcher(cv2.NORM_HAMMING)
         self._lock = threading.Lock()  # OpenCV objects are not safe across threads
         self._recent: OrderedDict[tuple[int, int], tuple[Features, Features, Match]] = OrderedDict()
-        self.features_of_file = functools.lru_cache(maxsize=CACHE_SIZE)(self._file_features)
+        self._features_of_version = functools.lru_cache(maxsize=CACHE_SIZE)(self._file_features)
 
     def features(self, image: Image.Image) -> Features:
         """ORB keypoints (in the pixels of `frame_size(image.size)`), descriptors and that size."""
@@ -205,7 +207,19 @@ class GeometricVerifier:
             descriptors.flags.writeable = False
         return Features(tuple(k.pt for k in keypoints), descriptors, size)
 
-    def _file_features(self, path: str) -> Features | None:
+    def features_of_file(self, path: str) -> Features | None:
+        """`features` of the photo file at `path` (None when unreadable), cached per version of
+        the file: by its path, size, modification time and inode, not by its path alone. Scrapy
+        stores a downloaded image under the SHA-1 of its URL, so a recrawl that finds a new
+        photo at the same URL rewrites the same path, and a long-running server must not keep
+        verifying against the old photo's keypoints."""
+        try:
+            stat = os.stat(path)
+        except OSError:
+            return None
+        return self._features_of_version(path, stat.st_size, stat.st_mtime_ns, stat.st_ino)
+
+    def _file_features(self, path: str, *version: int) -> Features | None:
         try:
             with Image.open(path) as image:
                 return self.features(image)

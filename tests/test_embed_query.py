@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from cumpair.embed.efficientnet import IMAGE_SIZE, EfficientNetLite0Encoder
 from cumpair.embed.query import (
     OWN_MATCH_TRUSTED,
     TRUST_WIDTH,
@@ -126,9 +127,15 @@ def test_a_product_on_a_plain_backdrop_adds_its_framed_view_when_asked():
     photo.paste((30, 60, 200), (60, 190, 120, 220))
     assert "framed" not in [v.name for v in embed_query(_Encoder(), photo)[0]]  # off by default
     views = {v.name: v for v in embed_query(_Encoder(), photo, framed=True)[0]}
-    assert views["framed"].image.size == (224, 224)
     red = np.asarray(views["framed"].image)[..., 0] > 150
     assert red.mean() > 0.3  # the 100-px box fills the framed view, not a 400-px scene
+    # Rendered at the encoder's input side (EfficientNet-Lite0's 320), not at a fixed 224 that
+    # the encoder would upscale again; at the photo's own scale for an encoder without one.
+    assert views["framed"].image.size[0] < 224
+    sized = _Encoder()
+    sized.input_side = EfficientNetLite0Encoder.input_side
+    views = {v.name: v for v in embed_query(sized, photo, framed=True)[0]}
+    assert views["framed"].image.size == (IMAGE_SIZE, IMAGE_SIZE) == (320, 320)
 
 
 def test_other_views_lift_the_photos_own_score_but_never_replace_it():

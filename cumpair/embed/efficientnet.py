@@ -131,6 +131,9 @@ class EfficientNetLite0Encoder:
 
     name = "efficientnet-lite0"
     dim = FEATURE_DIM
+    #: Side (pixels) of the square its photos are resized to: query views made for it (the
+    #: framed product, `cumpair.embed.query`) are rendered at this side, not resized twice.
+    input_side = IMAGE_SIZE
 
     def __init__(
         self,

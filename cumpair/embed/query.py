@@ -34,8 +34,6 @@ from cumpair.embed.framing import framed_product
 from cumpair.embed.saliency import salient_box
 from cumpair.vision.images import load_image
 
-#: Side (pixels) the framed product is rendered at (the encoder resizes it to its own input).
-FRAMED_SIZE = 224
 #: Cosine taken off each kind of view's score before views are compared.
 FRAMED_HANDICAP = 0.0
 SALIENT_HANDICAP = 0.0
@@ -123,7 +121,10 @@ def first_pass(
         vector = encoder.embed_prepared(prepared)
         lap("embedding")
     if framed:
-        product = framed_product(picture, FRAMED_SIZE)
+        # Rendered at the encoder's own input side where it has one (`input_side`: 320 for
+        # EfficientNet-Lite0), so the view is not rendered small and upscaled again by the
+        # encoder (it was rendered at 224 when the input was 224); else at the photo's scale.
+        product = framed_product(picture, getattr(encoder, "input_side", None))
         if product is not None:
             others.append(QueryView("framed", product, FRAMED_HANDICAP))
     lap("views")

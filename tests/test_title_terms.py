@@ -178,3 +178,53 @@ def test_a_migrated_store_fills_its_index_and_finds_the_same_neighbours(tmp_path
     monkeypatch.setattr(title_terms, "index_titles", real)
     with _open(tmp_path) as store:
         assert store.title_neighbours(ids, 5, 5) == before
+
+
+def test_a_look_up_reads_one_snapshot_while_a_writer_removes_a_neighbour(tmp_path, monkeypatch):
+    # the writer removes the query's neighbour between the look-up's postings read and its
+    # documents read: the answer is that of the store before the removal, whole
+    with _open(tmp_path) as store:
+        ids = _fill(store, TITLES)
+        before = store.title_neighbours([ids[0]], 3, 0)
+        assert ids[1] in before[ids[0]]
+        real, calls = title_terms._shortlist, []
+
+        def removes_after_reading(*args, **kwargs):
+            got = real(*args, **kwargs)
+            if not calls:
+                calls.append(store.remove(ids[1]))
+            return got
+
+        monkeypatch.setattr(title_terms, "_shortlist", removes_after_reading)
+        assert store.title_neighbours([ids[0]], 3, 0) == before
+        assert calls == [True]
+        monkeypatch.setattr(title_terms, "_shortlist", real)
+        assert ids[1] not in store.title_neighbours([ids[0]], 3, 0)[ids[0]]
+
+
+def test_terms_no_title_has_any_more_are_deleted(tmp_path):
+    with _open(tmp_path) as store:
+        ids = _fill(store, TITLES)
+        extra = store.upsert(OfferRecord(shop="shopx", url="http://x/p", title="Quuxbrand Zorp"))
+        store.upsert(OfferRecord(shop="shop0", url="http://s0/p", title="Florbix gadget"))
+        store.remove(extra.offer_id)
+        conn = sqlite3.connect(tmp_path / metadata.DB_NAME)
+        terms = {t for (t,) in conn.execute("SELECT term FROM title_terms")}
+        zero = conn.execute("SELECT count(*) FROM title_terms WHERE df <= 0").fetchone()[0]
+        conn.close()
+    assert zero == 0
+    assert {"kt", "200", "florbix"} <= terms  # words titles still hold
+    assert not {"quuxbrand", "zorp", "uux", "zor"} & terms  # the removed title's own
+    assert not {"acme", "kettle"} - terms and len(ids) == len(TITLES)
+
+
+def test_the_backfill_logs_its_progress_per_chunk(tmp_path, monkeypatch, caplog):
+    titles = wdc_titles(500)
+    with _open(tmp_path) as store:
+        _fill(store, titles)
+    _as_schema_5(tmp_path)
+    monkeypatch.setattr(title_terms.backfill, "__defaults__", (200,))
+    with caplog.at_level("INFO", logger="cumpair.index.title_terms"), _open(tmp_path):
+        pass
+    progress = [r.getMessage() for r in caplog.records if "backfill" in r.getMessage()]
+    assert [m.split(":")[1].split()[0] for m in progress] == ["200", "400", str(len(titles))]

@@ -18,6 +18,7 @@ backfill runs under the writer lock at about the same CPU an offer. A look-up is
 
 from __future__ import annotations
 
+import logging
 import re
 import sqlite3
 import zlib
@@ -26,6 +27,8 @@ from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
+
+log = logging.getLogger(__name__)
 
 WORDS, GRAMS = 0, 1  # a term's kind: a word, or a character trigram within a word
 #: Tables and state of schema 6; the backfill cursor is the last offer id indexed (-1: done).
@@ -196,6 +199,13 @@ def drop_titles(conn: sqlite3.Connection, offer_ids: Iterable[int]) -> None:
         "UPDATE title_terms SET df = df - ? WHERE id = ?",
         [(decrements[t], t) for t in sorted(decrements)],
     )
+    # a term no title has any more is forgotten (else a word of every changed or removed title
+    # ever seen stays in the table); a title that brings it back adds it anew
+    for chunk in _chunks(sorted(decrements)):
+        conn.execute(
+            f"DELETE FROM title_terms WHERE df <= 0 AND id IN ({','.join('?' * len(chunk))})",
+            chunk,
+        )
     for chunk in _chunks(list(docs)):
         conn.execute(
             f"DELETE FROM title_docs WHERE offer_id IN ({','.join('?' * len(chunk))})", chunk
@@ -227,12 +237,15 @@ def backfill(conn: sqlite3.Connection, chunk: int = BACKFILL_CHUNK) -> int:
             ]
             index_titles(conn, ids)
             cursor = ids[-1] if len(ids) == chunk else -1
+            last = ids[-1] if ids else after
             conn.execute("UPDATE state SET value = ? WHERE key = 'title_backfill'", (cursor,))
             conn.execute("COMMIT")
         except BaseException:
             conn.execute("ROLLBACK")
             raise
         done += len(ids)
+        # a migrated 10^6 store takes minutes under the writer lock: say how far it is
+        log.info("title-term index backfill: %d offers indexed (up to offer id %d)", done, last)
     return done
 
 
@@ -245,7 +258,24 @@ def title_neighbours(
     of a kind, reads each one's `PROBE_POSTINGS` heaviest postings, and the `SHORTLIST`·k best
     by that partial score are rescored exactly with today's document frequencies. The work per
     title follows the probes, not the store. Symmetric as a full regroup's pairs: a queried
-    offer found by another queried one has it as a neighbour too."""
+    offer found by another queried one has it as a neighbour too.
+
+    Read in one transaction of `conn` (the caller's, or one of its own): every read sees one
+    snapshot, so a write committed meanwhile cannot pair the postings of one state of the store
+    with the documents and counts of another."""
+    if conn.in_transaction:
+        return _neighbours(conn, offer_ids, words, grams)
+    conn.execute("BEGIN")
+    try:
+        return _neighbours(conn, offer_ids, words, grams)
+    finally:
+        conn.execute("COMMIT")
+
+
+def _neighbours(
+    conn: sqlite3.Connection, offer_ids: Sequence[int], words: int, grams: int
+) -> dict[int, set[int]]:
+    """`title_neighbours` within the caller's snapshot."""
     queries = _docs(conn, offer_ids)
     n = _state(conn, "title_docs")
     if not queries or n < 2:

@@ -41,6 +41,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import cv2
 import numpy as np
@@ -209,6 +210,8 @@ class QueryScores:
     view_kinds: list[str]
     features: verify.Features
     matched: dict[int, frozenset[int]] = field(default_factory=dict)
+    replay: Any = None
+    stages: dict[str, list] = field(default_factory=dict)
 
 
 def view_kind(name: str) -> str:
@@ -286,7 +289,63 @@ def full_search(encoder, verifier, query, gallery_vectors, gallery_features, can
     seconds = time.perf_counter() - started
     kinds = [view_kind(v.name) for v in views]
     kept = QueryScores(view_scores, kinds, (features[0], None), recording.matched)
+    kept.replay = Replay(views, view_scores, features, frame, start.feature_map)
+    kept.stages = {"views": hits, "fused": fused}
     return [row for row, _ in ranked], kept, seconds
+
+
+@dataclass
+class Replay:
+    """What the full search of one query needs to be run again from its views' cosines on
+    (`replay`): for `--study`, where thresholds are swept without new forward passes."""
+
+    views: list
+    view_scores: np.ndarray
+    features: verify.Features
+    frame: tuple[int, int]
+    feature_map: np.ndarray | None
+
+
+class MemoMatcher:
+    """Keypoint matches of one run kept by (query, keypoints, gallery row): a sweep replays
+    each query many times, and ORB matching is the costly part."""
+
+    def __init__(self, verifier: verify.GeometricVerifier, gallery_features) -> None:
+        self.verifier, self.gallery = verifier, gallery_features
+        self.rows = {id(f): n for n, f in enumerate(gallery_features)}
+        self.kept: dict[tuple, verify.Match] = {}
+
+    def match(self, query: verify.Features, row: int) -> verify.Match:
+        points = np.asarray(query[0], dtype=np.float32)
+        key = (len(points), points.tobytes()[:4096].__hash__(), query.size, row)
+        if key not in self.kept:
+            self.kept[key] = self.verifier.match(query, self.gallery[row])
+        return self.kept[key]
+
+    def matched_keypoints(self, query, candidate) -> frozenset[int]:
+        return self.match(query, self.rows[id(candidate)]).keypoints
+
+
+def replay(r: Replay, gallery_vectors: np.ndarray, memo: MemoMatcher, candidates: int):
+    """The full search's ranking of one query again, from its kept views' cosines, under the
+    module constants as they are now (`verify`, `cumpair.embed.query`); also each stage's
+    hits (views merged, keypoints fused)."""
+    hits = best_over_views([list(enumerate(row.tolist())) for row in r.view_scores], r.views)
+    evidence = verify.keypoint_evidence(
+        memo, r.features, hits, memo.gallery.__getitem__, candidates
+    )
+
+    def rest_hits(box):
+        rest = None if r.feature_map is None else vector_outside(r.feature_map, box)
+        if rest is None:
+            return []
+        return sorted(enumerate((gallery_vectors @ rest[0]).tolist()), key=lambda h: -h[1])
+
+    fused = verify.fused_hits(hits, evidence, r.features)
+    ranked = verify.explain_away(
+        hits, fused, evidence, r.features, r.frame, rest_hits, match_offer=memo.match
+    )
+    return [row for row, _ in ranked], {"views": hits, "fused": fused}
 
 
 # ---------------------------------------------------------------- reporting
@@ -346,7 +405,77 @@ def evaluate(task: Task, encoders, plain: PlainPooled, args) -> dict[str, list]:
             print(f"  {kind:<18}" + "".join(f" {c:10.3f}" for c in cells) + f"  ({len(rows)})")
     if args.sweep:
         sweep(kept, task.truth, args.candidates)
+    if args.study:
+        memo = MemoMatcher(verifier, gallery_features)
+        study(task, rankings, kept, gallery, memo, args.candidates)
     return rankings
+
+
+def rank_of(ranked: Sequence, truth: int) -> int:
+    """1-based rank of `truth` in a ranking of rows or of (row, score) hits; 0 when absent."""
+    rows = [r if isinstance(r, (int, np.integer)) else r[0] for r in ranked]
+    return rows.index(truth) + 1 if truth in rows else 0
+
+
+def study(task: Task, rankings, kept: list[QueryScores], gallery, memo, candidates) -> None:
+    """Each miss of the full search and of the indexed vector by cause (its transformation,
+    where the right photo ranks, the stage that lost it), then recall@1 of the full search as
+    each cosine threshold of `verify` and `cumpair.embed.query` moves (replayed from the kept
+    cosines; every other constant at its default)."""
+    from cumpair.embed import query as q
+
+    full = rankings["project full photo search"]
+    indexed = rankings["project indexed vector"]
+    plain = rankings["plain pooled 1280-d (baseline)"]
+    print("misses (kind, truth row, full rank, rank after views / after keypoints, indexed rank,"
+          " plain rank, full's first, truth's keypoints):")  # fmt: skip
+    for n, (kind, truth) in enumerate(zip(task.kinds, task.truth, strict=True)):
+        if full[n][0] == truth and indexed[n][0] == truth:
+            continue
+        stages = kept[n].stages
+        first = full[n][0]
+        keys = len(kept[n].matched.get(truth, ()))
+        after_views = rank_of(stages["views"], truth)
+        after_keypoints = rank_of(stages["fused"], truth)
+        if full[n][0] == truth:
+            stage = "ok"
+        elif after_keypoints == 1:
+            stage = "explain_away"
+        elif after_views == 1:
+            stage = "keypoints"
+        else:
+            stage = "views"
+        first_kp = len(kept[n].matched.get(first, ()))
+        print(
+            f"  {kind:<17} row {truth:3d}  full {rank_of(full[n], truth):3d}  views "
+            f"{after_views:3d} fused {after_keypoints:3d}  indexed "
+            f"{rank_of(indexed[n], truth) or '>5':>3}  plain {rank_of(plain[n], truth) or '>5':>3}"
+            f"  first {first:3d} (kp {first_kp:3d})  truth kp {keys:3d}  lost at {stage}"
+        )
+    grid = {
+        (verify, "KEYPOINT_REACH"): (0.1, 0.15, 0.2, 0.25, 0.3),
+        (verify, "REST_MATCH"): (0.5, 0.55, 0.6, 0.65, 0.7, 0.75),
+        (verify, "REST_MARGIN"): (0.0, 0.05, 0.1, 0.15, 0.2),
+        (verify, "REST_VERIFY_MATCH"): (0.3, 0.4, 0.5, 0.6, 0.7),
+        (q, "OWN_MATCH_TRUSTED"): (0.5, 0.55, 0.6, 0.65, 0.7),
+        (q, "TRUST_WIDTH"): (0.025, 0.05, 0.1, 0.2),
+    }
+    print("threshold sweep (full search recall@1, right of n; * the default):")
+    for (module, name), values in grid.items():
+        default = getattr(module, name)
+        cells = []
+        for value in values:
+            setattr(module, name, value)
+            try:
+                right = sum(
+                    replay(s.replay, gallery, memo, candidates)[0][0] == t
+                    for s, t in zip(kept, task.truth, strict=True)
+                )
+            finally:
+                setattr(module, name, default)
+            mark = "*" if value == default else " "
+            cells.append(f"{value:g}{mark}: {right}")
+        print(f"  {name:<18} " + "  ".join(cells) + f"  (of {len(kept)})")
 
 
 def sweep(kept: list[QueryScores], truth: list[int], candidates: int) -> None:
@@ -374,6 +503,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--split", choices=SPLITS, default="out", help="half of the real photos")
     parser.add_argument("--candidates", type=int, default=VERIFY_CANDIDATES)
     parser.add_argument("--sweep", action="store_true")
+    parser.add_argument(
+        "--study", action="store_true", help="misses by cause and a sweep of cosine thresholds"
+    )
     args = parser.parse_args(argv)
     started = time.perf_counter()
     encoders = load_encoders("offline")

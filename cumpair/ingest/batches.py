@@ -1,8 +1,10 @@
-"""Embed a batch of offers together, then upsert and group each: the loop `cumpair ingest` and
-the indexer share, each keeping its own accounting.
+"""Embed a batch of offers together, then upsert and group them: the loops `cumpair ingest` and
+the indexer run, each keeping its own accounting.
 
-Offers come out one at a time, right after their upsert returned (durable, by the store's
-contract), so a caller can acknowledge each before the next is written.
+`embed_and_store` (the indexer's) yields offers one at a time, right after each one's upsert
+returned (durable, by the store's contract), so a caller can acknowledge each before the next
+is written. `embed_and_store_many` (ingest's) upserts the batch in one durable transaction
+first, so an offer counts as stored only once the whole batch is.
 """
 
 from __future__ import annotations
@@ -10,6 +12,8 @@ from __future__ import annotations
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
+
+import numpy as np
 
 from cumpair.embed import BatchEmbedder, ItemVectors, product_text
 from cumpair.index import InvalidOfferError, UpsertResult
@@ -50,4 +54,86 @@ def embed_and_store(
         yield Stored(vectors, result)
 
 
-__all__ = ["Stored", "embed_and_store"]
+def embed_and_store_many(
+    store: Any,
+    groups: Any,
+    embedder: BatchEmbedder,
+    batch: Sequence[tuple[Mapping[str, Any], Sequence[str]]],
+) -> list[Stored]:
+    """`embed_and_store` with the upserts batched: the offers of `batch` upserted by
+    ``store.upsert_many`` (one transaction, durable when it returns), then grouped one by one.
+
+    Results are those of upserting one at a time: the batch is cut before an offer whose photo
+    nearly repeats one of an earlier offer of the same shop in it (`_near_repeats`: the store
+    finds near-duplicates only among offers stored before a batch). A batch the store refuses
+    is upserted again offer by offer, so a bad record comes out with its error and every other
+    offer is stored.
+    """
+    futures = [
+        embedder.submit(list(paths), product_text(item), key=item["url"]) for item, paths in batch
+    ]
+    embedder.flush()
+    out: list[Stored | None] = [None] * len(batch)
+    ready: list[tuple[int, Any, dict[str, np.ndarray], Any]] = []
+    for n, ((item, paths), future) in enumerate(zip(batch, futures, strict=True)):
+        vectors = future.result()
+        try:
+            ready.append((n, vectors, space_vectors(vectors), offer_record(item, paths)))
+        except InvalidOfferError as exc:
+            out[n] = Stored(vectors, None, exc)
+    options = getattr(store, "options", None)
+    threshold = getattr(options, "duplicate_threshold", None)
+    space = getattr(options, "duplicate_space", "image")
+    start = 0
+    for end in [*_near_repeats([(r, v) for _, _, v, r in ready], space, threshold), len(ready)]:
+        part = ready[start:end]
+        start = end
+        if not part:
+            continue
+        try:
+            results: list[UpsertResult | InvalidOfferError] = list(
+                store.upsert_many([(record, vecs) for _, _, vecs, record in part])
+            )
+        except InvalidOfferError:  # which one: each alone (nothing of the batch was written)
+            results = [_upsert_one(store, record, vecs) for _, _, vecs, record in part]
+        for (n, vectors, vecs, _), result in zip(part, results, strict=True):
+            if isinstance(result, InvalidOfferError):
+                out[n] = Stored(vectors, None, result)
+                continue
+            groups.assign(store, result.offer_id, vecs)
+            out[n] = Stored(vectors, result)
+    return out  # type: ignore[return-value]  # every offer has its outcome now
+
+
+def _upsert_one(
+    store: Any, record: Any, vectors: Mapping[str, np.ndarray]
+) -> UpsertResult | InvalidOfferError:
+    try:
+        return store.upsert(record, vectors)
+    except InvalidOfferError as exc:
+        return exc
+
+
+def _near_repeats(
+    items: Sequence[tuple[Any, Mapping[str, np.ndarray]]], space: str, threshold: float | None
+) -> list[int]:
+    """Where to cut `items` (records and their vectors by space) so that no offer's first
+    vector in `space` has cosine >= `threshold` with a vector of an earlier offer of the same
+    shop within its part; ascending positions."""
+    if threshold is None:
+        return []
+    cuts, since, seen = [], 0, {}  # seen: shop -> (item, its unit vectors) since the last cut
+    for n, (record, vectors) in enumerate(items):
+        rows = np.atleast_2d(np.asarray(vectors.get(space, np.empty((0, 0))), dtype=np.float32))
+        if not rows.size:
+            continue
+        rows = rows / np.maximum(np.linalg.norm(rows, axis=1, keepdims=True), 1e-12)
+        earlier = [v for at, v in seen.get(record.shop, []) if at >= since]
+        if earlier and float((np.concatenate(earlier) @ rows[0]).max()) >= threshold:
+            cuts.append(n)
+            since = n
+        seen.setdefault(record.shop, []).append((n, rows))
+    return cuts
+
+
+__all__ = ["Stored", "embed_and_store", "embed_and_store_many"]

@@ -7,7 +7,9 @@ regroups the products its offers touched, as a crawl does when it ends. The stor
 by shop and URL (then shop and GTIN), so running the same feed twice updates its offers (one
 more price-history point each) and never adds them twice. A row that cannot be used is counted
 by reason with its line number and the rest of the file goes on; every offer stored is durable
-when its upsert returns, so an interrupted run loses nothing it reported stored."""
+when its chunk's batched upsert returns (one transaction), so an interrupted run loses nothing
+it reported stored; a record the store refuses is dropped with its reason and the rest of its
+chunk is stored."""
 
 from __future__ import annotations
 
@@ -25,7 +27,7 @@ from typing import Any
 from cumpair.embed import BatchEmbedder, EncoderSet
 from cumpair.embed.reindex import spaces_for
 from cumpair.index import ProductStore, StoreOptions
-from cumpair.ingest.batches import embed_and_store
+from cumpair.ingest.batches import embed_and_store_many
 from cumpair.ingest.formats import FeedProblem, Format, detect_format, read_feed
 from cumpair.ingest.images import ImageOptions, fetch_images
 from cumpair.ingest.offers import OfferRejected, offer_from_fields
@@ -241,13 +243,15 @@ def _store_chunk(
     images_dir: Path,
     report: IngestReport,
 ) -> set[int]:
-    """Embed a chunk's offers together, then upsert and group each; returns their offer ids."""
+    """Embed a chunk's offers together, upsert them in one durable batch and group each;
+    returns their offer ids."""
     batch = []
     for offer in chunk:
         report.image_errors += [f"{offer.where}: {error}" for error in offer.image_errors]
         batch.append((offer.item, [str(images_dir / p) for p in offer.images]))
     stored: set[int] = set()
-    for offer, outcome in zip(chunk, embed_and_store(store, groups, embedder, batch), strict=True):
+    outcomes = embed_and_store_many(store, groups, embedder, batch)
+    for offer, outcome in zip(chunk, outcomes, strict=True):
         for position, reason in outcome.vectors.image_errors.items():
             report.image_errors.append(f"{offer.where}: {offer.images[position]}: {reason}")
         if outcome.result is None:

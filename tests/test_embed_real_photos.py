@@ -20,8 +20,11 @@ pytestmark = [
 
 
 @pytest.fixture(scope="module")
-def offline(tmp_path_factory):
-    return load_encoders("offline", model_dir=tmp_path_factory.mktemp("models"), threads=2)
+def offline():
+    # The process-wide encoders other real-photo tests load too (`load_encoders` keeps one per
+    # set of arguments), from the default model directory: a fresh directory of its own cost
+    # an ONNX export (a child process loading PyTorch) on every run, most of this file's time.
+    return load_encoders("offline")
 
 
 def _ranks(offline, transform) -> list[int]:

@@ -33,22 +33,35 @@ def catalog():
     return build_catalog(n_products=24, seed=13)
 
 
+@pytest.fixture(scope="module")
+def vectors(catalog, encoders):
+    """Each catalog offer's photo and text vectors, by the offer's identity: embedded once for
+    both stores below (the photos' forward passes are most of their set-up)."""
+    return {
+        id(offer): vector
+        for offer, vector in zip(
+            catalog.offers, demo_vectors(catalog.offers, encoders), strict=True
+        )
+    }
+
+
 @contextlib.contextmanager
-def _demo_index(path, offers, encoders):
+def _demo_index(path, offers, encoders, vectors):
     """A store and grouping of `offers` (photos written beside them): (store, groups, ids)."""
     store = ProductStore.open(path, spaces_for(encoders), StoreOptions(duplicate_threshold=None))
     groups = ProductGroups.open(path)
     try:
-        vectors = demo_vectors(offers, encoders)
-        yield store, groups, index_demo_offers(store, groups, offers, vectors, write_photos=True)
+        own = [vectors[id(offer)] for offer in offers]
+        yield store, groups, index_demo_offers(store, groups, offers, own, write_photos=True)
     finally:
         groups.close()
         store.close()
 
 
 @pytest.fixture(scope="module")
-def indexed(tmp_path_factory, catalog, encoders):
-    with _demo_index(tmp_path_factory.mktemp("index"), catalog.offers, encoders) as opened:
+def indexed(tmp_path_factory, catalog, encoders, vectors):
+    path = tmp_path_factory.mktemp("index")
+    with _demo_index(path, catalog.offers, encoders, vectors) as opened:
         yield opened
 
 
@@ -92,11 +105,11 @@ def test_transformed_shop_photos_find_their_product_first(service, catalog, inde
 
 
 @pytest.fixture(scope="module")
-def one_photo_per_product(tmp_path_factory, catalog, encoders):
+def one_photo_per_product(tmp_path_factory, catalog, encoders, vectors):
     """A service over one shop's offer per product: queries come from another shop's photo."""
     firsts = [catalog.offers_for_product(p.product_id)[0] for p in catalog.products]
     path = tmp_path_factory.mktemp("one-photo")
-    with _demo_index(path, firsts, encoders) as (store, groups, ids):
+    with _demo_index(path, firsts, encoders, vectors) as (store, groups, ids):
         product_ids = {o.product_id: groups.product_of([i])[i] for i, o in ids.items()}
         service = SearchService(store, groups, encoder_loader=lambda: encoders, ocr=False)
         yield service, product_ids

@@ -146,8 +146,18 @@ with ProductStore.open(sys.argv[1], {}):
 
 
 @pytest.mark.slow
-def test_a_writable_grouping_is_refused_while_another_process_writes_the_store(tmp_path):
+def test_a_writable_grouping_is_refused_while_another_process_writes_the_store(
+    tmp_path, monkeypatch
+):
     ProductStore.open(tmp_path, {}).close()
+    # `cumpair search --regroup` waits ProductGroups.open's default 10 s for the lock before it
+    # refuses; the refusal is the same after any wait, so here the default is 0.2 s.
+    opened = ProductGroups.open.__func__
+    monkeypatch.setattr(
+        ProductGroups,
+        "open",
+        classmethod(lambda cls, d, **kw: opened(cls, d, **{"lock_timeout_s": 0.2, **kw})),
+    )
     holder = subprocess.Popen([sys.executable, "-c", HOLDER, str(tmp_path)],
                               stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)  # fmt: skip
     try:

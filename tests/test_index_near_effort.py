@@ -157,3 +157,30 @@ def test_a_reader_takes_a_space_rebuilt_with_the_same_layout(tmp_path):
         assert reader.search("text", data[7], 1, effort=SearchEffort(near=True))[0][0].offer_id == 8
     finally:
         reader.close()
+
+
+def test_optimize_adds_the_near_tuning_without_rebuilding_the_index(tmp_path, monkeypatch):
+    data = offers(3600)
+    other = StoreOptions(
+        upgrade_threshold=3000, background_upgrade=False, duplicate_threshold=None,
+        near_cosine=0.95,
+    )  # fmt: skip
+    with ProductStore.open(tmp_path, SPACES, other) as store:
+        store.upsert_many(text_items(data))
+        before = store.health()["spaces"]["text"]["index"]
+    builds = []
+    real = ivf.build_ivfpq
+    monkeypatch.setattr(ivf, "build_ivfpq", lambda *a, **k: builds.append(1) or real(*a, **k))
+    with ProductStore.open(tmp_path, SPACES, OPTIONS) as store:  # asks for cosine 0.8
+        index = store._spaces["text"].index
+        store.optimize()
+        assert store._spaces["text"].index is index and not builds  # tuned, not rebuilt
+        after = store.health()["spaces"]["text"]["index"]
+    assert after["near_cosine"] == 0.8 and after["near_recall"] >= OPTIONS.near_recall_target
+    kept = ("factory", "nlist", "nprobe", "k_factor", "trained_on", "build_s")
+    assert {k: after[k] for k in kept} == {k: before[k] for k in kept}
+    with ProductStore.open(tmp_path, SPACES, OPTIONS) as store:  # saved: nothing left to do
+        assert store.health()["spaces"]["text"]["index"] == after
+        assert not ivf.outdated_layout(ivf.IndexParams.from_dict(after), OPTIONS)
+        data_hit = store.search("text", data[7], 1, effort=SearchEffort(near=True))
+        assert data_hit[0][0].offer_id == 8

@@ -33,7 +33,11 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         ("check", "verify every vector row and snapshot checksum (read-only; exit 1 on damage)"),
         ("save", "force a flush of every space"),
         ("compact", "flush, drop removed ids, vacuum the metadata database"),
-        ("optimize", "upgrade/re-train spaces that outgrew their index, then flush"),
+        (
+            "optimize",
+            "upgrade/re-train spaces that outgrew their index, re-tune near-neighbour searches"
+            " of one that lacks only that (index kept), then flush",
+        ),
         ("recover", "meta.sqlite is gone: keep the data files aside with an inventory"),
     ):
         sub = actions.add_parser(name, help=help_text)

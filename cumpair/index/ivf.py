@@ -171,20 +171,23 @@ def needs_ivfpq(params: IndexParams, count: int, options: StoreOptions) -> bool:
 
 
 def outdated_layout(params: IndexParams, options: StoreOptions) -> bool:
-    """IVF-PQ built with another code layout than the options ask for, or without the
-    near-neighbour tuning the options ask for (rebuilt by optimize)."""
+    """IVF-PQ built with another code layout than the options ask for (rebuilt by optimize),
+    or without the near-neighbour tuning they ask for (`near_untuned`: re-tuned by optimize)."""
+    return outdated_codes(params, options) or near_untuned(params, options)
+
+
+def outdated_codes(params: IndexParams, options: StoreOptions) -> bool:
+    """IVF-PQ whose codes or coarse quantiser are not the layout the options ask for."""
     if params.kind != "ivfpq":
         return False
     wanted = "hnsw" if options.coarse_hnsw else "flat"
-    return (
-        params.fast_scan != options.fast_scan
-        or params.coarse != wanted
-        or _near_untuned(params, options)
-    )
+    return params.fast_scan != options.fast_scan or params.coarse != wanted
 
 
-def _near_untuned(params: IndexParams, options: StoreOptions) -> bool:
-    """Built before near-neighbour searches were tuned, or tuned for another cosine."""
+def near_untuned(params: IndexParams, options: StoreOptions) -> bool:
+    """IVF-PQ built before near-neighbour searches were tuned, or tuned for another cosine."""
+    if params.kind != "ivfpq":
+        return False
     return not params.near_nprobe or params.near_cosine != options.near_cosine
 
 
@@ -429,6 +432,24 @@ def tune_near(
         params, near_nprobe=probe, near_recall=round(float(recall), 4),
         near_cosine=options.near_cosine,
     )  # fmt: skip
+
+
+def retune_near(
+    index: faiss.Index,
+    params: IndexParams,
+    queries: np.ndarray,
+    query_ids: np.ndarray,
+    chunks: VectorChunks,
+    lookup: VectorLookup,
+    options: StoreOptions,
+) -> IndexParams:
+    """`tune_near` for a built index, untouched: the `queries` (stored vectors, ids
+    `query_ids`) get their exact neighbours from one pass over `chunks`, then the fewest lists
+    finding ``near_recall_target`` of those at ``near_cosine`` are searched for. Nothing is
+    trained or added (`optimize` on an index that lacks only this tuning)."""
+    scores, neighbours = exact_neighbours(queries, chunks, params.recall_k + 1, with_scores=True)
+    near = _near_neighbours(scores, neighbours, query_ids, options.near_cosine)
+    return tune_near(index, params, queries, query_ids, near, lookup, options)
 
 
 def _near_neighbours(

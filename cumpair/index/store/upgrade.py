@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable, Iterator
+from functools import partial
 
 import numpy as np
 
@@ -84,16 +85,7 @@ class Upgrade(StoreBase):
         def chunks() -> Iterator[tuple[np.ndarray, np.ndarray]]:
             nonlocal passes
             phase, passes = ("add" if passes == 0 else "tune"), passes + 1
-            for start in range(0, len(ids), _CHUNK):
-                part = ids[start : start + _CHUNK]
-                vectors, good = _read_by_span(source, rows[start : start + _CHUNK], part)
-                if good.all():
-                    yield part, vectors
-                else:
-                    self._note_damage(space.name, part[~good])
-                    yield part[good], vectors[good]
-                if on_progress is not None:
-                    on_progress(space.name, phase, min(start + _CHUNK, len(ids)), len(ids))
+            return self._log_chunks(space, source, ids, rows, phase, on_progress)
 
         if not ok.all():
             sample, pick = sample[ok], pick[ok]
@@ -128,6 +120,74 @@ class Upgrade(StoreBase):
         log.info("product store %s: %r is now %s", self.path, space.name, params.factory)
         self.flush()
 
+    def _log_chunks(
+        self,
+        space: _Space,
+        source: vectorlog.VectorLog,
+        ids: np.ndarray,
+        rows: np.ndarray,
+        phase: str,
+        on_progress: UpgradeProgress | None,
+    ) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+        """(ids, vectors) of the log rows `rows`, `_CHUNK` at a time; damaged rows left out and
+        noted; `on_progress` hears `phase` after each chunk."""
+        for start in range(0, len(ids), _CHUNK):
+            part = ids[start : start + _CHUNK]
+            vectors, good = _read_by_span(source, rows[start : start + _CHUNK], part)
+            if good.all():
+                yield part, vectors
+            else:
+                self._note_damage(space.name, part[~good])
+                yield part[good], vectors[good]
+            if on_progress is not None:
+                on_progress(space.name, phase, min(start + _CHUNK, len(ids)), len(ids))
+
+    def _retune_near(self, space: _Space, on_progress: UpgradeProgress | None = None) -> None:
+        """Add the near-neighbour tuning to a built IVF-PQ index that lacks it (or has it for
+        another cosine) without re-training or rebuilding it (`ivf.retune_near`): a random
+        `TUNING_QUERIES` stored vectors, their exact neighbours from one pass over the log, and
+        searches of the index as it is. One pass over the vectors where a rebuild trains, adds
+        every vector and tunes again (hours at 10^6). Upserts wait meanwhile."""
+        with self._write_lock:
+            conn = metadata.connect(self.path / DB_NAME, readonly=True)
+            try:
+                (ids, rows), source = self._pinned(
+                    conn,
+                    space.name,
+                    space.spec.dim,
+                    lambda: metadata.live_vector_rows(conn, space.name),
+                )
+            finally:
+                conn.close()
+            if not len(ids):
+                return
+            count = min(len(ids), ivf.TUNING_QUERIES)
+            pick = np.sort(np.random.default_rng(_SAMPLE_SEED).choice(len(ids), count, False))
+            queries, ok = _read_by_span(source, rows[pick], ids[pick])
+            self._note_damage(space.name, ids[pick][~ok])
+            if not ok.any():
+                return
+
+            def chunks() -> Iterator[tuple[np.ndarray, np.ndarray]]:
+                return self._log_chunks(space, source, ids, rows, "tune", on_progress)
+
+            with space.lock.read():
+                index, params = space.index, space.params
+                tuned = ivf.retune_near(
+                    index, params, queries[ok], ids[pick][ok], chunks,
+                    partial(self._vectors, space), self.options,
+                )  # fmt: skip
+            with space.lock.write():
+                space.params = tuned
+                space.dirty = True
+            with self._transaction():
+                event = {"space": space.name, **tuned.to_dict()}
+                metadata.record_event(self._conn, utcnow().isoformat(), "retune", event)
+        log.info(
+            "product store %s: %r re-tuned for near neighbours: %d lists",
+            self.path, space.name, tuned.near_nprobe,
+        )  # fmt: skip
+
     def wait_for_upgrades(self, timeout: float | None = None) -> None:
         """Block until background upgrades finish (tests, `optimize`, shutdown)."""
         for space in self._spaces.values():
@@ -137,17 +197,20 @@ class Upgrade(StoreBase):
 
     def optimize(self, on_progress: UpgradeProgress | None = None) -> dict[str, str]:
         """Upgrade/re-train every space that has outgrown its index (or whose IVF-PQ codes are
-        not the configured layout) now, then flush; `on_progress` hears each build's rows."""
+        not the configured layout) now, re-tune one that lacks only the near-neighbour tuning
+        (`_retune_near`: the index kept), then flush; `on_progress` hears each build's rows."""
         self._require_writer()
         self.wait_for_upgrades()
         done = {}
         for space in self._spaces.values():
             space.upgrade_error = None
             params, count = space.params, space.index.ntotal
-            if ivf.needs_ivfpq(params, count, self.options) or ivf.outdated_layout(
+            if ivf.needs_ivfpq(params, count, self.options) or ivf.outdated_codes(
                 params, self.options
             ):
                 self._upgrade(space, on_progress)
+            elif ivf.near_untuned(params, self.options):
+                self._retune_near(space, on_progress)
             done[space.name] = space.params.factory
         self.flush()
         return done

@@ -25,6 +25,7 @@ from cumpair.identifiers import normalize_gtin
 from cumpair.index import ProductStore, StoreOptions
 from cumpair.search.demo_index import demo_offer_record, demo_url, index_demo_offers
 from cumpair.search.products import ProductGroups
+from tests.model_fixtures import with_installed_models
 
 ROOT = Path(__file__).resolve().parents[1]
 FAST = AlertOptions(retries=2, backoff_s=0.0, deadline_s=30)
@@ -325,7 +326,7 @@ def test_a_crawl_that_sees_a_price_drop_calls_the_webhook_exactly_once(
     server = demo_server_factory(catalog=catalog)
     shop = "cornerstore"
     base = server.base_url(shop)
-    data = tmp_path / "data"
+    data = with_installed_models(tmp_path / "data")
     crawl = (
         "crawl", shop, "-a", f"base_url={base}", "-s", f"INDEX_DATA_DIR={data}",
         "-s", "SPECS_ENABLED=false", "-s", "EMBED_ENCODERS=offline",

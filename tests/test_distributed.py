@@ -42,6 +42,7 @@ from cumpair_scraper.middlewares.challenge import ChallengeRules
 from cumpair_scraper.middlewares.shared_throttle import SharedThrottleMiddleware
 from cumpair_scraper.redis_mode import HANDOFF, SHARED_THROTTLE, RedisMode
 from cumpair_scraper.shopconfig import bundled_configs_on_port
+from tests.model_fixtures import with_installed_models
 
 ROOT = Path(__file__).resolve().parents[1]
 DROPPING_DEFECTS = {"missing_price", "bad_price"}
@@ -422,6 +423,7 @@ def indexer_process(redis_url, out: Path, name: str) -> subprocess.Popen:
     """docker-compose's indexer, without OCR (time), its output in ``<name>.out``."""
     program, *command = outside_docker(COMPOSE["indexer"]["command"], redis_url, out)
     assert program == "cumpair"
+    with_installed_models(command[command.index("--index") + 1])
     return subprocess.Popen(
         [sys.executable, "-m", "cumpair.cli", *command, "--no-ocr"],
         cwd=ROOT,

@@ -26,6 +26,7 @@ from cumpair.indexer.vision import default_vision_processes
 from cumpair.indexer.worker import Indexer, IndexerOptions
 from cumpair.stored_images import ImageStoreOptions
 from tests.ftp_fixtures import PASSWORD, USER, ftp_server
+from tests.model_fixtures import with_installed_models
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -268,6 +269,7 @@ def test_specs_read_in_worker_processes_are_the_ones_read_in_threads(redis_url, 
 
 
 def indexer_cli(redis_url: str, index, *flags: str) -> subprocess.Popen:
+    index = with_installed_models(index)
     return subprocess.Popen(
         [sys.executable, "-m", "cumpair.cli", "indexer", "--index", str(index),
          "--redis", redis_url, "--no-ocr", "--no-alerts", *flags],

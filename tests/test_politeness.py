@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from cumpair_scraper.middlewares.retry_after import retry_after_seconds
+from tests.model_fixtures import with_installed_models
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -44,7 +45,7 @@ def crawl(shop: str, tmp_path: Path, *args: str) -> tuple[list[dict], dict]:
             "-O",
             str(feed),
             "-s",
-            f"INDEX_DATA_DIR={tmp_path / 'data'}",
+            f"INDEX_DATA_DIR={with_installed_models(tmp_path / 'data')}",
             "-s",
             f"LOG_FILE={tmp_path / 'log'}",
             "-s",

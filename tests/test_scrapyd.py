@@ -20,6 +20,7 @@ import requests
 
 from captcha_server.redis_runner import free_port
 from cumpair.indexer.spool import OfferSpool
+from tests.model_fixtures import with_installed_models
 
 ROOT = Path(__file__).resolve().parents[1]
 SCRAPYD_PORT = 6800  # the deploy target in scrapy.cfg
@@ -121,7 +122,7 @@ def test_scrapyd_deploys_and_runs_a_scheduled_demo_crawl(demo_server, scrapyd, t
             ("project", "cumpair"),
             ("spider", "cornerstore"),
             ("base_url", demo_server.base_url("cornerstore")),  # CUMPAIR_DEMO_PORT may move it
-            ("setting", f"INDEX_DATA_DIR={tmp_path / 'data'}"),
+            ("setting", f"INDEX_DATA_DIR={with_installed_models(tmp_path / 'data')}"),
         ],
     )
     assert job["status"] == "ok", job
@@ -153,7 +154,7 @@ def test_two_scheduled_crawls_of_different_shops_on_one_store_both_index_everyth
         cwd=ROOT, capture_output=True, text=True, timeout=300,
     )  # fmt: skip
     assert build.returncode == 0, build.stdout + build.stderr
-    data = tmp_path / "data"
+    data = with_installed_models(tmp_path / "data")
     shops = ("northwind", "cornerstore")
     with running_scrapyd(tmp_path, port):
         with egg.open("rb") as body:

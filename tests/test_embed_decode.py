@@ -13,6 +13,7 @@ from cumpair.demo.images import render_product_photo
 from cumpair.embed.efficientnet import EfficientNetLite0Encoder
 from cumpair.embed.runtime import OnnxSession
 from cumpair.vision.images import ImageTooLargeError, load_image
+from tests.model_fixtures import INSTALLED_MODELS
 
 
 def _encoded(size: tuple[int, int], fmt: str = "JPEG") -> bytes:
@@ -47,8 +48,11 @@ def test_min_side_must_be_positive():
 
 
 @pytest.fixture(scope="module")
-def encoder(tmp_path_factory):
-    return EfficientNetLite0Encoder(model_dir=tmp_path_factory.mktemp("models"), threads=2)
+def encoder():
+    """The installed export (index_data/models): these tests are about decoding, and a fresh
+    model folder re-exported the model in this process (3.8 CPU s); test_embed_offline.py
+    tests the export."""
+    return EfficientNetLite0Encoder(model_dir=INSTALLED_MODELS, threads=2)
 
 
 @pytest.mark.slow

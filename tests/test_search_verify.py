@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from PIL import Image
+from skimage import data
 
 from cumpair.demo.catalog import build_catalog
 from cumpair.demo.images import render_product_photo
@@ -679,6 +680,42 @@ def test_a_photo_half_covered_by_another_known_photo_is_not_taken_for_a_corner(v
     assert ranked(lambda f, offer_id: verifier.match(f, features[offer_id])) == fused
     # Without a matcher to ask the size, the span test alone still explains it away.
     assert ranked(None)[0][0] == 1
+
+
+@pytest.mark.skipif(not REAL_SHOP.is_dir(), reason="../shared/data/real is not here")
+def test_a_known_photo_cut_off_by_the_shots_edge_is_still_taken_for_a_corner(verifier):
+    """A real shop photo (shop_00288) at the whole shot's size, pushed off its bottom-right
+    corner so that only 0.6 x 0.6 of it is in view, beside the product the shot is of (another
+    shop photo, shop_00216, mirrored: its cosine still finds it, its keypoints do not). The cut
+    photo's keypoints sit in that corner, under `MINORITY_SPAN`, and its whole photo appears at
+    the shot's side (`Match.apparent`), but only the part inside the shot is seen
+    (`Match.visible`): it is a corner, and the rest's cosine names the product."""
+    product, known = (
+        Image.open(REAL_SHOP / n).convert("RGB") for n in ("shop_00216.jpg", "shop_00288.jpg")
+    )
+    shot = Image.fromarray(data.brick()).convert("RGB").resize((640, 480))
+    side = 300 / max(product.size)
+    small = product.resize((int(product.width * side), int(product.height * side)))
+    shot.paste(small.transpose(Image.Transpose.FLIP_LEFT_RIGHT), (60, 90))
+    shot.paste(known.resize(shot.size), (int(640 * 0.4), int(480 * 0.4)))
+    features = {0: verifier.features(product), 1: verifier.features(known)}
+    query = verifier.features(shot)
+    hits = [(1, 0.62), (0, 0.60)]
+    evidence = keypoint_evidence(verifier, query, hits, features.__getitem__, len(hits))
+    fused = fused_hits(hits, evidence, query)
+    assert fused[0][0] == 1 and keypoint_span(query, evidence[1]) < MINORITY_SPAN
+    cut = verifier.match(query, features[1])
+    assert cut.apparent >= MINORITY_APPARENT > cut.visible
+    ranked = explain_away(
+        hits,
+        fused,
+        evidence,
+        query,
+        query.size,
+        lambda box: [(0, 0.80), (1, 0.40)],
+        match_offer=lambda f, offer_id: verifier.match(f, features[offer_id]),
+    )
+    assert ranked[0][0] == 0
 
 
 #: Real shop photos, each on a plain white backdrop as most shops' photos are.

@@ -176,10 +176,13 @@ class Match(NamedTuple):
     and the candidate's `apparent` size: the side of its whole photo as it appears in the query
     (its side over the transform's scale) as a share of the query's side (square roots of the
     areas; 0 without a match). A known photo pasted in a corner appears smaller than the photo
-    the shot is of, however many keypoints it shares."""
+    the shot is of, however many keypoints it shares. `visible` is the same share for the part
+    of that photo inside the query's frame only: a known photo cut off by the shot's edge, a
+    corner of it in view, appears large but is seen small."""
 
     keypoints: frozenset[int]
     apparent: float = 0.0
+    visible: float = 0.0
 
 
 UNMATCHED = Match(NO_MATCH)
@@ -291,8 +294,19 @@ class GeometricVerifier:
         if len(inliers) < MIN_INLIERS:
             return UNMATCHED
         query_area, candidate_area = size_a[0] * size_a[1], size_b[0] * size_b[1]
-        apparent = math.sqrt(candidate_area / query_area) / scale if query_area > 0 else 0.0
-        return Match(inliers, apparent)
+        if query_area <= 0:
+            return Match(inliers, 0.0)
+        apparent = math.sqrt(candidate_area / query_area) / scale
+        # The candidate's photo outline in the query's pixels, clipped to the query's frame.
+        width, height = size_b
+        outline = cv2.transform(
+            np.float32([[[0, 0], [width, 0], [width, height], [0, height]]]),
+            cv2.invertAffineTransform(transform),
+        )[0]
+        frame = np.float32([[0, 0], [size_a[0], 0], [size_a[0], size_a[1]], [0, size_a[1]]])
+        seen, _ = cv2.intersectConvexConvex(outline, frame)
+        visible = min(1.0, math.sqrt(max(0.0, float(seen)) / query_area))
+        return Match(inliers, apparent, visible)
 
     def inliers(self, query: Features, candidate: Features | None) -> int:
         """Keypoint matches consistent with one rotation+scale+shift (0 when unrelated)."""
@@ -437,7 +451,8 @@ def explain_away(
     is of; the known photo then matches exactly, with many keypoints, and wins. When the best
     hit's keypoints span less than `MINORITY_SPAN` of the shot, or its photo appears at less
     than `MINORITY_APPARENT` of it (`match_offer(query, best)`), and never when it appears at
-    that or more (asked in both cases when `match_offer` is given), the rest of the shot, outside
+    that or more (asked in both cases when `match_offer` is given; under the span, only the part
+    of its photo inside the shot counts, `Match.visible`), the rest of the shot, outside
     their box (as shares of `frame`, the query's matching size, `frame_size`), is searched
     alone: `rest_hits(box)` gives its (offer id, cosine) hits, best first. The shot is of
     another group's (`group_of`) offer when
@@ -473,8 +488,11 @@ def explain_away(
         # what the shot is of, not a corner of it: a photo half covered by another known photo
         # keeps its keypoints off the cover, in a box under MINORITY_SPAN of the one all the
         # shot's keypoints fill, and the cover then matched the rest (see MINORITY_APPARENT).
-        corner_apparent = match_offer(query, best).apparent
-        if corner_apparent >= MINORITY_APPARENT:
+        # Keypoints in a box that small count only the part of its photo inside the shot: a
+        # known photo cut off by the shot's edge, a corner of it in view, appears large.
+        match = match_offer(query, best)
+        corner_apparent = match.apparent
+        if (corner_apparent if spread else match.visible) >= MINORITY_APPARENT:
             return fused
     points = np.asarray(query[0], dtype=np.float32)
     corner = points[sorted(keypoints)]

@@ -32,6 +32,7 @@ from cumpair.index import (
 from cumpair.search.demo_index import demo_offer_record
 from cumpair.search.products import ProductGroups
 from cumpair.search.store_scan import space_specs
+from tests.model_fixtures import with_installed_models
 
 pytestmark = pytest.mark.slow
 
@@ -289,10 +290,12 @@ def test_if_stale_rebuilds_only_a_store_of_other_encoders(tmp_path, capsys):
     assert "nothing to do" in capsys.readouterr().out
     old = build_old_store(tmp_path)
     args = ["reindex", "--if-stale", "--path", str(old["path"]), "--encoders", "offline"]
+    with_installed_models(old["path"])  # the ONNX export is not what is tested here
     assert cumpair_main(args) == 0
     out = capsys.readouterr().out
     assert "stale spaces: image, text" in out
     assert len(list(tmp_path.glob("index_data.old-*"))) == 1  # rebuilt, old store kept
+    with_installed_models(old["path"])  # the rebuilt store's folder, if models/ stayed behind
     assert cumpair_main(args) == 0
     assert "up to date" in capsys.readouterr().out
     assert len(list(tmp_path.glob("index_data.old-*"))) == 1  # not rebuilt again

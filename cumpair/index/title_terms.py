@@ -11,8 +11,9 @@ committed chunks and resumes where a kill left it. It never decides a match.
 What it costs: an upsert indexes the titles that are new or changed (a recrawl of the same
 titles costs nothing measurable). At 10^5 extended WDC titles upserted 2000 at a time, 0.58
 CPU ms an offer (0.03 without it; 0.93 before the batch was indexed column-wise, same run,
-load 11-16; 0.51 against 0.024 on a rerun), most of it SQLite's B-tree inserts of ~78 postings an offer (~2 us a row by
-``executemany``: the floor of one row a posting); 2.8 ms one at a time (0.2 without), and
+load 11-16; 0.51 against 0.024 on a rerun), most of it SQLite's B-tree inserts of ~78
+postings an offer (~2 us a row by ``executemany``: the floor of one row a posting); 2.8 ms
+one at a time (0.2 without), and
 ~3 KB of ``meta.sqlite`` an offer (10^5: 300 MB); the backfill runs under the writer lock at
 about the same CPU an offer and logs each committed chunk. A look-up is bounded by
 `PROBE_TERMS` x `PROBE_POSTINGS`, not flat (bench/bench_trigram_neighbours.py --regroup).

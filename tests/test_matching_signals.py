@@ -301,6 +301,74 @@ def test_numbers_each_title_has_alone_are_a_substitution_not_an_addition():
     assert pair_signals(lens, spaced)["numbers_substituted"] == 0.0
 
 
+def test_numbers_are_compared_whole_never_inside_a_longer_number():
+    # WDC shoes train, two shoes: the "2" of Metcon 2 is no digit run of "852928-002"
+    metcon_3 = offer_features(
+        0, "s0", '"Nike Metcon 3 - Black"@en-GB " Nike Black Mens Shoes 852928-002 "@en-GB'
+    )
+    metcon_2 = offer_features(
+        1, "s1", '"Nike Metcon 2 - Black/White"@en " Nike Mens Shoes Black/White "@en'
+    )
+    assert pair_signals(metcon_3, metcon_2)["numbers_substituted"] == 1.0
+    pegasus_3 = offer_features(2, "s2", "Nike Air Pegasus 3 Running Shoe")
+    pegasus_33 = offer_features(3, "s3", "Nike Air Pegasus 33 Running Shoe")
+    assert pair_signals(pegasus_3, pegasus_33)["numbers_substituted"] == 1.0
+    # a number is still found glued to letters, or beside another number a space apart
+    gtx = offer_features(4, "s4", "MSI GTX1060 6GB Gaming X")
+    spaced = offer_features(5, "s5", "MSI GeForce GTX 1060 Gaming X 6 GB")
+    assert pair_signals(gtx, spaced)["numbers_substituted"] == 0.0
+
+
+def test_names_and_abbreviations_are_no_audience_and_compounds_are():
+    from cumpair.search.features import audiences
+
+    # Grand Seiko's "GS", a PS/2 port and Casio's Baby-G line name no one
+    assert audiences("Grand Seiko SBGA211 GS Spring Drive Snowflake") == frozenset()
+    assert audiences("Logitech K120 Keyboard PS/2 Black") == frozenset()
+    assert audiences('"Casio Baby-G BA-110-7A3ER Watch"@en') == frozenset()
+    # German writes the audience into the noun (WDC watches: Damenuhr, Herrenuhr)
+    assert audiences('"Bristol Silver Damenuhr 36mm"@de') == {"women"}
+    assert audiences('"Seiko Automatik Herrenuhr SRP581K1 nur 399 00 €"@de') == {"men"}
+    assert audiences("Casio Ladies' Baby-G Alarm Chronograph Watch") == {"women"}
+
+
+def test_the_store_rare_words_two_titles_share_across_languages_are_a_signal():
+    # WDC watches valid: one watch sold in Spain and in the Netherlands, a sibling in Poland;
+    # the words each shop's language adds ("Reloj para hombre", "Horloge") are common in a
+    # store of such titles, as the brand's, the watch's own (Durham) rare
+    spanish = (
+        '"Durham Oro Rosé Reloj para hombre 40mm"@es'
+        ' "Daniel Wellington Durham 40mm nur 189 00 €"@es'
+    )
+    dutch = (
+        '"Daniel Wellington Classic Man Durham rose gold"@nl-NL gold | 10:35 Horloge boetiek"@nl-NL'
+    )
+    sibling = (
+        '"Classic Black Sheffield Silver 40mm"@pl 00 €"@pl "Daniel Wellington Classic 40mm nur 189'
+    )
+    shelf = [
+        "Reloj para hombre Casio Edifice EFR-539D",
+        "Reloj para mujer Casio LTP-1302",
+        "Reloj para hombre Seiko 5 Automatik",
+        "Tissot PRC 200 Horloge boetiek",
+        "Seiko Presage Horloge boetiek",
+        "Casio G-Shock GA-100 Horloge",
+        "Daniel Wellington Classic Cambridge 40mm silver",
+        "Daniel Wellington Classic Bristol 36mm rose gold",
+        "Daniel Wellington Classic Reading 40mm rose gold",
+        "Daniel Wellington Classic Glasgow 36mm",
+    ]
+    offers = [
+        offer_features(i, f"s{i}", t) for i, t in enumerate([spanish, dutch, sibling, *shelf])
+    ]
+    weights = TokenWeights.learn(o.tokens for o in offers)
+    same = pair_signals(offers[0], offers[1], weights=weights)
+    siblings = pair_signals(offers[1], offers[2], weights=weights)
+    assert same["rare_contained_max"] > siblings["rare_contained_max"]
+    assert same["rare_contained_min"] > siblings["rare_contained_min"]
+    assert pair_signals(offers[0], offers[1])["rare_contained_max"] == 0.0  # needs the store
+
+
 def test_a_bare_body_beside_a_bundle_is_a_signal():
     body = offer_features(0, "s0", "Canon EOS 80D DSLR Camera Body Only")
     kit = offer_features(1, "s1", "Canon EOS 80D DSLR Camera + EF-S 18-135mm IS USM")

@@ -156,8 +156,16 @@ _AUDIENCE_WORDS = {
     " damski feminino feminina ladies lady vrouwen",
     "kids": "kids kid junior jr enfant enfants nino nina ninos kinder kind bambino bambini"
     " ragazzo ragazzi dziecięce dzieciece dziecięcy youth boys boy girls girl fille filles garcon"
-    " garcons gs ps td jongens meisjes infant baby toddler",
+    " garcons jongens meisjes infant baby toddler preschool",
 }
+# German and Dutch write the audience as the first part of a compound noun ("Damenuhr",
+# "Herrenschuhe", "Kinderschuhe", "Herenhorloge"): a word starting so, with a noun after it.
+_AUDIENCE_PREFIXES = {"damen": "women", "dames": "women", "herren": "men", "heren": "men",
+                      "kinder": "kids"}  # fmt: skip
+_COMPOUND = re.compile(rf"^({'|'.join(_AUDIENCE_PREFIXES)})[a-z]{{3,}}$")
+# An audience word joined by a hyphen to one letter or digit is a product line's name: Casio's
+# "Baby-G" is a watch, not a baby's.
+_LINE_NAME = re.compile(r"(?<![^\W_])[^\W\d_]+-[^\W_](?![^\W_])")
 AUDIENCE_NAMES: dict[str, str] = {
     fold_accents(word): audience
     for audience, words in _AUDIENCE_WORDS.items()
@@ -181,8 +189,9 @@ _BODY_WORDS = frozenset(
 
 def audiences(text: str) -> frozenset[str]:
     """Whom `text` says the product is for: "men", "women", "kids" (none when it does not say)."""
-    words = WORD.findall(fold_accents(clean_text(text).lower()))
+    words = WORD.findall(_LINE_NAME.sub(" ", fold_accents(clean_text(text).lower())))
     found = {AUDIENCE_NAMES[w] for w in words if w in AUDIENCE_NAMES}
+    found |= {_AUDIENCE_PREFIXES[m.group(1)] for w in words if (m := _COMPOUND.match(w))}
     if _BOTH_SEXES.intersection(words) and "kids" not in found:  # "Unisex Junior": girls, boys
         found |= {"men", "women"}
     return frozenset(found)

@@ -55,6 +55,8 @@ SIGNALS: tuple[str, ...] = (
     "tfidf_unshared_rarest",
     "tfidf_shared_rarest",
     "tfidf_unshared_both_rarest",
+    "rare_contained_min",
+    "rare_contained_max",
     "token_containment",
     "length_ratio",
     "numbers_jaccard",
@@ -89,6 +91,10 @@ SIGNALS: tuple[str, ...] = (
     "description_known",
 )
 _PRICE_CAP = 3.0  # |ln(price ratio)| beyond e^3 (20x) says nothing more
+# A title word is rare in the store when its IDF is at least this share of a word never seen
+# (of 7,000 offers, about 50 or fewer carry it): a product's own name, not a shop's or a
+# language's word for "shoes" or "men" ("Chaussures" / "Scarpe", "Herren" / "hombre")
+RARE_SHARE = 0.6
 
 
 @lru_cache(maxsize=200_000)
@@ -129,6 +135,19 @@ class TokenWeights:
         shared = sum(square(t) for t in a & b)
         return shared / math.sqrt(sum(map(square, a)) * sum(map(square, b)))
 
+    def rare(self, tokens: Iterable[str], pair: frozenset[str] = frozenset()) -> list[str]:
+        """The tokens rare in the corpus (`RARE_SHARE`), the two offers compared left out of
+        their counts (one offer's, and the other's for tokens in `pair`): in a store of three
+        offers, a word two of them share is still those two's own."""
+        n = math.exp(self.unseen - 1) - 1  # the corpus size, as `learn` counted it
+        cut = RARE_SHARE * self.unseen
+
+        def idf_without_pair(t: str) -> float:
+            df = (1 + n) / math.exp(self.idf.get(t, self.unseen) - 1) - 1
+            return math.log((1 + n) / (1 + max(df - 1 - (t in pair), 0.0))) + 1
+
+        return [t for t in tokens if idf_without_pair(t) >= cut]
+
     def rarest(self, tokens: Iterable[str]) -> float:
         """The highest IDF among `tokens` over that of a token never seen (0 when none): how
         specific the most specific of them is."""
@@ -162,13 +181,20 @@ def _title_facts(title: str) -> _TitleFacts:
     of shop boilerplate is what they come from)."""
     return _TitleFacts(quantities(title), bare_numbers(title), short_codes(title),
                        title_head(title), names_a_purpose(title), audiences(title),
-                       bundle_words(title), _glued(title))  # fmt: skip
+                       bundle_words(title), _glued(title, breaks=True))  # fmt: skip
 
 
-def _glued(text: str) -> str:
+_BREAK = "\x00"  # where a space or separator parted two digits ("1060 6gb", "18 55")
+
+
+def _glued(text: str, *, breaks: bool = False) -> str:
     """`text` lower-cased with everything but letters a-z and digits left out: "18-55mm" and
-    "18 55 mm" both read "1855mm"."""
-    return re.sub(r"[^a-z0-9]", "", text.lower())
+    "18 55 mm" both read "1855mm". With `breaks`, a separator between two digits leaves
+    `_BREAK`, so "GTX1060 6GB" does not read as one number 10606."""
+    lowered = text.lower()
+    if breaks:
+        lowered = re.sub(r"(?<=\d)[^a-z0-9]+(?=\d)", _BREAK, lowered)
+    return re.sub(f"[^a-z0-9{_BREAK}]", "", lowered)
 
 
 def _high(value: float) -> float:
@@ -191,8 +217,34 @@ def _first_codes(a: OfferFeatures, b: OfferFeatures, relation: str) -> dict[str,
 
 def _alone(numbers: frozenset[str], other: frozenset[str], other_glued: str) -> set[str]:
     """Digit-bearing tokens of one title that the other never writes, separators and spaces
-    ignored ("18-55mm" is in "18 55 mm")."""
-    return {t for t in numbers - other if _glued(t) not in other_glued}
+    ignored ("18-55mm" is in "18 55 mm"), numbers whole: "3" is not in "Pegasus 33" (a digit
+    run is never found inside a longer one). `other_glued` is the other title's
+    `_glued(..., breaks=True)`."""
+    return {t for t in numbers - other if not _written_in(_glued(t), other_glued)}
+
+
+@lru_cache(maxsize=200_000)
+def _written_in(token: str, glued: str) -> bool:
+    """Whether glued `token` occurs in `glued`, across its breaks, with no digit glued on at
+    either end."""
+    if not token:
+        return True
+    before = "(?<!\\d)" if token[0].isdigit() else ""
+    after = "(?!\\d)" if token[-1].isdigit() else ""
+    spelled = f"{_BREAK}?".join(map(re.escape, token))
+    return re.search(before + spelled + after, glued) is not None
+
+
+def _rare_contained(
+    tokens: frozenset[str], other_tokens: frozenset[str], weights: TokenWeights, other_glued: str
+) -> float:
+    """The share of a title's store-rare words the other title writes too (glued, so
+    "Rosegold" is in "rose gold"; 0 when it has none): what two offers of one product share
+    whatever language each shop writes in, where their common words are translated."""
+    rare = weights.rare(tokens, other_tokens)
+    if not rare:
+        return 0.0
+    return sum(_written_in(_glued(t), other_glued) for t in rare) / len(rare)
 
 
 def _differences(
@@ -269,6 +321,7 @@ def pair_signals(
         else 0.0,
         "length_ratio": min(len(a.tokens), len(b.tokens)) / max(len(a.tokens), len(b.tokens), 1),
     }
+    fa, fb = _title_facts(a.title), _title_facts(b.title)
     tfidf = weights.cosine(a.tokens, b.tokens) if weights is not None else 0.0
     out["tfidf_known"] = float(weights is not None)
     out["tfidf_cosine"] = tfidf
@@ -277,11 +330,14 @@ def pair_signals(
     # "FG") tells variants apart that share every common word; the most specific shared word
     # (a product line's name) says the opposite
     if weights is not None:
+        rare_a = _rare_contained(a.tokens, b.tokens, weights, fb.glued)
+        rare_b = _rare_contained(b.tokens, a.tokens, weights, fa.glued)
+        out["rare_contained_min"], out["rare_contained_max"] = sorted((rare_a, rare_b))
         out["tfidf_unshared_rarest"] = weights.rarest(a.tokens ^ b.tokens)
         out["tfidf_shared_rarest"] = weights.rarest(a.tokens & b.tokens)
     else:
         out["tfidf_unshared_rarest"] = out["tfidf_shared_rarest"] = 0.0
-    fa, fb = _title_facts(a.title), _title_facts(b.title)
+        out["rare_contained_min"] = out["rare_contained_max"] = 0.0
     # "GTX 1060" vs "GTX 1070", "EOS 70D" vs "6D", "Genio II" vs "Legend VI": a generation or
     # model each side has alone
     out["numbers_unexplained"] = (

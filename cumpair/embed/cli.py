@@ -62,8 +62,12 @@ def run(args: argparse.Namespace) -> int:
     try:
         encoders = functools.partial(_load_encoders, args)  # loaded once the lock is held
         if args.if_stale:
-            encoders = _load_encoders(args)
-            stale = _stale_spaces(Path(args.index), encoders)
+            from cumpair.index import recorded_spaces
+
+            recorded = recorded_spaces(args.index)
+            if recorded:  # an absent store needs no models (loading them writes INDEX/models)
+                encoders = _load_encoders(args)
+            stale = _stale_spaces(recorded, encoders) if recorded else []
             if not stale:
                 print(f"cumpair reindex: {args.index} is up to date (or absent); nothing to do")
                 return 0
@@ -82,12 +86,10 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _stale_spaces(path: Path, encoders) -> list[str]:
-    """Spaces the store recorded with another encoder than `encoders` would write now."""
+def _stale_spaces(recorded: dict, encoders) -> list[str]:
+    """Spaces of `recorded` (the store's) that another encoder than `encoders` wrote."""
     from cumpair.embed.reindex import spaces_for
-    from cumpair.index import recorded_spaces
 
-    recorded = recorded_spaces(path)
     wanted = spaces_for(encoders)
     return sorted(name for name, spec in recorded.items() if wanted.get(name) != spec)
 

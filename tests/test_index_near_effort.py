@@ -135,8 +135,9 @@ def test_a_reader_reloading_a_rebuilt_space_keeps_both_latency_records(tmp_path)
 
 
 def test_a_reader_takes_a_space_rebuilt_with_the_same_layout(tmp_path):
-    """optimize re-tuning an index for near neighbours keeps its factory: the reader must
-    still load the new index and its near probe count, not keep searching the old one."""
+    """optimize re-tuning an index for near neighbours keeps its factory and its codes (only
+    its parameters change): the reader must still load the new near probe count, not keep
+    searching with the old one."""
     data = offers(3600)
     other = StoreOptions(
         upgrade_threshold=3000, background_upgrade=False, duplicate_threshold=None,
@@ -149,7 +150,7 @@ def test_a_reader_takes_a_space_rebuilt_with_the_same_layout(tmp_path):
         before = reader.health()["spaces"]["text"]["index"]
         assert before["near_cosine"] == 0.95
         with ProductStore.open(tmp_path, SPACES, OPTIONS) as store:
-            store.optimize()  # tuned for another cosine: rebuilt, same factory
+            store.optimize()  # tuned for another cosine: re-tuned, same index
             after = store.health()["spaces"]["text"]["index"]
         assert after["factory"] == before["factory"] and after["near_cosine"] == 0.8
         reader.refresh()

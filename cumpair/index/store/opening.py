@@ -227,8 +227,8 @@ class Opening(StoreBase):
                     del self._logs[file]
             for name, space in list(self._spaces.items()):
                 snap = newest[name][0] if newest[name] else None
-                # any change of params is a rebuild (a replay keeps them): optimize re-tuning
-                # an index for near neighbours rebuilds it with the same factory
+                # any change of params means a new index file to load (a replay keeps them):
+                # optimize's re-tune keeps the factory and the codes but records new params
                 rebuilt = snap is not None and (
                     space.snapshot is None
                     or (snap.index_type, snap.params)

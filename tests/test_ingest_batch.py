@@ -121,3 +121,47 @@ def test_a_record_the_store_refuses_is_reported_and_the_rest_of_its_batch_is_sto
     with ProductStore.open(index, readonly=True) as store:
         urls = {r.url for batch in store.iter_offers() for r in batch}
     assert urls == {items[n]["url"] for n in (0, 1, 3, 4)}
+
+
+def _grouped_with_first(index: Path, encoders, chunk: int) -> list[bool]:
+    """Ingest one shop-A offer, then 20 variants of it from shop B `chunk` at a time (grouping
+    each as the chunk's upsert returns, no final regroup): which B offers joined A's product."""
+
+    def item(shop: str, n: int, title: str) -> dict:
+        url = f"https://{shop}.example/p{n}"
+        return {"shop": shop, "url": url, "title": title, "price": Decimal("99.00")} | {
+            "currency": "EUR",
+            "image_urls": [],
+            "specs": {},
+            "brand": "Nike",
+        }
+
+    first = item("a", 0, "Nike Air Zoom Pegasus 39 running shoe")
+    colours = ["black", "white", "red", "blue", "green", "grey", "pink", "navy", "orange", "purple"]
+    variants = [
+        item("b", n, f"Nike Air Zoom Pegasus 39 Herren running shoe {colour} size {40 + n}")
+        for n, colour in enumerate(colours * 2)
+    ]
+    with (
+        ProductStore.open(index, spaces_for(encoders)) as store,
+        ProductGroups.open(index) as groups,
+        BatchEmbedder(encoders, batch_size=16, max_wait=0.05) as embedder,
+    ):
+        (a,) = embed_and_store_many(store, groups, embedder, [(first, [])])
+        out = []
+        for start in range(0, len(variants), chunk):
+            part = [(v, []) for v in variants[start : start + chunk]]
+            out += embed_and_store_many(store, groups, embedder, part)
+        product = groups.membership(a.result.offer_id).product_id
+        return [groups.membership(o.result.offer_id).product_id == product for o in out]
+
+
+def test_a_chunk_groups_as_one_upsert_at_a_time_though_its_later_offers_are_stored(
+    tmp_path, encoders
+):
+    # the chunk's later variants are nearer each other than to shop A's offer: stored before
+    # they are grouped, they filled the first variant's neighbour slots (no product yet, so no
+    # candidate) and it became a product of its own; one at a time it joins A's offer
+    alone = _grouped_with_first(tmp_path / "alone", encoders, chunk=1)
+    assert alone[0]
+    assert _grouped_with_first(tmp_path / "chunk", encoders, chunk=20) == alone

@@ -67,7 +67,8 @@ def embed_and_store_many(
     nearly repeats one of an earlier offer of the same shop in it (`_near_repeats`: the store
     finds near-duplicates only among offers stored before a batch). A batch the store refuses
     is upserted again offer by offer, so a bad record comes out with its error and every other
-    offer is stored.
+    offer is stored. Grouping each offer passes the part's later new offers as `pending`, so
+    they do not crowd its neighbours out.
     """
     futures = [
         embedder.submit(list(paths), product_text(item), key=item["url"]) for item, paths in batch
@@ -96,11 +97,14 @@ def embed_and_store_many(
             )
         except InvalidOfferError:  # which one: each alone (nothing of the batch was written)
             results = [_upsert_one(store, record, vecs) for _, _, vecs, record in part]
+        created = [r.offer_id for r in results if isinstance(r, UpsertResult) and r.created]
         for (n, vectors, vecs, _), result in zip(part, results, strict=True):
             if isinstance(result, InvalidOfferError):
                 out[n] = Stored(vectors, None, result)
                 continue
-            groups.assign(store, result.offer_id, vecs)
+            if result.created:  # the part's new offers after it: not stored, one at a time
+                del created[0]
+            groups.assign(store, result.offer_id, vecs, pending=created)
             out[n] = Stored(vectors, result)
     return out  # type: ignore[return-value]  # every offer has its outcome now
 

@@ -24,7 +24,7 @@ from __future__ import annotations
 import os
 import threading
 from collections import Counter, defaultdict
-from collections.abc import Iterable, Mapping
+from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -219,12 +219,15 @@ class ProductGroups:
         offer_id: int,
         vectors: Mapping[str, np.ndarray] | None = None,
         config: MatchConfig | None = None,
+        pending: Collection[int] = (),
     ) -> Membership:
         """Group one offer just upserted into `store`; return its membership.
 
         `vectors` are the offer's vectors by space (as given to `upsert`); the first row of each
         finds neighbours to compare with. An offer already grouped is re-grouped only when its
-        identity (GTIN, model codes, brand) changed.
+        identity (GTIN, model codes, brand) changed. `pending` are offers upserted in the same
+        batch after this one and not grouped yet: they take no neighbour's place, so a batch
+        groups as one upsert at a time would (where they were not stored yet).
         """
         from cumpair.search.features import features_from_record
         from cumpair.search.matching import compare
@@ -243,7 +246,7 @@ class ProductGroups:
                     return current
                 with self._tables.transaction():
                     self._tables.drop_members([offer_id])
-            sims = self._neighbour_sims(store, offer_id, vectors or {})
+            sims = self._neighbour_sims(store, offer_id, vectors or {}, pending)
             candidates = set(sims) | self._blocked(offer)
             candidates.discard(offer_id)
             features = self._features(candidates)
@@ -270,7 +273,11 @@ class ProductGroups:
             return membership
 
     def _neighbour_sims(
-        self, store: OfferStore, offer_id: int, vectors: Mapping[str, np.ndarray]
+        self,
+        store: OfferStore,
+        offer_id: int,
+        vectors: Mapping[str, np.ndarray],
+        pending: Collection[int] = (),
     ) -> dict[int, dict[str, float]]:
         import numpy as np
 
@@ -278,12 +285,14 @@ class ProductGroups:
 
         sims: dict[int, dict[str, float]] = defaultdict(dict)
         effort = grouping_effort()
+        skipped = set(pending)
         for space, matrix in vectors.items():
             rows = np.asarray(matrix, dtype=np.float32)
             if rows.size == 0:
                 continue
             query = rows.reshape(-1, rows.shape[-1])[:1]
-            for hit in store.search(space, query, k=NEIGHBOURS + 1, effort=effort)[0]:
+            hits = store.search(space, query, k=NEIGHBOURS + 1 + len(skipped), effort=effort)[0]
+            for hit in [h for h in hits if h.offer_id not in skipped][: NEIGHBOURS + 1]:
                 if hit.offer_id != offer_id:
                     sims[hit.offer_id][space] = hit.score
         return sims

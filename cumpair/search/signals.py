@@ -223,16 +223,21 @@ def _alone(numbers: frozenset[str], other: frozenset[str], other_glued: str) -> 
     return {t for t in numbers - other if not _written_in(_glued(t), other_glued)}
 
 
+@lru_cache(maxsize=100_000)
+def _spelled(token: str) -> re.Pattern[str]:
+    """Glued `token` as a pattern: across `_BREAK`s, with no digit glued on at either end.
+    Compiled once per token: `re`'s own cache holds 512 patterns, fewer than a store's number
+    tokens and rare words, and recompiling made this signal a fifth of `pair_signals`' time."""
+    before = "(?<!\\d)" if token[0].isdigit() else ""
+    after = "(?!\\d)" if token[-1].isdigit() else ""
+    return re.compile(before + f"{_BREAK}?".join(map(re.escape, token)) + after)
+
+
 @lru_cache(maxsize=200_000)
 def _written_in(token: str, glued: str) -> bool:
     """Whether glued `token` occurs in `glued`, across its breaks, with no digit glued on at
     either end."""
-    if not token:
-        return True
-    before = "(?<!\\d)" if token[0].isdigit() else ""
-    after = "(?!\\d)" if token[-1].isdigit() else ""
-    spelled = f"{_BREAK}?".join(map(re.escape, token))
-    return re.search(before + spelled + after, glued) is not None
+    return not token or _spelled(token).search(glued) is not None
 
 
 def _rare_contained(

@@ -134,17 +134,24 @@ def test_a_reader_reloading_a_rebuilt_space_keeps_both_latency_records(tmp_path)
         reader.close()
 
 
-def test_a_reader_takes_a_space_rebuilt_with_the_same_layout(tmp_path):
-    """optimize re-tuning an index for near neighbours keeps its factory and its codes (only
-    its parameters change): the reader must still load the new near probe count, not keep
-    searching with the old one."""
+def _store_tuned_for_another_cosine(path) -> np.ndarray:
+    """3600 offers at `path`, their IVF-PQ index tuned for near neighbours at cosine 0.95 (not
+    OPTIONS' 0.8, so `optimize` with OPTIONS re-tunes it); returns their vectors."""
     data = offers(3600)
     other = StoreOptions(
         upgrade_threshold=3000, background_upgrade=False, duplicate_threshold=None,
         near_cosine=0.95,
     )  # fmt: skip
-    with ProductStore.open(tmp_path, SPACES, other) as store:
+    with ProductStore.open(path, SPACES, other) as store:
         store.upsert_many(text_items(data))
+    return data
+
+
+def test_a_reader_takes_a_space_rebuilt_with_the_same_layout(tmp_path):
+    """optimize re-tuning an index for near neighbours keeps its factory and its codes (only
+    its parameters change): the reader must still load the new near probe count, not keep
+    searching with the old one."""
+    data = _store_tuned_for_another_cosine(tmp_path)
     reader = ProductStore.open(tmp_path, readonly=True, options=READER)
     try:
         before = reader.health()["spaces"]["text"]["index"]
@@ -161,13 +168,8 @@ def test_a_reader_takes_a_space_rebuilt_with_the_same_layout(tmp_path):
 
 
 def test_optimize_adds_the_near_tuning_without_rebuilding_the_index(tmp_path, monkeypatch):
-    data = offers(3600)
-    other = StoreOptions(
-        upgrade_threshold=3000, background_upgrade=False, duplicate_threshold=None,
-        near_cosine=0.95,
-    )  # fmt: skip
-    with ProductStore.open(tmp_path, SPACES, other) as store:
-        store.upsert_many(text_items(data))
+    data = _store_tuned_for_another_cosine(tmp_path)
+    with ProductStore.open(tmp_path, readonly=True) as store:
         before = store.health()["spaces"]["text"]["index"]
     builds = []
     real = ivf.build_ivfpq

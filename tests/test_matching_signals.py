@@ -3,6 +3,8 @@ codes explained by a description."""
 
 from __future__ import annotations
 
+import math
+
 import pytest
 
 from cumpair.search.features import (
@@ -367,6 +369,39 @@ def test_the_store_rare_words_two_titles_share_across_languages_are_a_signal():
     assert same["rare_contained_max"] > siblings["rare_contained_max"]
     assert same["rare_contained_min"] > siblings["rare_contained_min"]
     assert pair_signals(offers[0], offers[1])["rare_contained_max"] == 0.0  # needs the store
+
+
+def test_store_rarity_leaves_the_compared_pair_out_of_its_counts():
+    # in a store of three watches, the words two of them share (the brand, "Durham") are still
+    # those two's own: counted with the pair, two offers of three reads as common
+    titles = [
+        "Daniel Wellington Durham 40mm",
+        "Daniel Wellington Durham rose gold",
+        "Casio G-Shock GA-100 black",
+    ]
+    offers = [offer_features(i, f"s{i}", t) for i, t in enumerate(titles)]
+    weights = TokenWeights.learn(o.tokens for o in offers)
+    assert "durham" in weights.rare(offers[0].tokens, offers[1].tokens)
+    signals = pair_signals(offers[0], offers[1], weights=weights)
+    assert signals["rare_contained_min"] == pytest.approx(3 / 5)  # rose, gold written alone
+    assert signals["rare_contained_max"] == pytest.approx(3 / 4)  # 40mm written alone
+    # both offers left out: in 20 offers, a word 6 write is rare to two of them (4 others
+    # write it) and not to one alone (5 others)
+    names = ["Bristol", "Sheffield", "Reading", "Glasgow"]
+    shelf = [f"Daniel Wellington Durham {n} 36mm" for n in names]
+    shelf += [f"Casio G-Shock GA-{100 + n} black" for n in range(14)]
+    store = [o.tokens for o in offers[:2]] + [offer_features(0, "s", t).tokens for t in shelf]
+    assert len(store) == 20
+    weights = TokenWeights.learn(store)
+    assert "durham" in weights.rare(offers[0].tokens, offers[1].tokens)
+    assert "durham" not in weights.rare(offers[0].tokens)
+    # a store of none or one offer: every word is rare, nothing divides by zero
+    for few in ([], offers[:1]):
+        small = pair_signals(
+            offers[0], offers[1], weights=TokenWeights.learn(o.tokens for o in few)
+        )
+        assert small["rare_contained_min"] == pytest.approx(3 / 5)
+        assert all(math.isfinite(v) for v in small.values())
 
 
 def test_a_bare_body_beside_a_bundle_is_a_signal():

@@ -332,6 +332,9 @@ def test_names_and_abbreviations_are_no_audience_and_compounds_are():
     assert audiences('"Bristol Silver Damenuhr 36mm"@de') == {"women"}
     assert audiences('"Seiko Automatik Herrenuhr SRP581K1 nur 399 00 €"@de') == {"men"}
     assert audiences("Casio Ladies' Baby-G Alarm Chronograph Watch") == {"women"}
+    # a letter that begins a hyphened word is no line's name
+    assert audiences("Adidas Herren-T-Shirt Essentials") == {"men"}
+    assert audiences("Esprit Damen-V-Ausschnitt Pullover") == {"women"}
 
 
 def test_the_store_rare_words_two_titles_share_across_languages_are_a_signal():

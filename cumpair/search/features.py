@@ -164,8 +164,9 @@ _AUDIENCE_PREFIXES = {"damen": "women", "dames": "women", "herren": "men", "here
                       "kinder": "kids"}  # fmt: skip
 _COMPOUND = re.compile(rf"^({'|'.join(_AUDIENCE_PREFIXES)})[a-z]{{3,}}$")
 # An audience word joined by a hyphen to one letter or digit is a product line's name: Casio's
-# "Baby-G" is a watch, not a baby's.
-_LINE_NAME = re.compile(r"(?<![^\W_])[^\W\d_]+-[^\W_](?![^\W_])")
+# "Baby-G" is a watch, not a baby's. Not when the letter begins a hyphened word of its own:
+# German "Herren-T-Shirt" and "Damen-V-Ausschnitt" still name whom they are for.
+_LINE_NAME = re.compile(r"(?<![^\W_])[^\W\d_]+-[^\W_](?![^\W_])(?!-[^\W\d_]{2})")
 AUDIENCE_NAMES: dict[str, str] = {
     fold_accents(word): audience
     for audience, words in _AUDIENCE_WORDS.items()

@@ -3,8 +3,9 @@ the indexer run, each keeping its own accounting.
 
 `embed_and_store` (the indexer's) yields offers one at a time, right after each one's upsert
 returned (durable, by the store's contract), so a caller can acknowledge each before the next
-is written. `embed_and_store_many` (ingest's) upserts the batch in one durable transaction
-first, so an offer counts as stored only once the whole batch is.
+is written. `embed_and_store_many` (ingest's) upserts the batch first, in one durable
+transaction per part (one part unless it is cut or refused), so an offer counts as stored only
+once its part is.
 """
 
 from __future__ import annotations
@@ -61,7 +62,8 @@ def embed_and_store_many(
     batch: Sequence[tuple[Mapping[str, Any], Sequence[str]]],
 ) -> list[Stored]:
     """`embed_and_store` with the upserts batched: the offers of `batch` upserted by
-    ``store.upsert_many`` (one transaction, durable when it returns), then grouped one by one.
+    ``store.upsert_many`` (one transaction a part, durable when it returns), then grouped one by
+    one.
 
     Results are those of upserting one at a time: the batch is cut before an offer whose photo
     nearly repeats one of an earlier offer of the same shop in it (`_near_repeats`: the store

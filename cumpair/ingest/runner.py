@@ -7,9 +7,9 @@ regroups the products its offers touched, as a crawl does when it ends. The stor
 by shop and URL (then shop and GTIN), so running the same feed twice updates its offers (one
 more price-history point each) and never adds them twice. A row that cannot be used is counted
 by reason with its line number and the rest of the file goes on; every offer stored is durable
-when its chunk's batched upsert returns (one transaction), so an interrupted run loses nothing
-it reported stored; a record the store refuses is dropped with its reason and the rest of its
-chunk is stored."""
+when its part of the chunk's batched upsert returns (`batches.embed_and_store_many`), so an
+interrupted run loses nothing it reported stored; a record the store refuses is dropped with
+its reason and the rest of its chunk is stored."""
 
 from __future__ import annotations
 

@@ -482,7 +482,7 @@ def explain_away(
     spread = keypoint_span(query, keypoints) >= MINORITY_SPAN
     if spread and match_offer is None:
         return fused
-    corner_apparent = None
+    corner = None  # the best hit's match with the whole shot, asked of `match_offer` once
     if match_offer is not None:
         # Whatever its keypoints span, a best hit whose whole photo fills most of the shot is
         # what the shot is of, not a corner of it: a photo half covered by another known photo
@@ -490,13 +490,12 @@ def explain_away(
         # shot's keypoints fill, and the cover then matched the rest (see MINORITY_APPARENT).
         # Keypoints in a box that small count only the part of its photo inside the shot: a
         # known photo cut off by the shot's edge, a corner of it in view, appears large.
-        match = match_offer(query, best)
-        corner_apparent = match.apparent
-        if (corner_apparent if spread else match.visible) >= MINORITY_APPARENT:
+        corner = match_offer(query, best)
+        if (corner.apparent if spread else corner.visible) >= MINORITY_APPARENT:
             return fused
     points = np.asarray(query[0], dtype=np.float32)
-    corner = points[sorted(keypoints)]
-    low, high = corner.min(axis=0), corner.max(axis=0)
+    held = points[sorted(keypoints)]
+    low, high = held.min(axis=0), held.max(axis=0)
     width, height = frame
     box = (low[0] / width, low[1] / height, high[0] / width, high[1] / height)
     group = (lambda offer_id: offer_id) if group_of is None else group_of
@@ -504,20 +503,17 @@ def explain_away(
     others = [(o, s) for o, s in found if group(o) != group(best)]
     # Only the size rule fired (see `MINORITY_APPARENT`): the rest's cosine is no evidence
     # there, only its keypoints verifying another offer (`_subject_by_keypoints`).
-    size_only = spread
-    subject = None if size_only else _subject_by_cosine(found, others, group(best), group)
+    subject = None if spread else _subject_by_cosine(found, others, group(best), group)
     if subject is not None:
         subject = _best_other(fused, others, group(best), group, fused[0][1])
-    if subject is None and match_offer is not None and others and others[0][1] >= REST_VERIFY_MATCH:
+    if subject is None and corner is not None and others and others[0][1] >= REST_VERIFY_MATCH:
         outside = ~((points >= low) & (points <= high)).all(axis=1)
         rest = Features(
             [query[0][n] for n in np.flatnonzero(outside)],
             None if query[1] is None else query[1][outside],
             frame,
         )
-        subject = _subject_by_keypoints(
-            query, rest, best, others, group, match_offer, corner_apparent
-        )
+        subject = _subject_by_keypoints(rest, others, group, match_offer, corner.apparent)
         if subject is not None:
             subject = (subject, fused[0][1])
     if subject is None:
@@ -571,18 +567,17 @@ def _best_other(
 
 
 def _subject_by_keypoints(
-    query: Features,
     rest: Features,
-    best: int,
     others: list[tuple[int, float]],
     group: Callable[[int], Hashable],
     match_offer: Callable[[Features, int], Match],
-    corner_apparent: float | None = None,
+    corner_apparent: float,
 ) -> int | None:
     """The offer the rest of the shot's keypoints verify and that appears larger in the shot
-    than the best hit (`explain_away`, second rule); None if none. Rest keypoints that verify
-    offers of several groups are on what their photos share (a shop's backdrop, in the demo
-    shops' photos), as for `distinctive_keypoints`: they name no subject."""
+    than the best hit does (`corner_apparent`; `explain_away`, second rule); None if none.
+    Rest keypoints that verify offers of several groups are on what their photos share (a
+    shop's backdrop, in the demo shops' photos), as for `distinctive_keypoints`: they name no
+    subject."""
     candidates = [offer_id for offer_id, _ in others[:REST_CANDIDATES]]
     matches = [match_offer(rest, offer_id) for offer_id in candidates]
     verified = [
@@ -593,6 +588,4 @@ def _subject_by_keypoints(
     if not verified or len({group(offer_id) for *_, offer_id in verified}) > 1:
         return None
     _, apparent, subject = max(verified)
-    if corner_apparent is None:
-        corner_apparent = match_offer(query, best).apparent
     return subject if apparent > corner_apparent else None

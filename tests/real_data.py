@@ -9,6 +9,8 @@ from pathlib import Path
 import pytest
 
 REAL_DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "real"
+#: Real e-commerce product photos (the photo tests' gallery and queries).
+SHOP_PHOTOS = REAL_DATA / "photos" / "shop"
 
 
 def wdc_titles(limit: int, clean: Callable[[str | None], str] | None = None) -> list[str]:

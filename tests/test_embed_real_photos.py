@@ -2,7 +2,6 @@
 a shop photo seen at an angle on a real floor finds its own photo among the 167 shop photos."""
 
 import random
-from pathlib import Path
 
 import pytest
 from PIL import Image
@@ -10,12 +9,11 @@ from skimage import data
 
 from cumpair.embed import load_encoders
 from cumpair.search.augment import Scene, perspective
-
-REAL_PHOTOS = Path(__file__).resolve().parents[2] / "shared" / "data" / "real" / "photos" / "shop"
+from tests.real_data import SHOP_PHOTOS
 
 pytestmark = [
     pytest.mark.slow,
-    pytest.mark.skipif(not REAL_PHOTOS.is_dir(), reason="../shared/data/real is not here"),
+    pytest.mark.skipif(not SHOP_PHOTOS.is_dir(), reason="../shared/data/real is not here"),
 ]
 
 
@@ -30,7 +28,7 @@ def offline():
 def _ranks(offline, transform) -> list[int]:
     """Each query's rank of its own photo among the shop photos, for every sixth shop photo
     through `transform` on scikit-image's grass, gravel or brick (none of them in the gallery)."""
-    gallery = [Image.open(path).convert("RGB") for path in sorted(REAL_PHOTOS.glob("*.jpg"))]
+    gallery = [Image.open(path).convert("RGB") for path in sorted(SHOP_PHOTOS.glob("*.jpg"))]
     floors = [
         Image.fromarray(getattr(data, name)()).convert("RGB")
         for name in ("grass", "gravel", "brick")

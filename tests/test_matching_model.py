@@ -36,6 +36,7 @@ from cumpair.search.matcher_train import (
 )
 from cumpair.search.matching import MatchConfig, compare
 from cumpair.search.signals import SIGNALS
+from tests.real_data import REAL_DATA
 
 FIXTURE = Path(__file__).parent / "fixtures" / "matching" / "wdc_computers_20.txt"
 WDC_TRAIN = ("computers", "cameras", "watches", "shoes")
@@ -162,7 +163,7 @@ def test_matcher_train_is_reproducible(tmp_path):
     assert set(files[0]["features"]) == set(SIGNALS)
 
 
-REAL_WDC = Path(__file__).resolve().parents[2] / "shared" / "data" / "real" / "matching" / "wdc"
+REAL_WDC = REAL_DATA / "matching" / "wdc"
 
 
 @pytest.mark.slow

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import dataclasses
 import random
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -36,6 +35,7 @@ from cumpair.search.verify import (
     keypoint_evidence,
     keypoint_span,
 )
+from tests.real_data import SHOP_PHOTOS
 
 
 @pytest.fixture(scope="module")
@@ -596,10 +596,7 @@ def test_a_close_up_of_a_smooth_real_photo_verifies_by_the_low_threshold_redetec
     assert usual.match(usual.features(close_up), usual.features(photo)) == UNMATCHED
 
 
-REAL_SHOP = Path(__file__).resolve().parents[2] / "shared" / "data" / "real" / "photos" / "shop"
-
-
-@pytest.mark.skipif(not REAL_SHOP.is_dir(), reason="../shared/data/real is not here")
+@pytest.mark.skipif(not SHOP_PHOTOS.is_dir(), reason="../shared/data/real is not here")
 def test_a_photo_under_half_the_shots_side_gives_way_only_to_what_the_rests_keypoints_verify(
     verifier, monkeypatch
 ):
@@ -613,7 +610,7 @@ def test_a_photo_under_half_the_shots_side_gives_way_only_to_what_the_rests_keyp
     from cumpair.search import verify
 
     trousers, top = (
-        Image.open(REAL_SHOP / n).convert("RGB") for n in ("shop_00450.jpg", "shop_00684.jpg")
+        Image.open(SHOP_PHOTOS / n).convert("RGB") for n in ("shop_00450.jpg", "shop_00684.jpg")
     )
     shot = trousers.copy()
     shot.paste(top.resize((int(shot.width * 0.6), int(shot.height * 0.6))), (0, 0))
@@ -649,7 +646,7 @@ def test_a_photo_under_half_the_shots_side_gives_way_only_to_what_the_rests_keyp
     assert ranked(rest_verifies_trousers) == fused
 
 
-@pytest.mark.skipif(not REAL_SHOP.is_dir(), reason="../shared/data/real is not here")
+@pytest.mark.skipif(not SHOP_PHOTOS.is_dir(), reason="../shared/data/real is not here")
 def test_a_photo_half_covered_by_another_known_photo_is_not_taken_for_a_corner(verifier):
     """A real shop photo (shop_00348) with another shop photo (trousers, shop_00450) pasted over
     its top-left 0.6 x 0.6, as bench/eval_retrieval.py's occlusion does: the photo's keypoints
@@ -658,7 +655,7 @@ def test_a_photo_half_covered_by_another_known_photo_is_not_taken_for_a_corner(v
     photo by its cosine. But the photo appears at the shot's whole side (`Match.apparent`),
     over `MINORITY_APPARENT`: it is what the shot is of, and stays first."""
     photo, cover = (
-        Image.open(REAL_SHOP / n).convert("RGB") for n in ("shop_00348.jpg", "shop_00450.jpg")
+        Image.open(SHOP_PHOTOS / n).convert("RGB") for n in ("shop_00348.jpg", "shop_00450.jpg")
     )
     shot = photo.copy()
     shot.paste(cover.resize((int(shot.width * 0.6), int(shot.height * 0.6))), (0, 0))
@@ -682,7 +679,7 @@ def test_a_photo_half_covered_by_another_known_photo_is_not_taken_for_a_corner(v
     assert ranked(None)[0][0] == 1
 
 
-@pytest.mark.skipif(not REAL_SHOP.is_dir(), reason="../shared/data/real is not here")
+@pytest.mark.skipif(not SHOP_PHOTOS.is_dir(), reason="../shared/data/real is not here")
 def test_a_known_photo_cut_off_by_the_shots_edge_is_still_taken_for_a_corner(verifier):
     """A real shop photo (shop_00288) at the whole shot's size, pushed off its bottom-right
     corner so that only 0.6 x 0.6 of it is in view, beside the product the shot is of (another
@@ -691,7 +688,7 @@ def test_a_known_photo_cut_off_by_the_shots_edge_is_still_taken_for_a_corner(ver
     the shot's side (`Match.apparent`), but only the part inside the shot is seen
     (`Match.visible`): it is a corner, and the rest's cosine names the product."""
     product, known = (
-        Image.open(REAL_SHOP / n).convert("RGB") for n in ("shop_00216.jpg", "shop_00288.jpg")
+        Image.open(SHOP_PHOTOS / n).convert("RGB") for n in ("shop_00216.jpg", "shop_00288.jpg")
     )
     shot = Image.fromarray(data.brick()).convert("RGB").resize((640, 480))
     side = 300 / max(product.size)
@@ -734,7 +731,7 @@ WHITE_BACKDROP_SHOP = (
 
 
 @pytest.mark.slow
-@pytest.mark.skipif(not REAL_SHOP.is_dir(), reason="../shared/data/real is not here")
+@pytest.mark.skipif(not SHOP_PHOTOS.is_dir(), reason="../shared/data/real is not here")
 def test_a_real_product_filling_half_a_plain_shot_is_not_taken_for_a_corner(tmp_path):
     """A shopper's shot of a real product (shop_00840) at half the shot's side on a white
     table: its keypoints span the shot (the backdrop has none) but its photo appears at under
@@ -749,14 +746,14 @@ def test_a_real_product_filling_half_a_plain_shot_is_not_taken_for_a_corner(tmp_
     from cumpair.search.service import SearchService
 
     encoders = load_encoders("offline")
-    photos = [Image.open(REAL_SHOP / name).convert("RGB") for name in WHITE_BACKDROP_SHOP]
+    photos = [Image.open(SHOP_PHOTOS / name).convert("RGB") for name in WHITE_BACKDROP_SHOP]
     vectors = encoders.image.encode_images(photos)
     store = ProductStore.open(
         tmp_path, spaces_for(encoders), StoreOptions(duplicate_threshold=None)
     )
     ids = []
     for n, (name, vector) in enumerate(zip(WHITE_BACKDROP_SHOP, vectors, strict=True)):
-        (tmp_path / f"{n}.jpg").write_bytes((REAL_SHOP / name).read_bytes())
+        (tmp_path / f"{n}.jpg").write_bytes((SHOP_PHOTOS / name).read_bytes())
         record = OfferRecord(shop="real", url=f"https://shop.test/{n}", image_paths=(f"{n}.jpg",))
         ids.append(store.upsert(record, {"image": vector[None, :]}).offer_id)
 
@@ -820,13 +817,14 @@ def test_a_photos_features_cannot_change_under_a_kept_match(catalog):
         features.points[0] = (0.0, 0.0)
 
 
-@pytest.mark.skipif(not REAL_SHOP.is_dir(), reason="../shared/data/real is not here")
+@pytest.mark.skipif(not SHOP_PHOTOS.is_dir(), reason="../shared/data/real is not here")
 def test_a_photo_rewritten_at_the_same_path_is_verified_by_its_new_keypoints(tmp_path):
     # Scrapy stores a downloaded image under the SHA-1 of its URL: a recrawl that finds a new
     # photo at the same URL rewrites the same file, and a long-running server's cache must not
     # keep matching the old photo's keypoints.
     old, new = (
-        Image.open(REAL_SHOP / name).convert("RGB") for name in ("shop_00000.jpg", "shop_00006.jpg")
+        Image.open(SHOP_PHOTOS / name).convert("RGB")
+        for name in ("shop_00000.jpg", "shop_00006.jpg")
     )
     verifier = GeometricVerifier()
     stored = tmp_path / "full" / "0a1b2c3d.jpg"

@@ -195,9 +195,9 @@ def test_choose_ivfpq_fits_the_code_budget_and_names_the_layout(coarse_hnsw):
     # 256 centroids of 384-d would cost 3.9 B a vector at 10^5 (32.9 B resident in all)
     assert ivf.choose_ivfpq(100_000, 384, options).nlist == 128
     tuned = replace(params, near_nprobe=16, near_cosine=options.near_cosine)
-    assert ivf.outdated_layout(tuned, StoreOptions(coarse_hnsw=not coarse_hnsw))
-    assert not ivf.outdated_layout(tuned, options)
-    assert ivf.outdated_layout(params, options)  # built before near neighbours were tuned
+    assert ivf.outdated_codes(tuned, StoreOptions(coarse_hnsw=not coarse_hnsw))
+    assert not ivf.outdated_codes(tuned, options) and not ivf.near_untuned(tuned, options)
+    assert ivf.near_untuned(params, options)  # built before near neighbours were tuned
     eight_bit = ivf.choose_ivfpq(1_000_000, 512, StoreOptions(fast_scan=False))
     assert eight_bit.factory.startswith("OPQ") and eight_bit.factory.endswith("x8")
 

@@ -77,13 +77,14 @@ def test_an_index_without_the_near_tuning_searches_as_tuned_and_optimize_rebuild
     )  # what an index built before the near tuning records
     assert untuned.probes_for(near=True) == untuned.nprobe
     assert untuned.probes_for(near=True, lists=1) == 1
-    assert ivf.outdated_layout(untuned, OPTIONS) and not ivf.outdated_layout(before, OPTIONS)
+    assert ivf.near_untuned(untuned, OPTIONS) and not ivf.near_untuned(before, OPTIONS)
+    assert not ivf.outdated_codes(before, OPTIONS)
     other = StoreOptions(
         upgrade_threshold=3000, background_upgrade=False, duplicate_threshold=None,
         near_cosine=0.95,
     )  # fmt: skip
     with ProductStore.open(tmp_path, SPACES, other) as store:  # tuned for another cosine
-        assert ivf.outdated_layout(before, other)
+        assert ivf.near_untuned(before, other)
         store.optimize()
         after = store.health()["spaces"]["text"]["index"]
         assert after["near_cosine"] == 0.95 and after["near_nprobe"] >= 1
@@ -184,6 +185,7 @@ def test_optimize_adds_the_near_tuning_without_rebuilding_the_index(tmp_path, mo
     assert {k: after[k] for k in kept} == {k: before[k] for k in kept}
     with ProductStore.open(tmp_path, SPACES, OPTIONS) as store:  # saved: nothing left to do
         assert store.health()["spaces"]["text"]["index"] == after
-        assert not ivf.outdated_layout(ivf.IndexParams.from_dict(after), OPTIONS)
+        saved = ivf.IndexParams.from_dict(after)
+        assert not ivf.outdated_codes(saved, OPTIONS) and not ivf.near_untuned(saved, OPTIONS)
         data_hit = store.search("text", data[7], 1, effort=SearchEffort(near=True))
         assert data_hit[0][0].offer_id == 8

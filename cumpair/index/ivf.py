@@ -12,7 +12,7 @@ find ``near_recall_target`` of the exact neighbours at ``near_cosine`` or above,
 holds where a fixed list count's does not (the lists grow with N, and near neighbours spread over
 more of them). Training uses a sample; vectors are
 added chunk by chunk, so a build never holds every raw vector in RAM. Indexes of the earlier
-8-bit layout (``OPQm,IVFn,PQmx8``) load and search as before; `outdated_layout` tells
+8-bit layout (``OPQm,IVFn,PQmx8``) load and search as before; `outdated_codes` tells
 `optimize` to rebuild them.
 """
 
@@ -170,14 +170,9 @@ def needs_ivfpq(params: IndexParams, count: int, options: StoreOptions) -> bool:
     return count >= params.trained_on * options.retrain_growth
 
 
-def outdated_layout(params: IndexParams, options: StoreOptions) -> bool:
-    """IVF-PQ built with another code layout than the options ask for (rebuilt by optimize),
-    or without the near-neighbour tuning they ask for (`near_untuned`: re-tuned by optimize)."""
-    return outdated_codes(params, options) or near_untuned(params, options)
-
-
 def outdated_codes(params: IndexParams, options: StoreOptions) -> bool:
-    """IVF-PQ whose codes or coarse quantiser are not the layout the options ask for."""
+    """IVF-PQ whose codes or coarse quantiser are not the layout the options ask for (rebuilt
+    by optimize; one that lacks only the near tuning is re-tuned instead, `near_untuned`)."""
     if params.kind != "ivfpq":
         return False
     wanted = "hnsw" if options.coarse_hnsw else "flat"

@@ -264,40 +264,29 @@ def full_search(encoder, verifier, query, gallery_vectors, gallery_features, can
     others, more = embed_views(encoder, start.others)
     views, vectors = [start.view, *others], np.concatenate([start.vector, more])
     view_scores = vectors @ gallery_vectors.T
-    hits = best_over_views([list(enumerate(row.tolist())) for row in view_scores], views)
     recording = RecordingVerifier(verifier, {id(f): n for n, f in enumerate(gallery_features)})
     features = verifier.features(query)
-    evidence = verify.keypoint_evidence(
-        recording, features, hits, gallery_features.__getitem__, candidates
-    )
-
-    def rest_hits(box):
-        rest = vector_outside(start.feature_map, box)
-        if rest is None:
-            return []
-        scores = (gallery_vectors @ rest[0]).tolist()
-        return sorted(enumerate(scores), key=lambda hit: -hit[1])
+    frame = verify.frame_size(query.size)
+    kept_views = Replay(views, view_scores, features, frame, start.feature_map)
 
     def match_offer(rest: verify.Features, row: int) -> verify.Match:
         return verifier.match(rest, gallery_features[row])
 
-    fused = verify.fused_hits(hits, evidence, features)
-    frame = verify.frame_size(query.size)
-    ranked = verify.explain_away(
-        hits, fused, evidence, features, frame, rest_hits, match_offer=match_offer
+    ranked, stages = rank_views(
+        kept_views, gallery_vectors, gallery_features, recording, match_offer, candidates
     )
     seconds = time.perf_counter() - started
     kinds = [view_kind(v.name) for v in views]
-    kept = QueryScores(view_scores, kinds, (features[0], None), recording.matched)
-    kept.replay = Replay(views, view_scores, features, frame, start.feature_map)
-    kept.stages = {"views": hits, "fused": fused}
-    return [row for row, _ in ranked], kept, seconds
+    kept = QueryScores(
+        view_scores, kinds, (features[0], None), recording.matched, kept_views, stages
+    )
+    return ranked, kept, seconds
 
 
 @dataclass
 class Replay:
     """What the full search of one query needs to be run again from its views' cosines on
-    (`replay`): for `--study`, where thresholds are swept without new forward passes."""
+    (`rank_views`): for `--study`, where thresholds are swept without new forward passes."""
 
     views: list
     view_scores: np.ndarray
@@ -326,13 +315,21 @@ class MemoMatcher:
         return self.match(query, self.rows[id(candidate)]).keypoints
 
 
-def replay(r: Replay, gallery_vectors: np.ndarray, memo: MemoMatcher, candidates: int):
-    """The full search's ranking of one query again, from its kept views' cosines, under the
-    module constants as they are now (`verify`, `cumpair.embed.query`); also each stage's
-    hits (views merged, keypoints fused)."""
+def rank_views(
+    r: Replay,
+    gallery_vectors: np.ndarray,
+    gallery_features: Sequence,
+    matcher,
+    match_offer: Callable[[verify.Features, int], verify.Match],
+    candidates: int,
+) -> tuple[list[int], dict[str, list]]:
+    """The full search's ranking of one query from its views' cosines (`r`), under the module
+    constants as they are now (`verify`, `cumpair.embed.query`): views merged, keypoints fused
+    (`matcher.matched_keypoints`), the occluder check (`match_offer`); also the hits after the
+    first two. `full_search` ranks through it, and `--study` again from the kept cosines."""
     hits = best_over_views([list(enumerate(row.tolist())) for row in r.view_scores], r.views)
     evidence = verify.keypoint_evidence(
-        memo, r.features, hits, memo.gallery.__getitem__, candidates
+        matcher, r.features, hits, gallery_features.__getitem__, candidates
     )
 
     def rest_hits(box):
@@ -343,7 +340,7 @@ def replay(r: Replay, gallery_vectors: np.ndarray, memo: MemoMatcher, candidates
 
     fused = verify.fused_hits(hits, evidence, r.features)
     ranked = verify.explain_away(
-        hits, fused, evidence, r.features, r.frame, rest_hits, match_offer=memo.match
+        hits, fused, evidence, r.features, r.frame, rest_hits, match_offer=match_offer
     )
     return [row for row, _ in ranked], {"views": hits, "fused": fused}
 
@@ -468,7 +465,8 @@ def study(task: Task, rankings, kept: list[QueryScores], gallery, memo, candidat
             setattr(module, name, value)
             try:
                 right = sum(
-                    replay(s.replay, gallery, memo, candidates)[0][0] == t
+                    rank_views(s.replay, gallery, memo.gallery, memo, memo.match, candidates)[0][0]
+                    == t
                     for s, t in zip(kept, task.truth, strict=True)
                 )
             finally:

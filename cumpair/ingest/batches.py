@@ -39,12 +39,7 @@ def embed_and_store(
     """For each (item, paths of its stored photos) of `batch`, in order: its vectors (all
     embedded together) and its upsert into `store` and `groups` (`stages.store_offer`). An
     offer the store refuses (`InvalidOfferError`) comes out with the error, and the rest go on."""
-    futures = [
-        embedder.submit(list(paths), product_text(item), key=item["url"]) for item, paths in batch
-    ]
-    embedder.flush()
-    for (item, paths), future in zip(batch, futures, strict=True):
-        vectors = future.result()
+    for (item, paths), vectors in zip(batch, _embedded(embedder, batch), strict=True):
         try:
             result, _ = store_offer(
                 store, groups, offer_record(item, paths), space_vectors(vectors)
@@ -72,14 +67,11 @@ def embed_and_store_many(
     offer is stored. Grouping each offer passes the part's later new offers as `pending`, so
     they do not crowd its neighbours out.
     """
-    futures = [
-        embedder.submit(list(paths), product_text(item), key=item["url"]) for item, paths in batch
-    ]
-    embedder.flush()
     out: list[Stored | None] = [None] * len(batch)
     ready: list[tuple[int, Any, dict[str, np.ndarray], Any]] = []
-    for n, ((item, paths), future) in enumerate(zip(batch, futures, strict=True)):
-        vectors = future.result()
+    for n, ((item, paths), vectors) in enumerate(
+        zip(batch, _embedded(embedder, batch), strict=True)
+    ):
         try:
             ready.append((n, vectors, space_vectors(vectors), offer_record(item, paths)))
         except InvalidOfferError as exc:
@@ -109,6 +101,19 @@ def embed_and_store_many(
             groups.assign(store, result.offer_id, vecs, pending=created)
             out[n] = Stored(vectors, result)
     return out  # type: ignore[return-value]  # every offer has its outcome now
+
+
+def _embedded(
+    embedder: BatchEmbedder, batch: Sequence[tuple[Mapping[str, Any], Sequence[str]]]
+) -> Iterator[ItemVectors]:
+    """The vectors of each (item, photo paths) of `batch`, in order, all embedded together
+    (submitted, then one flush); each offer's result is taken in its turn, so an offer whose
+    embedding failed raises there, after the offers before it."""
+    futures = [
+        embedder.submit(list(paths), product_text(item), key=item["url"]) for item, paths in batch
+    ]
+    embedder.flush()
+    return (future.result() for future in futures)
 
 
 def _upsert_one(

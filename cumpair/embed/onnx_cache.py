@@ -4,6 +4,8 @@ Several crawler processes may start at the same time; a file lock makes exactly 
 export while the others wait, and the export lands under its final name only when complete.
 Inside `exports_elsewhere()` a missing file raises `OnnxExportMissing` instead: the caller
 exports in another process (`cumpair.embed.onnx_export`) and keeps torch out of its own.
+An export killed outright (SIGKILL, out of memory) cannot remove its temporary file; the next
+exporter, holding the same lock, removes what such a run left.
 """
 
 from __future__ import annotations
@@ -58,6 +60,7 @@ def cached_onnx(path: Path, export: Callable[[Path], None], *, lock_timeout: flo
     with FileLock(str(path) + ".lock", timeout=lock_timeout):
         if path.is_file():  # another process exported while we waited
             return path
+        _remove_abandoned_exports(path)
         fd, tmp_name = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
         os.close(fd)
         tmp = Path(tmp_name)
@@ -68,3 +71,14 @@ def cached_onnx(path: Path, export: Callable[[Path], None], *, lock_timeout: flo
         finally:
             tmp.unlink(missing_ok=True)
     return path
+
+
+def _remove_abandoned_exports(path: Path) -> None:
+    """Delete the temporary files of earlier exports of `path` that never finished.
+
+    Called under the export lock, so no live export owns one of them: each is what a killed
+    run left (about 100 MB for the text model), never to be renamed into place.
+    """
+    for leftover in path.parent.glob(path.name + ".*.tmp"):
+        logger.info("removing %s, left by an export that did not finish", leftover)
+        leftover.unlink(missing_ok=True)

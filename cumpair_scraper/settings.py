@@ -151,18 +151,26 @@ IMAGES_URLS_FIELD = "image_urls"
 IMAGES_RESULT_FIELD = "images"
 IMAGES_MIN_WIDTH = 32
 IMAGES_MIN_HEIGHT = 32
-# Days a stored image is used without asking the shop (Scrapy's expiry). 0: every crawl asks,
-# conditionally (IMAGES_REVALIDATE: If-None-Match / If-Modified-Since from the last download),
-# so a changed photo under the same URL is seen on the next crawl and an unchanged one costs a
-# 304 where the shop sends validators. Unchanged bytes are never OCR'd or embedded again either
+# Days a stored image is used without asking the shop (Scrapy's expiry). 0: every crawl asks
+# for each image its response does not call fresh (IMAGES_HTTP_FRESHNESS below), conditionally
+# (IMAGES_REVALIDATE: If-None-Match / If-Modified-Since from the last download), so a changed
+# photo under such a URL is seen on the next crawl and an unchanged one costs a 304 where the
+# shop sends validators. Unchanged bytes are never OCR'd or embedded again either
 # way (the vision cache below).
 IMAGES_EXPIRES = 0
 IMAGES_REVALIDATE = True
+# A stored image whose response is still fresh by the shop's own Cache-Control max-age or
+# Expires (RFC 9111, as a private cache: no heuristic freshness) is used without a request.
+# Image CDNs give long lifetimes to versioned URLs (Shopify's `?v=`, a checksum in the path) and
+# change the URL with the photo, so a recrawl asks only for its pages and new photos; a shop that
+# replaces a photo under the same URL and still says it is fresh for a time is seen after that
+# time, as by every browser and CDN. no-cache, no-store or no lifetime: asked again as above.
+IMAGES_HTTP_FRESHNESS = True
 # The same expiry in hours, for recrawls within a day (None: IMAGES_EXPIRES decides). A stored
 # photo younger than this (downloaded or revalidated since) is used without a request, so a
 # recrawl sends only its pages; but a photo replaced under the same URL is seen only once the
-# stored copy is this old. 20 keeps a daily crawl asking for every photo and spares the ones
-# in between (bench/bench_crawl.py measures both policies).
+# stored copy is this old. 20 keeps a daily crawl asking for every photo it may not call fresh
+# and spares the ones in between.
 IMAGES_EXPIRES_HOURS = None
 
 # --- Specifications from page text and images (pipelines/specs.py) ---------------------------

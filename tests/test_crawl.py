@@ -120,7 +120,7 @@ def test_crawled_fields_match_the_catalog(crawl, demo_server, shop):
             continue
         expected_gtin = None if offer.defect == "bad_gtin" else normalize_gtin(offer.gtin_printed)
         assert item["gtin"] == expected_gtin
-        assert item["image_urls"][0] == base + "/images/" + offer.photo_name
+        assert item["image_urls"][0] == base + offer.image_path(offer.photo_name)
         assert len(item["images"]) == len(item["image_urls"])  # downloaded by the pipeline
         assert item["availability"] == offer.availability
         assert item["brand"] == offer.product.brand

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import json
 import re
@@ -264,7 +265,7 @@ def test_northwind_product_pages_carry_json_ld_products(demo_server):
         assert product["sku"] == offer.sku
         assert product["mpn"] == offer.product.model
         assert product["brand"] == {"@type": "Brand", "name": offer.product.brand}
-        assert product["image"] == [f"{base}/images/{n}" for n in offer.image_names]
+        assert product["image"] == [base + path for path in offer.image_paths]
         assert product["offers"]["availability"] == "https://schema.org/" + offer.availability
         assert product.get("gtin13") == offer.gtin_printed
         if offer.defect == "missing_price":
@@ -291,7 +292,7 @@ def test_bluepeak_product_pages_carry_microdata_only(demo_server):
         assert props["sku"] == offer.sku
         assert props["mpn"] == offer.product.model
         assert props["brand"]["properties"]["name"] == offer.product.brand
-        assert props["image"] == [f"{base}/images/{n}" for n in offer.image_names]
+        assert props["image"] == [base + path for path in offer.image_paths]
         gtin = props.get("gtin13") or props.get("gtin12")
         assert gtin == offer.gtin_printed
         seen_upc |= "gtin12" in props
@@ -332,7 +333,7 @@ def test_cornerstore_product_pages_have_no_structured_data(demo_server):
         )
         assert specs.get("EAN") == offer.gtin_printed
         assert specs["Model"] == offer.product.model
-        assert page.css("img.gallery::attr(src)").get() == "/images/" + offer.photo_name
+        assert page.css("img.gallery::attr(src)").get() == offer.image_path(offer.photo_name)
         if offer.defect is None:
             price = page.css("span.prod-price::text").get()
             assert re.fullmatch(r"\d{1,3}(\.\d{3})*,\d\d €", price)
@@ -351,7 +352,7 @@ def test_nebula_html_holds_no_product_data_while_its_api_does(demo_server):
     item = json.loads(fetch(f"{base}/api/items/{offer.item_id}").body)
     assert item["name"] == offer.title
     assert Decimal(item["price"]) == offer.price
-    assert item["images"][0] == f"{base}/images/{offer.photo_name}"
+    assert item["images"][0] == base + offer.image_path(offer.photo_name)
     script = fetch(base + "/static/app.js")
     assert script.status == 200 and "dataset.ready" in script.text
 
@@ -390,6 +391,26 @@ def test_images_carry_an_etag_and_answer_a_matching_revalidation_with_304(demo_s
     assert (again.status, again.body, again.headers["Etag"]) == (304, b"", etag)
     other = fetch(url, headers={"If-None-Match": '"not-this-one", W/"nor-this"'})
     assert other.status == 200 and other.body == first.body
+
+
+def test_pages_link_versioned_image_urls_served_fresh_for_a_year_and_others_no_cache(demo_server):
+    """As an image CDN serves them: the URL the pages link carries a version that changes with
+    the photo, and is fresh for a year; the bare or an outdated URL must be revalidated."""
+    offer = demo_server.catalog.offers_by_shop("northwind")[0]
+    base = demo_server.base_url("northwind")
+    path = offer.image_path(offer.photo_name)
+    assert path.startswith(f"/images/{offer.photo_name}?v=")
+    versioned = fetch(base + path)
+    assert versioned.headers["Cache-Control"] == f"public, max-age={365 * 24 * 3600}"
+    again = fetch(base + path, headers={"If-None-Match": versioned.headers["Etag"]})
+    assert again.status == 304
+    assert again.headers["Cache-Control"] == versioned.headers["Cache-Control"]
+    for other in (f"/images/{offer.photo_name}", f"/images/{offer.photo_name}?v=0ld"):
+        assert fetch(base + other).headers["Cache-Control"] == "no-cache"
+    product = dataclasses.replace(offer.product, clipart="other")
+    repictured = dataclasses.replace(offer, product=product)
+    assert repictured.image_path(offer.photo_name) != path
+    assert dataclasses.replace(offer, price=offer.price + 1).image_path(offer.photo_name) == path
 
 
 def test_a_matching_revalidation_is_answered_without_rendering_the_image_again(
@@ -584,7 +605,8 @@ def test_nebula_renders_products_in_headless_chromium(demo_server):
             assert Decimal(page.text_content("#price")) == offer.price
             assert page.get_attribute("#price", "data-currency") == "EUR"
             assert page.text_content("#mpn") == offer.product.model
-            assert page.get_attribute("img.photo", "src") == f"{base}/images/{offer.photo_name}"
+            photo = base + offer.image_path(offer.photo_name)
+            assert page.get_attribute("img.photo", "src") == photo
             assert page.title() == f"{offer.title} - Nebula"
 
             page.goto(base + category_url("nebula", offer.product.category))

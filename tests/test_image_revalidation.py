@@ -8,6 +8,8 @@ import json
 import subprocess
 import sys
 import threading
+import time
+from email.utils import formatdate
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
@@ -16,6 +18,7 @@ from PIL import Image
 from scrapy import Spider
 from scrapy.utils.test import get_crawler
 
+from cumpair_scraper.pipelines.image_validators import fresh_until
 from cumpair_scraper.pipelines.images import ProductImagesPipeline
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -34,6 +37,8 @@ class _Shop(BaseHTTPRequestHandler):
 
     photo = _png((200, 30, 30))
     answers: list[int] = []
+    cache_control: str | None = None  # sent with the photo's 200s and 304s
+    age: str | None = None
 
     def do_GET(self) -> None:
         if self.path == "/":
@@ -49,6 +54,10 @@ class _Shop(BaseHTTPRequestHandler):
             type(self).answers.append(status)
             self.send_response(status)
             self.send_header("ETag", etag)
+            if self.cache_control:
+                self.send_header("Cache-Control", self.cache_control)
+            if self.age:
+                self.send_header("Age", self.age)
             if status == 304:
                 self.end_headers()
                 return
@@ -92,6 +101,7 @@ def _crawl(tmp: Path, shops: Path, run: int, *settings: str) -> tuple[dict, dict
 def _shop(tmp_path: Path) -> tuple[ThreadingHTTPServer, Path]:
     """The one-product shop served on a spare port, and a folder with its shop config."""
     _Shop.photo, _Shop.answers = _png((200, 30, 30)), []
+    _Shop.cache_control = _Shop.age = None
     server = ThreadingHTTPServer(("127.0.0.1", 0), _Shop)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     base = f"http://127.0.0.1:{server.server_address[1]}"
@@ -145,6 +155,45 @@ def test_an_expiry_in_hours_spares_the_request_for_a_recently_stored_photo(tmp_p
     assert second["images"][0]["checksum"] == first["images"][0]["checksum"]
     assert third_stats["file_status_count/downloaded"] == 1
     assert third["images"][0]["checksum"] != first["images"][0]["checksum"]
+
+
+def test_a_photo_fresh_by_its_max_age_is_not_asked_for_and_a_304_renews_its_freshness(tmp_path):
+    """RFC 9111 freshness: a stored response that is stale (its Age used up its max-age) is
+    revalidated; the 304's own max-age makes it fresh again, and while fresh no request is sent
+    (the trade-off: a photo replaced under the same URL meanwhile is seen once it is stale)."""
+    server, shops = _shop(tmp_path)
+    try:
+        _Shop.cache_control = "public, max-age=3600"
+        _Shop.age = "3599"  # a CDN's copy with one second left
+        first, _ = _crawl(tmp_path, shops, 1)
+        time.sleep(1.0)
+        _Shop.age = None
+        _, second_stats = _crawl(tmp_path, shops, 2)  # stale: a 304 that says an hour
+        _Shop.photo = _png((30, 30, 200))  # replaced under the same URL while fresh
+        third, third_stats = _crawl(tmp_path, shops, 3)
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert _Shop.answers == [200, 304]  # the third crawl asked for nothing
+    assert second_stats["file_status_count/revalidated"] == 1
+    assert "file_status_count/fresh" not in second_stats
+    assert third_stats["file_status_count/fresh"] == 1
+    assert third["images"][0]["path"] == first["images"][0]["path"]
+    assert third["images"][0]["checksum"] == first["images"][0]["checksum"]
+
+
+def test_no_cache_and_no_lifetime_revalidate_while_expires_gives_freshness():
+    now = 1_000_000.0
+    date = formatdate(now - 10, usegmt=True)
+    headers = {"Date": date, "Expires": formatdate(now + 50, usegmt=True)}
+    assert fresh_until(headers.get, now) == pytest.approx(now + 50, abs=1)
+    assert fresh_until({"Cache-Control": "max-age=60", "Age": "20"}.get, now) == now + 40
+    assert fresh_until({"Cache-Control": "max-age=60", "Date": date}.get, now) == now + 50
+    assert fresh_until({"Cache-Control": "no-cache, max-age=60"}.get, now) is None
+    assert fresh_until({"Cache-Control": "no-store"}.get, now) is None
+    assert fresh_until({"Cache-Control": "max-age=10", "Age": "30"}.get, now) is None
+    assert fresh_until({"Expires": "0"}.get, now) is None  # invalid Expires: already stale
+    assert fresh_until({"ETag": '"x"'}.get, now) is None  # no lifetime: no heuristic one
 
 
 def test_a_negative_expiry_in_hours_is_a_clear_error(tmp_path):

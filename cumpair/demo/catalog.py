@@ -10,6 +10,7 @@ what fits its kind, so labels and pages read like a real shop's. Building render
 from __future__ import annotations
 
 import functools
+import hashlib
 import os
 import random
 import warnings
@@ -317,6 +318,19 @@ class DemoOffer:
     def label_name(self) -> str:
         return self.image_names[1]
 
+    def image_path(self, name: str) -> str:
+        """The URL path its pages link the image `name` by: versioned, as image CDNs do
+        (Shopify's ``?v=``, a checksum in the path elsewhere). The version is a digest of what
+        the image is drawn from (shop, product, printed GTIN), so a changed photo is a new URL
+        and every version may be served as fresh for a long time (`server.IMAGE_MAX_AGE_S`)."""
+        drawn_from = repr((self.shop, self.product, self.gtin_printed, name)).encode()
+        return f"/images/{name}?v={hashlib.sha256(drawn_from).hexdigest()[:12]}"
+
+    @property
+    def image_paths(self) -> list[str]:
+        """`image_path` of its photo and its label, in that order."""
+        return [self.image_path(name) for name in self.image_names]
+
     def to_json(self) -> dict:
         """The offer as one JSON-ready record (export format; `product_id` is the ground truth)."""
         printed_price = None if self.defect in ("missing_price", "bad_price") else str(self.price)
@@ -334,7 +348,7 @@ class DemoOffer:
             "category": self.product.category,
             "description": self.description,
             "url": self.url_path,
-            "images": [f"/images/{name}" for name in self.image_names],
+            "images": self.image_paths,
             "defect": self.defect,
             "condition": self.condition,
             "rule": self.rule,

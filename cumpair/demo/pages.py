@@ -106,7 +106,7 @@ def category_page(catalog: Catalog, shop: str, slug: str, page: int) -> str:
     if shop == "cornerstore":
         items = "\n".join(
             f'<div class="item"><h3><a href="{escape(o.url_path)}">{escape(o.title)}</a></h3>'
-            f'<img src="/images/{escape(o.photo_name)}" width="120" alt=""></div>'
+            f'<img src="{escape(o.image_path(o.photo_name))}" width="120" alt=""></div>'
             for o in offers
         )
     else:
@@ -138,8 +138,8 @@ def _german_price(price: Decimal) -> str:
     return english.replace(",", "_").replace(".", ",").replace("_", ".") + " €"
 
 
-def _abs(base: str, name: str) -> str:
-    return f"{base}/images/{name}"
+def _abs(base: str, offer: DemoOffer, name: str) -> str:
+    return base + offer.image_path(name)
 
 
 def northwind_product(offer: DemoOffer, base: str) -> str:
@@ -170,7 +170,7 @@ def northwind_product(offer: DemoOffer, base: str) -> str:
         "mpn": product.model,
         "brand": {"@type": "Brand", "name": product.brand},
         "description": offer.description,
-        "image": [_abs(base, name) for name in offer.image_names],
+        "image": [_abs(base, offer, name) for name in offer.image_names],
         "category": product.category,
         "offers": offer_data,
     }
@@ -181,7 +181,7 @@ def northwind_product(offer: DemoOffer, base: str) -> str:
         ld = ld.replace('",\n', '"\n', 1)  # a missing comma: a syntax error, as CMSes produce
     ld = ld.replace("</", "<\\/")
     head = f'\n<script type="application/ld+json">\n{ld}\n</script>'
-    images = "".join(f'<img src="/images/{escape(n)}" alt="">' for n in offer.image_names)
+    images = "".join(f'<img src="{escape(p)}" alt="">' for p in offer.image_paths)
     body = (
         f'<h1 class="product-title">{escape(offer.title)}</h1>\n{visible_price}\n'
         f'<p class="availability">{escape(offer.availability)}</p>\n'
@@ -210,7 +210,8 @@ def bluepeak_product(offer: DemoOffer, base: str) -> str:
         prop = "gtin12" if len(offer.gtin_printed) == 12 else "gtin13"
         gtin = f'<p>GTIN: <span itemprop="{prop}">{escape(offer.gtin_printed)}</span></p>'
     images = "".join(
-        f'<img itemprop="image" src="{escape(_abs(base, n))}" alt="">' for n in offer.image_names
+        f'<img itemprop="image" src="{escape(_abs(base, offer, n))}" alt="">'
+        for n in offer.image_names
     )
     body = f"""<div itemscope itemtype="https://schema.org/Product">
 <h1 itemprop="name">{escape(offer.title)}</h1>
@@ -244,9 +245,7 @@ def cornerstore_product(offer: DemoOffer) -> str:
     if offer.gtin_printed is not None:
         rows.append(("EAN", offer.gtin_printed))
     table = "".join(f"<tr><th>{k}</th><td>{escape(v)}</td></tr>" for k, v in rows)
-    images = "".join(
-        f'<img class="gallery" src="/images/{escape(n)}" alt="">' for n in offer.image_names
-    )
+    images = "".join(f'<img class="gallery" src="{escape(p)}" alt="">' for p in offer.image_paths)
     body = (
         f'<h1 class="prod-title">{escape(offer.title)}</h1>\n{price}\n'
         f'<div class="stock">{_STOCK_TEXT[offer.availability]}</div>\n'
@@ -279,7 +278,7 @@ def nebula_catalog_json(catalog: Catalog, slug: str, page: int) -> dict:
                 "title": o.title,
                 "url": o.url_path,
                 "price": _price_text(o.price),
-                "image": f"/images/{o.photo_name}",
+                "image": o.image_path(o.photo_name),
             }
             for o in offers
         ],
@@ -300,7 +299,7 @@ def nebula_item_json(offer: DemoOffer, base: str) -> dict:
         "availability": offer.availability,
         "description": offer.description,
         "category": offer.product.category,
-        "images": [_abs(base, name) for name in offer.image_names],
+        "images": [_abs(base, offer, name) for name in offer.image_names],
     }
 
 

@@ -29,6 +29,10 @@ DEFAULT_PORT = 8070
 CHALLENGE_MODES = ("first", "solve")
 PASS_COOKIE = "demo_pass"
 STATIC_DIR = Path(__file__).with_name("static")
+#: How long a versioned image URL (`DemoOffer.image_path`) is served as fresh: a year, as image
+#: CDNs serve URLs that change with the file (Shopify's ``?v=``). An unversioned or outdated URL
+#: is ``no-cache``: its bytes may change under it, so a cache must revalidate it every time.
+IMAGE_MAX_AGE_S = 365 * 24 * 3600
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
@@ -365,7 +369,10 @@ class DemoServer:
         # A strong validator of the bytes, as a real shop's CDN sends: a crawler revalidating
         # its stored copy (If-None-Match) gets a body-less 304 unless the picture changed. Like
         # a CDN's, it is answered from what the server knows of the file, without rendering
-        # it again (the rendered bytes are cached only for the last few thousand images).
+        # it again (the rendered bytes are cached only for the last few thousand images). The
+        # versioned URL its pages link is fresh for IMAGE_MAX_AGE_S; any other is no-cache.
+        versioned = request.path_qs == offer.image_path(name)
+        cache = {"Cache-Control": f"public, max-age={IMAGE_MAX_AGE_S}" if versioned else "no-cache"}
         wanted = _etags(request.headers.get("If-None-Match", ""))
         etag = self._image_etags.get((offer, name))
         if etag is None or etag not in wanted:
@@ -373,10 +380,10 @@ class DemoServer:
             body, mime = await asyncio.to_thread(image_response, offer, name)
             etag = self._image_etags[(offer, name)] = hashlib.sha256(body).hexdigest()[:32]
             if etag not in wanted:
-                response = web.Response(body=body, content_type=mime)
+                response = web.Response(body=body, content_type=mime, headers=cache)
                 response.etag = etag
                 return response
-        response = web.Response(status=304)
+        response = web.Response(status=304, headers=cache)
         response.etag = etag
         return response
 

@@ -4,13 +4,17 @@ Three changes to Scrapy's pipeline: unless IMAGES_STORE is set, images land in
 `<INDEX_DATA_DIR>/images`, beside the index that refers to them (later pipelines read them
 back through `cumpair.stored_images`, from the same `image_store_uri()`); image requests carry
 their own size limits (IMAGES_DOWNLOAD_MAXSIZE / IMAGES_DOWNLOAD_WARNSIZE, as Scrapy's
-`download_maxsize` / `download_warnsize` meta) instead of the page limits; and a stored image
+`download_maxsize` / `download_warnsize` meta) instead of the page limits; and a stored image is
+used without a request while its response is fresh by its own Cache-Control max-age or Expires
+(IMAGES_HTTP_FRESHNESS, RFC 9111 as a private cache: `file_status_count/fresh`), as an image
+CDN's versioned URLs are meant to be; past that, or without freshness (no-cache), a stored image
 older than IMAGES_EXPIRES days is asked for conditionally (If-None-Match / If-Modified-Since
 with the validators its last download returned, IMAGES_REVALIDATE): a 304 keeps the stored
-file, restarts its expiry clock and gives the item the same path and checksum
-(`file_status_count/revalidated`) so the vision cache answers for it. Younger files are used
-without any request (Scrapy's own expiry, `file_status_count/uptodate`); IMAGES_EXPIRES_HOURS,
-when set, gives that expiry in hours instead of Scrapy's whole days, for recrawls within a day.
+file, restarts its expiry clock, takes the freshness the 304 states and gives the item the same
+path and checksum (`file_status_count/revalidated`) so the vision cache answers for it. Younger
+files are used without any request (Scrapy's own expiry, `file_status_count/uptodate`);
+IMAGES_EXPIRES_HOURS, when set, gives that expiry in hours instead of Scrapy's whole days, for
+recrawls within a day.
 `stage/download_s` sums the images' download latency, `stage/images_cpu_s` the reactor thread's
 CPU seconds storing them (decoding, converting, writing; local stores only: a remote store's
 upload lets other reactor work run meanwhile).
@@ -29,9 +33,15 @@ from scrapy.http import Response
 from scrapy.pipelines.files import FileInfo, FSFilesStore
 from scrapy.pipelines.images import ImagesPipeline
 from scrapy.pipelines.media import MediaPipeline
+from scrapy.utils.defer import ensure_awaitable
 
 from cumpair.stored_images import image_store_uri
-from cumpair_scraper.pipelines.image_validators import FILE_NAME, ImageValidators, Validators
+from cumpair_scraper.pipelines.image_validators import (
+    FILE_NAME,
+    ImageValidators,
+    Validators,
+    fresh_until,
+)
 
 
 class ProductImagesPipeline(ImagesPipeline):
@@ -50,7 +60,9 @@ class ProductImagesPipeline(ImagesPipeline):
             self.expires = hours / 24  # Scrapy compares a stored file's age in days with it
         self.validators: ImageValidators | None = None
         self._local = isinstance(self.store, FSFilesStore)
-        if crawler.settings.getbool("IMAGES_REVALIDATE", True) and self._local:
+        self.http_freshness = crawler.settings.getbool("IMAGES_HTTP_FRESHNESS", True)
+        self.revalidate = crawler.settings.getbool("IMAGES_REVALIDATE", True)
+        if (self.revalidate or self.http_freshness) and self._local:
             self.validators = ImageValidators(Path(self.store.basedir) / FILE_NAME)
             crawler.signals.connect(self._close_validators, signal=signals.spider_closed)
 
@@ -66,10 +78,25 @@ class ProductImagesPipeline(ImagesPipeline):
             request.meta.setdefault("download_maxsize", self.download_maxsize)
             request.meta.setdefault("download_warnsize", self.download_warnsize)
             saved = self._stored_validators(request, info)
-            if saved is not None:
+            if saved is not None and self.revalidate:
                 for name, value in saved.headers().items():
                     request.headers.setdefault(name, value)
         return requests
+
+    async def media_to_download(
+        self, request: Request, info: MediaPipeline.SpiderInfo, *, item: Any = None
+    ) -> FileInfo | None:
+        """The stored file, without a request, while its response is fresh; else Scrapy's
+        expiry decides (a request, conditional when validators are stored)."""
+        if self.http_freshness:
+            saved = self._stored_validators(request, info)
+            if saved is not None and saved.fresh(time.time()):
+                path = self.file_path(request, info=info, item=item)
+                stat = self.store.stat_file(path, info)
+                self.inc_stats("fresh")
+                return {"url": request.url, "path": path, "checksum": stat.get("checksum"),
+                        "status": "uptodate"}  # fmt: skip
+        return await ensure_awaitable(super().media_to_download(request, info, item=item))
 
     async def media_downloaded(
         self, response: Response, request: Request, info: MediaPipeline.SpiderInfo, *,
@@ -88,15 +115,30 @@ class ProductImagesPipeline(ImagesPipeline):
     async def _store_downloaded(
         self, response: Response, request: Request, info: MediaPipeline.SpiderInfo, item: Any
     ) -> FileInfo:
-        if response.status == 304 and self._stored_validators(request, info) is not None:
-            return self._revalidated(request, info, item)
+        saved = self._stored_validators(request, info)
+        if response.status == 304 and saved is not None:
+            result = self._revalidated(request, info, item)
+            # The 304's own headers update the stored response's (RFC 9111 4.3.4).
+            self.validators.put(result["path"], Validators(  # type: ignore[union-attr]
+                _header(response, b"ETag") or saved.etag,
+                _header(response, b"Last-Modified") or saved.last_modified,
+                self._fresh_until(response),
+            ))  # fmt: skip
+            return result
         result = await super().media_downloaded(response, request, info, item=item)
         if self.validators is not None:
-            self.validators.put(
-                result["path"],
-                Validators(_header(response, b"ETag"), _header(response, b"Last-Modified")),
-            )
+            self.validators.put(result["path"], Validators(
+                _header(response, b"ETag") if self.revalidate else None,
+                _header(response, b"Last-Modified") if self.revalidate else None,
+                self._fresh_until(response),
+            ))  # fmt: skip
         return result
+
+    def _fresh_until(self, response: Response) -> float | None:
+        if not self.http_freshness:
+            return None
+        return fresh_until(lambda name: _header(response, name.encode()), time.time(),
+                           response.meta.get("download_latency") or 0.0)  # fmt: skip
 
     def _stored_validators(
         self, request: Request, info: MediaPipeline.SpiderInfo

@@ -393,6 +393,15 @@ def best_qps(
     return queries / min(times[0]), queries / min(times[1])
 
 
+def _on_one_thread(run: Callable[[], object]) -> object:
+    threads = faiss.omp_get_max_threads()
+    faiss.omp_set_num_threads(1)
+    try:
+        return run()
+    finally:
+        faiss.omp_set_num_threads(threads)
+
+
 def bench_overhead(n: int, dim: int, nq: int, root: Path, repeat: int = 3) -> None:
     print(f"\n== overhead at {n} x {dim} (Flat, {nq} queries, k=10)")
     data, queries = np.split(clustered(n + nq, dim), [n])  # queries: same clusters, unseen
@@ -432,6 +441,13 @@ def bench_overhead(n: int, dim: int, nq: int, root: Path, repeat: int = 3) -> No
             lambda: [raw.search(q[None], 10) for q in singles],
             lambda: [store.search("image", q, 10) for q in singles],
         )
+        # FAISS on one OpenMP thread, as the store searches so few queries (ivf.SERIAL_QUERIES)
+        raw_serial, store_again = best_qps(
+            repeat,
+            len(singles),
+            partial(_on_one_thread, lambda: [raw.search(q[None], 10) for q in singles]),
+            lambda: [store.search("image", q, 10) for q in singles],
+        )
     row("add (vectors/s)", raw_add, store_add, "vec/s")
     add_row("add, same durability", n, Timing.best(thin), Timing.best(ours))
     add_row("add, same writes", n, Timing.best(same), Timing.best(ours))
@@ -445,6 +461,7 @@ def bench_overhead(n: int, dim: int, nq: int, root: Path, repeat: int = 3) -> No
     print("     it also reads and compares the offers' vectors, which the hand knows unchanged)")
     row("search, batched (QPS)", raw_qps, store_qps, "q/s")
     row("search, one at a time (QPS)", raw_single, store_single, "q/s")
+    row("  raw on one thread", raw_serial, store_again, "q/s")
 
 
 def bench_ivfpq(data: np.ndarray, queries: np.ndarray, root: Path, opq, refine, what: str) -> None:

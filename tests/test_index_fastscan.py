@@ -310,3 +310,30 @@ def test_search_parameters_are_made_once_per_index_and_nprobe_and_go_with_the_in
     del index, made
     gc.collect()
     assert cached() is None  # the cache held them for the index only
+
+
+def test_a_few_queries_search_on_the_calling_thread_alone_and_its_setting_comes_back():
+    """Under `ivf.SERIAL_QUERIES` queries FAISS runs with one OpenMP thread (its parallel
+    region per call costs more than one query's scan); a larger batch keeps the caller's
+    threads, and the caller's setting is the same after either."""
+    vectors = clustered(400)
+    ids = np.arange(400, dtype=np.int64)
+    seen: list[int] = []
+
+    def lookup(wanted: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        seen.append(faiss.omp_get_max_threads())  # re-ranking runs inside the search
+        return vectors[np.maximum(wanted, 0)], wanted >= 0
+
+    index, params = ivf.build_and_tune(
+        vectors, ids, 400, lambda: iter([(ids, vectors)]), lookup, StoreOptions()
+    )
+    before = faiss.omp_get_max_threads()
+    faiss.omp_set_num_threads(2)
+    try:
+        for queries, threads in ((vectors[:1], 1), (vectors[:64], 2)):
+            seen.clear()
+            _, found = ivf.search(index, params, queries, 5, lookup=lookup, k_factor=4)
+            assert seen == [threads] and faiss.omp_get_max_threads() == 2
+            assert found[:, 0].tolist() == ids[: len(queries)].tolist()
+    finally:
+        faiss.omp_set_num_threads(before)

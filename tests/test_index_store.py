@@ -228,3 +228,62 @@ async def test_asyncio_tasks_search_concurrently(store, rng):
     store.upsert_many([(offer(url=f"http://n/{i}"), {"image": images[i]}) for i in range(50)])
     results = await asyncio.gather(*(store.asearch("image", images[i], 1) for i in range(50)))
     assert [r[0][0].offer_id for r in results] == list(range(1, 51))
+
+
+def test_single_queries_and_batches_find_the_exact_hits_and_leave_the_query_alone(store, rng):
+    """A query row alone (1-D or 1 x d, any dtype) and in a batch small or large gets the same
+    hits: each offer once at its best vector, exact scores, fewer than k when the space has
+    fewer offers. The store scales a copy: the caller's array is left as it was."""
+    images = {}
+    for n in range(12):  # offers of 1 to 3 photos: ordinals > 0 in the hits
+        images[
+            store.upsert(offer(url=f"http://n/{n}"), {"image": unit(rng, 1 + n % 3, 16)}).offer_id
+        ] = None
+    vids, vectors = zip(*[(vector_id(o, i), v) for o, i, v in _stored(store, images)], strict=True)
+    vectors = np.stack(vectors)
+    queries = 3.0 * unit(rng, 300, 16)  # 300 x k: past the small-result path
+
+    def exact(q: np.ndarray, k: int) -> list[tuple[int, int]]:
+        best: dict[int, tuple[float, int]] = {}
+        for vid, score in zip(vids, vectors @ (q / np.linalg.norm(q)), strict=True):
+            o, i = split_vector_id(vid)
+            if o not in best or score > best[o][0]:
+                best[o] = (float(score), i)
+        ranked = sorted(best.items(), key=lambda item: -item[1][0])[:k]
+        return [(o, i) for o, (_, i) in ranked]
+
+    given = queries.copy()
+    batched = store.search("image", given, k=5)
+    small = store.search("image", given[:3], k=20)  # k past the offers: fewer hits
+    assert np.array_equal(given, queries)
+    for n, q in enumerate(queries[:40]):
+        alone = [store.search("image", form, k=5)[0] for form in (q, q[None], q.astype(np.float64))]
+        assert np.array_equal(q, queries[n])
+        assert alone[0] == alone[1] == batched[n]
+        assert [h.offer_id for h in alone[2]] == [h.offer_id for h in batched[n]]
+        assert [(h.offer_id, h.ordinal) for h in batched[n]] == exact(q, 5)
+        q_unit = q / np.linalg.norm(q)
+        for hit in batched[n]:
+            stored = images[hit.offer_id][hit.ordinal]
+            assert hit.score == pytest.approx(float(stored @ q_unit), abs=1e-5)
+    for n in range(3):
+        assert len(small[n]) == 12 and [(h.offer_id, h.ordinal) for h in small[n]] == exact(
+            queries[n], 20
+        )
+    big = np.full(16, 1e30, dtype=np.float32)  # squares overflow float32: still one unit query
+    assert store.search("image", big, k=1)[0] == store.search("image", np.ones(16), k=1)[0]
+    for bad in (np.zeros(16), np.full(16, np.nan), np.r_[np.ones(15), np.inf]):
+        with pytest.raises(InvalidVectorError):
+            store.search("image", bad.astype(np.float32), k=1)
+
+
+def _stored(store, images: dict) -> list[tuple[int, int, np.ndarray]]:
+    """(offer id, ordinal, vector) of every stored image vector; fills `images` by offer."""
+    out = []
+    for ids, matrix in store.iter_vectors("image"):
+        for vid, vector in zip(ids.tolist(), matrix, strict=True):
+            o, i = split_vector_id(vid)
+            out.append((o, i, vector))
+    for o in images:
+        images[o] = np.stack([v for oo, _, v in sorted(out, key=lambda t: t[1]) if oo == o])
+    return out

@@ -230,6 +230,15 @@ def training_size(params: IndexParams) -> int:
     return max(40 * params.nlist, 40 * 2**params.nbits, 10_000 if params.opq else 0)
 
 
+#: Searches of fewer queries run with one OpenMP thread (set for the calling thread only, and
+#: restored): FAISS opens a parallel region per call even for one query (``IndexIDMap`` maps
+#: its k labels in one), and handing that to a second thread costs more than the whole scan.
+#: A single query over 20,000 x 128 Flat (bench_index): 0.25 ms of CPU on one thread; with the
+#: default two, 0.8 ms wall when the machine is quiet and 20-60 ms at load 13. FAISS's own
+#: cut between one query at a time and BLAS (``distance_compute_blas_threshold``) is 20.
+SERIAL_QUERIES = 20
+
+
 def search_parameters(
     index: faiss.Index, nprobe: int, selector: faiss.IDSelector | None = None
 ) -> faiss.SearchParametersIVF:
@@ -271,8 +280,29 @@ def search(
     is shared but only read), so concurrent searches share no mutable state.
 
     With `lookup`, IVF-PQ asks for ``k * k_factor`` candidates and re-ranks them exactly;
-    without, it returns the first k by their PQ scores.
+    without, it returns the first k by their PQ scores. Fewer than `SERIAL_QUERIES` queries
+    run on the calling thread alone (see there).
     """
+    if len(queries) < SERIAL_QUERIES:
+        threads = faiss.omp_get_max_threads()  # this thread's setting (OpenMP keeps one each)
+        faiss.omp_set_num_threads(1)
+        try:
+            return _search(index, params, queries, k, allowed, lookup, nprobe, k_factor)
+        finally:
+            faiss.omp_set_num_threads(threads)
+    return _search(index, params, queries, k, allowed, lookup, nprobe, k_factor)
+
+
+def _search(
+    index: faiss.Index,
+    params: IndexParams,
+    queries: np.ndarray,
+    k: int,
+    allowed: np.ndarray | None,
+    lookup: VectorLookup | None,
+    nprobe: int | None,
+    k_factor: int | None,
+) -> tuple[np.ndarray, np.ndarray]:
     selector = None if allowed is None else faiss.IDSelectorBatch(allowed)
     if params.kind == "flat":
         search_params = faiss.SearchParameters(sel=selector) if selector is not None else None

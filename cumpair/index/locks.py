@@ -20,24 +20,15 @@ class RWLock:
     """Many readers or one writer; a waiting writer blocks new readers so it cannot starve."""
 
     def __init__(self) -> None:
-        self._cond = threading.Condition()
+        self._cond = threading.Condition(threading.Lock())
         self._readers = 0
         self._writer = False
         self._writers_waiting = 0
+        self._reading = _Reading(self)
 
-    @contextmanager
-    def read(self) -> Iterator[None]:
-        with self._cond:
-            while self._writer or self._writers_waiting:
-                self._cond.wait()
-            self._readers += 1
-        try:
-            yield
-        finally:
-            with self._cond:
-                self._readers -= 1
-                if not self._readers:
-                    self._cond.notify_all()
+    def read(self) -> _Reading:
+        """A shared hold for a ``with`` block (one object, no generator: every search takes it)."""
+        return self._reading
 
     @contextmanager
     def write(self) -> Iterator[None]:
@@ -53,6 +44,29 @@ class RWLock:
             with self._cond:
                 self._writer = False
                 self._cond.notify_all()
+
+
+class _Reading:
+    """`RWLock.read`'s context manager; it keeps no state of its own, so threads share it."""
+
+    __slots__ = ("_rw",)
+
+    def __init__(self, rw: RWLock) -> None:
+        self._rw = rw
+
+    def __enter__(self) -> None:
+        rw = self._rw
+        with rw._cond:
+            while rw._writer or rw._writers_waiting:
+                rw._cond.wait()
+            rw._readers += 1
+
+    def __exit__(self, *exc: object) -> None:
+        rw = self._rw
+        with rw._cond:
+            rw._readers -= 1
+            if not rw._readers and rw._writers_waiting:  # only a writer waits for no readers
+                rw._cond.notify_all()
 
 
 # The writer locks this process holds, by store directory: what `WriterLock.join` shares.

@@ -4,6 +4,7 @@ and vectors (shape, dimension, finite, normalised). Nothing is written here.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -153,7 +154,22 @@ class Validation(StoreBase):
         return matrix.reshape(-1, dim)
 
     def _finite_unit(self, space: _Space, matrix: np.ndarray, what: str) -> np.ndarray:
-        """Refuse NaN/infinity; scale rows to unit length in place for normalised spaces."""
+        """Refuse NaN/infinity; scale rows to unit length in place for normalised spaces.
+
+        A normalised space's rows are checked by their sums of squares, one pass (the sum
+        `np.linalg.norm` takes): they are finite and positive only when every value is finite
+        and no row is zero or overflows. Only a matrix that fails it is checked value by value.
+        """
+        if space.spec.normalize and len(matrix):
+            squares = np.add.reduce(matrix * matrix, axis=1)
+            if len(squares) == 1:  # one query: its two checks on a Python float
+                square = float(squares[0])
+                fine = math.isfinite(square) and square > 0
+            else:
+                fine = bool(np.isfinite(squares).all() and squares.all())
+            if fine:
+                matrix /= np.sqrt(squares)[:, None]
+                return matrix if matrix.flags.c_contiguous else np.ascontiguousarray(matrix)
         if not np.isfinite(matrix).all():
             raise InvalidVectorError(f"{what}: contains NaN or infinity")
         if space.spec.normalize and len(matrix):

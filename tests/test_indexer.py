@@ -5,6 +5,7 @@ the regroup a killed indexer owed, and the price-alerts pass after the regroup.
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import os
 import signal
@@ -164,18 +165,26 @@ class _KilledAfterUpsert(ItemStream):
 
 @pytest.mark.slow
 @pytest.mark.integration
+@pytest.mark.parametrize(
+    ("batch", "after_restart"),
+    [
+        (1, (1, 0, 1)),  # killed between batches: offer 1 stored, offer 2 lost nothing
+        (32, (0, 0, 2)),  # killed after the batch's one upsert: both stored, none acknowledged
+    ],
+)
 def test_an_entry_stored_but_not_acknowledged_before_a_kill_is_not_stored_again(
-    redis_url, encoders, tmp_path
+    redis_url, encoders, tmp_path, batch, after_restart
 ):
     now = datetime.now(UTC).isoformat(timespec="seconds")
     stream = ItemStream.from_url(redis_url)
     for n in (1, 2):
         stream.add({**item(n), "crawled_at": now}, run="r1")
     options = IndexerOptions(ocr=False, exit_when_idle_s=0.5, regroup_idle_s=0, alerts=False)
+    killed = dataclasses.replace(options, batch=batch)
     with pytest.raises(_Killed):
-        Indexer(tmp_path / "data", _KilledAfterUpsert(stream.client), encoders, options).run()
+        Indexer(tmp_path / "data", _KilledAfterUpsert(stream.client), encoders, killed).run()
     report = Indexer(tmp_path / "data", ItemStream(stream.client), encoders, options).run()
-    assert (report.new, report.updated, report.repeated) == (1, 0, 1)  # offer 2 lost nothing
+    assert (report.new, report.updated, report.repeated) == after_restart
     with ProductStore.open(tmp_path / "data", readonly=True) as store:
         offers = store.get_offers(range(1, 10))
         assert sorted(len(store.price_history(i)) for i in offers) == [1, 1]
@@ -198,14 +207,16 @@ def test_a_later_crawl_waiting_behind_a_kill_is_stored_though_the_indexer_lags_i
 
 
 def _rerun_after_a_kill_behind(first, later, redis_url, encoders, tmp_path):
-    """Run r1's `first` and r2's `later` through an indexer killed after its first upsert,
-    then a restarted one: its report, and the offer's price history."""
+    """Run r1's `first` and r2's `later` through an indexer killed after its first upsert (a
+    batch of one: r2's entry is not stored), then a restarted one: its report, and the offer's
+    price history."""
     stream = ItemStream.from_url(redis_url)
     stream.add(first, run="r1")
     stream.add(later, run="r2")
     options = IndexerOptions(ocr=False, exit_when_idle_s=0.5, regroup_idle_s=0, alerts=False)
+    killed = dataclasses.replace(options, batch=1)
     with pytest.raises(_Killed):
-        Indexer(tmp_path / "data", _KilledAfterUpsert(stream.client), encoders, options).run()
+        Indexer(tmp_path / "data", _KilledAfterUpsert(stream.client), encoders, killed).run()
     report = Indexer(tmp_path / "data", ItemStream(stream.client), encoders, options).run()
     with ProductStore.open(tmp_path / "data", readonly=True) as store:
         (offer_id,) = store.get_offers(range(1, 10))

@@ -16,9 +16,15 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from cumpair.index import ProductStore, SpaceSpec, StoreLockedError, StoreOptions
+from cumpair.index import (
+    InvalidOfferError,
+    ProductStore,
+    SpaceSpec,
+    StoreLockedError,
+    StoreOptions,
+)
 from cumpair.indexer.spool import OfferSpool
-from cumpair.indexer.turns import TurnOptions, TurnWriter
+from cumpair.indexer.turns import BatchedWrites, TurnOptions, TurnWriter
 
 ROOT = Path(__file__).resolve().parents[1]
 SPACES = {"text": SpaceSpec(8, "test-text", "1")}
@@ -182,3 +188,75 @@ def test_every_offer_a_crawl_spooled_before_kill_9_is_indexed_by_the_holder(
     got = stored(tmp_path, "data")
     assert len(got) == spooled and {points for *_, points in got.values()} == {1}
     assert OfferSpool(spool_path).count() == 0
+
+
+def test_batched_writes_upsert_a_full_batch_in_one_transaction_and_resolve_once_durable(
+    tmp_path, monkeypatch
+):
+    holder = writer(tmp_path, "job-a")
+    calls = []
+    upsert_many = holder.store.upsert_many
+    monkeypatch.setattr(holder.store, "upsert_many", lambda part: calls.append(len(part)) or
+                        upsert_many(part))  # fmt: skip
+    writes = BatchedWrites(holder, batch_size=4, max_wait_s=3600)
+    futures = [writes.submit(*offer("north", n)) for n in range(1, 5)]
+    outcomes = [future.result(timeout=30) for future in futures]  # full: written without waiting
+    assert calls == [4]
+    assert [result.created for (result, _), _ in outcomes] == [True] * 4
+    assert all(cpu_s >= 0 for _, cpu_s in outcomes)
+    late = writes.submit(*offer("north", 5))
+    assert not late.done()  # one waiting, far from its time limit: not written yet
+    writes.close()  # ... until close, which writes what waits
+    assert late.result(timeout=0)[0][0].created and calls == [4, 1]
+    holder.close()
+    assert len(stored(tmp_path)) == 5
+
+
+def test_batched_writes_write_a_partial_batch_after_its_time_limit(tmp_path):
+    holder = writer(tmp_path, "job-a")
+    writes = BatchedWrites(holder, batch_size=100, max_wait_s=0.05)
+    futures = [writes.submit(*offer("north", n)) for n in (1, 2)]
+    assert all(future.result(timeout=10)[0] is not None for future in futures)
+    assert writes.batches == 1
+    writes.close()
+    holder.close()
+
+
+def test_a_bad_record_in_a_batch_gets_its_error_and_the_rest_are_stored(tmp_path):
+    holder = writer(tmp_path, "job-a")
+    writes = BatchedWrites(holder, batch_size=4, max_wait_s=3600)
+    bad, refs, vectors = offer("north", 2)
+    late, late_refs, late_vectors = offer("north", 3)
+    futures = [
+        writes.submit(*offer("north", 1)),
+        writes.submit({**bad, "price": 9.5}, refs, vectors),  # a float: refused by the store
+        writes.submit({**late, "crawled_at": "2999-01-01T00:00:00"}, late_refs, late_vectors),
+        writes.submit(*offer("north", 4)),
+    ]
+    with pytest.raises(InvalidOfferError, match="Decimal"):
+        futures[1].result(timeout=30)
+    with pytest.raises(InvalidOfferError, match="future"):
+        futures[2].result(timeout=30)
+    assert futures[0].result()[0] is not None and futures[3].result()[0] is not None
+    writes.close()
+    holder.close()
+    assert sorted(stored(tmp_path)) == ["https://north.example/p/1", "https://north.example/p/4"]
+
+
+def test_a_batch_groups_and_stores_as_one_at_a_time_does(tmp_path):
+    """Near-identical photos of one shop in one batch: the second is the first offer seen
+    again, as it is upserted one at a time (the batch is cut before it)."""
+    items = [offer("north", n) for n in range(1, 7)]
+    twin = items[4]
+    items[4] = (twin[0], twin[1], {"text": items[1][2]["text"] * 1.0001})  # repeats offer 2's
+    options = StoreOptions(lock_timeout_s=0.1, duplicate_space="text")
+    one = TurnWriter(tmp_path / "one", SPACES, options, TurnOptions(), source="a")
+    alone = [one.write(*entry) for entry in items]
+    one.close()
+    many = TurnWriter(tmp_path / "many", SPACES, options, TurnOptions(), source="b")
+    batched = many.write_many(items)
+    many.close()
+    key = [(r.offer_id, r.created, r.matched_by, m.product_id) for r, m in alone]
+    assert [(r.offer_id, r.created, r.matched_by, m.product_id) for r, m in batched] == key
+    assert stored(tmp_path, "one") == stored(tmp_path, "many")
+    assert not alone[4][0].created  # the twin photo: offer 2 again, one at a time and batched

@@ -18,12 +18,16 @@ import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import Future
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from cumpair.index import (
     InvalidOfferError,
+    OfferRecord,
     ProductStore,
     SpaceSpec,
     StoreLockedError,
@@ -31,6 +35,7 @@ from cumpair.index import (
     UpsertResult,
 )
 from cumpair.indexer.spool import OfferSpool, default_spool_path
+from cumpair.ingest.batches import _near_repeats, _upsert_one
 from cumpair.ingest.stages import offer_record, regroup_store, store_offer
 from cumpair.search.products import ProductGroups
 
@@ -122,6 +127,41 @@ class TurnWriter:
         if time.monotonic() >= self._next_drain:
             self.drain()
         return result, membership
+
+    def write_many(
+        self, entries: Sequence[tuple[Mapping[str, Any], Sequence[str], Mapping[str, Any]]]
+    ) -> list[tuple[UpsertResult, Any] | InvalidOfferError | None]:
+        """`write` for a batch of (item, photo references, vectors by space), upserted together
+        (`store_batch`: one durable transaction a part, results as one at a time): each one's
+        (upsert result, membership), its `InvalidOfferError` when the store refuses it (the
+        others are stored), or None when it was spooled. Durable when it returns."""
+        if self.store is None and time.monotonic() >= self._next_try:
+            self._take(timeout_s=0.0)
+        store, groups = self.store, self.groups
+        if store is None or groups is None:
+            spool = self._open_spool()
+            for item, references, vectors in entries:
+                spool.put(item, references, vectors, self.source)
+            self._count("spooled", len(entries))
+            return [None] * len(entries)
+        out: list[tuple[UpsertResult, Any] | InvalidOfferError | None] = [None] * len(entries)
+        ready: list[int] = []
+        records: list[tuple[OfferRecord, Mapping[str, np.ndarray]]] = []
+        for n, (item, references, vectors) in enumerate(entries):
+            try:
+                records.append((offer_record(item, references), vectors))
+            except InvalidOfferError as exc:  # a crawled_at the store cannot take
+                out[n] = exc
+                continue
+            ready.append(n)
+        for n, outcome in zip(ready, store_batch(store, groups, records), strict=True):
+            out[n] = outcome
+            if not isinstance(outcome, InvalidOfferError):
+                self._note_touched(outcome[0].offer_id)
+        store.maybe_flush()
+        if time.monotonic() >= self._next_drain:
+            self.drain()
+        return out
 
     def drain(self) -> int:
         """Upsert what other processes spooled (this one must hold the store); each spooled
@@ -226,6 +266,114 @@ class TurnWriter:
             self.counts[name] += n
 
 
+def store_batch(
+    store: ProductStore,
+    groups: ProductGroups,
+    entries: Sequence[tuple[OfferRecord, Mapping[str, np.ndarray]]],
+) -> list[tuple[UpsertResult, Any] | InvalidOfferError]:
+    """Upsert and group (record, vectors by space) `entries` as `stages.store_offer` one at a
+    time would, with the upserts batched: ``store.upsert_many``, one durable transaction a part,
+    the batch cut before an offer whose photo nearly repeats an earlier one of the same shop in
+    it (the store finds near-duplicates only among offers stored before a batch), and each offer
+    grouped with the part's later new offers as ``pending`` (as `cumpair ingest` does,
+    `ingest.batches.embed_and_store_many`). A part the store refuses is upserted again offer by
+    offer, so a bad record comes out as its `InvalidOfferError` and every other one is stored.
+    Returns each entry's (upsert result, membership) or error, in order."""
+    options = store.options
+    cuts = _near_repeats(entries, options.duplicate_space, options.duplicate_threshold)
+    out: list[tuple[UpsertResult, Any] | InvalidOfferError] = []
+    start = 0
+    for end in [*cuts, len(entries)]:
+        part, start = entries[start:end], end
+        if not part:
+            continue
+        try:
+            results: list[UpsertResult | InvalidOfferError] = list(store.upsert_many(part))
+        except InvalidOfferError:  # which one: each alone (nothing of the part was written)
+            results = [_upsert_one(store, record, vectors) for record, vectors in part]
+        created = [r.offer_id for r in results if isinstance(r, UpsertResult) and r.created]
+        for (_, vectors), result in zip(part, results, strict=True):
+            if isinstance(result, InvalidOfferError):
+                out.append(result)
+                continue
+            if result.created:  # the part's new offers after it: not stored, one at a time
+                del created[0]
+            out.append((result, groups.assign(store, result.offer_id, vectors, pending=created)))
+    return out
+
+
+class BatchedWrites:
+    """`TurnWriter.write_many` fed one offer at a time by many threads (the crawl's index
+    workers): offers are gathered into a batch, written once `batch_size` are waiting, once
+    the first has waited `max_wait_s`, or at `close`, on one writer thread. `submit` returns a
+    future that resolves when the offer's batch is durable (or spooled), with (its `write`
+    outcome, its share of the batch's CPU seconds), or raises its `InvalidOfferError` (the rest
+    of its batch is stored) or what failed the whole batch. Never imports Scrapy."""
+
+    def __init__(self, writer: TurnWriter, batch_size: int = 32, max_wait_s: float = 0.1) -> None:
+        if batch_size < 1 or max_wait_s < 0:
+            raise ValueError("batch_size must be at least 1, max_wait_s not negative")
+        self.writer = writer
+        self.batch_size = batch_size
+        self.max_wait_s = max_wait_s
+        self.batches = 0
+        self._waiting: list[tuple[tuple[Any, Any, Any], Future, float]] = []
+        self._cond = threading.Condition()
+        self._closed = False
+        self._thread = threading.Thread(target=self._run, name="cumpair-index-writes", daemon=True)
+        self._thread.start()
+
+    def submit(
+        self, item: Mapping[str, Any], references: Sequence[str], vectors: Mapping[str, Any]
+    ) -> Future:
+        future: Future = Future()
+        with self._cond:
+            if self._closed:
+                raise RuntimeError("BatchedWrites is closed")
+            self._waiting.append(((item, references, vectors), future, time.monotonic()))
+            self._cond.notify()
+        return future
+
+    def close(self) -> None:
+        """Write what is waiting, then stop the writer thread."""
+        with self._cond:
+            self._closed = True
+            self._cond.notify()
+        self._thread.join()
+
+    def _run(self) -> None:
+        while True:
+            with self._cond:
+                while not self._waiting and not self._closed:
+                    self._cond.wait()
+                if not self._waiting:
+                    return  # closed and nothing left
+                while len(self._waiting) < self.batch_size and not self._closed:
+                    left = self._waiting[0][2] + self.max_wait_s - time.monotonic()
+                    if left <= 0:
+                        break
+                    self._cond.wait(left)
+                batch = self._waiting[: self.batch_size]
+                del self._waiting[: self.batch_size]
+            self._write(batch)
+
+    def _write(self, batch: list[tuple[tuple[Any, Any, Any], Future, float]]) -> None:
+        cpu = time.thread_time()
+        try:
+            outcomes = self.writer.write_many([entry for entry, _, _ in batch])
+        except Exception as exc:  # the store failed the batch: every offer of it hears so
+            for _, future, _ in batch:
+                future.set_exception(exc)
+            return
+        self.batches += 1
+        share = (time.thread_time() - cpu) / len(batch)
+        for (_, future, _), outcome in zip(batch, outcomes, strict=True):
+            if isinstance(outcome, InvalidOfferError):
+                future.set_exception(outcome)
+            else:
+                future.set_result((outcome, share))
+
+
 def drain_spool(
     spool: OfferSpool,
     store: ProductStore,
@@ -241,23 +389,26 @@ def drain_spool(
     after = 0
     while rows := spool.take(batch, after):
         after = rows[-1].id
+        ready, records = [], []
         for offer in rows:
             if offer.item is None:
                 logger.error("spool %s: row %d skipped: %s", spool.path, offer.id, offer.error)
                 counts["unreadable"] += 1
                 continue
-            try:
-                record = offer_record(offer.item, offer.references)  # refuses a bad crawled_at
-                result, _ = store_offer(store, groups, record, offer.vectors)
+            try:  # refuses a bad crawled_at
+                records.append((offer_record(offer.item, offer.references), offer.vectors))
             except InvalidOfferError as exc:
-                logger.error("spool %s: %s refused by the store: %s", spool.path,
-                             offer.item.get("url"), exc)  # fmt: skip
-                counts["refused"] += 1
-                spool.done([offer.id])
+                _refused(spool, offer, exc, counts)
                 continue
-            stored(result.offer_id)
-            spool.done([offer.id])
+            ready.append(offer)
+        # One durable transaction for the rows taken; each forgotten only once it returned.
+        for offer, outcome in zip(ready, store_batch(store, groups, records), strict=True):
+            if isinstance(outcome, InvalidOfferError):
+                _refused(spool, offer, outcome, counts)
+                continue
+            stored(outcome[0].offer_id)
             counts["drained"] += 1
+        spool.done([offer.id for offer in ready])
         store.maybe_flush()
     if counts["drained"]:
         logger.info("Indexed %d offers other crawl processes had spooled in %s",
@@ -265,4 +416,11 @@ def drain_spool(
     return counts
 
 
-__all__ = ["TurnOptions", "TurnWriter", "drain_spool"]
+def _refused(spool: OfferSpool, offer: Any, exc: InvalidOfferError, counts: Counter[str]) -> None:
+    """A spooled offer the store refuses is let go, as its own process would have."""
+    logger.error("spool %s: %s refused by the store: %s", spool.path, offer.item.get("url"), exc)
+    counts["refused"] += 1
+    spool.done([offer.id])
+
+
+__all__ = ["BatchedWrites", "TurnOptions", "TurnWriter", "drain_spool", "store_batch"]

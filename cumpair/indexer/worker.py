@@ -3,12 +3,13 @@
 Per batch: each item's photos read back from the crawl's IMAGES_STORE (`cumpair.stored_images`:
 a path or an S3/GCS/FTP URI, on a thread pool), specs from its page text and photos
 (`vision.VisionStage`: the crawl's specs stage, in worker processes when the cores allow), then
-vectors for all of them together and the upsert of each (`batches.embed_and_store`) — the
-same code the crawl's pipelines and `cumpair ingest` run. An upsert is durable when it returns
-(the store's contract), and only then is the entry acknowledged (and its offer recorded for its
+vectors for all of them together and their upserts in one durable transaction
+(`batches.embed_and_store_many`, what `cumpair ingest` runs; results as one at a time). The
+batch is durable when it returns (the store's contract), and only then are its entries
+acknowledged (and its offer recorded for its
 crawl run, so a page a killed crawler had to crawl again is not indexed twice): a kill at any
-point leaves the entry pending, to be read again first on restart. A kill in the instant
-between an upsert and its acknowledgement redelivers an indexed entry: the offer's price point
+point leaves the entry pending, to be read again first on restart. A kill between a batch's
+upsert and its acknowledgements redelivers indexed entries: the offer's price point
 at exactly the item's crawl time (`_stored_before`; the store records each sighting at the
 item's ``crawled_at``) shows it was stored, and it is only acknowledged.
 When the stream goes quiet, the products the new offers touched are regrouped and the store
@@ -37,7 +38,7 @@ from cumpair.indexer.spool import OfferSpool, default_spool_path
 from cumpair.indexer.stream import Entry, ItemStream
 from cumpair.indexer.turns import drain_spool
 from cumpair.indexer.vision import Photos, VisionStage, default_vision_processes
-from cumpair.ingest.batches import embed_and_store
+from cumpair.ingest.batches import embed_and_store_many
 from cumpair.ingest.stages import crawled_at, regroup_store
 from cumpair.search.products import ProductGroups
 from cumpair.stored_images import ImageStoreOptions, open_image_store, read_photos
@@ -195,8 +196,8 @@ class Indexer:
         vision: VisionStage,
         entries: list[Entry],
     ) -> set[int]:
-        """Specs, vectors and upsert for each entry; each acknowledged as soon as its upsert
-        returned (an offer already indexed in its crawl run only acknowledged). The same
+        """Specs, vectors and the batch's upsert; each entry acknowledged once the batch's
+        upsert returned (an offer already indexed in its crawl run only acknowledged). The same
         offer twice in one crawl run within the batch (a page a killed crawler had in hand,
         crawled again) is indexed once: the later entries are acknowledged with the first.
         If the first is rejected as invalid, its later copies are not repeats of a stored
@@ -227,7 +228,7 @@ class Indexer:
         batch = [(offer.item, offer.references) for offer in prepared]
         touched: set[int] = set()
         rejected: list[Entry] = []
-        stored = embed_and_store(store, groups, _StoredPhotos(embedder, photos), batch)
+        stored = embed_and_store_many(store, groups, _StoredPhotos(embedder, photos), batch)
         for entry, offer, outcome in zip(good, prepared, stored, strict=True):
             self.report.image_errors += offer.unread + len(outcome.vectors.image_errors)
             if outcome.result is None:
@@ -342,7 +343,7 @@ class _Prepared:
 
 
 class _StoredPhotos:
-    """The embedder as `embed_and_store` sees it: that loop submits each offer's photo
+    """The embedder as `embed_and_store_many` sees it: that loop submits each offer's photo
     references (what its record keeps); the model gets the photos' bytes, read from the image
     store beforehand, and never a path it might not reach."""
 

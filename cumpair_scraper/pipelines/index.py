@@ -8,8 +8,10 @@ process at a time: processes sharing it (two scrapyd jobs) take turns through
 `cumpair.indexer.turns.TurnWriter`, the one waiting spooling its offers durably for the holder.
 Photos are read back through the store the images pipeline wrote them to
 (`cumpair.stored_images`: a path or an S3/GCS/FTP URI in IMAGES_STORE). A photo that cannot be
-read or embedded loses its vector, never the item. `stage/index_cpu_s` sums the worker threads'
-CPU seconds upserting and grouping offers (SQLite and FAISS run on the calling thread),
+read or embedded loses its vector, never the item. Offers are upserted in batches (one durable
+transaction each, `cumpair.indexer.turns.BatchedWrites`) on one writer thread; an item is passed
+on only once its batch is durable. `stage/index_cpu_s` sums the writer thread's CPU seconds
+upserting and grouping offers (SQLite and FAISS run on it), each item its share of its batch,
 `stage/close_cpu_s` the last spider's closing the store (regroup and flush).
 """
 
@@ -37,7 +39,7 @@ from cumpair.embed.reindex import spaces_for
 from cumpair.faiss_threads import SETTING as FAISS_THREADS_SETTING
 from cumpair.faiss_threads import search_threads, set_faiss_threads
 from cumpair.index import StoreOptions
-from cumpair.indexer.turns import TurnOptions, TurnWriter
+from cumpair.indexer.turns import BatchedWrites, TurnOptions, TurnWriter
 from cumpair.ingest.stages import space_vectors
 from cumpair.stored_images import image_store_from_settings, read_photos
 from cumpair_scraper.pipelines.vision_cache import vision_cache_from_settings
@@ -89,9 +91,11 @@ def turn_options_from_settings(settings: BaseSettings) -> TurnOptions:
 
 @dataclass
 class _Shared:
-    """The process's writer of one store, shared by its spiders (`scrapy crawlall`)."""
+    """The process's writer of one store and its batching, shared by its spiders (`scrapy
+    crawlall`)."""
 
     writer: TurnWriter
+    writes: BatchedWrites
     users: int
 
 
@@ -99,7 +103,7 @@ _writers: dict[Path, _Shared] = {}
 _writers_lock = threading.Lock()
 
 
-def _acquire_writer(path: Path, encoders: EncoderSet, settings: BaseSettings) -> TurnWriter:
+def _acquire_writer(path: Path, encoders: EncoderSet, settings: BaseSettings) -> BatchedWrites:
     with _writers_lock:
         shared = _writers.get(path)
         if shared is None:
@@ -110,9 +114,14 @@ def _acquire_writer(path: Path, encoders: EncoderSet, settings: BaseSettings) ->
                 turn_options_from_settings(settings),
                 source=f"scrapy@{socket.gethostname()}:{os.getpid()}",
             )
-            shared = _writers[path] = _Shared(writer, 0)
+            writes = BatchedWrites(
+                writer,
+                batch_size=settings.getint("INDEX_WRITE_BATCH_SIZE"),
+                max_wait_s=settings.getfloat("INDEX_WRITE_MAX_WAIT_S"),
+            )
+            shared = _writers[path] = _Shared(writer, writes, 0)
         shared.users += 1
-        return shared.writer
+        return shared.writes
 
 
 def _release_writer(path: Path) -> TurnWriter | None:
@@ -125,7 +134,10 @@ def _release_writer(path: Path) -> TurnWriter | None:
         if shared.users:
             return None
         del _writers[path]
-    shared.writer.close()
+    try:
+        shared.writes.close()  # what is still gathered is written first
+    finally:
+        shared.writer.close()
     return shared.writer
 
 
@@ -137,7 +149,8 @@ class IndexPipeline:
     Scrapy's AWS_*/GCS_PROJECT_ID/FTP_* (where the photos are read from, `ImageStoreOptions`),
     CUMPAIR_INDEX_* (the store's options), EMBED_ENCODERS (auto/offline/clip),
     EMBED_CLIP_MODEL, EMBED_CLIP_PRETRAINED, EMBED_BACKEND, EMBED_THREADS, EMBED_MODEL_DIR,
-    EMBED_BATCH_SIZE, EMBED_MAX_WAIT, CUMPAIR_SEARCH_THREADS (FAISS's threads: one offer is
+    EMBED_BATCH_SIZE, EMBED_MAX_WAIT, INDEX_WRITE_BATCH_SIZE and INDEX_WRITE_MAX_WAIT_S (offers
+    upserted together, `BatchedWrites`), CUMPAIR_SEARCH_THREADS (FAISS's threads: one offer is
     searched at a time, so 1 unless set; `cumpair.faiss_threads`).
     """
 
@@ -160,7 +173,7 @@ class IndexPipeline:
             max_wait=settings.getfloat("EMBED_MAX_WAIT"),
             cache=vision_cache_from_settings(settings),
         )
-        self.writer = _acquire_writer(self.path, self.encoders, settings)
+        self.writes = _acquire_writer(self.path, self.encoders, settings)
         crawler.signals.connect(self.spider_closed, signal=signals.spider_closed)
 
     @classmethod
@@ -188,9 +201,11 @@ class IndexPipeline:
             logger.warning("%s: image %s has no vector: %s", adapter.get("url"),
                            paths[read[position][0]], reason)  # fmt: skip
         references = [self.images.reference(path) for path in paths]
-        cpu = time.thread_time()
-        written = self.writer.write(adapter.asdict(), references, space_vectors(vectors))
-        self._count("stage/index_cpu_s", time.thread_time() - cpu)
+        # Upserted with the other offers waiting (BatchedWrites): the item is passed on only
+        # once its batch is durable; an offer the store refuses raises here, alone.
+        future = self.writes.submit(adapter.asdict(), references, space_vectors(vectors))
+        written, cpu_s = future.result()
+        self._count("stage/index_cpu_s", cpu_s)
         if written is None:  # another process holds the store: it or we index it later
             self._count("index/spooled")
             return

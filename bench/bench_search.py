@@ -74,7 +74,7 @@ from cumpair.search.demo_index import (
     index_demo_offers,
 )
 from cumpair.search.products import ProductGroups
-from cumpair.search.service import SearchService
+from cumpair.search.service import VERIFY_CANDIDATES, SearchService
 
 BATCH = 2000
 
@@ -211,7 +211,13 @@ def run_size(total, catalog, encoders, vectors, query_sets, args) -> None:
             groups.close()
             store.close()
             return
-        service = SearchService(store, groups, encoder_loader=lambda: encoders, ocr=args.ocr)
+        service = SearchService(
+            store,
+            groups,
+            encoder_loader=lambda: encoders,
+            ocr=args.ocr,
+            verify_candidates=args.verify_candidates,
+        )
         single = SearchService(
             store, groups, encoder_loader=lambda: encoders, ocr=args.ocr, query_views=False
         )
@@ -291,6 +297,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--queries", type=int, default=30, help="queries per kind")
     parser.add_argument("-k", type=int, default=5)
     parser.add_argument("--ocr", action="store_true", help="OCR photo queries too")
+    parser.add_argument(
+        "--verify-candidates",
+        type=int,
+        default=VERIFY_CANDIDATES,
+        help="photo hits the keypoint check may match (SearchService's verify_candidates)",
+    )
     parser.add_argument(
         "--build-only", action="store_true", help="time building the stores, query nothing"
     )

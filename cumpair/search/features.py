@@ -159,14 +159,27 @@ _AUDIENCE_WORDS = {
     " garcons jongens meisjes infant baby toddler preschool",
 }
 # German and Dutch write the audience as the first part of a compound noun ("Damenuhr",
-# "Herrenschuhe", "Kinderschuhe", "Herenhorloge"): a word starting so, with a noun after it.
+# "Herrenschuhe", "Kinderschuhe", "Herenhorloge"): a word starting so and ending in a product's
+# noun. A word that only begins so is a name ("Herrenhausen", "Kindermann").
 _AUDIENCE_PREFIXES = {"damen": "women", "dames": "women", "herren": "men", "heren": "men",
                       "kinder": "kids"}  # fmt: skip
-_COMPOUND = re.compile(rf"^({'|'.join(_AUDIENCE_PREFIXES)})[a-z]{{3,}}$")
+_COMPOUND_NOUNS = (
+    "uhr uhren chronograph chronographen horloge horloges schuh schuhe schoen schoenen"
+    " sneaker sneakers stiefel laarzen sandalen slipper jacke jas hose broek shirt hemd pullover"
+    " mantel kleid kleidung bekleidung mode tasche rucksack ring ringe kette armband schmuck"
+    " parfum duft brille socken sokken rad fahrrad fiets helm handschuhe"
+)
+_COMPOUND = re.compile(
+    rf"^({'|'.join(_AUDIENCE_PREFIXES)})[a-z]*(?:{'|'.join(_COMPOUND_NOUNS.split())})$"
+)
 # An audience word joined by a hyphen to one letter or digit is a product line's name: Casio's
 # "Baby-G" is a watch, not a baby's. Not when the letter begins a hyphened word of its own:
 # German "Herren-T-Shirt" and "Damen-V-Ausschnitt" still name whom they are for.
 _LINE_NAME = re.compile(r"(?<![^\W_])[^\W\d_]+-[^\W_](?![^\W_])(?!-[^\W\d_]{2})")
+# ... and written with a space ("Baby G"): a word, then one consonant standing alone that
+# begins no hyphened word ("Herren T-Shirt"), is no "Men's" "s" without its apostrophe and no
+# one-letter word (Polish "Męskie i Dziecięce", "w", "z"; Spanish "y").
+_SPACED_NAME = re.compile(r"(?<![^\W_])([^\W\d_]+)\s+(?![aeiouyswz])[^\W\d_](?![^\W_])(?!-)")
 AUDIENCE_NAMES: dict[str, str] = {
     fold_accents(word): audience
     for audience, words in _AUDIENCE_WORDS.items()
@@ -190,7 +203,9 @@ _BODY_WORDS = frozenset(
 
 def audiences(text: str) -> frozenset[str]:
     """Whom `text` says the product is for: "men", "women", "kids" (none when it does not say)."""
-    words = WORD.findall(_LINE_NAME.sub(" ", fold_accents(clean_text(text).lower())))
+    lowered = _LINE_NAME.sub(" ", fold_accents(clean_text(text).lower()))
+    lowered = _SPACED_NAME.sub(lambda m: " " if m[1] in AUDIENCE_NAMES else m[0], lowered)
+    words = WORD.findall(lowered)
     found = {AUDIENCE_NAMES[w] for w in words if w in AUDIENCE_NAMES}
     found |= {_AUDIENCE_PREFIXES[m.group(1)] for w in words if (m := _COMPOUND.match(w))}
     if _BOTH_SEXES.intersection(words) and "kids" not in found:  # "Unisex Junior": girls, boys
@@ -211,6 +226,50 @@ def clean_text(text: str | None) -> str:
     text = _LANG_TAG.sub(" ", text or "")
     text = _NULL.sub(" ", text).replace('"', " ")
     return " ".join(text.split())
+
+
+# A run of digits with points or commas between them ("1,080", "2,5", "1.299,00", "2531.80.00"),
+# not part of a longer one.
+_NUMBER_RUN = re.compile(r"(?<![\d.,])\d+(?:[.,]\d+)+(?![.,]?\d)")
+# Thousands grouped by one separator (1-3 digits, then groups of exactly three), optionally
+# with cents after the other one: "1,080", "1.080" (German), "1.000.000", "1.299,00".
+_THOUSANDS = re.compile(
+    r"(?P<head>[1-9]\d{0,2})(?P<sep>[.,])\d{3}(?:(?P=sep)\d{3})*"
+    r"(?:(?!(?P=sep))[.,](?P<cents>\d+))?"
+)
+# A decimal as `read_numbers` writes it, not inside a code's separated digits ("2531.80.00")
+DECIMAL = re.compile(r"(?<![\d.,])(\d+)\.(\d+)(?![.,]?\d)")
+
+
+# a run `_THOUSANDS` reads as a grouped number
+_GROUPED = re.compile(
+    r"(?<![\d.,])[1-9]\d{0,2}(?P<sep>[.,])\d{3}(?:(?P=sep)\d{3})*(?:[.,]\d+)?(?![.,]?\d)"
+)
+
+
+def _read_number(match: re.Match[str]) -> str:
+    run = match.group(0)
+    if grouped := _THOUSANDS.fullmatch(run):
+        whole = re.sub(r"\D", "", run[: grouped.start("cents") - 1 if grouped["cents"] else None])
+        return f"{whole}.{grouped['cents']}" if grouped["cents"] else whole
+    if run.count(".") + run.count(",") == 1:
+        return run.replace(",", ".")
+    return run  # a code's separated digits ("2531.80.00", "T055.430.11.057.00")
+
+
+@lru_cache(maxsize=200_000)
+def read_numbers(text: str) -> str:
+    """`text` with its numbers in one form, the one every signal reads: a point or comma before
+    exactly three digits groups thousands ("1,080 W" and "1.080 W" are 1080 W), any other one
+    between digits is a decimal point written "." ("2,5 mm" is 2.5 mm, never 25 mm). A run of
+    several separated groups that is no grouped number is a code's, left as written
+    ("2531.80.00", "T055.430.11.057.00")."""
+    return _NUMBER_RUN.sub(_read_number, text)
+
+
+def read_text(text: str | None) -> str:
+    """`text` cleaned (`clean_text`) and its numbers read (`read_numbers`)."""
+    return read_numbers(clean_text(text))
 
 
 def canonical_code(value: str) -> str:
@@ -478,7 +537,7 @@ def quantities(text: str) -> frozenset[tuple[str, float]]:
     out = set()
     spans_read = _UNIT_SPAN.sub(
         lambda m: f"{m[1]}{m[3]} {m[2]}" if _is_span(m[1], m[2]) else m[0],
-        fold_accents(clean_text(text)),
+        fold_accents(read_text(text)),
     )
     for number, unit in _QUANTITY.findall(spans_read):
         dimension, factor = _QUANTITY_UNITS[unit.lower()]
@@ -565,8 +624,10 @@ def _without_prices_and_spans(text: str) -> str:
 def bare_numbers(text: str) -> frozenset[str]:
     """Numbers of 1-4 digits standing alone, without a unit ("GTX 1060", "Air Jordan 11",
     "Series 3"): a product line's generation or tier, which siblings differ in. Prices and
-    ranges are not read: two shops price one camera differently, and "18-55mm" is its lens."""
-    cleaned = _without_prices_and_spans(clean_text(text))
+    ranges are not read: two shops price one camera differently, and "18-55mm" is its lens;
+    nor is a number grouped in thousands ("nur 1.840", "1,299"), a price or a count, never a
+    generation."""
+    cleaned = _without_prices_and_spans(read_numbers(_GROUPED.sub(" ", clean_text(text))))
     return frozenset(m.group(0).lstrip("0") or "0" for m in _BARE_NUMBER.finditer(cleaned))
 
 
@@ -579,15 +640,24 @@ def unexplained_numbers(numbers: frozenset[str], other_text: str) -> int:
 
 @lru_cache(maxsize=100_000)
 def _digit_runs(text: str) -> frozenset[str]:
-    """Every run of digits in `text`, leading zeros dropped (cached: grouping asks per pair)."""
-    return frozenset(d.lstrip("0") or "0" for d in re.findall(r"\d+", clean_text(text)))
+    """The numbers `text` writes, leading zeros dropped (cached: grouping asks per pair): each
+    run of digits, a decimal whole ("2.5" writes neither 2 nor 5 nor 25), and none that
+    letters other than a unit follow: "8700" is in "i7 8700" and "GTX8700", not in
+    "i7-8700K" (a number inside a code is not that number), "6" is in "6GB"."""
+    read = read_text(text)
+    runs = {m[0] for m in DECIMAL.finditer(read)}
+    for m in re.finditer(r"\d+", DECIMAL.sub(lambda d: " " * len(d[0]), read)):
+        followed = m.end() < len(read) and read[m.end()].isalpha()
+        if not followed or _QUANTITY.match(read, m.start()):
+            runs.add(m[0].lstrip("0") or "0")
+    return frozenset(runs)
 
 
 @lru_cache(maxsize=100_000)
 def _glued(text: str) -> str:
     """`text` as lower-case words with letters and digits glued across spaces ("eos 70 d" ->
     "eos70d"), for `unexplained_short_codes` (cached: grouping asks per pair)."""
-    flat = " ".join(re.findall(r"[a-z0-9]+", clean_text(text).lower()))
+    flat = " ".join(re.findall(r"[a-z0-9]+", read_text(text).lower()))
     return re.sub(r"(?<=[a-z]) (?=\d)|(?<=\d) (?=[a-z])", "", flat)
 
 
@@ -652,7 +722,7 @@ def names_a_purpose(text: str) -> bool:
 def title_tokens_text(text: str) -> str:
     """`text` lower-cased with quantities glued to their unit and stop words dropped, the form
     `title_tokens` splits."""
-    glued = _NUMBER_UNIT.sub(lambda m: m.group(1) + m.group(2), clean_text(text).lower())
+    glued = _NUMBER_UNIT.sub(lambda m: m.group(1) + m.group(2), read_text(text).lower())
     return " ".join(t for t in WORD.findall(glued) if t not in _STOPWORDS)
 
 
@@ -662,12 +732,23 @@ def title_tokens(text: str) -> frozenset[str]:
 
 
 def number_tokens(text: str) -> frozenset[str]:
-    """Tokens carrying a digit, specs included ("36v", "18-55mm", "2531.80.00"), separators
-    kept: the numbers two offers of one product must agree on."""
-    glued = _NUMBER_UNIT.sub(lambda m: m.group(1) + m.group(2), clean_text(text).lower())
+    """Tokens carrying a digit, specs included ("36v", "1855mm" of "18-55mm", "25318000" of
+    "2531.80.00", "2.5mm"), numbers read (`read_numbers`) and separators other than a decimal
+    point left out: the numbers two offers of one product must agree on."""
+    glued = _NUMBER_UNIT.sub(lambda m: m.group(1) + m.group(2), read_text(text).lower())
     return frozenset(
-        m.group(0) for m in _CODE.finditer(glued) if any(c.isdigit() for c in m.group(0))
+        _without_separators(m.group(0))
+        for m in _CODE.finditer(glued)
+        if any(c.isdigit() for c in m.group(0))
     )
+
+
+def _without_separators(token: str) -> str:
+    """A number token with the hyphens and points that are no decimal point left out: a code
+    written with and without them is one ("T055.430.11.057.00", "T0554301105700"); "2.5mm"
+    keeps its point."""
+    decimals = {m.start(0) + len(m[1]) for m in DECIMAL.finditer(token)}
+    return "".join(c for i, c in enumerate(token) if c not in "-." or i in decimals)
 
 
 @dataclass(frozen=True)
@@ -720,11 +801,12 @@ def offer_features(
     specs = dict(specs or {})
     brand = brand or specs.get("brand")
     model = model or specs.get("model")
-    title = clean_text(title)
+    raw_title, title = clean_text(title), read_text(title)
     exclude = [shop]
     if sku and (not model or canonical_code(str(sku)) != canonical_code(str(model))):
         exclude.append(str(sku))
-    codes = model_codes(title, exclude=exclude)
+    # codes as the shop wrote them: a grouped number ("12,500") is a quantity, never a code
+    codes = model_codes(raw_title, exclude=exclude)
     if model and len(canonical_code(str(model))) >= 3:
         codes |= {canonical_code(str(model))}
     numeric = {}

@@ -146,10 +146,12 @@ def learn_weights(
     pairs: Sequence[LabelledPair], boilerplate: TitleBoilerplate | None = None
 ) -> TokenWeights:
     """Title-token IDF over these pairs' distinct offers, as a store learns its own (on titles
-    without `boilerplate`)."""
-    titles = {str(o.get("title") or "") for p in pairs for o in (p.left, p.right)}
+    without `boilerplate`). Two offers whose titles only differ in boilerplate stay two
+    documents, as in a store: `TokenWeights.rare` leaves both compared offers out of the
+    counts, which would otherwise take two away from a word only one document counted."""
+    titles = sorted({str(o.get("title") or "") for p in pairs for o in (p.left, p.right)})
     if boilerplate is not None:
-        titles = {boilerplate.remove(t) for t in titles}
+        titles = [boilerplate.remove(t) for t in titles]
     return TokenWeights.learn(title_tokens(t) for t in titles)
 
 

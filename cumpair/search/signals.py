@@ -18,6 +18,7 @@ from functools import lru_cache
 from typing import NamedTuple
 
 from cumpair.search.features import (
+    DECIMAL,
     OfferFeatures,
     audiences,
     bare_numbers,
@@ -27,6 +28,7 @@ from cumpair.search.features import (
     names_a_purpose,
     quantities,
     quantity_relation,
+    read_numbers,
     same_family,
     short_codes,
     title_head,
@@ -184,17 +186,20 @@ def _title_facts(title: str) -> _TitleFacts:
                        bundle_words(title), _glued(title, breaks=True))  # fmt: skip
 
 
-_BREAK = "\x00"  # where a space or separator parted two digits ("1060 6gb", "18 55")
+_BREAK = "\x00"  # where a space or separator parted a number from what follows ("1060 6gb")
+_POINT = "\x01"  # a decimal point (`read_numbers`): "2.5" is never "25"
 
 
 def _glued(text: str, *, breaks: bool = False) -> str:
-    """`text` lower-cased with everything but letters a-z and digits left out: "18-55mm" and
-    "18 55 mm" both read "1855mm". With `breaks`, a separator between two digits leaves
-    `_BREAK`, so "GTX1060 6GB" does not read as one number 10606."""
-    lowered = text.lower()
+    """`text` lower-cased with its numbers read (`read_numbers`) and everything but letters
+    a-z, digits and decimal points left out: "18-55mm" and "18 55 mm" both read "1855mm",
+    "2,5 mm" reads "2.5mm" and not "25mm". With `breaks`, a separator after a digit leaves
+    `_BREAK`, so "GTX1060 6GB" does not read as one number 10606 and "i7 8700 K" keeps the
+    8700 that "i7-8700K" has only inside its code."""
+    lowered = DECIMAL.sub(rf"\1{_POINT}\2", read_numbers(text.lower()))
     if breaks:
-        lowered = re.sub(r"(?<=\d)[^a-z0-9]+(?=\d)", _BREAK, lowered)
-    return re.sub(f"[^a-z0-9{_BREAK}]", "", lowered)
+        lowered = re.sub(r"(?<=\d)[^a-z0-9\x01]+(?=[a-z0-9])", _BREAK, lowered)
+    return re.sub(f"[^a-z0-9{_BREAK}{_POINT}]", "", lowered)
 
 
 def _high(value: float) -> float:
@@ -228,8 +233,12 @@ def _spelled(token: str) -> re.Pattern[str]:
     """Glued `token` as a pattern: across `_BREAK`s, with no digit glued on at either end.
     Compiled once per token: `re`'s own cache holds 512 patterns, fewer than a store's number
     tokens and rare words, and recompiling made this signal a fifth of `pair_signals`' time."""
-    before = "(?<!\\d)" if token[0].isdigit() else ""
-    after = "(?!\\d)" if token[-1].isdigit() else ""
+    before = f"(?<![\\d{_POINT}])" if token[0].isdigit() else ""
+    after = f"(?![\\d{_POINT}])" if token[-1].isdigit() else ""
+    if token.isdigit():
+        # a number is not found inside a code: "8700" is not in "i7-8700K" (a code's letters
+        # may follow its own digits: "SRP581" is in "SRP581K1")
+        after = f"(?![\\da-z{_POINT}])"
     return re.compile(before + f"{_BREAK}?".join(map(re.escape, token)) + after)
 
 

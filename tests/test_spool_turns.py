@@ -260,3 +260,22 @@ def test_a_batch_groups_and_stores_as_one_at_a_time_does(tmp_path):
     assert [(r.offer_id, r.created, r.matched_by, m.product_id) for r, m in batched] == key
     assert stored(tmp_path, "one") == stored(tmp_path, "many")
     assert not alone[4][0].created  # the twin photo: offer 2 again, one at a time and batched
+
+
+def test_batched_writes_run_on_start_on_the_writer_thread_before_writing(tmp_path, monkeypatch):
+    """FAISS's OpenMP thread count is per thread: the crawl sets it (one thread) on the writer
+    thread through `on_start`, or the writer's searches run, and spin, on a team per core."""
+    import faiss
+
+    from cumpair.faiss_threads import set_faiss_threads
+
+    holder = writer(tmp_path, "job-a")
+    seen = []
+    upsert_many = holder.store.upsert_many
+    monkeypatch.setattr(holder.store, "upsert_many", lambda part: seen.append(
+        faiss.omp_get_max_threads()) or upsert_many(part))  # fmt: skip
+    writes = BatchedWrites(holder, batch_size=1, on_start=lambda: set_faiss_threads(1))
+    writes.submit(*offer("north", 1)).result(timeout=30)
+    writes.close()
+    holder.close()
+    assert seen == [1]

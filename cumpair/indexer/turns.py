@@ -308,9 +308,18 @@ class BatchedWrites:
     the first has waited `max_wait_s`, or at `close`, on one writer thread. `submit` returns a
     future that resolves when the offer's batch is durable (or spooled), with (its `write`
     outcome, its share of the batch's CPU seconds), or raises its `InvalidOfferError` (the rest
-    of its batch is stored) or what failed the whole batch. Never imports Scrapy."""
+    of its batch is stored) or what failed the whole batch. `on_start` runs first on the writer
+    thread: per-thread settings such as FAISS's OpenMP thread count (an OpenMP ICV, which
+    ``omp_set_num_threads`` sets for the calling thread only). Never imports Scrapy."""
 
-    def __init__(self, writer: TurnWriter, batch_size: int = 32, max_wait_s: float = 0.1) -> None:
+    def __init__(
+        self,
+        writer: TurnWriter,
+        batch_size: int = 32,
+        max_wait_s: float = 0.1,
+        *,
+        on_start: Callable[[], None] | None = None,
+    ) -> None:
         if batch_size < 1 or max_wait_s < 0:
             raise ValueError("batch_size must be at least 1, max_wait_s not negative")
         self.writer = writer
@@ -320,6 +329,7 @@ class BatchedWrites:
         self._waiting: list[tuple[tuple[Any, Any, Any], Future, float]] = []
         self._cond = threading.Condition()
         self._closed = False
+        self._on_start = on_start
         self._thread = threading.Thread(target=self._run, name="cumpair-index-writes", daemon=True)
         self._thread.start()
 
@@ -342,6 +352,8 @@ class BatchedWrites:
         self._thread.join()
 
     def _run(self) -> None:
+        if self._on_start is not None:
+            self._on_start()
         while True:
             with self._cond:
                 while not self._waiting and not self._closed:

@@ -114,10 +114,14 @@ def _acquire_writer(path: Path, encoders: EncoderSet, settings: BaseSettings) ->
                 turn_options_from_settings(settings),
                 source=f"scrapy@{socket.gethostname()}:{os.getpid()}",
             )
+            threads = search_threads(settings.get(FAISS_THREADS_SETTING), 1)
             writes = BatchedWrites(
                 writer,
                 batch_size=settings.getint("INDEX_WRITE_BATCH_SIZE"),
                 max_wait_s=settings.getfloat("INDEX_WRITE_MAX_WAIT_S"),
+                # FAISS's thread count holds for the thread that sets it: the writer's searches
+                # (near-duplicates, grouping) would otherwise run, and spin, on a full team.
+                on_start=lambda: set_faiss_threads(threads),
             )
             shared = _writers[path] = _Shared(writer, writes, 0)
         shared.users += 1

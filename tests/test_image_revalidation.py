@@ -182,6 +182,20 @@ def test_a_photo_fresh_by_its_max_age_is_not_asked_for_and_a_304_renews_its_fres
     assert third["images"][0]["checksum"] == first["images"][0]["checksum"]
 
 
+def test_a_crawl_without_freshness_keeps_what_its_304s_said_for_the_next_crawl(tmp_path):
+    server, shops = _shop(tmp_path)
+    try:
+        _Shop.cache_control = "public, max-age=3600"
+        _crawl(tmp_path, shops, 1)
+        _crawl(tmp_path, shops, 2, "IMAGES_HTTP_FRESHNESS=False")  # revalidates: a 304
+        _, third_stats = _crawl(tmp_path, shops, 3)
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert _Shop.answers == [200, 304]
+    assert third_stats["file_status_count/fresh"] == 1
+
+
 def test_no_cache_and_no_lifetime_revalidate_while_expires_gives_freshness():
     now = 1_000_000.0
     date = formatdate(now - 10, usegmt=True)

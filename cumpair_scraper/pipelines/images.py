@@ -135,8 +135,8 @@ class ProductImagesPipeline(ImagesPipeline):
         return result
 
     def _fresh_until(self, response: Response) -> float | None:
-        if not self.http_freshness:
-            return None
+        # Kept whether or not IMAGES_HTTP_FRESHNESS uses it: a crawl run without it must not
+        # cost the next one, with it, a request for every photo.
         return fresh_until(lambda name: _header(response, name.encode()), time.time(),
                            response.meta.get("download_latency") or 0.0)  # fmt: skip
 

@@ -148,3 +148,22 @@ def test_titles_alike_but_for_boilerplate_are_two_documents_of_the_corpus():
     )
     left, right = (offer_features(n, "s", "Nike Pegasus Trail Volt") for n in (1, 2))
     assert "volt" in weights.rare(left.tokens, right.tokens)
+
+
+def test_prices_are_no_numbers_two_offers_must_agree_on():
+    # WDC watches (a same-product pair): one shop writes "€ 749.00", the other "749 00 €" (its
+    # comma dropped); read as numbers, the decimal 749.00 was a number only one title writes
+    a = offer_features(
+        1,
+        "a",
+        '"G-Shock Mudmaster Men\u00b4s Watch"@en'
+        ' "Casio G-Shock Watch GWG-1000GB-1AER nur € 749.00"@en',
+    )
+    b = offer_features(
+        2,
+        "b",
+        '"G-Shock Mudmaster Herrenuhr"@de 00 €"@de'
+        ' "Casio G-Shock Herrenuhr GWG-1000GB-1AER nur 749',
+    )
+    assert not any("749" in n for n in a.numbers)
+    assert pair_signals(a, b)["numbers_substituted"] == 0.0

@@ -734,8 +734,12 @@ def title_tokens(text: str) -> frozenset[str]:
 def number_tokens(text: str) -> frozenset[str]:
     """Tokens carrying a digit, specs included ("36v", "1855mm" of "18-55mm", "25318000" of
     "2531.80.00", "2.5mm"), numbers read (`read_numbers`) and separators other than a decimal
-    point left out: the numbers two offers of one product must agree on."""
-    glued = _NUMBER_UNIT.sub(lambda m: m.group(1) + m.group(2), read_text(text).lower())
+    point left out: the numbers two offers of one product must agree on. Prices are none of
+    them: shops price one product differently, and write "€ 329.00" or "329 00 €"."""
+    unpriced = read_text(text)
+    for price in _price_patterns():
+        unpriced = price.sub(" ", unpriced)
+    glued = _NUMBER_UNIT.sub(lambda m: m.group(1) + m.group(2), unpriced.lower())
     return frozenset(
         _without_separators(m.group(0))
         for m in _CODE.finditer(glued)

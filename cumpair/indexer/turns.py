@@ -35,7 +35,7 @@ from cumpair.index import (
     UpsertResult,
 )
 from cumpair.indexer.spool import OfferSpool, default_spool_path
-from cumpair.ingest.batches import _near_repeats, _upsert_one
+from cumpair.ingest.batches import store_batch
 from cumpair.ingest.stages import offer_record, regroup_store, store_offer
 from cumpair.search.products import ProductGroups
 
@@ -264,42 +264,6 @@ class TurnWriter:
     def _count(self, name: str, n: int = 1) -> None:
         with self._state_lock:
             self.counts[name] += n
-
-
-def store_batch(
-    store: ProductStore,
-    groups: ProductGroups,
-    entries: Sequence[tuple[OfferRecord, Mapping[str, np.ndarray]]],
-) -> list[tuple[UpsertResult, Any] | InvalidOfferError]:
-    """Upsert and group (record, vectors by space) `entries` as `stages.store_offer` one at a
-    time would, with the upserts batched: ``store.upsert_many``, one durable transaction a part,
-    the batch cut before an offer whose photo nearly repeats an earlier one of the same shop in
-    it (the store finds near-duplicates only among offers stored before a batch), and each offer
-    grouped with the part's later new offers as ``pending`` (as `cumpair ingest` does,
-    `ingest.batches.embed_and_store_many`). A part the store refuses is upserted again offer by
-    offer, so a bad record comes out as its `InvalidOfferError` and every other one is stored.
-    Returns each entry's (upsert result, membership) or error, in order."""
-    options = store.options
-    cuts = _near_repeats(entries, options.duplicate_space, options.duplicate_threshold)
-    out: list[tuple[UpsertResult, Any] | InvalidOfferError] = []
-    start = 0
-    for end in [*cuts, len(entries)]:
-        part, start = entries[start:end], end
-        if not part:
-            continue
-        try:
-            results: list[UpsertResult | InvalidOfferError] = list(store.upsert_many(part))
-        except InvalidOfferError:  # which one: each alone (nothing of the part was written)
-            results = [_upsert_one(store, record, vectors) for record, vectors in part]
-        created = [r.offer_id for r in results if isinstance(r, UpsertResult) and r.created]
-        for (_, vectors), result in zip(part, results, strict=True):
-            if isinstance(result, InvalidOfferError):
-                out.append(result)
-                continue
-            if result.created:  # the part's new offers after it: not stored, one at a time
-                del created[0]
-            out.append((result, groups.assign(store, result.offer_id, vectors, pending=created)))
-    return out
 
 
 class BatchedWrites:

@@ -56,51 +56,67 @@ def embed_and_store_many(
     embedder: BatchEmbedder,
     batch: Sequence[tuple[Mapping[str, Any], Sequence[str]]],
 ) -> list[Stored]:
-    """`embed_and_store` with the upserts batched: the offers of `batch` upserted by
-    ``store.upsert_many`` (one transaction a part, durable when it returns), then grouped one by
-    one.
-
-    Results are those of upserting one at a time: the batch is cut before an offer whose photo
-    nearly repeats one of an earlier offer of the same shop in it (`_near_repeats`: the store
-    finds near-duplicates only among offers stored before a batch). A batch the store refuses
-    is upserted again offer by offer, so a bad record comes out with its error and every other
-    offer is stored. Grouping each offer passes the part's later new offers as `pending`, so
-    they do not crowd its neighbours out.
-    """
+    """`embed_and_store` with the upserts batched (`store_batch`: ``store.upsert_many``, one
+    transaction a part, durable when it returns, then grouped one by one; results are those of
+    upserting one at a time, and a refused record comes out with its error while every other
+    offer is stored)."""
     out: list[Stored | None] = [None] * len(batch)
-    ready: list[tuple[int, Any, dict[str, np.ndarray], Any]] = []
+    ready: list[tuple[int, ItemVectors]] = []
+    records: list[tuple[Any, dict[str, np.ndarray]]] = []
     for n, ((item, paths), vectors) in enumerate(
         zip(batch, _embedded(embedder, batch), strict=True)
     ):
+        vecs = space_vectors(vectors)
         try:
-            ready.append((n, vectors, space_vectors(vectors), offer_record(item, paths)))
+            records.append((offer_record(item, paths), vecs))
         except InvalidOfferError as exc:
             out[n] = Stored(vectors, None, exc)
+            continue
+        ready.append((n, vectors))
+    for (n, vectors), outcome in zip(ready, store_batch(store, groups, records), strict=True):
+        if isinstance(outcome, InvalidOfferError):
+            out[n] = Stored(vectors, None, outcome)
+        else:
+            out[n] = Stored(vectors, outcome[0])
+    return out  # type: ignore[return-value]  # every offer has its outcome now
+
+
+def store_batch(
+    store: Any,
+    groups: Any,
+    entries: Sequence[tuple[Any, Mapping[str, np.ndarray]]],
+) -> list[tuple[UpsertResult, Any] | InvalidOfferError]:
+    """Upsert and group (record, vectors by space) `entries` as `stages.store_offer` one at a
+    time would, with the upserts batched: ``store.upsert_many``, one durable transaction a part,
+    the batch cut before an offer whose photo nearly repeats an earlier one of the same shop in
+    it (`_near_repeats`: the store finds near-duplicates only among offers stored before a
+    batch), and each offer grouped with the part's later new offers as ``pending``, so they do
+    not crowd its neighbours out. A part the store refuses is upserted again offer by offer, so
+    a bad record comes out as its `InvalidOfferError` and every other one is stored. Returns
+    each entry's (upsert result, membership) or error, in order. What `embed_and_store_many`,
+    the crawl's writer (`indexer.turns`) and the spool's drain all upsert with."""
     options = getattr(store, "options", None)
     threshold = getattr(options, "duplicate_threshold", None)
     space = getattr(options, "duplicate_space", "image")
+    out: list[tuple[UpsertResult, Any] | InvalidOfferError] = []
     start = 0
-    for end in [*_near_repeats([(r, v) for _, _, v, r in ready], space, threshold), len(ready)]:
-        part = ready[start:end]
-        start = end
+    for end in [*_near_repeats(entries, space, threshold), len(entries)]:
+        part, start = entries[start:end], end
         if not part:
             continue
         try:
-            results: list[UpsertResult | InvalidOfferError] = list(
-                store.upsert_many([(record, vecs) for _, _, vecs, record in part])
-            )
-        except InvalidOfferError:  # which one: each alone (nothing of the batch was written)
-            results = [_upsert_one(store, record, vecs) for _, _, vecs, record in part]
+            results: list[UpsertResult | InvalidOfferError] = list(store.upsert_many(part))
+        except InvalidOfferError:  # which one: each alone (nothing of the part was written)
+            results = [_upsert_one(store, record, vectors) for record, vectors in part]
         created = [r.offer_id for r in results if isinstance(r, UpsertResult) and r.created]
-        for (n, vectors, vecs, _), result in zip(part, results, strict=True):
+        for (_, vectors), result in zip(part, results, strict=True):
             if isinstance(result, InvalidOfferError):
-                out[n] = Stored(vectors, None, result)
+                out.append(result)
                 continue
             if result.created:  # the part's new offers after it: not stored, one at a time
                 del created[0]
-            groups.assign(store, result.offer_id, vecs, pending=created)
-            out[n] = Stored(vectors, result)
-    return out  # type: ignore[return-value]  # every offer has its outcome now
+            out.append((result, groups.assign(store, result.offer_id, vectors, pending=created)))
+    return out
 
 
 def _embedded(
@@ -147,4 +163,4 @@ def _near_repeats(
     return cuts
 
 
-__all__ = ["Stored", "embed_and_store", "embed_and_store_many"]
+__all__ = ["Stored", "embed_and_store", "embed_and_store_many", "store_batch"]

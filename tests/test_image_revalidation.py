@@ -214,3 +214,20 @@ def test_a_negative_expiry_in_hours_is_a_clear_error(tmp_path):
     crawler = get_crawler(Spider, {"INDEX_DATA_DIR": str(tmp_path), "IMAGES_EXPIRES_HOURS": "-2"})
     with pytest.raises(ValueError, match="IMAGES_EXPIRES_HOURS must not be negative"):
         ProductImagesPipeline.from_crawler(crawler)
+
+
+def test_http_dates_are_utc_in_every_form_and_delta_seconds_are_ascii_digits(monkeypatch):
+    """asctime's HTTP-date names no zone but is UTC (RFC 9110 5.6.7); Python reads it as local
+    time. A max-age of non-ASCII digits is invalid (stale), not a crash of the photo's item."""
+    monkeypatch.setenv("TZ", "Asia/Tokyo")  # 9 h ahead: a date read as local is 9 h early
+    time.tzset()
+    try:
+        now = 784_111_777.0  # Sun, 06 Nov 1994 08:49:37 GMT
+        headers = {"Expires": "Sun Nov  6 09:49:37 1994"}
+        assert fresh_until(headers.get, now) == pytest.approx(now + 3600, abs=1)
+        headers = {"Cache-Control": "max-age=3600", "Date": "Sun Nov  6 08:49:37 1994"}
+        assert fresh_until(headers.get, now) == pytest.approx(now + 3600, abs=1)
+    finally:
+        monkeypatch.delenv("TZ")
+        time.tzset()
+    assert fresh_until({"Cache-Control": "max-age=\u00b2"}.get, now) is None

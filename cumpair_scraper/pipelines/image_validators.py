@@ -17,6 +17,7 @@ from __future__ import annotations
 import sqlite3
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import UTC
 from email.utils import parsedate_to_datetime
 from pathlib import Path
 
@@ -82,15 +83,20 @@ def _directives(value: str) -> dict[str, str]:
 
 
 def _seconds(value: str) -> float | None:
-    """A delta-seconds value (RFC 9111 1.2.2); None when it is not one."""
-    return float(value) if value.isdigit() else None
+    """A delta-seconds value (RFC 9111 1.2.2: ASCII digits only); None when it is not one."""
+    return float(value) if value.isascii() and value.isdigit() else None
 
 
 def _http_date(value: str | None) -> float | None:
+    """An HTTP-date's epoch seconds; it is always UTC (RFC 9110 5.6.7), also in the asctime
+    form, which names no zone (Python reads it as naive, that is local time)."""
     if not value:
         return None
     try:
-        return parsedate_to_datetime(value).timestamp()
+        moment = parsedate_to_datetime(value)
+        if moment.tzinfo is None:
+            moment = moment.replace(tzinfo=UTC)
+        return moment.timestamp()
     except (TypeError, ValueError, IndexError, OverflowError):
         return None
 

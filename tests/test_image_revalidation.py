@@ -231,3 +231,23 @@ def test_http_dates_are_utc_in_every_form_and_delta_seconds_are_ascii_digits(mon
         monkeypatch.delenv("TZ")
         time.tzset()
     assert fresh_until({"Cache-Control": "max-age=\u00b2"}.get, now) is None
+
+
+def test_a_cache_control_on_two_lines_is_both_and_age_is_its_first_value(tmp_path):
+    """A response's Cache-Control lines make one list (RFC 9110 5.3): ``no-store`` on the first
+    and ``max-age`` on the last is no-store; of two Age values the first counts (9111 5.1)."""
+    from scrapy import Request
+    from scrapy.http import Headers, Response
+
+    crawler = get_crawler(Spider, {"INDEX_DATA_DIR": str(tmp_path)})
+    pipeline = ProductImagesPipeline.from_crawler(crawler)
+    url = "http://shop.example/img.png"
+
+    def fresh(*headers: tuple[str, str]) -> float | None:
+        response = Response(url, headers=Headers(list(headers)), request=Request(url))
+        return pipeline._fresh_until(response)
+
+    assert fresh(("Cache-Control", "no-store"), ("Cache-Control", "max-age=3600")) is None
+    assert fresh(("Cache-Control", "public"), ("Cache-Control", "max-age=3600")) is not None
+    until = fresh(("Cache-Control", "max-age=3600"), ("Age", "3000"), ("Age", "5"))
+    assert until == pytest.approx(time.time() + 600, abs=5)

@@ -67,7 +67,8 @@ def fresh_until(
         lifetime = max(0.0, expires - since) if expires is not None else 0.0
     if not lifetime:
         return None
-    age = (_seconds(header("Age") or "0") or 0.0) + max(0.0, latency)
+    # Age is one value; of a list, the first member counts (RFC 9111 5.1).
+    age = (_seconds((header("Age") or "0").split(",")[0].strip()) or 0.0) + max(0.0, latency)
     if date is not None:
         age = max(age, received_at - date)
     return received_at - age + lifetime if lifetime > age else None

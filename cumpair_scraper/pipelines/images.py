@@ -137,7 +137,7 @@ class ProductImagesPipeline(ImagesPipeline):
     def _fresh_until(self, response: Response) -> float | None:
         # Kept whether or not IMAGES_HTTP_FRESHNESS uses it: a crawl run without it must not
         # cost the next one, with it, a request for every photo.
-        return fresh_until(lambda name: _header(response, name.encode()), time.time(),
+        return fresh_until(lambda name: _field(response, name.encode()), time.time(),
                            response.meta.get("download_latency") or 0.0)  # fmt: skip
 
     def _stored_validators(
@@ -171,3 +171,10 @@ class ProductImagesPipeline(ImagesPipeline):
 def _header(response: Response, name: bytes) -> str | None:
     value = response.headers.get(name)
     return value.decode("latin-1") if value else None
+
+
+def _field(response: Response, name: bytes) -> str | None:
+    """A field's value over all its lines, as one list (RFC 9110 5.3): a Cache-Control sent on
+    two lines is both (`_header` is only the last line's)."""
+    values = [value.decode("latin-1") for value in response.headers.getlist(name) if value]
+    return ", ".join(values) if values else None

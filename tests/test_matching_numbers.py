@@ -129,6 +129,15 @@ def test_line_names_with_a_space_and_proper_names_are_no_audience():
     assert audiences("Superfit Kinderschuhe") == {"kids"}
 
 
+def test_a_size_after_an_audience_is_no_line_name():
+    # a clothing size or a US shoe width after the audience word is not Casio's "Baby G"
+    assert audiences("Nike T-Shirt Herren L schwarz") == {"men"}
+    assert audiences("Adidas Shirt Damen M blau") == {"women"}
+    assert audiences("New Balance 990v5 Men D Grey") == {"men"}
+    assert audiences("Brooks Ghost 14 Women B Black") == {"women"}
+    assert audiences("Casio Baby G BA-110-7A3ER Watch") == frozenset()
+
+
 def test_titles_alike_but_for_boilerplate_are_two_documents_of_the_corpus():
     # as in a store, two offers stay two documents when their titles differ only in a shop's
     # ending; counted once, leaving both out of the count took two away from one document

@@ -177,9 +177,10 @@ _COMPOUND = re.compile(
 # German "Herren-T-Shirt" and "Damen-V-Ausschnitt" still name whom they are for.
 _LINE_NAME = re.compile(r"(?<![^\W_])[^\W\d_]+-[^\W_](?![^\W_])(?!-[^\W\d_]{2})")
 # ... and written with a space ("Baby G"): a word, then one consonant standing alone that
-# begins no hyphened word ("Herren T-Shirt"), is no "Men's" "s" without its apostrophe and no
-# one-letter word (Polish "Męskie i Dziecięce", "w", "z"; Spanish "y").
-_SPACED_NAME = re.compile(r"(?<![^\W_])([^\W\d_]+)\s+(?![aeiouyswz])[^\W\d_](?![^\W_])(?!-)")
+# begins no hyphened word ("Herren T-Shirt"), is no "Men's" "s" without its apostrophe, no
+# one-letter word (Polish "Męskie i Dziecięce", "w", "z"; Spanish "y") and no size: a clothing
+# size ("Herren L", "Damen M") or a US shoe width ("Men D", "Women B", "N" narrow).
+_SPACED_NAME = re.compile(r"(?<![^\W_])([^\W\d_]+)\s+(?![aeiouyswzbdlmn])[^\W\d_](?![^\W_])(?!-)")
 AUDIENCE_NAMES: dict[str, str] = {
     fold_accents(word): audience
     for audience, words in _AUDIENCE_WORDS.items()

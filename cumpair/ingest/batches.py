@@ -1,11 +1,9 @@
-"""Embed a batch of offers together, then upsert and group them: the loops `cumpair ingest` and
-the indexer run, each keeping its own accounting.
+"""Embed a batch of offers together, then upsert and group them: the loop `cumpair ingest` and
+the indexer run (`embed_and_store_many`), each keeping its own accounting, and the batched
+upsert the crawl's writer and the spool's drain run too (`store_batch`).
 
-`embed_and_store` (the indexer's) yields offers one at a time, right after each one's upsert
-returned (durable, by the store's contract), so a caller can acknowledge each before the next
-is written. `embed_and_store_many` (ingest's) upserts the batch first, in one durable
-transaction per part (one part unless it is cut or refused), so an offer counts as stored only
-once its part is.
+The batch is upserted first, in one durable transaction per part (one part unless it is cut or
+refused), so an offer counts as stored only once its part is.
 """
 
 from __future__ import annotations
@@ -18,7 +16,7 @@ import numpy as np
 
 from cumpair.embed import BatchEmbedder, ItemVectors, product_text
 from cumpair.index import InvalidOfferError, UpsertResult
-from cumpair.ingest.stages import offer_record, space_vectors, store_offer
+from cumpair.ingest.stages import offer_record, space_vectors
 
 
 @dataclass(frozen=True)
@@ -30,35 +28,16 @@ class Stored:
     error: InvalidOfferError | None = None
 
 
-def embed_and_store(
-    store: Any,
-    groups: Any,
-    embedder: BatchEmbedder,
-    batch: Sequence[tuple[Mapping[str, Any], Sequence[str]]],
-) -> Iterator[Stored]:
-    """For each (item, paths of its stored photos) of `batch`, in order: its vectors (all
-    embedded together) and its upsert into `store` and `groups` (`stages.store_offer`). An
-    offer the store refuses (`InvalidOfferError`) comes out with the error, and the rest go on."""
-    for (item, paths), vectors in zip(batch, _embedded(embedder, batch), strict=True):
-        try:
-            result, _ = store_offer(
-                store, groups, offer_record(item, paths), space_vectors(vectors)
-            )
-        except InvalidOfferError as exc:
-            yield Stored(vectors, None, exc)
-            continue
-        yield Stored(vectors, result)
-
-
 def embed_and_store_many(
     store: Any,
     groups: Any,
     embedder: BatchEmbedder,
     batch: Sequence[tuple[Mapping[str, Any], Sequence[str]]],
 ) -> list[Stored]:
-    """`embed_and_store` with the upserts batched (`store_batch`: ``store.upsert_many``, one
-    transaction a part, durable when it returns, then grouped one by one; results are those of
-    upserting one at a time, and a refused record comes out with its error while every other
+    """For each (item, paths of its stored photos) of `batch`, in order: its vectors (all
+    embedded together) and its upsert and grouping, batched (`store_batch`: ``store.upsert_many``,
+    one transaction a part, durable when it returns, then grouped one by one; results are those
+    of upserting one at a time, and a refused record comes out with its error while every other
     offer is stored)."""
     out: list[Stored | None] = [None] * len(batch)
     ready: list[tuple[int, ItemVectors]] = []
@@ -163,4 +142,4 @@ def _near_repeats(
     return cuts
 
 
-__all__ = ["Stored", "embed_and_store", "embed_and_store_many", "store_batch"]
+__all__ = ["Stored", "embed_and_store_many", "store_batch"]

@@ -279,3 +279,19 @@ def test_batched_writes_run_on_start_on_the_writer_thread_before_writing(tmp_pat
     writes.close()
     holder.close()
     assert seen == [1]
+
+
+def test_batched_writes_whose_on_start_failed_fail_each_offer_instead_of_hanging(tmp_path):
+    """A writer thread whose `on_start` raised writes nothing: every offer submitted gets that
+    error (the crawl's index threads wait on their futures, which no one would resolve)."""
+
+    def broken() -> None:
+        raise ImportError("no faiss here")
+
+    holder = writer(tmp_path, "job-a")
+    writes = BatchedWrites(holder, batch_size=1, on_start=broken)
+    with pytest.raises(ImportError, match="no faiss here"):
+        writes.submit(*offer("north", 1)).result(timeout=10)
+    writes.close()
+    holder.close()
+    assert stored(tmp_path) == {}

@@ -316,8 +316,13 @@ class BatchedWrites:
         self._thread.join()
 
     def _run(self) -> None:
+        failed: Exception | None = None
         if self._on_start is not None:
-            self._on_start()
+            try:
+                self._on_start()
+            except Exception as exc:  # every offer hears of it, none waits for a dead thread
+                logger.exception("index writer thread: on_start failed")
+                failed = exc
         while True:
             with self._cond:
                 while not self._waiting and not self._closed:
@@ -331,6 +336,10 @@ class BatchedWrites:
                     self._cond.wait(left)
                 batch = self._waiting[: self.batch_size]
                 del self._waiting[: self.batch_size]
+            if failed is not None:
+                for _, future, _ in batch:
+                    future.set_exception(failed)
+                continue
             self._write(batch)
 
     def _write(self, batch: list[tuple[tuple[Any, Any, Any], Future, float]]) -> None:

@@ -153,6 +153,39 @@ def test_a_spooled_offer_with_a_crawled_at_that_is_no_time_is_refused_and_the_dr
 
 @pytest.mark.slow
 @pytest.mark.integration
+class _Killed(BaseException):
+    """The drain's process dying between a batch's upsert and marking its rows done."""
+
+
+def test_a_drain_killed_after_its_batch_was_stored_stores_no_sighting_twice(tmp_path, monkeypatch):
+    """Rows are marked done a batch at a time: the next drain finds the sightings the killed
+    one stored and forgets those rows, with one price point each, not two."""
+    holder = writer(tmp_path, "job-a")
+    spool = OfferSpool(tmp_path / "store" / "spool" / "offers.sqlite")
+    for n in (1, 2, 3):
+        item, refs, vectors = offer("corner", n)
+        spool.put({**item, "crawled_at": f"2026-12-01T10:00:0{n}"}, refs, vectors, source="b")
+    spool.put(*offer("corner", 4), source="job-b")  # no crawl time: stored again, none lost
+    spool.close()
+    done = OfferSpool.done
+
+    def killed(self, ids):
+        raise _Killed
+
+    monkeypatch.setattr(OfferSpool, "done", killed)
+    with pytest.raises(_Killed):
+        holder.drain()
+    monkeypatch.setattr(OfferSpool, "done", done)
+    assert holder.drain() == 1  # corner/4 only
+    assert holder.counts["repeated"] == 3
+    holder.close()
+    points = {url: n for url, (_, _, n) in stored(tmp_path).items()}
+    assert points == {offer("corner", n)[0]["url"]: 1 for n in (1, 2, 3)} | {
+        offer("corner", 4)[0]["url"]: 2
+    }
+    assert OfferSpool(tmp_path / "store" / "spool" / "offers.sqlite").count() == 0
+
+
 def test_every_offer_a_crawl_spooled_before_kill_9_is_indexed_by_the_holder(
     demo_server_factory, tmp_path
 ):

@@ -34,6 +34,7 @@ from cumpair.index import (
     StoreOptions,
     UpsertResult,
 )
+from cumpair.indexer.sightings import offer_with_sighting
 from cumpair.indexer.spool import OfferSpool, default_spool_path
 from cumpair.ingest.batches import store_batch
 from cumpair.ingest.stages import offer_record, regroup_store, store_offer
@@ -368,7 +369,10 @@ def drain_spool(
 ) -> Counter[str]:
     """Upsert and group every offer in `spool` into `store` (the caller holds it), oldest
     first, each forgotten only once its upsert returned; `stored` gets each offer id (what a
-    regroup must cover). Counts ``drained``, ``refused`` (offers the store refuses as invalid,
+    regroup must cover). Rows are forgotten a batch at a time, so a drain killed (or failed)
+    after a batch's upsert leaves rows that are stored: the next drain finds their sighting in
+    the store (`offer_with_sighting`) and forgets them without a second price point. Counts
+    ``drained``, ``repeated`` (such rows), ``refused`` (offers the store refuses as invalid,
     let go as their own process would have) and ``unreadable`` (rows kept for a person)."""
     counts: Counter[str] = Counter()
     after = 0
@@ -379,6 +383,11 @@ def drain_spool(
             if offer.item is None:
                 logger.error("spool %s: row %d skipped: %s", spool.path, offer.id, offer.error)
                 counts["unreadable"] += 1
+                continue
+            if (offer_id := offer_with_sighting(store, offer.item)) is not None:
+                stored(offer_id)  # the killed drain may not have regrouped it
+                counts["repeated"] += 1
+                spool.done([offer.id])
                 continue
             try:  # refuses a bad crawled_at
                 records.append((offer_record(offer.item, offer.references), offer.vectors))

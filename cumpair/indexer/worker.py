@@ -10,8 +10,8 @@ acknowledged (and its offer recorded for its
 crawl run, so a page a killed crawler had to crawl again is not indexed twice): a kill at any
 point leaves the entry pending, to be read again first on restart. A kill between a batch's
 upsert and its acknowledgements redelivers indexed entries: the offer's price point
-at exactly the item's crawl time (`_stored_before`; the store records each sighting at the
-item's ``crawled_at``) shows it was stored, and it is only acknowledged.
+at exactly the item's crawl time (`sightings.offer_with_sighting`; the store records each
+sighting at the item's ``crawled_at``) shows it was stored, and it is only acknowledged.
 When the stream goes quiet, the products the new offers touched are regrouped and the store
 flushed, as a crawl does when it ends, then the watches are checked (`cumpair.alerts`), now
 that the new prices are stored. The offers waiting for a regroup are kept in Redis
@@ -34,12 +34,13 @@ from cumpair.alerts.run import after_update
 from cumpair.embed import BatchEmbedder, EncoderSet
 from cumpair.embed.reindex import spaces_for
 from cumpair.index import ProductStore, StoreOptions
+from cumpair.indexer.sightings import offer_with_sighting
 from cumpair.indexer.spool import OfferSpool, default_spool_path
 from cumpair.indexer.stream import Entry, ItemStream
 from cumpair.indexer.turns import drain_spool
 from cumpair.indexer.vision import Photos, VisionStage, default_vision_processes
 from cumpair.ingest.batches import embed_and_store_many
-from cumpair.ingest.stages import crawled_at, regroup_store
+from cumpair.ingest.stages import regroup_store
 from cumpair.search.products import ProductGroups
 from cumpair.stored_images import ImageStoreOptions, open_image_store, read_photos
 from cumpair.vision.ocr_types import OcrOptions
@@ -209,7 +210,11 @@ class Indexer:
         for entry in entries:
             if entry.item is None:
                 self._reject(entry, entry.error or "not an item")
-            elif self.stream.already_indexed(entry) or _stored_before(store, entry):
+            elif self.stream.already_indexed(entry) or (
+                entry.redelivered
+                and entry.item
+                and offer_with_sighting(store, entry.item) is not None
+            ):
                 self.report.repeated += 1
                 self.stream.ack([entry.id])
             elif entry.run is not None and (entry.run, entry.offer_key) in firsts:
@@ -301,32 +306,6 @@ class Indexer:
             run = after_update(self.index_dir)
             if run is not None:
                 self.report.alerts_queued += run.queued
-
-
-def _stored_before(store: ProductStore, entry: Entry) -> bool:
-    """Whether a redelivered entry was stored by the indexer that was killed before it could
-    acknowledge it: its offer has a price point at exactly the item's ``crawled_at``.
-
-    Every stored sighting appends a price point at its ``seen_at``, and `offer_record` takes
-    ``seen_at`` from ``crawled_at``, so that point is this entry's own. Any other rule is
-    wrong somewhere: a point *after* the crawl time is also what an indexer lagging a run
-    behind leaves when it stores run r1 after r2 crawled the page, and comparing what the
-    item says cannot tell r2 from r1 when r2 changed only the page's spec text. Two runs
-    crawling the same page in the same microsecond would be taken for one (not met in
-    practice); an entry without ``crawled_at`` is stored again (one more point, none lost)."""
-    if not (entry.redelivered and entry.item):
-        return False
-    item = entry.item
-    try:
-        at = crawled_at(item)
-    except ValueError:
-        return False  # the store rejects it with the reason, as a first delivery
-    if at is None:
-        return False
-    for offer_id, offer in store.get_offers(store.offers_with_url(item["url"])).items():
-        if offer.shop == item["shop"]:
-            return any(point.seen_at == at for point in store.price_history(offer_id))
-    return False
 
 
 @dataclass(frozen=True)

@@ -176,3 +176,17 @@ def test_prices_are_no_numbers_two_offers_must_agree_on():
     )
     assert not any("749" in n for n in a.numbers)
     assert pair_signals(a, b)["numbers_substituted"] == 0.0
+
+
+def test_a_code_that_looks_like_a_price_is_still_a_number():
+    # WDC computers and cameras titles: a currency code glued into a model code ("15ISK"
+    # Icelandic kronur, "MVR911" rufiyaa, "1BEF" Belgian francs) or AMD the chip maker
+    assert "y70015isk" in number_tokens("Lenovo Y700-15ISK i7-6700HQ 12GB")  # not "y700"
+    assert "y70017isk" in number_tokens("Lenovo Y700-17ISK i7-6700HQ 8GB")
+    assert "mvr911ejcn" in number_tokens("Manfrotto MVR911EJCN SYMPLA")
+    assert "la670wegb1bef" in number_tokens("Casio LA670WEGB-1BEF Or/Noir")
+    assert "6380" in number_tokens("AMD 6380 Opteron Processor - 16 Core")
+    assert "970" in number_tokens("Asus M5A97 R2.0 AMD 970 (Socket AM3+)")
+    # prices still are none
+    assert number_tokens("Nike Air Max 90 1.299,00 €") == {"90"}
+    assert number_tokens("Canon EOS 80D EUR 899,00") == {"80d"}

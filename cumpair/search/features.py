@@ -585,19 +585,22 @@ def _price_patterns() -> tuple[re.Pattern[str], re.Pattern[str]]:
     from price_parser.parser import CURRENCY_CODES, SAFE_CURRENCY_SYMBOLS
 
     # price-parser's currency lexicon (symbols such as "$", "€", "zł" and the ISO 4217 codes,
-    # upper-case, less the codes that are English words: "TOP 10" is no price), longest first
+    # upper-case, less the codes that are English words: "TOP 10" is no price, and AMD, a chip
+    # maker's name: "AMD 6380 Opteron", "AMD 990FX"), longest first
     currency = "|".join(
         re.escape(c)
         for c in sorted(
             set(SAFE_CURRENCY_SYMBOLS)
-            | set(CURRENCY_CODES) - {"ALL", "BOB", "CUP", "MAD", "MOP", "SOS", "TOP"},
+            | set(CURRENCY_CODES) - {"ALL", "AMD", "BOB", "CUP", "MAD", "MOP", "SOS", "TOP"},
             key=len,
             reverse=True,
         )
     )
+    # a price is no part of a code: not followed by letters or digits ("MVR911EJCN", "CRC 32GB")
+    # nor glued to a hyphen before it ("Y700-15ISK", "LA670WEGB-1BEF")
     return (
-        re.compile(rf"(?<![^\W\d_])(?:{currency})\s?{_AMOUNT}"),
-        re.compile(rf"(?<![\w.,]){_AMOUNT}\s?(?:{currency})(?![^\W\d_])"),
+        re.compile(rf"(?<![^\W\d_])(?:{currency})\s?{_AMOUNT}(?![^\W_])"),
+        re.compile(rf"(?<![\w.,-]){_AMOUNT}\s?(?:{currency})(?![^\W\d_])"),
     )
 
 

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import UTC, datetime
 from decimal import Decimal
 
@@ -46,3 +47,15 @@ def test_a_new_offer_is_compared_with_its_neighbours_as_a_regroup_compares_them(
         verdict = compare(features_from_record(records[pro]), features_from_record(records[mini]))
     assert not verdict.same  # what a regroup decides for the pair
     assert second.product_id != first.product_id
+
+
+def test_compared_features_are_kept_per_offer_only_while_its_record_is_unchanged(tmp_path):
+    with ProductStore.open(tmp_path, {}, StoreOptions(duplicate_threshold=None)) as store:
+        groups = ProductGroups.open(tmp_path)
+        offer_id = store.upsert(_record("alpha", MINI)).offer_id
+        first = groups._record_features(store.get_offers([offer_id])[offer_id])
+        assert groups._record_features(store.get_offers([offer_id])[offer_id]) is first
+        store.upsert(replace(_record("alpha", PRO), seen_at=datetime(2026, 11, 2, tzinfo=UTC)))
+        changed = groups._record_features(store.get_offers([offer_id])[offer_id])
+        groups.close()
+    assert changed.title != first.title and "12.9" in changed.title

@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import os
 import threading
-from collections import Counter, defaultdict
+from collections import Counter, OrderedDict, defaultdict
 from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -52,6 +52,10 @@ if TYPE_CHECKING:
 # 0.973 at 10^6, where the lists are four times as many). ``CUMPAIR_GROUP_SEARCH_LISTS`` caps
 # them (0: no cap); bench/bench_grouping.py prints the share kept ("merge") per size.
 GROUP_SEARCH_LISTS = 0
+
+# Grouped offers whose comparison features one `ProductGroups` keeps (`_record_features`): a
+# few KB each (~16 MB at most); the neighbourhoods a crawl or an ingest is working in.
+COMPARED_FEATURES_KEPT = 4096
 
 
 def grouping_effort() -> SearchEffort:
@@ -97,6 +101,8 @@ class ProductGroups:
         self._tables = tables
         self.readonly = tables.readonly
         self._lock = threading.RLock()
+        # offer id -> (what its features are built from, the features): see `_record_features`
+        self._compared_features: OrderedDict[int, tuple[tuple, OfferFeatures]] = OrderedDict()
 
     @classmethod
     def open(
@@ -216,10 +222,33 @@ class ProductGroups:
         builds every offer. The stored match keys lack the title's numbers, colours, price
         and description, and tokens of the title with its numbers read; compared with those,
         one WDC valid pair in 23 got another verdict (603 wrong of 6,000 against 463)."""
+        grouped = list(self.product_of(offer_ids))
+        return {oid: self._record_features(r) for oid, r in store.get_offers(grouped).items()}
+
+    def _record_features(self, record: Any) -> OfferFeatures:
+        """`features_from_record(record)`, remembered per offer while what it is built from is
+        unchanged: a grouped offer is compared again with every new offer near it, and its
+        features cost ~0.14 ms each time (their regexes), about as much as the rest of an
+        `assign` together. Bounded to `COMPARED_FEATURES_KEPT` offers, least recent out."""
         from cumpair.search.features import features_from_record
 
-        grouped = list(self.product_of(offer_ids))
-        return {oid: features_from_record(r) for oid, r in store.get_offers(grouped).items()}
+        source = (
+            record.shop, record.title, record.gtin, record.brand, record.model,
+            repr(record.specs), getattr(record, "sku", None), getattr(record, "price", None),
+            getattr(record, "currency", None), getattr(record, "description", None),
+        )  # fmt: skip
+        with self._lock:
+            kept = self._compared_features.get(record.id)
+            if kept is not None and kept[0] == source:
+                self._compared_features.move_to_end(record.id)
+                return kept[1]
+        features = features_from_record(record)
+        with self._lock:
+            self._compared_features[record.id] = (source, features)
+            self._compared_features.move_to_end(record.id)
+            while len(self._compared_features) > COMPARED_FEATURES_KEPT:
+                self._compared_features.popitem(last=False)
+        return features
 
     # ------------------------------------------------------------------ writing
     def _require_writer(self) -> None:

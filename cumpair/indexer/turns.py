@@ -23,11 +23,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from cumpair.index import (
     InvalidOfferError,
-    OfferRecord,
     ProductStore,
     SpaceSpec,
     StoreLockedError,
@@ -145,18 +142,10 @@ class TurnWriter:
                 spool.put(item, references, vectors, self.source)
             self._count("spooled", len(entries))
             return [None] * len(entries)
-        out: list[tuple[UpsertResult, Any] | InvalidOfferError | None] = [None] * len(entries)
-        ready: list[int] = []
-        records: list[tuple[OfferRecord, Mapping[str, np.ndarray]]] = []
-        for n, (item, references, vectors) in enumerate(entries):
-            try:
-                records.append((offer_record(item, references), vectors))
-            except InvalidOfferError as exc:  # a crawled_at the store cannot take
-                out[n] = exc
-                continue
-            ready.append(n)
-        for n, outcome in zip(ready, store_batch(store, groups, records), strict=True):
-            out[n] = outcome
+        out: list[tuple[UpsertResult, Any] | InvalidOfferError | None] = list(
+            store_batch(store, groups, entries)
+        )
+        for outcome in out:
             if not isinstance(outcome, InvalidOfferError):
                 self._note_touched(outcome[0].offer_id)
         store.maybe_flush()
@@ -378,7 +367,7 @@ def drain_spool(
     after = 0
     while rows := spool.take(batch, after):
         after = rows[-1].id
-        ready, records = [], []
+        ready = []
         for offer in rows:
             if offer.item is None:
                 logger.error("spool %s: row %d skipped: %s", spool.path, offer.id, offer.error)
@@ -389,14 +378,10 @@ def drain_spool(
                 counts["repeated"] += 1
                 spool.done([offer.id])
                 continue
-            try:  # refuses a bad crawled_at
-                records.append((offer_record(offer.item, offer.references), offer.vectors))
-            except InvalidOfferError as exc:
-                _refused(spool, offer, exc, counts)
-                continue
             ready.append(offer)
         # One durable transaction for the rows taken; each forgotten only once it returned.
-        for offer, outcome in zip(ready, store_batch(store, groups, records), strict=True):
+        entries = [(offer.item, offer.references, offer.vectors) for offer in ready]
+        for offer, outcome in zip(ready, store_batch(store, groups, entries), strict=True):
             if isinstance(outcome, InvalidOfferError):
                 _refused(spool, offer, outcome, counts)
                 continue
@@ -417,4 +402,4 @@ def _refused(spool: OfferSpool, offer: Any, exc: InvalidOfferError, counts: Coun
     spool.done([offer.id])
 
 
-__all__ = ["BatchedWrites", "TurnOptions", "TurnWriter", "drain_spool", "store_batch"]
+__all__ = ["BatchedWrites", "TurnOptions", "TurnWriter", "drain_spool"]

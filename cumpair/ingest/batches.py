@@ -8,7 +8,7 @@ refused), so an offer counts as stored only once its part is.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -39,28 +39,45 @@ def embed_and_store_many(
     one transaction a part, durable when it returns, then grouped one by one; results are those
     of upserting one at a time, and a refused record comes out with its error while every other
     offer is stored)."""
-    out: list[Stored | None] = [None] * len(batch)
-    ready: list[tuple[int, ItemVectors]] = []
-    records: list[tuple[Any, dict[str, np.ndarray]]] = []
-    for n, ((item, paths), vectors) in enumerate(
-        zip(batch, _embedded(embedder, batch), strict=True)
-    ):
-        vecs = space_vectors(vectors)
-        try:
-            records.append((offer_record(item, paths), vecs))
-        except InvalidOfferError as exc:
-            out[n] = Stored(vectors, None, exc)
-            continue
-        ready.append((n, vectors))
-    for (n, vectors), outcome in zip(ready, store_batch(store, groups, records), strict=True):
-        if isinstance(outcome, InvalidOfferError):
-            out[n] = Stored(vectors, None, outcome)
-        else:
-            out[n] = Stored(vectors, outcome[0])
-    return out  # type: ignore[return-value]  # every offer has its outcome now
+    vectors = _embedded(embedder, batch)
+    entries = [
+        (item, paths, space_vectors(item_vectors))
+        for (item, paths), item_vectors in zip(batch, vectors, strict=True)
+    ]
+    return [
+        Stored(item_vectors, None, outcome)
+        if isinstance(outcome, InvalidOfferError)
+        else Stored(item_vectors, outcome[0])
+        for item_vectors, outcome in zip(vectors, store_batch(store, groups, entries), strict=True)
+    ]
 
 
 def store_batch(
+    store: Any,
+    groups: Any,
+    entries: Sequence[tuple[Mapping[str, Any], Sequence[str], Mapping[str, np.ndarray]]],
+) -> list[tuple[UpsertResult, Any] | InvalidOfferError]:
+    """Upsert and group (item, its photo references, vectors by space) `entries`, in order:
+    each one's (upsert result, membership), or its `InvalidOfferError` when the store refuses
+    it (`stages.offer_record` refuses a bad ``crawled_at``) while every other one is stored.
+    What `embed_and_store_many`, the crawl's writer (`indexer.turns`) and the spool's drain
+    all upsert with; durable when it returns."""
+    out: list[tuple[UpsertResult, Any] | InvalidOfferError | None] = [None] * len(entries)
+    ready: list[int] = []
+    records: list[tuple[Any, Mapping[str, np.ndarray]]] = []
+    for n, (item, references, vectors) in enumerate(entries):
+        try:
+            records.append((offer_record(item, references), vectors))
+        except InvalidOfferError as exc:
+            out[n] = exc
+            continue
+        ready.append(n)
+    for n, outcome in zip(ready, _store_records(store, groups, records), strict=True):
+        out[n] = outcome
+    return out  # type: ignore[return-value]  # every entry has its outcome now
+
+
+def _store_records(
     store: Any,
     groups: Any,
     entries: Sequence[tuple[Any, Mapping[str, np.ndarray]]],
@@ -72,8 +89,7 @@ def store_batch(
     batch), and each offer grouped with the part's later new offers as ``pending``, so they do
     not crowd its neighbours out. A part the store refuses is upserted again offer by offer, so
     a bad record comes out as its `InvalidOfferError` and every other one is stored. Returns
-    each entry's (upsert result, membership) or error, in order. What `embed_and_store_many`,
-    the crawl's writer (`indexer.turns`) and the spool's drain all upsert with."""
+    each entry's (upsert result, membership) or error, in order."""
     options = getattr(store, "options", None)
     threshold = getattr(options, "duplicate_threshold", None)
     space = getattr(options, "duplicate_space", "image")
@@ -100,15 +116,15 @@ def store_batch(
 
 def _embedded(
     embedder: BatchEmbedder, batch: Sequence[tuple[Mapping[str, Any], Sequence[str]]]
-) -> Iterator[ItemVectors]:
+) -> list[ItemVectors]:
     """The vectors of each (item, photo paths) of `batch`, in order, all embedded together
-    (submitted, then one flush); each offer's result is taken in its turn, so an offer whose
-    embedding failed raises there, after the offers before it."""
+    (submitted, then one flush); an offer whose embedding failed raises, before anything of
+    the batch is stored."""
     futures = [
         embedder.submit(list(paths), product_text(item), key=item["url"]) for item, paths in batch
     ]
     embedder.flush()
-    return (future.result() for future in futures)
+    return [future.result() for future in futures]
 
 
 def _upsert_one(

@@ -194,28 +194,6 @@ class ProductGroups:
         with self._lock:
             return self._tables.count()
 
-    def _features(self, offer_ids: Iterable[int]) -> dict[int, OfferFeatures]:
-        """The match keys grouping stored for grouped offers, with their shop and title: the
-        identity an offer was grouped by (`assign` asks whether it changed). Not what to
-        compare with: that is `_compared`."""
-        from cumpair.search.features import OfferFeatures, title_tokens
-
-        with self._lock:
-            found = self._tables.members(offer_ids)
-        return {
-            oid: OfferFeatures(
-                key=oid,
-                shop=shop,
-                title=title,
-                gtin=m.gtin,
-                brand=m.brand,
-                models=frozenset(m.models),
-                specs=m.specs,
-                tokens=title_tokens(title),
-            )
-            for oid, (m, shop, title) in found.items()
-        }
-
     def _compared(self, store: OfferStore, offer_ids: Iterable[int]) -> dict[int, OfferFeatures]:
         """Grouped offers among `offer_ids` as `compare` must see them: built from their store
         records by `features_from_record`, as the offer being assigned is and as `regroup`
@@ -282,8 +260,10 @@ class ProductGroups:
         with self._lock:
             current = self.membership(offer_id)
             if current is not None:
-                old = self._features([offer_id])[offer_id]
-                if (old.gtin, old.models, old.brand) == (offer.gtin, offer.models, offer.brand):
+                # the identity it was grouped by: the match keys its membership row keeps
+                old, _, _ = self._tables.members([offer_id])[offer_id]
+                identity = (old.gtin, frozenset(old.models), old.brand)
+                if identity == (offer.gtin, offer.models, offer.brand):
                     self._write_member(record, offer, current.product_id, current)
                     return current
                 with self._tables.transaction():

@@ -92,10 +92,7 @@ class ProductImagesPipeline(ImagesPipeline):
             saved = self._stored_validators(request, info)
             if saved is not None and saved.fresh(time.time()):
                 path = self.file_path(request, info=info, item=item)
-                stat = self.store.stat_file(path, info)
-                self.inc_stats("fresh")
-                return {"url": request.url, "path": path, "checksum": stat.get("checksum"),
-                        "status": "uptodate"}  # fmt: skip
+                return self._stored_result(request, path, info, "fresh")
         return await ensure_awaitable(super().media_to_download(request, info, item=item))
 
     async def media_downloaded(
@@ -158,8 +155,15 @@ class ProductImagesPipeline(ImagesPipeline):
         """304: the stored file is still the image; its expiry clock starts again."""
         path = self.file_path(request, info=info, item=item)
         os.utime(self._stored_file(path))
+        return self._stored_result(request, path, info, "revalidated")
+
+    def _stored_result(
+        self, request: Request, path: str, info: MediaPipeline.SpiderInfo, counted: str
+    ) -> FileInfo:
+        """The file stored at `path` as `request`'s result, as Scrapy reports an up-to-date
+        one, counted as ``file_status_count/<counted>``."""
         stat = self.store.stat_file(path, info)
-        self.inc_stats("revalidated")
+        self.inc_stats(counted)
         return {"url": request.url, "path": path, "checksum": stat.get("checksum"),
                 "status": "uptodate"}  # fmt: skip
 

@@ -138,10 +138,6 @@ def _german_price(price: Decimal) -> str:
     return english.replace(",", "_").replace(".", ",").replace("_", ".") + " €"
 
 
-def _abs(base: str, offer: DemoOffer, name: str) -> str:
-    return base + offer.image_path(name)
-
-
 def northwind_product(offer: DemoOffer, base: str) -> str:
     """JSON-LD Product; visible HTML has no microdata. Defects corrupt exactly what they say."""
     product = offer.product
@@ -170,7 +166,7 @@ def northwind_product(offer: DemoOffer, base: str) -> str:
         "mpn": product.model,
         "brand": {"@type": "Brand", "name": product.brand},
         "description": offer.description,
-        "image": [_abs(base, offer, name) for name in offer.image_names],
+        "image": [base + path for path in offer.image_paths],
         "category": product.category,
         "offers": offer_data,
     }
@@ -210,8 +206,7 @@ def bluepeak_product(offer: DemoOffer, base: str) -> str:
         prop = "gtin12" if len(offer.gtin_printed) == 12 else "gtin13"
         gtin = f'<p>GTIN: <span itemprop="{prop}">{escape(offer.gtin_printed)}</span></p>'
     images = "".join(
-        f'<img itemprop="image" src="{escape(_abs(base, offer, n))}" alt="">'
-        for n in offer.image_names
+        f'<img itemprop="image" src="{escape(base + p)}" alt="">' for p in offer.image_paths
     )
     body = f"""<div itemscope itemtype="https://schema.org/Product">
 <h1 itemprop="name">{escape(offer.title)}</h1>
@@ -299,7 +294,7 @@ def nebula_item_json(offer: DemoOffer, base: str) -> dict:
         "availability": offer.availability,
         "description": offer.description,
         "category": offer.product.category,
-        "images": [_abs(base, offer, name) for name in offer.image_names],
+        "images": [base + path for path in offer.image_paths],
     }
 
 

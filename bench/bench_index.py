@@ -39,6 +39,7 @@ from typing import NamedTuple
 import faiss
 import numpy as np
 
+from cumpair.faiss_threads import on_one_thread
 from cumpair.index import OfferRecord, ProductStore, SpaceSpec, StoreOptions, ivf
 
 K = 10
@@ -393,15 +394,6 @@ def best_qps(
     return queries / min(times[0]), queries / min(times[1])
 
 
-def _on_one_thread(run: Callable[[], object]) -> object:
-    threads = faiss.omp_get_max_threads()
-    faiss.omp_set_num_threads(1)
-    try:
-        return run()
-    finally:
-        faiss.omp_set_num_threads(threads)
-
-
 def bench_overhead(n: int, dim: int, nq: int, root: Path, repeat: int = 3) -> None:
     print(f"\n== overhead at {n} x {dim} (Flat, {nq} queries, k=10)")
     data, queries = np.split(clustered(n + nq, dim), [n])  # queries: same clusters, unseen
@@ -445,7 +437,7 @@ def bench_overhead(n: int, dim: int, nq: int, root: Path, repeat: int = 3) -> No
         raw_serial, store_again = best_qps(
             repeat,
             len(singles),
-            partial(_on_one_thread, lambda: [raw.search(q[None], 10) for q in singles]),
+            partial(on_one_thread, lambda: [raw.search(q[None], 10) for q in singles]),
             lambda: [store.search("image", q, 10) for q in singles],
         )
     row("add (vectors/s)", raw_add, store_add, "vec/s")

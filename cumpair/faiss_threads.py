@@ -20,9 +20,12 @@ The store's own searches of a few queries run on one thread whatever is set here
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 from cumpair.flags import parse_count
+
+T = TypeVar("T")
 
 SETTING = "CUMPAIR_SEARCH_THREADS"
 
@@ -39,4 +42,18 @@ def set_faiss_threads(threads: int) -> None:
     if threads:
         import faiss
 
+        faiss.omp_set_num_threads(threads)
+
+
+def on_one_thread(run: Callable[..., T], *args: Any) -> T:
+    """`run(*args)` with FAISS on one OpenMP thread for the calling thread, whose own count is
+    restored after (also when `run` raises): the store's searches of a few queries
+    (`cumpair.index.ivf.SERIAL_QUERIES`) and bench_index's raw FAISS beside them."""
+    import faiss
+
+    threads = faiss.omp_get_max_threads()  # this thread's setting (OpenMP keeps one each)
+    faiss.omp_set_num_threads(1)
+    try:
+        return run(*args)
+    finally:
         faiss.omp_set_num_threads(threads)

@@ -28,6 +28,7 @@ from typing import Any, Literal
 import faiss
 import numpy as np
 
+from cumpair.faiss_threads import on_one_thread
 from cumpair.index.records import StoreOptions
 
 # Recall on 500 tuning queries is a sample (about +-0.006), so nprobe is tuned to the target
@@ -284,12 +285,7 @@ def search(
     run on the calling thread alone (see there).
     """
     if len(queries) < SERIAL_QUERIES:
-        threads = faiss.omp_get_max_threads()  # this thread's setting (OpenMP keeps one each)
-        faiss.omp_set_num_threads(1)
-        try:
-            return _search(index, params, queries, k, allowed, lookup, nprobe, k_factor)
-        finally:
-            faiss.omp_set_num_threads(threads)
+        return on_one_thread(_search, index, params, queries, k, allowed, lookup, nprobe, k_factor)
     return _search(index, params, queries, k, allowed, lookup, nprobe, k_factor)
 
 

@@ -287,38 +287,53 @@ def test_an_audience_is_compared_across_languages():
     assert (plain["audience_known"], plain["audience_one_sided"]) == (0.0, 1.0)
 
 
-def test_numbers_each_title_has_alone_are_a_substitution_not_an_addition():
-    women, men = offer_features(0, "s0", PEGASUS_32), offer_features(1, "s1", PEGASUS_33)
-    assert pair_signals(women, men)["numbers_substituted"] == 1.0
-    evo_44 = offer_features(2, "s2", "Puma evoSPEED 4.4 FG - Lave/Blanc/Eclipse Totale")
-    evo_14 = offer_features(3, "s3", "Puma evoSPEED 1.4 FG - Lave/Blanc/Eclipse Totale")
-    assert pair_signals(evo_44, evo_14)["numbers_substituted"] == 1.0
-    # one title adding a number (a style code) to the other is no substitution, and a range
-    # written with spaces is the same range
-    plain = offer_features(4, "s4", "Nike Air Zoom Pegasus 33 - Black/White")
-    coded = offer_features(5, "s5", "Nike Air Zoom Pegasus 33 Black 831352-001")
-    assert pair_signals(plain, coded)["numbers_substituted"] == 0.0
-    lens = offer_features(6, "s6", "Canon EOS 80D with 18-55mm lens")
-    spaced = offer_features(7, "s7", "Canon EOS 80D 18 55 mm kit")
-    assert pair_signals(lens, spaced)["numbers_substituted"] == 0.0
-
-
-def test_numbers_are_compared_whole_never_inside_a_longer_number():
-    # WDC shoes train, two shoes: the "2" of Metcon 2 is no digit run of "852928-002"
-    metcon_3 = offer_features(
-        0, "s0", '"Nike Metcon 3 - Black"@en-GB " Nike Black Mens Shoes 852928-002 "@en-GB'
-    )
-    metcon_2 = offer_features(
-        1, "s1", '"Nike Metcon 2 - Black/White"@en " Nike Mens Shoes Black/White "@en'
-    )
-    assert pair_signals(metcon_3, metcon_2)["numbers_substituted"] == 1.0
-    pegasus_3 = offer_features(2, "s2", "Nike Air Pegasus 3 Running Shoe")
-    pegasus_33 = offer_features(3, "s3", "Nike Air Pegasus 33 Running Shoe")
-    assert pair_signals(pegasus_3, pegasus_33)["numbers_substituted"] == 1.0
-    # a number is still found glued to letters, or beside another number a space apart
-    gtx = offer_features(4, "s4", "MSI GTX1060 6GB Gaming X")
-    spaced = offer_features(5, "s5", "MSI GeForce GTX 1060 Gaming X 6 GB")
-    assert pair_signals(gtx, spaced)["numbers_substituted"] == 0.0
+@pytest.mark.parametrize(
+    ("left", "right", "substituted"),
+    [
+        pytest.param(PEGASUS_32, PEGASUS_33, 1.0, id="each-its-own-generation"),
+        pytest.param(
+            "Puma evoSPEED 4.4 FG - Lave/Blanc/Eclipse Totale",
+            "Puma evoSPEED 1.4 FG - Lave/Blanc/Eclipse Totale",
+            1.0,
+            id="each-its-own-decimal",
+        ),
+        # one title adding a number (a style code) to the other is no substitution
+        pytest.param(
+            "Nike Air Zoom Pegasus 33 - Black/White",
+            "Nike Air Zoom Pegasus 33 Black 831352-001",
+            0.0,
+            id="a-style-code-added",
+        ),
+        # a range written with spaces is the same range
+        pytest.param(
+            "Canon EOS 80D with 18-55mm lens", "Canon EOS 80D 18 55 mm kit", 0.0, id="spaced-range"
+        ),
+        # numbers are compared whole, never inside a longer number: the "2" of Metcon 2 is no
+        # digit run of "852928-002" (WDC shoes train, two shoes)
+        pytest.param(
+            '"Nike Metcon 3 - Black"@en-GB " Nike Black Mens Shoes 852928-002 "@en-GB',
+            '"Nike Metcon 2 - Black/White"@en " Nike Mens Shoes Black/White "@en',
+            1.0,
+            id="not-inside-a-style-code",
+        ),
+        pytest.param(
+            "Nike Air Pegasus 3 Running Shoe",
+            "Nike Air Pegasus 33 Running Shoe",
+            1.0,
+            id="not-inside-a-longer-number",
+        ),
+        # a number is still found glued to letters, or beside another number a space apart
+        pytest.param(
+            "MSI GTX1060 6GB Gaming X",
+            "MSI GeForce GTX 1060 Gaming X 6 GB",
+            0.0,
+            id="glued-or-spaced",
+        ),
+    ],
+)
+def test_numbers_each_title_has_alone_are_a_substitution_not_an_addition(left, right, substituted):
+    a, b = offer_features(0, "s0", left), offer_features(1, "s1", right)
+    assert pair_signals(a, b)["numbers_substituted"] == substituted
 
 
 def test_names_and_abbreviations_are_no_audience_and_compounds_are():

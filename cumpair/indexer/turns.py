@@ -34,8 +34,8 @@ from cumpair.index import (
 from cumpair.indexer.sightings import offer_with_sighting
 from cumpair.indexer.spool import OfferSpool, default_spool_path
 from cumpair.ingest.batches import store_batch
-from cumpair.ingest.stages import offer_record, regroup_store, store_offer
-from cumpair.search.products import ProductGroups
+from cumpair.ingest.stages import regroup_store
+from cumpair.search.products import ProductGroups, regroup_needed, stored_grouping_inputs
 
 logger = logging.getLogger(__name__)
 
@@ -111,20 +111,12 @@ class TurnWriter:
     ) -> tuple[UpsertResult, Any] | None:
         """Upsert and group one offer (`item` with its photo `references` and vectors by
         space): the upsert's result and the offer's product membership; or spool it while
-        another process holds the store (None). Durable either way when it returns."""
-        if self.store is None and time.monotonic() >= self._next_try:
-            self._take(timeout_s=0.0)
-        store, groups = self.store, self.groups
-        if store is None or groups is None:
-            self._open_spool().put(item, references, vectors, self.source)
-            self._count("spooled")
-            return None
-        result, membership = store_offer(store, groups, offer_record(item, references), vectors)
-        self._note_touched(result.offer_id)
-        store.maybe_flush()
-        if time.monotonic() >= self._next_drain:
-            self.drain()
-        return result, membership
+        another process holds the store (None). Durable either way when it returns; an offer
+        the store refuses raises its `InvalidOfferError`."""
+        outcome = self.write_many([(item, references, vectors)])[0]
+        if isinstance(outcome, InvalidOfferError):
+            raise outcome
+        return outcome
 
     def write_many(
         self, entries: Sequence[tuple[Mapping[str, Any], Sequence[str], Mapping[str, Any]]]
@@ -142,12 +134,20 @@ class TurnWriter:
                 spool.put(item, references, vectors, self.source)
             self._count("spooled", len(entries))
             return [None] * len(entries)
+        keys = [(item["shop"], item["url"]) for item, _, _ in entries]
+        before = stored_grouping_inputs(store, keys)
         out: list[tuple[UpsertResult, Any] | InvalidOfferError | None] = list(
             store_batch(store, groups, entries)
         )
-        for outcome in out:
-            if not isinstance(outcome, InvalidOfferError):
-                self._note_touched(outcome[0].offer_id)
+        results = [o[0] for o in out if o is not None and not isinstance(o, InvalidOfferError)]
+        after = store.get_offers(r.offer_id for r in results)
+        for key, outcome in zip(keys, out, strict=True):
+            if outcome is None or isinstance(outcome, InvalidOfferError):
+                continue
+            result = outcome[0]
+            # An unchanged page keeps its product: only what changed is regrouped at close.
+            if regroup_needed(result, before.get(key), after[result.offer_id]):
+                self._note_touched(result.offer_id)
         store.maybe_flush()
         if time.monotonic() >= self._next_drain:
             self.drain()

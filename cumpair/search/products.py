@@ -36,7 +36,7 @@ from cumpair.index.products import MemberRow, ProductTables
 if TYPE_CHECKING:
     import numpy as np
 
-    from cumpair.index import OfferStore
+    from cumpair.index import OfferStore, UpsertResult
     from cumpair.search.boilerplate import TitleBoilerplate
     from cumpair.search.features import OfferFeatures
     from cumpair.search.matching import MatchConfig, PairEvidence
@@ -67,6 +67,45 @@ def grouping_effort() -> SearchEffort:
     except ValueError as exc:
         raise GroupingError(str(exc)) from None
     return SearchEffort(lists=lists or None, near=True)
+
+
+def grouping_inputs(record: Any) -> tuple:
+    """What grouping reads of an offer's store record (the fields `features_from_record`
+    builds its comparison features from): with these and its vectors unchanged, an offer
+    compares with every other one as it did."""
+    return (
+        record.shop, record.title, record.gtin, record.brand, record.model, repr(record.specs),
+        getattr(record, "sku", None), getattr(record, "price", None),
+        getattr(record, "currency", None), getattr(record, "description", None),
+    )  # fmt: skip
+
+
+def stored_grouping_inputs(
+    store: OfferStore, keys: Iterable[tuple[str, str]]
+) -> dict[tuple[str, str], tuple[int, tuple]]:
+    """(shop, URL) -> (offer id, `grouping_inputs`) of the stored offers at `keys`, read before
+    an upsert overwrites them (`regroup_needed` compares them with what it stored)."""
+    wanted = set(keys)
+    ids = {oid for url in {url for _, url in wanted} for oid in store.offers_with_url(url)}
+    return {
+        (r.shop, r.url): (oid, grouping_inputs(r))
+        for oid, r in store.get_offers(ids).items()
+        if (r.shop, r.url) in wanted
+    }
+
+
+def regroup_needed(result: UpsertResult, before: tuple[int, tuple] | None, after: Any) -> bool:
+    """Whether an upsert (`result`, the record `after` it) can change the grouping: unless the
+    same offer was stored at its URL `before` (`stored_grouping_inputs`) with the same grouping
+    inputs, and the upsert kept its vectors as they were. A recrawl of an unchanged page then
+    leaves its product to the grouping it has, instead of regrouping every offer it saw; a
+    changed title, price, GTIN, brand, spec or photo still regroups."""
+    return (
+        before is None
+        or before[0] != result.offer_id
+        or bool(result.vectors_added or result.vectors_removed)
+        or before[1] != grouping_inputs(after)
+    )
 
 
 class GroupingError(RuntimeError):
@@ -210,11 +249,7 @@ class ProductGroups:
         `assign` together. Bounded to `COMPARED_FEATURES_KEPT` offers, least recent out."""
         from cumpair.search.features import features_from_record
 
-        source = (
-            record.shop, record.title, record.gtin, record.brand, record.model,
-            repr(record.specs), getattr(record, "sku", None), getattr(record, "price", None),
-            getattr(record, "currency", None), getattr(record, "description", None),
-        )  # fmt: skip
+        source = grouping_inputs(record)
         with self._lock:
             kept = self._compared_features.get(record.id)
             if kept is not None and kept[0] == source:

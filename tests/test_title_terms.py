@@ -228,3 +228,22 @@ def test_the_backfill_logs_its_progress_per_chunk(tmp_path, monkeypatch, caplog)
         pass
     progress = [r.getMessage() for r in caplog.records if "backfill" in r.getMessage()]
     assert [m.split(":")[1].split()[0] for m in progress] == ["200", "400", str(len(titles))]
+
+
+def test_a_look_up_reads_each_probed_terms_postings_once(tmp_path, monkeypatch):
+    # touched offers share their rare terms (here the kettles' "acme", "kt"): the second query
+    # takes the list the first read; with one list kept (each read again) the neighbours agree
+    with _open(tmp_path) as store:
+        ids = _fill(store, TITLES)
+        real, reads = title_terms._postings, []
+
+        def counted(conn, term, kept):
+            reads.append((term, term in kept))
+            return real(conn, term, kept)
+
+        monkeypatch.setattr(title_terms, "_postings", counted)
+        found = store.title_neighbours(ids, 3, 3)
+        from_sql = [term for term, kept in reads if not kept]
+        assert len(from_sql) == len(set(from_sql)) < len(reads)
+        monkeypatch.setattr(title_terms, "POSTINGS_KEPT", 1)
+        assert store.title_neighbours(ids, 3, 3) == found

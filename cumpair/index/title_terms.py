@@ -66,6 +66,11 @@ IMPACT_SCALE = 10_000
 PROBE_TERMS = 24
 PROBE_POSTINGS = 1000
 SHORTLIST = 8
+#: Probed terms whose postings one look-up keeps once read (at most 16 KB each, so 32 MB):
+#: the offers a crawl touches share their rarest terms (a product's offers, a brand's line), and
+#: reading a term's list again was what grew with the store (the lists lengthen up to
+#: `PROBE_POSTINGS`): bench/bench_grouping.py, 10^5 offers, 1,000 touched, 29,960 list reads.
+POSTINGS_KEPT = 2048
 BACKFILL_CHUNK = 2000
 
 # features.clean_text's debris (language tags, "Null" fields, quotes); the index package
@@ -287,13 +292,14 @@ def _neighbours(
     asked = np.unique(np.concatenate([t[:, 0] for t in queries.values()])).tolist()
     df = _dfs(conn, asked)
     texts = dict(_select_in(conn, "SELECT id, term FROM title_terms WHERE id IN ({})", asked))
+    postings: dict[int, np.ndarray] = {}  # `_postings`' reads, shared by every query
     for kind, k in ((WORDS, words), (GRAMS, grams)):
         if k <= 0:
             continue
         heads, tails = [], []
         for oid, terms in queries.items():
             mine = terms[terms[:, 1] == kind]
-            shortlist = _shortlist(conn, oid, mine, df, texts, n, SHORTLIST * k)
+            shortlist = _shortlist(conn, oid, mine, df, texts, n, SHORTLIST * k, postings)
             heads.append(np.full(len(shortlist), oid))
             tails.append(shortlist)
         head, tail = np.concatenate(heads), np.concatenate(tails)
@@ -329,9 +335,11 @@ def _shortlist(
     texts: Mapping[int, str],
     n: int,
     size: int,
+    postings: dict[int, np.ndarray],
 ) -> np.ndarray:
     """The `size` offers with the best partial scores over the probed postings of one title's
-    terms of one kind (`mine`: rows of its doc), itself left out."""
+    terms of one kind (`mine`: rows of its doc), itself left out; `postings`: the lists read so
+    far in this snapshot (`_postings`)."""
     if not len(mine):
         return np.empty(0, dtype=np.int64)
     tids = mine[:, 0].astype(np.int64)
@@ -343,12 +351,8 @@ def _shortlist(
     order = sorted(range(len(tids)), key=lambda i: (dfs[i], texts[int(tids[i])]))[:PROBE_TERMS]
     others, scores = [], []
     for t, q in zip(tids[order].tolist(), w[order].tolist(), strict=True):
-        rows = conn.execute(
-            "SELECT offer_id, impact FROM title_postings WHERE term_id = ? ORDER BY impact LIMIT ?",
-            (t, PROBE_POSTINGS),
-        ).fetchall()
-        if rows:
-            got = np.array(rows, dtype=np.int64)
+        got = _postings(conn, t, postings)
+        if len(got):
             others.append(got[:, 0])
             scores.append(got[:, 1] * -q)
     if not others:
@@ -359,6 +363,22 @@ def _shortlist(
     keep = min(size, len(ids))
     best = np.argpartition(-partial, keep - 1)[:keep]
     return ids[best[np.isfinite(partial[best])]]
+
+
+def _postings(conn: sqlite3.Connection, term: int, kept: dict[int, np.ndarray]) -> np.ndarray:
+    """Rows (offer id, impact) of the `PROBE_POSTINGS` heaviest postings of `term`, read once
+    per look-up: `kept` holds the last `POSTINGS_KEPT` terms read, oldest out first."""
+    got = kept.get(term)
+    if got is None:
+        rows = conn.execute(
+            "SELECT offer_id, impact FROM title_postings WHERE term_id = ? ORDER BY impact LIMIT ?",
+            (term, PROBE_POSTINGS),
+        ).fetchall()
+        got = np.array(rows, dtype=np.int64).reshape(-1, 2)
+        if len(kept) >= POSTINGS_KEPT:
+            del kept[next(iter(kept))]
+        kept[term] = got
+    return got
 
 
 def _lookup(df: Mapping[int, int], tids: np.ndarray) -> np.ndarray:

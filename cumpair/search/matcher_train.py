@@ -45,6 +45,17 @@ a missing brand scores as an agreeing one, lowered the mean (0.821 -> 0.818, mea
 rarity left the compared pair out of its counts), so the learned weights stay. Trees on these
 signals fit better and generalise worse again: 0.875 / 0.840 / 0.870 / 0.833 trained on all four,
 but 0.810 trained without the category tested, against the logistic model's 0.821.
+
+No learned text similarity ships (#14, session 14; trained without the category tested, mean
+0.8217 with these signals, 0.8219 with the MiniLM cosine). Two heads over the frozen MiniLM
+vectors of both titles, each an extra signal trained on the training categories' pairs only:
+logistic on |u-v| and u*v 0.8229 (C=0.05), and a learned 384x128 projection compared by
+cosine 0.8225, though that projection alone raises the cosine's ranking of unseen categories'
+pairs (ROC AUC computers 0.741 -> 0.795, cameras 0.816 -> 0.867, shoes 0.710 -> 0.751). The
+matcher's own signals already hold what they add. A head's outputs on its own training pairs
+must come from heads trained without their category: predicted across folds of pooled pairs
+(categories and offers shared) the matcher trusts them and falls to 0.787 (0.8545 with the
+logistic head on computers alone).
 """
 
 from __future__ import annotations

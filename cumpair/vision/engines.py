@@ -156,6 +156,12 @@ class RapidOcrEngine(OcrEngine):
                 "Global.use_cls": False,
                 "Det.limit_type": "max",
                 "Det.limit_side_len": 960,
+                # On the calling thread alone, as the text gate's detector: ONNX Runtime's own
+                # pool (a thread per core, spinning between operators) doubled the CPU of a read
+                # beside the crawl's other OCR threads and hid it from `stage/ocr_cpu_s`. 24 demo
+                # photos: 3.2-3.4 CPU s against 6.8-7.2 (wall 3.2-3.6 s against 5.5-8.9, load
+                # 2-4), the same words.
+                "EngineConfig.onnxruntime.intra_op_num_threads": 1,
             }
         )
         self._lock = threading.Lock()  # the pipeline object keeps per-call state

@@ -227,6 +227,10 @@ def test_hits_of_first_vectors_only_are_those_of_best_per_offer():
     several = ids.copy()
     several[0, 1] = vid(4, 1)  # offer 4 twice: its best vector only
     assert [h.offer_id for h in searching._hit_lists(scores, several, 3)[0]] == [4, 9]
+    full = np.array([[vid(1, 0), vid(3, 0), vid(6, 0), vid(5, 0)]])  # no gap, more than k
+    assert searching._hit_lists(scores[1:], full, 3) == [
+        searching._best_per_offer(scores[1], full[0], 3)
+    ]
 
 
 def test_exact_neighbours_agree_with_the_re_ranked_store_search(upgraded):

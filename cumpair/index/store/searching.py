@@ -261,11 +261,12 @@ def _hit_lists(scores: np.ndarray, ids: np.ndarray, k: int) -> list[list[Hit]]:
     if ids.size <= _VECTORISED:
         out = []
         for found, row in zip(values, ids.tolist(), strict=True):
-            if any(v & _ORDINAL_MASK for v in row if v >= 0):
+            # a later vector of an offer, or a missing hit (-1 has every ordinal bit set)
+            if any(v & _ORDINAL_MASK for v in row):
                 out.append(_best_per_offer(found, row, k))
             else:  # only first vectors (ordinal 0): each id is another offer, best first
-                pairs = zip(row, found, strict=True)
-                out.append([_hit((v >> ORDINAL_BITS, s, 0)) for v, s in pairs if v >= 0][:k])
+                pairs = zip(row[:k], found, strict=False)
+                out.append([_hit((v >> ORDINAL_BITS, s, 0)) for v, s in pairs])
         return out
     if np.any(ids[ids >= 0] & _ORDINAL_MASK):
         return [_best_per_offer(s, i, k) for s, i in zip(values, ids.tolist(), strict=True)]

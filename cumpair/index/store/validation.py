@@ -162,12 +162,14 @@ class Validation(StoreBase):
         """
         if space.spec.normalize and len(matrix):
             squares = np.add.reduce(matrix * matrix, axis=1)
-            if len(squares) == 1:  # one query: its two checks on a Python float
+            if len(squares) == 1:  # one query: its checks and its root on a Python float
                 square = float(squares[0])
-                fine = math.isfinite(square) and square > 0
-            else:
-                fine = bool(np.isfinite(squares).all() and squares.all())
-            if fine:
+                if math.isfinite(square) and square > 0:
+                    # the float64 root rounded to float32 is float32's own root (a double
+                    # carries more than twice float32's bits), so the same row as below
+                    matrix /= math.sqrt(square)
+                    return matrix if matrix.flags.c_contiguous else np.ascontiguousarray(matrix)
+            elif np.isfinite(squares).all() and squares.all():
                 matrix /= np.sqrt(squares)[:, None]
                 return matrix if matrix.flags.c_contiguous else np.ascontiguousarray(matrix)
         if not np.isfinite(matrix).all():

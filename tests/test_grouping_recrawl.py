@@ -54,7 +54,8 @@ def crawl(path, shown: list[Page]) -> tuple[set[int], dict[str, int]]:
     outcomes = writer.write_many([page.entry() for page in shown])
     touched = set(writer.touched)
     writer.close()
-    ids = {page.entry()[0]["url"]: outcome[0].offer_id for page, outcome in zip(shown, outcomes)}
+    urls = [page.entry()[0]["url"] for page in shown]
+    ids = {url: outcome[0].offer_id for url, outcome in zip(urls, outcomes, strict=True)}
     return touched, ids
 
 
@@ -97,3 +98,20 @@ def test_a_page_first_seen_in_a_recrawl_is_grouped_at_close(tmp_path):
     crawl(path, pages()[:-1])
     touched, ids = crawl(path, pages())
     assert touched == {ids["https://north.example/p/8"]}
+
+
+def test_a_close_that_touched_most_of_the_store_regroups_all_without_its_reach(
+    tmp_path, monkeypatch
+):
+    """A first crawl touches every offer: the touched neighbourhood would only say "all"."""
+    from cumpair.ingest import stages
+
+    path = tmp_path / "store"
+    _, ids = crawl(path, pages())
+
+    def no_reach(*args, **kwargs):
+        raise AssertionError("touched_reach ran for a regroup of the whole store")
+
+    monkeypatch.setattr(stages, "touched_reach", no_reach)
+    with ProductStore.open(path, SPACES) as store, ProductGroups.open(path) as groups:
+        assert stages.regroup_store(store, groups, set(ids.values()))[1] == len(ids)

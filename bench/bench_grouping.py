@@ -42,6 +42,11 @@ one run, load 15): near effort p16/p32/p48 of IVF16/128/512, merge recall 1.000/
 `--layouts` at 10^6: the store's IVF1024 needs 64 lists (0.994, 0.46 ms); fixed lists of 512
 (IVF1953_HNSW32) 64 lists found 0.985 for 0.74 ms, 128 0.996 for 1.10; HNSW32 at 10^5 ef64
 0.998 for 0.56 ms, where IVF128 p32 found 0.998 for 0.15 ms (families near-orthogonal in 384-d).
+Incremental regroup (2026-12-03, load 2-10): 17.6 / 22.3 CPU ms a touched offer at 10^4 / 10^5
+(1% touched), the title look-up's postings reads the part that grew; with each probed term's
+list read once per look-up (`title_terms.POSTINGS_KEPT`) 14.3 / 9.7, and 15.0 with 100 touched
+at 10^5. On real titles touched at random (bench_trigram_neighbours.py --regroup) the look-up
+still grows until its probes' lists are full (3.9-5.2 / 13.1-15.9 ms at 10^4 / 10^5).
 
 Real offers first (`--real`, WDC categories of ``../shared/data/real/matching/wdc``): each
 distinct title of a category's ``valid.txt`` is an offer of a shop of its own (as

@@ -234,10 +234,9 @@ def fused_ranking(scores: QueryScores, handicaps: dict[str, float], gain: float,
     kept = verify.distinctive_keypoints([scores.matched.get(r, frozenset()) for r in head], head)
     fused = []
     for row, keypoints in zip(head, kept, strict=True):
-        bonus = 0.0
-        if len(keypoints) >= verify.MIN_INLIERS:
-            share = min(1.0, len(keypoints) / verify.KEYPOINT_SATURATION)
-            bonus = weight * share * verify.keypoint_span(scores.features, keypoints)
+        # `verify.fused_score`'s bonus, scaled from its `KEYPOINT_WEIGHT` to `weight`.
+        span = verify.keypoint_span(scores.features, keypoints)
+        bonus = verify.fused_score(0.0, len(keypoints), span) * weight / verify.KEYPOINT_WEIGHT
         fused.append((float(best[row]) + bonus, row))
     fused.sort(key=lambda h: -h[0])
     return [row for _, row in fused] + [int(r) for r in order[len(head) :]]
@@ -328,9 +327,11 @@ def rank_views(
     (`matcher.matched_keypoints`), the occluder check (`match_offer`); also the hits after the
     first two. `full_search` ranks through it, and `--study` again from the kept cosines."""
     hits = best_over_views([list(enumerate(row.tolist())) for row in r.view_scores], r.views)
+    # The reach passed as it is now: `--study` sweeps it, and the default is bound at import.
     evidence = verify.keypoint_evidence(
-        matcher, r.features, hits, gallery_features.__getitem__, candidates
-    )
+        matcher, r.features, hits, gallery_features.__getitem__, candidates,
+        reach=verify.KEYPOINT_REACH,
+    )  # fmt: skip
 
     def rest_hits(box):
         rest = None if r.feature_map is None else vector_outside(r.feature_map, box)

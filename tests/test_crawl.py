@@ -184,7 +184,7 @@ def test_each_stage_reports_its_cpu_seconds(crawl):
     store is closed (regrouped, flushed) once, by the last spider out."""
     *_, stats = crawl
     for shop, shop_stats in stats.items():
-        for stage in ("ocr_cpu_s", "images_cpu_s", "index_cpu_s"):
+        for stage in ("ocr_cpu_s", "embed_cpu_s", "images_cpu_s", "index_cpu_s"):
             assert shop_stats[f"stage/{stage}"] > 0, (shop, stage)
     assert sum("stage/close_cpu_s" in shop_stats for shop_stats in stats.values()) == 1
 

@@ -249,8 +249,9 @@ class BatchEmbedder:
 
     def stats(self) -> dict[str, float]:
         """Counters for crawl stats: images, image_errors, texts, batches, batch_errors,
-        cache_hits, cache_misses, and model_s (wall seconds of preparing and model calls,
-        summed over the model threads)."""
+        cache_hits, cache_misses, model_s (wall seconds of preparing and model calls, summed
+        over the model threads) and model_cpu_s (those threads' CPU seconds meanwhile; a model
+        running on threads of its own, EMBED_THREADS > 1, adds theirs beside it)."""
         with self._cond:
             return dict(self._counts)
 
@@ -293,7 +294,7 @@ class BatchEmbedder:
                 # Room for blocked submitters now, not after the model call: the queue fills
                 # again while this batch is prepared and run.
                 self._cond.notify_all()
-            started = time.perf_counter()
+            started, cpu = time.perf_counter(), time.thread_time()
             if image_jobs:
                 image_jobs = self._prepare(image_jobs)
             if image_jobs:
@@ -302,6 +303,7 @@ class BatchEmbedder:
                 self._embed(text_jobs, self._embed_texts)
             with self._cond:
                 self._counts["model_s"] += time.perf_counter() - started
+                self._counts["model_cpu_s"] += time.thread_time() - cpu
 
     def _prepare(self, jobs: list[_Job]) -> list[_Job]:
         """Decode and preprocess each job's image in place; the images that fail are recorded

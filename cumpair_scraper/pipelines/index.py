@@ -12,7 +12,8 @@ read or embedded loses its vector, never the item. Offers are upserted in batche
 transaction each, `cumpair.indexer.turns.BatchedWrites`) on one writer thread; an item is passed
 on only once its batch is durable. `stage/index_cpu_s` sums the writer thread's CPU seconds
 upserting and grouping offers (SQLite and FAISS run on it), each item its share of its batch,
-`stage/close_cpu_s` the last spider's closing the store (regroup and flush).
+`stage/close_cpu_s` the last spider's closing the store (regroup and flush), `stage/embed_cpu_s`
+the embedding threads' CPU seconds (decoding photos and model calls, `BatchEmbedder`).
 """
 
 from __future__ import annotations
@@ -235,6 +236,7 @@ class IndexPipeline:
             for name, value in embed_stats.items():
                 self.stats.set_value(f"index/embed/{name}", value)
             self.stats.set_value("stage/embed_s", embed_stats.get("model_s", 0.0))
+            self.stats.set_value("stage/embed_cpu_s", embed_stats.get("model_cpu_s", 0.0))
         finally:
             cpu = time.thread_time()
             writer = _release_writer(self.path)

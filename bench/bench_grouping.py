@@ -46,7 +46,7 @@ Incremental regroup (2026-12-03, load 2-10): 17.6 / 22.3 CPU ms a touched offer 
 (1% touched), the title look-up's postings reads the part that grew; with each probed term's
 list read once per look-up (`title_terms.POSTINGS_KEPT`) 14.3 / 9.7, and 15.0 with 100 touched
 at 10^5. On real titles touched at random (bench_trigram_neighbours.py --regroup) the look-up
-still grows until its probes' lists are full (3.9-5.2 / 13.1-15.9 ms at 10^4 / 10^5).
+still grows until its probes' lists are full (3.9-5.2 / 13.1-15.7 ms at 10^4 / 10^5).
 
 Real offers first (`--real`, WDC categories of ``../shared/data/real/matching/wdc``): each
 distinct title of a category's ``valid.txt`` is an offer of a shop of its own (as

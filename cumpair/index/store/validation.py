@@ -165,8 +165,9 @@ class Validation(StoreBase):
             if len(squares) == 1:  # one query: its checks and its root on a Python float
                 square = float(squares[0])
                 if math.isfinite(square) and square > 0:
-                    # the float64 root rounded to float32 is float32's own root (a double
-                    # carries more than twice float32's bits), so the same row as below
+                    # the float64 root rounded to float32 is float32's own root (a root
+                    # rounded to 53 bits, then 24, is rounded once: 53 >= 2 x 24 + 2), so the
+                    # same row as below
                     matrix /= math.sqrt(square)
                     return matrix if matrix.flags.c_contiguous else np.ascontiguousarray(matrix)
             elif np.isfinite(squares).all() and squares.all():

@@ -109,8 +109,9 @@ KEYPOINT_GROWTH = 0.2
 # none lost; held out (--split out, once each) seeds 7/8/9 stayed at 0.991/0.955/0.991. A query
 # matched 20 candidates on average instead of 8 (the first 40 hits within reach); matching is
 # the costly part of a photo query (a few ms per candidate, more for a photo not cached):
-# bench/bench_search.py at 10^4 offers, load 5-6, real photos p50/p95 178/348 ms, demo photos
-# 121/176 (keypoints 53 and 81 ms median).
+# bench/bench_search.py at 10^4 offers, 20 queries a kind, load 1.6-1.9, one run after the
+# other: real photos p50/p95 65-74 / 120-130 ms at 0.25 against 68 / 116 at 0.15 (keypoints 28-34
+# against 27 ms median; baseline 10-13 / 14-15), demo photos 45-48 / 70 at both.
 KEYPOINT_REACH = 0.25
 # A second known photo in a corner of the shot (`explain_away`): the best hit counts as one when
 # its keypoints span less than MINORITY_SPAN of the shot (`keypoint_span`), and the rest of the
